@@ -1,0 +1,79 @@
+// CRO-1 building blocks for CUDA (see reprogls/kernels/reference.py for the spec).
+// Every floating-point operation is an explicit round-to-nearest intrinsic
+// (__dadd_rn, __dsub_rn, __dmul_rn), which the compiler never contracts into an FMA;
+// the module is also compiled with --fmad=false. No atomics on floating point.
+#pragma once
+
+#define CRO_LANES 32
+#define CRO_CHUNK 8192
+#define CRO_FULL_MASK 0xffffffffu
+
+// Knuth's TwoSum: s = fl(a + b) and its exact rounding error e.
+__device__ __forceinline__ void cro_two_sum(double a, double b, double &s, double &e) {
+    double sum = __dadd_rn(a, b);
+    double t = __dsub_rn(sum, a);
+    e = __dadd_rn(__dsub_rn(a, __dsub_rn(sum, t)), __dsub_rn(b, t));
+    s = sum;
+}
+
+// CRO-1 step 2: add the term v to one lane's accumulator (s, c).
+__device__ __forceinline__ void cro_lane_add(double &s, double &c, double v, bool comp) {
+    if (comp) {
+        double e;
+        cro_two_sum(s, v, s, e);
+        c = __dadd_rn(c, e);
+    } else {
+        s = __dadd_rn(s, v);
+    }
+}
+
+// CRO-1 merge of partial (sb, cb) into (sa, ca).
+__device__ __forceinline__ void cro_merge(double &sa, double &ca, double sb, double cb,
+                                          bool comp) {
+    if (comp) {
+        double t, e;
+        cro_two_sum(sa, sb, t, e);
+        ca = __dadd_rn(__dadd_rn(ca, cb), e);
+        sa = t;
+    } else {
+        sa = __dadd_rn(sa, sb);
+    }
+}
+
+// CRO-1 step 3 as warp shuffles: for w = 16, 8, 4, 2, 1, lane l < w merges lane l + w.
+// Every lane of the warp must call it; lane 0 ends with the chunk's partial.
+__device__ __forceinline__ void cro_warp_tree(double &s, double &c, bool comp) {
+    const unsigned lane = threadIdx.x & (CRO_LANES - 1);
+    for (int w = CRO_LANES / 2; w >= 1; w >>= 1) {
+        double sb = __shfl_down_sync(CRO_FULL_MASK, s, w);
+        double cb = __shfl_down_sync(CRO_FULL_MASK, c, w);
+        if (lane < (unsigned)w) cro_merge(s, c, sb, cb, comp);
+    }
+}
+
+// CRO-1 step 4 in one block: pairs (2i, 2i+1) level by level, an odd last one passes
+// up unchanged. Ping-pongs between (s0, c0) and (s1, c1); writes the root to out[0..1].
+__device__ void cro_chunk_tree(double *s0, double *c0, double *s1, double *c1,
+                               long long m, bool comp, double *out) {
+    while (m > 1) {
+        const long long pairs = m / 2;
+        for (long long i = threadIdx.x; i < pairs; i += blockDim.x) {
+            double s = s0[2 * i], c = c0[2 * i];
+            cro_merge(s, c, s0[2 * i + 1], c0[2 * i + 1], comp);
+            s1[i] = s;
+            c1[i] = c;
+        }
+        if ((m & 1) && threadIdx.x == 0) {
+            s1[pairs] = s0[m - 1];
+            c1[pairs] = c0[m - 1];
+        }
+        __syncthreads();
+        double *ts = s0, *tc = c0;
+        s0 = s1; c0 = c1; s1 = ts; c1 = tc;
+        m = pairs + (m & 1);
+    }
+    if (threadIdx.x == 0) {
+        out[0] = s0[0];
+        out[1] = c0[0];
+    }
+}

@@ -1,0 +1,34 @@
+"""The CUDA C sources of the kernels and the one set of NVRTC options they are built with.
+
+Kept free of CuPy so the compile check (``tests/test_cuda_compile.py``) can build every
+source with NVRTC on a machine without a GPU, with exactly the options used at run time.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+#: NVRTC options for every module. ``--fmad=false`` forbids contracting a*b+c into an
+#: FMA (the kernels also use explicit ``__dadd_rn``/``__dmul_rn`` intrinsics); fast-math
+#: options (``--use_fast_math``, ``--ftz=true``, ``--prec-div=false``,
+#: ``--prec-sqrt=false``) are never used.
+NVRTC_OPTIONS: tuple[str, ...] = ("--fmad=false", "--ftz=false", "--prec-div=true",
+                                  "--prec-sqrt=true")
+
+#: The header every source is prepended with.
+HEADER = "cro1.cuh"
+
+#: Every kernel source file of the package.
+SOURCE_FILES: tuple[str, ...] = ("reductions.cu",)
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def source(name: str) -> str:
+    """The compilable text of ``name``: the CRO-1 header, then the file itself."""
+    if name not in SOURCE_FILES:
+        raise ValueError(f"unknown CUDA source {name!r}; known: {SOURCE_FILES}")
+    header = _read(HEADER).replace("#pragma once", "")
+    return f"{header}\n#line 1 \"{name}\"\n{_read(name)}"

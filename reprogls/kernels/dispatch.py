@@ -1,0 +1,120 @@
+"""Public kernel functions with a ``device=`` argument, and the backend lookup.
+
+Results are returned on the host as Python floats (bit-exact float64 values:
+``np.float64(r).view(np.uint64)`` shows their bits).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from . import reference
+from ._validate import as_vector, same_length
+from .devices import Device, resolve_device
+
+__all__ = ["dot", "nrm2", "sum", "warmup"]
+
+_BACKENDS = {"cpu": "reprogls.kernels.cpu", "cuda": "reprogls.kernels.cuda.reductions"}
+
+
+def backend(device: Device) -> ModuleType:
+    """The kernel module for a resolved device (imported on first use)."""
+    return importlib.import_module(_BACKENDS[device.kind])
+
+
+def _cuda_context(device: Device):
+    import contextlib
+
+    if device.kind != "cuda":
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.Device(device.index)
+
+
+def sum(x: Any, mode: str = "compensated", device: str | Device = "auto") -> float:  # noqa: A001
+    """Bitwise-reproducible sum of a vector.
+
+    .. math:: \\operatorname{sum}(x) = \\sum_{i=0}^{n-1} x_i
+
+    reduced in the canonical order CRO-1 (:mod:`reprogls.kernels.reference`), so the
+    result has the same bits on every device, thread count and machine.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        float64 (integers and bools are converted to float64; float32 raises).
+    mode : {"compensated", "plain"}
+        Compensated (default) carries each lane's rounding errors with TwoSum; plain
+        adds directly.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or Device
+        Where to run; ``"auto"`` follows the data.
+
+    Returns
+    -------
+    float
+        The sum; ``+0.0`` for ``n = 0``; NaN results are the canonical quiet NaN.
+    """
+    compensated = reference._check_mode(mode)
+    dev = resolve_device(device, x)
+    with _cuda_context(dev):
+        return backend(dev).cro_sum(as_vector(x, "x", dev), compensated)
+
+
+def dot(x: Any, y: Any, mode: str = "compensated", device: str | Device = "auto") -> float:
+    """Bitwise-reproducible dot product.
+
+    .. math:: x \\cdot y = \\sum_{i=0}^{n-1} \\operatorname{fl}(x_i y_i)
+
+    Each product is rounded once (never fused with the addition), then reduced in CRO-1
+    order. Parameters as :func:`sum`; ``x`` and ``y`` must have the same length.
+    """
+    compensated = reference._check_mode(mode)
+    dev = resolve_device(device, x, y)
+    with _cuda_context(dev):
+        xv, yv = as_vector(x, "x", dev), as_vector(y, "y", dev)
+        same_length(xv, yv)
+        return backend(dev).cro_dot(xv, yv, compensated)
+
+
+def nrm2(x: Any, mode: str = "compensated", device: str | Device = "auto") -> float:
+    """Bitwise-reproducible Euclidean norm that does not overflow or underflow needlessly.
+
+    .. math:: \\lVert x \\rVert_2 = 2^{e} \\sqrt{\\textstyle\\sum_i ((x_i f_1) f_2)^2}
+
+    with powers of two ``f1 * f2 = 2**-e`` chosen from ``max |x_i|`` (see
+    :func:`reprogls.kernels.reference.cro_nrm2` for the exact definition). Representable
+    norms of vectors with entries near 1e300 or 1e-300 come out finite and accurate.
+    Parameters as :func:`sum`.
+    """
+    compensated = reference._check_mode(mode)
+    dev = resolve_device(device, x)
+    with _cuda_context(dev):
+        return backend(dev).cro_nrm2(as_vector(x, "x", dev), compensated)
+
+
+def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
+    """Compile (or load from Numba's cache) every kernel on the given devices.
+
+    Parameters
+    ----------
+    devices : tuple of str, optional
+        Defaults to every available device.
+
+    Returns
+    -------
+    list of str
+        The devices warmed up.
+    """
+    from .devices import available_devices
+
+    names = list(devices) if devices is not None else available_devices()
+    probe = [1.0, 2.0, 3.0]
+    for name in names:
+        for mode in ("compensated", "plain"):
+            sum(probe, mode=mode, device=name)
+            dot(probe, probe, mode=mode, device=name)
+            nrm2(probe, mode=mode, device=name)
+    return names
