@@ -5,9 +5,9 @@ Public functions take ``device="auto" | "cpu" | "cuda" | "cuda:N"`` and
 specification (canonical reduction order CRO-1) every implementation equals bit for bit.
 """
 
-from .devices import CudaUnavailableError, Device, available_devices
-from .dispatch import dot, nrm2, sum, warmup
 from . import reference
+from .devices import CudaUnavailableError, Device, available_devices
+from .dispatch import dot, nrm2, sum, warmup  # noqa: A004 (the kernel is called sum)
 from .reference import CANONICAL_NAN, CHUNK, CRO_VERSION, LANES
 
 __all__ = [

@@ -57,9 +57,9 @@ __all__ = [
     "cro_nrm2",
     "cro_sum",
     "finalize",
+    "nrm2_finish",
     "nrm2_plan",
     "nrm2_scaling",
-    "nrm2_finish",
 ]
 
 #: Version of the canonical reduction order. Bump it when any bit of any result changes.

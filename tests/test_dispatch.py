@@ -1,0 +1,161 @@
+"""Device resolution, CUDA probing without a GPU, and bad-input handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from reprogls import kernels
+from reprogls.kernels import devices
+from reprogls.kernels.devices import CudaUnavailableError, Device, resolve_device
+from tests.corpus import bits
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget the cached CUDA probe before and after the test."""
+    devices.cuda_status.cache_clear()
+    yield monkeypatch
+    devices.cuda_status.cache_clear()
+
+
+def _fake_cupy(driver_version=12040, device_count=1, driver_error=None, count_error=None):
+    runtime = types.SimpleNamespace()
+
+    def driver_get_version():
+        if driver_error:
+            raise driver_error
+        return driver_version
+
+    def get_device_count():
+        if count_error:
+            raise count_error
+        return device_count
+
+    runtime.driverGetVersion = driver_get_version
+    runtime.getDeviceCount = get_device_count
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_import_does_not_import_cupy_or_numba():
+    code = "import sys, reprogls; print('cupy' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_auto_follows_numpy_data_to_cpu():
+    assert resolve_device("auto", np.ones(3)) == Device("cpu")
+    assert str(resolve_device("cpu")) == "cpu"
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cuda:-1", ""])
+def test_unknown_device_string(bad):
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device(bad)
+
+
+def test_device_of_wrong_type():
+    with pytest.raises(TypeError, match="device must be a string"):
+        resolve_device(0)
+
+
+def test_disabled_by_environment(fresh_probe):
+    fresh_probe.setenv("REPROGLS_DISABLE_CUDA", "1")
+    assert kernels.available_devices() == ["cpu"]
+    with pytest.raises(CudaUnavailableError, match="REPROGLS_DISABLE_CUDA"):
+        kernels.sum([1.0], device="cuda")
+
+
+def test_missing_cupy_names_the_extra(fresh_probe):
+    fresh_probe.delenv("REPROGLS_DISABLE_CUDA", raising=False)
+    fresh_probe.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(CudaUnavailableError, match=r"CuPy is not installed.*reprogls\[cuda12\]"):
+        kernels.sum([1.0], device="cuda:0")
+    assert kernels.available_devices() == ["cpu"]
+
+
+def test_missing_driver(fresh_probe):
+    fresh_probe.delenv("REPROGLS_DISABLE_CUDA", raising=False)
+    fresh_probe.setitem(sys.modules, "cupy", _fake_cupy(driver_error=OSError("libcuda.so")))
+    with pytest.raises(CudaUnavailableError, match="no NVIDIA driver"):
+        resolve_device("cuda")
+
+
+def test_driver_without_device(fresh_probe):
+    fresh_probe.delenv("REPROGLS_DISABLE_CUDA", raising=False)
+    fresh_probe.setitem(sys.modules, "cupy", _fake_cupy(device_count=0))
+    with pytest.raises(CudaUnavailableError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_device_index_out_of_range(fresh_probe):
+    fresh_probe.delenv("REPROGLS_DISABLE_CUDA", raising=False)
+    fresh_probe.setitem(sys.modules, "cupy", _fake_cupy(device_count=1))
+    assert devices.available_devices() == ["cpu", "cuda:0"]
+    with pytest.raises(ValueError, match="cuda:3"):
+        resolve_device("cuda:3")
+
+
+def test_float32_is_rejected_with_the_fix():
+    with pytest.raises(TypeError, match=r"float32.*astype\(np.float64\)"):
+        kernels.sum(np.ones(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, dtype=complex), np.array(["a", "b"]),
+                                 np.array([object(), 1.0], dtype=object)])
+def test_non_real_dtypes_are_rejected(bad):
+    with pytest.raises(TypeError, match="dtype"):
+        kernels.sum(bad)
+
+
+def test_integers_and_bools_are_converted_to_float64():
+    assert kernels.sum(np.arange(10, dtype=np.int32)) == 45.0
+    assert kernels.sum(np.array([True, True, False])) == 2.0
+    assert kernels.dot([1, 2, 3], [4, 5, 6]) == 32.0
+
+
+def test_two_dimensional_input_is_rejected():
+    with pytest.raises(ValueError, match="one-dimensional"):
+        kernels.sum(np.ones((2, 2)))
+
+
+def test_dot_length_mismatch():
+    with pytest.raises(ValueError, match="same length, got 3 and 4"):
+        kernels.dot(np.ones(3), np.ones(4))
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        kernels.dot(np.ones(3), np.ones(3), mode="fast")
+
+
+def test_caller_arrays_are_not_modified():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(20_001)[::2]
+    y = rng.standard_normal(10_001)
+    x_before, y_before = x.copy(), y.copy()
+    for mode in ("compensated", "plain"):
+        kernels.sum(x, mode)
+        kernels.dot(x, y, mode)
+        kernels.nrm2(x, mode)
+    assert bits_equal(x, x_before) and bits_equal(y, y_before)
+
+
+def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+
+
+def test_nan_results_are_canonical():
+    neg_nan = np.array([0xFFF8000000000123], dtype=np.uint64).view(np.float64)
+    x = np.concatenate([np.ones(100), neg_nan])
+    for f in (lambda v: kernels.sum(v), lambda v: kernels.dot(v, v), lambda v: kernels.nrm2(v)):
+        assert bits(f(x)) == 0x7FF8000000000000
+
+
+def test_warmup_reports_devices():
+    assert kernels.warmup(("cpu",)) == ["cpu"]
