@@ -8,6 +8,22 @@
 #define CRO_CHUNK 8192
 #define CRO_FULL_MASK 0xffffffffu
 
+// Where a warp stands in a grid-stride loop over the CRO-1 chunks of n terms:
+// warp w handles chunks w, w + n_warps, ...; lane is the thread's CRO-1 lane.
+struct CroWarpGrid {
+    long long n_chunks, warp, n_warps;
+    int lane;
+};
+
+__device__ __forceinline__ CroWarpGrid cro_warp_grid(long long n) {
+    CroWarpGrid g;
+    g.n_chunks = (n + CRO_CHUNK - 1) / CRO_CHUNK;
+    g.warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
+    g.n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
+    g.lane = threadIdx.x & (CRO_LANES - 1);
+    return g;
+}
+
 // Knuth's TwoSum: s = fl(a + b) and its exact rounding error e.
 __device__ __forceinline__ void cro_two_sum(double a, double b, double &s, double &e) {
     double sum = __dadd_rn(a, b);

@@ -18,11 +18,9 @@ extern "C" __global__ void cro1_chunk_partials(const double *__restrict__ x,
                                                int kind, int comp, double f1, double f2,
                                                double *__restrict__ ps,
                                                double *__restrict__ pc) {
-    const long long n_chunks = (n + CRO_CHUNK - 1) / CRO_CHUNK;
-    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
-    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
-    const int lane = threadIdx.x & (CRO_LANES - 1);
-    for (long long c = warp; c < n_chunks; c += n_warps) {
+    const CroWarpGrid g = cro_warp_grid(n);
+    const int lane = g.lane;
+    for (long long c = g.warp; c < g.n_chunks; c += g.n_warps) {
         const long long start = c * CRO_CHUNK;
         const long long stop = min(n, start + CRO_CHUNK);
         double s = -0.0, cc = -0.0;
@@ -46,11 +44,9 @@ extern "C" __global__ void cro1_chunk_tree(double *s0, double *c0, double *s1, d
 extern "C" __global__ void cro1_chunk_absmax(const double *__restrict__ x, long long n,
                                              double *__restrict__ chunk_max,
                                              int *__restrict__ chunk_nan) {
-    const long long n_chunks = (n + CRO_CHUNK - 1) / CRO_CHUNK;
-    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
-    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
-    const int lane = threadIdx.x & (CRO_LANES - 1);
-    for (long long c = warp; c < n_chunks; c += n_warps) {
+    const CroWarpGrid g = cro_warp_grid(n);
+    const int lane = g.lane;
+    for (long long c = g.warp; c < g.n_chunks; c += g.n_warps) {
         const long long start = c * CRO_CHUNK;
         const long long stop = min(n, start + CRO_CHUNK);
         double m = 0.0;
