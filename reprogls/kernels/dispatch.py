@@ -57,7 +57,7 @@ def sum(x: Any, mode: str = "compensated", device: str | Device = "auto") -> flo
     float
         The sum; ``+0.0`` for ``n = 0``; NaN results are the canonical quiet NaN.
     """
-    compensated = reference._check_mode(mode)
+    compensated = reference.check_mode(mode)
     dev = resolve_device(device, x)
     with _cuda_context(dev):
         return backend(dev).cro_sum(as_vector(x, "x", dev), compensated)
@@ -71,7 +71,7 @@ def dot(x: Any, y: Any, mode: str = "compensated", device: str | Device = "auto"
     Each product is rounded once (never fused with the addition), then reduced in CRO-1
     order. Parameters as :func:`sum`; ``x`` and ``y`` must have the same length.
     """
-    compensated = reference._check_mode(mode)
+    compensated = reference.check_mode(mode)
     dev = resolve_device(device, x, y)
     with _cuda_context(dev):
         xv, yv = as_vector(x, "x", dev), as_vector(y, "y", dev)
@@ -89,7 +89,7 @@ def nrm2(x: Any, mode: str = "compensated", device: str | Device = "auto") -> fl
     norms of vectors with entries near 1e300 or 1e-300 come out finite and accurate.
     Parameters as :func:`sum`.
     """
-    compensated = reference._check_mode(mode)
+    compensated = reference.check_mode(mode)
     dev = resolve_device(device, x)
     with _cuda_context(dev):
         return backend(dev).cro_nrm2(as_vector(x, "x", dev), compensated)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .. import reference as _ref
+from ..reference import cro as _ref
 
 LANES = _ref.LANES
 CHUNK = _ref.CHUNK

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .. import reference as _ref
+from ..reference import cro as _ref
 from ._cro import (
     CHUNK,
     chunk_tree,

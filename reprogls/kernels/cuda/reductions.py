@@ -14,7 +14,7 @@ from __future__ import annotations
 import cupy as cp
 import numpy as np
 
-from .. import reference as _ref
+from ..reference import cro as _ref
 from .sources import NVRTC_OPTIONS, source
 
 #: Default warps per block of the chunk kernels.

@@ -55,8 +55,11 @@ __all__ = [
     "LANES",
     "cro_dot",
     "cro_nrm2",
+    "check_mode",
     "cro_sum",
     "finalize",
+    "finalize_rows",
+    "reduce_rows",
     "nrm2_finish",
     "nrm2_plan",
     "nrm2_scaling",
@@ -74,7 +77,7 @@ CANONICAL_NAN = float(np.array(0x7FF8000000000000, dtype=np.uint64).view(np.floa
 _MODES = ("compensated", "plain")
 
 
-def _check_mode(mode: str) -> bool:
+def check_mode(mode: str) -> bool:
     """Return True for compensated mode; raise ``ValueError`` on an unknown mode."""
     if mode not in _MODES:
         raise ValueError(f"mode must be 'compensated' or 'plain', got {mode!r}")
@@ -123,55 +126,76 @@ def finalize(s: float, comp: float, compensated: bool) -> float:
     return s
 
 
-def _cro1_partials(v: np.ndarray, compensated: bool) -> tuple[float, float]:
-    """Reduce the terms ``v`` (1-D float64) in CRO-1 order to the root ``(s, comp)``."""
-    n = v.shape[0]
-    n_chunks = -(-n // CHUNK)
-    padded = np.full(n_chunks * CHUNK, -0.0)
-    padded[:n] = v
-    # terms[c, j, l] is v[c*CHUNK + j*LANES + l]: chunk c, step j, lane l.
-    terms = padded.reshape(n_chunks, CHUNK // LANES, LANES)
+def finalize_rows(s: np.ndarray, comp: np.ndarray, compensated: bool) -> np.ndarray:
+    """:func:`finalize` applied elementwise to arrays of root partials."""
+    with np.errstate(all="ignore"):
+        out = np.where(compensated & np.isfinite(s) & (comp != 0.0), s + comp, s)
+    out[np.isnan(out)] = CANONICAL_NAN
+    return out
 
-    # Step 2: every lane of every chunk accumulates its terms in order j = 0, 1, ...
-    s = np.full((n_chunks, LANES), -0.0)
-    comp = np.full((n_chunks, LANES), -0.0)
-    for j in range(CHUNK // LANES):
-        if compensated:
-            s, e = _two_sum(s, terms[:, j, :])
-            comp = comp + e
-        else:
-            s = s + terms[:, j, :]
 
-    # Step 3: lane tree, w = 16, 8, 4, 2, 1; lane l < w merges lane l + w.
-    w = LANES // 2
-    while w >= 1:
-        s_lo, c_lo = _merge(s[:, :w], comp[:, :w], s[:, w : 2 * w], comp[:, w : 2 * w],
-                            compensated)
-        s = np.concatenate([s_lo, s[:, w:]], axis=1)
-        comp = np.concatenate([c_lo, comp[:, w:]], axis=1)
-        w //= 2
-    s, comp = s[:, 0], comp[:, 0]
+def _lane_terms(V: np.ndarray) -> np.ndarray:
+    """View the terms of every row as ``terms[row, c, j, l] = V[row, c*CHUNK + j*LANES + l]``.
 
-    # Step 4: chunk tree, pairs (2i, 2i+1) level by level; an odd last one passes up.
-    while s.shape[0] > 1:
-        m = s.shape[0]
-        pairs = m // 2
-        s_m, c_m = _merge(s[0 : 2 * pairs : 2], comp[0 : 2 * pairs : 2],
-                          s[1 : 2 * pairs : 2], comp[1 : 2 * pairs : 2], compensated)
-        if m % 2:
-            s_m = np.append(s_m, s[m - 1])
-            c_m = np.append(c_m, comp[m - 1])
-        s, comp = s_m, c_m
-    return float(s[0]), float(comp[0])
+    Rows are padded with ``-0.0`` (which adds exactly nothing, also in compensated mode
+    under :func:`finalize`): to whole chunks when a row spans several chunks, and only to
+    a whole number of 32-term steps when it fits in one chunk.
+    """
+    m, n = V.shape
+    n_chunks = max(1, -(-n // CHUNK))
+    width = n_chunks * CHUNK if n_chunks > 1 else max(LANES, -(-n // LANES) * LANES)
+    padded = np.full((m, width), -0.0)
+    padded[:, :n] = V
+    return padded.reshape(m, n_chunks, width // n_chunks // LANES, LANES)
+
+
+def reduce_rows(V: np.ndarray, compensated: bool) -> np.ndarray:
+    """CRO-1 reduction of every row of the term matrix ``V`` (m, n): steps 1-5 per row.
+
+    Returns the (m,) results; rows of length 0 give ``+0.0``.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    m, n = V.shape
+    if n == 0:
+        return np.zeros(m)
+    with np.errstate(all="ignore"):  # inf - inf and overflow are part of the semantics
+        terms = _lane_terms(V)
+
+        # Step 2: every lane of every chunk accumulates its terms in order j = 0, 1, ...
+        s = np.full(terms.shape[:2] + (LANES,), -0.0)
+        comp = np.full_like(s, -0.0)
+        for j in range(terms.shape[2]):
+            if compensated:
+                s, e = _two_sum(s, terms[:, :, j, :])
+                comp = comp + e
+            else:
+                s = s + terms[:, :, j, :]
+
+        # Step 3: lane tree, w = 16, 8, 4, 2, 1; lane l < w merges lane l + w.
+        w = LANES // 2
+        while w >= 1:
+            s_lo, c_lo = _merge(s[..., :w], comp[..., :w], s[..., w : 2 * w],
+                                comp[..., w : 2 * w], compensated)
+            s = np.concatenate([s_lo, s[..., w:]], axis=-1)
+            comp = np.concatenate([c_lo, comp[..., w:]], axis=-1)
+            w //= 2
+        s, comp = s[..., 0], comp[..., 0]
+
+        # Step 4: chunk tree, pairs (2i, 2i+1) level by level; an odd last one passes up.
+        while s.shape[1] > 1:
+            pairs = s.shape[1] // 2
+            s_m, c_m = _merge(s[:, 0 : 2 * pairs : 2], comp[:, 0 : 2 * pairs : 2],
+                              s[:, 1 : 2 * pairs : 2], comp[:, 1 : 2 * pairs : 2], compensated)
+            if s.shape[1] % 2:
+                s_m = np.concatenate([s_m, s[:, -1:]], axis=1)
+                c_m = np.concatenate([c_m, comp[:, -1:]], axis=1)
+            s, comp = s_m, c_m
+    return finalize_rows(s[:, 0], comp[:, 0], compensated)
 
 
 def _reduce(v: np.ndarray, compensated: bool) -> float:
-    """CRO-1 reduction of the terms ``v`` to the final result (steps 1-5)."""
-    if v.shape[0] == 0:
-        return 0.0
-    with np.errstate(all="ignore"):  # inf - inf and overflow are part of the semantics
-        s, comp = _cro1_partials(v, compensated)
-    return finalize(s, comp, compensated)
+    """CRO-1 reduction of one vector of terms ``v`` to the final result (steps 1-5)."""
+    return float(reduce_rows(v[None, :], compensated)[0])
 
 
 def _as_vector(x: np.ndarray, name: str) -> np.ndarray:
@@ -198,7 +222,7 @@ def cro_sum(x: np.ndarray, mode: str = "compensated") -> float:
     -------
     float
     """
-    compensated = _check_mode(mode)
+    compensated = check_mode(mode)
     return _reduce(_as_vector(x, "x"), compensated)
 
 
@@ -210,7 +234,7 @@ def cro_dot(x: np.ndarray, y: np.ndarray, mode: str = "compensated") -> float:
     with terms ``v[i] = fl(x[i] * y[i])`` (one rounding, never fused with the addition)
     reduced in CRO-1 order.
     """
-    compensated = _check_mode(mode)
+    compensated = check_mode(mode)
     x, y = _as_vector(x, "x"), _as_vector(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
@@ -275,7 +299,7 @@ def cro_nrm2(x: np.ndarray, mode: str = "compensated") -> float:
     This is the LAPACK ``dnrm2`` idea (scale before squaring), with the scale fixed by a
     first pass so that the sum of squares is an ordinary CRO-1 reduction.
     """
-    compensated = _check_mode(mode)
+    compensated = check_mode(mode)
     x = _as_vector(x, "x")
     if x.shape[0] == 0:
         return 0.0
