@@ -53,16 +53,16 @@ __all__ = [
     "CHUNK",
     "CRO_VERSION",
     "LANES",
+    "check_mode",
     "cro_dot",
     "cro_nrm2",
-    "check_mode",
     "cro_sum",
     "finalize",
     "finalize_rows",
-    "reduce_rows",
     "nrm2_finish",
     "nrm2_plan",
     "nrm2_scaling",
+    "reduce_rows",
 ]
 
 #: Version of the canonical reduction order. Bump it when any bit of any result changes.
@@ -162,7 +162,7 @@ def reduce_rows(V: np.ndarray, compensated: bool) -> np.ndarray:
         terms = _lane_terms(V)
 
         # Step 2: every lane of every chunk accumulates its terms in order j = 0, 1, ...
-        s = np.full(terms.shape[:2] + (LANES,), -0.0)
+        s = np.full((*terms.shape[:2], LANES), -0.0)
         comp = np.full_like(s, -0.0)
         for j in range(terms.shape[2]):
             if compensated:
