@@ -1,0 +1,387 @@
+"""Numba kernels for the linear-algebra layer: SUR matvecs, Woodbury, Cholesky.
+
+Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. ``gemv`` is ``sur_matvec``
+with one equation and ``gemv_t`` is ``sur_rmatvec`` with one equation: the term formulas
+coincide, so one kernel serves both. Work is split so that no reduction's order depends
+on the number of threads: row-parallel kernels give every output element to one thread;
+the reductions over rows give every (chunk, column block) one slot and merge the chunk
+partials afterwards in the CRO-1 chunk tree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._cro import (
+    CHUNK,
+    LANES,
+    dot_segment,
+    finalize,
+    merge,
+    tree_live,
+    two_sum,
+)
+
+#: Rows per parallel task in the row-parallel kernels.
+ROW_BLOCK = 64
+#: Columns per parallel task in the reductions over rows (32 lanes x 256 columns x 2).
+COL_BLOCK = 256
+
+
+def n_chunks(n: int) -> int:
+    """Number of CRO-1 chunks of ``n`` terms (at least 1 scratch slot)."""
+    return max(1, -(-n // CHUNK))
+
+
+@njit(cache=True)
+def _max_width(offsets):
+    width = 0
+    for j in range(offsets.shape[0] - 1):
+        width = max(width, offsets[j + 1] - offsets[j])
+    return width
+
+
+@njit(parallel=True, cache=True)
+def sur_matvec_kernel(X, offsets, beta, compensated, U):
+    """``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` and ``beta[o_j:o_j+1]``."""
+    N = X.shape[0]
+    K = offsets.shape[0] - 1
+    slots = max(1, (_max_width(offsets) + CHUNK - 1) // CHUNK)
+    for b in prange((N + ROW_BLOCK - 1) // ROW_BLOCK):
+        s = np.empty(LANES)
+        comp = np.empty(LANES)
+        ps = np.empty(slots)
+        pc = np.empty(slots)
+        for i in range(b * ROW_BLOCK, min(N, (b + 1) * ROW_BLOCK)):
+            row = X[i]
+            for j in range(K):
+                o0, o1 = offsets[j], offsets[j + 1]
+                U[i, j] = dot_segment(row[o0:o1], beta[o0:o1], compensated, s, comp, ps, pc)
+
+
+@njit(cache=True)
+def _lane_tree_columns(S, E, compensated):
+    """CRO-1 lane tree over the 32 rows of ``S``/``E`` (32, width), every column at once."""
+    w = LANES // 2
+    while w >= 1:
+        for lane in range(w):
+            for m in range(S.shape[1]):
+                S[lane, m], E[lane, m] = merge(S[lane, m], E[lane, m], S[lane + w, m],
+                                               E[lane + w, m], compensated)
+        w //= 2
+
+
+@njit(cache=True)
+def _chunk_tree_columns(PS, PC, compensated, out):
+    """CRO-1 chunk tree down axis 0 of the partials (n_chunks, P), then finalize."""
+    m = PS.shape[0]
+    while m > 1:
+        pairs = m // 2
+        for i in range(pairs):
+            for col in range(PS.shape[1]):
+                PS[i, col], PC[i, col] = merge(PS[2 * i, col], PC[2 * i, col],
+                                               PS[2 * i + 1, col], PC[2 * i + 1, col],
+                                               compensated)
+        if m % 2:
+            PS[pairs] = PS[m - 1]
+            PC[pairs] = PC[m - 1]
+        m = pairs + m % 2
+    for col in range(PS.shape[1]):
+        out[col] = finalize(PS[0, col], PC[0, col], compensated)
+
+
+@njit(parallel=True, cache=True)
+def _sur_rmatvec_partials(X, eq, W, compensated, PS, PC):
+    """Chunk partials of ``g[m]``: lane ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t``."""
+    N, P = X.shape
+    n_cb = (P + COL_BLOCK - 1) // COL_BLOCK
+    for task in prange(PS.shape[0] * n_cb):
+        c = task // n_cb
+        m0 = (task % n_cb) * COL_BLOCK
+        m1 = min(P, m0 + COL_BLOCK)
+        width = m1 - m0
+        S = np.full((LANES, width), -0.0)
+        E = np.full((LANES, width), -0.0)
+        weights = np.empty(width)
+        r0 = c * CHUNK
+        for r in range(r0, min(N, r0 + CHUNK)):
+            lane = (r - r0) % LANES
+            xr = X[r, m0:m1]
+            wr = W[r]
+            for m in range(width):
+                weights[m] = wr[eq[m0 + m]]
+            sl = S[lane]
+            if compensated:
+                el = E[lane]
+                for m in range(width):
+                    sl[m], e = two_sum(sl[m], xr[m] * weights[m])
+                    el[m] += e
+            else:
+                for m in range(width):
+                    sl[m] += xr[m] * weights[m]
+        _lane_tree_columns(S, E, compensated)
+        PS[c, m0:m1] = S[0]
+        PC[c, m0:m1] = E[0]
+
+
+def sur_rmatvec(X, offsets, W, compensated):
+    """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs)."""
+    N, P = X.shape
+    eq = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+    g = np.zeros(P)
+    if N == 0 or P == 0:
+        return g
+    PS = np.empty((n_chunks(N), P))
+    PC = np.empty((n_chunks(N), P))
+    _sur_rmatvec_partials(X, eq, W, compensated, PS, PC)
+    _chunk_tree_columns(PS, PC, compensated, g)
+    return g
+
+
+def sur_matvec(X, offsets, beta, compensated):
+    """``U`` (N, K) of the per-equation dot products (validated inputs)."""
+    U = np.empty((X.shape[0], offsets.shape[0] - 1))
+    if U.size:
+        sur_matvec_kernel(X, offsets, beta, compensated, U)
+    return U
+
+
+def gemv(A, x, compensated):
+    """``A x`` with one CRO-1 dot per row (validated inputs)."""
+    m, n = A.shape
+    if m < 8 and n > 4 * CHUNK:  # few long rows: parallelise inside each row instead
+        from .reductions import cro_dot
+
+        return np.array([cro_dot(A[i], x, compensated) for i in range(m)])
+    return sur_matvec(A, np.array([0, n], dtype=np.int64), x, compensated)[:, 0]
+
+
+def gemv_t(A, y, compensated):
+    """``A^T y`` with one CRO-1 reduction over rows per column (validated inputs)."""
+    return sur_rmatvec(A, np.array([0, A.shape[1]], dtype=np.int64), y[:, None], compensated)
+
+
+# --- Cholesky and Woodbury -----------------------------------------------------------
+
+
+@njit(cache=True)
+def cholesky_kernel(C, compensated, L):
+    """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
+    n = C.shape[0]
+    s = np.empty(LANES)
+    comp = np.empty(LANES)
+    ps = np.empty(max(1, (n + CHUNK - 1) // CHUNK))
+    pc = np.empty_like(ps)
+    L[:, :] = 0.0
+    for i in range(n):
+        for j in range(i + 1):
+            acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
+            if i == j:
+                pivot = C[i, i] - acc
+                if not pivot > 0.0:
+                    return i
+                L[i, i] = np.sqrt(pivot)
+            else:
+                L[i, j] = (C[i, j] - acc) / L[j, j]
+    return -1
+
+
+@njit(cache=True)
+def capacitance_kernel(FT, GT, compensated, C):
+    """``C[r, s] = [r == s] + CRO-1 dot(F[:, r], G[:, s])`` for ``r >= s`` (F^T, G^T given)."""
+    k, K = FT.shape
+    s = np.empty(LANES)
+    comp = np.empty(LANES)
+    ps = np.empty(max(1, (K + CHUNK - 1) // CHUNK))
+    pc = np.empty_like(ps)
+    C[:, :] = 0.0
+    for r in range(k):
+        for c in range(r + 1):
+            C[r, c] = dot_segment(FT[r], GT[c], compensated, s, comp, ps, pc)
+        C[r, r] = C[r, r] + 1.0
+
+
+@njit(cache=True)
+def _gemv_t_small(G, r, compensated, S, E, PS, PC, t):
+    """``t[q]`` = CRO-1 over ``j`` of ``r[j] * G[j, q]`` for a small (K, k) matrix ``G``.
+
+    Scratch: ``S``/``E`` (32, k), ``PS``/``PC`` (n_chunks(K), k).
+    """
+    K, k = G.shape
+    if K == 0:
+        t[:] = 0.0
+        return
+    if K <= LANES:  # one term per lane
+        for j in range(K):
+            for q in range(k):
+                S[j, q] = r[j] * G[j, q]
+                E[j, q] = 0.0
+        w = LANES // 2
+        live = K
+        while w >= 1:
+            for lane in range(min(w, live - w)):
+                for q in range(k):
+                    S[lane, q], E[lane, q] = merge(S[lane, q], E[lane, q], S[lane + w, q],
+                                                   E[lane + w, q], compensated)
+            live = min(live, w)
+            w //= 2
+        for q in range(k):
+            t[q] = finalize(S[0, q], E[0, q], compensated)
+        return
+    n_ch = (K + CHUNK - 1) // CHUNK
+    for c in range(n_ch):
+        S[:, :] = -0.0
+        E[:, :] = -0.0
+        j0 = c * CHUNK
+        for j in range(j0, min(K, j0 + CHUNK)):
+            lane = (j - j0) % LANES
+            rj = r[j]
+            for q in range(k):
+                if compensated:
+                    S[lane, q], e = two_sum(S[lane, q], rj * G[j, q])
+                    E[lane, q] += e
+                else:
+                    S[lane, q] += rj * G[j, q]
+        _lane_tree_columns(S, E, compensated)
+        PS[c] = S[0]
+        PC[c] = E[0]
+    _chunk_tree_columns(PS[:n_ch], PC[:n_ch], compensated, t)
+
+
+@njit(cache=True)
+def woodbury_row(r, G, d, L, LT, compensated, scratch, out):
+    """``out = Sigma^-1 r`` for one row (see ``reference.woodbury_solve``).
+
+    ``scratch`` is a tuple from :func:`woodbury_scratch`.
+    """
+    S, E, PS, PC, t, z, u, s, comp, ps, pc = scratch
+    K, k = G.shape
+    _gemv_t_small(G, r, compensated, S, E, PS, PC, t)
+    for i in range(k):  # forward: L z = t
+        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, s, comp, ps, pc)) / L[i, i]
+    for i in range(k - 1, -1, -1):  # backward: L^T u = z
+        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, s, comp, ps,
+                                   pc)) / L[i, i]
+    for j in range(K):
+        out[j] = r[j] / d[j] - dot_segment(G[j], u, compensated, s, comp, ps, pc)
+
+
+@njit(cache=True)
+def woodbury_scratch(K, k):
+    """Per-thread scratch arrays for :func:`woodbury_row`."""
+    slots = max(1, (max(K, k) + CHUNK - 1) // CHUNK)
+    return (np.empty((LANES, k)), np.empty((LANES, k)), np.empty((slots, k)),
+            np.empty((slots, k)), np.empty(k), np.empty(k), np.empty(k), np.empty(LANES),
+            np.empty(LANES), np.empty(slots), np.empty(slots))
+
+
+@njit(parallel=True, cache=True)
+def woodbury_solve_kernel(R, G, d, L, compensated, out):
+    N, K = R.shape
+    k = G.shape[1]
+    LT = np.ascontiguousarray(L.T)
+    for b in prange((N + ROW_BLOCK - 1) // ROW_BLOCK):
+        scratch = woodbury_scratch(K, k)
+        for i in range(b * ROW_BLOCK, min(N, (b + 1) * ROW_BLOCK)):
+            woodbury_row(R[i], G, d, L, LT, compensated, scratch, out[i])
+
+
+def woodbury_solve(R, G, d, L, compensated):
+    """``R Sigma^-1`` row by row (validated inputs)."""
+    out = np.empty_like(R)
+    if R.size:
+        woodbury_solve_kernel(R, G, d, L, compensated, out)
+    return out
+
+
+def woodbury_factor(F, d, compensated):
+    """``(G, L)``: ``G = F / d`` and the Cholesky factor of ``I + F^T G``.
+
+    Returns ``(G, L, failed_pivot)``; ``failed_pivot`` is -1 on success.
+    """
+    G = F / d[:, None]
+    C = np.empty((F.shape[1], F.shape[1]))
+    capacitance_kernel(np.ascontiguousarray(F.T), np.ascontiguousarray(G.T), compensated, C)
+    L = np.empty_like(C)
+    failed = cholesky_kernel(C, compensated, L)
+    return G, L, failed, C
+
+
+# --- Fused normal operator -----------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
+    """Chunk partials of ``X^T [(X v) Sigma^-1]``, reading each row of X once.
+
+    Per row ``i`` of chunk ``c``: ``U_i`` (the K per-equation dots), ``W_i = Sigma^-1 U_i``
+    and then lane ``(i - c*CHUNK) % 32`` accumulates ``X[i, m] * W_i[eq(m)]`` for every
+    column, exactly as ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``.
+    """
+    N, P = X.shape
+    K = offsets.shape[0] - 1
+    k = G.shape[1]
+    LT = np.ascontiguousarray(L.T)
+    slots = max(1, (_max_width(offsets) + CHUNK - 1) // CHUNK)
+    for c in prange(PS.shape[0]):
+        scratch = woodbury_scratch(K, k)
+        s = np.empty(LANES)
+        comp = np.empty(LANES)
+        ps = np.empty(slots)
+        pc = np.empty(slots)
+        u_row = np.empty(K)
+        w_row = np.empty(K)
+        weights = np.empty(P)
+        S = np.full((LANES, P), -0.0)
+        E = np.full((LANES, P), -0.0)
+        r0 = c * CHUNK
+        for r in range(r0, min(N, r0 + CHUNK)):
+            xr = X[r]
+            for j in range(K):
+                o0, o1 = offsets[j], offsets[j + 1]
+                u_row[j] = dot_segment(xr[o0:o1], v[o0:o1], compensated, s, comp, ps, pc)
+            woodbury_row(u_row, G, d, L, LT, compensated, scratch, w_row)
+            for m in range(P):
+                weights[m] = w_row[eq[m]]
+            lane = (r - r0) % LANES
+            sl = S[lane]
+            if compensated:
+                el = E[lane]
+                for m in range(P):
+                    sl[m], e = two_sum(sl[m], xr[m] * weights[m])
+                    el[m] += e
+            else:
+                for m in range(P):
+                    sl[m] += xr[m] * weights[m]
+        _lane_tree_columns(S, E, compensated)
+        PS[c] = S[0]
+        PC[c] = E[0]
+
+
+def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
+    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs)."""
+    N, P = X.shape
+    g = np.zeros(P)
+    if N == 0 or P == 0:
+        return g
+    eq = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+    PS = np.empty((n_chunks(N), P))
+    PC = np.empty((n_chunks(N), P))
+    _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC)
+    _chunk_tree_columns(PS, PC, compensated, g)
+    return g
+
+
+__all__ = [
+    "capacitance_kernel",
+    "cholesky_kernel",
+    "gemv",
+    "gemv_t",
+    "sur_matvec",
+    "sur_normal_matvec",
+    "sur_rmatvec",
+    "tree_live",
+    "woodbury_factor",
+    "woodbury_solve",
+]
