@@ -57,7 +57,7 @@ def test_options_never_allow_contraction_or_fast_math():
 @pytest.mark.parametrize("name", SOURCE_FILES)
 def test_source_compiles_without_fma_or_approx(name, arch):
     ptx = compile_to_ptx(source(name), name, (*NVRTC_OPTIONS, f"--gpu-architecture={arch}"))
-    assert ".entry cro1_" in ptx, "no kernel entry points in the PTX"
+    assert ".entry " in ptx, "no kernel entry points in the PTX"
     assert "add.rn.f64" in ptx
     assert forbidden_instructions(ptx) == []
 

@@ -8,6 +8,21 @@ specification (canonical reduction order CRO-1) every implementation equals bit 
 from . import reference
 from .devices import CudaUnavailableError, Device, available_devices
 from .dispatch import dot, nrm2, sum, warmup  # noqa: A004 (the kernel is called sum)
+from .elementary import exp, log
+from .linalg import (
+    NotPositiveDefiniteError,
+    WoodburyFactor,
+    gemv,
+    gemv_t,
+    pack_sur,
+    sur_matvec,
+    sur_normal_matvec,
+    sur_rmatvec,
+    woodbury_factor,
+    woodbury_logdet,
+    woodbury_solve,
+)
+from .prox import fista_step, prox_elastic_net, soft_threshold, soft_threshold_box
 from .reference import CANONICAL_NAN, CHUNK, CRO_VERSION, LANES
 
 __all__ = [
@@ -17,13 +32,30 @@ __all__ = [
     "LANES",
     "CudaUnavailableError",
     "Device",
+    "NotPositiveDefiniteError",
+    "WoodburyFactor",
     "available_devices",
     "cpu_threads",
     "dot",
+    "exp",
+    "fista_step",
+    "gemv",
+    "gemv_t",
+    "log",
     "nrm2",
+    "pack_sur",
+    "prox_elastic_net",
     "reference",
+    "soft_threshold",
+    "soft_threshold_box",
     "sum",
+    "sur_matvec",
+    "sur_normal_matvec",
+    "sur_rmatvec",
     "warmup",
+    "woodbury_factor",
+    "woodbury_logdet",
+    "woodbury_solve",
 ]
 
 

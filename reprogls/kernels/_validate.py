@@ -20,10 +20,6 @@ import numpy as np
 from .devices import Device, is_cupy_array
 
 
-def _dtype_of(x: Any) -> np.dtype:
-    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
-
-
 def as_vector(x: Any, name: str, device: Device) -> Any:
     """Return ``x`` as a C-contiguous 1-D float64 array on ``device``.
 
@@ -34,29 +30,11 @@ def as_vector(x: Any, name: str, device: Device) -> Any:
     ValueError
         ``x`` is not one-dimensional.
     """
-    if is_cupy_array(x):
-        dtype = np.dtype(x.dtype)
-    else:
-        x = np.asarray(x)
-        dtype = x.dtype
-    if dtype.kind == "f" and dtype != np.float64:
-        raise TypeError(f"{name} has dtype {dtype}; reprogls kernels compute in float64 only "
-                        f"(no CRO-1 spec for {dtype} exists yet): pass "
-                        f"{name}.astype(np.float64)")
-    if dtype.kind not in "fiub":
-        raise TypeError(f"{name} has dtype {dtype}; reprogls kernels need real numbers "
-                        "(float64, or integer/bool arrays, which are converted to float64)")
+    x = _checked_dtype(x, name)
     if x.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(x.shape)}; "
                          f"pass {name}.ravel() to reduce over all elements")
-    if device.kind == "cpu":
-        if is_cupy_array(x):
-            x = x.get()
-        return np.ascontiguousarray(x, dtype=np.float64)
-    import cupy
-
-    with cupy.cuda.Device(device.index):
-        return cupy.ascontiguousarray(cupy.asarray(x), dtype=cupy.float64)
+    return to_device(x, device)
 
 
 def same_length(x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> None:
@@ -64,3 +42,94 @@ def same_length(x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> None:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{names[0]} and {names[1]} must have the same length, got "
                          f"{x.shape[0]} and {y.shape[0]}")
+
+
+def _checked_dtype(x: Any, name: str) -> Any:
+    if not is_cupy_array(x):
+        x = np.asarray(x)
+    dtype = np.dtype(x.dtype)
+    if dtype.kind == "f" and dtype != np.float64:
+        raise TypeError(f"{name} has dtype {dtype}; reprogls kernels compute in float64 only "
+                        f"(no CRO-1 spec for {dtype} exists yet): pass "
+                        f"{name}.astype(np.float64)")
+    if dtype.kind not in "fiub":
+        raise TypeError(f"{name} has dtype {dtype}; reprogls kernels need real numbers "
+                        "(float64, or integer/bool arrays, which are converted to float64)")
+    return x
+
+
+def to_device(x: Any, device: Device, dtype=np.float64) -> Any:
+    """``x`` as a C-contiguous array of ``dtype`` on ``device`` (copies only when needed)."""
+    if device.kind == "cpu":
+        if is_cupy_array(x):
+            x = x.get()
+        return np.ascontiguousarray(x, dtype=dtype)
+    import cupy
+
+    with cupy.cuda.Device(device.index):
+        return cupy.ascontiguousarray(cupy.asarray(x), dtype=dtype)
+
+
+def as_matrix(A: Any, name: str, device: Device) -> Any:
+    """``A`` as a C-contiguous 2-D float64 array on ``device`` (same dtype policy)."""
+    A = _checked_dtype(A, name)
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be two-dimensional, got shape {tuple(A.shape)}")
+    return to_device(A, device)
+
+
+def host_vector(x: Any, name: str) -> np.ndarray:
+    """A 1-D float64 NumPy copy-if-needed of ``x`` (for small parameters)."""
+    return as_vector(x, name, Device("cpu"))
+
+
+def as_offsets(offsets: Any, n_columns: int) -> np.ndarray:
+    """Validate SUR ``offsets`` (K+1 non-decreasing ints from 0 to ``n_columns``); host int64."""
+    arr = np.asarray(offsets.get() if is_cupy_array(offsets) else offsets)
+    if arr.ndim != 1 or arr.shape[0] < 2:
+        raise ValueError("offsets must be a 1-D array of K+1 >= 2 column offsets "
+                         "(equation j owns columns offsets[j]:offsets[j+1])")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"offsets must hold integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr[0] != 0:
+        raise ValueError(f"offsets[0] must be 0, got {arr[0]}")
+    if np.any(np.diff(arr) < 0):
+        bad = int(np.argmax(np.diff(arr) < 0))
+        raise ValueError(f"offsets must be non-decreasing: offsets[{bad}] = {arr[bad]} > "
+                         f"offsets[{bad + 1}] = {arr[bad + 1]}")
+    if arr[-1] != n_columns:
+        raise ValueError(f"offsets[-1] must equal the number of columns of X ({n_columns}), "
+                         f"got {arr[-1]}")
+    return arr
+
+
+def check_shape(x: Any, shape: tuple[int, ...], name: str, hint: str) -> None:
+    """Raise ``ValueError`` unless ``x.shape == shape``."""
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} ({hint}), got "
+                         f"{tuple(x.shape)}")
+
+
+def as_param(value: Any, name: str, n: int, *, nonnegative: bool = False) -> Any:
+    """A scalar or length-``n`` parameter: a float, or a 1-D float64 NumPy array.
+
+    NaN is rejected; with ``nonnegative`` so are negative values.
+    """
+    if np.ndim(value) == 0 and not is_cupy_array(value):
+        v = float(value)
+        if v != v:
+            raise ValueError(f"{name} must not be NaN")
+        if nonnegative and v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+        return v
+    arr = host_vector(value, name)
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} must be a scalar or have the length of x ({n}), got "
+                         f"{arr.shape[0]}")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not contain NaN (index {int(np.argmax(np.isnan(arr)))})")
+    if nonnegative and (arr < 0).any():
+        bad = int(np.argmax(arr < 0))
+        raise ValueError(f"{name} must be >= 0, got {arr[bad]} at index {bad}")
+    return arr

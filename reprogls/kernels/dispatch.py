@@ -24,7 +24,8 @@ def backend(device: Device) -> ModuleType:
     return importlib.import_module(_BACKENDS[device.kind])
 
 
-def _cuda_context(device: Device):
+def cuda_context(device: Device):
+    """Make ``device`` CuPy's current device inside a ``with`` block (no-op on the CPU)."""
     import contextlib
 
     if device.kind != "cuda":
@@ -59,7 +60,7 @@ def sum(x: Any, mode: str = "compensated", device: str | Device = "auto") -> flo
     """
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, x)
-    with _cuda_context(dev):
+    with cuda_context(dev):
         return backend(dev).cro_sum(as_vector(x, "x", dev), compensated)
 
 
@@ -73,7 +74,7 @@ def dot(x: Any, y: Any, mode: str = "compensated", device: str | Device = "auto"
     """
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, x, y)
-    with _cuda_context(dev):
+    with cuda_context(dev):
         xv, yv = as_vector(x, "x", dev), as_vector(y, "y", dev)
         same_length(xv, yv)
         return backend(dev).cro_dot(xv, yv, compensated)
@@ -91,7 +92,7 @@ def nrm2(x: Any, mode: str = "compensated", device: str | Device = "auto") -> fl
     """
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, x)
-    with _cuda_context(dev):
+    with cuda_context(dev):
         return backend(dev).cro_nrm2(as_vector(x, "x", dev), compensated)
 
 

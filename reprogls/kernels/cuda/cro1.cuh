@@ -93,3 +93,45 @@ __device__ void cro_chunk_tree(double *s0, double *c0, double *s1, double *c1,
         out[1] = c0[0];
     }
 }
+
+// CRO-1 lane tree in one thread when only lanes 0..live-1 of (s, c) hold data; lanes
+// past live are the identity and their merges change no result bit (see cpu/_cro.py).
+__device__ __forceinline__ void cro_tree_live(double *s, double *c, int live, bool comp) {
+    for (int w = CRO_LANES / 2; w >= 1; w >>= 1) {
+        for (int l = 0; l < w && l + w < live; ++l) cro_merge(s[l], c[l], s[l + w], c[l + w], comp);
+        if (live > w) live = w;
+    }
+}
+
+// CRO-1 finalize (reference.cro.finalize): s + c unless s is not finite or c == 0;
+// a NaN result is the canonical quiet NaN.
+__device__ __forceinline__ double cro_finalize(double s, double c, bool comp) {
+    double r = s;
+    if (comp && fabs(s) <= 1.7976931348623157e308 && c != 0.0) r = __dadd_rn(s, c);
+    if (r != r) r = __longlong_as_double(0x7ff8000000000000LL);
+    return r;
+}
+
+// Finalized CRO-1 dot product of n <= CRO_CHUNK terms x[i*incx] * y[i*incy], computed by
+// one thread (32 lane accumulators in local memory).
+__device__ double cro_dot_serial(const double *x, long long incx, const double *y,
+                                 long long incy, int n, bool comp) {
+    if (n == 0) return 0.0;
+    double s[CRO_LANES], c[CRO_LANES];
+    if (n <= CRO_LANES) {
+        for (int l = 0; l < n; ++l) {
+            s[l] = __dmul_rn(x[l * incx], y[l * incy]);
+            c[l] = 0.0;
+        }
+        cro_tree_live(s, c, n, comp);
+        return cro_finalize(s[0], c[0], comp);
+    }
+    for (int l = 0; l < CRO_LANES; ++l) {
+        s[l] = -0.0;
+        c[l] = -0.0;
+    }
+    for (int i = 0; i < n; ++i)
+        cro_lane_add(s[i % CRO_LANES], c[i % CRO_LANES], __dmul_rn(x[i * incx], y[i * incy]), comp);
+    cro_tree_live(s, c, CRO_LANES, comp);
+    return cro_finalize(s[0], c[0], comp);
+}

@@ -15,30 +15,18 @@ import cupy as cp
 import numpy as np
 
 from ..reference import cro as _ref
-from .sources import NVRTC_OPTIONS, source
+from ._launch import WARPS_PER_BLOCK, kernel, warp_grid
 
-#: Default warps per block of the chunk kernels.
-WARPS_PER_BLOCK = 8
 #: Threads of the single block that runs the chunk tree.
 TREE_THREADS = 256
 _KIND_SUM, _KIND_DOT, _KIND_SCALED_SQUARES = 0, 1, 2
-_modules: dict[int, cp.RawModule] = {}
 
 
 def _kernel(name: str) -> cp.RawKernel:
-    device = cp.cuda.Device().id
-    module = _modules.get(device)
-    if module is None:
-        module = cp.RawModule(code=source("reductions.cu"), options=NVRTC_OPTIONS)
-        _modules[device] = module
-    return module.get_function(name)
+    return kernel("reductions.cu", name)
 
 
-def _grid(n_chunks: int, warps_per_block: int) -> tuple[tuple[int], tuple[int]]:
-    if not 1 <= warps_per_block <= 32:
-        raise ValueError(f"warps_per_block must be in 1..32, got {warps_per_block}")
-    blocks = max(1, min(-(-n_chunks // warps_per_block), 2**31 - 1))
-    return (blocks,), (32 * warps_per_block,)
+_grid = warp_grid
 
 
 def _reduce(x, y, kind: int, compensated: bool, f1: float, f2: float,

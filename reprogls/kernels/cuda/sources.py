@@ -19,7 +19,7 @@ NVRTC_OPTIONS: tuple[str, ...] = ("--fmad=false", "--ftz=false", "--prec-div=tru
 HEADER = "cro1.cuh"
 
 #: Every kernel source file of the package.
-SOURCE_FILES: tuple[str, ...] = ("reductions.cu",)
+SOURCE_FILES: tuple[str, ...] = ("reductions.cu", "linalg.cu", "elementwise.cu")
 
 
 def _read(name: str) -> str:

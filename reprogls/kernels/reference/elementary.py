@@ -119,14 +119,11 @@ def exp_scalar(x: float) -> float:
     if k == 0:
         return 1.0 - ((x * c) / (c - 2.0) - x)
     y = 1.0 - ((lo - (x * c) / (2.0 - c)) - hi)
-    return _ldexp(y, k)
-
-
-def _ldexp(y: float, k: int) -> float:
-    """``y * 2**k`` with one IEEE rounding (also into the subnormal range)."""
-    if k > 1000:  # y < 2: split so the intermediate stays finite
+    # y * 2**k with one IEEE rounding (also into the subnormal range): powers of two
+    # are split so that every factor is a normal number and only the last product rounds.
+    if k > 1000:
         return (y * 2.0**1000) * math.ldexp(1.0, k - 1000)
-    if k < -1000:  # the first factor is exact, the second rounds once
+    if k < -1000:
         return (y * math.ldexp(1.0, k + 1000)) * 2.0**-1000
     return y * math.ldexp(1.0, k)
 

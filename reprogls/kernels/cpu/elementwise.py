@@ -1,0 +1,145 @@
+"""Numba elementwise kernels: soft-thresholding family and portable log/exp.
+
+The scalar bodies are the reference's own scalar functions compiled by Numba
+(``log_scalar``, ``exp_scalar``) or written out with the same term formulas as
+:mod:`reprogls.kernels.reference.prox`; each runs ``prange`` over blocks of elements.
+Scalar-or-array parameters arrive here as arrays of the length of ``x`` (stride 0 views
+of a scalar are fine: they are read, never written).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..reference import cro as _cro
+from ..reference import elementary as _elem
+
+CANONICAL_NAN = _cro.CANONICAL_NAN
+BLOCK = 16384
+
+log_scalar = njit(cache=True)(_elem.log_scalar)
+exp_scalar = njit(cache=True)(_elem.exp_scalar)
+
+
+@njit(parallel=True, cache=True)
+def log_kernel(x, out):
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
+            out[i] = log_scalar(x[i])
+
+
+@njit(parallel=True, cache=True)
+def exp_kernel(x, out):
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
+            out[i] = exp_scalar(x[i])
+
+
+@njit(inline="always", cache=True)
+def soft_threshold_scalar(v, lam):
+    """``v - lam`` if ``v > lam``, ``v + lam`` if ``v < -lam``, else ``+0.0``; NaN -> NaN."""
+    if v > lam:
+        return v - lam
+    if v < -lam:
+        return v + lam
+    if v != v:
+        return CANONICAL_NAN
+    return 0.0
+
+
+@njit(inline="always", cache=True)
+def clip_scalar(v, lo, hi):
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+@njit(inline="always", cache=True)
+def prox_scalar(v, lam, l1_ratio, step, lo, hi):
+    """Elastic-net prox with box, term formula of ``reference.prox_elastic_net``."""
+    a = step * lam
+    r = clip_scalar(soft_threshold_scalar(v, a * l1_ratio) / (1.0 + a * (1.0 - l1_ratio)),
+                    lo, hi)
+    return CANONICAL_NAN if r != r else r
+
+
+@njit(parallel=True, cache=True)
+def soft_threshold_kernel(x, lam, out):
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
+            out[i] = soft_threshold_scalar(x[i], lam[i])
+
+
+@njit(parallel=True, cache=True)
+def soft_threshold_box_kernel(x, lam, lo, hi, out):
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
+            r = clip_scalar(soft_threshold_scalar(x[i], lam[i]), lo[i], hi[i])
+            out[i] = CANONICAL_NAN if r != r else r
+
+
+@njit(parallel=True, cache=True)
+def prox_elastic_net_kernel(x, lam, l1_ratio, step, lo, hi, out):
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
+            out[i] = prox_scalar(x[i], lam[i], l1_ratio, step, lo[i], hi[i])
+
+
+@njit(parallel=True, cache=True)
+def fista_step_kernel(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi, x_new, z_next):
+    """``x_new = prox(z - step*grad)``, ``z_next = x_new + momentum*(x_new - x_prev)``."""
+    for b in prange((z.shape[0] + BLOCK - 1) // BLOCK):
+        for i in range(b * BLOCK, min(z.shape[0], (b + 1) * BLOCK)):
+            xn = prox_scalar(z[i] - step * grad[i], lam[i], l1_ratio, step, lo[i], hi[i])
+            x_new[i] = xn
+            zn = xn + momentum * (xn - x_prev[i])
+            z_next[i] = CANONICAL_NAN if zn != zn else zn
+
+
+def _full(v, n):
+    """A scalar or length-n parameter as a length-n float64 array (stride 0 for scalars)."""
+    return np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+
+
+def log(x):
+    out = np.empty_like(x)
+    log_kernel(x, out)
+    return out
+
+
+def exp(x):
+    out = np.empty_like(x)
+    exp_kernel(x, out)
+    return out
+
+
+def soft_threshold(x, lam):
+    out = np.empty_like(x)
+    soft_threshold_kernel(x, _full(lam, x.shape[0]), out)
+    return out
+
+
+def soft_threshold_box(x, lam, lo, hi):
+    n = x.shape[0]
+    out = np.empty_like(x)
+    soft_threshold_box_kernel(x, _full(lam, n), _full(lo, n), _full(hi, n), out)
+    return out
+
+
+def prox_elastic_net(x, lam, l1_ratio, step, lo, hi):
+    n = x.shape[0]
+    out = np.empty_like(x)
+    prox_elastic_net_kernel(x, _full(lam, n), float(l1_ratio), float(step), _full(lo, n),
+                            _full(hi, n), out)
+    return out
+
+
+def fista_step(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi):
+    n = z.shape[0]
+    x_new, z_next = np.empty_like(z), np.empty_like(z)
+    fista_step_kernel(z, grad, float(step), x_prev, float(momentum), _full(lam, n),
+                      float(l1_ratio), _full(lo, n), _full(hi, n), x_new, z_next)
+    return x_new, z_next

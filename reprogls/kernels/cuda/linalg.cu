@@ -1,0 +1,176 @@
+// SUR operators and Woodbury solves (reference: reprogls/kernels/reference/linalg.py).
+// gemv is sur_matvec with one equation; gemv_t is sur_rmatvec with one equation.
+
+#define CRO_MAX_RANK 64
+
+// U[i, j] = CRO-1 dot of X[i, o_j:o_{j+1}] and beta[o_j:o_{j+1}]: one warp per output.
+// Segments longer than one chunk keep their chunk partials in scratch (n_slots per output).
+extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long long *offsets,
+                                      const double *__restrict__ beta, long long N, int K,
+                                      long long P, int comp, int n_slots,
+                                      double *__restrict__ scratch_s,
+                                      double *__restrict__ scratch_c,
+                                      double *__restrict__ U) {
+    const long long n_out = N * (long long)K;
+    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
+    const int lane = threadIdx.x & (CRO_LANES - 1);
+    const bool cm = comp != 0;
+    for (long long o = warp; o < n_out; o += n_warps) {
+        const long long i = o / K;
+        const int j = (int)(o % K);
+        const long long o0 = offsets[j], n = offsets[j + 1] - o0;
+        const double *x = X + i * P + o0;
+        const double *b = beta + o0;
+        if (n == 0) {
+            if (lane == 0) U[o] = 0.0;
+            continue;
+        }
+        const long long chunks = (n + CRO_CHUNK - 1) / CRO_CHUNK;
+        double root_s = 0.0, root_c = 0.0;
+        for (long long ch = 0; ch < chunks; ++ch) {
+            double s = -0.0, c = -0.0;
+            const long long stop = min(n, (ch + 1) * CRO_CHUNK);
+            for (long long t = ch * CRO_CHUNK + lane; t < stop; t += CRO_LANES)
+                cro_lane_add(s, c, __dmul_rn(x[t], b[t]), cm);
+            cro_warp_tree(s, c, cm);
+            if (chunks == 1) {
+                root_s = s;
+                root_c = c;
+            } else if (lane == 0) {
+                scratch_s[(long long)(warp % n_warps) * n_slots + ch] = s;
+                scratch_c[(long long)(warp % n_warps) * n_slots + ch] = c;
+            }
+        }
+        if (lane == 0) {
+            if (chunks > 1) {  // serial chunk tree over this warp's partials
+                double *ps = scratch_s + (long long)(warp % n_warps) * n_slots;
+                double *pc = scratch_c + (long long)(warp % n_warps) * n_slots;
+                long long m = chunks;
+                while (m > 1) {
+                    const long long pairs = m / 2;
+                    for (long long q = 0; q < pairs; ++q) {
+                        double a = ps[2 * q], ac = pc[2 * q];
+                        cro_merge(a, ac, ps[2 * q + 1], pc[2 * q + 1], cm);
+                        ps[q] = a;
+                        pc[q] = ac;
+                    }
+                    if (m & 1) {
+                        ps[pairs] = ps[m - 1];
+                        pc[pairs] = pc[m - 1];
+                    }
+                    m = pairs + (m & 1);
+                }
+                root_s = ps[0];
+                root_c = pc[0];
+            }
+            U[o] = cro_finalize(root_s, root_c, cm);
+        }
+    }
+}
+
+// Chunk partials of g[m] = CRO-1 over rows of X[r, m] * W[r, eq[m]]: one warp per
+// (chunk, column); lane l sums rows chunk*CHUNK + l + 32 t. Partials PS/PC (n_chunks, P).
+extern "C" __global__ void sur_rmatvec_partials(const double *__restrict__ X,
+                                                const int *__restrict__ eq,
+                                                const double *__restrict__ W, long long N,
+                                                long long P, int K, int comp,
+                                                double *__restrict__ PS,
+                                                double *__restrict__ PC) {
+    const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
+    const long long n_tasks = n_chunks * P;
+    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
+    const int lane = threadIdx.x & (CRO_LANES - 1);
+    const bool cm = comp != 0;
+    for (long long task = warp; task < n_tasks; task += n_warps) {
+        const long long ch = task / P, m = task % P;
+        const int j = eq[m];
+        double s = -0.0, c = -0.0;
+        const long long stop = min(N, (ch + 1) * CRO_CHUNK);
+        for (long long r = ch * CRO_CHUNK + lane; r < stop; r += CRO_LANES)
+            cro_lane_add(s, c, __dmul_rn(X[r * P + m], W[r * K + j]), cm);
+        cro_warp_tree(s, c, cm);
+        if (lane == 0) {
+            PS[ch * P + m] = s;
+            PC[ch * P + m] = c;
+        }
+    }
+}
+
+// Chunk tree down the columns of PS/PC (n_chunks, P), in place; one thread per column.
+extern "C" __global__ void column_chunk_tree(double *PS, double *PC, long long n_chunks,
+                                             long long P, int comp, double *__restrict__ g) {
+    const bool cm = comp != 0;
+    for (long long m = (long long)blockIdx.x * blockDim.x + threadIdx.x; m < P;
+         m += (long long)gridDim.x * blockDim.x) {
+        long long rows = n_chunks;
+        while (rows > 1) {
+            const long long pairs = rows / 2;
+            for (long long q = 0; q < pairs; ++q) {
+                double a = PS[2 * q * P + m], ac = PC[2 * q * P + m];
+                cro_merge(a, ac, PS[(2 * q + 1) * P + m], PC[(2 * q + 1) * P + m], cm);
+                PS[q * P + m] = a;
+                PC[q * P + m] = ac;
+            }
+            if (rows & 1) {
+                PS[pairs * P + m] = PS[(rows - 1) * P + m];
+                PC[pairs * P + m] = PC[(rows - 1) * P + m];
+            }
+            rows = pairs + (rows & 1);
+        }
+        g[m] = cro_finalize(PS[m], PC[m], cm);
+    }
+}
+
+// out = R Sigma^-1, one warp per row (reference.woodbury_solve). K <= CRO_CHUNK,
+// k <= CRO_MAX_RANK. LT is L transposed (row i of LT is column i of L).
+extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
+                                          const double *__restrict__ G,
+                                          const double *__restrict__ d,
+                                          const double *__restrict__ L,
+                                          const double *__restrict__ LT, long long N, int K,
+                                          int k, int comp, double *__restrict__ out) {
+    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
+    const int lane = threadIdx.x & (CRO_LANES - 1);
+    const bool cm = comp != 0;
+    double s[CRO_MAX_RANK], c[CRO_MAX_RANK];
+    __shared__ double u_shared[32][CRO_MAX_RANK];  // one row of u per warp of the block
+    double *u = u_shared[(threadIdx.x / CRO_LANES) % 32];
+    for (long long i = warp; i < N; i += n_warps) {
+        const double *r = R + i * K;
+        // t = G^T r: lane l accumulates j = l, l + 32, ... for every q
+        if (K <= CRO_LANES) {
+            // one term per lane: lanes >= K are the identity; the full warp tree merges
+            // them, which changes no result bit
+            for (int q = 0; q < k; ++q) {
+                s[q] = lane < K ? __dmul_rn(r[lane], G[lane * k + q]) : -0.0;
+                c[q] = lane < K ? 0.0 : -0.0;
+            }
+        } else {
+            for (int q = 0; q < k; ++q) {
+                s[q] = -0.0;
+                c[q] = -0.0;
+            }
+            for (int j = lane; j < K; j += CRO_LANES)
+                for (int q = 0; q < k; ++q) cro_lane_add(s[q], c[q], __dmul_rn(r[j], G[j * k + q]), cm);
+        }
+        for (int q = 0; q < k; ++q) cro_warp_tree(s[q], c[q], cm);
+        if (lane == 0) {
+            double t[CRO_MAX_RANK], z[CRO_MAX_RANK];
+            for (int q = 0; q < k; ++q) t[q] = cro_finalize(s[q], c[q], cm);
+            for (int a = 0; a < k; ++a)
+                z[a] = __ddiv_rn(__dsub_rn(t[a], cro_dot_serial(L + a * k, 1, z, 1, a, cm)),
+                                 L[a * k + a]);
+            for (int a = k - 1; a >= 0; --a)
+                u[a] = __ddiv_rn(__dsub_rn(z[a], cro_dot_serial(LT + a * k + a + 1, 1, u + a + 1, 1,
+                                                                k - 1 - a, cm)),
+                                 L[a * k + a]);
+        }
+        __syncwarp();
+        for (int j = lane; j < K; j += CRO_LANES)
+            out[i * K + j] = __dsub_rn(__ddiv_rn(r[j], d[j]), cro_dot_serial(G + j * k, 1, u, 1, k, cm));
+        __syncwarp();
+    }
+}

@@ -1,0 +1,93 @@
+"""CuPy launchers of the linear-algebra kernels (``linalg.cu``).
+
+Inputs are validated C-contiguous float64 CuPy arrays on the current device (offsets
+int64). The Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
+``O(K k^2)``) and copied here; the bits are the same by construction. The normal operator
+is the composition of the three kernels: bitwise equal to the fused CPU kernel, but it
+reads X twice (a fused GPU kernel is future work).
+"""
+
+from __future__ import annotations
+
+import cupy as cp
+import numpy as np
+
+from ..reference import cro as _ref
+from ._launch import kernel, warp_grid
+
+MAX_RANK = 64
+
+
+def _k(name):
+    return kernel("linalg.cu", name)
+
+
+def sur_matvec(X, offsets, beta, compensated):
+    N, P = X.shape
+    K = offsets.shape[0] - 1
+    U = cp.empty((N, K), dtype=cp.float64)
+    if U.size == 0:
+        return U
+    offsets_host = cp.asnumpy(offsets)
+    widest = int(np.diff(offsets_host).max(initial=0))
+    n_slots = max(1, -(-widest // _ref.CHUNK))
+    grid, block = warp_grid(N * K)
+    n_warps = grid[0] * block[0] // 32
+    scratch = (cp.empty((n_warps, n_slots)) if n_slots > 1 else cp.empty((1, 1)))
+    scratch_c = cp.empty_like(scratch)
+    _k("sur_matvec")(grid, block, (X, offsets, beta, np.int64(N), np.int32(K), np.int64(P),
+                                   np.int32(compensated), np.int32(n_slots), scratch,
+                                   scratch_c, U))
+    return U
+
+
+def sur_rmatvec(X, offsets, W, compensated):
+    N, P = X.shape
+    K = offsets.shape[0] - 1
+    g = cp.zeros(P, dtype=cp.float64)
+    if N == 0 or P == 0:
+        return g
+    eq = cp.asarray(np.repeat(np.arange(K, dtype=np.int32), np.diff(cp.asnumpy(offsets))))
+    n_chunks = -(-N // _ref.CHUNK)
+    PS = cp.empty((n_chunks, P))
+    PC = cp.empty((n_chunks, P))
+    grid, block = warp_grid(n_chunks * P)
+    _k("sur_rmatvec_partials")(grid, block, (X, eq, cp.ascontiguousarray(W), np.int64(N),
+                                             np.int64(P), np.int32(K), np.int32(compensated),
+                                             PS, PC))
+    threads = 256
+    _k("column_chunk_tree")((max(1, -(-P // threads)),), (threads,),
+                            (PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
+    return g
+
+
+def gemv(A, x, compensated):
+    return sur_matvec(A, cp.asarray(np.array([0, A.shape[1]], dtype=np.int64)), x,
+                      compensated)[:, 0]
+
+
+def gemv_t(A, y, compensated):
+    return sur_rmatvec(A, cp.asarray(np.array([0, A.shape[1]], dtype=np.int64)),
+                       y.reshape(-1, 1), compensated)
+
+
+def woodbury_solve(R, G, d, L, compensated):
+    N, K = R.shape
+    k = G.shape[1]
+    if k > MAX_RANK or K > _ref.CHUNK:
+        raise NotImplementedError(f"the CUDA Woodbury solve supports rank <= {MAX_RANK} and "
+                                  f"K <= {_ref.CHUNK} (got rank {k}, K {K}); use device='cpu'")
+    out = cp.empty((N, K), dtype=cp.float64)
+    if out.size == 0:
+        return out
+    Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
+    LT = cp.ascontiguousarray(Ld.T)
+    grid, block = warp_grid(N)
+    _k("woodbury_solve")(grid, block, (R, Gd, dd, Ld, LT, np.int64(N), np.int32(K),
+                                       np.int32(k), np.int32(compensated), out))
+    return out
+
+
+def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
+    U = sur_matvec(X, offsets, v, compensated)
+    return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
