@@ -21,13 +21,13 @@ import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
 from reprogls.kernels import cpu
-from reprogls.kernels.cpu import _cro, reductions
+from reprogls.kernels.cpu import _cro, elementwise, linalg, reductions
 kernels.warmup(("cpu",))
 x = np.arange(10_000.0)
 for mode in ("compensated", "plain"):
     kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
-for module in (_cro, reductions):
+for module in (_cro, reductions, linalg, elementwise):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -61,7 +61,14 @@ def test_cpu_kernels_contain_no_fma(tmp_path):
     asm = _assembly(tmp_path)
     expected = {"reprogls.kernels.cpu.reductions._sum_kernel",
                 "reprogls.kernels.cpu.reductions._dot_kernel",
-                "reprogls.kernels.cpu.reductions._scaled_squares_kernel"}
+                "reprogls.kernels.cpu.reductions._scaled_squares_kernel",
+                "reprogls.kernels.cpu.linalg.sur_matvec_kernel",
+                "reprogls.kernels.cpu.linalg._sur_rmatvec_partials",
+                "reprogls.kernels.cpu.linalg.woodbury_solve_kernel",
+                "reprogls.kernels.cpu.linalg._normal_partials",
+                "reprogls.kernels.cpu.elementwise.exp_kernel",
+                "reprogls.kernels.cpu.elementwise.log_kernel",
+                "reprogls.kernels.cpu.elementwise.fista_step_kernel"}
     assert expected <= set(asm), f"kernels not compiled: {expected - set(asm)}"
     assert all(len(text) > 1000 for text in asm.values())
     offenders = {name: _fma_lines(text)[:3] for name, text in asm.items() if _fma_lines(text)}

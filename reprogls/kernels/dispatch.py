@@ -97,7 +97,10 @@ def nrm2(x: Any, mode: str = "compensated", device: str | Device = "auto") -> fl
 
 
 def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
-    """Compile (or load from Numba's cache) every kernel on the given devices.
+    """Compile (or load from Numba's cache) every kernel, in both modes, on the devices.
+
+    The first call of a Numba kernel in a fresh install compiles it (about a minute for
+    the whole package on 2 cores); later processes load the compiled code from the cache.
 
     Parameters
     ----------
@@ -109,13 +112,33 @@ def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
     list of str
         The devices warmed up.
     """
+    import numpy as np
+
+    from . import elementary, linalg, prox
     from .devices import available_devices
 
     names = list(devices) if devices is not None else available_devices()
-    probe = [1.0, 2.0, 3.0]
+    v = np.array([1.0, 2.0, 3.0])
+    X = np.arange(12.0).reshape(4, 3)
+    offsets = np.array([0, 1, 3])
     for name in names:
         for mode in ("compensated", "plain"):
-            sum(probe, mode=mode, device=name)
-            dot(probe, probe, mode=mode, device=name)
-            nrm2(probe, mode=mode, device=name)
+            sum(v, mode=mode, device=name)
+            dot(v, v, mode=mode, device=name)
+            nrm2(v, mode=mode, device=name)
+            linalg.gemv(X, v, mode, name)
+            linalg.gemv_t(X, np.ones(4), mode, name)
+            linalg.sur_matvec(X, offsets, v, mode, name)
+            linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, name)
+            factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
+            linalg.woodbury_solve(factor, np.ones((4, 2)), name)
+            linalg.woodbury_logdet(factor)
+            linalg.sur_normal_matvec(X, offsets, factor, v, name)
+        elementary.log(v, name)
+        elementary.exp(v, name)
+        prox.soft_threshold(v, 1.0, name)
+        prox.soft_threshold(v, v, name)
+        prox.soft_threshold_box(v, 1.0, 0.0, 2.0, name)
+        prox.prox_elastic_net(v, 1.0, 0.5, 1.0, device=name)
+        prox.fista_step(v, v, 0.1, v, 0.5, 1.0, device=name)
     return names

@@ -218,8 +218,8 @@ def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor
     G, L, failed, _ = cpu_linalg.woodbury_factor(Fh, dh, mode == "compensated")
     if failed >= 0:
         raise NotPositiveDefiniteError(
-            f"the capacitance I + F^T D^-1 F is not positive definite at pivot {failed} "
-            "(overflow in F or d?)")
+            f"the capacitance I + F^T D^-1 F is not positive definite or not finite at pivot "
+            f"{failed} (F / d overflows? rescale the data)")
     return WoodburyFactor(F=Fh, d=dh, G=G, L=L, mode=mode)
 
 

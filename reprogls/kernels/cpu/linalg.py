@@ -179,7 +179,7 @@ def cholesky_kernel(C, compensated, L):
             acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
             if i == j:
                 pivot = C[i, i] - acc
-                if not pivot > 0.0:
+                if not 0.0 < pivot < np.inf:
                     return i
                 L[i, i] = np.sqrt(pivot)
             else:
@@ -300,7 +300,8 @@ def woodbury_factor(F, d, compensated):
 
     Returns ``(G, L, failed_pivot)``; ``failed_pivot`` is -1 on success.
     """
-    G = F / d[:, None]
+    with np.errstate(over="ignore"):  # an overflow shows up as a non-finite pivot
+        G = F / d[:, None]
     C = np.empty((F.shape[1], F.shape[1]))
     capacitance_kernel(np.ascontiguousarray(F.T), np.ascontiguousarray(G.T), compensated, C)
     L = np.empty_like(C)

@@ -109,7 +109,7 @@ def cholesky(C: np.ndarray, mode: str = "compensated") -> np.ndarray:
         L[i,j] = (C[i, j] - acc) / L[j, j]           (j <  i)
 
     Raises :class:`NotPositiveDefiniteError` when a pivot ``C[i, i] - acc`` is not
-    positive or is NaN; never returns NaN silently.
+    positive and finite (NaN, zero, negative or infinite); never returns NaN silently.
     """
     compensated = check_mode(mode)
     n = C.shape[0]
@@ -119,9 +119,10 @@ def cholesky(C: np.ndarray, mode: str = "compensated") -> np.ndarray:
             acc = reduce_rows(_products(L[i, :j], L[j, :j])[None, :], compensated)[0]
             if i == j:
                 pivot = C[i, i] - acc
-                if not pivot > 0.0:
+                if not 0.0 < pivot < np.inf:
                     raise NotPositiveDefiniteError(
-                        f"matrix is not positive definite: pivot {i} is {pivot!r}")
+                        f"matrix is not positive definite (or overflows): pivot {i} is "
+                        f"{pivot!r}")
                 L[i, i] = np.sqrt(pivot)
             else:
                 L[i, j] = (C[i, j] - acc) / L[j, j]

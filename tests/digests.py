@@ -1,0 +1,63 @@
+"""One SHA-256 over the bits of every kernel's results on the corpus, per implementation.
+
+``digest("reference")`` runs the NumPy spec; ``digest("cpu")`` the public API on the CPU.
+The thread-count tests compare the two in subprocesses with different NUMBA_NUM_THREADS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from reprogls import kernels
+from reprogls.kernels import reference as ref
+from tests.corpus import cases
+from tests.linalg_cases import factor_problem, sur_problem
+
+MODES = ("compensated", "plain")
+
+
+def _reductions(impl: str):
+    for big in (False, True):
+        for _, x, y in cases(big=big):
+            for mode in MODES:
+                if impl == "reference":
+                    yield ref.cro_sum(x, mode), ref.cro_dot(x, y, mode), ref.cro_nrm2(x, mode)
+                else:
+                    yield (kernels.sum(x, mode, "cpu"), kernels.dot(x, y, mode, "cpu"),
+                           kernels.nrm2(x, mode, "cpu"))
+
+
+def _linalg(impl: str):
+    for n_rows in (100, 8193, 20_000):
+        X, offsets, beta, W = sur_problem(n_rows)
+        F, d = factor_problem(len(offsets) - 1, 3)
+        for mode in MODES:
+            if impl == "reference":
+                fac = ref.woodbury_factor(F, d, mode)
+                yield (ref.sur_matvec(X, offsets, beta, mode), ref.sur_rmatvec(X, offsets, W, mode),
+                       ref.gemv(X, beta, mode), ref.gemv_t(X, W[:, 0], mode),
+                       ref.woodbury_solve(fac, W), ref.sur_normal_matvec(X, offsets, fac, beta))
+            else:
+                fac = kernels.woodbury_factor(F, d, mode)
+                yield (kernels.sur_matvec(X, offsets, beta, mode, "cpu"),
+                       kernels.sur_rmatvec(X, offsets, W, mode, "cpu"),
+                       kernels.gemv(X, beta, mode, "cpu"), kernels.gemv_t(X, W[:, 0], mode, "cpu"),
+                       kernels.woodbury_solve(fac, W, "cpu"),
+                       kernels.sur_normal_matvec(X, offsets, fac, beta, "cpu"))
+    x = np.random.default_rng(0).uniform(-700, 700, 100_003)
+    if impl == "reference":
+        yield ref.exp(x), ref.log(np.abs(x)), ref.soft_threshold(x, 3.0)
+    else:
+        yield kernels.exp(x, "cpu"), kernels.log(np.abs(x), "cpu"), kernels.soft_threshold(x, 3.0)
+
+
+def digest(impl: str) -> str:
+    h = hashlib.sha256()
+    for group in (_reductions(impl), _linalg(impl)):
+        for results in group:
+            for r in results:
+                h.update(np.ascontiguousarray(np.asarray(r, dtype=np.float64)).view(np.uint64)
+                         .tobytes())
+    return h.hexdigest()

@@ -1,0 +1,71 @@
+"""CUDA linear-algebra and elementwise kernels equal the reference bit for bit (GPU only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprogls import kernels
+from reprogls.kernels import reference as ref
+from tests.linalg_cases import ROWS, factor_problem, sur_problem, wide
+from tests.test_elementwise import exp_inputs, log_inputs
+
+pytestmark = pytest.mark.gpu
+MODES = ("compensated", "plain")
+
+
+def same_bits(a, b) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", ROWS)
+def test_sur_kernels(n_rows, mode):
+    X, offsets, beta, W = sur_problem(n_rows)
+    assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cuda"),
+                     ref.sur_matvec(X, offsets, beta, mode))
+    assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cuda"),
+                     ref.sur_rmatvec(X, offsets, W, mode))
+    assert same_bits(kernels.gemv(X, beta, mode, "cuda"), ref.gemv(X, beta, mode))
+    assert same_bits(kernels.gemv_t(X, W[:, 0], mode, "cuda"), ref.gemv_t(X, W[:, 0], mode))
+
+
+def test_long_equation_spans_chunks():
+    X, offsets, beta, _ = sur_problem(3, widths=(2, 8200, 1))
+    for mode in MODES:
+        assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cuda"),
+                         ref.sur_matvec(X, offsets, beta, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (300, 10)])
+def test_woodbury_and_normal_operator(K, k, mode):
+    F, d = factor_problem(K, k)
+    factor, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
+    R = wide(np.random.default_rng(K), (8193, K))
+    assert same_bits(kernels.woodbury_solve(factor, R, "cuda"), ref.woodbury_solve(spec, R))
+    widths = [1 + (j % 4) for j in range(K)]
+    X, offsets, v, _ = sur_problem(2000, widths=widths)
+    assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
+                     kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
+
+
+def test_elementwise():
+    x = log_inputs(50_000)
+    assert same_bits(kernels.log(x, "cuda"), ref.log(x))
+    y = exp_inputs(50_000)
+    assert same_bits(kernels.exp(y, "cuda"), ref.exp(y))
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(100_001)
+    lam = np.abs(rng.standard_normal(z.size))
+    assert same_bits(kernels.soft_threshold(z, 0.3, "cuda"), ref.soft_threshold(z, 0.3))
+    assert same_bits(kernels.soft_threshold(z, lam, "cuda"), ref.soft_threshold(z, lam))
+    assert same_bits(kernels.soft_threshold_box(z, lam, -0.5, 1.0, "cuda"),
+                     ref.soft_threshold_box(z, lam, -0.5, 1.0))
+    assert same_bits(kernels.prox_elastic_net(z, 0.4, 0.3, 0.9, -1.0, 1.0, "cuda"),
+                     ref.prox_elastic_net(z, 0.4, 0.3, 0.9, -1.0, 1.0))
+    g, xp = rng.standard_normal(z.size), rng.standard_normal(z.size)
+    mine = kernels.fista_step(z, g, 0.1, xp, 0.6, lam, 0.5, -3.0, 3.0, "cuda")
+    spec = ref.fista_step(z, g, 0.1, xp, 0.6, lam, 0.5, -3.0, 3.0)
+    assert same_bits(mine[0], spec[0]) and same_bits(mine[1], spec[1])

@@ -1,0 +1,185 @@
+"""Linear-algebra kernels: CPU equals the reference bitwise; properties; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reprogls import kernels
+from reprogls.kernels import reference as ref
+from tests.linalg_cases import ROWS, factor_problem, sur_problem, wide
+
+MODES = ("compensated", "plain")
+
+
+def same_bits(a, b) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (40, 33), (8193, 5), (100, 8193),
+                                   (2, 40_000), (0, 5), (4, 0)])
+def test_gemv_and_gemv_t(shape, mode):
+    rng = np.random.default_rng(list(shape))
+    A = wide(rng, shape)
+    x, y = wide(rng, shape[1]), wide(rng, shape[0])
+    assert same_bits(kernels.gemv(A, x, mode, "cpu"), ref.gemv(A, x, mode))
+    assert same_bits(kernels.gemv_t(A, y, mode, "cpu"), ref.gemv_t(A, y, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", ROWS)
+def test_sur_matvec_and_rmatvec(n_rows, mode):
+    X, offsets, beta, W = sur_problem(n_rows)
+    assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cpu"),
+                     ref.sur_matvec(X, offsets, beta, mode))
+    assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cpu"),
+                     ref.sur_rmatvec(X, offsets, W, mode))
+
+
+def test_sur_matvec_long_equation_spans_chunks():
+    X, offsets, beta, _ = sur_problem(3, widths=(2, 8200, 1))
+    for mode in MODES:
+        assert same_bits(kernels.sur_matvec(X, offsets, beta, mode),
+                         ref.sur_matvec(X, offsets, beta, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (1, 1), (5, 0)])
+def test_woodbury_kernels(K, k, mode):
+    F, d = factor_problem(K, k)
+    mine, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
+    assert same_bits(mine.G, spec.G) and same_bits(mine.L, spec.L)
+    R = wide(np.random.default_rng(K), (8193, K))
+    assert same_bits(kernels.woodbury_solve(mine, R, "cpu"), ref.woodbury_solve(spec, R))
+    assert same_bits(kernels.woodbury_logdet(mine), ref.woodbury_logdet(spec))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", [1, 100, 8193, 20_000])
+def test_fused_normal_operator_equals_composition_and_spec(n_rows, mode):
+    X, offsets, v, _ = sur_problem(n_rows, widths=(3, 0, 1, 5, 12))
+    F, d = factor_problem(5, 2)
+    factor = kernels.woodbury_factor(F, d, mode)
+    fused = kernels.sur_normal_matvec(X, offsets, factor, v, "cpu")
+    composed = kernels.sur_rmatvec(
+        X, offsets, kernels.woodbury_solve(factor, kernels.sur_matvec(X, offsets, v, mode)),
+        mode)
+    assert same_bits(fused, composed)
+    assert same_bits(fused, ref.sur_normal_matvec(X, offsets, ref.woodbury_factor(F, d, mode),
+                                                  v))
+
+
+@settings(max_examples=40, deadline=None)
+@given(K=st.integers(2, 30), data=st.data())
+def test_woodbury_solve_matches_dense_solve(K, data):
+    k = data.draw(st.integers(1, K - 1))
+    F, d = factor_problem(K, k, seed=data.draw(st.integers(0, 10**6)))
+    factor = kernels.woodbury_factor(F, d)
+    Sigma = np.diag(d) + F @ F.T  # dense check, off the audited path
+    R = np.random.default_rng(K).standard_normal((7, K))
+    expected = np.linalg.solve(Sigma, R.T).T
+    got = kernels.woodbury_solve(factor, R)
+    cond = np.linalg.cond(Sigma)
+    assert np.max(np.abs(got - expected)) <= 1e-12 * cond * np.max(np.abs(expected))
+    assert kernels.woodbury_logdet(factor) == pytest.approx(np.linalg.slogdet(Sigma)[1],
+                                                            rel=1e-12, abs=1e-12)
+
+
+def test_pack_sur_layout_and_validation():
+    rng = np.random.default_rng(0)
+    Xs = [rng.standard_normal((6, 2)), np.zeros((6, 0)), rng.standard_normal(6)]
+    X, offsets = kernels.pack_sur(Xs)
+    assert offsets.tolist() == [0, 2, 2, 3]
+    assert np.array_equal(X[:, :2], Xs[0]) and np.array_equal(X[:, 2], Xs[2])
+    with pytest.raises(ValueError, match="same number of rows"):
+        kernels.pack_sur([np.ones((5, 1)), np.ones((6, 1))])
+    with pytest.raises(ValueError, match="non-empty list"):
+        kernels.pack_sur([])
+    with pytest.raises(TypeError, match="float32"):
+        kernels.pack_sur([np.ones((3, 1), dtype=np.float32)])
+
+
+@pytest.mark.parametrize("offsets,match", [([0, 3, 2, 5], "non-decreasing"),
+                                           ([1, 3, 5], r"offsets\[0\] must be 0"),
+                                           ([0, 3, 4], "must equal the number of columns"),
+                                           ([0], "K\\+1 >= 2"),
+                                           ([0.0, 5.0], "integers")])
+def test_bad_offsets(offsets, match):
+    X = np.ones((4, 5))
+    with pytest.raises((ValueError, TypeError), match=match):
+        kernels.sur_matvec(X, offsets, np.ones(5))
+
+
+def test_shape_mismatches_name_the_argument():
+    X, offsets, beta, W = sur_problem(10)
+    with pytest.raises(ValueError, match="beta must have shape"):
+        kernels.sur_matvec(X, offsets, beta[:-1])
+    with pytest.raises(ValueError, match="W must have shape"):
+        kernels.sur_rmatvec(X, offsets, W[:, :-1])
+    with pytest.raises(ValueError, match="x must have shape"):
+        kernels.gemv(np.ones((3, 4)), np.ones(3))
+    with pytest.raises(ValueError, match="two-dimensional"):
+        kernels.gemv(np.ones(3), np.ones(3))
+
+
+@pytest.mark.parametrize("d,match", [(np.array([1.0, 0.0, 1.0]), "positive and finite"),
+                                     (np.array([1.0, -2.0, 1.0]), "positive and finite"),
+                                     (np.array([1.0, np.nan, 1.0]), "positive and finite"),
+                                     (np.array([1.0, np.inf, 1.0]), "positive and finite"),
+                                     (np.ones(2), "d must have shape")])
+def test_bad_diagonal(d, match):
+    with pytest.raises(ValueError, match=match):
+        kernels.woodbury_factor(np.ones((3, 1)), d)
+
+
+def test_rank_larger_than_K_and_non_finite_F():
+    with pytest.raises(ValueError, match="k <= K"):
+        kernels.woodbury_factor(np.ones((2, 3)), np.ones(2))
+    with pytest.raises(ValueError, match="F must be finite"):
+        kernels.woodbury_factor(np.array([[np.nan], [1.0]]), np.ones(2))
+
+
+def test_cholesky_failure_is_an_error_not_nan():
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        ref.cholesky(np.array([[1.0, 0.0], [2.0, 1.0]]))
+    from reprogls.kernels.cpu.linalg import cholesky_kernel
+
+    L = np.empty((2, 2))
+    assert cholesky_kernel(np.array([[1.0, 0.0], [2.0, 1.0]]), True, L) == 1
+    # overflow in F makes the capacitance non-finite: a clear error, never NaN results
+    with pytest.raises(kernels.NotPositiveDefiniteError):
+        kernels.woodbury_factor(np.array([[1e200], [1e200]]), np.array([1e-200, 1.0]))
+
+
+def test_solve_checks_factor_and_shapes():
+    F, d = factor_problem(4, 2)
+    factor = kernels.woodbury_factor(F, d)
+    with pytest.raises(TypeError, match="WoodburyFactor"):
+        kernels.woodbury_solve((F, d), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="R must have shape"):
+        kernels.woodbury_solve(factor, np.ones((3, 5)))
+
+
+def test_inputs_are_not_modified():
+    X, offsets, beta, W = sur_problem(100)
+    F, d = factor_problem(len(offsets) - 1, 2)
+    copies = [a.copy() for a in (X, offsets, beta, W, F, d)]
+    factor = kernels.woodbury_factor(F, d)
+    kernels.sur_matvec(X, offsets, beta)
+    kernels.sur_rmatvec(X, offsets, W)
+    kernels.woodbury_solve(factor, W)
+    kernels.sur_normal_matvec(X, offsets, factor, beta)
+    for before, after in zip(copies, (X, offsets, beta, W, F, d), strict=True):
+        assert same_bits(before, after) if before.dtype == np.float64 else np.array_equal(
+            before, after)
+
+
+def test_fortran_ordered_input_is_copied_not_rejected():
+    rng = np.random.default_rng(1)
+    A = np.asfortranarray(rng.standard_normal((50, 9)))
+    x = rng.standard_normal(9)
+    assert same_bits(kernels.gemv(A, x), ref.gemv(np.ascontiguousarray(A), x))
