@@ -3,8 +3,9 @@
 The scalar bodies are the reference's own scalar functions compiled by Numba
 (``log_scalar``, ``exp_scalar``) or written out with the same term formulas as
 :mod:`reprogls.kernels.reference.prox`; each runs ``prange`` over blocks of elements.
-Scalar-or-array parameters arrive here as arrays of the length of ``x`` (stride 0 views
-of a scalar are fine: they are read, never written).
+A scalar-or-array parameter is passed as a contiguous array of length 1 or n with an
+index step ``inc`` of 0 or 1 (``lam[i * lam_inc]``), as in the CUDA kernels: a stride-0
+broadcast view instead compiles to a non-contiguous layout that runs 10x slower.
 """
 
 from __future__ import annotations
@@ -38,23 +39,19 @@ def exp_kernel(x, out):
 
 @njit(inline="always", cache=True)
 def soft_threshold_scalar(v, lam):
-    """``v - lam`` if ``v > lam``, ``v + lam`` if ``v < -lam``, else ``+0.0``; NaN -> NaN."""
-    if v > lam:
-        return v - lam
-    if v < -lam:
-        return v + lam
-    if v != v:
-        return CANONICAL_NAN
-    return 0.0
+    """``v - lam`` if ``v > lam``, ``v + lam`` if ``v < -lam``, else ``+0.0``; NaN -> NaN.
+
+    Written with conditional expressions (selects): with branches, random signs cost a
+    branch miss per element (measured 10x slower).
+    """
+    r = v - lam if v > lam else (v + lam if v < -lam else 0.0)
+    return r if v == v else CANONICAL_NAN
 
 
 @njit(inline="always", cache=True)
 def clip_scalar(v, lo, hi):
-    if v < lo:
-        return lo
-    if v > hi:
-        return hi
-    return v
+    """``lo`` if ``v < lo``, ``hi`` if ``v > hi``, else ``v`` (selects, NaN stays NaN)."""
+    return lo if v < lo else (hi if v > hi else v)
 
 
 @njit(inline="always", cache=True)
@@ -67,41 +64,46 @@ def prox_scalar(v, lam, l1_ratio, step, lo, hi):
 
 
 @njit(parallel=True, cache=True)
-def soft_threshold_kernel(x, lam, out):
+def soft_threshold_kernel(x, lam, lam_inc, out):
     for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            out[i] = soft_threshold_scalar(x[i], lam[i])
+            out[i] = soft_threshold_scalar(x[i], lam[i * lam_inc])
 
 
 @njit(parallel=True, cache=True)
-def soft_threshold_box_kernel(x, lam, lo, hi, out):
+def soft_threshold_box_kernel(x, lam, lam_inc, lo, lo_inc, hi, hi_inc, out):
     for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            r = clip_scalar(soft_threshold_scalar(x[i], lam[i]), lo[i], hi[i])
+            r = clip_scalar(soft_threshold_scalar(x[i], lam[i * lam_inc]), lo[i * lo_inc],
+                            hi[i * hi_inc])
             out[i] = CANONICAL_NAN if r != r else r
 
 
 @njit(parallel=True, cache=True)
-def prox_elastic_net_kernel(x, lam, l1_ratio, step, lo, hi, out):
+def prox_elastic_net_kernel(x, lam, lam_inc, l1_ratio, step, lo, lo_inc, hi, hi_inc, out):
     for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            out[i] = prox_scalar(x[i], lam[i], l1_ratio, step, lo[i], hi[i])
+            out[i] = prox_scalar(x[i], lam[i * lam_inc], l1_ratio, step, lo[i * lo_inc],
+                                 hi[i * hi_inc])
 
 
 @njit(parallel=True, cache=True)
-def fista_step_kernel(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi, x_new, z_next):
+def fista_step_kernel(z, grad, step, x_prev, momentum, lam, lam_inc, l1_ratio, lo, lo_inc,
+                      hi, hi_inc, x_new, z_next):
     """``x_new = prox(z - step*grad)``, ``z_next = x_new + momentum*(x_new - x_prev)``."""
     for b in prange((z.shape[0] + BLOCK - 1) // BLOCK):
         for i in range(b * BLOCK, min(z.shape[0], (b + 1) * BLOCK)):
-            xn = prox_scalar(z[i] - step * grad[i], lam[i], l1_ratio, step, lo[i], hi[i])
+            xn = prox_scalar(z[i] - step * grad[i], lam[i * lam_inc], l1_ratio, step,
+                             lo[i * lo_inc], hi[i * hi_inc])
             x_new[i] = xn
             zn = xn + momentum * (xn - x_prev[i])
             z_next[i] = CANONICAL_NAN if zn != zn else zn
 
 
-def _full(v, n):
-    """A scalar or length-n parameter as a length-n float64 array (stride 0 for scalars)."""
-    return np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+def _param(v):
+    """A scalar or per-element parameter as ``(contiguous array, index step 0 or 1)``."""
+    a = np.ascontiguousarray(np.asarray(v, dtype=np.float64).ravel())
+    return a, 0 if a.shape[0] == 1 else 1
 
 
 def log(x):
@@ -118,28 +120,25 @@ def exp(x):
 
 def soft_threshold(x, lam):
     out = np.empty_like(x)
-    soft_threshold_kernel(x, _full(lam, x.shape[0]), out)
+    soft_threshold_kernel(x, *_param(lam), out)
     return out
 
 
 def soft_threshold_box(x, lam, lo, hi):
-    n = x.shape[0]
     out = np.empty_like(x)
-    soft_threshold_box_kernel(x, _full(lam, n), _full(lo, n), _full(hi, n), out)
+    soft_threshold_box_kernel(x, *_param(lam), *_param(lo), *_param(hi), out)
     return out
 
 
 def prox_elastic_net(x, lam, l1_ratio, step, lo, hi):
-    n = x.shape[0]
     out = np.empty_like(x)
-    prox_elastic_net_kernel(x, _full(lam, n), float(l1_ratio), float(step), _full(lo, n),
-                            _full(hi, n), out)
+    prox_elastic_net_kernel(x, *_param(lam), float(l1_ratio), float(step), *_param(lo),
+                            *_param(hi), out)
     return out
 
 
 def fista_step(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi):
-    n = z.shape[0]
     x_new, z_next = np.empty_like(z), np.empty_like(z)
-    fista_step_kernel(z, grad, float(step), x_prev, float(momentum), _full(lam, n),
-                      float(l1_ratio), _full(lo, n), _full(hi, n), x_new, z_next)
+    fista_step_kernel(z, grad, float(step), x_prev, float(momentum), *_param(lam),
+                      float(l1_ratio), *_param(lo), *_param(hi), x_new, z_next)
     return x_new, z_next

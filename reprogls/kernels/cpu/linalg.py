@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import blocked
 from ._cro import (
     CHUNK,
     LANES,
@@ -27,6 +28,26 @@ from ._cro import (
 ROW_BLOCK = 64
 #: Columns per parallel task in the reductions over rows (32 lanes x 256 columns x 2).
 COL_BLOCK = 256
+#: Columns transposed at a time by the blocked SUR dots (equations wider than
+#: WIDE_EQUATION use the per-row lane loops instead).
+GROUP_COLUMNS = 512
+WIDE_EQUATION = 4096
+
+
+def equation_groups(offsets: np.ndarray) -> np.ndarray:
+    """Consecutive equations packed into groups of at most GROUP_COLUMNS columns.
+
+    Returns an (n_groups, 2) int64 array of ``[j_start, j_end)``; an equation wider than
+    the limit forms a group of its own.
+    """
+    groups, start, K = [], 0, offsets.shape[0] - 1
+    for j in range(K):
+        if j > start and offsets[j + 1] - offsets[start] > GROUP_COLUMNS:
+            groups.append((start, j))
+            start = j
+    if K:
+        groups.append((start, K))
+    return np.array(groups, dtype=np.int64).reshape(-1, 2)
 
 
 def n_chunks(n: int) -> int:
@@ -43,21 +64,43 @@ def _max_width(offsets):
 
 
 @njit(parallel=True, cache=True)
-def sur_matvec_kernel(X, offsets, beta, compensated, U):
-    """``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` and ``beta[o_j:o_j+1]``."""
+def sur_matvec_kernel(X, offsets, beta, groups, compensated, U):
+    """``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` and ``beta[o_j:o_j+1]``.
+
+    Blocks of 32 rows; per group of equations the columns are transposed once and every
+    dot runs across the 32 rows at a time. Equations wider than WIDE_EQUATION run row by
+    row with the lane loops instead.
+    """
     N = X.shape[0]
-    K = offsets.shape[0] - 1
-    slots = max(1, (_max_width(offsets) + CHUNK - 1) // CHUNK)
-    for b in prange((N + ROW_BLOCK - 1) // ROW_BLOCK):
+    widest = 0
+    for g in range(groups.shape[0]):
+        widest = max(widest, offsets[groups[g, 1]] - offsets[groups[g, 0]])
+    slots = max(1, (widest + CHUNK - 1) // CHUNK)
+    for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
+        i0 = blk * blocked.BLOCK
+        nb = min(blocked.BLOCK, N - i0)
+        XT = np.empty((min(widest, WIDE_EQUATION), blocked.BLOCK))
+        work = blocked.scratch(WIDE_EQUATION)
+        out = np.empty(blocked.BLOCK)
         s = np.empty(LANES)
         comp = np.empty(LANES)
         ps = np.empty(slots)
         pc = np.empty(slots)
-        for i in range(b * ROW_BLOCK, min(N, (b + 1) * ROW_BLOCK)):
-            row = X[i]
-            for j in range(K):
-                o0, o1 = offsets[j], offsets[j + 1]
-                U[i, j] = dot_segment(row[o0:o1], beta[o0:o1], compensated, s, comp, ps, pc)
+        for g in range(groups.shape[0]):
+            j0, j1 = groups[g, 0], groups[g, 1]
+            c0, c1 = offsets[j0], offsets[j1]
+            if c1 - c0 > WIDE_EQUATION:  # one very wide equation: per-row lane loops
+                for i in range(i0, i0 + nb):
+                    U[i, j0] = dot_segment(X[i, c0:c1], beta[c0:c1], compensated, s, comp,
+                                           ps, pc)
+                continue
+            blocked.transpose_rows(X, i0, nb, c0, c1, XT)
+            for j in range(j0, j1):
+                o0 = offsets[j]
+                blocked.dot_rows(XT, o0 - c0, offsets[j + 1] - o0, beta[o0:], nb,
+                                 compensated, work[0], work[1], work[2], work[3], out)
+                for b in range(nb):
+                    U[i0 + b, j] = out[b]
 
 
 @njit(cache=True)
@@ -93,36 +136,31 @@ def _chunk_tree_columns(PS, PC, compensated, out):
 
 @njit(parallel=True, cache=True)
 def _sur_rmatvec_partials(X, eq, W, compensated, PS, PC):
-    """Chunk partials of ``g[m]``: lane ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t``."""
+    """Chunk partials of ``g[m]``: lane ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t``.
+
+    Tasks are (chunk, column block); inside, blocks of 32 rows are one row per lane, so
+    the lane accumulators ``ST[m, lane]`` update 4 lanes per AVX instruction.
+    """
     N, P = X.shape
+    K = W.shape[1]
     n_cb = (P + COL_BLOCK - 1) // COL_BLOCK
     for task in prange(PS.shape[0] * n_cb):
         c = task // n_cb
         m0 = (task % n_cb) * COL_BLOCK
         m1 = min(P, m0 + COL_BLOCK)
         width = m1 - m0
-        S = np.full((LANES, width), -0.0)
-        E = np.full((LANES, width), -0.0)
-        weights = np.empty(width)
-        r0 = c * CHUNK
-        for r in range(r0, min(N, r0 + CHUNK)):
-            lane = (r - r0) % LANES
-            xr = X[r, m0:m1]
-            wr = W[r]
-            for m in range(width):
-                weights[m] = wr[eq[m0 + m]]
-            sl = S[lane]
-            if compensated:
-                el = E[lane]
-                for m in range(width):
-                    sl[m], e = two_sum(sl[m], xr[m] * weights[m])
-                    el[m] += e
-            else:
-                for m in range(width):
-                    sl[m] += xr[m] * weights[m]
-        _lane_tree_columns(S, E, compensated)
-        PS[c, m0:m1] = S[0]
-        PC[c, m0:m1] = E[0]
+        ST = np.full((width, LANES), -0.0)
+        ET = np.full((width, LANES), -0.0)
+        XT = np.empty((width, LANES))
+        WT = np.empty((K, LANES))
+        j0, j1 = eq[m0], eq[m1 - 1] + 1
+        eq_block = eq[m0:m1] - j0
+        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
+            nb = min(LANES, N - i0)
+            blocked.transpose_rows(X, i0, nb, m0, m1, XT)
+            blocked.transpose_rows(W, i0, nb, j0, j1, WT)
+            blocked.accumulate_lanes(XT, WT, eq_block, 0, width, nb, compensated, ST, ET)
+        blocked.lane_tree_columns_t(ST, ET, width, compensated, PS[c, m0:m1], PC[c, m0:m1])
 
 
 def sur_rmatvec(X, offsets, W, compensated):
@@ -143,7 +181,7 @@ def sur_matvec(X, offsets, beta, compensated):
     """``U`` (N, K) of the per-equation dot products (validated inputs)."""
     U = np.empty((X.shape[0], offsets.shape[0] - 1))
     if U.size:
-        sur_matvec_kernel(X, offsets, beta, compensated, U)
+        sur_matvec_kernel(X, offsets, beta, equation_groups(offsets), compensated, U)
     return U
 
 
@@ -154,7 +192,26 @@ def gemv(A, x, compensated):
         from .reductions import cro_dot
 
         return np.array([cro_dot(A[i], x, compensated) for i in range(m)])
+    if n > LANES:  # rows long enough for the lane loops to vectorise along the row
+        y = np.empty(m)
+        if m:
+            _rowwise_dots(A, x, compensated, y)
+        return y
     return sur_matvec(A, np.array([0, n], dtype=np.int64), x, compensated)[:, 0]
+
+
+@njit(parallel=True, cache=True)
+def _rowwise_dots(A, x, compensated, y):
+    """``y[i]`` = CRO-1 dot of row ``i`` with ``x``, one row at a time (long rows)."""
+    m, n = A.shape
+    slots = max(1, (n + CHUNK - 1) // CHUNK)
+    for b in prange((m + ROW_BLOCK - 1) // ROW_BLOCK):
+        s = np.empty(LANES)
+        comp = np.empty(LANES)
+        ps = np.empty(slots)
+        pc = np.empty(slots)
+        for i in range(b * ROW_BLOCK, min(m, (b + 1) * ROW_BLOCK)):
+            y[i] = dot_segment(A[i], x, compensated, s, comp, ps, pc)
 
 
 def gemv_t(A, y, compensated):
@@ -278,13 +335,23 @@ def woodbury_scratch(K, k):
 
 @njit(parallel=True, cache=True)
 def woodbury_solve_kernel(R, G, d, L, compensated, out):
+    """``out = R Sigma^-1`` in blocks of 32 rows (see :func:`blocked.woodbury_block`)."""
     N, K = R.shape
     k = G.shape[1]
     LT = np.ascontiguousarray(L.T)
-    for b in prange((N + ROW_BLOCK - 1) // ROW_BLOCK):
-        scratch = woodbury_scratch(K, k)
-        for i in range(b * ROW_BLOCK, min(N, (b + 1) * ROW_BLOCK)):
-            woodbury_row(R[i], G, d, L, LT, compensated, scratch, out[i])
+    GT = np.ascontiguousarray(G.T)
+    for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
+        i0 = blk * blocked.BLOCK
+        nb = min(blocked.BLOCK, N - i0)
+        work = blocked.scratch(max(K, k))
+        RT = np.empty((K, blocked.BLOCK))
+        OT = np.empty((K, blocked.BLOCK))
+        TT = np.empty((k, blocked.BLOCK))
+        ZT = np.empty((k, blocked.BLOCK))
+        UT = np.empty((k, blocked.BLOCK))
+        blocked.transpose_rows(R, i0, nb, 0, K, RT)
+        blocked.woodbury_block(RT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, UT, OT)
+        blocked.untranspose_rows(OT, i0, nb, out)
 
 
 def woodbury_solve(R, G, d, L, compensated):
@@ -316,48 +383,36 @@ def woodbury_factor(F, d, compensated):
 def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
     """Chunk partials of ``X^T [(X v) Sigma^-1]``, reading each row of X once.
 
-    Per row ``i`` of chunk ``c``: ``U_i`` (the K per-equation dots), ``W_i = Sigma^-1 U_i``
-    and then lane ``(i - c*CHUNK) % 32`` accumulates ``X[i, m] * W_i[eq(m)]`` for every
-    column, exactly as ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``.
+    One task per chunk. For every block of 32 rows (one row per CRO-1 lane) the block is
+    transposed once; then ``U`` (the K per-equation dots), ``W = U Sigma^-1`` and the lane
+    accumulation of ``X[i, m] * W[i, eq(m)]`` all run on the transposed block, exactly as
+    ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``.
     """
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
     LT = np.ascontiguousarray(L.T)
-    slots = max(1, (_max_width(offsets) + CHUNK - 1) // CHUNK)
+    GT = np.ascontiguousarray(G.T)
+    widest = 0
+    for j in range(K):
+        widest = max(widest, offsets[j + 1] - offsets[j])
     for c in prange(PS.shape[0]):
-        scratch = woodbury_scratch(K, k)
-        s = np.empty(LANES)
-        comp = np.empty(LANES)
-        ps = np.empty(slots)
-        pc = np.empty(slots)
-        u_row = np.empty(K)
-        w_row = np.empty(K)
-        weights = np.empty(P)
-        S = np.full((LANES, P), -0.0)
-        E = np.full((LANES, P), -0.0)
-        r0 = c * CHUNK
-        for r in range(r0, min(N, r0 + CHUNK)):
-            xr = X[r]
-            for j in range(K):
-                o0, o1 = offsets[j], offsets[j + 1]
-                u_row[j] = dot_segment(xr[o0:o1], v[o0:o1], compensated, s, comp, ps, pc)
-            woodbury_row(u_row, G, d, L, LT, compensated, scratch, w_row)
-            for m in range(P):
-                weights[m] = w_row[eq[m]]
-            lane = (r - r0) % LANES
-            sl = S[lane]
-            if compensated:
-                el = E[lane]
-                for m in range(P):
-                    sl[m], e = two_sum(sl[m], xr[m] * weights[m])
-                    el[m] += e
-            else:
-                for m in range(P):
-                    sl[m] += xr[m] * weights[m]
-        _lane_tree_columns(S, E, compensated)
-        PS[c] = S[0]
-        PC[c] = E[0]
+        work = blocked.scratch(max(widest, K, k))
+        XT = np.empty((P, LANES))
+        UT = np.empty((K, LANES))
+        WT = np.empty((K, LANES))
+        TT = np.empty((k, LANES))
+        ZT = np.empty((k, LANES))
+        VT = np.empty((k, LANES))
+        ST = np.full((P, LANES), -0.0)
+        ET = np.full((P, LANES), -0.0)
+        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
+            nb = min(LANES, N - i0)
+            blocked.transpose_rows(X, i0, nb, 0, P, XT)
+            blocked.sur_dots_block(XT, offsets, v, nb, compensated, work, UT)
+            blocked.woodbury_block(UT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, VT, WT)
+            blocked.accumulate_lanes(XT, WT, eq, 0, P, nb, compensated, ST, ET)
+        blocked.lane_tree_columns_t(ST, ET, P, compensated, PS[c], PC[c])
 
 
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):

@@ -1,0 +1,31 @@
+"""Timing helpers shared by the profiling scripts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def best_seconds(fn: Callable[[], object], repeat: int, pause: float = 0.3) -> float:
+    """Best wall time of ``repeat`` calls, each after ``pause`` seconds of idling.
+
+    The pause lets OpenBLAS worker threads stop spinning (they would otherwise take the
+    cores from the Numba threads of the next call).
+    """
+    best = np.inf
+    for _ in range(repeat):
+        time.sleep(pause)
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def blas_read_bandwidth(n: int = 50_000_000, repeat: int = 5) -> float:
+    """GB/s of BLAS ``np.dot(x, y)`` over two vectors of ``n`` float64 (16 n bytes read)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    np.dot(x, y)
+    return 16 * n / best_seconds(lambda: np.dot(x, y), repeat) / 1e9

@@ -1,0 +1,102 @@
+"""Speed of the linear-algebra and elementwise CPU kernels against NumPy/BLAS, one process.
+
+Usage::
+
+    python profiling/kernel_bandwidth.py [--repeat 5] [--only NAME ...]
+
+For each kernel: bytes of its inputs read once (and outputs written), best wall time,
+GB/s, the fraction of the BLAS ``ddot`` read bandwidth measured in the same run, and the
+time of the NumPy/BLAS equivalent. Sizes are beyond cache (X of 400 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from reprogls import kernels
+
+try:
+    from ._timing import best_seconds, blas_read_bandwidth
+except ImportError:  # run as a script
+    from _timing import best_seconds, blas_read_bandwidth
+
+
+def cases(rng: np.random.Generator):
+    """Yield ``(name, kernel(mode), numpy_fn, bytes)`` for every benchmarked kernel."""
+    # gemv / gemv_t: A of 400 MB
+    A = rng.standard_normal((50_000, 1_000))
+    x, y = rng.standard_normal(1_000), rng.standard_normal(50_000)
+    yield "gemv", lambda m: kernels.gemv(A, x, m), lambda: A @ x, A.nbytes
+    yield "gemv_t", lambda m: kernels.gemv_t(A, y, m), lambda: A.T @ y, A.nbytes
+    # SUR operators: N = 25000, K = 200, p = 10 (X of 400 MB)
+    N, K, p = 25_000, 200, 10
+    X = rng.standard_normal((N, K * p))
+    offsets = np.arange(0, K * p + 1, p)
+    beta = rng.standard_normal(K * p)
+    W = rng.standard_normal((N, K))
+    X3, B2 = X.reshape(N, K, p), beta.reshape(K, p)
+    yield ("sur_matvec", lambda m: kernels.sur_matvec(X, offsets, beta, m),
+           lambda: np.einsum("nkp,kp->nk", X3, B2), X.nbytes)
+    yield ("sur_rmatvec", lambda m: kernels.sur_rmatvec(X, offsets, W, m),
+           lambda: np.einsum("nkp,nk->kp", X3, W), X.nbytes)
+    F = rng.standard_normal((K, 5))
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    factors = {m: kernels.woodbury_factor(F, d, m) for m in ("plain", "compensated")}
+
+    def composed(m):
+        f = factors[m]
+        U = kernels.sur_matvec(X, offsets, beta, m)
+        return kernels.sur_rmatvec(X, offsets, kernels.woodbury_solve(f, U), m)
+
+    yield ("sur_normal_matvec", lambda m: kernels.sur_normal_matvec(X, offsets, factors[m], beta),
+           None, X.nbytes)
+    yield "normal (3 kernels)", composed, None, X.nbytes
+    # Woodbury solve: N = 1e5, K = 1000, k = 10 (R of 800 MB)
+    Nw, Kw, kw = 100_000, 1_000, 10
+    R = rng.standard_normal((Nw, Kw))
+    Fw = rng.standard_normal((Kw, kw))
+    dw = 0.05 + 0.2 * rng.uniform(size=Kw)
+    wf = {m: kernels.woodbury_factor(Fw, dw, m) for m in ("plain", "compensated")}
+    Gw = Fw / dw[:, None]
+    Cw = np.eye(kw) + Fw.T @ Gw
+
+    def numpy_woodbury():
+        return R / dw - (R @ Gw) @ np.linalg.solve(Cw, Gw.T)
+
+    yield ("woodbury_solve", lambda m: kernels.woodbury_solve(wf[m], R), numpy_woodbury,
+           2 * R.nbytes)
+    # soft-thresholding of 1e8 elements
+    z = rng.standard_normal(100_000_000)
+    yield ("soft_threshold", lambda m: kernels.soft_threshold(z, 0.5),
+           lambda: np.sign(z) * np.maximum(np.abs(z) - 0.5, 0), 2 * z.nbytes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=None, help="kernel names to run")
+    args = parser.parse_args(argv)
+    kernels.warmup(("cpu",))
+    blas = blas_read_bandwidth()
+    print(f"BLAS ddot read bandwidth: {blas:.1f} GB/s; threads = {kernels.cpu_threads()}")
+    print(f"{'kernel':<20} {'mode':<12} {'seconds':>8} {'GB/s':>6} {'vs BLAS':>8} "
+          f"{'numpy s':>8} {'speed-up':>8}")
+    rng = np.random.default_rng(0)
+    for name, fn, numpy_fn, nbytes in cases(rng):
+        if args.only and name not in args.only:
+            continue
+        t_np = best_seconds(numpy_fn, args.repeat) if numpy_fn is not None else np.nan
+        modes = ("plain",) if name == "soft_threshold" else ("plain", "compensated")
+        for mode in modes:
+            fn(mode)
+            t = best_seconds(lambda fn=fn, mode=mode: fn(mode), args.repeat)
+            gbs = nbytes / t / 1e9
+            print(f"{name:<20} {mode:<12} {t:8.4f} {gbs:6.1f} {gbs / blas:8.0%} "
+                  f"{t_np:8.4f} {t_np / t:7.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
