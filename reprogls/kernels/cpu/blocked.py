@@ -141,22 +141,34 @@ def dot_rows(XT, r0, n, coef, nb, compensated, S, E, PS, PC, out):
     for ch in range(n_ch):
         S[:, :nb] = -0.0
         E[:, :nb] = -0.0
-        for t in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            src, ct = XT[r0 + t], coef[t]
-            st = S[t % LANES]
-            if compensated:
-                et = E[t % LANES]
-                for b in range(nb):
-                    st[b], e = two_sum(st[b], src[b] * ct)
-                    et[b] += e
-            else:
-                for b in range(nb):
-                    st[b] += src[b] * ct
+        t0, t1 = ch * CHUNK, min(n, (ch + 1) * CHUNK)
+        # the mode test stays outside the loop over terms (inside it costs 2-3x)
+        if compensated:
+            _lanes_compensated(XT, r0, t0, t1, coef, nb, S, E)
+        else:
+            _lanes_plain(XT, r0, t0, t1, coef, nb, S)
         tree_live_rows(S, E, LANES, nb, compensated)
         PS[ch, :nb] = S[0, :nb]
         PC[ch, :nb] = E[0, :nb]
     chunk_tree_rows(PS, PC, n_ch, nb, compensated)
     finalize_cols(PS[0], PC[0], nb, compensated, out)
+
+
+@njit(cache=True)
+def _lanes_plain(XT, r0, t0, t1, coef, nb, S):
+    for t in range(t0, t1):
+        src, ct, st = XT[r0 + t], coef[t], S[t % LANES]
+        for b in range(nb):
+            st[b] += src[b] * ct
+
+
+@njit(cache=True)
+def _lanes_compensated(XT, r0, t0, t1, coef, nb, S, E):
+    for t in range(t0, t1):
+        src, ct, st, et = XT[r0 + t], coef[t], S[t % LANES], E[t % LANES]
+        for b in range(nb):
+            st[b], e = two_sum(st[b], src[b] * ct)
+            et[b] += e
 
 
 @njit(cache=True)
