@@ -1,0 +1,56 @@
+"""Helpers shared by the benchmark modules (not collected by asv: leading underscore)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+
+import numpy as np
+
+from reprogls import kernels
+
+DEVICES = ["cpu", "cuda"]
+MODES = ["plain", "compensated"]
+
+
+def require_device(device: str) -> None:
+    """Skip (asv: NotImplementedError in setup) when the device is not usable here."""
+    if device == "cuda" and not any(d.startswith("cuda") for d in kernels.available_devices()):
+        raise NotImplementedError("no usable CUDA device")
+
+
+def timed_gbps(fn, nbytes: int, repeat: int = 3) -> float:
+    """GB/s of ``fn`` (best of ``repeat``); results come back to the host, so GPU work has
+    finished when the timer stops."""
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return nbytes / best / 1e9
+
+
+def machine_read_bandwidth() -> float:
+    """STREAM-like read bandwidth of this machine in GB/s (BLAS ddot over 2 x 128 MB).
+
+    Measured once per machine and cached in the temp directory, because asv runs every
+    benchmark in a fresh process.
+    """
+    path = os.path.join(tempfile.gettempdir(),
+                        f"reprogls-read-bandwidth-{socket.gethostname()}.json")
+    try:
+        with open(path) as fh:
+            return float(json.load(fh)["gbps"])
+    except (OSError, ValueError, KeyError):
+        pass
+    n = 16_000_000
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    np.dot(x, y)
+    gbps = timed_gbps(lambda: np.dot(x, y), 16 * n, repeat=5)
+    with open(path, "w") as fh:
+        json.dump({"gbps": gbps}, fh)
+    return gbps

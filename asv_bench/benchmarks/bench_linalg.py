@@ -1,0 +1,95 @@
+"""Matvecs, SUR operators, Woodbury solve and the fused normal operator, with baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reprogls import kernels
+
+from ._common import DEVICES, MODES, machine_read_bandwidth, require_device, timed_gbps
+
+K, P_PER_EQ, RANK = 200, 10, 5
+ROWS = [1_000, 8_000]  # X of 16 MB and 128 MB
+
+
+def _problem(n_rows):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_rows, K * P_PER_EQ))
+    offsets = np.arange(0, K * P_PER_EQ + 1, P_PER_EQ)
+    beta = rng.standard_normal(K * P_PER_EQ)
+    W = rng.standard_normal((n_rows, K))
+    F = rng.standard_normal((K, RANK))
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    return X, offsets, beta, W, F, d
+
+
+class LinearAlgebra:
+    params = (["gemv", "gemv_t", "sur_matvec", "sur_rmatvec", "sur_normal_matvec",
+               "woodbury_solve"], ROWS, DEVICES, MODES)
+    param_names = ["kernel", "rows", "device", "mode"]
+    timeout = 600
+
+    def setup(self, kernel, rows, device, mode):
+        require_device(device)
+        X, offsets, beta, W, F, d = _problem(rows)
+        factor = kernels.woodbury_factor(F, d, mode)
+        if device == "cuda":
+            import cupy as cp
+
+            X, beta, W = cp.asarray(X), cp.asarray(beta), cp.asarray(W)
+        self.fn = {
+            "gemv": lambda: kernels.gemv(X, beta, mode, device),
+            "gemv_t": lambda: kernels.gemv_t(X, W[:, 0].copy(), mode, device),
+            "sur_matvec": lambda: kernels.sur_matvec(X, offsets, beta, mode, device),
+            "sur_rmatvec": lambda: kernels.sur_rmatvec(X, offsets, W, mode, device),
+            "sur_normal_matvec": lambda: kernels.sur_normal_matvec(X, offsets, factor, beta,
+                                                                   device),
+            "woodbury_solve": lambda: kernels.woodbury_solve(factor, W, device),
+        }[kernel]
+        self.nbytes = 2 * W.nbytes if kernel == "woodbury_solve" else X.nbytes
+        self.fn()
+
+    def time_kernel(self, kernel, rows, device, mode):
+        self.fn()
+
+    def peakmem_kernel(self, kernel, rows, device, mode):
+        self.fn()
+
+    def track_gbps(self, kernel, rows, device, mode):
+        return timed_gbps(self.fn, self.nbytes)
+
+    track_gbps.unit = "GB/s"
+
+    def track_fraction_of_read_bandwidth(self, kernel, rows, device, mode):
+        return timed_gbps(self.fn, self.nbytes) / machine_read_bandwidth()
+
+    track_fraction_of_read_bandwidth.unit = "fraction"
+
+
+class LinearAlgebraNumPy:
+    """NumPy/BLAS equivalents: A @ x, A.T @ y, einsum, the dense-free Woodbury expression."""
+
+    params = (["gemv", "gemv_t", "sur_matvec", "sur_rmatvec", "woodbury_solve"], ROWS)
+    param_names = ["kernel", "rows"]
+
+    def setup(self, kernel, rows):
+        X, _, beta, W, F, d = _problem(rows)
+        X3, B2 = X.reshape(rows, K, P_PER_EQ), beta.reshape(K, P_PER_EQ)
+        G = F / d[:, None]
+        C = np.eye(RANK) + F.T @ G
+        self.fn = {
+            "gemv": lambda: X @ beta,
+            "gemv_t": lambda: X.T @ W[:, 0],
+            "sur_matvec": lambda: np.einsum("nkp,kp->nk", X3, B2),
+            "sur_rmatvec": lambda: np.einsum("nkp,nk->kp", X3, W),
+            "woodbury_solve": lambda: W / d - (W @ G) @ np.linalg.solve(C, G.T),
+        }[kernel]
+        self.nbytes = 2 * W.nbytes if kernel == "woodbury_solve" else X.nbytes
+
+    def time_numpy(self, kernel, rows):
+        self.fn()
+
+    def track_gbps(self, kernel, rows):
+        return timed_gbps(self.fn, self.nbytes)
+
+    track_gbps.unit = "GB/s"
