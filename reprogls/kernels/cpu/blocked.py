@@ -189,17 +189,49 @@ def sur_dots_block(XT, offsets, beta, nb, compensated, work, UT):
                  UT[j])
 
 
+#: Equations per tile of the flat Woodbury output step.
+TILE = 64
+
+
 @njit(cache=True)
-def woodbury_block(RT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, UT, OUT):
+def woodbury_plan(G, d, L):
+    """Per-call constants of :func:`woodbury_block`: ``(G, G^T, d, L, L^T, GE, DE)`` with
+    ``GE[q, 32 j + b] = G[j, q]`` and ``DE[32 j + b] = d[j]`` (the expanded forms let the
+    output step run as flat loops over (equation, row) pairs)."""
+    K, k = G.shape
+    GE = np.empty((k, K * BLOCK))
+    DE = np.empty(K * BLOCK)
+    for j in range(K):
+        for b in range(BLOCK):
+            DE[j * BLOCK + b] = d[j]
+            for q in range(k):
+                GE[q, j * BLOCK + b] = G[j, q]
+    return (G, np.ascontiguousarray(G.T), d, L, np.ascontiguousarray(L.T), GE, DE)
+
+
+@njit(cache=True)
+def woodbury_scratch(k):
+    """``(TT, ZT, UT, UE, P3, E3, acc)`` scratch of :func:`woodbury_block` for rank k."""
+    w = TILE * BLOCK
+    return (np.empty((k, BLOCK)), np.empty((k, BLOCK)), np.empty((k, BLOCK)),
+            np.empty((k, w)), np.empty((max(k, 1), w)), np.empty((max(k, 1), w)),
+            np.empty(w))
+
+
+@njit(cache=True)
+def woodbury_block(RT, plan, nb, compensated, work, wscratch, OUT):
     """``OUT[:, b] = Sigma^-1 RT[:, b]`` for every row ``b`` of a block (reference order).
 
-    ``TT``, ``ZT``, ``UT`` are (k, 32) scratch; ``OUT`` is (K, 32).
+    ``RT`` and ``OUT`` are (K, 32); ``plan`` from :func:`woodbury_plan`, ``wscratch`` from
+    :func:`woodbury_scratch`.
     """
+    G, GT, d, L, LT, GE, DE = plan
+    TT, ZT, UT, UE, P3, E3, accf = wscratch
     S, E, PS, PC = work
     K, k = G.shape
     for q in range(k):  # t = G^T r
         dot_rows(RT, 0, K, GT[q], nb, compensated, S, E, PS, PC, TT[q])
-    acc = np.empty(BLOCK)
+    acc = accf[:BLOCK]
     for i in range(k):  # forward: L z = t
         dot_rows(ZT, 0, i, L[i], nb, compensated, S, E, PS, PC, acc)
         for b in range(nb):
@@ -208,11 +240,35 @@ def woodbury_block(RT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, UT, OUT):
         dot_rows(UT, i + 1, k - 1 - i, LT[i, i + 1:], nb, compensated, S, E, PS, PC, acc)
         for b in range(nb):
             UT[i, b] = (ZT[i, b] - acc[b]) / L[i, i]
-    for j in range(K):  # out = r / d - G u
-        dot_rows(UT, 0, k, G[j], nb, compensated, S, E, PS, PC, acc)
-        rj, oj, dj = RT[j], OUT[j], d[j]
-        for b in range(nb):
-            oj[b] = rj[b] / dj - acc[b]
+    if k == 0 or k > LANES:  # general path: one short reduction per equation
+        for j in range(K):  # out = r / d - G u
+            dot_rows(UT, 0, k, G[j], nb, compensated, S, E, PS, PC, acc)
+            rj, oj, dj = RT[j], OUT[j], d[j]
+            for b in range(nb):
+                oj[b] = rj[b] / dj - acc[b]
+        return
+    # Flat path (k <= 32): for a tile of equations, the terms G[j, q] * u[q, b] of every
+    # (j, b) sit in row q of P3 at column 32 (j - j0) + b; the lane tree over q and the
+    # final step then run as long flat loops. Same terms, same tree, same bits.
+    for q in range(k):
+        uq, ue = UT[q], UE[q]
+        for jj in range(TILE):
+            for b in range(BLOCK):
+                ue[jj * BLOCK + b] = uq[b]
+    RTf = RT.reshape(K * BLOCK)
+    OUTf = OUT.reshape(K * BLOCK)
+    for j0 in range(0, K, TILE):
+        width = min(TILE, K - j0) * BLOCK
+        base = j0 * BLOCK
+        for q in range(k):
+            p3, e3, ge, ue = P3[q], E3[q], GE[q], UE[q]
+            for idx in range(width):
+                p3[idx] = ge[base + idx] * ue[idx]
+                e3[idx] = 0.0
+        tree_live_rows(P3, E3, k, width, compensated)
+        finalize_cols(P3[0], E3[0], width, compensated, accf)
+        for idx in range(width):
+            OUTf[base + idx] = RTf[base + idx] / DE[base + idx] - accf[idx]
 
 
 @njit(cache=True)

@@ -338,19 +338,16 @@ def woodbury_solve_kernel(R, G, d, L, compensated, out):
     """``out = R Sigma^-1`` in blocks of 32 rows (see :func:`blocked.woodbury_block`)."""
     N, K = R.shape
     k = G.shape[1]
-    LT = np.ascontiguousarray(L.T)
-    GT = np.ascontiguousarray(G.T)
+    plan = blocked.woodbury_plan(G, d, L)
     for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
         i0 = blk * blocked.BLOCK
         nb = min(blocked.BLOCK, N - i0)
         work = blocked.scratch(max(K, k))
+        wscratch = blocked.woodbury_scratch(k)
         RT = np.empty((K, blocked.BLOCK))
         OT = np.empty((K, blocked.BLOCK))
-        TT = np.empty((k, blocked.BLOCK))
-        ZT = np.empty((k, blocked.BLOCK))
-        UT = np.empty((k, blocked.BLOCK))
         blocked.transpose_rows(R, i0, nb, 0, K, RT)
-        blocked.woodbury_block(RT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, UT, OT)
+        blocked.woodbury_block(RT, plan, nb, compensated, work, wscratch, OT)
         blocked.untranspose_rows(OT, i0, nb, out)
 
 
@@ -391,26 +388,23 @@ def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
-    LT = np.ascontiguousarray(L.T)
-    GT = np.ascontiguousarray(G.T)
+    plan = blocked.woodbury_plan(G, d, L)
     widest = 0
     for j in range(K):
         widest = max(widest, offsets[j + 1] - offsets[j])
     for c in prange(PS.shape[0]):
         work = blocked.scratch(max(widest, K, k))
+        wscratch = blocked.woodbury_scratch(k)
         XT = np.empty((P, LANES))
         UT = np.empty((K, LANES))
         WT = np.empty((K, LANES))
-        TT = np.empty((k, LANES))
-        ZT = np.empty((k, LANES))
-        VT = np.empty((k, LANES))
         ST = np.full((P, LANES), -0.0)
         ET = np.full((P, LANES), -0.0)
         for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
             nb = min(LANES, N - i0)
             blocked.transpose_rows(X, i0, nb, 0, P, XT)
             blocked.sur_dots_block(XT, offsets, v, nb, compensated, work, UT)
-            blocked.woodbury_block(UT, GT, G, d, L, LT, nb, compensated, work, TT, ZT, VT, WT)
+            blocked.woodbury_block(UT, plan, nb, compensated, work, wscratch, WT)
             blocked.accumulate_lanes(XT, WT, eq, 0, P, nb, compensated, ST, ET)
         blocked.lane_tree_columns_t(ST, ET, P, compensated, PS[c], PC[c])
 
