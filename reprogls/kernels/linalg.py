@@ -16,6 +16,7 @@ from . import reference
 from ._validate import (
     as_matrix,
     as_offsets,
+    as_vector,
     check_shape,
     host_vector,
     to_device,
@@ -69,7 +70,7 @@ def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto
     dev = resolve_device(device, A, x)
     with cuda_context(dev):
         Ad = as_matrix(A, "A", dev)
-        xd = to_device(host_vector(x, "x") if not is_cupy_array(x) else x, dev)
+        xd = as_vector(x, "x", dev)
         check_shape(xd, (Ad.shape[1],), "x", "one entry per column of A")
         return _to_host(_backend(dev).gemv(Ad, xd, compensated))
 
@@ -85,7 +86,7 @@ def gemv_t(A: Any, y: Any, mode: str = "compensated", device: str | Device = "au
     dev = resolve_device(device, A, y)
     with cuda_context(dev):
         Ad = as_matrix(A, "A", dev)
-        yd = to_device(host_vector(y, "y") if not is_cupy_array(y) else y, dev)
+        yd = as_vector(y, "y", dev)
         check_shape(yd, (Ad.shape[0],), "y", "one entry per row of A")
         return _to_host(_backend(dev).gemv_t(Ad, yd, compensated))
 
@@ -153,7 +154,7 @@ def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
     dev = resolve_device(device, X, beta)
     with cuda_context(dev):
         Xd, _, offd = _sur_inputs(X, offsets, dev)
-        bd = to_device(host_vector(beta, "beta") if not is_cupy_array(beta) else beta, dev)
+        bd = as_vector(beta, "beta", dev)
         check_shape(bd, (Xd.shape[1],), "beta", "one coefficient per column of X")
         return _to_host(_backend(dev).sur_matvec(Xd, offd, bd, compensated))
 
@@ -283,7 +284,7 @@ def sur_normal_matvec(X: Any, offsets: Any, factor: WoodburyFactor, v: Any,
         if off.shape[0] - 1 != factor.K:
             raise ValueError(f"offsets define {off.shape[0] - 1} equations but the factor "
                              f"is for K = {factor.K}")
-        vd = to_device(host_vector(v, "v") if not is_cupy_array(v) else v, dev)
+        vd = as_vector(v, "v", dev)
         check_shape(vd, (Xd.shape[1],), "v", "one entry per column of X")
         return _to_host(_backend(dev).sur_normal_matvec(Xd, offd, vd, factor.G, factor.d,
                                                         factor.L, compensated))

@@ -66,6 +66,7 @@ extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long l
             }
             U[o] = cro_finalize(root_s, root_c, cm);
         }
+        __syncwarp();  // lane 0's serial work done before the warp's next shuffles
     }
 }
 
