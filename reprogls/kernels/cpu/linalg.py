@@ -435,3 +435,20 @@ __all__ = [
     "woodbury_factor",
     "woodbury_solve",
 ]
+
+
+@njit(cache=True)
+def cholesky_solve_kernel(L, t, compensated, out):
+    """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``."""
+    n = L.shape[0]
+    LT = np.ascontiguousarray(L.T)
+    s = np.empty(LANES)
+    comp = np.empty(LANES)
+    ps = np.empty(max(1, (n + CHUNK - 1) // CHUNK))
+    pc = np.empty_like(ps)
+    z = np.empty(n)
+    for i in range(n):
+        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, s, comp, ps, pc)) / L[i, i]
+    for i in range(n - 1, -1, -1):
+        out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, s, comp, ps,
+                                     pc)) / L[i, i]

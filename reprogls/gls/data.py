@@ -1,0 +1,224 @@
+"""Input handling for the SUR/GLS estimator: validation, names, packing.
+
+Accepted forms
+--------------
+* ``prepare(Xs, Y)``: a list of K designs ``X_j`` (N, p_j) and ``Y`` (N, K) (or (N,) when
+  K = 1). NumPy arrays, pandas DataFrames/Series (their column names become regressor
+  names) or CuPy arrays (moved to the host here; the fit moves them back).
+* ``prepare({name: (y, X_j), ...})``: named equations; names flow into summaries.
+
+Checks (``ValueError``/``TypeError`` naming the equation, the column and the fix): non-
+numeric data, NaN/inf (with the number of affected rows), differing N, ``len(Xs) !=
+Y.shape[1]``, ``N <= p_j``, arrays on different devices. With ``add_constant=True`` each
+equation gets a leading column of ones named ``const`` unless it already has a constant
+column (as statsmodels' ``add_constant(has_constant="skip")``). The caller's arrays are
+never modified: everything is copied into the packed ``X`` (N, P) and ``Y`` (N, K).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..kernels.devices import is_cupy_array
+
+__all__ = ["IdentificationWarning", "SURData", "check_rank", "prepare"]
+
+
+class IdentificationWarning(UserWarning):
+    """The factor loadings are not identified (Sigma itself still is)."""
+
+
+@dataclass(frozen=True)
+class SURData:
+    """A validated SUR system, packed for the kernels.
+
+    Attributes
+    ----------
+    X : ndarray (N, P)
+        C-contiguous float64; equation ``j`` owns columns ``offsets[j]:offsets[j+1]``.
+    offsets : ndarray of int64 (K+1,)
+    Y : ndarray (N, K)
+        C-contiguous float64.
+    equation_names : list of str
+    regressor_names : list of list of str
+        One list per equation (``"x0", "x1", ...`` when the input had no names).
+    on_gpu : bool
+        Whether the inputs were CuPy arrays (``device="auto"`` then runs on the GPU).
+    """
+
+    X: np.ndarray
+    offsets: np.ndarray
+    Y: np.ndarray
+    equation_names: list[str]
+    regressor_names: list[list[str]]
+    on_gpu: bool = False
+
+    @property
+    def nobs(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_equations(self) -> int:
+        return int(self.Y.shape[1])
+
+    @property
+    def widths(self) -> np.ndarray:
+        """``p_j``, the number of regressors of every equation."""
+        return np.diff(self.offsets)
+
+
+def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
+    columns = getattr(obj, "columns", None)
+    if columns is not None and len(columns) == count:
+        return [str(c) for c in columns]
+    name = getattr(obj, "name", None)
+    if count == 1 and name is not None:
+        return [str(name)]
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def _to_host(obj: Any, what: str) -> tuple[np.ndarray, bool]:
+    """``(array, came_from_gpu)``; pandas objects become their values."""
+    if is_cupy_array(obj):
+        return obj.get(), True
+    values = getattr(obj, "to_numpy", None)
+    arr = np.asarray(values() if callable(values) else obj)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{what} holds non-numeric values ({exc}); convert it to "
+                            "numbers first") from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{what} has dtype {arr.dtype}; the estimator needs real numbers "
+                        "(float64, or integer/bool, which are converted)")
+    return arr, False
+
+
+def _check_finite(arr: np.ndarray, names: list[str], where: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        col = int(np.argmax(bad.any(axis=0)))
+        rows = int(bad[:, col].sum())
+        raise ValueError(f"{where}, column {names[col]!r}: {rows} row(s) hold NaN or inf; "
+                         "drop or impute those rows before fitting")
+
+
+def _has_constant(Xj: np.ndarray) -> bool:
+    return bool(Xj.shape[0] > 0 and np.any(np.all(Xj == 1.0, axis=0)))
+
+
+def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
+            add_constant: bool = False) -> SURData:
+    """Validate and pack a SUR system (see the module docstring for the accepted forms).
+
+    Parameters
+    ----------
+    Xs : list of array_like (N, p_j), or dict ``{name: (y, X_j)}``
+    Y : array_like (N, K), optional
+        Required with a list; must be omitted with a dict.
+    add_constant : bool
+        Prepend an intercept column ``const`` to every equation that has none.
+
+    Returns
+    -------
+    SURData
+    """
+    if isinstance(Xs, Mapping):
+        if Y is not None:
+            raise ValueError("pass Y inside the dict ({name: (y, X)}), not as a second "
+                             "argument")
+        if not Xs:
+            raise ValueError("the dict of equations is empty")
+        eq_names = [str(k) for k in Xs]
+        pairs = list(Xs.values())
+        for name, pair in zip(eq_names, pairs, strict=True):
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise TypeError(f"equation {name!r} must map to a (y, X) pair")
+        ys = [p[0] for p in pairs]
+        designs = [p[1] for p in pairs]
+    else:
+        if Y is None:
+            raise ValueError("Y is required when Xs is a list: fit(Xs, Y) with Y of shape "
+                             "(N, K)")
+        if isinstance(Xs, np.ndarray) or is_cupy_array(Xs) or len(Xs) == 0:
+            raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
+        designs = list(Xs)
+        Y_arr, _ = _to_host(Y, "Y")
+        if Y_arr.ndim == 1:
+            Y_arr = Y_arr[:, None]
+        if Y_arr.ndim != 2:
+            raise ValueError(f"Y must have shape (N, K), got {Y_arr.shape}")
+        if Y_arr.shape[1] != len(designs):
+            raise ValueError(f"len(Xs) = {len(designs)} equations but Y has "
+                             f"{Y_arr.shape[1]} columns; pass one design per column of Y")
+        eq_names = _names_of(Y, Y_arr.shape[1], "y")
+        ys = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
+
+    on_gpu = set()
+    blocks, reg_names, y_cols = [], [], []
+    for j, (name, Xj, yj) in enumerate(zip(eq_names, designs, ys, strict=True)):
+        where = f"equation {name!r} (Xs[{j}])"
+        arr, gpu = _to_host(Xj, where)
+        on_gpu.add(gpu)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"{where}: the design must be 2-D (N, p_j), got {arr.shape}")
+        names = _names_of(Xj, arr.shape[1], "x")
+        arr = np.array(arr, dtype=np.float64)  # a copy: the caller's data stays as it is
+        _check_finite(arr, names, where)
+        if add_constant and not _has_constant(arr):
+            arr = np.hstack([np.ones((arr.shape[0], 1)), arr])
+            names = ["const", *names]
+        y_arr, gpu = _to_host(yj, f"y of equation {name!r}")
+        on_gpu.add(gpu)
+        y_arr = np.array(y_arr, dtype=np.float64).reshape(-1)
+        _check_finite(y_arr[:, None], [name], f"y of equation {name!r}")
+        blocks.append(arr)
+        reg_names.append(names)
+        y_cols.append(y_arr)
+    if len(on_gpu) > 1:
+        raise ValueError("some inputs are CuPy (GPU) arrays and others are not; put them "
+                         "all on one device")
+    n_rows = {b.shape[0] for b in blocks} | {y.shape[0] for y in y_cols}
+    if len(n_rows) != 1:
+        detail = ", ".join(f"{n}: X {b.shape[0]}, y {y.shape[0]}"
+                           for n, b, y in zip(eq_names, blocks, y_cols, strict=True))
+        raise ValueError(f"every equation needs the same number of rows N; got {detail}")
+    N = n_rows.pop()
+    for name, b in zip(eq_names, blocks, strict=True):
+        if N <= b.shape[1]:
+            raise ValueError(f"equation {name!r} has N = {N} rows for p = {b.shape[1]} "
+                             "regressors; it needs N > p_j")
+    offsets = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])]).astype(np.int64)
+    return SURData(X=np.ascontiguousarray(np.hstack(blocks)), offsets=offsets,
+                   Y=np.ascontiguousarray(np.column_stack(y_cols)),
+                   equation_names=eq_names, regressor_names=reg_names,
+                   on_gpu=on_gpu == {True})
+
+
+def check_rank(rank: Any, K: int) -> int:
+    """Validate the factor rank ``k``: an integer in ``1..K-1``.
+
+    Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
+    ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
+    """
+    if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
+        raise TypeError(f"rank must be an integer, got {type(rank).__name__}")
+    rank = int(rank)
+    if K < 2:
+        raise ValueError("a low-rank error covariance needs K >= 2 equations")
+    if not 1 <= rank <= K - 1:
+        raise ValueError(f"rank must be in 1..K-1 = 1..{K - 1} for K = {K} equations, "
+                         f"got {rank}")
+    if (K - rank) ** 2 < K + rank:
+        warnings.warn(f"rank {rank} exceeds Ledermann's bound for K = {K}: the loadings F "
+                      "are not identified (Sigma = F F^T + diag(d) still is)",
+                      IdentificationWarning, stacklevel=2)
+    return rank

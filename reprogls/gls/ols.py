@@ -1,0 +1,97 @@
+"""Per-equation Gram blocks and ordinary least squares, on the audited path.
+
+Gram blocks ``X_j^T X_j`` come from :func:`reprogls.kernels.sur_rmatvec`: with
+``W[:, j] = X[:, o_j + a]`` (``0`` when ``a >= p_j``) it returns column ``a`` of every
+equation's Gram block at once, so ``max p_j`` passes over X give all blocks, each entry a
+CRO-1 reduction over the rows. Solves use the fixed-order Cholesky of the kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
+from ..kernels.linalg import sur_rmatvec
+from .data import SURData
+
+__all__ = ["CollinearityError", "block_grams", "factor_blocks", "ols"]
+
+#: A column whose Cholesky pivot falls below this fraction of its own sum of squares is
+#: treated as a linear combination of the previous columns (condition ~1e12).
+COLLINEAR_RTOL = 1e-12
+
+
+class CollinearityError(ValueError):
+    """A design X_j has (nearly) linearly dependent columns and no ridge was given."""
+
+
+def block_grams(data: SURData, mode: str = "compensated",
+                device: str = "cpu") -> list[np.ndarray]:
+    """``[X_j^T X_j for j]``, each (p_j, p_j); entry ``[c, a]`` is the CRO-1 reduction over
+    rows of ``fl(X[i, o_j + c] * X[i, o_j + a])``."""
+    X, offsets = data.X, data.offsets
+    widths = np.diff(offsets)
+    K = widths.shape[0]
+    grams = [np.empty((p, p)) for p in widths]
+    for a in range(int(widths.max(initial=0))):
+        W = np.zeros((X.shape[0], K))
+        has = widths > a
+        W[:, has] = X[:, offsets[:-1][has] + a]
+        g = sur_rmatvec(X, offsets, W, mode, device)
+        for j in np.flatnonzero(has):
+            grams[j][:, a] = g[offsets[j]:offsets[j + 1]]
+    return grams
+
+
+def factor_blocks(grams: list[np.ndarray], ridge: float, data: SURData,
+                  mode: str = "compensated") -> list[np.ndarray]:
+    """Fixed-order Cholesky factors of ``X_j^T X_j + ridge I``.
+
+    Raises
+    ------
+    CollinearityError
+        With ``ridge == 0``, naming the equation and the first column that is (nearly) a
+        linear combination of the previous ones.
+    """
+    factors = []
+    for j, G in enumerate(grams):
+        A = G + ridge * np.eye(G.shape[0]) if ridge else G
+        L = np.empty_like(A)
+        failed = cholesky_kernel(A, mode == "compensated", L)
+        bad = failed
+        if failed < 0 and ridge == 0:
+            pivots = np.diag(L) ** 2
+            weak = np.flatnonzero(pivots <= COLLINEAR_RTOL * np.maximum(np.diag(A), 1e-300))
+            bad = int(weak[0]) if weak.size else -1
+        if bad >= 0:
+            eq = data.equation_names[j]
+            col = data.regressor_names[j][bad]
+            raise CollinearityError(
+                f"equation {eq!r}: column {col!r} (index {bad}) is zero or (nearly) a linear "
+                "combination of the previous columns; drop it, or pass ridge > 0")
+        factors.append(L)
+    return factors
+
+
+def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
+        device: str = "cpu") -> np.ndarray:
+    """Equation-by-equation (ridge) least squares, stacked: ``beta`` (P,).
+
+    .. math:: \\hat\\beta_j = (X_j^T X_j + \\lambda I)^{-1} X_j^T y_j
+
+    ``X_j^T y_j`` for all j is one :func:`sur_rmatvec` with ``W = Y``; each system is solved
+    with the fixed-order Cholesky solve of the reference, so the result is identical on
+    every device and thread count.
+    """
+    if not ridge >= 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    grams = block_grams(data, mode, device)
+    factors = factor_blocks(grams, ridge, data, mode)
+    rhs = sur_rmatvec(data.X, data.offsets, data.Y, mode, device)
+    beta = np.empty(data.X.shape[1])
+    for j, L in enumerate(factors):
+        o0, o1 = data.offsets[j], data.offsets[j + 1]
+        if o1 > o0:
+            cholesky_solve_kernel(L, np.ascontiguousarray(rhs[o0:o1]), mode == "compensated",
+                                  beta[o0:o1])
+    return beta
