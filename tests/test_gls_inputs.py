@@ -143,8 +143,3 @@ def test_collinear_design_names_equation_and_column():
     Xs[0][:, 1] = 0.0
     with pytest.raises(gls.CollinearityError, match="equation 'y0': column 'x1'"):
         gls.ols(gls.prepare(Xs, Y[:, :2]))
-
-
-def test_fit_is_not_there_yet():
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        gls.fit(*small_system(), rank=1)

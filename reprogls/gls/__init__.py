@@ -1,22 +1,15 @@
-"""Low-rank GLS / SUR estimator (in progress).
+"""Low-rank GLS / SUR estimator: ``from reprogls import gls; res = gls.fit(Xs, Y, rank=k)``.
 
-Available now: input validation and packing (:func:`prepare`), rank checks, per-equation
-Gram blocks and OLS on the audited path (:mod:`.ols`). The fit itself (alternating GLS
-and factor-analysis steps, results, standard errors) is the next step: :func:`fit`
-raises ``NotImplementedError`` until it exists.
+Modules: :mod:`.data` (validation, packing), :mod:`.ols` (Gram blocks, OLS), :mod:`.beta`
+(GLS given Sigma), :mod:`.sigma` (factor analysis), :mod:`.fit`, :mod:`.results`.
 """
 
 from __future__ import annotations
 
 from .data import IdentificationWarning, SURData, check_rank, prepare
+from .fit import ConvergenceWarning, fit
 from .ols import CollinearityError, block_grams, ols
+from .results import GLSResult
 
-__all__ = ["CollinearityError", "IdentificationWarning", "SURData", "block_grams",
-           "check_rank", "fit", "ols", "prepare"]
-
-
-def fit(*args, **kwargs):
-    """``gls.fit(Xs, Y, rank=k, ...)``: not implemented yet (see the package docstring)."""
-    raise NotImplementedError("reprogls.gls.fit is not implemented yet: the kernels and the "
-                              "input layer exist, the alternating GLS / factor-analysis fit "
-                              "does not (issue 4)")
+__all__ = ["CollinearityError", "ConvergenceWarning", "GLSResult", "IdentificationWarning",
+           "SURData", "block_grams", "check_rank", "fit", "ols", "prepare"]

@@ -1,0 +1,143 @@
+"""``GLSResult``: estimates, inference and a statsmodels-style summary."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..kernels.reference import CRO_VERSION
+
+__all__ = ["GLSResult"]
+
+
+@dataclass
+class GLSResult:
+    """Result of :func:`reprogls.gls.fit`.
+
+    Attributes follow statsmodels/linearmodels: ``params`` (P,), ``bse``, ``tvalues``,
+    ``pvalues`` (normal reference distribution), ``llf``, ``aic``, ``bic``, ``nobs``,
+    ``resid`` and ``fittedvalues`` (N, K), the covariance factors ``F`` (K, k) and ``d``
+    (K,), ``n_iter``, ``converged``, ``device``, ``fingerprint``.
+    """
+
+    params: np.ndarray
+    cov: np.ndarray
+    F: np.ndarray
+    d: np.ndarray
+    llf: float
+    nobs: int
+    resid: np.ndarray
+    fittedvalues: np.ndarray
+    n_iter: int
+    converged: bool
+    device: str
+    mode: str
+    offsets: np.ndarray
+    equation_names: list[str]
+    regressor_names: list[list[str]]
+    cov_type: str = "plugin"
+    versions: dict = field(default_factory=lambda: {"reprogls": __version__,
+                                                    "cro": CRO_VERSION})
+
+    @property
+    def bse(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def tvalues(self) -> np.ndarray:
+        return self.params / self.bse
+
+    @property
+    def pvalues(self) -> np.ndarray:
+        from scipy import stats
+
+        return 2.0 * stats.norm.sf(np.abs(self.tvalues))
+
+    def conf_int(self, alpha: float = 0.05) -> np.ndarray:
+        """(P, 2) Wald intervals ``params -+ z_{1-alpha/2} bse``."""
+        from scipy import stats
+
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        return np.column_stack([self.params - z * self.bse, self.params + z * self.bse])
+
+    def cov_params(self) -> np.ndarray:
+        return self.cov.copy()
+
+    @property
+    def rank(self) -> int:
+        return int(self.F.shape[1])
+
+    @property
+    def df_model(self) -> int:
+        """Free parameters: P coefficients, K variances and K k - k (k - 1) / 2 loadings."""
+        K, k = self.F.shape
+        return int(self.params.shape[0] + K + K * k - k * (k - 1) // 2)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.llf + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        from ..kernels.reference.elementary import log_scalar
+
+        return -2.0 * self.llf + log_scalar(float(self.nobs)) * self.df_model
+
+    def sigma(self) -> np.ndarray:
+        """The dense ``Sigma = F F^T + diag(d)`` (K x K), on request only."""
+        return self.F @ self.F.T + np.diag(self.d)
+
+    def equation(self, j: int | str) -> dict:
+        """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name)."""
+        if isinstance(j, str):
+            j = self.equation_names.index(j)
+        o0, o1 = self.offsets[j], self.offsets[j + 1]
+        y = self.fittedvalues[:, j] + self.resid[:, j]
+        ss_res = float(np.sum(self.resid[:, j] ** 2))
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        return {"name": self.equation_names[j], "regressors": self.regressor_names[j],
+                "params": self.params[o0:o1], "bse": self.bse[o0:o1],
+                "rsquared": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over the little-endian bytes of params, F, d, llf and bse."""
+        h = hashlib.sha256()
+        for a in (self.params, self.F, self.d, np.array([self.llf]), self.bse):
+            h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+        return h.hexdigest()
+
+    def summary(self) -> str:
+        """A text summary: header, then one coefficient table per equation."""
+        lines = ["Low-rank GLS / SUR results".center(78), "=" * 78,
+                 f"Equations: {len(self.equation_names):<10} Observations: {self.nobs:<10} "
+                 f"Rank: {self.rank}",
+                 f"Log-likelihood: {self.llf:<16.6f} AIC: {self.aic:<14.4f} "
+                 f"BIC: {self.bic:.4f}",
+                 f"Converged: {self.converged!s:<8} Iterations: {self.n_iter:<6} "
+                 f"Device: {self.device:<8} Mode: {self.mode}",
+                 f"Covariance: {self.cov_type:<10} Fingerprint: {self.fingerprint[:16]}",
+                 "=" * 78]
+        ci = self.conf_int()
+        for j, name in enumerate(self.equation_names):
+            view = self.equation(j)
+            lines.append(f"Equation: {name}   R-squared: {view['rsquared']:.4f}")
+            lines.append(f"{'':<16}{'coef':>12}{'std err':>12}{'z':>9}{'P>|z|':>9}"
+                         f"{'[0.025':>10}{'0.975]':>10}")
+            for m in range(self.offsets[j], self.offsets[j + 1]):
+                reg = self.regressor_names[j][m - self.offsets[j]]
+                lines.append(f"{reg[:16]:<16}{self.params[m]:>12.4f}{self.bse[m]:>12.4f}"
+                             f"{self.tvalues[m]:>9.3f}{self.pvalues[m]:>9.3f}"
+                             f"{ci[m, 0]:>10.3f}{ci[m, 1]:>10.3f}")
+            lines.append("-" * 78)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"GLSResult(K={len(self.equation_names)}, P={self.params.shape[0]}, "
+                f"rank={self.rank}, llf={self.llf:.6f}, converged={self.converged}, "
+                f"device={self.device!r})")

@@ -1,0 +1,152 @@
+"""The estimator against statsmodels, linearmodels and scikit-learn; determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reprogls import gls
+from reprogls.gls.sigma import factor_analysis, residual_moment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def simulate(N=400, K=5, p=3, k=2, seed=0, shared=True):
+    """alsgls-style data: shared base regressors plus noise, beta ~ N(0, I), F ~ N(0, 1),
+    d ~ 0.05 + 0.2 U(0, 1)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((N, p))
+    Xs = [base + 0.5 * rng.standard_normal((N, p)) if shared else rng.standard_normal((N, p))
+          for _ in range(K)]
+    B = rng.standard_normal((K, p))
+    F = rng.standard_normal((K, k))
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * np.sqrt(d)
+    Y = np.column_stack([Xs[j] @ B[j] for j in range(K)]) + E
+    return Xs, Y, B, F, d
+
+
+def test_zellner_identical_regressors_give_ols():
+    Xs, Y, *_ = simulate(K=4)
+    X = Xs[0]
+    res = gls.fit([X] * 4, Y, rank=1)
+    ols = np.linalg.lstsq(X, Y, rcond=None)[0].T.ravel()
+    np.testing.assert_allclose(res.params, ols, rtol=1e-10, atol=1e-12)
+
+
+def test_fixed_sigma_matches_statsmodels_on_the_whitened_stack():
+    sm = pytest.importorskip("statsmodels.api")
+    Xs, Y, _, F, d = simulate(N=150, K=4, p=2, seed=3)
+    res = gls.fit(Xs, Y, sigma=(F, d))
+    Sigma = F @ F.T + np.diag(d)
+    W = np.linalg.inv(np.linalg.cholesky(Sigma))  # whitening: W Sigma W^T = I
+    N, K = Y.shape
+    P = sum(x.shape[1] for x in Xs)
+    Xstack = np.zeros((N, K, P))
+    col = 0
+    for j, Xj in enumerate(Xs):
+        Xstack[:, j, col:col + Xj.shape[1]] = Xj
+        col += Xj.shape[1]
+    yw = (Y @ W.T).reshape(-1)
+    Xw = np.einsum("kj,njp->nkp", W, Xstack).reshape(N * K, P)
+    ref = sm.OLS(yw, Xw).fit(cov_type="fixed scale", cov_kwds={"scale": 1.0})
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-8)
+
+
+def test_full_rank_matches_linearmodels_iterated_sur():
+    lm = pytest.importorskip("linearmodels.system")
+    pd = pytest.importorskip("pandas")
+    Xs, Y, *_ = simulate(N=300, K=4, p=2, k=2, seed=5, shared=False)
+    res = gls.fit(Xs, Y, rank=3, tol=1e-12, max_iter=2000)
+    eqs = {f"eq{j}": {"dependent": pd.Series(Y[:, j]),
+                      "exog": pd.DataFrame(Xs[j], columns=[f"x{j}_{c}" for c in range(2)])}
+           for j in range(4)}
+    ref = lm.SUR(eqs).fit(method="gls", iterate=True, iter_limit=2000, tol=1e-12)
+    np.testing.assert_allclose(res.params, ref.params.to_numpy(), rtol=1e-5)
+
+
+def test_sigma_step_reaches_at_least_sklearn_likelihood():
+    skl = pytest.importorskip("sklearn.decomposition")
+    rng = np.random.default_rng(7)
+    N, K, k = 1000, 12, 3
+    F = rng.standard_normal((K, k))
+    E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * 0.4
+    E -= E.mean(axis=0)
+    _, _, ll, _ = factor_analysis(residual_moment(E, "compensated"), N, k, "compensated")
+    fa = skl.FactorAnalysis(n_components=k).fit(E)
+    sk_ll = fa.score(E) * N
+    assert ll >= sk_ll - 1e-8 * abs(sk_ll)
+
+
+def test_result_api_and_fingerprint():
+    Xs, Y, B, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
+    res = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)
+    assert res.converged and res.params.shape == (18,)
+    assert res.conf_int().shape == (18, 2) and np.all(res.bse > 0)
+    assert res.cov_params().shape == (18, 18)
+    assert res.resid.shape == (600, 6) and np.allclose(res.resid + res.fittedvalues, Y)
+    assert res.aic < res.bic and res.sigma().shape == (6, 6)
+    assert "e3" in res.summary() and "const" in res.summary()
+    assert res.equation("e0")["rsquared"] > 0.5
+    assert len(res.fingerprint) == 64
+    again = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)
+    assert again.fingerprint == res.fingerprint
+
+
+@pytest.mark.parametrize("solver", ["gram", "cg"])
+def test_both_beta_solvers_agree(solver):
+    Xs, Y, *_ = simulate(N=500, K=5, p=3, k=2, seed=2)
+    res = gls.fit(Xs, Y, rank=2, beta_solver=solver, cg_tol=1e-13)
+    ref = gls.fit(Xs, Y, rank=2, beta_solver="gram")
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-7, atol=1e-9)
+
+
+def test_non_convergence_warns_not_raises():
+    Xs, Y, *_ = simulate(N=300, K=5, seed=4)
+    with pytest.warns(gls.ConvergenceWarning):
+        res = gls.fit(Xs, Y, rank=2, max_iter=1, tol=1e-15)
+    assert not res.converged
+
+
+def test_bad_arguments():
+    Xs, Y, *_ = simulate(N=100, K=3)
+    with pytest.raises(ValueError, match="rank must be in"):
+        gls.fit(Xs, Y, rank=3)
+    with pytest.raises(ValueError, match="beta_solver"):
+        gls.fit(Xs, Y, rank=1, beta_solver="qr")
+    with pytest.raises(NotImplementedError, match="robust"):
+        gls.fit(Xs, Y, rank=1, cov_type="robust")
+    with pytest.raises(ValueError, match="ridge"):
+        gls.fit(Xs, Y, rank=1, ridge=-1.0)
+
+
+_CHILD = """
+import json, numba
+from tests.test_gls_fit import simulate
+from reprogls import gls
+Xs, Y, *_ = simulate(N=700, K=6, p=3, k=2, seed=11)
+a = gls.fit(Xs, Y, rank=2, beta_solver="gram")
+b = gls.fit(Xs, Y, rank=2, beta_solver="cg")
+print(json.dumps({"threads": numba.get_num_threads(), "gram": a.fingerprint,
+                  "cg": b.fingerprint, "iters": [a.n_iter, b.n_iter]}))
+"""
+
+
+@pytest.mark.slow
+def test_fingerprint_does_not_depend_on_thread_count():
+    outs = []
+    for threads in (1, 2, 8):
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        run = subprocess.run([sys.executable, "-c", _CHILD], env=env, cwd=ROOT, check=True,
+                             capture_output=True, text=True, timeout=900)
+        outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert [o["threads"] for o in outs] == [1, 2, 8]
+    assert len({(o["gram"], o["cg"], tuple(o["iters"])) for o in outs}) == 1
