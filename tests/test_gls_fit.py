@@ -86,7 +86,7 @@ def test_sigma_step_reaches_at_least_sklearn_likelihood():
 
 
 def test_result_api_and_fingerprint():
-    Xs, Y, B, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
+    Xs, Y, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
     res = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)
     assert res.converged and res.params.shape == (18,)
     assert res.conf_int().shape == (18, 2) and np.all(res.bse > 0)

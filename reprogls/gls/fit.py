@@ -73,9 +73,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ``P <= 600``.
     cg_tol, cg_max_iter : float, int
         CG stopping rule (relative residual).
-    cov_type : {"plugin"}
-        ``"plugin"``: inverse GLS normal matrix at the estimated Sigma. (``"robust"`` is
-        not implemented yet.)
+    cov_type : {"plugin", "none"}
+        ``"plugin"``: inverse GLS normal matrix at the estimated Sigma (it needs the
+        P x P matrix ``X^T X``: P passes over X, slow for P in the thousands); ``"none"``:
+        skip standard errors (``bse`` is NaN). ``"robust"`` is not implemented yet.
     mode : {"compensated", "plain"}
     device : {"auto", "cpu", "cuda", "cuda:N"}
 
@@ -86,11 +87,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     check_mode(mode)
     if beta_solver not in ("auto", "gram", "cg"):
         raise ValueError(f"beta_solver must be 'auto', 'gram' or 'cg', got {beta_solver!r}")
-    if cov_type != "plugin":
+    if cov_type not in ("plugin", "none"):
         if cov_type == "robust":
             raise NotImplementedError("cov_type='robust' is not implemented yet; use "
                                       "'plugin'")
-        raise ValueError(f"cov_type must be 'plugin' or 'robust', got {cov_type!r}")
+        raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     if not (tol > 0 and max_iter >= 1):
@@ -107,7 +108,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
 
     grams = block_grams(data, mode, dev)
     block_factors = factor_blocks(grams, ridge, data, mode)
-    XtX = beta_step.gram_matrix(X, mode, dev) if solver == "gram" or P <= GRAM_MAX_P else None
+    XtX = beta_step.gram_matrix(X, mode, dev) if solver == "gram" else None
 
     def gls_beta(factor, beta0):
         b = beta_step.rhs(X, offsets, Yd, factor, dev)
@@ -151,14 +152,17 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
 
     # 3. plug-in covariance: A^-1 column by column from the fixed-order Cholesky of A
-    if XtX is None:
-        XtX = beta_step.gram_matrix(X, mode, dev)
-    L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge), mode)
-    cov = np.column_stack([beta_step.solve_dense(L, e, mode) for e in np.eye(P)])
-    lower = np.tril_indices(P, -1)
-    cov[lower[1], lower[0]] = cov[lower]
+    if cov_type == "plugin":
+        if XtX is None:
+            XtX = beta_step.gram_matrix(X, mode, dev)
+        L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge), mode)
+        cov = np.column_stack([beta_step.solve_dense(L, e, mode) for e in np.eye(P)])
+        lower = np.tril_indices(P, -1)
+        cov[lower[1], lower[0]] = cov[lower]
+    else:
+        cov = np.full((P, P), np.nan)
     fitted = Yd - E
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, resid=E,
                      fittedvalues=fitted, n_iter=n_iter, converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
-                     regressor_names=data.regressor_names)
+                     regressor_names=data.regressor_names, cov_type=cov_type)

@@ -88,6 +88,26 @@ class GLSResult:
 
         return -2.0 * self.llf + log_scalar(float(self.nobs)) * self.df_model
 
+    def predict(self, Xs_new) -> np.ndarray:
+        """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs (same layout
+        as the fit, including any added constant columns)."""
+        from ..kernels import pack_sur, sur_matvec
+
+        X, offsets = pack_sur(Xs_new)
+        if not np.array_equal(offsets, self.offsets):
+            raise ValueError(f"Xs_new has equation widths {np.diff(offsets).tolist()}, the "
+                             f"fit had {np.diff(self.offsets).tolist()}")
+        return sur_matvec(X, offsets, self.params, self.mode, "cpu")
+
+    def score(self, Xs, Y) -> float:
+        """Mean held-out negative log-likelihood per row under the fitted model."""
+        from ..kernels import woodbury_factor
+        from .fit import loglik
+
+        Y = np.asarray(Y, dtype=np.float64)
+        E = np.ascontiguousarray(Y - self.predict(Xs))
+        return -loglik(E, woodbury_factor(self.F, self.d, self.mode), "cpu") / E.shape[0]
+
     def sigma(self) -> np.ndarray:
         """The dense ``Sigma = F F^T + diag(d)`` (K x K), on request only."""
         return self.F @ self.F.T + np.diag(self.d)
