@@ -123,7 +123,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # 1. OLS start
     from .ols import ols
 
-    beta = ols(data, ridge, mode, dev)
+    beta = ols(data, ridge, mode, dev, factors=block_factors)
     converged, n_iter = False, 0
     if sigma is not None:
         F, d = (np.asarray(a, dtype=np.float64) for a in sigma)

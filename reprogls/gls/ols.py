@@ -74,19 +74,20 @@ def factor_blocks(grams: list[np.ndarray], ridge: float, data: SURData,
 
 
 def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
-        device: str = "cpu") -> np.ndarray:
+        device: str = "cpu", factors: list[np.ndarray] | None = None) -> np.ndarray:
     """Equation-by-equation (ridge) least squares, stacked: ``beta`` (P,).
 
     .. math:: \\hat\\beta_j = (X_j^T X_j + \\lambda I)^{-1} X_j^T y_j
 
     ``X_j^T y_j`` for all j is one :func:`sur_rmatvec` with ``W = Y``; each system is solved
     with the fixed-order Cholesky solve of the reference, so the result is identical on
-    every device and thread count.
+    every device and thread count. ``factors`` (from :func:`factor_blocks`) may be passed
+    when the caller has them already.
     """
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    grams = block_grams(data, mode, device)
-    factors = factor_blocks(grams, ridge, data, mode)
+    if factors is None:
+        factors = factor_blocks(block_grams(data, mode, device), ridge, data, mode)
     rhs = sur_rmatvec(data.X, data.offsets, data.Y, mode, device)
     beta = np.empty(data.X.shape[1])
     for j, L in enumerate(factors):

@@ -38,12 +38,17 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
 
     Entry ``[b, a]`` is the CRO-1 reduction over rows of ``fl(E[i, b] * E[i, a])``, then
     one division by N. Symmetric in exact arithmetic; the lower triangle ``b >= a`` is
-    mirrored so that S is symmetric bitwise.
+    mirrored so that S is symmetric bitwise. On the CPU one pass over E computes every
+    column (``cpu.linalg.cross_moment``, the same bits as the column-wise ``gemv_t``).
     """
     N, K = E.shape
-    S = np.empty((K, K))
-    for a in range(K):
-        S[:, a] = gemv_t(E, np.ascontiguousarray(E[:, a]), mode, device) / N
+    if device == "cpu":
+        S = _cpu_linalg.cross_moment(np.ascontiguousarray(E, dtype=np.float64),
+                                     mode == "compensated") / N
+    else:
+        S = np.empty((K, K))
+        for a in range(K):
+            S[:, a] = gemv_t(E, np.ascontiguousarray(E[:, a]), mode, device) / N
     lower = np.tril_indices(K, -1)
     S[lower[1], lower[0]] = S[lower]
     return S

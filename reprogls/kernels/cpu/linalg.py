@@ -452,3 +452,51 @@ def cholesky_solve_kernel(L, t, compensated, out):
     for i in range(n - 1, -1, -1):
         out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, s, comp, ps,
                                      pc)) / L[i, i]
+
+
+#: Columns ``a`` of ``E^T E`` accumulated per task of :func:`cross_moment`.
+CROSS_TILE = 8
+
+
+@njit(parallel=True, cache=True)
+def _cross_moment_partials(E, compensated, PS, PC):
+    """Chunk partials of ``C[m, a]`` = CRO-1 over rows of ``E[i, m] * E[i, a]``.
+
+    Tasks are (chunk, tile of CROSS_TILE columns a); each 32-row block of the chunk is
+    transposed once and feeds the lane accumulators of every (m, a) in the tile, exactly
+    as ``gemv_t(E, E[:, a])`` would (same terms, same lanes, same trees).
+    """
+    N, K = E.shape
+    n_tiles = (K + CROSS_TILE - 1) // CROSS_TILE
+    for task in prange(PS.shape[0] * n_tiles):
+        c = task // n_tiles
+        a0 = (task % n_tiles) * CROSS_TILE
+        a1 = min(K, a0 + CROSS_TILE)
+        ST = np.full((a1 - a0, K, LANES), -0.0)
+        ETs = np.full((a1 - a0, K, LANES), -0.0)
+        XT = np.empty((K, LANES))
+        eq = np.zeros(K, dtype=np.int64)
+        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
+            nb = min(LANES, N - i0)
+            blocked.transpose_rows(E, i0, nb, 0, K, XT)
+            for a in range(a0, a1):
+                blocked.accumulate_lanes(XT, XT[a:a + 1], eq, 0, K, nb, compensated,
+                                         ST[a - a0], ETs[a - a0])
+        for a in range(a0, a1):
+            blocked.lane_tree_columns_t(ST[a - a0], ETs[a - a0], K, compensated,
+                                        PS[c, a], PC[c, a])
+
+
+def cross_moment(E, compensated):
+    """``E^T E`` (K x K), column ``a`` bitwise equal to ``gemv_t(E, E[:, a])``."""
+    N, K = E.shape
+    out = np.zeros((K, K))
+    if N == 0 or K == 0:
+        return out
+    PS = np.empty((n_chunks(N), K, K))
+    PC = np.empty((n_chunks(N), K, K))
+    _cross_moment_partials(E, compensated, PS, PC)
+    flat = np.empty(K * K)
+    _chunk_tree_columns(PS.reshape(PS.shape[0], K * K), PC.reshape(PC.shape[0], K * K),
+                        compensated, flat)
+    return flat.reshape(K, K).T.copy()  # PS[c, a, m] holds C[m, a]
