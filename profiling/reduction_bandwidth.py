@@ -16,21 +16,15 @@ call is preceded by a short sleep that lets them park. The first call of each ke
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from reprogls import kernels
 
-
-def _best_seconds(fn, repeat: int, pause: float) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        time.sleep(pause)
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+try:
+    from ._timing import best_seconds as _best_seconds
+except ImportError:  # run as a script
+    from _timing import best_seconds as _best_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

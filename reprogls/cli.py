@@ -42,23 +42,10 @@ def demo(n: int = 10_000_000, seed: int = 0) -> int:
     return 0 if agree else 1
 
 
-def simulate_sur(N: int, K: int, p: int, k: int, seed: int = 0):
-    """alsgls-style SUR data: shared base regressors plus noise, beta ~ N(0, I),
-    F ~ N(0, 1), d ~ 0.05 + 0.2 U(0, 1). Returns ``(Xs, Y, B, F, d)``."""
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal((N, p))
-    Xs = [base + 0.5 * rng.standard_normal((N, p)) for _ in range(K)]
-    B = rng.standard_normal((K, p))
-    F = rng.standard_normal((K, k))
-    d = 0.05 + 0.2 * rng.uniform(size=K)
-    E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * np.sqrt(d)
-    Y = np.column_stack([Xs[j] @ B[j] for j in range(K)]) + E
-    return Xs, Y, B, F, d
-
-
 def demo_fit(N: int = 2000, K: int = 50, p: int = 5, k: int = 3, seed: int = 0) -> int:
     """Simulate a SUR system, fit it, print the summary head, fingerprint and device."""
     from . import gls
+    from .gls.simulate import simulate_sur
 
     Xs, Y, B, _, _ = simulate_sur(N, K, p, k, seed)
     t0 = time.perf_counter()

@@ -64,3 +64,9 @@ def cases(big: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
 def bits(value: float) -> int:
     """The 64 bits of a float64 as an unsigned integer."""
     return int(np.float64(value).view(np.uint64))
+
+
+def same_bits(a, b) -> bool:
+    """Equal shapes and equal bits (``view(np.uint64)``), the contract's equality."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))

@@ -7,16 +7,13 @@ import pytest
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
+from tests.corpus import same_bits
 from tests.linalg_cases import ROWS, factor_problem, sur_problem, wide
 from tests.test_elementwise import exp_inputs, log_inputs
 
 pytestmark = pytest.mark.gpu
 MODES = ("compensated", "plain")
 
-
-def same_bits(a, b) -> bool:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -12,15 +12,11 @@ from hypothesis.extra.numpy import arrays
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
-from tests.corpus import bits
+from tests.corpus import bits, same_bits
 
 SPECIALS = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 5e-324, 2.2250738585072014e-308,
                      1.7976931348623157e308, 0.5, 2.0, 1e-300, 709.78, -745.1, 710.0, -746.0])
 
-
-def same_bits(a, b) -> bool:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
 
 
 def log_inputs(n: int, seed: int = 0) -> np.ndarray:

@@ -13,23 +13,14 @@ import pytest
 
 from reprogls import gls
 from reprogls.gls.sigma import factor_analysis, residual_moment
+from reprogls.gls.simulate import simulate_sur
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate(N=400, K=5, p=3, k=2, seed=0, shared=True):
-    """alsgls-style data: shared base regressors plus noise, beta ~ N(0, I), F ~ N(0, 1),
-    d ~ 0.05 + 0.2 U(0, 1)."""
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal((N, p))
-    Xs = [base + 0.5 * rng.standard_normal((N, p)) if shared else rng.standard_normal((N, p))
-          for _ in range(K)]
-    B = rng.standard_normal((K, p))
-    F = rng.standard_normal((K, k))
-    d = 0.05 + 0.2 * rng.uniform(size=K)
-    E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * np.sqrt(d)
-    Y = np.column_stack([Xs[j] @ B[j] for j in range(K)]) + E
-    return Xs, Y, B, F, d
+    """alsgls-style data (see :func:`reprogls.gls.simulate.simulate_sur`)."""
+    return simulate_sur(N, K, p, k, seed, shared)
 
 
 def test_zellner_identical_regressors_give_ols():

@@ -9,14 +9,11 @@ from hypothesis import strategies as st
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
+from tests.corpus import same_bits
 from tests.linalg_cases import ROWS, factor_problem, sur_problem, wide
 
 MODES = ("compensated", "plain")
 
-
-def same_bits(a, b) -> bool:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
 
 
 @pytest.mark.parametrize("mode", MODES)

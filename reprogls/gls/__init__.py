@@ -10,6 +10,7 @@ from .data import IdentificationWarning, SURData, check_rank, prepare
 from .fit import ConvergenceWarning, fit
 from .ols import CollinearityError, block_grams, ols
 from .results import GLSResult
+from .simulate import simulate_sur
 
 __all__ = ["CollinearityError", "ConvergenceWarning", "GLSResult", "IdentificationWarning",
-           "SURData", "block_grams", "check_rank", "fit", "ols", "prepare"]
+           "SURData", "block_grams", "check_rank", "fit", "ols", "prepare", "simulate_sur"]

@@ -173,33 +173,39 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if arr.ndim != 2:
             raise ValueError(f"{where}: the design must be 2-D (N, p_j), got {arr.shape}")
         names = _names_of(Xj, arr.shape[1], "x")
-        arr = np.array(arr, dtype=np.float64)  # a copy: the caller's data stays as it is
         _check_finite(arr, names, where)
-        if add_constant and not _has_constant(arr):
-            arr = np.hstack([np.ones((arr.shape[0], 1)), arr])
+        add_const = add_constant and not _has_constant(arr)
+        if add_const:
             names = ["const", *names]
         y_arr, gpu = _to_host(yj, f"y of equation {name!r}")
         on_gpu.add(gpu)
         y_arr = np.array(y_arr, dtype=np.float64).reshape(-1)
         _check_finite(y_arr[:, None], [name], f"y of equation {name!r}")
-        blocks.append(arr)
+        blocks.append((arr, add_const))
         reg_names.append(names)
         y_cols.append(y_arr)
     if len(on_gpu) > 1:
         raise ValueError("some inputs are CuPy (GPU) arrays and others are not; put them "
                          "all on one device")
-    n_rows = {b.shape[0] for b in blocks} | {y.shape[0] for y in y_cols}
+    n_rows = {b.shape[0] for b, _ in blocks} | {y.shape[0] for y in y_cols}
     if len(n_rows) != 1:
         detail = ", ".join(f"{n}: X {b.shape[0]}, y {y.shape[0]}"
-                           for n, b, y in zip(eq_names, blocks, y_cols, strict=True))
+                           for n, (b, _), y in zip(eq_names, blocks, y_cols, strict=True))
         raise ValueError(f"every equation needs the same number of rows N; got {detail}")
     N = n_rows.pop()
-    for name, b in zip(eq_names, blocks, strict=True):
-        if N <= b.shape[1]:
-            raise ValueError(f"equation {name!r} has N = {N} rows for p = {b.shape[1]} "
-                             "regressors; it needs N > p_j")
-    offsets = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])]).astype(np.int64)
-    return SURData(X=np.ascontiguousarray(np.hstack(blocks)), offsets=offsets,
+    widths = [b.shape[1] + c for b, c in blocks]
+    for name, p in zip(eq_names, widths, strict=True):
+        if N <= p:
+            raise ValueError(f"equation {name!r} has N = {N} rows for p = {p} regressors; "
+                             "it needs N > p_j")
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    # one copy of the data, written straight into the packed layout (peak memory)
+    X = np.empty((N, int(offsets[-1])))
+    for (b, add_const), o in zip(blocks, offsets[:-1], strict=True):
+        if add_const:
+            X[:, o] = 1.0
+        X[:, o + add_const:o + add_const + b.shape[1]] = b
+    return SURData(X=X, offsets=offsets,
                    Y=np.ascontiguousarray(np.column_stack(y_cols)),
                    equation_names=eq_names, regressor_names=reg_names,
                    on_gpu=on_gpu == {True})
