@@ -25,7 +25,7 @@ from ..kernels.devices import resolve_device
 from ..kernels.reference import check_mode
 from . import beta as beta_step
 from .data import check_rank, prepare
-from .ols import block_grams, factor_blocks
+from .ols import block_grams, factor_blocks, ols
 from .results import GLSResult
 from .sigma import LOG_2PI, factor_analysis, residual_moment
 
@@ -121,8 +121,6 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         return beta
 
     # 1. OLS start
-    from .ols import ols
-
     beta = ols(data, ridge, mode, dev, factors=block_factors)
     converged, n_iter = False, 0
     if sigma is not None:

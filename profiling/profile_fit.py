@@ -1,0 +1,85 @@
+"""Where a GLS fit spends its time: per phase, then a cProfile view.
+
+Usage::
+
+    python profiling/profile_fit.py [--size S|M] [--cov plugin|none] [--top 25]
+
+Phases are timed by wrapping the estimator's building blocks (OLS start, beta-step,
+Sigma-step, log-likelihood, standard errors); the first (JIT) fit is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import io
+import pstats
+import time
+from collections import defaultdict
+
+from reprogls import gls
+
+beta_step = importlib.import_module("reprogls.gls.beta")
+fit_module = importlib.import_module("reprogls.gls.fit")
+
+SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
+
+
+def _timed(store, name, fn):
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            store[name] += time.perf_counter() - t0
+    return wrapper
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="S")
+    parser.add_argument("--cov", choices=["plugin", "none"], default=None)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    N, K, p, k = SIZES[args.size]
+    cov = args.cov or ("plugin" if args.size == "S" else "none")
+    Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
+    gls.fit(Xs[:3], Y[:, :3], rank=1, cov_type="none")  # JIT outside the measurement
+
+    phases: dict[str, float] = defaultdict(float)
+    patches = [(fit_module, "ols", "OLS start"), (fit_module, "block_grams", "Gram blocks"),
+               (fit_module, "factor_analysis", "Sigma-step (factor analysis)"),
+               (fit_module, "residual_moment", "Sigma-step (E^T E / N)"),
+               (beta_step, "solve_cg", "beta-step (CG)"),
+               (beta_step, "gram_matrix", "X^T X (gram solver, SEs)"),
+               (fit_module, "loglik", "log-likelihood")]
+    originals = []
+    for module, attr, label in patches:
+        originals.append((module, attr, getattr(module, attr)))
+        setattr(module, attr, _timed(phases, label, getattr(module, attr)))
+    try:
+        t0 = time.perf_counter()
+        res = gls.fit(Xs, Y, rank=k, cov_type=cov)
+        total = time.perf_counter() - t0
+    finally:
+        for module, attr, fn in originals:
+            setattr(module, attr, fn)
+    print(f"size {args.size}: N={N} K={K} p={p} k={k}, cov_type={cov}: {total:.2f} s, "
+          f"{res.n_iter} sweeps")
+    for label, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<32} {seconds:7.2f} s  {seconds / total:5.0%}")
+    print(f"  {'other':<32} {total - sum(phases.values()):7.2f} s")
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    gls.fit(Xs, Y, rank=k, cov_type=cov)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+    print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
