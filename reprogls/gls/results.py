@@ -109,17 +109,30 @@ class GLSResult:
         return -loglik(E, woodbury_factor(self.F, self.d, self.mode), "cpu") / E.shape[0]
 
     def sigma(self) -> np.ndarray:
-        """The dense ``Sigma = F F^T + diag(d)`` (K x K), on request only."""
-        return self.F @ self.F.T + np.diag(self.d)
+        """The dense ``Sigma = F F^T + diag(d)`` (K x K), on request only.
+
+        ``Sigma[a, b]`` = CRO-1 dot of ``F[a]`` and ``F[b]`` (+ ``d[a]`` on the diagonal).
+        """
+        from ..kernels import gemv
+
+        FFt = np.column_stack([gemv(self.F, self.F[b], self.mode, "cpu")
+                               for b in range(self.F.shape[0])])
+        FFt[np.diag_indices_from(FFt)] += self.d
+        return FFt
 
     def equation(self, j: int | str) -> dict:
         """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name)."""
         if isinstance(j, str):
             j = self.equation_names.index(j)
         o0, o1 = self.offsets[j], self.offsets[j + 1]
+        from ..kernels import dot
+        from ..kernels import sum as cro_sum
+
         y = self.fittedvalues[:, j] + self.resid[:, j]
-        ss_res = float(np.sum(self.resid[:, j] ** 2))
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        r = np.ascontiguousarray(self.resid[:, j])
+        centred = y - cro_sum(y, self.mode, "cpu") / y.shape[0]
+        ss_res = dot(r, r, self.mode, "cpu")
+        ss_tot = dot(centred, centred, self.mode, "cpu")
         return {"name": self.equation_names[j], "regressors": self.regressor_names[j],
                 "params": self.params[o0:o1], "bse": self.bse[o0:o1],
                 "rsquared": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
