@@ -132,8 +132,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     else:
         F = d = None
         nll_prev = np.inf
+        E = Yd - sur_matvec(X, offsets, beta, mode, dev)  # then once per sweep, below
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
-            E = Yd - sur_matvec(X, offsets, beta, mode, dev)
             S = residual_moment(E, mode, dev)
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d)
             factor = woodbury_factor(F, d, mode)

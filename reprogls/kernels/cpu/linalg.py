@@ -20,8 +20,6 @@ from ._cro import (
     dot_segment,
     finalize,
     merge,
-    tree_live,
-    two_sum,
 )
 
 #: Rows per parallel task in the row-parallel kernels.
@@ -53,14 +51,6 @@ def equation_groups(offsets: np.ndarray) -> np.ndarray:
 def n_chunks(n: int) -> int:
     """Number of CRO-1 chunks of ``n`` terms (at least 1 scratch slot)."""
     return max(1, -(-n // CHUNK))
-
-
-@njit(cache=True)
-def _max_width(offsets):
-    width = 0
-    for j in range(offsets.shape[0] - 1):
-        width = max(width, offsets[j + 1] - offsets[j])
-    return width
 
 
 @njit(parallel=True, cache=True)
@@ -101,18 +91,6 @@ def sur_matvec_kernel(X, offsets, beta, groups, compensated, U):
                                  compensated, work[0], work[1], work[2], work[3], out)
                 for b in range(nb):
                     U[i0 + b, j] = out[b]
-
-
-@njit(cache=True)
-def _lane_tree_columns(S, E, compensated):
-    """CRO-1 lane tree over the 32 rows of ``S``/``E`` (32, width), every column at once."""
-    w = LANES // 2
-    while w >= 1:
-        for lane in range(w):
-            for m in range(S.shape[1]):
-                S[lane, m], E[lane, m] = merge(S[lane, m], E[lane, m], S[lane + w, m],
-                                               E[lane + w, m], compensated)
-        w //= 2
 
 
 @njit(cache=True)
@@ -259,80 +237,6 @@ def capacitance_kernel(FT, GT, compensated, C):
         C[r, r] = C[r, r] + 1.0
 
 
-@njit(cache=True)
-def _gemv_t_small(G, r, compensated, S, E, PS, PC, t):
-    """``t[q]`` = CRO-1 over ``j`` of ``r[j] * G[j, q]`` for a small (K, k) matrix ``G``.
-
-    Scratch: ``S``/``E`` (32, k), ``PS``/``PC`` (n_chunks(K), k).
-    """
-    K, k = G.shape
-    if K == 0:
-        t[:] = 0.0
-        return
-    if K <= LANES:  # one term per lane
-        for j in range(K):
-            for q in range(k):
-                S[j, q] = r[j] * G[j, q]
-                E[j, q] = 0.0
-        w = LANES // 2
-        live = K
-        while w >= 1:
-            for lane in range(min(w, live - w)):
-                for q in range(k):
-                    S[lane, q], E[lane, q] = merge(S[lane, q], E[lane, q], S[lane + w, q],
-                                                   E[lane + w, q], compensated)
-            live = min(live, w)
-            w //= 2
-        for q in range(k):
-            t[q] = finalize(S[0, q], E[0, q], compensated)
-        return
-    n_ch = (K + CHUNK - 1) // CHUNK
-    for c in range(n_ch):
-        S[:, :] = -0.0
-        E[:, :] = -0.0
-        j0 = c * CHUNK
-        for j in range(j0, min(K, j0 + CHUNK)):
-            lane = (j - j0) % LANES
-            rj = r[j]
-            for q in range(k):
-                if compensated:
-                    S[lane, q], e = two_sum(S[lane, q], rj * G[j, q])
-                    E[lane, q] += e
-                else:
-                    S[lane, q] += rj * G[j, q]
-        _lane_tree_columns(S, E, compensated)
-        PS[c] = S[0]
-        PC[c] = E[0]
-    _chunk_tree_columns(PS[:n_ch], PC[:n_ch], compensated, t)
-
-
-@njit(cache=True)
-def woodbury_row(r, G, d, L, LT, compensated, scratch, out):
-    """``out = Sigma^-1 r`` for one row (see ``reference.woodbury_solve``).
-
-    ``scratch`` is a tuple from :func:`woodbury_scratch`.
-    """
-    S, E, PS, PC, t, z, u, s, comp, ps, pc = scratch
-    K, k = G.shape
-    _gemv_t_small(G, r, compensated, S, E, PS, PC, t)
-    for i in range(k):  # forward: L z = t
-        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, s, comp, ps, pc)) / L[i, i]
-    for i in range(k - 1, -1, -1):  # backward: L^T u = z
-        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, s, comp, ps,
-                                   pc)) / L[i, i]
-    for j in range(K):
-        out[j] = r[j] / d[j] - dot_segment(G[j], u, compensated, s, comp, ps, pc)
-
-
-@njit(cache=True)
-def woodbury_scratch(K, k):
-    """Per-thread scratch arrays for :func:`woodbury_row`."""
-    slots = max(1, (max(K, k) + CHUNK - 1) // CHUNK)
-    return (np.empty((LANES, k)), np.empty((LANES, k)), np.empty((slots, k)),
-            np.empty((slots, k)), np.empty(k), np.empty(k), np.empty(k), np.empty(LANES),
-            np.empty(LANES), np.empty(slots), np.empty(slots))
-
-
 @njit(parallel=True, cache=True)
 def woodbury_solve_kernel(R, G, d, L, compensated, out):
     """``out = R Sigma^-1`` in blocks of 32 rows (see :func:`blocked.woodbury_block`)."""
@@ -431,7 +335,6 @@ __all__ = [
     "sur_matvec",
     "sur_normal_matvec",
     "sur_rmatvec",
-    "tree_live",
     "woodbury_factor",
     "woodbury_solve",
 ]
