@@ -12,6 +12,7 @@ import numpy as np
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
+from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams
 from tests.corpus import cases
 from tests.linalg_cases import factor_problem, sur_problem
 
@@ -29,6 +30,13 @@ def _reductions(impl: str):
                            kernels.nrm2(x, mode, "cpu"))
 
 
+def reference_pair_grams(X, plan, mode):
+    """The oracle of the column-pair kernel: ``gemv_t(X, X[:, a])[m]`` of the reference."""
+    columns = {a: ref.gemv_t(X, np.ascontiguousarray(X[:, a]), mode)
+               for a in np.unique(plan.targets[:, 1]).tolist()}
+    return np.array([columns[a][m] for m, a in plan.targets.tolist()])
+
+
 def _linalg(impl: str):
     for n_rows in (100, 8193, 20_000):
         X, offsets, beta, W = sur_problem(n_rows)
@@ -38,12 +46,14 @@ def _linalg(impl: str):
                 fac = ref.woodbury_factor(F, d, mode)
                 yield (ref.sur_matvec(X, offsets, beta, mode), ref.sur_rmatvec(X, offsets, W, mode),
                        ref.gemv(X, beta, mode), ref.gemv_t(X, W[:, 0], mode),
+                       reference_pair_grams(X, block_pair_plan(offsets), mode),
                        ref.woodbury_solve(fac, W), ref.sur_normal_matvec(X, offsets, fac, beta))
             else:
                 fac = kernels.woodbury_factor(F, d, mode)
                 yield (kernels.sur_matvec(X, offsets, beta, mode, "cpu"),
                        kernels.sur_rmatvec(X, offsets, W, mode, "cpu"),
                        kernels.gemv(X, beta, mode, "cpu"), kernels.gemv_t(X, W[:, 0], mode, "cpu"),
+                       column_pair_grams(X, block_pair_plan(offsets), mode == "compensated"),
                        kernels.woodbury_solve(fac, W, "cpu"),
                        kernels.sur_normal_matvec(X, offsets, fac, beta, "cpu"))
     x = np.random.default_rng(0).uniform(-700, 700, 100_003)

@@ -1,15 +1,16 @@
 """Per-equation Gram blocks and ordinary least squares, on the audited path.
 
-Gram blocks ``X_j^T X_j`` come from :func:`reprogls.kernels.sur_rmatvec`: with
-``W[:, j] = X[:, o_j + a]`` (``0`` when ``a >= p_j``) it returns column ``a`` of every
-equation's Gram block at once, so ``max p_j`` passes over X give all blocks, each entry a
-CRO-1 reduction over the rows. Solves use the fixed-order Cholesky of the kernels.
+Gram blocks ``X_j^T X_j``: every entry is a CRO-1 reduction over the rows of
+``fl(X[i, o_j + c] * X[i, o_j + a])``, computed on the CPU in one pass over X by the
+column-pair kernel (:mod:`reprogls.kernels.cpu.gram`). Solves use the fixed-order
+Cholesky of the kernels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.cpu.gram import block_pair_plan, column_pair_grams
 from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
 from ..kernels.linalg import sur_rmatvec
 from .data import SURData
@@ -28,11 +29,26 @@ class CollinearityError(ValueError):
 def block_grams(data: SURData, mode: str = "compensated",
                 device: str = "cpu") -> list[np.ndarray]:
     """``[X_j^T X_j for j]``, each (p_j, p_j); entry ``[c, a]`` is the CRO-1 reduction over
-    rows of ``fl(X[i, o_j + c] * X[i, o_j + a])``."""
+    rows of ``fl(X[i, o_j + c] * X[i, o_j + a])``, the lower triangle mirrored.
+
+    On the CPU one pass over X computes every block
+    (:func:`reprogls.kernels.cpu.gram.column_pair_grams`); elsewhere ``max p_j`` calls of
+    :func:`sur_rmatvec` with ``W[:, j] = X[:, o_j + a]`` give column ``a`` of every block.
+    Both give the same bits.
+    """
     X, offsets = data.X, data.offsets
     widths = np.diff(offsets)
     K = widths.shape[0]
     grams = [np.empty((p, p)) for p in widths]
+    if device == "cpu":
+        plan = block_pair_plan(offsets)
+        values = column_pair_grams(X, plan, mode == "compensated")
+        eq = np.repeat(np.arange(K), widths)
+        for (m, a), value in zip(plan.targets.tolist(), values.tolist(), strict=True):
+            j = eq[m]
+            grams[j][m - offsets[j], a - offsets[j]] = value
+            grams[j][a - offsets[j], m - offsets[j]] = value
+        return grams
     for a in range(int(widths.max(initial=0))):
         W = np.zeros((X.shape[0], K))
         has = widths > a

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..kernels import gemv_t
+from ..kernels.cpu import gram as _cpu_gram
 from ..kernels.cpu import linalg as _cpu_linalg
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
@@ -38,13 +39,17 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
 
     Entry ``[b, a]`` is the CRO-1 reduction over rows of ``fl(E[i, b] * E[i, a])``, then
     one division by N. Symmetric in exact arithmetic; the lower triangle ``b >= a`` is
-    mirrored so that S is symmetric bitwise. On the CPU one pass over E computes every
-    column (``cpu.linalg.cross_moment``, the same bits as the column-wise ``gemv_t``).
+    computed and mirrored, so S is symmetric bitwise. On the CPU one pass over E computes
+    every entry (:func:`reprogls.kernels.cpu.gram.column_pair_grams`, the same bits as
+    the column-wise ``gemv_t``).
     """
     N, K = E.shape
     if device == "cpu":
-        S = _cpu_linalg.cross_moment(np.ascontiguousarray(E, dtype=np.float64),
-                                     mode == "compensated") / N
+        plan = _cpu_gram.lower_pair_plan(K)
+        values = _cpu_gram.column_pair_grams(np.ascontiguousarray(E, dtype=np.float64),
+                                             plan, mode == "compensated")
+        S = np.empty((K, K))
+        S[plan.targets[:, 0], plan.targets[:, 1]] = values / N
     else:
         S = np.empty((K, K))
         for a in range(K):
