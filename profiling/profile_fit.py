@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                (fit_module, "factor_analysis", "Sigma-step (factor analysis)"),
                (fit_module, "residual_moment", "Sigma-step (E^T E / N)"),
                (beta_step, "solve_cg", "beta-step (CG)"),
-               (beta_step, "gram_matrix", "X^T X (gram solver, SEs)"),
+               (fit_module, "gram", "X^T X (gram solver, SEs)"),
                (fit_module, "loglik", "log-likelihood")]
     originals = []
     for module, attr, label in patches:

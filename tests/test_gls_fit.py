@@ -31,10 +31,9 @@ def test_zellner_identical_regressors_give_ols():
     np.testing.assert_allclose(res.params, ols, rtol=1e-10, atol=1e-12)
 
 
-def test_fixed_sigma_matches_statsmodels_on_the_whitened_stack():
-    sm = pytest.importorskip("statsmodels.api")
-    Xs, Y, _, F, d = simulate(N=150, K=4, p=2, seed=3)
-    res = gls.fit(Xs, Y, sigma=(F, d))
+def whitened_stack(Xs, Y, F, d):
+    """The stacked system ``(y*, X*)`` (N K rows) whitened by ``Sigma = F F^T + diag(d)``:
+    OLS on it is GLS on the SUR system."""
     Sigma = F @ F.T + np.diag(d)
     W = np.linalg.inv(np.linalg.cholesky(Sigma))  # whitening: W Sigma W^T = I
     N, K = Y.shape
@@ -46,9 +45,38 @@ def test_fixed_sigma_matches_statsmodels_on_the_whitened_stack():
         col += Xj.shape[1]
     yw = (Y @ W.T).reshape(-1)
     Xw = np.einsum("kj,njp->nkp", W, Xstack).reshape(N * K, P)
-    ref = sm.OLS(yw, Xw).fit(cov_type="fixed scale", cov_kwds={"scale": 1.0})
+    return yw, Xw
+
+
+def test_fixed_sigma_matches_statsmodels_on_the_whitened_stack():
+    sm = pytest.importorskip("statsmodels.api")
+    Xs, Y, _, F, d = simulate(N=150, K=4, p=2, seed=3)
+    res = gls.fit(Xs, Y, sigma=(F, d))
+    ref = sm.OLS(*whitened_stack(Xs, Y, F, d)).fit(cov_type="fixed scale",
+                                                   cov_kwds={"scale": 1.0})
     np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
     np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-8)
+
+
+def test_robust_covariance_matches_statsmodels_cluster_by_observation():
+    """The sandwich equals statsmodels' cluster-robust covariance on the whitened stack
+    with one cluster per observation (all K equations of row i), no small-sample factor.
+    The data's errors are heteroskedastic, so robust and plug-in SEs differ."""
+    sm = pytest.importorskip("statsmodels.api")
+    Xs, Y, _, F, d = simulate(N=200, K=4, p=2, seed=8)
+    Y = Y * (1.0 + np.abs(Xs[0][:, :1]))  # error variance grows with a regressor
+    res = gls.fit(Xs, Y, sigma=(F, d), cov_type="robust")
+    N, K = Y.shape
+    ref = sm.OLS(*whitened_stack(Xs, Y, F, d)).fit(
+        cov_type="cluster", cov_kwds={"groups": np.repeat(np.arange(N), K),
+                                      "use_correction": False, "df_correction": False})
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(res.cov_params(), ref.cov_params(), rtol=1e-8, atol=1e-14)
+    plugin = gls.fit(Xs, Y, sigma=(F, d))
+    assert np.max(np.abs(res.bse / plugin.bse - 1.0)) > 0.05
+    cov = res.cov_params()
+    assert np.array_equal(cov.view(np.uint64), cov.T.view(np.uint64))
+    assert "robust" in res.summary()
 
 
 def test_full_rank_matches_linearmodels_iterated_sur():
@@ -91,6 +119,24 @@ def test_result_api_and_fingerprint():
     assert again.fingerprint == res.fingerprint
 
 
+def test_summary_renders_text_html_and_latex_from_the_same_numbers():
+    Xs, Y, *_ = simulate(N=300, K=3, p=2, k=1, seed=6)
+    names = {"y_a": 0, "b&c<d>": 1, "plain": 2}
+    res = gls.fit({n: (Y[:, j], Xs[j]) for n, j in names.items()}, rank=1, add_constant=True)
+    summary = res.summary()
+    assert isinstance(summary, str) and summary.as_text() == str(summary)
+    coef = f"{res.params[4]:.4f}"
+    assert coef in summary and coef in summary.as_html() and coef in summary.as_latex()
+    html_text = summary.as_html()
+    assert "b&amp;c&lt;d&gt;" in html_text and "b&c<d>" not in html_text
+    assert html_text.count("<table") == 4 and html_text.count("</table>") == 4
+    latex = summary.as_latex()
+    assert r"y\_a" in latex and r"b\&c\textless{}d\textgreater{}" in latex
+    assert latex.count(r"\begin{tabular}") == latex.count(r"\end{tabular}") == 4
+    header = summary.splitlines()[2:8]
+    assert all(len(line) <= 78 for line in header) and "AIC: " in summary
+
+
 @pytest.mark.parametrize("solver", ["gram", "cg"])
 def test_both_beta_solvers_agree(solver):
     Xs, Y, *_ = simulate(N=500, K=5, p=3, k=2, seed=2)
@@ -112,8 +158,8 @@ def test_bad_arguments():
         gls.fit(Xs, Y, rank=3)
     with pytest.raises(ValueError, match="beta_solver"):
         gls.fit(Xs, Y, rank=1, beta_solver="qr")
-    with pytest.raises(NotImplementedError, match="robust"):
-        gls.fit(Xs, Y, rank=1, cov_type="robust")
+    with pytest.raises(ValueError, match="cov_type"):
+        gls.fit(Xs, Y, rank=1, cov_type="hc3")
     with pytest.raises(ValueError, match="ridge"):
         gls.fit(Xs, Y, rank=1, ridge=-1.0)
 
@@ -125,8 +171,10 @@ from reprogls import gls
 Xs, Y, *_ = simulate(N=700, K=6, p=3, k=2, seed=11)
 a = gls.fit(Xs, Y, rank=2, beta_solver="gram")
 b = gls.fit(Xs, Y, rank=2, beta_solver="cg")
+r = gls.fit(Xs, Y, rank=2, cov_type="robust")
 print(json.dumps({"threads": numba.get_num_threads(), "gram": a.fingerprint,
-                  "cg": b.fingerprint, "iters": [a.n_iter, b.n_iter]}))
+                  "cg": b.fingerprint, "robust": r.fingerprint,
+                  "iters": [a.n_iter, b.n_iter]}))
 """
 
 
@@ -140,4 +188,4 @@ def test_fingerprint_does_not_depend_on_thread_count():
                              capture_output=True, text=True, timeout=900)
         outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert [o["threads"] for o in outs] == [1, 2, 8]
-    assert len({(o["gram"], o["cg"], tuple(o["iters"])) for o in outs}) == 1
+    assert len({(o["gram"], o["cg"], o["robust"], tuple(o["iters"])) for o in outs}) == 1

@@ -3,7 +3,7 @@
 Normal equations ``A beta = b`` with ``A = X^T (Sigma^-1 (x) I_N) X + ridge I`` and
 ``b = X^T vec(Y Sigma^-1)``. Two strategies:
 
-* ``"gram"``: ``X^T X`` (P x P) is formed once per fit (column ``c`` is ``gemv_t(X, X[:, c])``);
+* ``"gram"``: ``X^T X`` (P x P) is formed once per fit (:func:`._dense.gram`, one pass);
   each sweep scales its blocks, ``A[m, m'] = fl(XtX[m, m'] * Sinv[eq(m), eq(m')])``, and
   solves with the fixed-order Cholesky. Also gives the plug-in covariance ``A^-1``.
 * ``"cg"``: preconditioned conjugate gradients on the fused normal operator, with the
@@ -18,8 +18,9 @@ import numpy as np
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
 from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
+from ._dense import mirror_lower
 
-__all__ = ["gram_matrix", "normal_matrix", "rhs", "solve_cg", "solve_dense"]
+__all__ = ["normal_matrix", "rhs", "solve_cg", "solve_dense"]
 
 
 def rhs(X, offsets, Y, factor: WoodburyFactor, device: str) -> np.ndarray:
@@ -27,26 +28,10 @@ def rhs(X, offsets, Y, factor: WoodburyFactor, device: str) -> np.ndarray:
     return sur_rmatvec(X, offsets, woodbury_solve(factor, Y, device), factor.mode, device)
 
 
-def gram_matrix(X, mode: str, device: str) -> np.ndarray:
-    """``X^T X`` (P x P), column by column, mirrored from the lower triangle."""
-    from ..kernels import gemv_t
-
-    P = X.shape[1]
-    XtX = np.empty((P, P))
-    for c in range(P):
-        XtX[:, c] = gemv_t(X, np.ascontiguousarray(X[:, c]), mode, device)
-    lower = np.tril_indices(P, -1)
-    XtX[lower[1], lower[0]] = XtX[lower]
-    return XtX
-
-
 def sigma_inverse(factor: WoodburyFactor) -> np.ndarray:
     """``Sigma^-1`` (K x K) as ``woodbury_solve`` of the identity rows, symmetrised from
     the lower triangle."""
-    Sinv = woodbury_solve(factor, np.eye(factor.K), "cpu")
-    lower = np.tril_indices(factor.K, -1)
-    Sinv[lower[1], lower[0]] = Sinv[lower]
-    return Sinv
+    return mirror_lower(woodbury_solve(factor, np.eye(factor.K), "cpu"))
 
 
 def normal_matrix(XtX, offsets, factor: WoodburyFactor, ridge: float) -> np.ndarray:

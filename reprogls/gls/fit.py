@@ -8,7 +8,8 @@ Model: ``y_ij = x_ij^T beta_j + e_ij``, ``e_i ~ N(0, Sigma)``, ``Sigma = F F^T +
    beta-step (GLS given Sigma, :mod:`.beta`), until the relative change of the negative
    log-likelihood is at most ``tol`` (``converged=True``) or ``max_iter`` sweeps
    (``ConvergenceWarning``, ``converged=False``).
-3. Plug-in covariance ``A^-1`` of the GLS normal matrix at the final Sigma.
+3. Covariance of beta (:mod:`.covariance`): plug-in ``A^-1`` of the GLS normal matrix at
+   the final Sigma, or the cluster-robust sandwich ``A^-1 B A^-1``.
 
 Every value that steers the iteration is computed with the CRO-1 kernels, so the
 iteration count and the result bits do not depend on thread counts or machines.
@@ -24,6 +25,8 @@ from ..kernels import dot, sur_matvec, woodbury_factor, woodbury_logdet, woodbur
 from ..kernels.devices import resolve_device
 from ..kernels.reference import check_mode
 from . import beta as beta_step
+from ._dense import gram
+from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_rank, prepare
 from .ols import block_grams, factor_blocks, ols
 from .results import GLSResult
@@ -73,10 +76,12 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ``P <= 600``.
     cg_tol, cg_max_iter : float, int
         CG stopping rule (relative residual).
-    cov_type : {"plugin", "none"}
-        ``"plugin"``: inverse GLS normal matrix at the estimated Sigma (it needs the
-        P x P matrix ``X^T X``: P passes over X, slow for P in the thousands); ``"none"``:
-        skip standard errors (``bse`` is NaN). ``"robust"`` is not implemented yet.
+    cov_type : {"plugin", "robust", "none"}
+        ``"plugin"``: inverse GLS normal matrix ``A^-1`` at the estimated Sigma;
+        ``"robust"``: the sandwich ``A^-1 B A^-1`` clustered by observation across
+        equations (:mod:`.covariance`); ``"none"``: skip standard errors (``bse`` is
+        NaN). Both need the P x P matrix ``X^T X`` (one pass, ``O(N P^2)``) and an
+        ``O(P^3)`` inverse: slow for P in the thousands.
     mode : {"compensated", "plain"}
     device : {"auto", "cpu", "cuda", "cuda:N"}
 
@@ -87,10 +92,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     check_mode(mode)
     if beta_solver not in ("auto", "gram", "cg"):
         raise ValueError(f"beta_solver must be 'auto', 'gram' or 'cg', got {beta_solver!r}")
-    if cov_type not in ("plugin", "none"):
-        if cov_type == "robust":
-            raise NotImplementedError("cov_type='robust' is not implemented yet; use "
-                                      "'plugin'")
+    if cov_type not in ("plugin", "robust", "none"):
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
@@ -108,7 +110,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
 
     grams = block_grams(data, mode, dev)
     block_factors = factor_blocks(grams, ridge, data, mode)
-    XtX = beta_step.gram_matrix(X, mode, dev) if solver == "gram" else None
+    XtX = gram(X, mode, dev) if solver == "gram" else None
 
     def gls_beta(factor, beta0):
         b = beta_step.rhs(X, offsets, Yd, factor, dev)
@@ -149,16 +151,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
 
-    # 3. plug-in covariance: A^-1 column by column from the fixed-order Cholesky of A
-    if cov_type == "plugin":
-        if XtX is None:
-            XtX = beta_step.gram_matrix(X, mode, dev)
-        L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge), mode)
-        cov = np.column_stack([beta_step.solve_dense(L, e, mode) for e in np.eye(P)])
-        lower = np.tril_indices(P, -1)
-        cov[lower[1], lower[0]] = cov[lower]
-    else:
+    # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
+    if cov_type == "none":
         cov = np.full((P, P), np.nan)
+    else:
+        if XtX is None:
+            XtX = gram(X, mode, dev)
+        cov = inverse_normal_matrix(XtX, offsets, factor, ridge)
+        if cov_type == "robust":
+            cov = robust_covariance(cov, X, offsets, E, factor, dev)
     fitted = Yd - E
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, resid=E,
                      fittedvalues=fitted, n_iter=n_iter, converged=converged, device=dev,

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..kernels.reference import CRO_VERSION
+from .summary import EquationTable, Summary
 
 __all__ = ["GLSResult"]
 
@@ -145,30 +146,28 @@ class GLSResult:
             h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
         return h.hexdigest()
 
-    def summary(self) -> str:
-        """A text summary: header, then one coefficient table per equation."""
-        lines = ["Low-rank GLS / SUR results".center(78), "=" * 78,
-                 f"Equations: {len(self.equation_names):<10} Observations: {self.nobs:<10} "
-                 f"Rank: {self.rank}",
-                 f"Log-likelihood: {self.llf:<16.6f} AIC: {self.aic:<14.4f} "
-                 f"BIC: {self.bic:.4f}",
-                 f"Converged: {self.converged!s:<8} Iterations: {self.n_iter:<6} "
-                 f"Device: {self.device:<8} Mode: {self.mode}",
-                 f"Covariance: {self.cov_type:<10} Fingerprint: {self.fingerprint[:16]}",
-                 "=" * 78]
-        ci = self.conf_int()
+    def summary(self) -> Summary:
+        """Header, then one coefficient table per equation.
+
+        Returns a :class:`~reprogls.gls.summary.Summary`: a ``str`` (the text table) with
+        ``as_html()`` and ``as_latex()`` renderings of the same numbers.
+        """
+        header = [("Equations", str(len(self.equation_names))),
+                  ("Observations", str(self.nobs)), ("Rank", str(self.rank)),
+                  ("Log-likelihood", f"{self.llf:.6f}"), ("AIC", f"{self.aic:.4f}"),
+                  ("BIC", f"{self.bic:.4f}"), ("Converged", str(self.converged)),
+                  ("Iterations", str(self.n_iter)), ("Device", self.device),
+                  ("Mode", self.mode), ("Covariance", self.cov_type),
+                  ("Fingerprint", self.fingerprint[:16])]
+        ci, bse, z, pv = self.conf_int(), self.bse, self.tvalues, self.pvalues
+        tables = []
         for j, name in enumerate(self.equation_names):
-            view = self.equation(j)
-            lines.append(f"Equation: {name}   R-squared: {view['rsquared']:.4f}")
-            lines.append(f"{'':<16}{'coef':>12}{'std err':>12}{'z':>9}{'P>|z|':>9}"
-                         f"{'[0.025':>10}{'0.975]':>10}")
-            for m in range(self.offsets[j], self.offsets[j + 1]):
-                reg = self.regressor_names[j][m - self.offsets[j]]
-                lines.append(f"{reg[:16]:<16}{self.params[m]:>12.4f}{self.bse[m]:>12.4f}"
-                             f"{self.tvalues[m]:>9.3f}{self.pvalues[m]:>9.3f}"
-                             f"{ci[m, 0]:>10.3f}{ci[m, 1]:>10.3f}")
-            lines.append("-" * 78)
-        return "\n".join(lines)
+            o0 = int(self.offsets[j])
+            rows = [(reg, float(self.params[o0 + q]), float(bse[o0 + q]), float(z[o0 + q]),
+                     float(pv[o0 + q]), float(ci[o0 + q, 0]), float(ci[o0 + q, 1]))
+                    for q, reg in enumerate(self.regressor_names[j])]
+            tables.append(EquationTable(name, float(self.equation(j)["rsquared"]), rows))
+        return Summary(header, tables)
 
     def __repr__(self) -> str:
         return (f"GLSResult(K={len(self.equation_names)}, P={self.params.shape[0]}, "

@@ -20,11 +20,9 @@ import math
 
 import numpy as np
 
-from ..kernels import gemv_t
-from ..kernels.cpu import gram as _cpu_gram
-from ..kernels.cpu import linalg as _cpu_linalg
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
+from ._dense import gram, matmul
 
 __all__ = ["factor_analysis", "jacobi_eigh", "residual_moment", "top_eigenpairs"]
 
@@ -35,28 +33,13 @@ LOG_2PI = log_scalar(2.0 * math.pi)
 
 
 def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:
-    """``S = E^T E / N`` (K x K): column ``a`` is ``gemv_t(E, E[:, a]) / N``.
+    """``S = E^T E / N`` (K x K), symmetric bitwise.
 
-    Entry ``[b, a]`` is the CRO-1 reduction over rows of ``fl(E[i, b] * E[i, a])``, then
-    one division by N. Symmetric in exact arithmetic; the lower triangle ``b >= a`` is
-    computed and mirrored, so S is symmetric bitwise. On the CPU one pass over E computes
-    every entry (:func:`reprogls.kernels.cpu.gram.column_pair_grams`, the same bits as
-    the column-wise ``gemv_t``).
+    Entry ``[b, a]`` is the CRO-1 reduction over rows of ``fl(E[i, b] * E[i, a])`` (the
+    bits of ``gemv_t(E, E[:, a])[b]``), then one division by N: :func:`._dense.gram`,
+    one pass over E on the CPU.
     """
-    N, K = E.shape
-    if device == "cpu":
-        plan = _cpu_gram.lower_pair_plan(K)
-        values = _cpu_gram.column_pair_grams(np.ascontiguousarray(E, dtype=np.float64),
-                                             plan, mode == "compensated")
-        S = np.empty((K, K))
-        S[plan.targets[:, 0], plan.targets[:, 1]] = values / N
-    else:
-        S = np.empty((K, K))
-        for a in range(K):
-            S[:, a] = gemv_t(E, np.ascontiguousarray(E[:, a]), mode, device) / N
-    lower = np.tril_indices(K, -1)
-    S[lower[1], lower[0]] = S[lower]
-    return S
+    return gram(E, mode, device) / E.shape[0]
 
 
 def jacobi_eigh(T: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -108,14 +91,6 @@ def _dot(x, y, mode):  # CRO-1 dot on contiguous host vectors (no validation ove
                             mode == "compensated")
 
 
-def _matmul_cols(A, B, mode):
-    """``A @ B`` as one CRO-1 gemv per column of ``B``."""
-    A = np.ascontiguousarray(A)
-    return np.column_stack([_cpu_linalg.gemv(A, np.ascontiguousarray(B[:, c]),
-                                             mode == "compensated")
-                            for c in range(B.shape[1])])
-
-
 def _orthonormalize(Z: np.ndarray, mode: str) -> np.ndarray:
     """Modified Gram-Schmidt on the columns of Z with CRO-1 dots and norms."""
     Q = np.array(Z, dtype=np.float64)
@@ -140,12 +115,12 @@ def top_eigenpairs(M: np.ndarray, Q0: np.ndarray, mode: str, max_iter: int = 200
     lam = np.full(Q.shape[1], np.inf)
     k = Q.shape[1]
     for _ in range(max_iter):
-        Q = _orthonormalize(_matmul_cols(M, Q, mode), mode)
-        MQ = _matmul_cols(M, Q, mode)
+        Q = _orthonormalize(matmul(M, Q, mode), mode)
+        MQ = matmul(M, Q, mode)
         T = np.array([[_dot(Q[:, a], MQ[:, b], mode) for b in range(k)] for a in range(k)])
         T = (T + T.T) * 0.5
         new_lam, V = jacobi_eigh(T)
-        Q = _matmul_cols(Q, V, mode)
+        Q = matmul(Q, V, mode)
         converged = np.all(np.abs(new_lam - lam) <= tol * np.abs(new_lam))
         lam = new_lam
         if converged:

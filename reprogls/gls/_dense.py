@@ -1,0 +1,52 @@
+"""Small dense helpers of the estimator, on the audited path (CRO-1 dots, no BLAS)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.cpu import gram as _cpu_gram
+from ..kernels.cpu import linalg as _cpu_linalg
+
+__all__ = ["gram", "matmul", "mirror_lower"]
+
+
+def mirror_lower(S: np.ndarray) -> np.ndarray:
+    """Copy the strict lower triangle of the square ``S`` onto the upper one, in place, so
+    that ``S`` is symmetric bitwise. Returns ``S``."""
+    lower = np.tril_indices(S.shape[0], -1)
+    S[lower[1], lower[0]] = S[lower]
+    return S
+
+
+def matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
+    """``A @ B`` with entry ``[i, c]`` the CRO-1 dot of row ``i`` of A and column ``c`` of
+    B (one CPU ``gemv`` per column of B)."""
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    out = np.empty((A.shape[0], B.shape[1]))
+    for c in range(B.shape[1]):
+        out[:, c] = _cpu_linalg.gemv(A, np.ascontiguousarray(B[:, c]), mode == "compensated")
+    return out
+
+
+def gram(X: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:
+    """``X^T X`` (P x P), symmetric bitwise.
+
+    Entry ``[m, a]`` (``m >= a``) is the CRO-1 reduction over rows of
+    ``fl(X[i, m] * X[i, a])`` -- the bits of ``gemv_t(X, X[:, a])[m]`` -- mirrored onto
+    ``[a, m]``. On the CPU one pass over X computes all ``P (P + 1) / 2`` entries
+    (:func:`reprogls.kernels.cpu.gram.column_pair_grams`); on other devices one
+    ``gemv_t`` per column.
+    """
+    from ..kernels import gemv_t
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    P = X.shape[1]
+    G = np.empty((P, P))
+    if device == "cpu":
+        plan = _cpu_gram.lower_pair_plan(P)
+        G[plan.targets[:, 0], plan.targets[:, 1]] = _cpu_gram.column_pair_grams(
+            X, plan, mode == "compensated")
+    else:
+        for a in range(P):
+            G[:, a] = gemv_t(X, np.ascontiguousarray(X[:, a]), mode, device)
+    return mirror_lower(G)

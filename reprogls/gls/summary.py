@@ -1,0 +1,112 @@
+"""The fit summary: one table model, rendered as text, HTML or LaTeX.
+
+:class:`Summary` is a ``str`` (the text rendering), so ``print(res.summary())`` and string
+searches work as before, and it carries ``as_text()``, ``as_html()`` and ``as_latex()``
+like a statsmodels summary (plus ``_repr_html_`` for notebooks).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+__all__ = ["EquationTable", "Summary"]
+
+TITLE = "Low-rank GLS / SUR results"
+COLUMNS = ("coef", "std err", "z", "P>|z|", "[0.025", "0.975]")
+_WIDTH = 78
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
+                  "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+                  "|": r"\textbar{}"}
+
+
+@dataclass(frozen=True)
+class EquationTable:
+    """One equation's coefficient rows: ``(regressor, coef, se, z, p, lo, hi)``."""
+
+    name: str
+    rsquared: float
+    rows: list[tuple[str, float, float, float, float, float, float]]
+
+
+def _latex(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+class Summary(str):
+    """Text summary (the ``str`` value) with HTML and LaTeX renderings of the same tables.
+
+    Parameters
+    ----------
+    header : list of (label, value) pairs
+    equations : list of EquationTable
+    """
+
+    header: list[tuple[str, str]]
+    equations: list[EquationTable]
+
+    def __new__(cls, header: list[tuple[str, str]], equations: list[EquationTable]):
+        obj = super().__new__(cls, _render_text(header, equations))
+        obj.header = header
+        obj.equations = equations
+        return obj
+
+    def as_text(self) -> str:
+        return str.__str__(self)
+
+    def as_html(self) -> str:
+        """HTML: a header table and one coefficient table per equation (names escaped)."""
+        out = [f"<table class=\"reprogls-summary\"><caption>{TITLE}</caption>"]
+        for label, value in self.header:
+            out.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>")
+        out.append("</table>")
+        for eq in self.equations:
+            out.append(f"<table class=\"reprogls-equation\"><caption>Equation: "
+                       f"{html.escape(eq.name)} (R-squared {eq.rsquared:.4f})</caption>")
+            out.append("<tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+                       + "</tr>")
+            for name, *values in eq.rows:
+                cells = "".join(f"<td>{v:.4f}</td>" for v in values)
+                out.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+            out.append("</table>")
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+    def as_latex(self) -> str:
+        """LaTeX: one ``tabular`` for the header and one per equation (names escaped)."""
+        out = [r"\begin{center}", rf"\textbf{{{TITLE}}}\\[4pt]", r"\begin{tabular}{ll}",
+               r"\hline"]
+        for label, value in self.header:
+            out.append(rf"{_latex(label)} & {_latex(value)} \\")
+        out += [r"\hline", r"\end{tabular}"]
+        for eq in self.equations:
+            out += [r"\\[6pt]", rf"Equation: {_latex(eq.name)} "
+                    rf"($R^2 = {eq.rsquared:.4f}$)\\", r"\begin{tabular}{l" + "r" * 6 + "}",
+                    r"\hline", " & " + " & ".join(_latex(c) for c in COLUMNS) + r" \\",
+                    r"\hline"]
+            for name, *values in eq.rows:
+                out.append(_latex(name) + " & " + " & ".join(f"{v:.4f}" for v in values)
+                           + r" \\")
+            out += [r"\hline", r"\end{tabular}"]
+        out.append(r"\end{center}")
+        return "\n".join(out)
+
+
+def _render_text(header: list[tuple[str, str]], equations: list[EquationTable]) -> str:
+    lines = [TITLE.center(_WIDTH), "=" * _WIDTH]
+    cells = [f"{label}: {value}" for label, value in header]
+    for start in range(0, len(cells), 2):
+        lines.append("  ".join(f"{c:<38}" for c in cells[start:start + 2]).rstrip())
+    lines.append("=" * _WIDTH)
+    for eq in equations:
+        lines.append(f"Equation: {eq.name}   R-squared: {eq.rsquared:.4f}")
+        lines.append(f"{'':<16}{COLUMNS[0]:>12}{COLUMNS[1]:>12}{COLUMNS[2]:>9}"
+                     f"{COLUMNS[3]:>9}{COLUMNS[4]:>10}{COLUMNS[5]:>10}")
+        for name, coef, se, z, p, lo, hi in eq.rows:
+            lines.append(f"{name[:16]:<16}{coef:>12.4f}{se:>12.4f}{z:>9.3f}{p:>9.3f}"
+                         f"{lo:>10.3f}{hi:>10.3f}")
+        lines.append("-" * _WIDTH)
+    return "\n".join(lines)
