@@ -21,13 +21,13 @@ import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
 from reprogls.kernels import cpu
-from reprogls.kernels.cpu import _cro, elementwise, linalg, reductions
-kernels.warmup(("cpu",))
+from reprogls.kernels.cpu import _cro, blocked, elementwise, gram, linalg, reductions
+kernels.warmup(("cpu",), jobs=1)  # in this process: cached code has no assembly
 x = np.arange(10_000.0)
 for mode in ("compensated", "plain"):
     kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
-for module in (_cro, reductions, linalg, elementwise):
+for module in (_cro, blocked, gram, reductions, linalg, elementwise):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -66,6 +66,7 @@ def test_cpu_kernels_contain_no_fma(tmp_path):
                 "reprogls.kernels.cpu.linalg._sur_rmatvec_partials",
                 "reprogls.kernels.cpu.linalg.woodbury_solve_kernel",
                 "reprogls.kernels.cpu.linalg._normal_partials",
+                "reprogls.kernels.cpu.gram._pair_partials",
                 "reprogls.kernels.cpu.elementwise.exp_kernel",
                 "reprogls.kernels.cpu.elementwise.log_kernel",
                 "reprogls.kernels.cpu.elementwise.fista_step_kernel"}

@@ -159,3 +159,28 @@ def test_nan_results_are_canonical():
 
 def test_warmup_reports_devices():
     assert kernels.warmup(("cpu",)) == ["cpu"]
+
+
+def test_warm_tasks_split_and_validation():
+    from reprogls.kernels import warm
+
+    shares = warm._shares(list(warm.TASKS), 2)
+    assert sorted(n for share in shares for n in share) == sorted(warm.TASKS)
+    loads = [sum(warm.TASKS[n][1] for n in share) for share in shares]
+    assert max(loads) - min(loads) <= max(cost for _, cost in warm.TASKS.values())
+    assert warm._shares(["reductions"], 4) == [["reductions"]]
+    with pytest.raises(ValueError, match="unknown warm-up task 'nope'"):
+        warm.warm_parallel(["nope"])
+    assert warm.warm_parallel(["reductions"], jobs=1) >= 0.0
+
+
+def test_warm_worker_entry_point_compiles_into_the_cache():
+
+
+
+    run = subprocess.run([sys.executable, "-m", "reprogls.kernels.warm", "reductions"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    bad = subprocess.run([sys.executable, "-m", "reprogls.kernels.warm", "nope"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "unknown warm-up task" in bad.stderr

@@ -96,16 +96,21 @@ def nrm2(x: Any, mode: str = "compensated", device: str | Device = "auto") -> fl
         return backend(dev).cro_nrm2(as_vector(x, "x", dev), compensated)
 
 
-def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
+def warmup(devices: tuple[str, ...] | None = None, jobs: int | None = None) -> list[str]:
     """Compile (or load from Numba's cache) every kernel, in both modes, on the devices.
 
-    The first call of a Numba kernel in a fresh install compiles it (about a minute for
-    the whole package on 2 cores); later processes load the compiled code from the cache.
+    The first call of a Numba kernel in a fresh install compiles it (about 50 s for the
+    whole package on one core); later processes load the compiled code from the cache.
+    The CPU kernels are compiled by ``jobs`` worker processes side by side
+    (:mod:`reprogls.kernels.warm`), then loaded here.
 
     Parameters
     ----------
     devices : tuple of str, optional
         Defaults to every available device.
+    jobs : int, optional
+        Worker processes for the CPU kernels (default: one per CPU core; 1 compiles in
+        this process only).
 
     Returns
     -------
@@ -114,7 +119,7 @@ def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
     """
     import numpy as np
 
-    from . import elementary, linalg, prox
+    from . import elementary, linalg, prox, warm
     from .devices import available_devices
 
     names = list(devices) if devices is not None else available_devices()
@@ -122,6 +127,9 @@ def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
     X = np.arange(12.0).reshape(4, 3)
     offsets = np.array([0, 1, 3])
     for name in names:
+        if name == "cpu":
+            warm.warm_parallel(warm.TASKS, jobs)
+            continue
         for mode in ("compensated", "plain"):
             sum(v, mode=mode, device=name)
             dot(v, v, mode=mode, device=name)
@@ -132,7 +140,6 @@ def warmup(devices: tuple[str, ...] | None = None) -> list[str]:
             linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, name)
             factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
             linalg.woodbury_solve(factor, np.ones((4, 2)), name)
-            linalg.woodbury_logdet(factor)
             linalg.sur_normal_matvec(X, offsets, factor, v, name)
         elementary.log(v, name)
         elementary.exp(v, name)

@@ -30,6 +30,16 @@ BLOCK = LANES
 
 
 @njit(cache=True)
+def runtime_int(value):
+    """``value`` as a plain int64. Numba compiles a separate specialisation of a jitted
+    callee for every *literal* constant argument (about a second of LLVM time each, on
+    the first run of a fresh install); passing constants such as ``0`` through this
+    keeps one specialisation per helper. (``return value`` would keep the literal type;
+    the addition gives a plain int64.)"""
+    return value + 0
+
+
+@njit(cache=True)
 def transpose_rows(X, i0, nb, c0, c1, XT):
     """``XT[m - c0, b] = X[i0 + b, m]`` for ``b < nb`` and ``c0 <= m < c1``."""
     if nb == BLOCK:  # 4 x 4 tiles: measured 1.7x faster than the plain double loop
@@ -147,7 +157,7 @@ def dot_rows(XT, r0, n, coef, nb, compensated, S, E, PS, PC, out):
             _lanes_compensated(XT, r0, t0, t1, coef, nb, S, E)
         else:
             _lanes_plain(XT, r0, t0, t1, coef, nb, S)
-        tree_live_rows(S, E, LANES, nb, compensated)
+        tree_live_rows(S, E, S.shape[0], nb, compensated)
         PS[ch, :nb] = S[0, :nb]
         PC[ch, :nb] = E[0, :nb]
     chunk_tree_rows(PS, PC, n_ch, nb, compensated)
@@ -229,11 +239,12 @@ def woodbury_block(RT, plan, nb, compensated, work, wscratch, OUT):
     TT, ZT, UT, UE, P3, E3, accf = wscratch
     S, E, PS, PC = work
     K, k = G.shape
+    zero = runtime_int(0)
     for q in range(k):  # t = G^T r
-        dot_rows(RT, 0, K, GT[q], nb, compensated, S, E, PS, PC, TT[q])
+        dot_rows(RT, zero, K, GT[q], nb, compensated, S, E, PS, PC, TT[q])
     acc = accf[:BLOCK]
     for i in range(k):  # forward: L z = t
-        dot_rows(ZT, 0, i, L[i], nb, compensated, S, E, PS, PC, acc)
+        dot_rows(ZT, zero, i, L[i], nb, compensated, S, E, PS, PC, acc)
         for b in range(nb):
             ZT[i, b] = (TT[i, b] - acc[b]) / L[i, i]
     for i in range(k - 1, -1, -1):  # backward: L^T u = z
@@ -242,7 +253,7 @@ def woodbury_block(RT, plan, nb, compensated, work, wscratch, OUT):
             UT[i, b] = (ZT[i, b] - acc[b]) / L[i, i]
     if k == 0 or k > LANES:  # general path: one short reduction per equation
         for j in range(K):  # out = r / d - G u
-            dot_rows(UT, 0, k, G[j], nb, compensated, S, E, PS, PC, acc)
+            dot_rows(UT, zero, k, G[j], nb, compensated, S, E, PS, PC, acc)
             rj, oj, dj = RT[j], OUT[j], d[j]
             for b in range(nb):
                 oj[b] = rj[b] / dj - acc[b]

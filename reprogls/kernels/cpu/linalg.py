@@ -137,7 +137,8 @@ def _sur_rmatvec_partials(X, eq, W, compensated, PS, PC):
             nb = min(LANES, N - i0)
             blocked.transpose_rows(X, i0, nb, m0, m1, XT)
             blocked.transpose_rows(W, i0, nb, j0, j1, WT)
-            blocked.accumulate_lanes(XT, WT, eq_block, 0, width, nb, compensated, ST, ET)
+            blocked.accumulate_lanes(XT, WT, eq_block, blocked.runtime_int(0), width, nb,
+                                     compensated, ST, ET)
         blocked.lane_tree_columns_t(ST, ET, width, compensated, PS[c, m0:m1], PC[c, m0:m1])
 
 
@@ -250,7 +251,7 @@ def woodbury_solve_kernel(R, G, d, L, compensated, out):
         wscratch = blocked.woodbury_scratch(k)
         RT = np.empty((K, blocked.BLOCK))
         OT = np.empty((K, blocked.BLOCK))
-        blocked.transpose_rows(R, i0, nb, 0, K, RT)
+        blocked.transpose_rows(R, i0, nb, blocked.runtime_int(0), K, RT)
         blocked.woodbury_block(RT, plan, nb, compensated, work, wscratch, OT)
         blocked.untranspose_rows(OT, i0, nb, out)
 
@@ -293,6 +294,7 @@ def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
     K = offsets.shape[0] - 1
     k = G.shape[1]
     plan = blocked.woodbury_plan(G, d, L)
+    zero = blocked.runtime_int(0)
     widest = 0
     for j in range(K):
         widest = max(widest, offsets[j + 1] - offsets[j])
@@ -306,10 +308,10 @@ def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
         ET = np.full((P, LANES), -0.0)
         for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
             nb = min(LANES, N - i0)
-            blocked.transpose_rows(X, i0, nb, 0, P, XT)
+            blocked.transpose_rows(X, i0, nb, zero, P, XT)
             blocked.sur_dots_block(XT, offsets, v, nb, compensated, work, UT)
             blocked.woodbury_block(UT, plan, nb, compensated, work, wscratch, WT)
-            blocked.accumulate_lanes(XT, WT, eq, 0, P, nb, compensated, ST, ET)
+            blocked.accumulate_lanes(XT, WT, eq, zero, P, nb, compensated, ST, ET)
         blocked.lane_tree_columns_t(ST, ET, P, compensated, PS[c], PC[c])
 
 
