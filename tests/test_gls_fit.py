@@ -145,6 +145,16 @@ def test_both_beta_solvers_agree(solver):
     np.testing.assert_allclose(res.params, ref.params, rtol=1e-7, atol=1e-9)
 
 
+def test_cov_type_none_skips_the_covariance_without_a_dense_nan_matrix():
+    Xs, Y, *_ = simulate(N=300, K=4, seed=9)
+    res = gls.fit(Xs, Y, rank=1, cov_type="none")
+    assert res.cov is None and np.isnan(res.bse).all() and res.bse.shape == (12,)
+    with pytest.raises(ValueError, match="cov_type='plugin'"):
+        res.cov_params()
+    assert "none" in res.summary()
+    np.testing.assert_array_equal(res.params, gls.fit(Xs, Y, rank=1).params)
+
+
 def test_non_convergence_warns_not_raises():
     Xs, Y, *_ = simulate(N=300, K=5, seed=4)
     with pytest.warns(gls.ConvergenceWarning):

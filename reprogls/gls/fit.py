@@ -49,6 +49,13 @@ def loglik(E: np.ndarray, factor, device: str) -> float:
     return -0.5 * ((N * K) * LOG_2PI + N * woodbury_logdet(factor) + quad)
 
 
+def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
+    """``E = Y - U`` with ``U = sur_matvec(X, beta)``, subtracting into U's buffer (one
+    N x K array instead of two at the peak)."""
+    U = sur_matvec(X, offsets, beta, mode, device)
+    return np.subtract(Y, U, out=U)
+
+
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
@@ -129,18 +136,18 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F, d = (np.asarray(a, dtype=np.float64) for a in sigma)
         factor = woodbury_factor(F, d, mode)
         beta = gls_beta(factor, beta)
-        E = Yd - sur_matvec(X, offsets, beta, mode, dev)
+        E = residuals(X, offsets, Yd, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
     else:
         F = d = None
         nll_prev = np.inf
-        E = Yd - sur_matvec(X, offsets, beta, mode, dev)  # then once per sweep, below
+        E = residuals(X, offsets, Yd, beta, mode, dev)  # then once per sweep, below
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
             S = residual_moment(E, mode, dev)
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d)
             factor = woodbury_factor(F, d, mode)
             beta = gls_beta(factor, beta)
-            E = Yd - sur_matvec(X, offsets, beta, mode, dev)
+            E = residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
             if abs(nll_prev - nll) <= tol * abs(nll):
                 converged = True
@@ -153,7 +160,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
 
     # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
     if cov_type == "none":
-        cov = np.full((P, P), np.nan)
+        cov = None  # (a P x P matrix of NaN would be 800 MB at P = 10^4)
     else:
         if XtX is None:
             XtX = gram(X, mode, dev)

@@ -25,7 +25,7 @@ class GLSResult:
     """
 
     params: np.ndarray
-    cov: np.ndarray
+    cov: np.ndarray | None  # None with cov_type="none"
     F: np.ndarray
     d: np.ndarray
     llf: float
@@ -45,6 +45,8 @@ class GLSResult:
 
     @property
     def bse(self) -> np.ndarray:
+        if self.cov is None:
+            return np.full(self.params.shape[0], np.nan)
         return np.sqrt(np.diag(self.cov))
 
     @property
@@ -67,6 +69,9 @@ class GLSResult:
         return np.column_stack([self.params - z * self.bse, self.params + z * self.bse])
 
     def cov_params(self) -> np.ndarray:
+        if self.cov is None:
+            raise ValueError("this fit skipped the covariance (cov_type='none'); refit with "
+                             "cov_type='plugin' or 'robust'")
         return self.cov.copy()
 
     @property

@@ -36,68 +36,82 @@ class PairPlan:
     """Tiles of column pairs: CSR arrays ``col_ptr/cols`` and ``pair_ptr/pairs``.
 
     ``pairs`` is (n_pairs, 2) of tile-local column indices; ``targets`` (n_pairs, 2) holds
-    the global ``(m, a)`` of every pair in the same order (where the result goes).
+    the global ``(m, a)`` of every pair in the same order (where the result goes). Index
+    arrays are int32 (a plan for K = 2000 columns holds two million pairs).
     """
 
-    def __init__(self, tiles: list[tuple[list[int], list[tuple[int, int]]]]):
-        cols, col_ptr, pairs, pair_ptr, targets = [], [0], [], [0], []
-        for tile_cols, tile_pairs in tiles:
-            local = {c: q for q, c in enumerate(tile_cols)}
-            cols.extend(tile_cols)
-            col_ptr.append(len(cols))
-            for m, a in tile_pairs:
-                pairs.append((local[m], local[a]))
-                targets.append((m, a))
-            pair_ptr.append(len(pairs))
-        self.cols = np.array(cols, dtype=np.int64)
-        self.col_ptr = np.array(col_ptr, dtype=np.int64)
-        self.pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        self.pair_ptr = np.array(pair_ptr, dtype=np.int64)
-        self.targets = np.array(targets, dtype=np.int64).reshape(-1, 2)
+    def __init__(self, tiles: list[tuple[np.ndarray, np.ndarray]]):
+        """``tiles``: ``(cols, targets)`` per tile; ``cols`` sorted, every target column
+        in ``cols``."""
+        cols = [np.asarray(c, dtype=np.int32) for c, _ in tiles]
+        targets = [np.asarray(t, dtype=np.int32).reshape(-1, 2) for _, t in tiles]
+        self.cols = np.concatenate(cols) if cols else np.zeros(0, np.int32)
+        self.col_ptr = np.concatenate([[0], np.cumsum([c.size for c in cols])]).astype(
+            np.int32)
+        self.targets = (np.concatenate(targets) if targets else
+                        np.zeros((0, 2), np.int32))
+        self.pair_ptr = np.concatenate([[0], np.cumsum([t.shape[0] for t in targets])]
+                                       ).astype(np.int32)
+        self.pairs = np.concatenate(
+            [np.searchsorted(c, t) for c, t in zip(cols, targets, strict=True)]
+        ).astype(np.int32).reshape(-1, 2) if tiles else np.zeros((0, 2), np.int32)
 
     @property
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
 
 
+def _lower_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(m, a)`` for ``a`` in cols (outer), ``m`` in rows (inner), ``m >= a``."""
+    a, m = np.meshgrid(cols, rows, indexing="ij")
+    keep = m >= a
+    return np.column_stack([m[keep], a[keep]])
+
+
 def block_pair_plan(offsets: np.ndarray) -> PairPlan:
     """Pairs ``(o_j + c, o_j + a)``, ``c >= a``, of every equation's Gram block; tiles
     are runs of whole equations with at most PAIRS_PER_TILE pairs (a wider equation is
-    split into tiles of its own rows ``c``)."""
+    split into tiles of its own, by columns ``a``)."""
     tiles: list = []
-    cols: list[int] = []
-    pairs: list[tuple[int, int]] = []
+    run_cols: list[np.ndarray] = []
+    run_pairs: list[np.ndarray] = []
+    n_run = 0
+
+    def flush():
+        nonlocal run_cols, run_pairs, n_run
+        if run_pairs:
+            tiles.append((np.concatenate(run_cols), np.concatenate(run_pairs)))
+        run_cols, run_pairs, n_run = [], [], 0
+
     for j in range(offsets.shape[0] - 1):
-        o0, o1 = int(offsets[j]), int(offsets[j + 1])
-        eq_pairs = [(o0 + c, o0 + a) for c in range(o1 - o0) for a in range(c + 1)]
-        if pairs and len(pairs) + len(eq_pairs) > PAIRS_PER_TILE:
-            tiles.append((cols, pairs))
-            cols, pairs = [], []
-        if len(eq_pairs) <= PAIRS_PER_TILE:
-            cols.extend(range(o0, o1))
-            pairs.extend(eq_pairs)
+        cols = np.arange(int(offsets[j]), int(offsets[j + 1]))
+        pairs = _lower_pairs(cols, cols)
+        if n_run + pairs.shape[0] > PAIRS_PER_TILE:
+            flush()
+        if pairs.shape[0] <= PAIRS_PER_TILE:
+            run_cols.append(cols)
+            run_pairs.append(pairs)
+            n_run += pairs.shape[0]
             continue
-        for start in range(0, len(eq_pairs), PAIRS_PER_TILE):
-            part = eq_pairs[start:start + PAIRS_PER_TILE]
-            tiles.append((sorted({x for pair in part for x in pair}), part))
-    if pairs:
-        tiles.append((cols, pairs))
+        for start in range(0, pairs.shape[0], PAIRS_PER_TILE):
+            part = pairs[start:start + PAIRS_PER_TILE]
+            tiles.append((np.unique(part), part))
+    flush()
     return PairPlan(tiles)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def lower_pair_plan(K: int) -> PairPlan:
     """Every pair ``(m, a)``, ``m >= a``, of K columns, in square tiles of SQUARE_TILE
     columns per side (the diagonal tiles hold their lower triangle). Cached per K (the
     Sigma-step asks for the same plan every sweep); treat the result as read-only."""
     tiles = []
     for a0 in range(0, K, SQUARE_TILE):
-        a_cols = list(range(a0, min(K, a0 + SQUARE_TILE)))
+        a_cols = np.arange(a0, min(K, a0 + SQUARE_TILE))
         for m0 in range(a0, K, SQUARE_TILE):
-            m_cols = list(range(m0, min(K, m0 + SQUARE_TILE)))
-            pairs = [(m, a) for a in a_cols for m in m_cols if m >= a]
-            cols = a_cols if m0 == a0 else a_cols + m_cols
-            tiles.append((cols, pairs))
+            m_cols = np.arange(m0, min(K, m0 + SQUARE_TILE))
+            cols = a_cols if m0 == a0 else np.concatenate([a_cols, m_cols])
+            tiles.append((cols, _lower_pairs(m_cols, a_cols)))
     return PairPlan(tiles)
 
 
