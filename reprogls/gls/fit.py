@@ -28,7 +28,7 @@ from . import beta as beta_step
 from ._dense import gram
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_rank, prepare
-from .ols import block_grams, factor_blocks, ols
+from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .results import GLSResult
 from .sigma import LOG_2PI, factor_analysis, residual_moment
 
@@ -115,9 +115,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         rank = check_rank(rank, K)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
 
-    grams = block_grams(data, mode, dev)
-    block_factors = factor_blocks(grams, ridge, data, mode)
+    # the gram solver needs X^T X, which holds every X_j^T X_j: one pass over X, not two
     XtX = gram(X, mode, dev) if solver == "gram" else None
+    grams = block_grams(data, mode, dev) if XtX is None else diagonal_blocks(XtX, offsets)
+    block_factors = factor_blocks(grams, ridge, data, mode)
 
     def gls_beta(factor, beta0):
         b = beta_step.rhs(X, offsets, Yd, factor, dev)

@@ -110,11 +110,18 @@ TASKS: dict[str, tuple[Callable[[], None], float]] = {
 FIT_TASKS = ("woodbury", "sur_matvec", "sur_rmatvec", "reductions")
 
 
-def compile_tasks(names: Iterable[str]) -> None:
-    """Run the named tasks in this process (compiles, or loads from Numba's cache)."""
+def _checked(names: Iterable[str]) -> list[str]:
+    """The task names, de-duplicated in order; a ValueError names an unknown one."""
+    names = list(dict.fromkeys(names))
     for name in names:
         if name not in TASKS:
             raise ValueError(f"unknown warm-up task {name!r}; choose from {sorted(TASKS)}")
+    return names
+
+
+def compile_tasks(names: Iterable[str]) -> None:
+    """Run the named tasks in this process (compiles, or loads from Numba's cache)."""
+    for name in _checked(names):
         TASKS[name][0]()
 
 
@@ -136,10 +143,7 @@ def warm_parallel(names: Iterable[str] = tuple(TASKS), jobs: int | None = None) 
     A worker that fails only costs time: this process then compiles what is missing
     itself (and raises any real error there).
     """
-    names = list(dict.fromkeys(names))
-    for name in names:
-        if name not in TASKS:
-            raise ValueError(f"unknown warm-up task {name!r}; choose from {sorted(TASKS)}")
+    names = _checked(names)
     t0 = time.perf_counter()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
     if jobs > 1:

@@ -193,6 +193,13 @@ def tree_live(s, comp, live, compensated):
 
 
 @njit(cache=True)
+def segment_scratch(n_terms):
+    """Scratch ``(s, comp, ps, pc)`` of :func:`dot_segment` for up to ``n_terms`` terms."""
+    slots = max(1, (n_terms + CHUNK - 1) // CHUNK)
+    return np.empty(LANES), np.empty(LANES), np.empty(slots), np.empty(slots)
+
+
+@njit(cache=True)
 def dot_segment(x, y, compensated, s, comp, ps, pc):
     """Finalized CRO-1 dot product of two equal-length contiguous segments.
 

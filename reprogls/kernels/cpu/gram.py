@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t
+from .linalg import _chunk_tree_columns, n_chunks
 
 __all__ = ["PairPlan", "block_pair_plan", "column_pair_grams", "lower_pair_plan"]
 
@@ -163,8 +164,6 @@ def column_pair_grams(X: np.ndarray, plan: PairPlan, compensated: bool) -> np.nd
 
     ``X`` must be C-contiguous float64 (N, P).
     """
-    from .linalg import _chunk_tree_columns, n_chunks
-
     out = np.zeros(plan.n_pairs)
     if X.shape[0] == 0 or plan.n_pairs == 0:
         return out

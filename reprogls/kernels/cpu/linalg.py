@@ -20,7 +20,21 @@ from ._cro import (
     dot_segment,
     finalize,
     merge,
+    segment_scratch,
 )
+
+__all__ = [
+    "capacitance_kernel",
+    "cholesky_kernel",
+    "cholesky_solve_kernel",
+    "gemv",
+    "gemv_t",
+    "sur_matvec",
+    "sur_normal_matvec",
+    "sur_rmatvec",
+    "woodbury_factor",
+    "woodbury_solve",
+]
 
 #: Rows per parallel task in the row-parallel kernels.
 ROW_BLOCK = 64
@@ -65,17 +79,13 @@ def sur_matvec_kernel(X, offsets, beta, groups, compensated, U):
     widest = 0
     for g in range(groups.shape[0]):
         widest = max(widest, offsets[groups[g, 1]] - offsets[groups[g, 0]])
-    slots = max(1, (widest + CHUNK - 1) // CHUNK)
     for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
         i0 = blk * blocked.BLOCK
         nb = min(blocked.BLOCK, N - i0)
         XT = np.empty((min(widest, WIDE_EQUATION), blocked.BLOCK))
         work = blocked.scratch(WIDE_EQUATION)
         out = np.empty(blocked.BLOCK)
-        s = np.empty(LANES)
-        comp = np.empty(LANES)
-        ps = np.empty(slots)
-        pc = np.empty(slots)
+        s, comp, ps, pc = segment_scratch(widest)
         for g in range(groups.shape[0]):
             j0, j1 = groups[g, 0], groups[g, 1]
             c0, c1 = offsets[j0], offsets[j1]
@@ -183,12 +193,8 @@ def gemv(A, x, compensated):
 def _rowwise_dots(A, x, compensated, y):
     """``y[i]`` = CRO-1 dot of row ``i`` with ``x``, one row at a time (long rows)."""
     m, n = A.shape
-    slots = max(1, (n + CHUNK - 1) // CHUNK)
     for b in prange((m + ROW_BLOCK - 1) // ROW_BLOCK):
-        s = np.empty(LANES)
-        comp = np.empty(LANES)
-        ps = np.empty(slots)
-        pc = np.empty(slots)
+        s, comp, ps, pc = segment_scratch(n)
         for i in range(b * ROW_BLOCK, min(m, (b + 1) * ROW_BLOCK)):
             y[i] = dot_segment(A[i], x, compensated, s, comp, ps, pc)
 
@@ -205,10 +211,7 @@ def gemv_t(A, y, compensated):
 def cholesky_kernel(C, compensated, L):
     """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
     n = C.shape[0]
-    s = np.empty(LANES)
-    comp = np.empty(LANES)
-    ps = np.empty(max(1, (n + CHUNK - 1) // CHUNK))
-    pc = np.empty_like(ps)
+    s, comp, ps, pc = segment_scratch(n)
     L[:, :] = 0.0
     for i in range(n):
         for j in range(i + 1):
@@ -227,10 +230,7 @@ def cholesky_kernel(C, compensated, L):
 def capacitance_kernel(FT, GT, compensated, C):
     """``C[r, s] = [r == s] + CRO-1 dot(F[:, r], G[:, s])`` for ``r >= s`` (F^T, G^T given)."""
     k, K = FT.shape
-    s = np.empty(LANES)
-    comp = np.empty(LANES)
-    ps = np.empty(max(1, (K + CHUNK - 1) // CHUNK))
-    pc = np.empty_like(ps)
+    s, comp, ps, pc = segment_scratch(K)
     C[:, :] = 0.0
     for r in range(k):
         for c in range(r + 1):
@@ -329,28 +329,12 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     return g
 
 
-__all__ = [
-    "capacitance_kernel",
-    "cholesky_kernel",
-    "gemv",
-    "gemv_t",
-    "sur_matvec",
-    "sur_normal_matvec",
-    "sur_rmatvec",
-    "woodbury_factor",
-    "woodbury_solve",
-]
-
-
 @njit(cache=True)
 def cholesky_solve_kernel(L, t, compensated, out):
     """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``."""
     n = L.shape[0]
     LT = np.ascontiguousarray(L.T)
-    s = np.empty(LANES)
-    comp = np.empty(LANES)
-    ps = np.empty(max(1, (n + CHUNK - 1) // CHUNK))
-    pc = np.empty_like(ps)
+    s, comp, ps, pc = segment_scratch(n)
     z = np.empty(n)
     for i in range(n):
         z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, s, comp, ps, pc)) / L[i, i]
