@@ -12,7 +12,8 @@ import numpy as np
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
-from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams
+from reprogls.kernels.cpu import spd
+from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams, lower_gram
 from tests.corpus import cases
 from tests.linalg_cases import factor_problem, sur_problem
 
@@ -35,6 +36,52 @@ def reference_pair_grams(X, plan, mode):
     columns = {a: ref.gemv_t(X, np.ascontiguousarray(X[:, a]), mode)
                for a in np.unique(plan.targets[:, 1]).tolist()}
     return np.array([columns[a][m] for m, a in plan.targets.tolist()])
+
+
+def reference_lower_gram(X, mode):
+    """The oracle of ``lower_gram``: column ``a`` is the reference ``gemv_t(X, X[:, a])``
+    (only the lower triangle is compared)."""
+    G = np.zeros((X.shape[1], X.shape[1]))
+    for a in range(X.shape[1]):
+        G[:, a] = ref.gemv_t(X, np.ascontiguousarray(X[:, a]), mode)
+    return np.tril(G)
+
+
+def spd_problem(n: int, seed: int = 0) -> np.ndarray:
+    """A well-conditioned symmetric positive definite (n, n) matrix."""
+    rng = np.random.default_rng([seed, n])
+    B = rng.standard_normal((n + 3, n))
+    return B.T @ B / (n + 3) + 0.5 * np.eye(n)
+
+
+def cpu_cholesky_inverse(C, mode, parallel=True):
+    """``(L, C^-1)`` by the CPU kernels of :mod:`reprogls.kernels.cpu.spd`: the parallel
+    drivers (whatever the order) or the serial ones."""
+    compensated = mode == "compensated"
+    L, Z, inv = np.empty_like(C), np.empty_like(C), np.empty_like(C)
+    if parallel:
+        assert spd.cholesky_parallel(C, compensated, L) == -1
+        spd._parallel_rows(L, compensated, Z, 0, min(C.shape[0], 7))
+        spd._parallel_rows(Z, compensated, inv, 1, min(C.shape[0], 7))
+    else:
+        assert spd.cholesky_kernel(C, compensated, L) == -1
+        spd._inverse_factor_rows(L, compensated, Z, 0, C.shape[0])
+        spd._gram_rows(Z, compensated, inv, 0, C.shape[0])
+    lower = np.tril_indices_from(inv, -1)
+    inv[lower[1], lower[0]] = inv[lower]
+    return L, inv
+
+
+def _dense(impl: str):
+    X = sur_problem(8193)[0]
+    C = spd_problem(70)
+    for mode in MODES:
+        if impl == "reference":
+            L = ref.cholesky(C, mode)
+            yield reference_lower_gram(X, mode), L, ref.cholesky_inverse(L, mode)
+        else:
+            yield (np.tril(lower_gram(X, mode == "compensated")),
+                   *cpu_cholesky_inverse(C, mode))
 
 
 def _linalg(impl: str):
@@ -65,7 +112,7 @@ def _linalg(impl: str):
 
 def digest(impl: str) -> str:
     h = hashlib.sha256()
-    for group in (_reductions(impl), _linalg(impl)):
+    for group in (_reductions(impl), _linalg(impl), _dense(impl)):
         for results in group:
             for r in results:
                 h.update(np.ascontiguousarray(np.asarray(r, dtype=np.float64)).view(np.uint64)

@@ -33,20 +33,17 @@ def gram(X: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:
 
     Entry ``[m, a]`` (``m >= a``) is the CRO-1 reduction over rows of
     ``fl(X[i, m] * X[i, a])`` -- the bits of ``gemv_t(X, X[:, a])[m]`` -- mirrored onto
-    ``[a, m]``. On the CPU one pass over X computes all ``P (P + 1) / 2`` entries
-    (:func:`reprogls.kernels.cpu.gram.column_pair_grams`); on other devices one
+    ``[a, m]``. On the CPU one pass over X computes all ``P (P + 1) / 2`` entries in
+    column tiles (:func:`reprogls.kernels.cpu.gram.lower_gram`); on other devices one
     ``gemv_t`` per column.
     """
     from ..kernels import gemv_t
 
     X = np.ascontiguousarray(X, dtype=np.float64)
     P = X.shape[1]
-    G = np.empty((P, P))
     if device == "cpu":
-        plan = _cpu_gram.lower_pair_plan(P)
-        G[plan.targets[:, 0], plan.targets[:, 1]] = _cpu_gram.column_pair_grams(
-            X, plan, mode == "compensated")
-    else:
-        for a in range(P):
-            G[:, a] = gemv_t(X, np.ascontiguousarray(X[:, a]), mode, device)
+        return mirror_lower(_cpu_gram.lower_gram(X, mode == "compensated"))
+    G = np.empty((P, P))
+    for a in range(P):
+        G[:, a] = gemv_t(X, np.ascontiguousarray(X[:, a]), mode, device)
     return mirror_lower(G)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
-from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
+from ..kernels.cpu.linalg import cholesky_solve_kernel
+from ..kernels.cpu import spd
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
 
@@ -46,7 +47,7 @@ def normal_matrix(XtX, offsets, factor: WoodburyFactor, ridge: float) -> np.ndar
 
 def cholesky(A: np.ndarray, mode: str) -> np.ndarray:
     L = np.empty_like(A)
-    failed = cholesky_kernel(np.ascontiguousarray(A), mode == "compensated", L)
+    failed = spd.cholesky(np.ascontiguousarray(A), mode == "compensated", L)
     if failed >= 0:
         raise NotPositiveDefiniteError(
             f"the GLS normal matrix is not positive definite (pivot {failed}): the designs "

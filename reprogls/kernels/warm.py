@@ -55,21 +55,50 @@ def _sur_rmatvec() -> None:
         linalg.gemv_t(X, np.ones(4), mode, "cpu")
 
 
-def _woodbury_and_grams() -> None:
-    """Woodbury factor/solve/logdet, the Cholesky kernels and the Gram kernel (one task:
-    they share the fixed-order Cholesky and the short-dot helpers)."""
+def _woodbury() -> None:
+    """Woodbury factor/solve/logdet and the Cholesky kernels (one task: they share the
+    fixed-order Cholesky and the short-dot helpers)."""
     from . import linalg
-    from .cpu import gram
     from .cpu.linalg import cholesky_solve_kernel
 
-    X = np.arange(12.0).reshape(4, 3)
     for mode in MODES:
         factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
         linalg.woodbury_solve(factor, np.ones((4, 2)), "cpu")
         linalg.woodbury_logdet(factor)
-        compensated = mode == "compensated"
-        gram.column_pair_grams(X, gram.lower_pair_plan(3), compensated)
-        cholesky_solve_kernel(np.eye(2), np.ones(2), compensated, np.empty(2))
+        cholesky_solve_kernel(np.eye(2), np.ones(2), mode == "compensated", np.empty(2))
+
+
+def _spd_problem(compensated: bool, parallel: bool) -> None:
+    from .cpu import gram, spd
+
+    G = gram.lower_gram(np.arange(12.0).reshape(4, 3), compensated) + 4.0 * np.eye(3)
+    L, Z, inv = np.empty_like(G), np.empty_like(G), np.empty_like(G)
+    if parallel:
+        spd.cholesky_parallel(G, compensated, L)
+        spd._parallel_rows(L, compensated, Z, 0, 2)
+        spd._parallel_rows(Z, compensated, inv, 1, 2)
+    else:
+        spd.cholesky(G, compensated, L)
+        spd.inverse_factor(L, compensated, Z)
+        spd.gram_of_rows_from_diagonal(Z, compensated, inv)
+
+
+def _dense() -> None:
+    """The dense kernels of the gram solver, the Sigma-step and the standard errors at
+    small orders: the tiled lower Gram and the serial SPD inverse."""
+    for compensated in (True, False):
+        _spd_problem(compensated, parallel=False)
+
+
+def _large() -> None:
+    """Kernels only large problems reach: the parallel Cholesky / SPD inverse drivers and
+    the sparse pair Gram of the CG path's per-equation blocks."""
+    from .cpu import gram
+
+    X = np.arange(12.0).reshape(4, 3)
+    for compensated in (True, False):
+        _spd_problem(compensated, parallel=True)
+        gram.column_pair_grams(X, gram.block_pair_plan(np.array([0, 1, 3])), compensated)
 
 
 def _fused() -> None:
@@ -99,7 +128,9 @@ def _elementwise() -> None:
 #: Measured: "woodbury" + "gram" alone 25 s, "sur_matvec" + "sur_rmatvec" + "reductions"
 #: 25 s, in two processes side by side.
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
-    "woodbury": (_woodbury_and_grams, 25.0),
+    "woodbury": (_woodbury, 22.0),
+    "large": (_large, 12.0),
+    "dense": (_dense, 6.0),
     "sur_matvec": (_sur_matvec, 18.0),
     "fused": (_fused, 12.0),
     "elementwise": (_elementwise, 8.0),
@@ -107,7 +138,7 @@ TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "reductions": (_reductions, 3.0),
 }
 #: What :func:`reprogls.gls.fit` on the gram path needs (the demo's fit).
-FIT_TASKS = ("woodbury", "sur_matvec", "sur_rmatvec", "reductions")
+FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "reductions")
 
 
 def _checked(names: Iterable[str]) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "WoodburyFactor",
     "capacitance",
     "cholesky",
+    "cholesky_inverse",
     "cholesky_solve",
     "equation_of_column",
     "gemv",
@@ -127,6 +128,38 @@ def cholesky(C: np.ndarray, mode: str = "compensated") -> np.ndarray:
             else:
                 L[i, j] = (C[i, j] - acc) / L[j, j]
     return L
+
+
+def cholesky_inverse(L: np.ndarray, mode: str = "compensated") -> np.ndarray:
+    """``C^-1 = L^-T L^-1`` from the Cholesky factor ``L`` of ``C`` (n, n), in two fixed
+    stages (the oracle of :mod:`reprogls.kernels.cpu.spd`).
+
+    1. ``Z = (L^-1)^T``: row ``c`` solves ``L z = e_c`` forward from ``t = c``::
+
+           Z[c, c] = 1 / L[c, c]
+           Z[c, i] = -(CRO-1 over t = c..i-1 of fl(L[i, t] * Z[c, t])) / L[i, i]   (i > c)
+
+       (the segment starts at ``t = c``: ``Z[c, t] = 0`` for ``t < c`` is not a term).
+    2. ``C^-1[a, b] = CRO-1 over t = a..n-1 of fl(Z[a, t] * Z[b, t])`` for ``a >= b``,
+       copied onto ``[b, a]`` (symmetric bitwise).
+    """
+    compensated = check_mode(mode)
+    n = L.shape[0]
+    Z = np.zeros((n, n))
+
+    def dot(x, y):
+        return reduce_rows(_products(x, y)[None, :], compensated)[0]
+
+    with np.errstate(all="ignore"):
+        for c in range(n):
+            Z[c, c] = 1.0 / L[c, c]
+            for i in range(c + 1, n):
+                Z[c, i] = -dot(L[i, c:i], Z[c, c:i]) / L[i, i]
+        inv = np.empty((n, n))
+        for a in range(n):
+            for b in range(a + 1):
+                inv[a, b] = inv[b, a] = dot(Z[a, a:], Z[b, a:])
+    return inv
 
 
 def cholesky_solve(L: np.ndarray, T: np.ndarray, mode: str = "compensated") -> np.ndarray:

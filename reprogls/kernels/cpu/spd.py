@@ -1,0 +1,151 @@
+"""Dense symmetric positive definite matrices on the audited path, in parallel:
+the fixed-order Cholesky factor and the inverse ``C^-1 = L^-T L^-1``.
+
+Every entry is one CRO-1 dot (:func:`._cro.dot_segment`) of fixed segments, so the bits
+do not depend on the thread count; threads only split *which* entries they compute.
+
+* :func:`cholesky` has exactly the bits of :func:`.linalg.cholesky_kernel` (the
+  row-by-row reference ``reference.cholesky``); its parallel form, in a block of ``BLOCK`` columns, the
+  rows of the diagonal block are computed first (serially), then every row below
+  computes its entries of that block; each entry sees the same finished operands as in
+  the row-by-row order.
+* :func:`inverse_factor` returns ``Z = (L^-1)^T`` (upper triangular): row ``c`` of Z is
+  column ``c`` of ``L^-1``, the forward solve of ``L z = e_c`` restricted to ``t >= c``::
+
+      Z[c, c] = 1 / L[c, c]
+      Z[c, i] = -(CRO-1 over t = c..i-1 of fl(L[i, t] * Z[c, t])) / L[i, i]   (i > c)
+
+* :func:`gram_of_rows_from_diagonal` returns the lower triangle of ``Z Z^T`` restricted
+  to the common support: ``out[a, b] = CRO-1 over t = a..n-1 of fl(Z[a, t] * Z[b, t])``
+  for ``a >= b`` -- with ``Z = (L^-1)^T`` this is ``(L^-T L^-1)[a, b] = C^-1[a, b]``.
+
+Cost: ``n^3 / 6`` multiply-adds each; rows are dealt to threads interleaved from both
+ends (``0, n-1, 1, n-2, ...``) so that long and short rows balance. The oracle is
+``reference.cholesky`` and ``reference.cholesky_inverse``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numba
+from numba import njit, prange
+
+from ._cro import dot_segment, segment_scratch
+from .linalg import cholesky_kernel
+
+__all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "cholesky_parallel",
+           "gram_of_rows_from_diagonal", "inverse_factor"]
+
+#: Columns per block of :func:`cholesky_parallel` (one parallel region per block).
+BLOCK = 32
+#: From this order on the drivers below use the Numba threads; smaller matrices run the
+#: same entries serially (same bits), which also spares the first call the compile time
+#: of the parallel drivers.
+PARALLEL_MIN = 384
+
+
+@njit(cache=True)
+def _balanced(u, n):
+    """The ``u``-th index of ``0, n-1, 1, n-2, ...`` (long and short work alternate)."""
+    return u // 2 if u % 2 == 0 else n - 1 - u // 2
+
+
+def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray) -> int:
+    """Fixed-order Cholesky of the lower triangle of the C-contiguous ``C`` into ``L``;
+    returns the first failing pivot index (not positive and finite) or -1. Serial
+    (:func:`.linalg.cholesky_kernel`) below ``PARALLEL_MIN``, else
+    :func:`cholesky_parallel`; the bits are the same."""
+    if C.shape[0] < PARALLEL_MIN:
+        return cholesky_kernel(C, compensated, L)
+    return cholesky_parallel(C, compensated, L)
+
+
+def cholesky_parallel(C: np.ndarray, compensated: bool, L: np.ndarray) -> int:
+    """:func:`cholesky` on the Numba threads (module docstring)."""
+    return _cholesky_blocks(C, compensated, L, 4 * numba.get_num_threads())
+
+
+@njit(parallel=True, cache=True)
+def _cholesky_blocks(C, compensated, L, tasks_per_block):
+    n = C.shape[0]
+    L[:, :] = 0.0
+    s, comp, ps, pc = segment_scratch(n)
+    for j0 in range(0, n, BLOCK):
+        j1 = min(n, j0 + BLOCK)
+        for i in range(j0, j1):
+            for j in range(j0, i + 1):
+                acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
+                if i == j:
+                    pivot = C[i, i] - acc
+                    if not 0.0 < pivot < np.inf:
+                        return i
+                    L[i, i] = np.sqrt(pivot)
+                else:
+                    L[i, j] = (C[i, j] - acc) / L[j, j]
+        n_tasks = min(n - j1, tasks_per_block)
+        for task in prange(n_tasks):
+            ts, tc, tps, tpc = segment_scratch(n)
+            for i in range(j1 + task, n, n_tasks):
+                for j in range(j0, j1):
+                    acc = dot_segment(L[i, :j], L[j, :j], compensated, ts, tc, tps, tpc)
+                    L[i, j] = (C[i, j] - acc) / L[j, j]
+    return -1
+
+
+@njit(cache=True)
+def _inverse_factor_rows(L, compensated, Z, u0, u1):
+    """Rows ``c = _balanced(u)``, ``u0 <= u < u1``, of ``Z = (L^-1)^T``."""
+    n = L.shape[0]
+    s, comp, ps, pc = segment_scratch(n)
+    for u in range(u0, u1):
+        c = _balanced(u, n)
+        z = Z[c]
+        z[:c] = 0.0
+        z[c] = 1.0 / L[c, c]
+        for i in range(c + 1, n):
+            acc = dot_segment(L[i, c:i], z[c:i], compensated, s, comp, ps, pc)
+            z[i] = -acc / L[i, i]
+
+
+@njit(cache=True)
+def _gram_rows(Z, compensated, out, u0, u1):
+    """Rows ``a = _balanced(u)``, ``u0 <= u < u1``, of the lower triangle of ``Z Z^T``."""
+    n = Z.shape[0]
+    s, comp, ps, pc = segment_scratch(n)
+    for u in range(u0, u1):
+        a = _balanced(u, n)
+        for b in range(a + 1):
+            out[a, b] = dot_segment(Z[a, a:], Z[b, a:], compensated, s, comp, ps, pc)
+
+
+@njit(parallel=True, cache=True)
+def _parallel_rows(M, compensated, out, stage, n_tasks):
+    """Split ``u = 0..n-1`` into ``n_tasks`` runs of the stage's row function."""
+    n = M.shape[0]
+    for task in prange(n_tasks):
+        u0 = task * n // n_tasks
+        u1 = (task + 1) * n // n_tasks
+        if stage == 0:
+            _inverse_factor_rows(M, compensated, out, u0, u1)
+        else:
+            _gram_rows(M, compensated, out, u0, u1)
+
+
+def _rows(M: np.ndarray, compensated: bool, out: np.ndarray, stage: int) -> None:
+    n = M.shape[0]
+    if n < PARALLEL_MIN:
+        (_inverse_factor_rows if stage == 0 else _gram_rows)(M, compensated, out, 0, n)
+    else:
+        _parallel_rows(M, compensated, out, stage, min(n, 8 * numba.get_num_threads()))
+
+
+def inverse_factor(L: np.ndarray, compensated: bool, Z: np.ndarray) -> None:
+    """``Z = (L^-1)^T`` for a lower-triangular C-contiguous ``L`` with a positive
+    diagonal (module docstring); ``Z`` is overwritten, zero below the diagonal."""
+    _rows(L, compensated, Z, 0)
+
+
+def gram_of_rows_from_diagonal(Z: np.ndarray, compensated: bool, out: np.ndarray) -> None:
+    """Lower triangle ``out[a, b] = CRO-1 dot(Z[a, a:], Z[b, a:])``, ``a >= b`` (module
+    docstring); the strict upper triangle of ``out`` is left as it was."""
+    _rows(Z, compensated, out, 1)

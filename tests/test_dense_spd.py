@@ -1,0 +1,78 @@
+"""Dense kernels of the estimator: the tiled lower Gram and the parallel Cholesky and
+SPD inverse equal their NumPy references bitwise (thread counts: tests/test_threads.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprogls.kernels import reference as ref
+from reprogls.kernels.cpu import spd
+from reprogls.kernels.cpu.gram import TILE, lower_gram
+from reprogls.kernels.cpu.linalg import cholesky_kernel
+from tests.corpus import same_bits
+from tests.digests import cpu_cholesky_inverse, reference_lower_gram, spd_problem
+from tests.linalg_cases import ROWS, sur_problem, wide
+
+MODES = ("compensated", "plain")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", (*ROWS, 20_000))
+def test_lower_gram_equals_reference_gemv_t(n_rows, mode):
+    """136 columns: four full tiles and a partial one; rows across lanes and chunks."""
+    X = sur_problem(n_rows)[0]
+    assert X.shape[1] % TILE
+    got = lower_gram(X, mode == "compensated")
+    assert same_bits(np.tril(got), reference_lower_gram(X, mode))
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (5, 0), (40, 1), (33, TILE), (300, 2 * TILE)])
+def test_lower_gram_edge_shapes(shape):
+    X = wide(np.random.default_rng(list(shape)), shape)
+    for mode in MODES:
+        got = lower_gram(X, mode == "compensated")
+        assert got.shape == (shape[1], shape[1])
+        assert same_bits(np.tril(got), reference_lower_gram(X, mode))
+
+
+@pytest.mark.parametrize("parallel", (True, False))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n", (1, 2, 31, spd.BLOCK, 33, 2 * spd.BLOCK + 1, 100))
+def test_cholesky_and_inverse_equal_reference(n, mode, parallel):
+    """The parallel drivers (forced at every order) and the serial row functions."""
+    C = spd_problem(n)
+    L, inv = cpu_cholesky_inverse(C, mode, parallel)
+    L_ref = ref.cholesky(C, mode)
+    assert same_bits(L, L_ref)
+    assert same_bits(inv, ref.cholesky_inverse(L_ref, mode))
+    assert same_bits(inv, inv.T)
+    expected = np.linalg.inv(C)
+    assert np.max(np.abs(inv - expected)) <= 1e-12 * np.max(np.abs(expected))
+
+
+@pytest.mark.parametrize("bad_row", (0, 5, spd.BLOCK + 3))
+def test_cholesky_parallel_reports_the_failing_pivot(bad_row):
+    """A pivot in the serial diagonal block of any column block; matches the serial
+    kernel's index and leaves no silent NaN behind as a success."""
+    C = spd_problem(2 * spd.BLOCK)
+    C[bad_row, bad_row] = -1.0
+    for compensated in (True, False):
+        L, serial = np.empty_like(C), np.empty_like(C)
+        assert spd.cholesky_parallel(C, compensated, L) == bad_row
+        assert cholesky_kernel(C, compensated, serial) == bad_row
+
+
+def test_dispatch_by_order_is_bitwise_neutral():
+    """Past ``PARALLEL_MIN`` the public drivers switch to the parallel kernels; the bits
+    do not move (an order of 400 on both sides of a lowered threshold)."""
+    C = spd_problem(400)
+    for parallel in (True, False):
+        L, inv = cpu_cholesky_inverse(C, "compensated", parallel)
+        L2, Z, inv2 = np.empty_like(C), np.empty_like(C), np.empty_like(C)
+        assert spd.cholesky(C, True, L2) == -1
+        spd.inverse_factor(L2, True, Z)
+        spd.gram_of_rows_from_diagonal(Z, True, inv2)
+        lower = np.tril_indices(400)
+        assert same_bits(L, L2)
+        assert same_bits(inv[lower], inv2[lower])
