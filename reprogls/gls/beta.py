@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
-from ..kernels.cpu.linalg import cholesky_solve_kernel
 from ..kernels.cpu import spd
+from ..kernels.cpu.linalg import cholesky_solve_kernel
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
 

@@ -250,7 +250,8 @@ def _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC):
 def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     """``G`` (P, P) whose lower triangle ``G[m, a]``, ``m >= a``, is the finalized CRO-1
     reduction over rows of ``fl(X[i, m] * X[i, a])`` -- the same bits as
-    :func:`column_pair_grams` and as ``gemv_t(X, X[:, a])[m]``. The strict upper triangle is unspecified.
+    :func:`column_pair_grams` and as ``gemv_t(X, X[:, a])[m]``. The strict upper
+    triangle is unspecified.
 
     Each parallel task is one (CRO-1 chunk, ``TILE x TILE`` column tile): lane by lane it
     packs the lane's rows of the tile's columns and updates all ``TILE^2`` lane sums one

@@ -5,10 +5,10 @@ Every entry is one CRO-1 dot (:func:`._cro.dot_segment`) of fixed segments, so t
 do not depend on the thread count; threads only split *which* entries they compute.
 
 * :func:`cholesky` has exactly the bits of :func:`.linalg.cholesky_kernel` (the
-  row-by-row reference ``reference.cholesky``); its parallel form, in a block of ``BLOCK`` columns, the
-  rows of the diagonal block are computed first (serially), then every row below
-  computes its entries of that block; each entry sees the same finished operands as in
-  the row-by-row order.
+  row-by-row reference ``reference.cholesky``). Its parallel form works in blocks of
+  ``BLOCK`` columns: the rows of the diagonal block first (serially), then every row
+  below computes its entries of that block; each entry sees the same finished operands
+  as in the row-by-row order.
 * :func:`inverse_factor` returns ``Z = (L^-1)^T`` (upper triangular): row ``c`` of Z is
   column ``c`` of ``L^-1``, the forward solve of ``L z = e_c`` restricted to ``t >= c``::
 
@@ -26,8 +26,8 @@ ends (``0, n-1, 1, n-2, ...``) so that long and short rows balance. The oracle i
 
 from __future__ import annotations
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 
 from ._cro import dot_segment, segment_scratch
