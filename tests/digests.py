@@ -55,18 +55,13 @@ def spd_problem(n: int, seed: int = 0) -> np.ndarray:
 
 
 def cpu_cholesky_inverse(C, mode, parallel=True):
-    """``(L, C^-1)`` by the CPU kernels of :mod:`reprogls.kernels.cpu.spd`: the parallel
-    drivers (whatever the order) or the serial ones."""
+    """``(L, C^-1)`` by the CPU kernels of :mod:`reprogls.kernels.cpu.spd`, forced onto
+    the parallel drivers (whatever the order) or the serial ones; ``None``: by order."""
     compensated = mode == "compensated"
     L, Z, inv = np.empty_like(C), np.empty_like(C), np.empty_like(C)
-    if parallel:
-        assert spd.cholesky_parallel(C, compensated, L) == -1
-        spd._parallel_rows(L, compensated, Z, 0, min(C.shape[0], 7))
-        spd._parallel_rows(Z, compensated, inv, 1, min(C.shape[0], 7))
-    else:
-        assert spd.cholesky_kernel(C, compensated, L) == -1
-        spd._inverse_factor_rows(L, compensated, Z, 0, C.shape[0])
-        spd._gram_rows(Z, compensated, inv, 0, C.shape[0])
+    assert spd.cholesky(C, compensated, L, parallel) == -1
+    spd.inverse_factor(L, compensated, Z, parallel)
+    spd.gram_of_rows_from_diagonal(Z, compensated, inv, parallel)
     lower = np.tril_indices_from(inv, -1)
     inv[lower[1], lower[0]] = inv[lower]
     return L, inv

@@ -52,27 +52,25 @@ def test_cholesky_and_inverse_equal_reference(n, mode, parallel):
 
 
 @pytest.mark.parametrize("bad_row", (0, 5, spd.BLOCK + 3))
-def test_cholesky_parallel_reports_the_failing_pivot(bad_row):
+def test_parallel_cholesky_reports_the_failing_pivot(bad_row):
     """A pivot in the serial diagonal block of any column block; matches the serial
     kernel's index and leaves no silent NaN behind as a success."""
     C = spd_problem(2 * spd.BLOCK)
     C[bad_row, bad_row] = -1.0
     for compensated in (True, False):
         L, serial = np.empty_like(C), np.empty_like(C)
-        assert spd.cholesky_parallel(C, compensated, L) == bad_row
+        assert spd.cholesky(C, compensated, L, parallel=True) == bad_row
         assert cholesky_kernel(C, compensated, serial) == bad_row
 
 
 def test_dispatch_by_order_is_bitwise_neutral():
-    """Past ``PARALLEL_MIN`` the public drivers switch to the parallel kernels; the bits
-    do not move (an order of 400 on both sides of a lowered threshold)."""
+    """From ``PARALLEL_MIN`` on the default (``parallel=None``) takes the parallel
+    drivers; the bits equal both forced paths at order 400."""
     C = spd_problem(400)
+    assert C.shape[0] >= spd.PARALLEL_MIN
+    L, inv = cpu_cholesky_inverse(C, "compensated", parallel=None)
+    lower = np.tril_indices(400)
     for parallel in (True, False):
-        L, inv = cpu_cholesky_inverse(C, "compensated", parallel)
-        L2, Z, inv2 = np.empty_like(C), np.empty_like(C), np.empty_like(C)
-        assert spd.cholesky(C, True, L2) == -1
-        spd.inverse_factor(L2, True, Z)
-        spd.gram_of_rows_from_diagonal(Z, True, inv2)
-        lower = np.tril_indices(400)
-        assert same_bits(L, L2)
-        assert same_bits(inv[lower], inv2[lower])
+        L_forced, inv_forced = cpu_cholesky_inverse(C, "compensated", parallel)
+        assert same_bits(L, L_forced)
+        assert same_bits(inv[lower], inv_forced[lower])

@@ -73,14 +73,9 @@ def _spd_problem(compensated: bool, parallel: bool) -> None:
 
     G = gram.lower_gram(np.arange(12.0).reshape(4, 3), compensated) + 4.0 * np.eye(3)
     L, Z, inv = np.empty_like(G), np.empty_like(G), np.empty_like(G)
-    if parallel:
-        spd.cholesky_parallel(G, compensated, L)
-        spd._parallel_rows(L, compensated, Z, 0, 2)
-        spd._parallel_rows(Z, compensated, inv, 1, 2)
-    else:
-        spd.cholesky(G, compensated, L)
-        spd.inverse_factor(L, compensated, Z)
-        spd.gram_of_rows_from_diagonal(Z, compensated, inv)
+    spd.cholesky(G, compensated, L, parallel)
+    spd.inverse_factor(L, compensated, Z, parallel)
+    spd.gram_of_rows_from_diagonal(Z, compensated, inv, parallel)
 
 
 def _dense() -> None:

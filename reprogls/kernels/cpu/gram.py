@@ -211,7 +211,6 @@ def _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC):
     """Chunk partials ``PS[c, tile * TILE^2 + r * TILE + q]`` of ``G(m0 + r, a0 + q)``."""
     N, P = X.shape
     n_tiles = tile_m.shape[0]
-    chunk_rows = LANES * ((CHUNK + LANES - 1) // LANES)
     for task in prange(PS.shape[0] * n_tiles):
         c = task // n_tiles
         tile = task % n_tiles
@@ -221,8 +220,8 @@ def _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC):
         wa = min(TILE, P - a0)
         row0 = c * CHUNK
         rows = min(N, row0 + CHUNK) - row0
-        PM = np.empty((chunk_rows // LANES, TILE))
-        PA = np.empty((chunk_rows // LANES, TILE)) if m0 != a0 else PM
+        PM = np.empty((CHUNK // LANES, TILE))  # one lane's rows of the chunk
+        PA = np.empty((CHUNK // LANES, TILE)) if m0 != a0 else PM
         acc = np.empty((TILE, TILE))
         err = np.empty((TILE, TILE))
         ST = np.empty((TILE * TILE, LANES))
@@ -259,9 +258,8 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     entry. ``X`` must be C-contiguous float64.
     """
     N, P = X.shape
-    G = np.zeros((P, P))
     if N == 0 or P == 0:
-        return G
+        return np.zeros((P, P))
     nb = -(-P // TILE)
     tm, ta = np.tril_indices(nb)
     tile_m, tile_a = tm.astype(np.int64), ta.astype(np.int64)
@@ -270,9 +268,6 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC)
     flat = np.empty(PS.shape[1])
     _chunk_tree_columns(PS, PC, compensated, flat)
-    blocks = flat.reshape(tile_m.size, TILE, TILE)
-    padded = np.zeros((nb * TILE, nb * TILE))
-    view = padded.reshape(nb, TILE, nb, TILE)
-    view[tile_m, :, tile_a, :] = blocks
-    G[:, :] = padded[:P, :P]
-    return G
+    padded = np.zeros((nb, TILE, nb, TILE))
+    padded[tile_m, :, tile_a, :] = flat.reshape(tile_m.size, TILE, TILE)
+    return np.ascontiguousarray(padded.reshape(nb * TILE, nb * TILE)[:P, :P])

@@ -208,6 +208,22 @@ def gemv_t(A, y, compensated):
 
 
 @njit(cache=True)
+def cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+    """``L[i, j]`` (``j <= i``) of the fixed-order Cholesky from the finished ``L[i, :j]``
+    and ``L[j, :j]`` (see the reference); False when the pivot (``i == j``) is not
+    positive and finite. ``s, comp, ps, pc``: :func:`segment_scratch` of ``n``."""
+    acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
+    if i == j:
+        pivot = C[i, i] - acc
+        if not 0.0 < pivot < np.inf:
+            return False
+        L[i, i] = np.sqrt(pivot)
+    else:
+        L[i, j] = (C[i, j] - acc) / L[j, j]
+    return True
+
+
+@njit(cache=True)
 def cholesky_kernel(C, compensated, L):
     """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
     n = C.shape[0]
@@ -215,14 +231,8 @@ def cholesky_kernel(C, compensated, L):
     L[:, :] = 0.0
     for i in range(n):
         for j in range(i + 1):
-            acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
-            if i == j:
-                pivot = C[i, i] - acc
-                if not 0.0 < pivot < np.inf:
-                    return i
-                L[i, i] = np.sqrt(pivot)
-            else:
-                L[i, j] = (C[i, j] - acc) / L[j, j]
+            if not cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+                return i
     return -1
 
 

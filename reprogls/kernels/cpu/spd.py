@@ -31,16 +31,16 @@ import numpy as np
 from numba import njit, prange
 
 from ._cro import dot_segment, segment_scratch
-from .linalg import cholesky_kernel
+from .linalg import cholesky_entry, cholesky_kernel
 
-__all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "cholesky_parallel",
-           "gram_of_rows_from_diagonal", "inverse_factor"]
+__all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "gram_of_rows_from_diagonal",
+           "inverse_factor"]
 
-#: Columns per block of :func:`cholesky_parallel` (one parallel region per block).
+#: Columns per block of the parallel :func:`cholesky` (one parallel region per block).
 BLOCK = 32
-#: From this order on the drivers below use the Numba threads; smaller matrices run the
-#: same entries serially (same bits), which also spares the first call the compile time
-#: of the parallel drivers.
+#: From this order on (``parallel=None``) the functions below use the Numba threads;
+#: smaller matrices run the same entries serially (same bits), which also spares small
+#: fits the compile time of the parallel drivers.
 PARALLEL_MIN = 384
 
 
@@ -50,18 +50,21 @@ def _balanced(u, n):
     return u // 2 if u % 2 == 0 else n - 1 - u // 2
 
 
-def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray) -> int:
+def _use_threads(n: int, parallel: bool | None) -> bool:
+    return n >= PARALLEL_MIN if parallel is None else parallel
+
+
+def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
+             parallel: bool | None = None) -> int:
     """Fixed-order Cholesky of the lower triangle of the C-contiguous ``C`` into ``L``;
-    returns the first failing pivot index (not positive and finite) or -1. Serial
-    (:func:`.linalg.cholesky_kernel`) below ``PARALLEL_MIN``, else
-    :func:`cholesky_parallel`; the bits are the same."""
-    if C.shape[0] < PARALLEL_MIN:
+    returns the first failing pivot index (not positive and finite) or -1.
+
+    ``parallel``: ``None`` uses the Numba threads from order ``PARALLEL_MIN`` on (column
+    blocks, module docstring), else :func:`.linalg.cholesky_kernel`; the bits are the
+    same either way.
+    """
+    if not _use_threads(C.shape[0], parallel):
         return cholesky_kernel(C, compensated, L)
-    return cholesky_parallel(C, compensated, L)
-
-
-def cholesky_parallel(C: np.ndarray, compensated: bool, L: np.ndarray) -> int:
-    """:func:`cholesky` on the Numba threads (module docstring)."""
     return _cholesky_blocks(C, compensated, L, 4 * numba.get_num_threads())
 
 
@@ -74,21 +77,14 @@ def _cholesky_blocks(C, compensated, L, tasks_per_block):
         j1 = min(n, j0 + BLOCK)
         for i in range(j0, j1):
             for j in range(j0, i + 1):
-                acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
-                if i == j:
-                    pivot = C[i, i] - acc
-                    if not 0.0 < pivot < np.inf:
-                        return i
-                    L[i, i] = np.sqrt(pivot)
-                else:
-                    L[i, j] = (C[i, j] - acc) / L[j, j]
+                if not cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+                    return i
         n_tasks = min(n - j1, tasks_per_block)
         for task in prange(n_tasks):
             ts, tc, tps, tpc = segment_scratch(n)
             for i in range(j1 + task, n, n_tasks):
-                for j in range(j0, j1):
-                    acc = dot_segment(L[i, :j], L[j, :j], compensated, ts, tc, tps, tpc)
-                    L[i, j] = (C[i, j] - acc) / L[j, j]
+                for j in range(j0, j1):  # j < i: no pivot, always succeeds
+                    cholesky_entry(C, L, i, j, compensated, ts, tc, tps, tpc)
     return -1
 
 
@@ -131,21 +127,26 @@ def _parallel_rows(M, compensated, out, stage, n_tasks):
             _gram_rows(M, compensated, out, u0, u1)
 
 
-def _rows(M: np.ndarray, compensated: bool, out: np.ndarray, stage: int) -> None:
+def _rows(M: np.ndarray, compensated: bool, out: np.ndarray, stage: int,
+          parallel: bool | None) -> None:
     n = M.shape[0]
-    if n < PARALLEL_MIN:
-        (_inverse_factor_rows if stage == 0 else _gram_rows)(M, compensated, out, 0, n)
-    else:
+    if _use_threads(n, parallel):
         _parallel_rows(M, compensated, out, stage, min(n, 8 * numba.get_num_threads()))
+    else:
+        (_inverse_factor_rows if stage == 0 else _gram_rows)(M, compensated, out, 0, n)
 
 
-def inverse_factor(L: np.ndarray, compensated: bool, Z: np.ndarray) -> None:
+def inverse_factor(L: np.ndarray, compensated: bool, Z: np.ndarray,
+                   parallel: bool | None = None) -> None:
     """``Z = (L^-1)^T`` for a lower-triangular C-contiguous ``L`` with a positive
-    diagonal (module docstring); ``Z`` is overwritten, zero below the diagonal."""
-    _rows(L, compensated, Z, 0)
+    diagonal (module docstring); ``Z`` is overwritten, zero below the diagonal.
+    ``parallel`` as in :func:`cholesky` (same bits either way)."""
+    _rows(L, compensated, Z, 0, parallel)
 
 
-def gram_of_rows_from_diagonal(Z: np.ndarray, compensated: bool, out: np.ndarray) -> None:
+def gram_of_rows_from_diagonal(Z: np.ndarray, compensated: bool, out: np.ndarray,
+                               parallel: bool | None = None) -> None:
     """Lower triangle ``out[a, b] = CRO-1 dot(Z[a, a:], Z[b, a:])``, ``a >= b`` (module
-    docstring); the strict upper triangle of ``out`` is left as it was."""
-    _rows(Z, compensated, out, 1)
+    docstring); the strict upper triangle of ``out`` is left as it was. ``parallel`` as
+    in :func:`cholesky` (same bits either way)."""
+    _rows(Z, compensated, out, 1, parallel)
