@@ -2,7 +2,10 @@
 
 Usage::
 
-    python profiling/profile_fit.py [--size S|M] [--cov plugin|none] [--top 25]
+    python profiling/profile_fit.py [--size S|M|L] [--cov plugin|none]
+        [--sigma-step auto|moment|residuals] [--top 25]
+
+(L is the scale target: N=5000, K=2000, p=5, k=10.)
 
 Phases are timed by wrapping the estimator's building blocks (OLS start, beta-step,
 Sigma-step, log-likelihood, standard errors); the first (JIT) fit is not timed.
@@ -23,7 +26,7 @@ from reprogls import gls
 beta_step = importlib.import_module("reprogls.gls.beta")
 fit_module = importlib.import_module("reprogls.gls.fit")
 
-SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
+SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5), "L": (5000, 2000, 5, 10)}
 
 
 def _timed(store, name, fn):
@@ -40,17 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=list(SIZES), default="S")
     parser.add_argument("--cov", choices=["plugin", "none"], default=None)
+    parser.add_argument("--sigma-step", choices=["auto", "moment", "residuals"],
+                        default="auto")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
     N, K, p, k = SIZES[args.size]
     cov = args.cov or ("plugin" if args.size == "S" else "none")
     Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
-    gls.fit(Xs[:3], Y[:, :3], rank=1, cov_type="none")  # JIT outside the measurement
+    for step in ("moment", "residuals"):  # JIT outside the measurement
+        gls.fit(Xs[:3], Y[:, :3], rank=1, cov_type="none", sigma_step=step)
 
     phases: dict[str, float] = defaultdict(float)
     patches = [(fit_module, "ols", "OLS start"), (fit_module, "block_grams", "Gram blocks"),
                (fit_module, "factor_analysis", "Sigma-step (factor analysis)"),
                (fit_module, "residual_moment", "Sigma-step (E^T E / N)"),
+               (fit_module, "ResidualMoment", "Sigma-step (residual operator set-up)"),
                (beta_step, "solve_cg", "beta-step (CG)"),
                (fit_module, "gram", "X^T X (gram solver, SEs)"),
                (fit_module, "loglik", "log-likelihood")]
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         setattr(module, attr, _timed(phases, label, getattr(module, attr)))
     try:
         t0 = time.perf_counter()
-        res = gls.fit(Xs, Y, rank=k, cov_type=cov)
+        res = gls.fit(Xs, Y, rank=k, cov_type=cov, sigma_step=args.sigma_step)
         total = time.perf_counter() - t0
     finally:
         for module, attr, fn in originals:
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     profiler = cProfile.Profile()
     profiler.enable()
-    gls.fit(Xs, Y, rank=k, cov_type=cov)
+    gls.fit(Xs, Y, rank=k, cov_type=cov, sigma_step=args.sigma_step)
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)

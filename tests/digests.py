@@ -14,6 +14,7 @@ from reprogls import kernels
 from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
 from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams, lower_gram
+from reprogls.kernels.cpu.multi import rows_times, rows_transposed_times
 from tests.corpus import cases
 from tests.linalg_cases import factor_problem, sur_problem
 
@@ -47,6 +48,22 @@ def reference_lower_gram(X, mode):
     return np.tril(G)
 
 
+def reference_rows_times(A, B, mode):
+    """The oracle of ``rows_times``: column ``q`` is the reference ``gemv(A, B[:, q])``."""
+    out = np.zeros((A.shape[0], B.shape[1]))
+    for q in range(B.shape[1]):
+        out[:, q] = ref.gemv(A, np.ascontiguousarray(B[:, q]), mode) if A.size else 0.0
+    return out
+
+
+def reference_rows_transposed_times(A, B, mode):
+    """The oracle of ``rows_transposed_times``: column ``q`` is ``gemv_t(A, B[:, q])``."""
+    out = np.zeros((A.shape[1], B.shape[1]))
+    for q in range(B.shape[1]):
+        out[:, q] = ref.gemv_t(A, np.ascontiguousarray(B[:, q]), mode) if A.size else 0.0
+    return out
+
+
 def spd_problem(n: int, seed: int = 0) -> np.ndarray:
     """A well-conditioned symmetric positive definite (n, n) matrix."""
     rng = np.random.default_rng([seed, n])
@@ -69,14 +86,20 @@ def cpu_cholesky_inverse(C, mode, parallel=True):
 
 def _dense(impl: str):
     X = sur_problem(8193)[0]
+    B = X[:, :3] * 0.5
+    V = np.ascontiguousarray(X[:X.shape[1], :4])
     C = spd_problem(70)
     for mode in MODES:
         if impl == "reference":
             L = ref.cholesky(C, mode)
-            yield reference_lower_gram(X, mode), L, ref.cholesky_inverse(L, mode)
+            yield (reference_lower_gram(X, mode), L, ref.cholesky_inverse(L, mode),
+                   reference_rows_times(X, V, mode),
+                   reference_rows_transposed_times(X, B, mode))
         else:
-            yield (np.tril(lower_gram(X, mode == "compensated")),
-                   *cpu_cholesky_inverse(C, mode))
+            compensated = mode == "compensated"
+            yield (np.tril(lower_gram(X, compensated)), *cpu_cholesky_inverse(C, mode),
+                   rows_times(X, np.ascontiguousarray(V.T), compensated),
+                   rows_transposed_times(X, np.ascontiguousarray(B), compensated))
 
 
 def _linalg(impl: str):

@@ -1,5 +1,6 @@
-"""Dense kernels of the estimator: the tiled lower Gram and the parallel Cholesky and
-SPD inverse equal their NumPy references bitwise (thread counts: tests/test_threads.py)."""
+"""Dense kernels of the estimator: the tiled lower Gram, the several-right-hand-side
+products and the parallel Cholesky and SPD inverse equal their NumPy references bitwise
+(thread counts: tests/test_threads.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
 from reprogls.kernels.cpu.gram import TILE, lower_gram
 from reprogls.kernels.cpu.linalg import cholesky_kernel
+from reprogls.kernels.cpu.multi import COLUMN_TILE, rows_times, rows_transposed_times
 from tests.corpus import same_bits
-from tests.digests import cpu_cholesky_inverse, reference_lower_gram, spd_problem
+from tests.digests import (
+    cpu_cholesky_inverse,
+    reference_lower_gram,
+    reference_rows_times,
+    reference_rows_transposed_times,
+    spd_problem,
+)
 from tests.linalg_cases import ROWS, sur_problem, wide
 
 MODES = ("compensated", "plain")
@@ -34,6 +42,37 @@ def test_lower_gram_edge_shapes(shape):
         got = lower_gram(X, mode == "compensated")
         assert got.shape == (shape[1], shape[1])
         assert same_bits(np.tril(got), reference_lower_gram(X, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", (*ROWS, 20_000))
+def test_several_right_hand_sides_equal_one_gemv_per_column(n_rows, mode):
+    """``A B`` and ``A^T B`` column by column are the reference gemv / gemv_t bits; the
+    136 columns of A cover whole and partial column tiles, rows cover lanes and chunks."""
+    A = sur_problem(n_rows)[0]
+    rng = np.random.default_rng(n_rows)
+    B = wide(rng, (n_rows, 3))
+    V = wide(rng, (A.shape[1], 3))
+    compensated = mode == "compensated"
+    assert same_bits(rows_transposed_times(A, B, compensated),
+                     reference_rows_transposed_times(A, B, mode))
+    assert same_bits(rows_times(A, np.ascontiguousarray(V.T), compensated),
+                     reference_rows_times(A, V, mode))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2), (5, 0, 2), (7, 4, 0), (1, 1, 1),
+                                   (33, COLUMN_TILE, 1), (40, COLUMN_TILE + 1, 5)])
+def test_several_right_hand_sides_edge_shapes(shape):
+    n, p, k = shape
+    rng = np.random.default_rng(list(shape))
+    A, B, V = wide(rng, (n, p)), wide(rng, (n, k)), wide(rng, (p, k))
+    for mode in MODES:
+        compensated = mode == "compensated"
+        got_t = rows_transposed_times(A, B, compensated)
+        got = rows_times(A, np.ascontiguousarray(V.T), compensated)
+        assert got_t.shape == (p, k) and got.shape == (n, k)
+        assert same_bits(got_t, reference_rows_transposed_times(A, B, mode))
+        assert same_bits(got, reference_rows_times(A, V, mode))
 
 
 @pytest.mark.parametrize("parallel", (True, False))

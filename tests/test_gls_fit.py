@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from reprogls import gls
-from reprogls.gls.sigma import factor_analysis, residual_moment
+from reprogls.gls.sigma import ResidualMoment, factor_analysis, residual_moment
 from reprogls.gls.simulate import simulate_sur
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +104,33 @@ def test_sigma_step_reaches_at_least_sklearn_likelihood():
     assert ll >= sk_ll - 1e-8 * abs(sk_ll)
 
 
+@pytest.mark.parametrize("mode", ["compensated", "plain"])
+def test_sigma_step_from_residuals_matches_the_moment_matrix(mode):
+    """Working from E (large K) reaches the same optimum as forming S = E^T E / N; the
+    diagonal of S is even bitwise the same (same CRO-1 terms)."""
+    rng = np.random.default_rng(8)
+    N, K, k = 2000, 30, 3
+    F = rng.standard_normal((K, k))
+    E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * 0.5
+    S = residual_moment(E, mode)
+    moment = ResidualMoment(E, mode)
+    assert np.array_equal(moment.diagonal().view(np.uint64), np.diag(S).copy().view(np.uint64))
+    Fa, da, lla, _ = factor_analysis(S, N, k, mode)
+    Fb, db, llb, _ = factor_analysis(moment, N, k, mode)
+    assert abs(lla - llb) <= 1e-10 * abs(lla)
+    np.testing.assert_allclose(Fb @ Fb.T + np.diag(db), Fa @ Fa.T + np.diag(da), atol=1e-8)
+
+
+def test_fit_with_either_sigma_step_agrees_and_repeats_bitwise():
+    Xs, Y, *_ = simulate(N=800, K=8, p=2, k=2, seed=12)
+    a = gls.fit(Xs, Y, rank=2, sigma_step="moment")
+    b = gls.fit(Xs, Y, rank=2, sigma_step="residuals")
+    assert a.converged and b.converged
+    assert abs(a.llf - b.llf) <= 1e-9 * abs(a.llf)
+    np.testing.assert_allclose(b.params, a.params, rtol=1e-6, atol=1e-9)
+    assert gls.fit(Xs, Y, rank=2, sigma_step="residuals").fingerprint == b.fingerprint
+
+
 def test_result_api_and_fingerprint():
     Xs, Y, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
     res = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)
@@ -172,6 +199,8 @@ def test_bad_arguments():
         gls.fit(Xs, Y, rank=1, cov_type="hc3")
     with pytest.raises(ValueError, match="ridge"):
         gls.fit(Xs, Y, rank=1, ridge=-1.0)
+    with pytest.raises(ValueError, match="sigma_step"):
+        gls.fit(Xs, Y, rank=1, sigma_step="em")
 
 
 _CHILD = """
@@ -182,8 +211,9 @@ Xs, Y, *_ = simulate(N=700, K=6, p=3, k=2, seed=11)
 a = gls.fit(Xs, Y, rank=2, beta_solver="gram")
 b = gls.fit(Xs, Y, rank=2, beta_solver="cg")
 r = gls.fit(Xs, Y, rank=2, cov_type="robust")
+e = gls.fit(Xs, Y, rank=2, sigma_step="residuals")
 print(json.dumps({"threads": numba.get_num_threads(), "gram": a.fingerprint,
-                  "cg": b.fingerprint, "robust": r.fingerprint,
+                  "cg": b.fingerprint, "robust": r.fingerprint, "residuals": e.fingerprint,
                   "iters": [a.n_iter, b.n_iter]}))
 """
 
@@ -198,4 +228,5 @@ def test_fingerprint_does_not_depend_on_thread_count():
                              capture_output=True, text=True, timeout=900)
         outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert [o["threads"] for o in outs] == [1, 2, 8]
-    assert len({(o["gram"], o["cg"], o["robust"], tuple(o["iters"])) for o in outs}) == 1
+    assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], tuple(o["iters"]))
+                for o in outs}) == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.cpu import gram as _cpu_gram
-from ..kernels.cpu import linalg as _cpu_linalg
+from ..kernels.cpu import multi as _cpu_multi
 
-__all__ = ["gram", "matmul", "mirror_lower"]
+__all__ = ["gram", "matmul", "matmul_t", "mirror_lower"]
 
 
 def mirror_lower(S: np.ndarray) -> np.ndarray:
@@ -20,12 +20,19 @@ def mirror_lower(S: np.ndarray) -> np.ndarray:
 
 def matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
     """``A @ B`` with entry ``[i, c]`` the CRO-1 dot of row ``i`` of A and column ``c`` of
-    B (one CPU ``gemv`` per column of B)."""
+    B -- the bits of ``gemv(A, B[:, c])[i]`` -- in one pass over A on the CPU."""
     A = np.ascontiguousarray(A, dtype=np.float64)
-    out = np.empty((A.shape[0], B.shape[1]))
-    for c in range(B.shape[1]):
-        out[:, c] = _cpu_linalg.gemv(A, np.ascontiguousarray(B[:, c]), mode == "compensated")
-    return out
+    BT = np.ascontiguousarray(np.asarray(B, dtype=np.float64).T)
+    return _cpu_multi.rows_times(A, BT, mode == "compensated")
+
+
+def matmul_t(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
+    """``A^T @ B`` with entry ``[m, c]`` the CRO-1 reduction over rows ``i`` of
+    ``fl(A[i, m] * B[i, c])`` -- the bits of ``gemv_t(A, B[:, c])[m]`` -- in one pass
+    over A on the CPU."""
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    return _cpu_multi.rows_transposed_times(A, B, mode == "compensated")
 
 
 def gram(X: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:

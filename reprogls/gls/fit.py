@@ -4,7 +4,8 @@ Model: ``y_ij = x_ij^T beta_j + e_ij``, ``e_i ~ N(0, Sigma)``, ``Sigma = F F^T +
 (rank k). Algorithm (DESIGN.md section 6):
 
 1. OLS per equation (own fixed-order Cholesky of each ``X_j^T X_j``).
-2. Repeat: Sigma-step (ML factor analysis of ``S = E^T E / N``, warm-started), then
+2. Repeat: Sigma-step (ML factor analysis of ``S = E^T E / N``, warm-started; S formed
+   as a K x K matrix for moderate K, applied from the N x K residuals for large K), then
    beta-step (GLS given Sigma, :mod:`.beta`), until the relative change of the negative
    log-likelihood is at most ``tol`` (``converged=True``) or ``max_iter`` sweeps
    (``ConvergenceWarning``, ``converged=False``).
@@ -30,12 +31,16 @@ from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_rank, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .results import GLSResult
-from .sigma import LOG_2PI, factor_analysis, residual_moment
+from .sigma import LOG_2PI, MomentMatrix, ResidualMoment, factor_analysis, residual_moment
 
 __all__ = ["ConvergenceWarning", "fit"]
 
 #: Above this many coefficients the "auto" beta solver uses CG instead of the dense Gram.
 GRAM_MAX_P = 600
+#: The "auto" Sigma-step works from the residuals when K > this many times the rank:
+#: forming S costs N K^2 / 2 multiply-adds per sweep, each product from the residuals
+#: 2 N K k, and a sweep needs about 20 products (measured, profiling/profile_fit.py).
+RESIDUAL_SIGMA_PER_RANK = 100
 
 
 class ConvergenceWarning(UserWarning):
@@ -59,7 +64,7 @@ def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
-        cov_type: str = "plugin", mode: str = "compensated",
+        sigma_step: str = "auto", cov_type: str = "plugin", mode: str = "compensated",
         device: str = "auto") -> GLSResult:
     """Fit a SUR system with a low-rank-plus-diagonal error covariance.
 
@@ -83,6 +88,12 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ``P <= 600``.
     cg_tol, cg_max_iter : float, int
         CG stopping rule (relative residual).
+    sigma_step : {"auto", "moment", "residuals"}
+        How the factor analysis sees ``S = E^T E / N``: ``"moment"`` forms the K x K
+        matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
+        residuals, ``M Q = D^-1/2 E^T (E D^-1/2 Q) / N`` (``O(N K k)`` per product, no
+        K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``. The two give
+        different bits; each is deterministic.
     cov_type : {"plugin", "robust", "none"}
         ``"plugin"``: inverse GLS normal matrix ``A^-1`` at the estimated Sigma;
         ``"robust"``: the sandwich ``A^-1 B A^-1`` clustered by observation across
@@ -99,6 +110,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     check_mode(mode)
     if beta_solver not in ("auto", "gram", "cg"):
         raise ValueError(f"beta_solver must be 'auto', 'gram' or 'cg', got {beta_solver!r}")
+    if sigma_step not in ("auto", "moment", "residuals"):
+        raise ValueError("sigma_step must be 'auto', 'moment' or 'residuals', got "
+                         f"{sigma_step!r}")
     if cov_type not in ("plugin", "robust", "none"):
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     if not ridge >= 0:
@@ -114,6 +128,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     if sigma is None:
         rank = check_rank(rank, K)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
+    from_residuals = sigma is None and (
+        sigma_step == "residuals" or
+        (sigma_step == "auto" and K > RESIDUAL_SIGMA_PER_RANK * rank))
 
     # the gram solver needs X^T X, which holds every X_j^T X_j: one pass over X, not two
     XtX = gram(X, mode, dev) if solver == "gram" else None
@@ -144,7 +161,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         nll_prev = np.inf
         E = residuals(X, offsets, Yd, beta, mode, dev)  # then once per sweep, below
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
-            S = residual_moment(E, mode, dev)
+            S = (ResidualMoment(E, mode) if from_residuals
+                 else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d)
             factor = woodbury_factor(F, d, mode)
             beta = gls_beta(factor, beta)

@@ -80,20 +80,26 @@ def _spd_problem(compensated: bool, parallel: bool) -> None:
 
 def _dense() -> None:
     """The dense kernels of the gram solver, the Sigma-step and the standard errors at
-    small orders: the tiled lower Gram and the serial SPD inverse."""
+    small orders: the tiled lower Gram, ``A B`` with a few columns and the serial SPD
+    inverse."""
+    from .cpu import multi
+
     for compensated in (True, False):
         _spd_problem(compensated, parallel=False)
+        multi.rows_times(np.ones((3, 40)), np.ones((2, 40)), compensated)
 
 
 def _large() -> None:
-    """Kernels only large problems reach: the parallel Cholesky / SPD inverse drivers and
-    the sparse pair Gram of the CG path's per-equation blocks."""
-    from .cpu import gram
+    """Kernels only large problems reach: the parallel Cholesky / SPD inverse drivers, the
+    sparse pair Gram of the CG path's per-equation blocks and ``A^T B`` of the Sigma-step
+    from residuals (large K)."""
+    from .cpu import gram, multi
 
     X = np.arange(12.0).reshape(4, 3)
     for compensated in (True, False):
         _spd_problem(compensated, parallel=True)
         gram.column_pair_grams(X, gram.block_pair_plan(np.array([0, 1, 3])), compensated)
+        multi.rows_transposed_times(X, np.ones((4, 2)), compensated)
 
 
 def _fused() -> None:
