@@ -24,7 +24,9 @@ import json, sys, time
 from reprogls import gls
 N, K, p, k = (int(a) for a in sys.argv[1:5])
 Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
-gls.fit([x[:200] for x in Xs[:3]], Y[:200, :3], rank=1, beta_solver="cg", cov_type="none")
+for step in ("moment", "residuals"):  # both Sigma-steps: nothing compiles in the timing
+    gls.fit([x[:200] for x in Xs[:3]], Y[:200, :3], rank=1, beta_solver="cg",
+            cov_type="none", sigma_step=step)
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -93,3 +93,37 @@ class LinearAlgebraNumPy:
         return timed_gbps(self.fn, self.nbytes)
 
     track_gbps.unit = "GB/s"
+
+
+class SeveralRightHandSides:
+    """``E V`` and ``E^T Z`` with k = 10 columns from one pass over E (N = 5000, K = 2000:
+    the Sigma-step from residuals at the scale target), CPU kernels against NumPy/BLAS."""
+
+    params = (["rows_times", "rows_transposed_times", "numpy E @ V", "numpy E.T @ Z"], MODES)
+    param_names = ["kernel", "mode"]
+    timeout = 300
+
+    def setup(self, kernel, mode):
+        from reprogls.kernels.cpu import multi
+
+        rng = np.random.default_rng(0)
+        E = rng.standard_normal((5000, 2000))
+        VT = rng.standard_normal((10, 2000))
+        Z = rng.standard_normal((5000, 10))
+        compensated = mode == "compensated"
+        self.fn = {
+            "rows_times": lambda: multi.rows_times(E, VT, compensated),
+            "rows_transposed_times": lambda: multi.rows_transposed_times(E, Z, compensated),
+            "numpy E @ V": lambda: E @ VT.T,
+            "numpy E.T @ Z": lambda: E.T @ Z,
+        }[kernel]
+        self.nbytes = E.nbytes
+        self.fn()
+
+    def time_kernel(self, kernel, mode):
+        self.fn()
+
+    def track_gbps(self, kernel, mode):
+        return timed_gbps(self.fn, self.nbytes)
+
+    track_gbps.unit = "GB/s"
