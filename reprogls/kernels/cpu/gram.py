@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t
-from .linalg import _chunk_tree_columns, n_chunks
+from .linalg import chunk_tree_columns, n_chunks
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
 
@@ -157,7 +157,7 @@ def column_pair_grams(X: np.ndarray, plan: PairPlan, compensated: bool) -> np.nd
     PC = np.empty_like(PS)
     _pair_partials(X, plan.cols, plan.col_ptr, plan.pairs, plan.pair_ptr, compensated, PS,
                    PC)
-    _chunk_tree_columns(PS, PC, compensated, out)
+    chunk_tree_columns(PS, PC, compensated, out)
     return out
 
 
@@ -267,7 +267,7 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     PC = np.empty_like(PS)
     _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC)
     flat = np.empty(PS.shape[1])
-    _chunk_tree_columns(PS, PC, compensated, flat)
+    chunk_tree_columns(PS, PC, compensated, flat)
     padded = np.zeros((nb, TILE, nb, TILE))
     padded[tile_m, :, tile_a, :] = flat.reshape(tile_m.size, TILE, TILE)
     return np.ascontiguousarray(padded.reshape(nb * TILE, nb * TILE)[:P, :P])

@@ -27,6 +27,7 @@ __all__ = [
     "capacitance_kernel",
     "cholesky_kernel",
     "cholesky_solve_kernel",
+    "chunk_tree_columns",
     "gemv",
     "gemv_t",
     "sur_matvec",
@@ -104,7 +105,7 @@ def sur_matvec_kernel(X, offsets, beta, groups, compensated, U):
 
 
 @njit(cache=True)
-def _chunk_tree_columns(PS, PC, compensated, out):
+def chunk_tree_columns(PS, PC, compensated, out):
     """CRO-1 chunk tree down axis 0 of the partials (n_chunks, P), then finalize."""
     m = PS.shape[0]
     while m > 1:
@@ -162,7 +163,7 @@ def sur_rmatvec(X, offsets, W, compensated):
     PS = np.empty((n_chunks(N), P))
     PC = np.empty((n_chunks(N), P))
     _sur_rmatvec_partials(X, eq, W, compensated, PS, PC)
-    _chunk_tree_columns(PS, PC, compensated, g)
+    chunk_tree_columns(PS, PC, compensated, g)
     return g
 
 
@@ -335,7 +336,7 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     PS = np.empty((n_chunks(N), P))
     PC = np.empty((n_chunks(N), P))
     _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC)
-    _chunk_tree_columns(PS, PC, compensated, g)
+    chunk_tree_columns(PS, PC, compensated, g)
     return g
 
 

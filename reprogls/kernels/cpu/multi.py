@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from . import blocked
 from ._cro import CHUNK, LANES, dot_segment, segment_scratch
-from .linalg import ROW_BLOCK, _chunk_tree_columns, n_chunks
+from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 
 __all__ = ["rows_times", "rows_transposed_times"]
 
@@ -91,6 +91,6 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     PC = np.empty((n_chunks(N), k, P))
     _transposed_partials(A, B, compensated, PS, PC)
     flat = np.empty(k * P)
-    _chunk_tree_columns(PS.reshape(PS.shape[0], k * P), PC.reshape(PC.shape[0], k * P),
+    chunk_tree_columns(PS.reshape(PS.shape[0], k * P), PC.reshape(PC.shape[0], k * P),
                         compensated, flat)
     return np.ascontiguousarray(flat.reshape(k, P).T)
