@@ -113,18 +113,26 @@ def tree_live_rows(S, E, live, nb, compensated):
 
 
 @njit(cache=True)
+def copy_rows(S, E, dst, src, nb):
+    """``S[dst, :nb] = S[src, :nb]`` and the same for ``E``, as loops: a slice assignment
+    compiles Numba's shape-mismatch error path with its string formatting (~6 s of LLVM
+    time per process on a fresh install)."""
+    for b in range(nb):
+        S[dst, b] = S[src, b]
+        E[dst, b] = E[src, b]
+
+
+@njit(cache=True)
 def chunk_tree_rows(PS, PC, n, nb, compensated):
     """CRO-1 chunk tree over rows ``0..n-1`` of ``PS``/``PC``, in place, every column b."""
     while n > 1:
         pairs = n // 2
         for i in range(pairs):
             if i != 2 * i:
-                PS[i, :nb] = PS[2 * i, :nb]
-                PC[i, :nb] = PC[2 * i, :nb]
+                copy_rows(PS, PC, i, 2 * i, nb)
             merge_rows(PS, PC, i, 2 * i + 1, nb, compensated)
         if n % 2:
-            PS[pairs, :nb] = PS[n - 1, :nb]
-            PC[pairs, :nb] = PC[n - 1, :nb]
+            copy_rows(PS, PC, pairs, n - 1, nb)
         n = pairs + n % 2
 
 
@@ -158,8 +166,9 @@ def dot_rows(XT, r0, n, coef, nb, compensated, S, E, PS, PC, out):
         else:
             _lanes_plain(XT, r0, t0, t1, coef, nb, S)
         tree_live_rows(S, E, S.shape[0], nb, compensated)
-        PS[ch, :nb] = S[0, :nb]
-        PC[ch, :nb] = E[0, :nb]
+        for b in range(nb):
+            PS[ch, b] = S[0, b]
+            PC[ch, b] = E[0, b]
     chunk_tree_rows(PS, PC, n_ch, nb, compensated)
     finalize_cols(PS[0], PC[0], nb, compensated, out)
 

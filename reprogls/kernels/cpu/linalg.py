@@ -116,8 +116,9 @@ def chunk_tree_columns(PS, PC, compensated, out):
                                                PS[2 * i + 1, col], PC[2 * i + 1, col],
                                                compensated)
         if m % 2:
-            PS[pairs] = PS[m - 1]
-            PC[pairs] = PC[m - 1]
+            for col in range(PS.shape[1]):  # (a loop: see blocked.copy_rows)
+                PS[pairs, col] = PS[m - 1, col]
+                PC[pairs, col] = PC[m - 1, col]
         m = pairs + m % 2
     for col in range(PS.shape[1]):
         out[col] = finalize(PS[0, col], PC[0, col], compensated)
@@ -183,21 +184,10 @@ def gemv(A, x, compensated):
 
         return np.array([cro_dot(A[i], x, compensated) for i in range(m)])
     if n > LANES:  # rows long enough for the lane loops to vectorise along the row
-        y = np.empty(m)
-        if m:
-            _rowwise_dots(A, x, compensated, y)
-        return y
+        from .multi import rows_times  # (multi builds on this module)
+
+        return rows_times(A, x[None, :], compensated)[:, 0]
     return sur_matvec(A, np.array([0, n], dtype=np.int64), x, compensated)[:, 0]
-
-
-@njit(parallel=True, cache=True)
-def _rowwise_dots(A, x, compensated, y):
-    """``y[i]`` = CRO-1 dot of row ``i`` with ``x``, one row at a time (long rows)."""
-    m, n = A.shape
-    for b in prange((m + ROW_BLOCK - 1) // ROW_BLOCK):
-        s, comp, ps, pc = segment_scratch(n)
-        for i in range(b * ROW_BLOCK, min(m, (b + 1) * ROW_BLOCK)):
-            y[i] = dot_segment(A[i], x, compensated, s, comp, ps, pc)
 
 
 def gemv_t(A, y, compensated):
