@@ -164,6 +164,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             S = (ResidualMoment(E, mode) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d)
+            E = S = None  # (the old residuals are not needed again: one N x K array less
+            #                at the peak of the beta-step and the new residuals)
             factor = woodbury_factor(F, d, mode)
             beta = gls_beta(factor, beta)
             E = residuals(X, offsets, Yd, beta, mode, dev)
