@@ -1,16 +1,19 @@
 """Low-rank GLS / SUR estimator: ``from reprogls import gls; res = gls.fit(Xs, Y, rank=k)``.
 
 Modules: :mod:`.data` (validation, packing), :mod:`.ols` (Gram blocks, OLS), :mod:`.beta`
-(GLS given Sigma), :mod:`.sigma` (factor analysis), :mod:`.fit`, :mod:`.results`.
+(GLS given Sigma), :mod:`.sigma` (factor analysis), :mod:`.fit`, :mod:`.results`,
+:mod:`.estimator` (the scikit-learn style :class:`LowRankGLS`).
 """
 
 from __future__ import annotations
 
 from .data import IdentificationWarning, SURData, check_rank, prepare
+from .estimator import LowRankGLS, NotFittedError
 from .fit import ConvergenceWarning, fit
 from .ols import CollinearityError, block_grams, ols
 from .results import GLSResult
 from .simulate import simulate_sur
 
 __all__ = ["CollinearityError", "ConvergenceWarning", "GLSResult", "IdentificationWarning",
-           "SURData", "block_grams", "check_rank", "fit", "ols", "prepare", "simulate_sur"]
+           "LowRankGLS", "NotFittedError", "SURData", "block_grams", "check_rank", "fit",
+           "ols", "prepare", "simulate_sur"]

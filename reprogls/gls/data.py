@@ -49,6 +49,9 @@ class SURData:
         One list per equation (``"x0", "x1", ...`` when the input had no names).
     on_gpu : bool
         Whether the inputs were CuPy arrays (``device="auto"`` then runs on the GPU).
+    added_constant : tuple of bool
+        Per equation, whether ``add_constant=True`` prepended a ``const`` column (so that
+        predictions on new designs can add it too).
     """
 
     X: np.ndarray
@@ -57,6 +60,7 @@ class SURData:
     equation_names: list[str]
     regressor_names: list[list[str]]
     on_gpu: bool = False
+    added_constant: tuple[bool, ...] = ()
 
     @property
     def nobs(self) -> int:
@@ -208,7 +212,8 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
     return SURData(X=X, offsets=offsets,
                    Y=np.ascontiguousarray(np.column_stack(y_cols)),
                    equation_names=eq_names, regressor_names=reg_names,
-                   on_gpu=on_gpu == {True})
+                   on_gpu=on_gpu == {True},
+                   added_constant=tuple(bool(c) for _, c in blocks))
 
 
 def check_rank(rank: Any, K: int) -> int:

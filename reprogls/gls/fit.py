@@ -188,8 +188,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         cov = inverse_normal_matrix(XtX, offsets, factor, ridge)
         if cov_type == "robust":
             cov = robust_covariance(cov, X, offsets, E, factor, dev)
-    fitted = Yd - E
+    # X beta itself (one more pass over X), so that fittedvalues == predict(Xs) bitwise
+    # (Y - E rounds differently) and resid == Y - fittedvalues
+    fitted = sur_matvec(X, offsets, beta, mode, dev)
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, resid=E,
                      fittedvalues=fitted, n_iter=n_iter, converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
-                     regressor_names=data.regressor_names, cov_type=cov_type)
+                     regressor_names=data.regressor_names, cov_type=cov_type,
+                     added_constant=data.added_constant)

@@ -40,6 +40,7 @@ class GLSResult:
     equation_names: list[str]
     regressor_names: list[list[str]]
     cov_type: str = "plugin"
+    added_constant: tuple[bool, ...] = ()  # per equation: add_constant prepended 'const'
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -95,14 +96,34 @@ class GLSResult:
         return -2.0 * self.llf + log_scalar(float(self.nobs)) * self.df_model
 
     def predict(self, Xs_new) -> np.ndarray:
-        """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs (same layout
-        as the fit, including any added constant columns)."""
+        """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs.
+
+        ``Xs_new``: a list of K designs (N_new, p_j), or a dict ``{name: X_j}`` keyed by
+        the fit's equation names. Each design has the fit's columns, or (after
+        ``add_constant=True``) the columns before the constant, which is then prepended
+        again.
+        """
+        from collections.abc import Mapping
+
         from ..kernels import pack_sur, sur_matvec
 
+        if isinstance(Xs_new, Mapping):
+            missing = [n for n in self.equation_names if n not in Xs_new]
+            if missing or len(Xs_new) != len(self.equation_names):
+                raise ValueError(f"Xs_new must have one design per equation of the fit, "
+                                 f"{self.equation_names}; missing {missing}")
+            Xs_new = [Xs_new[n] for n in self.equation_names]
         X, offsets = pack_sur(Xs_new)
+        widths, fit_widths = np.diff(offsets), np.diff(self.offsets)
+        added = np.array(self.added_constant or [False] * fit_widths.shape[0], dtype=bool)
+        if widths.shape == fit_widths.shape and added.any() and np.array_equal(
+                widths + added, fit_widths):
+            X, offsets = pack_sur([np.column_stack([np.ones(X.shape[0]), X[:, o0:o1]])
+                                   if a else X[:, o0:o1] for o0, o1, a in
+                                   zip(offsets[:-1], offsets[1:], added, strict=True)])
         if not np.array_equal(offsets, self.offsets):
-            raise ValueError(f"Xs_new has equation widths {np.diff(offsets).tolist()}, the "
-                             f"fit had {np.diff(self.offsets).tolist()}")
+            raise ValueError(f"Xs_new has equation widths {widths.tolist()}, the fit had "
+                             f"{fit_widths.tolist()}")
         return sur_matvec(X, offsets, self.params, self.mode, "cpu")
 
     def score(self, Xs, Y) -> float:

@@ -1,0 +1,101 @@
+"""The scikit-learn style estimator ``LowRankGLS`` and the package-level entry points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reprogls
+from reprogls import gls
+from reprogls.gls import LowRankGLS, NotFittedError
+from reprogls.gls.simulate import simulate_sur
+
+
+def bits(a):
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    Xs, Y, *_ = simulate_sur(300, 5, 3, 2, 0, True)
+    return Xs, Y
+
+
+def test_fit_is_gls_fit_bit_for_bit(data):
+    Xs, Y = data
+    model = LowRankGLS(rank=2, mode="plain").fit(Xs, Y)
+    res = gls.fit(Xs, Y, rank=2, mode="plain")
+    assert model.result_.fingerprint == res.fingerprint
+    np.testing.assert_array_equal(bits(np.concatenate(model.coef_)), bits(res.params))
+    np.testing.assert_array_equal(bits(model.components_), bits(res.F.T))
+    np.testing.assert_array_equal(bits(model.noise_variance_), bits(res.d))
+    assert model.n_iter_ == res.n_iter and model.converged_ == res.converged
+    assert model.loglike_ == res.llf and model.n_equations_ == 5
+    assert [c.shape for c in model.coef_] == [(3,)] * 5
+
+
+def test_score_is_mean_loglik_and_predict_matches_result(data):
+    Xs, Y = data
+    model = LowRankGLS(rank=2).fit(Xs, Y)
+    assert model.score(Xs, Y) == -model.result_.score(Xs, Y)
+    # on the training data the mean log-likelihood per row is llf / N
+    np.testing.assert_allclose(model.score(Xs, Y), model.loglike_ / Y.shape[0], rtol=1e-12)
+    np.testing.assert_array_equal(bits(model.predict(Xs)), bits(model.result_.fittedvalues))
+
+
+def test_sklearn_clone_and_params_round_trip(data):
+    base = pytest.importorskip("sklearn.base")
+    model = LowRankGLS(rank=3, ridge=0.5, cov_type="none")
+    twin = base.clone(model)
+    assert twin is not model and twin.get_params() == model.get_params()
+    assert not hasattr(twin, "result_")
+    assert model.set_params(rank=2, mode="plain") is model
+    assert (model.rank, model.mode) == (2, "plain")
+    assert repr(model) == "LowRankGLS(rank=2, ridge=0.5, cov_type='none', mode='plain')"
+
+
+def test_grid_over_rank_picks_by_held_out_score():
+    Xs, Y, *_ = simulate_sur(600, 6, 2, 2, 1, True)
+    train, test = slice(0, 400), slice(400, 600)
+    scores = {k: LowRankGLS(rank=k).fit([X[train] for X in Xs], Y[train])
+              .score([X[test] for X in Xs], Y[test]) for k in (1, 2, 3)}
+    assert max(scores, key=scores.get) >= 2  # the data have two factors
+    assert scores[2] > scores[1]
+
+
+def test_bad_parameters_and_unfitted_use():
+    with pytest.raises(ValueError, match=r"invalid parameter 'rnak'.*valid parameters: rank"):
+        LowRankGLS().set_params(rnak=2)
+    model = LowRankGLS()
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
+        model.predict([np.ones((3, 1))])
+    with pytest.raises(AttributeError):  # also an AttributeError, as in scikit-learn
+        model.score([np.ones((3, 1))], np.ones((3, 1)))
+    # validation happens in fit, with the function's messages
+    with pytest.raises(ValueError, match="cov_type must be"):
+        LowRankGLS(cov_type="sandwich").fit(*simulate_sur(50, 3, 2, 1, 0, True)[:2])
+
+
+def test_predict_adds_the_constant_again_and_accepts_names():
+    Xs, Y, *_ = simulate_sur(200, 3, 2, 1, 2, True)
+    eqs = {f"eq{j}": (Y[:, j], Xs[j]) for j in range(3)}
+    model = LowRankGLS(rank=1, add_constant=True).fit(eqs)
+    assert model.result_.added_constant == (True, True, True)
+    with_const = [np.column_stack([np.ones(200), X]) for X in Xs]
+    expected = bits(model.result_.fittedvalues)
+    np.testing.assert_array_equal(bits(model.predict(Xs)), expected)
+    np.testing.assert_array_equal(bits(model.predict(with_const)), expected)
+    by_name = {f"eq{j}": Xs[j] for j in (2, 0, 1)}
+    np.testing.assert_array_equal(bits(model.predict(by_name)), expected)
+    with pytest.raises(ValueError, match="missing"):
+        model.predict({"eq0": Xs[0]})
+    with pytest.raises(ValueError, match="equation widths"):
+        model.predict([X[:, :1] for X in Xs])
+
+
+def test_package_level_names():
+    assert reprogls.fit is gls.fit
+    assert reprogls.LowRankGLS is LowRankGLS
+    assert reprogls.GLSResult is gls.GLSResult
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        _ = reprogls.fitt
