@@ -6,6 +6,9 @@ import numpy as np
 
 #: Equation widths with 0 and 1 regressors, a full lane, and widths past 32.
 WIDTHS = (3, 0, 1, 32, 33, 5, 70)
+#: Widths classes interleaved, so that a tile of one width holds non-consecutive
+#: equations (the block kernels' gather order), with a long class of width 2.
+INTERLEAVED = (2, 3, 2, 0, 3, 2, 40, 2, 1, 2, 3) + (2,) * 40 + (7,)
 #: Row counts around the lane and chunk boundaries.
 ROWS = (1, 31, 100, 8191, 8193)
 

@@ -21,13 +21,15 @@ import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
 from reprogls.kernels import cpu
-from reprogls.kernels.cpu import _cro, blocked, elementwise, gram, linalg, reductions
+from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
+                                  rowgroups, segments, spd)
 kernels.warmup(("cpu",), jobs=1)  # in this process: cached code has no assembly
 x = np.arange(10_000.0)
 for mode in ("compensated", "plain"):
     kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
-for module in (_cro, blocked, gram, reductions, linalg, elementwise):
+for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
+               segments, spd):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -62,10 +64,11 @@ def test_cpu_kernels_contain_no_fma(tmp_path):
     expected = {"reprogls.kernels.cpu.reductions._sum_kernel",
                 "reprogls.kernels.cpu.reductions._dot_kernel",
                 "reprogls.kernels.cpu.reductions._scaled_squares_kernel",
-                "reprogls.kernels.cpu.linalg.sur_matvec_kernel",
-                "reprogls.kernels.cpu.linalg._sur_rmatvec_partials",
-                "reprogls.kernels.cpu.linalg.woodbury_solve_kernel",
-                "reprogls.kernels.cpu.linalg._normal_partials",
+                "reprogls.kernels.cpu.rowgroups._dots_kernel",
+                "reprogls.kernels.cpu.rowgroups._lanes_kernel",
+                "reprogls.kernels.cpu.rowgroups._woodbury_kernel",
+                "reprogls.kernels.cpu.segments.dot_tree",
+                "reprogls.kernels.cpu.multi._transposed_partials",
                 "reprogls.kernels.cpu.gram._pair_partials",
                 "reprogls.kernels.cpu.elementwise.exp_kernel",
                 "reprogls.kernels.cpu.elementwise.log_kernel",

@@ -12,7 +12,7 @@ from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams
 from tests.corpus import same_bits
 from tests.digests import reference_pair_grams
-from tests.linalg_cases import ROWS, factor_problem, sur_problem, wide
+from tests.linalg_cases import INTERLEAVED, ROWS, WIDTHS, factor_problem, sur_problem, wide
 
 MODES = ("compensated", "plain")
 
@@ -47,9 +47,10 @@ def test_gemv_and_gemv_t(shape, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths", [WIDTHS, INTERLEAVED], ids=["widths", "interleaved"])
 @pytest.mark.parametrize("n_rows", ROWS)
-def test_sur_matvec_and_rmatvec(n_rows, mode):
-    X, offsets, beta, W = sur_problem(n_rows)
+def test_sur_matvec_and_rmatvec(n_rows, widths, mode):
+    X, offsets, beta, W = sur_problem(n_rows, widths)
     assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cpu"),
                      ref.sur_matvec(X, offsets, beta, mode))
     assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cpu"),
@@ -64,21 +65,25 @@ def test_sur_matvec_long_equation_spans_chunks():
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (1, 1), (5, 0)])
+@pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (40, 33), (1, 1),
+                                 (5, 0), (8200, 2)])
 def test_woodbury_kernels(K, k, mode):
+    """Ranks past one lane (k = 33) and K past one chunk (t = G^T r over 8200 terms)."""
     F, d = factor_problem(K, k)
     mine, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
     assert same_bits(mine.G, spec.G) and same_bits(mine.L, spec.L)
-    R = wide(np.random.default_rng(K), (8193, K))
+    R = wide(np.random.default_rng(K), (8193 if K < 1000 else 37, K))
     assert same_bits(kernels.woodbury_solve(mine, R, "cpu"), ref.woodbury_solve(spec, R))
     assert same_bits(kernels.woodbury_logdet(mine), ref.woodbury_logdet(spec))
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths", [(3, 0, 1, 5, 12), INTERLEAVED], ids=["small", "interleaved"])
 @pytest.mark.parametrize("n_rows", [1, 100, 8193, 20_000])
-def test_fused_normal_operator_equals_composition_and_spec(n_rows, mode):
-    X, offsets, v, _ = sur_problem(n_rows, widths=(3, 0, 1, 5, 12))
-    F, d = factor_problem(5, 2)
+def test_fused_normal_operator_equals_composition_and_spec(n_rows, widths, mode):
+    """Row counts with partial blocks and missing row groups in the last chunk."""
+    X, offsets, v, _ = sur_problem(n_rows, widths=widths)
+    F, d = factor_problem(len(widths), 2)
     factor = kernels.woodbury_factor(F, d, mode)
     fused = kernels.sur_normal_matvec(X, offsets, factor, v, "cpu")
     composed = kernels.sur_rmatvec(

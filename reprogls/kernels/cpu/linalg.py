@@ -1,19 +1,21 @@
 """Numba kernels for the linear-algebra layer: SUR matvecs, Woodbury, Cholesky.
 
-Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. ``gemv`` is ``sur_matvec``
-with one equation and ``gemv_t`` is ``sur_rmatvec`` with one equation: the term formulas
-coincide, so one kernel serves both. Work is split so that no reduction's order depends
-on the number of threads: row-parallel kernels give every output element to one thread;
-the reductions over rows give every (chunk, column block) one slot and merge the chunk
-partials afterwards in the CRO-1 chunk tree.
+Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. The SUR operators, the
+Woodbury solve and the fused normal operator run on blocks of 32 rows
+(:mod:`.rowgroups`); ``gemv`` is ``sur_matvec`` with one equation when rows are short
+(else the lane loops along each row, :mod:`.multi`) and ``gemv_t`` is ``sur_rmatvec``
+with one equation: the term formulas coincide. Work is split so that no reduction's
+order depends on the number of threads: row-parallel kernels give every output element
+to one thread; the reductions over rows give every (chunk, lane group) its own
+accumulators and merge them afterwards in the CRO-1 lane and chunk trees.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import blocked
+from . import rowgroups
 from ._cro import (
     CHUNK,
     LANES,
@@ -39,69 +41,11 @@ __all__ = [
 
 #: Rows per parallel task in the row-parallel kernels.
 ROW_BLOCK = 64
-#: Columns per parallel task in the reductions over rows (32 lanes x 256 columns x 2).
-COL_BLOCK = 256
-#: Columns transposed at a time by the blocked SUR dots (equations wider than
-#: WIDE_EQUATION use the per-row lane loops instead).
-GROUP_COLUMNS = 512
-WIDE_EQUATION = 4096
-
-
-def equation_groups(offsets: np.ndarray) -> np.ndarray:
-    """Consecutive equations packed into groups of at most GROUP_COLUMNS columns.
-
-    Returns an (n_groups, 2) int64 array of ``[j_start, j_end)``; an equation wider than
-    the limit forms a group of its own.
-    """
-    groups, start, K = [], 0, offsets.shape[0] - 1
-    for j in range(K):
-        if j > start and offsets[j + 1] - offsets[start] > GROUP_COLUMNS:
-            groups.append((start, j))
-            start = j
-    if K:
-        groups.append((start, K))
-    return np.array(groups, dtype=np.int64).reshape(-1, 2)
 
 
 def n_chunks(n: int) -> int:
     """Number of CRO-1 chunks of ``n`` terms (at least 1 scratch slot)."""
     return max(1, -(-n // CHUNK))
-
-
-@njit(parallel=True, cache=True)
-def sur_matvec_kernel(X, offsets, beta, groups, compensated, U):
-    """``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` and ``beta[o_j:o_j+1]``.
-
-    Blocks of 32 rows; per group of equations the columns are transposed once and every
-    dot runs across the 32 rows at a time. Equations wider than WIDE_EQUATION run row by
-    row with the lane loops instead.
-    """
-    N = X.shape[0]
-    widest = 0
-    for g in range(groups.shape[0]):
-        widest = max(widest, offsets[groups[g, 1]] - offsets[groups[g, 0]])
-    for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
-        i0 = blk * blocked.BLOCK
-        nb = min(blocked.BLOCK, N - i0)
-        XT = np.empty((min(widest, WIDE_EQUATION), blocked.BLOCK))
-        work = blocked.scratch(WIDE_EQUATION)
-        out = np.empty(blocked.BLOCK)
-        s, comp, ps, pc = segment_scratch(widest)
-        for g in range(groups.shape[0]):
-            j0, j1 = groups[g, 0], groups[g, 1]
-            c0, c1 = offsets[j0], offsets[j1]
-            if c1 - c0 > WIDE_EQUATION:  # one very wide equation: per-row lane loops
-                for i in range(i0, i0 + nb):
-                    U[i, j0] = dot_segment(X[i, c0:c1], beta[c0:c1], compensated, s, comp,
-                                           ps, pc)
-                continue
-            blocked.transpose_rows(X, i0, nb, c0, c1, XT)
-            for j in range(j0, j1):
-                o0 = offsets[j]
-                blocked.dot_rows(XT, o0 - c0, offsets[j + 1] - o0, beta[o0:], nb,
-                                 compensated, work[0], work[1], work[2], work[3], out)
-                for b in range(nb):
-                    U[i0 + b, j] = out[b]
 
 
 @njit(cache=True)
@@ -124,56 +68,14 @@ def chunk_tree_columns(PS, PC, compensated, out):
         out[col] = finalize(PS[0, col], PC[0, col], compensated)
 
 
-@njit(parallel=True, cache=True)
-def _sur_rmatvec_partials(X, eq, W, compensated, PS, PC):
-    """Chunk partials of ``g[m]``: lane ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t``.
-
-    Tasks are (chunk, column block); inside, blocks of 32 rows are one row per lane, so
-    the lane accumulators ``ST[m, lane]`` update 4 lanes per AVX instruction.
-    """
-    N, P = X.shape
-    K = W.shape[1]
-    n_cb = (P + COL_BLOCK - 1) // COL_BLOCK
-    for task in prange(PS.shape[0] * n_cb):
-        c = task // n_cb
-        m0 = (task % n_cb) * COL_BLOCK
-        m1 = min(P, m0 + COL_BLOCK)
-        width = m1 - m0
-        ST = np.full((width, LANES), -0.0)
-        ET = np.full((width, LANES), -0.0)
-        XT = np.empty((width, LANES))
-        WT = np.empty((K, LANES))
-        j0, j1 = eq[m0], eq[m1 - 1] + 1
-        eq_block = eq[m0:m1] - j0
-        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
-            nb = min(LANES, N - i0)
-            blocked.transpose_rows(X, i0, nb, m0, m1, XT)
-            blocked.transpose_rows(W, i0, nb, j0, j1, WT)
-            blocked.accumulate_lanes(XT, WT, eq_block, blocked.runtime_int(0), width, nb,
-                                     compensated, ST, ET)
-        blocked.lane_tree_columns_t(ST, ET, width, compensated, PS[c, m0:m1], PC[c, m0:m1])
-
-
 def sur_rmatvec(X, offsets, W, compensated):
     """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs)."""
-    N, P = X.shape
-    eq = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
-    g = np.zeros(P)
-    if N == 0 or P == 0:
-        return g
-    PS = np.empty((n_chunks(N), P))
-    PC = np.empty((n_chunks(N), P))
-    _sur_rmatvec_partials(X, eq, W, compensated, PS, PC)
-    chunk_tree_columns(PS, PC, compensated, g)
-    return g
+    return rowgroups.sur_rmatvec(X, offsets, W, compensated)
 
 
 def sur_matvec(X, offsets, beta, compensated):
     """``U`` (N, K) of the per-equation dot products (validated inputs)."""
-    U = np.empty((X.shape[0], offsets.shape[0] - 1))
-    if U.size:
-        sur_matvec_kernel(X, offsets, beta, equation_groups(offsets), compensated, U)
-    return U
+    return rowgroups.sur_matvec(X, offsets, beta, compensated)
 
 
 def gemv(A, x, compensated):
@@ -239,30 +141,9 @@ def capacitance_kernel(FT, GT, compensated, C):
         C[r, r] = C[r, r] + 1.0
 
 
-@njit(parallel=True, cache=True)
-def woodbury_solve_kernel(R, G, d, L, compensated, out):
-    """``out = R Sigma^-1`` in blocks of 32 rows (see :func:`blocked.woodbury_block`)."""
-    N, K = R.shape
-    k = G.shape[1]
-    plan = blocked.woodbury_plan(G, d, L)
-    for blk in prange((N + blocked.BLOCK - 1) // blocked.BLOCK):
-        i0 = blk * blocked.BLOCK
-        nb = min(blocked.BLOCK, N - i0)
-        work = blocked.scratch(max(K, k))
-        wscratch = blocked.woodbury_scratch(k)
-        RT = np.empty((K, blocked.BLOCK))
-        OT = np.empty((K, blocked.BLOCK))
-        blocked.transpose_rows(R, i0, nb, blocked.runtime_int(0), K, RT)
-        blocked.woodbury_block(RT, plan, nb, compensated, work, wscratch, OT)
-        blocked.untranspose_rows(OT, i0, nb, out)
-
-
 def woodbury_solve(R, G, d, L, compensated):
     """``R Sigma^-1`` row by row (validated inputs)."""
-    out = np.empty_like(R)
-    if R.size:
-        woodbury_solve_kernel(R, G, d, L, compensated, out)
-    return out
+    return rowgroups.woodbury_solve(R, G, d, L, compensated)
 
 
 def woodbury_factor(F, d, compensated):
@@ -282,52 +163,10 @@ def woodbury_factor(F, d, compensated):
 # --- Fused normal operator -----------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
-def _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC):
-    """Chunk partials of ``X^T [(X v) Sigma^-1]``, reading each row of X once.
-
-    One task per chunk. For every block of 32 rows (one row per CRO-1 lane) the block is
-    transposed once; then ``U`` (the K per-equation dots), ``W = U Sigma^-1`` and the lane
-    accumulation of ``X[i, m] * W[i, eq(m)]`` all run on the transposed block, exactly as
-    ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``.
-    """
-    N, P = X.shape
-    K = offsets.shape[0] - 1
-    k = G.shape[1]
-    plan = blocked.woodbury_plan(G, d, L)
-    zero = blocked.runtime_int(0)
-    widest = 0
-    for j in range(K):
-        widest = max(widest, offsets[j + 1] - offsets[j])
-    for c in prange(PS.shape[0]):
-        work = blocked.scratch(max(widest, K, k))
-        wscratch = blocked.woodbury_scratch(k)
-        XT = np.empty((P, LANES))
-        UT = np.empty((K, LANES))
-        WT = np.empty((K, LANES))
-        ST = np.full((P, LANES), -0.0)
-        ET = np.full((P, LANES), -0.0)
-        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
-            nb = min(LANES, N - i0)
-            blocked.transpose_rows(X, i0, nb, zero, P, XT)
-            blocked.sur_dots_block(XT, offsets, v, nb, compensated, work, UT)
-            blocked.woodbury_block(UT, plan, nb, compensated, work, wscratch, WT)
-            blocked.accumulate_lanes(XT, WT, eq, zero, P, nb, compensated, ST, ET)
-        blocked.lane_tree_columns_t(ST, ET, P, compensated, PS[c], PC[c])
-
-
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
-    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs)."""
-    N, P = X.shape
-    g = np.zeros(P)
-    if N == 0 or P == 0:
-        return g
-    eq = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
-    PS = np.empty((n_chunks(N), P))
-    PC = np.empty((n_chunks(N), P))
-    _normal_partials(X, offsets, eq, v, G, d, L, compensated, PS, PC)
-    chunk_tree_columns(PS, PC, compensated, g)
-    return g
+    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs), reading X once
+    (:func:`.rowgroups.normal_matvec`)."""
+    return rowgroups.normal_matvec(X, offsets, v, G, d, L, compensated)
 
 
 @njit(cache=True)

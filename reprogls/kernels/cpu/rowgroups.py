@@ -1,0 +1,456 @@
+"""SUR kernels on blocks of 32 rows with flat, vectorisable loops.
+
+A *block* is 32 rows of X: four *row groups* ``s = 0..3`` of 8 rows ``b = 0..7``
+(which rows depends on the kernel, below). Its entries are gathered once into
+``XT[(r * 4 + s) * 8 + b] = X[row(s, b), perm[r]]`` (8 x 8 tiles,
+:func:`.movement.transpose8x8_scatter`), where ``perm`` orders the columns by equation
+width class, tile of equations, term and equation (:class:`SurPlan`): for a tile of ``n``
+equations of width ``p``, term ``t`` of all its equations and all 32 rows is one
+contiguous run of ``32 n`` values. Every CRO-1 reduction of the SUR kernels then runs
+over such runs with :mod:`.segments`:
+
+* ``U = X v`` per equation: a :func:`.segments.dot_tree` over the ``p`` terms of each
+  tile, the products ``fl(X[i, m] * v[m])`` formed where they are read;
+* the Woodbury solve ``W = U Sigma^-1`` of the 32 rows (:func:`woodbury_block`), in the
+  reference order;
+* ``X^T W`` (over rows): chunk ``c``'s rows ``c*8192 + 32 j + 8 g + b`` are CRO-1 lane
+  ``8 g + b`` (:data:`GROUP` lanes per lane group ``g``). The task (chunk, lane group)
+  takes its row groups ``j`` four at a time (``s = j mod 4``) and accumulates them in
+  order into ``ST[r * 8 + b]``; the lane tree and the chunk tree run afterwards.
+
+The results are bitwise those of :mod:`reprogls.kernels.reference.linalg` (oracle tests);
+only the memory layout and the loop order across independent reductions differ. No two
+tasks share an accumulator, so the bits do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ._cro import CHUNK, LANES, two_sum
+from .movement import lane_steps8, transpose8x8, transpose8x8_scatter
+from .segments import dot_segments, dot_tree, merge_segments
+
+__all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
+           "woodbury_solve"]
+
+#: Rows per row group (= CRO-1 lanes per task of the reductions over rows).
+GROUP = 8
+#: Row groups per block; rows per block.
+BLOCK = 4
+ROWS = GROUP * BLOCK
+#: Lane groups per chunk.
+N_GROUPS = LANES // GROUP
+#: Terms (``p n``) per tile of equations of one width: a tile's partial sums
+#: (``32 n`` values per lane) stay in L1.
+TILE_TERMS = 64
+#: Equations per tile of the Woodbury output step.
+TILE_EQUATIONS = 8
+
+
+@dataclass(frozen=True)
+class SurPlan:
+    """Column order of the block kernels for one SUR layout (host-side, ``O(P)``).
+
+    Attributes
+    ----------
+    perm : ndarray of int64 (P,)
+        ``perm[r]`` is the column of X in gathered row ``r``.
+    dest : ndarray of int64 (BLOCK, P)
+        ``dest[s, m] = iperm[m] * 4 + s``: where column ``m`` of row group ``s`` goes,
+        in units of 8 values.
+    tiles : ndarray of int64 (n_tiles, 5)
+        ``(p, n, base, e0, contiguous)``: width, number of equations, first gathered row
+        and first index into ``eqs`` of each tile (widths > 0, increasing);
+        ``contiguous`` is 1 when the tile's equations are consecutive.
+    eqs : ndarray of int64 (K',)
+        Equations with at least one regressor, tile by tile.
+    """
+
+    perm: np.ndarray
+    dest: np.ndarray
+    tiles: np.ndarray
+    eqs: np.ndarray
+
+    @property
+    def widest_tile(self) -> int:
+        """Most equations in one tile."""
+        return int(self.tiles[:, 1].max(initial=1))
+
+    @property
+    def widest_equation(self) -> int:
+        """Most regressors of one equation."""
+        return int(self.tiles[:, 0].max(initial=1))
+
+
+def sur_plan(offsets: np.ndarray) -> SurPlan:
+    """The :class:`SurPlan` of a SUR layout (cached: a fit calls the kernels with the same
+    layout many times)."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    return _cached_plan(offsets.tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_plan(key: bytes) -> SurPlan:
+    offsets = np.frombuffer(key, dtype=np.int64)
+    widths = np.diff(offsets)
+    perm, tiles, eqs = [], [], []
+    base = 0
+    for p in np.unique(widths[widths > 0]).tolist():
+        members = np.flatnonzero(widths == p)
+        per_tile = max(1, TILE_TERMS // p)
+        for first in range(0, members.shape[0], per_tile):
+            tile = members[first:first + per_tile]
+            contiguous = int(np.all(np.diff(tile) == 1))
+            tiles.append((p, tile.shape[0], base, len(eqs), contiguous))
+            eqs.extend(tile.tolist())
+            # gathered row base + t n + jj holds column offsets[tile[jj]] + t
+            perm.append((offsets[tile][None, :] + np.arange(p)[:, None]).ravel())
+            base += p * tile.shape[0]
+    perm = (np.concatenate(perm) if perm else np.zeros(0)).astype(np.int64)
+    iperm = np.empty_like(perm)
+    iperm[perm] = np.arange(perm.shape[0])
+    dest = iperm[None, :] * BLOCK + np.arange(BLOCK)[:, None]
+    return SurPlan(perm=perm, dest=np.ascontiguousarray(dest),
+                   tiles=np.array(tiles, dtype=np.int64).reshape(-1, 5),
+                   eqs=np.array(eqs, dtype=np.int64))
+
+
+# --- moving rows in and out of the block layout -----------------------------------------
+
+
+@njit(cache=True)
+def gather_group(X, i0, nb, dest, XT):
+    """``XT[dest[m] * 8 + b] = X[i0 + b, m]`` for ``b < nb`` (``b >= nb``: 0.0)."""
+    P = X.shape[1]
+    start = 0
+    if nb == GROUP:
+        start = P - P % 8
+        for m in range(0, start, 8):
+            transpose8x8_scatter(X, i0, m, dest, XT)
+    for m in range(start, P):
+        o = dest[m] * GROUP
+        for b in range(GROUP):
+            XT[o + b] = X[i0 + b, m] if b < nb else 0.0
+
+
+@njit(cache=True)
+def rows_to_block(R, i0, nb, Ublk):
+    """``Ublk[j, y] = R[i0 + y, j]`` for ``y < nb`` (``y >= nb``: 0.0): 32 rows of an
+    (N, K) matrix into the (K, 32) block layout."""
+    K = R.shape[1]
+    start = 0
+    if nb == ROWS:
+        start = K - K % 8
+        for j in range(0, start, 8):
+            for s in range(BLOCK):
+                transpose8x8(R, i0 + s * GROUP, j, Ublk, j, s * GROUP)
+    for j in range(start, K):
+        for y in range(ROWS):
+            Ublk[j, y] = R[i0 + y, j] if y < nb else 0.0
+
+
+@njit(cache=True)
+def block_to_rows(Ublk, i0, nb, R):
+    """``R[i0 + y, j] = Ublk[j, y]`` for ``y < nb``: the inverse of :func:`rows_to_block`."""
+    K = R.shape[1]
+    start = 0
+    if nb == ROWS:
+        start = K - K % 8
+        for j in range(0, start, 8):
+            for s in range(BLOCK):
+                transpose8x8(Ublk, j, s * GROUP, R, i0 + s * GROUP, j)
+    for j in range(start, K):
+        for y in range(nb):
+            R[i0 + y, j] = Ublk[j, y]
+
+
+# --- the three stages on one block ------------------------------------------------------
+
+
+@njit(cache=True)
+def block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U):
+    """``U[j * 32 + y]`` = CRO-1 dot of block row ``y``'s columns of equation ``j`` with
+    ``v`` (``vT = v[perm]``; ``U`` of equations without regressors is left untouched).
+    Scratch: ``S``, ``E`` of ``16 * 32 max(n)``; ``out`` of ``32 max(n)``."""
+    for c in range(tiles.shape[0]):
+        p, n, base, e0 = tiles[c, 0], tiles[c, 1], tiles[c, 2], tiles[c, 3]
+        L = n * ROWS
+        # term t of the tile: XT[(base + t n) * 32 + x] * vT[base + t n + x // 32]
+        dot_tree(XT[base * ROWS:], L, vT[base:], n, 5, p, L, compensated, S, E, out)
+        if tiles[c, 4]:
+            dst = U[eqs[e0] * ROWS:]
+            for x in range(L):
+                dst[x] = out[x]
+        else:
+            for jj in range(n):
+                dst = U[eqs[e0 + jj] * ROWS:]
+                for y in range(ROWS):
+                    dst[y] = out[jj * ROWS + y]
+
+
+@njit(cache=True)
+def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
+    """``W[j * 32 + y] = (U Sigma^-1)`` for the 32 rows of a block, in the order of
+    ``reference.woodbury_solve``::
+
+        t[q] = CRO-1_j fl(U[j] G[j, q]);  L L^T u = t (fixed order);
+        W[j] = fl(U[j] / d[j]) - CRO-1_q fl(G[j, q] u[q])
+
+    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``.
+    Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
+    ``T``, ``Z`` of ``32 k``; ``UQ`` of ``32 TILE_EQUATIONS k``; ``acc`` of
+    ``32 TILE_EQUATIONS``.
+    """
+    k, K = GT.shape
+    R = ROWS
+    GTf = GT.reshape(k * K)
+    for q in range(k):  # t = G^T u: terms j, sequences y
+        dot_segments(U, R, GT[q], 1, 5, K, R, compensated, S, E, T[q * R:])
+    for i in range(k):  # forward: z[i] = (t[i] - CRO-1_{l<i} fl(L[i, l] z[l])) / L[i, i]
+        dot_tree(Z, R, L[i], 1, 5, i, R, compensated, S, E, acc)
+        lii = L[i, i]
+        z, t, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
+        for y in range(R):
+            z[y] = (t[y] - a[y]) / lii
+    for i in range(k - 1, -1, -1):  # backward, u overwrites T:
+        # u[i] = (z[i] - CRO-1_{l>i} fl(L[l, i] u[l])) / L[i, i]
+        dot_tree(T[(i + 1) * R:], R, LT[i, i + 1:], 1, 5, k - 1 - i, R, compensated, S, E,
+                 acc)
+        lii = L[i, i]
+        z, u, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
+        for y in range(R):
+            u[y] = (z[y] - a[y]) / lii
+    width = TILE_EQUATIONS * R
+    for q in range(k):  # UQ[q * width + x] = u[q, x % 32]
+        for x in range(width):
+            UQ[q * width + x] = T[q * R + x % R]
+    for j0 in range(0, K, TILE_EQUATIONS):  # W = U / d - G u, one tile of equations
+        Lt = min(TILE_EQUATIONS, K - j0) * R
+        # term q: fl(G[j0 + x // 32, q] * u[q, x % 32])
+        dot_tree(UQ, width, GTf[j0:], K, 5, k, Lt, compensated, S, E, acc)
+        o = j0 * R
+        u, de, w, a = U[o:o + Lt], DE[o:o + Lt], W[o:o + Lt], acc[:Lt]
+        for x in range(Lt):
+            w[x] = u[x] / de[x] - a[x]
+
+
+@njit(cache=True)
+def accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET):
+    """The CRO-1 lane steps of one block of the reductions over rows: for the block rows
+    ``y = 8 s + b < n_rows`` in the order ``s = 0, 1, 2, 3``, lane ``b`` of gathered row
+    ``r`` accumulates ``fl(XT[(4 r + s) * 8 + b] * W[eq(r) * 32 + y])``. ``WC``: scratch
+    of ``32 max(n)``."""
+    for c in range(tiles.shape[0]):
+        p, n, base, e0 = tiles[c, 0], tiles[c, 1], tiles[c, 2], tiles[c, 3]
+        if tiles[c, 4]:
+            wc = W[eqs[e0] * ROWS:(eqs[e0] + n) * ROWS]
+        else:
+            for jj in range(n):
+                src = W[eqs[e0 + jj] * ROWS:]
+                for y in range(ROWS):
+                    WC[jj * ROWS + y] = src[y]
+            wc = WC[:n * ROWS]
+        for t in range(p):
+            r0 = base + t * n
+            xt = XT[r0 * ROWS:(r0 + n) * ROWS]
+            st = ST[r0 * GROUP:(r0 + n) * GROUP]
+            et = ET[r0 * GROUP:(r0 + n) * GROUP]
+            if n_rows == ROWS:
+                if compensated:
+                    for jj in range(n):
+                        lane_steps8(st, et, jj * GROUP, xt, wc, jj * ROWS, BLOCK, True)
+                else:
+                    for jj in range(n):
+                        lane_steps8(st, et, jj * GROUP, xt, wc, jj * ROWS, BLOCK, False)
+                continue
+            for jj in range(n):  # a partial block at the end of a chunk
+                for y in range(n_rows):
+                    o = jj * ROWS + y
+                    lane = jj * GROUP + y % GROUP
+                    if compensated:
+                        v, e = two_sum(st[lane], xt[o] * wc[o])
+                        et[lane] = et[lane] + e
+                        st[lane] = v
+                    else:
+                        st[lane] = st[lane] + xt[o] * wc[o]
+
+
+@njit(cache=True)
+def block_scratch(P, K, k, widest, longest):
+    """Scratch of one task: ``(XT, S, E, out, U, W, T, Z, UQ, acc, WC)``, for
+    tiles of at most ``widest`` equations and equations of at most ``longest`` terms."""
+    R = ROWS
+    kk = max(k, 1)
+    width = TILE_EQUATIONS * R
+    chunks = max(1, (K + CHUNK - 1) // CHUNK, (longest + CHUNK - 1) // CHUNK)
+    # dot_tree keeps at most 16 lane partials for <= 32 terms, dot_segments 32 per chunk
+    se = max(16 * R * widest, LANES * R * chunks, (LANES if k > LANES else 16) * width)
+    return (np.zeros(P * R), np.empty(se), np.empty(se), np.empty(widest * R),
+            np.zeros(K * R), np.empty(K * R), np.empty(kk * R), np.empty(kk * R),
+            np.empty(width * kk), np.empty(max(width, R)), np.empty(widest * R))
+
+
+# --- the kernels ------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
+    """``U[i, j]`` = CRO-1 dot of row ``i``'s columns of equation ``j`` with ``v``; one
+    task per block of 32 consecutive rows (block row ``8 s + b`` is row ``i0 + 8 s + b``)."""
+    N, P = X.shape
+    K = U.shape[1]
+    for blk in prange((N + ROWS - 1) // ROWS):
+        i0 = blk * ROWS
+        work = block_scratch(P, K, 0, widest, longest)
+        XT, S, E, out, Ub = work[0], work[1], work[2], work[3], work[4]
+        for s in range(BLOCK):
+            nb = max(0, min(GROUP, N - i0 - s * GROUP))
+            if nb > 0:
+                gather_group(X, i0 + s * GROUP, nb, dest[s], XT)
+        block_dots(XT, tiles, eqs, vT, compensated, S, E, out, Ub)
+        block_to_rows(Ub.reshape((K, ROWS)), i0, min(ROWS, N - i0), U)
+
+
+@njit(parallel=True, cache=True)
+def _woodbury_kernel(R, GT, L, LT, DE, compensated, out):
+    """``out = R Sigma^-1``, one task per block of 32 consecutive rows."""
+    N, K = R.shape
+    k = GT.shape[0]
+    for blk in prange((N + ROWS - 1) // ROWS):
+        i0 = blk * ROWS
+        _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(0, K, k, 1, 1)
+        rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
+        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+        block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
+
+
+@njit(cache=True)
+def _block_rows(i0, stop):
+    """Rows in the block that starts at ``i0`` (groups ``i0 + 32 s``, 8 rows each)."""
+    n_rows = 0
+    for s in range(BLOCK):
+        nb = max(0, min(GROUP, stop - i0 - s * LANES))
+        if nb > 0:
+            n_rows = s * GROUP + nb
+    return n_rows
+
+
+@njit(parallel=True, cache=True)
+def _lanes_kernel(X, plan_perm, dest, tiles, eqs, widest, longest, Win, vT, GT, L, LT, DE,
+                  fused, compensated, LS, LC):
+    """Lane accumulators ``LS[c, lane, m]`` (and ``LC``) of ``X^T W`` over rows, one task
+    per (chunk, lane group), each reading its rows of X once. ``fused``: ``W = (X v)
+    Sigma^-1`` is computed block by block (the normal operator); else ``W = Win``."""
+    N, P = X.shape
+    k, K = GT.shape
+    if not fused:
+        K = Win.shape[1]
+    for task in prange(LS.shape[0] * N_GROUPS):
+        c = task // N_GROUPS
+        lane0 = (task % N_GROUPS) * GROUP
+        XT, S, E, out, U, W, T, Z, UQ, acc, WC = block_scratch(P, K, k, widest, longest)
+        W2 = W.reshape((K, ROWS))
+        ST = np.full(P * GROUP, -0.0)
+        ET = np.full(P * GROUP, -0.0)
+        stop = min(N, (c + 1) * CHUNK)
+        for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+            for s in range(BLOCK):  # block rows 8 s + b hold X rows i0 + 32 s + b
+                nb = max(0, min(GROUP, stop - i0 - s * LANES))
+                if nb > 0:
+                    gather_group(X, i0 + s * LANES, nb, dest[s], XT)
+                    if not fused:
+                        for j in range(K):
+                            for b in range(nb):
+                                W2[j, s * GROUP + b] = Win[i0 + s * LANES + b, j]
+            if fused:
+                block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U)
+                woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+            accumulate_block(XT, tiles, eqs, W, _block_rows(i0, stop), compensated, WC, ST,
+                             ET)
+        for r in range(P):
+            m = plan_perm[r]
+            for b in range(GROUP):
+                LS[c, lane0 + b, m] = ST[r * GROUP + b]
+                LC[c, lane0 + b, m] = ET[r * GROUP + b]
+
+
+@njit(parallel=True, cache=True)
+def lane_trees(LS, LC, compensated, PS, PC):
+    """CRO-1 lane tree of every chunk: ``PS[c] = tree over the 32 lanes LS[c, lane]``."""
+    n_ch, _, P = LS.shape
+    for c in prange(n_ch):
+        S = LS[c].reshape(LANES * P)
+        E = LC[c].reshape(LANES * P)
+        w = LANES // 2
+        while w >= 1:
+            merge_segments(S, E, 0, w * P, w * P, compensated)
+            w //= 2
+        for m in range(P):
+            PS[c, m] = S[m]
+            PC[c, m] = E[m]
+
+
+def _over_rows(X, plan, Win, vT, factor_arrays, fused, compensated):
+    """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``."""
+    from .linalg import chunk_tree_columns, n_chunks
+
+    N, P = X.shape
+    g = np.zeros(P)
+    if N == 0 or P == 0:
+        return g
+    n_ch = n_chunks(N)
+    LS = np.empty((n_ch, LANES, P))
+    LC = np.empty((n_ch, LANES, P))
+    _lanes_kernel(X, plan.perm, plan.dest, plan.tiles, plan.eqs, plan.widest_tile,
+                  plan.widest_equation, Win, vT, *factor_arrays, fused, compensated, LS, LC)
+    PS = np.empty((n_ch, P))
+    PC = np.empty((n_ch, P))
+    lane_trees(LS, LC, compensated, PS, PC)
+    chunk_tree_columns(PS, PC, compensated, g)
+    return g
+
+
+def _factor_arrays(G, d, L):
+    """``(G^T, L, L^T, DE)`` in the layouts of :func:`woodbury_block`."""
+    return (np.ascontiguousarray(G.T), np.ascontiguousarray(L), np.ascontiguousarray(L.T),
+            np.repeat(d, ROWS))
+
+
+def sur_matvec(X, offsets, beta, compensated):
+    """``U`` (N, K): ``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` with ``beta[o_j:o_j+1]``
+    (validated inputs)."""
+    U = np.zeros((X.shape[0], offsets.shape[0] - 1))
+    if U.size and X.shape[1]:
+        plan = sur_plan(offsets)
+        _dots_kernel(X, plan.dest, plan.tiles, plan.eqs, plan.widest_tile,
+                     plan.widest_equation, np.ascontiguousarray(beta[plan.perm]),
+                     compensated, U)
+    return U
+
+
+def woodbury_solve(R, G, d, L, compensated):
+    """``R Sigma^-1`` row by row (validated inputs)."""
+    out = np.empty_like(R)
+    if R.size:
+        _woodbury_kernel(R, *_factor_arrays(G, d, L), compensated, out)
+    return out
+
+
+def sur_rmatvec(X, offsets, W, compensated):
+    """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs)."""
+    empty = np.zeros((0, W.shape[1]))
+    return _over_rows(X, sur_plan(offsets), W, np.zeros(0),
+                      (empty, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0)), False,
+                      compensated)
+
+
+def normal_matvec(X, offsets, v, G, d, L, compensated):
+    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs), reading X once."""
+    plan = sur_plan(offsets)
+    return _over_rows(X, plan, np.zeros((0, G.shape[0])), np.ascontiguousarray(v[plan.perm]),
+                      _factor_arrays(G, d, L), True, compensated)

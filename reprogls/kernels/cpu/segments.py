@@ -1,0 +1,312 @@
+"""CRO-1 reductions of many sequences at once, laid out as flat term segments.
+
+A buffer ``S`` holds ``n`` *term segments* of length ``L``: term ``t`` of sequence ``x`` is
+``S[t * L + x]``. :func:`reduce_segments` reduces every sequence ``x < L`` in CRO-1
+order, with every step of the order (lane accumulation, lane tree, chunk tree) done as
+one flat loop over the ``L`` sequences. The caller chooses what the ``L`` sequences are
+(e.g. 8 rows times all equations of one width), so the loops are long and vectorise
+well, whatever the number of terms.
+
+The order is the reference's (:mod:`reprogls.kernels.reference.cro`) step by step:
+
+* ``n <= 32``: term ``t`` is lane ``t``'s only term, ``(v, 0)``; the lane tree merges
+  live lanes only (merging an empty ``-0.0`` lane changes no result bit; see
+  :func:`reprogls.kernels.cpu._cro.tree_live`);
+* ``32 < n``: lane ``l`` of chunk ``c`` accumulates terms ``c*8192 + l + 32 j`` in order
+  (TwoSum in compensated mode), then the lane tree of the chunk, then the chunk tree;
+* the result of each sequence is ``finalize(s, comp)``.
+
+Only ``+ - *`` of IEEE binary64 (no FMA; Numba's default ``fastmath=False``).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ..reference.cro import CANONICAL_NAN
+from ._cro import CHUNK, LANES, two_sum
+
+__all__ = ["dot_segments", "finalize_segment", "merge_segments", "reduce_segments"]
+
+
+_DBL_MAX = 1.7976931348623157e308
+
+
+@njit(cache=True)
+def merge_segments(S, E, dst, src, L, compensated):
+    """CRO-1 merge of the partials in segment ``src`` into segment ``dst`` (both of length
+    ``L``, offsets in elements): ``(S, E)[dst + x] <- merge((S, E)[dst + x], (S, E)[src + x])``."""
+    sd, ss = S[dst:dst + L], S[src:src + L]
+    if compensated:
+        ed, es = E[dst:dst + L], E[src:src + L]
+        for x in range(L):
+            t, e = two_sum(sd[x], ss[x])
+            ed[x] = (ed[x] + es[x]) + e
+            sd[x] = t
+    else:
+        for x in range(L):
+            sd[x] = sd[x] + ss[x]
+
+
+@njit(cache=True)
+def _accumulate_segment(S, E, dst, src, L):
+    """Compensated lane step: ``(S, E)[dst + x]`` accumulates the term ``S[src + x]``."""
+    sd, ss, ed = S[dst:dst + L], S[src:src + L], E[dst:dst + L]
+    for x in range(L):
+        t, e = two_sum(sd[x], ss[x])
+        ed[x] = ed[x] + e
+        sd[x] = t
+
+
+@njit(cache=True)
+def _add_segment(S, dst, src, L):
+    """Plain lane step: ``S[dst + x] += S[src + x]``."""
+    sd, ss = S[dst:dst + L], S[src:src + L]
+    for x in range(L):
+        sd[x] = sd[x] + ss[x]
+
+
+@njit(cache=True)
+def _zero(E, start, stop):
+    for x in range(start, stop):
+        E[x] = 0.0
+
+
+@njit(cache=True)
+def _lane_tree(S, E, base, live, L, compensated):
+    """CRO-1 lane tree over the ``live`` lane segments starting at segment ``base``: at
+    width ``w``, lanes ``0 .. min(w, live - w) - 1`` merge lanes ``w ..``, which is one
+    flat merge of two contiguous runs of segments."""
+    w = LANES // 2
+    while w >= 1:
+        if live > w:
+            merge_segments(S, E, base * L, (base + w) * L, (live - w) * L, compensated)
+            live = w
+        w //= 2
+
+
+@njit(cache=True)
+def _chunk_partial(S, E, t0, t1, L, compensated):
+    """Lanes and lane tree of the terms ``t0 <= t < t1`` (one chunk); the partial is left
+    in segment ``t0``.
+
+    Lane ``l`` holds term ``t0 + l`` and accumulates terms ``t0 + l + 32 j``, j = 1, 2,
+    ..., in order: the terms of block ``j`` (``t0 + 32 j ..``) are added to the lanes as
+    one flat loop over a contiguous run of segments.
+    """
+    n = t1 - t0
+    if compensated:
+        _zero(E, t0 * L, (t0 + min(n, LANES)) * L)
+    for first in range(t0 + LANES, t1, LANES):
+        width = min(LANES, t1 - first) * L
+        if compensated:
+            _accumulate_segment(S, E, t0 * L, first * L, width)
+        else:
+            _add_segment(S, t0 * L, first * L, width)
+    _lane_tree(S, E, t0, min(n, LANES), L, compensated)
+
+
+@njit(cache=True)
+def finalize_segment(S, E, src, L, compensated, out):
+    """``out[x] = finalize(S[src + x], E[src + x])`` with selects (it vectorises)."""
+    if compensated:
+        for x in range(L):
+            s, c = S[src + x], E[src + x]
+            r = s + c
+            r = r if (abs(s) <= _DBL_MAX) & (c != 0.0) else s
+            out[x] = r if r == r else CANONICAL_NAN
+    else:
+        for x in range(L):
+            r = S[src + x]
+            out[x] = r if r == r else CANONICAL_NAN
+
+
+@njit(cache=True)
+def reduce_segments(S, E, n, L, compensated, out):
+    """``out[x]`` = finalized CRO-1 reduction over ``t < n`` of the terms ``S[t * L + x]``.
+
+    ``S`` (the terms) and ``E`` (scratch, any content) hold at least ``n * L`` elements;
+    both are overwritten. ``n = 0`` gives ``+0.0``.
+    """
+    if n == 0:
+        for x in range(L):
+            out[x] = 0.0
+        return
+    n_ch = (n + CHUNK - 1) // CHUNK
+    for c in range(n_ch):
+        _chunk_partial(S, E, c * CHUNK, min(n, (c + 1) * CHUNK), L, compensated)
+    # chunk tree over the partials in segments 0, CHUNK, 2 CHUNK, ... (pairs level by level)
+    stride = 1
+    while stride < n_ch:
+        for c in range(0, n_ch - stride, 2 * stride):
+            merge_segments(S, E, c * CHUNK * L, (c + stride) * CHUNK * L, L, compensated)
+        stride *= 2
+    finalize_segment(S, E, 0, L, compensated, out)
+
+
+@njit(cache=True)
+def _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, accumulate):
+    """``S[dst + x] = fl(A[a0 + x] * B[b0 + (x >> bshift)])`` (a lane's first term,
+    ``E = 0``), or, with ``accumulate``, one CRO-1 lane step with that term. ``bshift``
+    is 0 (B elementwise) or 5 (one B value per 32 consecutive x)."""
+    sd, a = S[dst:dst + L], A[a0:a0 + L]
+    ed = E[dst:dst + L]
+    if bshift == 0:
+        b = B[b0:b0 + L]
+        if not accumulate:
+            for x in range(L):
+                sd[x] = a[x] * b[x]
+        elif compensated:
+            for x in range(L):
+                t, e = two_sum(sd[x], a[x] * b[x])
+                ed[x] = ed[x] + e
+                sd[x] = t
+        else:
+            for x in range(L):
+                sd[x] = sd[x] + a[x] * b[x]
+    else:  # L is a multiple of 32 here
+        for blk in range(L // 32):
+            bv = B[b0 + blk]
+            o = blk * 32
+            if not accumulate:
+                for y in range(32):
+                    sd[o + y] = a[o + y] * bv
+            elif compensated:
+                for y in range(32):
+                    t, e = two_sum(sd[o + y], a[o + y] * bv)
+                    ed[o + y] = ed[o + y] + e
+                    sd[o + y] = t
+            else:
+                for y in range(32):
+                    sd[o + y] = sd[o + y] + a[o + y] * bv
+    if compensated and not accumulate:
+        for x in range(L):
+            ed[x] = 0.0
+
+
+@njit(cache=True)
+def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
+    """``out[x]`` = finalized CRO-1 reduction over ``t < n`` of
+    ``fl(A[t * sa + x] * B[t * sb + (x >> bshift)])``, ``x < L``.
+
+    ``bshift`` is 0 (B elementwise) or 5 (B holds one value per 32 consecutive x; L is a
+    multiple of 32). The products are formed on the fly; the scratch ``S``, ``E`` holds
+    the 32 lane segments of every chunk (``32 L ceil(n / 8192)``). When A and B are dense
+    in the layout (``sa == L == sb << bshift``) a block of 32 terms is one flat loop.
+    """
+    if n == 0:
+        for x in range(L):
+            out[x] = 0.0
+        return
+    flat = sa == L and (sb << bshift) == L
+    n_ch = (n + CHUNK - 1) // CHUNK
+    for c in range(n_ch):
+        t0, t1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        lanes = c * LANES * L  # this chunk's 32 lane segments
+        for first in range(t0, t1, LANES):
+            count = min(LANES, t1 - first)
+            if flat:
+                _products_into(S, E, lanes, A, first * L, B, first * sb, bshift, count * L,
+                               compensated, first > t0)
+            else:
+                for lane in range(count):
+                    t = first + lane
+                    _products_into(S, E, lanes + lane * L, A, t * sa, B, t * sb, bshift, L,
+                                   compensated, first > t0)
+        _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
+    stride = 1
+    while stride < n_ch:
+        for c in range(0, n_ch - stride, 2 * stride):
+            merge_segments(S, E, c * LANES * L, (c + stride) * LANES * L, L, compensated)
+        stride *= 2
+    finalize_segment(S, E, 0, L, compensated, out)
+
+
+# --- short dot products: the lane tree over products formed where they are read -------
+# For n <= 32 terms every lane holds one term, a product fl(A * B) with compensation 0.
+# A lane is a *leaf* until a merge writes its partial to S/E; the lanes that hold
+# partials are always a prefix 0..m-1 (merges write to lanes 0..live-w-1). A merge with
+# a leaf reads its product directly from A and B and takes its compensation as 0, which
+# changes at most the sign of a zero compensation (never a result bit: finalize ignores a
+# zero compensation, and zero signs only ever reach zero sums).
+
+
+@njit(cache=True)
+def _merge_partial_leaf(S, E, dst, A, a0, B, b0, bshift, L, compensated):
+    """Partial ``(S, E)[dst + x]`` merges the leaf ``fl(A[a0 + x] * B[b0 + (x >> bshift)])``."""
+    _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, True)
+
+
+@njit(cache=True)
+def _merge_leaves(S, E, dst, A, a0, a1, B, b0, b1, bshift, L, compensated):
+    """``(S, E)[dst + x]`` = merge of the leaves ``fl(A[a0 + x] B[b0 + (x >> bshift)])``
+    and ``fl(A[a1 + x] B[b1 + (x >> bshift)])``."""
+    sd, ed = S[dst:dst + L], E[dst:dst + L]
+    pa, qa = A[a0:a0 + L], A[a1:a1 + L]
+    if bshift == 0:
+        pb, qb = B[b0:b0 + L], B[b1:b1 + L]
+        if compensated:
+            for x in range(L):
+                t, e = two_sum(pa[x] * pb[x], qa[x] * qb[x])
+                ed[x] = e
+                sd[x] = t
+        else:
+            for x in range(L):
+                sd[x] = pa[x] * pb[x] + qa[x] * qb[x]
+        return
+    for blk in range(L // 32):
+        pv, qv = B[b0 + blk], B[b1 + blk]
+        o = blk * 32
+        if compensated:
+            for y in range(32):
+                t, e = two_sum(pa[o + y] * pv, qa[o + y] * qv)
+                ed[o + y] = e
+                sd[o + y] = t
+        else:
+            for y in range(32):
+                sd[o + y] = pa[o + y] * pv + qa[o + y] * qv
+
+
+@njit(cache=True)
+def _finalize_products(A, B, bshift, L, out):
+    """``out[x]`` for a single term: the product itself (compensation 0)."""
+    for x in range(L):
+        r = A[x] * B[x >> bshift]
+        out[x] = r if r == r else CANONICAL_NAN
+
+
+@njit(cache=True)
+def dot_tree(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
+    """``out[x]`` = finalized CRO-1 reduction over ``t < n`` of
+    ``fl(A[t * sa + x] * B[t * sb + (x >> bshift)])`` (as :func:`dot_segments`); for
+    ``n <= 32`` without materialising the products (scratch ``S``, ``E``: ``16 L``;
+    larger ``n``: as :func:`dot_segments`)."""
+    if n > LANES:
+        dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out)
+        return
+    if n <= 1:
+        if n == 0:
+            for x in range(L):
+                out[x] = 0.0
+        else:
+            _finalize_products(A, B, bshift, L, out)
+        return
+    live = n
+    m = 0  # lanes 0..m-1 hold partials in S/E, lanes m..live-1 are leaves
+    w = LANES // 2
+    while w >= 1:
+        if live > w:
+            a = live - w  # lanes l < a merge lane l + w
+            both = max(0, min(a, m - w))  # l < m - w: partial with partial
+            if both > 0:
+                merge_segments(S, E, 0, w * L, both * L, compensated)
+            for lane in range(both, min(a, m)):  # partial with leaf
+                _merge_partial_leaf(S, E, lane * L, A, (lane + w) * sa, B, (lane + w) * sb,
+                                    bshift, L, compensated)
+            for lane in range(max(both, min(a, m)), a):  # leaf with leaf
+                _merge_leaves(S, E, lane * L, A, lane * sa, (lane + w) * sa, B, lane * sb,
+                              (lane + w) * sb, bshift, L, compensated)
+            m = min(max(m, a), w)
+            live = w
+        w //= 2
+    finalize_segment(S, E, 0, L, compensated, out)
