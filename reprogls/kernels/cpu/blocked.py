@@ -33,6 +33,12 @@ def runtime_int(value):
 
 
 @njit(cache=True)
+def runtime_flag(value):
+    """``value`` as a plain (non-literal) bool, for the same reason as :func:`runtime_int`."""
+    return value != 0
+
+
+@njit(cache=True)
 def transpose_rows(X, i0, nb, c0, c1, XT):
     """``XT[m - c0, b] = X[i0 + b, m]`` for ``b < nb`` and ``c0 <= m < c1``."""
     if nb == BLOCK:  # 4 x 4 tiles: measured 1.7x faster than the plain double loop

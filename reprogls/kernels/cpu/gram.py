@@ -12,8 +12,9 @@ trees; IEEE multiplication is commutative). Two kernels, for two shapes of work:
   lane accumulators update 4 lanes per AVX instruction.
 * :func:`lower_gram` computes the *whole* lower triangle (``X^T X`` of the gram solver
   and the standard errors, ``E^T E`` of the Sigma-step) in square column tiles, one lane
-  at a time, vectorised across the tile's columns: about 2-4x the throughput of the
-  pair kernel on a dense triangle (``profiling/README.md``).
+  at a time, with 4 x 8 blocks of lane sums held in vector registers over the lane's
+  rows (:func:`.simd.gram_block`, a matrix-product micro-kernel that keeps the CRO-1
+  order).
 
 The chunk partials then go through the CRO-1 chunk tree, so no result depends on the
 number of threads.
@@ -25,8 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cro import CHUNK, LANES, two_sum
-from .blocked import lane_tree_columns_t
+from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
+from .simd import gram_block
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
 
@@ -168,42 +170,30 @@ TILE = 32
 
 
 @njit(cache=True)
-def _pack_lane(X, first_row, n_rows, col0, width, out):
-    """``out[j, q] = X[first_row + 32 j, col0 + q]`` for ``q < width``, zero beyond."""
+def _pack_lane(X, first_row, n_rows, col0, width, out, at):
+    """``out[j, at + q] = X[first_row + 32 j, col0 + q]`` for ``q < width``, zero beyond
+    (``q < TILE``): the edge tiles, whose columns end inside a tile."""
     for j in range(n_rows):
         row = X[first_row + LANES * j]
         for q in range(width):
-            out[j, q] = row[col0 + q]
+            out[j, at + q] = row[col0 + q]
         for q in range(width, TILE):
-            out[j, q] = 0.0
+            out[j, at + q] = 0.0
 
 
 @njit(cache=True)
-def _lane_products_plain(PM, PA, n_rows, acc):
-    """``acc[r, q] += PM[j, r] * PA[j, q]`` for ``j = 0..n_rows-1`` in order (one lane)."""
-    width = PA.shape[1]  # a runtime trip count: LLVM vectorises with alias checks
-    for j in range(n_rows):
-        pa = PA[j]
-        for r in range(width):
-            x = PM[j, r]
-            a = acc[r]
-            for q in range(width):
-                a[q] += x * pa[q]
-
-
-@njit(cache=True)
-def _lane_products_compensated(PM, PA, n_rows, acc, err):
-    """Compensated form of :func:`_lane_products_plain` (TwoSum per term)."""
-    width = PA.shape[1]
-    for j in range(n_rows):
-        pa = PA[j]
-        for r in range(width):
-            x = PM[j, r]
-            a = acc[r]
-            e = err[r]
-            for q in range(width):
-                a[q], t = two_sum(a[q], x * pa[q])
-                e[q] += t
+def _lane_products(A, a_row, b_row, step, n_rows, a_col, b_col, compensated, acc, err):
+    """``acc[r, q]`` accumulates ``fl(A[a_row + j step, a_col + r] * A[b_row + j step,
+    b_col + q])`` for ``j = 0..n_rows-1`` in order (one lane; TwoSum into ``err`` when
+    compensated), in 4 x 8 register blocks (:func:`.simd.gram_block`)."""
+    for r0 in range(0, TILE, 4):
+        for q0 in range(0, TILE, 8):
+            if compensated:
+                gram_block(A, a_row, b_row, step, n_rows, a_col + r0, b_col + q0, acc, err,
+                           r0, q0, True)
+            else:
+                gram_block(A, a_row, b_row, step, n_rows, a_col + r0, b_col + q0, acc, err,
+                           r0, q0, False)
 
 
 @njit(parallel=True, cache=True)
@@ -220,23 +210,25 @@ def _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC):
         wa = min(TILE, P - a0)
         row0 = c * CHUNK
         rows = min(N, row0 + CHUNK) - row0
-        PM = np.empty((CHUNK // LANES, TILE))  # one lane's rows of the chunk
-        PA = np.empty((CHUNK // LANES, TILE)) if m0 != a0 else PM
+        inside = m0 + TILE <= P and a0 + TILE <= P  # whole tiles read X in place
+        PM = np.empty((CHUNK // LANES, 2 * TILE))  # else: one lane's rows, packed
         acc = np.empty((TILE, TILE))
         err = np.empty((TILE, TILE))
         ST = np.empty((TILE * TILE, LANES))
         ET = np.empty((TILE * TILE, LANES))
         for lane in range(LANES):
             n_rows = (rows - lane + LANES - 1) // LANES if lane < rows else 0
-            _pack_lane(X, row0 + lane, n_rows, m0, wm, PM)
-            if m0 != a0:
-                _pack_lane(X, row0 + lane, n_rows, a0, wa, PA)
             acc[:, :] = -0.0
             err[:, :] = -0.0
-            if compensated:
-                _lane_products_compensated(PM, PA, n_rows, acc, err)
+            if inside:
+                _lane_products(X, row0 + lane, row0 + lane, runtime_int(LANES), n_rows, m0,
+                               a0, compensated, acc, err)
             else:
-                _lane_products_plain(PM, PA, n_rows, acc)
+                zero, second = runtime_int(0), runtime_int(TILE)
+                _pack_lane(X, row0 + lane, n_rows, m0, wm, PM, zero)
+                _pack_lane(X, row0 + lane, n_rows, a0, wa, PM, second)
+                _lane_products(PM, zero, zero, runtime_int(1), n_rows, zero, second,
+                               compensated, acc, err)
             for r in range(TILE):
                 for q in range(TILE):
                     ST[r * TILE + q, lane] = acc[r, q]

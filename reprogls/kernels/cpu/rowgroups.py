@@ -3,7 +3,7 @@
 A *block* is 32 rows of X: four *row groups* ``s = 0..3`` of 8 rows ``b = 0..7``
 (which rows depends on the kernel, below). Its entries are gathered once into
 ``XT[(r * 4 + s) * 8 + b] = X[row(s, b), perm[r]]`` (8 x 8 tiles,
-:func:`.movement.transpose8x8_scatter`), where ``perm`` orders the columns by equation
+:func:`.simd.transpose8x8_scatter`), where ``perm`` orders the columns by equation
 width class, tile of equations, term and equation (:class:`SurPlan`): for a tile of ``n``
 equations of width ``p``, term ``t`` of all its equations and all 32 rows is one
 contiguous run of ``32 n`` values. Every CRO-1 reduction of the SUR kernels then runs
@@ -32,8 +32,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._cro import CHUNK, LANES, two_sum
-from .movement import lane_steps8, transpose8x8, transpose8x8_scatter
+from .blocked import runtime_int
 from .segments import dot_segments, dot_tree, merge_segments
+from .simd import lane_steps8, transpose8x8, transpose8x8_scatter
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
            "woodbury_solve"]
@@ -50,6 +51,8 @@ N_GROUPS = LANES // GROUP
 TILE_TERMS = 64
 #: Equations per tile of the Woodbury output step.
 TILE_EQUATIONS = 8
+#: ``bshift`` of :mod:`.segments` for one coefficient per 32 block rows.
+BROADCAST32 = 5
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U):
         p, n, base, e0 = tiles[c, 0], tiles[c, 1], tiles[c, 2], tiles[c, 3]
         L = n * ROWS
         # term t of the tile: XT[(base + t n) * 32 + x] * vT[base + t n + x // 32]
-        dot_tree(XT[base * ROWS:], L, vT[base:], n, 5, p, L, compensated, S, E, out)
+        dot_tree(XT[base * ROWS:], L, vT[base:], n, runtime_int(BROADCAST32), p, L,
+                 compensated, S, E, out)
         if tiles[c, 4]:
             dst = U[eqs[e0] * ROWS:]
             for x in range(L):
@@ -207,20 +211,20 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     ``32 TILE_EQUATIONS``.
     """
     k, K = GT.shape
-    R = ROWS
+    R, one, b5 = runtime_int(ROWS), runtime_int(1), runtime_int(BROADCAST32)
     GTf = GT.reshape(k * K)
     for q in range(k):  # t = G^T u: terms j, sequences y
-        dot_segments(U, R, GT[q], 1, 5, K, R, compensated, S, E, T[q * R:])
+        dot_segments(U, R, GT[q], one, b5, K, R, compensated, S, E, T[q * R:])
     for i in range(k):  # forward: z[i] = (t[i] - CRO-1_{l<i} fl(L[i, l] z[l])) / L[i, i]
-        dot_tree(Z, R, L[i], 1, 5, i, R, compensated, S, E, acc)
+        dot_tree(Z, R, L[i], one, b5, i, R, compensated, S, E, acc)
         lii = L[i, i]
         z, t, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
         for y in range(R):
             z[y] = (t[y] - a[y]) / lii
     for i in range(k - 1, -1, -1):  # backward, u overwrites T:
         # u[i] = (z[i] - CRO-1_{l>i} fl(L[l, i] u[l])) / L[i, i]
-        dot_tree(T[(i + 1) * R:], R, LT[i, i + 1:], 1, 5, k - 1 - i, R, compensated, S, E,
-                 acc)
+        dot_tree(T[(i + 1) * R:], R, LT[i, i + 1:], one, b5, k - 1 - i, R, compensated, S,
+                 E, acc)
         lii = L[i, i]
         z, u, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
         for y in range(R):
@@ -232,7 +236,7 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     for j0 in range(0, K, TILE_EQUATIONS):  # W = U / d - G u, one tile of equations
         Lt = min(TILE_EQUATIONS, K - j0) * R
         # term q: fl(G[j0 + x // 32, q] * u[q, x % 32])
-        dot_tree(UQ, width, GTf[j0:], K, 5, k, Lt, compensated, S, E, acc)
+        dot_tree(UQ, width, GTf[j0:], K, b5, k, Lt, compensated, S, E, acc)
         o = j0 * R
         u, de, w, a = U[o:o + Lt], DE[o:o + Lt], W[o:o + Lt], acc[:Lt]
         for x in range(Lt):
@@ -306,7 +310,7 @@ def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
     K = U.shape[1]
     for blk in prange((N + ROWS - 1) // ROWS):
         i0 = blk * ROWS
-        work = block_scratch(P, K, 0, widest, longest)
+        work = block_scratch(P, K, runtime_int(0), widest, longest)
         XT, S, E, out, Ub = work[0], work[1], work[2], work[3], work[4]
         for s in range(BLOCK):
             nb = max(0, min(GROUP, N - i0 - s * GROUP))
@@ -323,7 +327,8 @@ def _woodbury_kernel(R, GT, L, LT, DE, compensated, out):
     k = GT.shape[0]
     for blk in prange((N + ROWS - 1) // ROWS):
         i0 = blk * ROWS
-        _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(0, K, k, 1, 1)
+        one = runtime_int(1)
+        _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
         rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
         woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
@@ -340,43 +345,106 @@ def _block_rows(i0, stop):
     return n_rows
 
 
+def balanced_tasks(N: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tasks (chunk, lane group) of the reductions over rows shared among ``threads`` by the
+    longest-processing-time rule on their row counts: ``order[starts[t]:starts[t+1]]``
+    are thread ``t``'s tasks. (Only the schedule depends on the thread count; every
+    task's arithmetic is the same.)"""
+    from .linalg import n_chunks
+
+    tasks = np.arange(n_chunks(N) * N_GROUPS)
+    c, g = tasks // N_GROUPS, tasks % N_GROUPS
+    rows_in_chunk = np.minimum(N - c * CHUNK, CHUNK)
+    full, rest = rows_in_chunk // LANES, rows_in_chunk % LANES
+    rows = full * GROUP + np.clip(rest - g * GROUP, 0, GROUP)
+    load = np.zeros(threads)
+    owner = np.empty(tasks.shape[0], dtype=np.int64)
+    for task in np.argsort(-rows, kind="stable").tolist():
+        owner[task] = int(np.argmin(load))
+        load[owner[task]] += rows[task]
+    order = np.argsort(owner, kind="stable").astype(np.int64)
+    starts = np.searchsorted(owner[order], np.arange(threads + 1)).astype(np.int64)
+    return order, starts
+
+
+@njit(cache=True)
+def _gather_block(X, i0, stop, dest, XT):
+    """Block rows ``8 s + b`` <- X rows ``i0 + 32 s + b`` (those before ``stop``); returns
+    the number of block rows filled."""
+    for s in range(BLOCK):
+        nb = max(0, min(GROUP, stop - i0 - s * LANES))
+        if nb > 0:
+            gather_group(X, i0 + s * LANES, nb, dest[s], XT)
+    return _block_rows(i0, stop)
+
+
+@njit(cache=True)
+def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
+    """A task's 8 lanes into the chunk's lane buffers, in the original column order."""
+    for r in range(plan_perm.shape[0]):
+        m = plan_perm[r]
+        for b in range(GROUP):
+            LS[c, lane0 + b, m] = ST[r * GROUP + b]
+            LC[c, lane0 + b, m] = ET[r * GROUP + b]
+
+
+@njit(cache=True)
+def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_rmatvec_lanes`."""
+    N, P = X.shape
+    K = Win.shape[1]
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    XT, W, WC = np.zeros(P * ROWS), np.zeros(K * ROWS), np.empty(widest * ROWS)
+    ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
+    stop = min(N, (c + 1) * CHUNK)
+    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+        n_rows = _gather_block(X, i0, stop, dest, XT)
+        for y in range(n_rows):  # W[j * 32 + y] = Win[row of block row y, j]
+            row = Win[i0 + (y // GROUP) * LANES + y % GROUP]
+            for j in range(K):
+                W[j * ROWS + y] = row[j]
+        accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
+    _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
+
+
 @njit(parallel=True, cache=True)
-def _lanes_kernel(X, plan_perm, dest, tiles, eqs, widest, longest, Win, vT, GT, L, LT, DE,
-                  fused, compensated, LS, LC):
-    """Lane accumulators ``LS[c, lane, m]`` (and ``LC``) of ``X^T W`` over rows, one task
-    per (chunk, lane group), each reading its rows of X once. ``fused``: ``W = (X v)
-    Sigma^-1`` is computed block by block (the normal operator); else ``W = Win``."""
+def _rmatvec_lanes(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, order, starts,
+                   LS, LC):
+    """Lane accumulators ``LS[c, lane, m]`` (and ``LC``) of ``X^T W`` over rows; thread
+    ``t`` runs the tasks ``order[starts[t]:starts[t + 1]]`` (:func:`balanced_tasks`)."""
+    for th in prange(starts.shape[0] - 1):
+        for idx in range(starts[th], starts[th + 1]):
+            _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated,
+                          order[idx], LS, LC)
+
+
+@njit(cache=True)
+def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
+                 compensated, task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`."""
     N, P = X.shape
     k, K = GT.shape
-    if not fused:
-        K = Win.shape[1]
-    for task in prange(LS.shape[0] * N_GROUPS):
-        c = task // N_GROUPS
-        lane0 = (task % N_GROUPS) * GROUP
-        XT, S, E, out, U, W, T, Z, UQ, acc, WC = block_scratch(P, K, k, widest, longest)
-        W2 = W.reshape((K, ROWS))
-        ST = np.full(P * GROUP, -0.0)
-        ET = np.full(P * GROUP, -0.0)
-        stop = min(N, (c + 1) * CHUNK)
-        for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-            for s in range(BLOCK):  # block rows 8 s + b hold X rows i0 + 32 s + b
-                nb = max(0, min(GROUP, stop - i0 - s * LANES))
-                if nb > 0:
-                    gather_group(X, i0 + s * LANES, nb, dest[s], XT)
-                    if not fused:
-                        for j in range(K):
-                            for b in range(nb):
-                                W2[j, s * GROUP + b] = Win[i0 + s * LANES + b, j]
-            if fused:
-                block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U)
-                woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
-            accumulate_block(XT, tiles, eqs, W, _block_rows(i0, stop), compensated, WC, ST,
-                             ET)
-        for r in range(P):
-            m = plan_perm[r]
-            for b in range(GROUP):
-                LS[c, lane0 + b, m] = ST[r * GROUP + b]
-                LC[c, lane0 + b, m] = ET[r * GROUP + b]
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    XT, S, E, out, U, W, T, Z, UQ, acc, WC = block_scratch(P, K, k, widest, longest)
+    ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
+    stop = min(N, (c + 1) * CHUNK)
+    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+        n_rows = _gather_block(X, i0, stop, dest, XT)
+        block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U)
+        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+        accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
+    _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
+
+
+@njit(parallel=True, cache=True)
+def _normal_lanes(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
+                  compensated, order, starts, LS, LC):
+    """Lane accumulators of ``X^T [(X v) Sigma^-1]``: ``W`` is computed block by block
+    from the gathered rows, so every row of X is read once."""
+    for th in prange(starts.shape[0] - 1):
+        for idx in range(starts[th], starts[th + 1]):
+            _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
+                         compensated, order[idx], LS, LC)
 
 
 @njit(parallel=True, cache=True)
@@ -388,31 +456,39 @@ def lane_trees(LS, LC, compensated, PS, PC):
         E = LC[c].reshape(LANES * P)
         w = LANES // 2
         while w >= 1:
-            merge_segments(S, E, 0, w * P, w * P, compensated)
+            merge_segments(S, E, runtime_int(0), w * P, w * P, compensated)
             w //= 2
         for m in range(P):
             PS[c, m] = S[m]
             PC[c, m] = E[m]
 
 
-def _over_rows(X, plan, Win, vT, factor_arrays, fused, compensated):
-    """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``."""
+def _over_rows(X, kernel, *args):
+    """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``, from the
+    lane accumulators that ``kernel(X, *args, compensated, order, starts, LS, LC)`` fills
+    (``args[-1]`` is ``compensated``)."""
     from .linalg import chunk_tree_columns, n_chunks
 
     N, P = X.shape
     g = np.zeros(P)
     if N == 0 or P == 0:
         return g
+    compensated = args[-1]
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, P))
     LC = np.empty((n_ch, LANES, P))
-    _lanes_kernel(X, plan.perm, plan.dest, plan.tiles, plan.eqs, plan.widest_tile,
-                  plan.widest_equation, Win, vT, *factor_arrays, fused, compensated, LS, LC)
+    kernel(X, *args, *balanced_tasks(N, _threads()), LS, LC)
     PS = np.empty((n_ch, P))
     PC = np.empty((n_ch, P))
     lane_trees(LS, LC, compensated, PS, PC)
     chunk_tree_columns(PS, PC, compensated, g)
     return g
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 def _factor_arrays(G, d, L):
@@ -443,14 +519,15 @@ def woodbury_solve(R, G, d, L, compensated):
 
 def sur_rmatvec(X, offsets, W, compensated):
     """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs)."""
-    empty = np.zeros((0, W.shape[1]))
-    return _over_rows(X, sur_plan(offsets), W, np.zeros(0),
-                      (empty, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0)), False,
-                      compensated)
+    plan = sur_plan(offsets)
+    return _over_rows(X, _rmatvec_lanes, plan.perm, plan.dest, plan.tiles, plan.eqs,
+                      plan.widest_tile, W, compensated)
 
 
 def normal_matvec(X, offsets, v, G, d, L, compensated):
     """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs), reading X once."""
     plan = sur_plan(offsets)
-    return _over_rows(X, plan, np.zeros((0, G.shape[0])), np.ascontiguousarray(v[plan.perm]),
-                      _factor_arrays(G, d, L), True, compensated)
+    return _over_rows(X, _normal_lanes, plan.perm, plan.dest, plan.tiles, plan.eqs,
+                      plan.widest_tile, plan.widest_equation,
+                      np.ascontiguousarray(v[plan.perm]), *_factor_arrays(G, d, L),
+                      compensated)

@@ -25,6 +25,7 @@ from numba import njit
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, LANES, two_sum
+from .blocked import runtime_flag, runtime_int
 
 __all__ = ["dot_segments", "finalize_segment", "merge_segments", "reduce_segments"]
 
@@ -141,7 +142,7 @@ def reduce_segments(S, E, n, L, compensated, out):
         for c in range(0, n_ch - stride, 2 * stride):
             merge_segments(S, E, c * CHUNK * L, (c + stride) * CHUNK * L, L, compensated)
         stride *= 2
-    finalize_segment(S, E, 0, L, compensated, out)
+    finalize_segment(S, E, runtime_int(0), L, compensated, out)
 
 
 @njit(cache=True)
@@ -219,7 +220,7 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
         for c in range(0, n_ch - stride, 2 * stride):
             merge_segments(S, E, c * LANES * L, (c + stride) * LANES * L, L, compensated)
         stride *= 2
-    finalize_segment(S, E, 0, L, compensated, out)
+    finalize_segment(S, E, runtime_int(0), L, compensated, out)
 
 
 # --- short dot products: the lane tree over products formed where they are read -------
@@ -234,7 +235,7 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
 @njit(cache=True)
 def _merge_partial_leaf(S, E, dst, A, a0, B, b0, bshift, L, compensated):
     """Partial ``(S, E)[dst + x]`` merges the leaf ``fl(A[a0 + x] * B[b0 + (x >> bshift)])``."""
-    _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, True)
+    _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, runtime_flag(True))
 
 
 @njit(cache=True)
@@ -299,7 +300,7 @@ def dot_tree(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
             a = live - w  # lanes l < a merge lane l + w
             both = max(0, min(a, m - w))  # l < m - w: partial with partial
             if both > 0:
-                merge_segments(S, E, 0, w * L, both * L, compensated)
+                merge_segments(S, E, runtime_int(0), w * L, both * L, compensated)
             for lane in range(both, min(a, m)):  # partial with leaf
                 _merge_partial_leaf(S, E, lane * L, A, (lane + w) * sa, B, (lane + w) * sb,
                                     bshift, L, compensated)
@@ -309,4 +310,4 @@ def dot_tree(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
             m = min(max(m, a), w)
             live = w
         w //= 2
-    finalize_segment(S, E, 0, L, compensated, out)
+    finalize_segment(S, E, runtime_int(0), L, compensated, out)

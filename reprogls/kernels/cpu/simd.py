@@ -1,11 +1,12 @@
-"""Vector intrinsics for the Numba kernels: an 8 x 8 transpose, prefetching, and the
-CRO-1 lane steps of one row group.
+"""LLVM vector intrinsics for the Numba kernels: an 8 x 8 transpose, prefetching, and
+CRO-1 lane steps kept in vector registers.
 
-The first two move or touch values without any arithmetic, so they cannot change a
-result bit; the third is the lane step of the reference written as LLVM vector
-instructions (plain ``fadd``/``fsub``/``fmul`` without fast-math flags, so each is one
-correctly rounded IEEE operation and LLVM may not contract them into FMA). They exist
-because Numba's loops cannot express them efficiently:
+The transposes and the prefetch move or touch values without any arithmetic, so they
+cannot change a result bit. The lane steps are the reference's (plain ``s + v`` or
+TwoSum) written as LLVM vector instructions: ``fadd``/``fsub``/``fmul`` without fast-math
+flags, so each is one correctly rounded IEEE operation and LLVM may not contract them
+into FMA (the codegen test checks the machine code). They exist because Numba's loops
+cannot express them efficiently:
 
 * :func:`transpose8x8_scatter` loads an 8 x 8 tile of a C-contiguous matrix with eight
   vector loads, transposes it with ``shufflevector`` (three stages of eight shuffles,
@@ -15,6 +16,9 @@ because Numba's loops cannot express them efficiently:
 * :func:`lane_steps8` applies four consecutive CRO-1 lane steps (TwoSum or plain
   addition) to eight lanes kept in one vector register; as a loop, LLVM cannot prove the
   accumulators and the terms do not alias and leaves scalar code (measured 3x slower).
+* :func:`gram_block` updates a 4 x 8 block of Gram lane sums over all rows of one lane
+  with the accumulators in registers (a loop in the IR), reading the rows in place: the
+  register blocking of a matrix-product micro-kernel, with the lane's rows in order.
 * :func:`prefetch` asks for the cache line holding one element (``llvm.prefetch``, read,
   high locality), so that rows of the next row group arrive while the current one is
   being computed.
@@ -26,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["lane_steps8", "prefetch", "transpose8x8", "transpose8x8_scatter"]
+__all__ = ["gram_block", "lane_steps8", "prefetch", "transpose8x8", "transpose8x8_scatter"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -162,17 +166,106 @@ def lane_steps8(typingctx, st, et, o_acc, xt, wt, o_term, steps, compensated):
             index = builder.add(o_term_val, ir.Constant(_I64, 8 * step))
             term = builder.fmul(builder.load(vptr(xt_arr, index), align=8),
                                 builder.load(vptr(wt_arr, index), align=8))
-            if comp:  # TwoSum(s, term): t = s + b; z = t - s; err = (s - (t - z)) + (b - z)
-                t = builder.fadd(s, term)
-                z = builder.fsub(t, s)
-                err = builder.fadd(builder.fsub(s, builder.fsub(t, z)), builder.fsub(term, z))
-                e = builder.fadd(e, err)
-                s = t
+            if comp:
+                s, e = _two_sum_step(builder, s, e, term)
             else:
                 s = builder.fadd(s, term)
         builder.store(s, s_ptr, align=8)
         if comp:
             builder.store(e, e_ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _two_sum_step(builder, s, e, term):
+    """CRO-1 compensated lane step ``(s, e) <- (TwoSum(s, term).sum, e + TwoSum(...).err)``
+    with ``TwoSum(a, b): t = a + b; z = t - a; err = (a - (t - z)) + (b - z)``."""
+    t = builder.fadd(s, term)
+    z = builder.fsub(t, s)
+    err = builder.fadd(builder.fsub(s, builder.fsub(t, z)), builder.fsub(term, z))
+    return t, builder.fadd(e, err)
+
+
+@intrinsic
+def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, err, r0, q0,
+               compensated):
+    """For ``rr < 4`` and ``q < 8``, lane sum ``acc[r0 + rr, q0 + q]`` (compensation
+    ``err[...]``) accumulates ``fl(A[a_row + j * row_step, a_col + rr] *
+    A[b_row + j * row_step, b_col + q])`` for ``j = 0 .. n_rows - 1`` in order: CRO-1
+    lane steps, TwoSum when ``compensated`` (a literal bool). ``A``, ``acc``, ``err``:
+    C-contiguous 2-D float64; no bounds checks."""
+    if not isinstance(compensated, types.BooleanLiteral):
+        return None
+    comp = compensated.literal_value
+    sig = types.void(A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, err, r0, q0,
+                     compensated)
+
+    def codegen(context, builder, signature, args):
+        (a_val, a_row_val, b_row_val, step_val, n_val, a_col_val, b_col_val, acc_val,
+         err_val, r0_val, q0_val) = args[:11]
+        src, acc_arr, err_arr = (
+            context.make_array(signature.args[i])(context, builder, v)
+            for i, v in ((0, a_val), (7, acc_val), (8, err_val)))
+        ld = builder.extract_value(src.shape, 1)
+        ld_acc = builder.extract_value(acc_arr.shape, 1)
+        zero_mask = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+        stride = builder.mul(step_val, ld)
+
+        def vptr(arr, index):
+            return builder.bitcast(builder.gep(arr.data, [index]), _VEC8.as_pointer())
+
+        def acc_index(rr):
+            return builder.add(builder.mul(builder.add(r0_val, ir.Constant(_I64, rr)),
+                                           ld_acc), q0_val)
+
+        s0 = [builder.load(vptr(acc_arr, acc_index(rr)), align=8) for rr in range(4)]
+        e0 = [builder.load(vptr(err_arr, acc_index(rr)), align=8) for rr in range(4)
+              ] if comp else []
+        a_start = builder.add(builder.mul(a_row_val, ld), a_col_val)
+        b_start = builder.add(builder.mul(b_row_val, ld), b_col_val)
+        entry = builder.block
+        head = builder.append_basic_block("gram_head")
+        body = builder.append_basic_block("gram_body")
+        done = builder.append_basic_block("gram_done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        j = builder.phi(_I64)
+        s = [builder.phi(_VEC8) for _ in range(4)]
+        e = [builder.phi(_VEC8) for _ in e0]
+        j.add_incoming(ir.Constant(_I64, 0), entry)
+        for phi, init in zip(s + e, s0 + e0, strict=True):
+            phi.add_incoming(init, entry)
+        builder.cbranch(builder.icmp_signed("<", j, n_val), body, done)
+        builder.position_at_end(body)
+        offset = builder.mul(j, stride)
+        b_vec = builder.load(vptr(src, builder.add(b_start, offset)), align=8)
+        a_at = builder.add(a_start, offset)
+        s_new, e_new = [], []
+        for rr in range(4):
+            x = builder.load(builder.gep(src.data, [builder.add(a_at, ir.Constant(_I64, rr))]))
+            xv = builder.shuffle_vector(
+                builder.insert_element(ir.Constant(_VEC8, ir.Undefined), x,
+                                       ir.Constant(_I32, 0)),
+                ir.Constant(_VEC8, ir.Undefined), zero_mask)
+            term = builder.fmul(xv, b_vec)
+            if comp:
+                t, et = _two_sum_step(builder, s[rr], e[rr], term)
+                s_new.append(t)
+                e_new.append(et)
+            else:
+                s_new.append(builder.fadd(s[rr], term))
+        j_next = builder.add(j, ir.Constant(_I64, 1))
+        latch = builder.block
+        builder.branch(head)
+        j.add_incoming(j_next, latch)
+        for phi, val in zip(s + e, s_new + e_new, strict=True):
+            phi.add_incoming(val, latch)
+        builder.position_at_end(done)
+        for rr in range(4):
+            builder.store(s[rr], vptr(acc_arr, acc_index(rr)), align=8)
+            if comp:
+                builder.store(e[rr], vptr(err_arr, acc_index(rr)), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
