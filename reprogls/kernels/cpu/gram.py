@@ -28,6 +28,7 @@ from numba import njit, prange
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
+from .segments import merge_segments
 from .simd import gram_block
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
@@ -163,79 +164,80 @@ def column_pair_grams(X: np.ndarray, plan: PairPlan, compensated: bool) -> np.nd
     return out
 
 
-# --- Dense lower Gram: register-friendly tiles, one lane at a time --------------------
-#: Columns per side of a tile of :func:`lower_gram` (the lane accumulators of one tile,
-#: ``TILE^2`` per lane, stay in L1; its lane partials, ``TILE^2 x 32``, in L2).
+# --- Dense lower Gram: strips of 32 columns, lane by lane, register-blocked -------------
+#: Columns per strip (and per side of a tile) of :func:`lower_gram`.
 TILE = 32
-
-
-@njit(cache=True)
-def _pack_lane(X, first_row, n_rows, col0, width, out, at):
-    """``out[j, at + q] = X[first_row + 32 j, col0 + q]`` for ``q < width``, zero beyond
-    (``q < TILE``): the edge tiles, whose columns end inside a tile."""
-    for j in range(n_rows):
-        row = X[first_row + LANES * j]
-        for q in range(width):
-            out[j, at + q] = row[col0 + q]
-        for q in range(width, TILE):
-            out[j, at + q] = 0.0
-
-
-@njit(cache=True)
-def _lane_products(A, a_row, b_row, step, n_rows, a_col, b_col, compensated, acc, err):
-    """``acc[r, q]`` accumulates ``fl(A[a_row + j step, a_col + r] * A[b_row + j step,
-    b_col + q])`` for ``j = 0..n_rows-1`` in order (one lane; TwoSum into ``err`` when
-    compensated), in 4 x 8 register blocks (:func:`.simd.gram_block`)."""
-    for r0 in range(0, TILE, 4):
-        for q0 in range(0, TILE, 8):
-            if compensated:
-                gram_block(A, a_row, b_row, step, n_rows, a_col + r0, b_col + q0, acc, err,
-                           r0, q0, True)
-            else:
-                gram_block(A, a_row, b_row, step, n_rows, a_col + r0, b_col + q0, acc, err,
-                           r0, q0, False)
+#: Rows of one CRO-1 lane in a whole chunk.
+LANE_ROWS = CHUNK // LANES
 
 
 @njit(parallel=True, cache=True)
-def _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC):
-    """Chunk partials ``PS[c, tile * TILE^2 + r * TILE + q]`` of ``G(m0 + r, a0 + q)``."""
+def _strips(X, c0, c1, XS):
+    """Chunks ``c0 .. c1 - 1`` of X in lane-major column strips:
+    ``XS[((cc * n_strips + s) * 32 + lane) * 256 + j, q] = X[i, s * 32 + q]`` for row
+    ``i = (c0 + cc) * 8192 + lane + 32 j`` (zero past the last column). Reads X row by row;
+    every (strip, lane) block of the result is contiguous."""
     N, P = X.shape
+    n_strips = XS.shape[0] // ((c1 - c0) * LANES * LANE_ROWS) if c1 > c0 else 0
+    for cc in prange(c1 - c0):
+        row0 = (c0 + cc) * CHUNK
+        for i in range(row0, min(N, row0 + CHUNK)):
+            lane, j = (i - row0) % LANES, (i - row0) // LANES
+            src = X[i]
+            for s in range(n_strips):
+                dst = XS[((cc * n_strips + s) * LANES + lane) * LANE_ROWS + j]
+                width = min(TILE, P - s * TILE)
+                for q in range(width):
+                    dst[q] = src[s * TILE + q]
+                for q in range(width, TILE):
+                    dst[q] = 0.0
+
+
+@njit(cache=True)
+def _tile_lanes(XS, base_m, base_a, rows, compensated, LS, LE):
+    """The 32 lane sums of every entry of one tile: lane ``l`` of ``LS[l].reshape(32, 32)``
+    accumulates ``fl(M[j, r] * A[j, q])`` over its rows ``j`` in order, where ``M``/``A``
+    are the lane's blocks of the two strips (4 x 8 register blocks,
+    :func:`.simd.gram_block`)."""
+    one = runtime_int(1)
+    for lane in range(LANES):
+        n_rows = (rows - lane + LANES - 1) // LANES if lane < rows else 0
+        acc = LS[lane].reshape((TILE, TILE))
+        err = LE[lane].reshape((TILE, TILE))
+        a_row = (base_m * LANES + lane) * LANE_ROWS
+        b_row = (base_a * LANES + lane) * LANE_ROWS
+        for r0 in range(0, TILE, 4):
+            for q0 in range(0, TILE, 8):
+                if compensated:
+                    gram_block(XS, a_row, b_row, one, n_rows, r0, q0, acc, err, r0, q0, True)
+                else:
+                    gram_block(XS, a_row, b_row, one, n_rows, r0, q0, acc, err, r0, q0, False)
+
+
+@njit(parallel=True, cache=True)
+def _tile_partials(XS, N, c0, c1, n_strips, tile_m, tile_a, compensated, PS, PC):
+    """Chunk partials ``PS[c, tile * 1024 + r * 32 + q]`` of ``G(m0 + r, a0 + q)`` for the
+    chunks ``c0 .. c1 - 1`` held in ``XS`` (:func:`_strips`): one task per (chunk, tile),
+    the lane tree as flat merges of the 32 lanes' 1024 sums."""
     n_tiles = tile_m.shape[0]
-    for task in prange(PS.shape[0] * n_tiles):
-        c = task // n_tiles
-        tile = task % n_tiles
-        m0 = tile_m[tile] * TILE
-        a0 = tile_a[tile] * TILE
-        wm = min(TILE, P - m0)
-        wa = min(TILE, P - a0)
-        row0 = c * CHUNK
-        rows = min(N, row0 + CHUNK) - row0
-        inside = m0 + TILE <= P and a0 + TILE <= P  # whole tiles read X in place
-        PM = np.empty((CHUNK // LANES, 2 * TILE))  # else: one lane's rows, packed
-        acc = np.empty((TILE, TILE))
-        err = np.empty((TILE, TILE))
-        ST = np.empty((TILE * TILE, LANES))
-        ET = np.empty((TILE * TILE, LANES))
-        for lane in range(LANES):
-            n_rows = (rows - lane + LANES - 1) // LANES if lane < rows else 0
-            acc[:, :] = -0.0
-            err[:, :] = -0.0
-            if inside:
-                _lane_products(X, row0 + lane, row0 + lane, runtime_int(LANES), n_rows, m0,
-                               a0, compensated, acc, err)
-            else:
-                zero, second = runtime_int(0), runtime_int(TILE)
-                _pack_lane(X, row0 + lane, n_rows, m0, wm, PM, zero)
-                _pack_lane(X, row0 + lane, n_rows, a0, wa, PM, second)
-                _lane_products(PM, zero, zero, runtime_int(1), n_rows, zero, second,
-                               compensated, acc, err)
-            for r in range(TILE):
-                for q in range(TILE):
-                    ST[r * TILE + q, lane] = acc[r, q]
-                    ET[r * TILE + q, lane] = err[r, q]
-        base = tile * TILE * TILE
-        lane_tree_columns_t(ST, ET, TILE * TILE, compensated, PS[c, base:base + TILE * TILE],
-                            PC[c, base:base + TILE * TILE])
+    size = TILE * TILE
+    for task in prange((c1 - c0) * n_tiles):
+        cc, tile = task // n_tiles, task % n_tiles
+        c = c0 + cc
+        rows = min(N, (c + 1) * CHUNK) - c * CHUNK
+        LS = np.full((LANES, size), -0.0)
+        LE = np.full((LANES, size), -0.0)
+        _tile_lanes(XS, cc * n_strips + tile_m[tile], cc * n_strips + tile_a[tile], rows,
+                    compensated, LS, LE)
+        S, E = LS.reshape(LANES * size), LE.reshape(LANES * size)
+        w = LANES // 2
+        while w >= 1:
+            merge_segments(S, E, runtime_int(0), w * size, w * size, compensated)
+            w //= 2
+        base = tile * size
+        for x in range(size):
+            PS[c, base + x] = S[x]
+            PC[c, base + x] = E[x]
 
 
 def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
@@ -244,20 +246,30 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     :func:`column_pair_grams` and as ``gemv_t(X, X[:, a])[m]``. The strict upper
     triangle is unspecified.
 
-    Each parallel task is one (CRO-1 chunk, ``TILE x TILE`` column tile): lane by lane it
-    packs the lane's rows of the tile's columns and updates all ``TILE^2`` lane sums one
-    row at a time, vectorised across the tile's columns; then the lane tree of every
-    entry. ``X`` must be C-contiguous float64.
+    A few chunks at a time (one per thread), X is copied into lane-major strips of 32
+    columns (:func:`_strips`, one pass); then each parallel task is one (chunk, 32 x 32
+    tile of the triangle): lane by lane, the lane's 256 rows of the two strips (contiguous
+    in the copy) update the tile's lane sums in 4 x 8 register blocks, then the lane
+    tree. ``X`` must be C-contiguous float64. Extra memory: the strips of the chunks in
+    flight (``threads x 8192 x P`` values).
     """
+    import numba
+
     N, P = X.shape
     if N == 0 or P == 0:
         return np.zeros((P, P))
     nb = -(-P // TILE)
     tm, ta = np.tril_indices(nb)
     tile_m, tile_a = tm.astype(np.int64), ta.astype(np.int64)
-    PS = np.empty((n_chunks(N), tile_m.size * TILE * TILE))
+    n_ch = n_chunks(N)
+    PS = np.empty((n_ch, tile_m.size * TILE * TILE))
     PC = np.empty_like(PS)
-    _lower_gram_partials(X, tile_m, tile_a, compensated, PS, PC)
+    batch = min(n_ch, max(1, numba.get_num_threads()))
+    XS = np.empty((batch * nb * LANES * LANE_ROWS, TILE))
+    for c0 in range(0, n_ch, batch):
+        c1 = min(n_ch, c0 + batch)
+        _strips(X, c0, c1, XS[:(c1 - c0) * nb * LANES * LANE_ROWS])
+        _tile_partials(XS, N, c0, c1, nb, tile_m, tile_a, compensated, PS, PC)
     flat = np.empty(PS.shape[1])
     chunk_tree_columns(PS, PC, compensated, flat)
     padded = np.zeros((nb, TILE, nb, TILE))
