@@ -172,20 +172,19 @@ LANE_ROWS = CHUNK // LANES
 
 
 @njit(parallel=True, cache=True)
-def _strips(X, c0, c1, XS):
+def _strips(X, c0, c1, n_strips, lane_rows, XS):
     """Chunks ``c0 .. c1 - 1`` of X in lane-major column strips:
-    ``XS[((cc * n_strips + s) * 32 + lane) * 256 + j, q] = X[i, s * 32 + q]`` for row
-    ``i = (c0 + cc) * 8192 + lane + 32 j`` (zero past the last column). Reads X row by row;
-    every (strip, lane) block of the result is contiguous."""
+    ``XS[((cc * n_strips + s) * 32 + lane) * lane_rows + j, q] = X[i, s * 32 + q]`` for
+    row ``i = (c0 + cc) * 8192 + lane + 32 j`` (zero past the last column). Reads X row
+    by row; every (strip, lane) block of the result is contiguous."""
     N, P = X.shape
-    n_strips = XS.shape[0] // ((c1 - c0) * LANES * LANE_ROWS) if c1 > c0 else 0
     for cc in prange(c1 - c0):
         row0 = (c0 + cc) * CHUNK
         for i in range(row0, min(N, row0 + CHUNK)):
             lane, j = (i - row0) % LANES, (i - row0) // LANES
             src = X[i]
             for s in range(n_strips):
-                dst = XS[((cc * n_strips + s) * LANES + lane) * LANE_ROWS + j]
+                dst = XS[((cc * n_strips + s) * LANES + lane) * lane_rows + j]
                 width = min(TILE, P - s * TILE)
                 for q in range(width):
                     dst[q] = src[s * TILE + q]
@@ -194,7 +193,7 @@ def _strips(X, c0, c1, XS):
 
 
 @njit(cache=True)
-def _tile_lanes(XS, base_m, base_a, rows, compensated, LS, LE):
+def _tile_lanes(XS, base_m, base_a, rows, lane_rows, compensated, LS, LE):
     """The 32 lane sums of every entry of one tile: lane ``l`` of ``LS[l].reshape(32, 32)``
     accumulates ``fl(M[j, r] * A[j, q])`` over its rows ``j`` in order, where ``M``/``A``
     are the lane's blocks of the two strips (4 x 8 register blocks,
@@ -204,8 +203,8 @@ def _tile_lanes(XS, base_m, base_a, rows, compensated, LS, LE):
         n_rows = (rows - lane + LANES - 1) // LANES if lane < rows else 0
         acc = LS[lane].reshape((TILE, TILE))
         err = LE[lane].reshape((TILE, TILE))
-        a_row = (base_m * LANES + lane) * LANE_ROWS
-        b_row = (base_a * LANES + lane) * LANE_ROWS
+        a_row = (base_m * LANES + lane) * lane_rows
+        b_row = (base_a * LANES + lane) * lane_rows
         for r0 in range(0, TILE, 4):
             for q0 in range(0, TILE, 8):
                 if compensated:
@@ -215,7 +214,8 @@ def _tile_lanes(XS, base_m, base_a, rows, compensated, LS, LE):
 
 
 @njit(parallel=True, cache=True)
-def _tile_partials(XS, N, c0, c1, n_strips, tile_m, tile_a, compensated, PS, PC):
+def _tile_partials(XS, N, c0, c1, n_strips, lane_rows, tile_m, tile_a, compensated, PS,
+                   PC):
     """Chunk partials ``PS[c, tile * 1024 + r * 32 + q]`` of ``G(m0 + r, a0 + q)`` for the
     chunks ``c0 .. c1 - 1`` held in ``XS`` (:func:`_strips`): one task per (chunk, tile),
     the lane tree as flat merges of the 32 lanes' 1024 sums."""
@@ -228,7 +228,7 @@ def _tile_partials(XS, N, c0, c1, n_strips, tile_m, tile_a, compensated, PS, PC)
         LS = np.full((LANES, size), -0.0)
         LE = np.full((LANES, size), -0.0)
         _tile_lanes(XS, cc * n_strips + tile_m[tile], cc * n_strips + tile_a[tile], rows,
-                    compensated, LS, LE)
+                    lane_rows, compensated, LS, LE)
         S, E = LS.reshape(LANES * size), LE.reshape(LANES * size)
         w = LANES // 2
         while w >= 1:
@@ -246,12 +246,13 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     :func:`column_pair_grams` and as ``gemv_t(X, X[:, a])[m]``. The strict upper
     triangle is unspecified.
 
-    A few chunks at a time (one per thread), X is copied into lane-major strips of 32
-    columns (:func:`_strips`, one pass); then each parallel task is one (chunk, 32 x 32
-    tile of the triangle): lane by lane, the lane's 256 rows of the two strips (contiguous
-    in the copy) update the tile's lane sums in 4 x 8 register blocks, then the lane
-    tree. ``X`` must be C-contiguous float64. Extra memory: the strips of the chunks in
-    flight (``threads x 8192 x P`` values).
+    A chunk at a time (a few when there are few tiles), X is copied into lane-major
+    strips of 32 columns (:func:`_strips`, one pass); then each parallel task is one
+    (chunk, 32 x 32 tile of the triangle): lane by lane, the lane's 256 rows of the two
+    strips (contiguous in the copy) update the tile's lane sums in 4 x 8 register blocks,
+    then the lane tree. ``X`` must be C-contiguous float64. Extra memory: the strips of the chunks in
+    flight (``min(N, 8192) x P`` values, padded to whole strips, times the chunks per
+    batch).
     """
     import numba
 
@@ -264,12 +265,15 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     n_ch = n_chunks(N)
     PS = np.empty((n_ch, tile_m.size * TILE * TILE))
     PC = np.empty_like(PS)
-    batch = min(n_ch, max(1, numba.get_num_threads()))
-    XS = np.empty((batch * nb * LANES * LANE_ROWS, TILE))
+    threads = max(1, numba.get_num_threads())
+    # one chunk at a time has enough tiles for every thread (and holds one chunk's strips)
+    batch = 1 if tile_m.size >= 4 * threads else min(n_ch, threads)
+    lane_rows = min(LANE_ROWS, -(-N // LANES))  # rows of a lane in the longest chunk
+    XS = np.empty((batch * nb * LANES * lane_rows, TILE))
     for c0 in range(0, n_ch, batch):
         c1 = min(n_ch, c0 + batch)
-        _strips(X, c0, c1, XS[:(c1 - c0) * nb * LANES * LANE_ROWS])
-        _tile_partials(XS, N, c0, c1, nb, tile_m, tile_a, compensated, PS, PC)
+        _strips(X, c0, c1, nb, lane_rows, XS)
+        _tile_partials(XS, N, c0, c1, nb, lane_rows, tile_m, tile_a, compensated, PS, PC)
     flat = np.empty(PS.shape[1])
     chunk_tree_columns(PS, PC, compensated, flat)
     padded = np.zeros((nb, TILE, nb, TILE))
