@@ -250,9 +250,9 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     strips of 32 columns (:func:`_strips`, one pass); then each parallel task is one
     (chunk, 32 x 32 tile of the triangle): lane by lane, the lane's 256 rows of the two
     strips (contiguous in the copy) update the tile's lane sums in 4 x 8 register blocks,
-    then the lane tree. ``X`` must be C-contiguous float64. Extra memory: the strips of the chunks in
-    flight (``min(N, 8192) x P`` values, padded to whole strips, times the chunks per
-    batch).
+    then the lane tree. ``X`` must be C-contiguous float64. Extra memory: the strips of
+    the chunks in flight (``min(N, 8192) x P`` values, padded to whole strips, times the
+    chunks per batch).
     """
     import numba
 
