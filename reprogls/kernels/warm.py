@@ -126,8 +126,10 @@ def _elementwise() -> None:
 
 #: name -> (compile function, single-core compile seconds on the 2-core dev box beyond
 #: what the tasks before it in this table compiled; used only to balance the workers).
-#: Measured: "woodbury" + "gram" alone 25 s, "sur_matvec" + "sur_rmatvec" + "reductions"
-#: 25 s, in two processes side by side.
+#: Measured 2026-12-01, each task alone in a fresh process (imports included): woodbury
+#: 17.7 s, dense 12.9 s, sur_matvec 13.6 s, sur_rmatvec 6.6 s, reductions 6.9 s, fused
+#: 22.4 s; the demo's five tasks in two processes: 19-22 s with the weights below (the
+#: weights from these numbers split them differently and measured no better).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 22.0),
     "large": (_large, 12.0),
