@@ -1,19 +1,23 @@
-"""CRO-1 reductions of many sequences at once, laid out as flat term segments.
+"""CRO-1 reductions of many sequences at once, laid out as flat runs of terms.
 
-A buffer ``S`` holds ``n`` *term segments* of length ``L``: term ``t`` of sequence ``x`` is
-``S[t * L + x]``. :func:`reduce_segments` reduces every sequence ``x < L`` in CRO-1
-order, with every step of the order (lane accumulation, lane tree, chunk tree) done as
-one flat loop over the ``L`` sequences. The caller chooses what the ``L`` sequences are
-(e.g. 8 rows times all equations of one width), so the loops are long and vectorise
-well, whatever the number of terms.
+Term ``t`` of sequence ``x`` (``x < L``) is a product ``fl(A[t * sa + x] * B[t * sb +
+(x >> bshift)])``: A holds one run of ``L`` values per term, B either one run per term
+(``bshift = 0``) or one value per 32 consecutive sequences (``bshift = 5``, e.g. a
+coefficient shared by the 32 rows of a block). :func:`dot_tree` and :func:`dot_segments`
+reduce every sequence in CRO-1 order with each step of the order -- lane accumulation,
+lane tree, chunk tree -- done as one flat loop over the ``L`` sequences. The caller
+chooses what the sequences are (32 rows times the equations of a tile, the 32 rows of a
+Woodbury block), so the loops are long and vectorise well, whatever the number of terms.
 
 The order is the reference's (:mod:`reprogls.kernels.reference.cro`) step by step:
 
-* ``n <= 32``: term ``t`` is lane ``t``'s only term, ``(v, 0)``; the lane tree merges
-  live lanes only (merging an empty ``-0.0`` lane changes no result bit; see
-  :func:`reprogls.kernels.cpu._cro.tree_live`);
-* ``32 < n``: lane ``l`` of chunk ``c`` accumulates terms ``c*8192 + l + 32 j`` in order
-  (TwoSum in compensated mode), then the lane tree of the chunk, then the chunk tree;
+* ``n <= 32`` (:func:`dot_tree`): term ``t`` is lane ``t``'s only term, ``(v, 0)``; the
+  lane tree merges live lanes only (merging an empty ``-0.0`` lane changes no result
+  bit; see :func:`reprogls.kernels.cpu._cro.tree_live`), and a lane's product is formed
+  where the tree first reads it;
+* ``n > 32`` (:func:`dot_segments`): lane ``l`` of chunk ``c`` accumulates terms
+  ``c*8192 + l + 32 j`` in order (TwoSum in compensated mode), then the lane tree of the
+  chunk, then the chunk tree;
 * the result of each sequence is ``finalize(s, comp)``.
 
 Only ``+ - *`` of IEEE binary64 (no FMA; Numba's default ``fastmath=False``).
@@ -27,8 +31,7 @@ from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
 
-__all__ = ["dot_segments", "finalize_segment", "merge_segments", "reduce_segments"]
-
+__all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
 
 _DBL_MAX = 1.7976931348623157e308
 
@@ -50,30 +53,6 @@ def merge_segments(S, E, dst, src, L, compensated):
 
 
 @njit(cache=True)
-def _accumulate_segment(S, E, dst, src, L):
-    """Compensated lane step: ``(S, E)[dst + x]`` accumulates the term ``S[src + x]``."""
-    sd, ss, ed = S[dst:dst + L], S[src:src + L], E[dst:dst + L]
-    for x in range(L):
-        t, e = two_sum(sd[x], ss[x])
-        ed[x] = ed[x] + e
-        sd[x] = t
-
-
-@njit(cache=True)
-def _add_segment(S, dst, src, L):
-    """Plain lane step: ``S[dst + x] += S[src + x]``."""
-    sd, ss = S[dst:dst + L], S[src:src + L]
-    for x in range(L):
-        sd[x] = sd[x] + ss[x]
-
-
-@njit(cache=True)
-def _zero(E, start, stop):
-    for x in range(start, stop):
-        E[x] = 0.0
-
-
-@njit(cache=True)
 def _lane_tree(S, E, base, live, L, compensated):
     """CRO-1 lane tree over the ``live`` lane segments starting at segment ``base``: at
     width ``w``, lanes ``0 .. min(w, live - w) - 1`` merge lanes ``w ..``, which is one
@@ -87,62 +66,31 @@ def _lane_tree(S, E, base, live, L, compensated):
 
 
 @njit(cache=True)
-def _chunk_partial(S, E, t0, t1, L, compensated):
-    """Lanes and lane tree of the terms ``t0 <= t < t1`` (one chunk); the partial is left
-    in segment ``t0``.
-
-    Lane ``l`` holds term ``t0 + l`` and accumulates terms ``t0 + l + 32 j``, j = 1, 2,
-    ..., in order: the terms of block ``j`` (``t0 + 32 j ..``) are added to the lanes as
-    one flat loop over a contiguous run of segments.
-    """
-    n = t1 - t0
-    if compensated:
-        _zero(E, t0 * L, (t0 + min(n, LANES)) * L)
-    for first in range(t0 + LANES, t1, LANES):
-        width = min(LANES, t1 - first) * L
-        if compensated:
-            _accumulate_segment(S, E, t0 * L, first * L, width)
-        else:
-            _add_segment(S, t0 * L, first * L, width)
-    _lane_tree(S, E, t0, min(n, LANES), L, compensated)
+def _chunk_tree(S, E, n_ch, spacing, L, compensated):
+    """CRO-1 chunk tree over the partials at ``S[c * spacing:][:L]``, ``c < n_ch``: pairs
+    ``(2i, 2i + 1)`` level by level, an odd last one passing up; the root ends at 0."""
+    stride = 1
+    while stride < n_ch:
+        for c in range(0, n_ch - stride, 2 * stride):
+            merge_segments(S, E, c * spacing, (c + stride) * spacing, L, compensated)
+        stride *= 2
 
 
 @njit(cache=True)
 def finalize_segment(S, E, src, L, compensated, out):
     """``out[x] = finalize(S[src + x], E[src + x])`` with selects (it vectorises)."""
+    ss, o = S[src:src + L], out[:L]
     if compensated:
+        es = E[src:src + L]
         for x in range(L):
-            s, c = S[src + x], E[src + x]
+            s, c = ss[x], es[x]
             r = s + c
             r = r if (abs(s) <= _DBL_MAX) & (c != 0.0) else s
-            out[x] = r if r == r else CANONICAL_NAN
+            o[x] = r if r == r else CANONICAL_NAN
     else:
         for x in range(L):
-            r = S[src + x]
-            out[x] = r if r == r else CANONICAL_NAN
-
-
-@njit(cache=True)
-def reduce_segments(S, E, n, L, compensated, out):
-    """``out[x]`` = finalized CRO-1 reduction over ``t < n`` of the terms ``S[t * L + x]``.
-
-    ``S`` (the terms) and ``E`` (scratch, any content) hold at least ``n * L`` elements;
-    both are overwritten. ``n = 0`` gives ``+0.0``.
-    """
-    if n == 0:
-        for x in range(L):
-            out[x] = 0.0
-        return
-    n_ch = (n + CHUNK - 1) // CHUNK
-    for c in range(n_ch):
-        _chunk_partial(S, E, c * CHUNK, min(n, (c + 1) * CHUNK), L, compensated)
-    # chunk tree over the partials in segments 0, CHUNK, 2 CHUNK, ... (pairs level by level)
-    stride = 1
-    while stride < n_ch:
-        for c in range(0, n_ch - stride, 2 * stride):
-            merge_segments(S, E, c * CHUNK * L, (c + stride) * CHUNK * L, L, compensated)
-        stride *= 2
-    finalize_segment(S, E, runtime_int(0), L, compensated, out)
+            r = ss[x]
+            o[x] = r if r == r else CANONICAL_NAN
 
 
 @njit(cache=True)
@@ -215,11 +163,7 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
                     _products_into(S, E, lanes + lane * L, A, t * sa, B, t * sb, bshift, L,
                                    compensated, first > t0)
         _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
-    stride = 1
-    while stride < n_ch:
-        for c in range(0, n_ch - stride, 2 * stride):
-            merge_segments(S, E, c * LANES * L, (c + stride) * LANES * L, L, compensated)
-        stride *= 2
+    _chunk_tree(S, E, n_ch, LANES * L, L, compensated)
     finalize_segment(S, E, runtime_int(0), L, compensated, out)
 
 

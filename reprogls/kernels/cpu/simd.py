@@ -61,6 +61,17 @@ def _transpose8(builder, rows):
     return cols
 
 
+def _load_rows8(builder, arr, row0, col0):
+    """The eight ``<8 x double>`` values ``arr[row0 + i, col0:col0 + 8]``, ``i < 8``."""
+    n_cols = builder.extract_value(arr.shape, 1)
+    rows = []
+    for i in range(8):
+        row = builder.add(row0, ir.Constant(_I64, i))
+        ptr = builder.gep(arr.data, [builder.add(builder.mul(row, n_cols), col0)])
+        rows.append(builder.load(builder.bitcast(ptr, _VEC8.as_pointer()), align=8))
+    return rows
+
+
 @intrinsic
 def transpose8x8_scatter(typingctx, X, i0, m, dest, out):
     """``out[dest[m + c] * 8 + b] = X[i0 + b, m + c]`` for ``b, c < 8``.
@@ -76,12 +87,7 @@ def transpose8x8_scatter(typingctx, X, i0, m, dest, out):
         x_arr = context.make_array(signature.args[0])(context, builder, x_val)
         dest_arr = context.make_array(signature.args[3])(context, builder, dest_val)
         out_arr = context.make_array(signature.args[4])(context, builder, out_val)
-        n_cols = builder.extract_value(x_arr.shape, 1)
-        rows = []
-        for b in range(8):
-            row = builder.add(i0_val, ir.Constant(_I64, b))
-            ptr = builder.gep(x_arr.data, [builder.add(builder.mul(row, n_cols), m_val)])
-            rows.append(builder.load(builder.bitcast(ptr, _VEC8.as_pointer()), align=8))
+        rows = _load_rows8(builder, x_arr, i0_val, m_val)
         for c, col in enumerate(_transpose8(builder, rows)):
             slot = builder.load(builder.gep(dest_arr.data,
                                             [builder.add(m_val, ir.Constant(_I64, c))]))
@@ -102,13 +108,8 @@ def transpose8x8(typingctx, A, a_row, a_col, B, b_row, b_col):
         a_val, a_row_val, a_col_val, b_val, b_row_val, b_col_val = args
         a_arr = context.make_array(signature.args[0])(context, builder, a_val)
         b_arr = context.make_array(signature.args[3])(context, builder, b_val)
-        a_cols = builder.extract_value(a_arr.shape, 1)
         b_cols = builder.extract_value(b_arr.shape, 1)
-        rows = []
-        for i in range(8):
-            row = builder.add(a_row_val, ir.Constant(_I64, i))
-            ptr = builder.gep(a_arr.data, [builder.add(builder.mul(row, a_cols), a_col_val)])
-            rows.append(builder.load(builder.bitcast(ptr, _VEC8.as_pointer()), align=8))
+        rows = _load_rows8(builder, a_arr, a_row_val, a_col_val)
         for c, col in enumerate(_transpose8(builder, rows)):
             row = builder.add(b_row_val, ir.Constant(_I64, c))
             ptr = builder.gep(b_arr.data, [builder.add(builder.mul(row, b_cols), b_col_val)])

@@ -1,0 +1,88 @@
+"""The flat-run CRO-1 reductions (cpu/segments.py) and the data-movement intrinsics
+(cpu/simd.py) against the reference, directly (the public kernels test them through the
+SUR operators, too)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprogls.kernels.cpu.segments import dot_segments, dot_tree
+from reprogls.kernels.cpu.simd import transpose8x8, transpose8x8_scatter
+from reprogls.kernels.reference.cro import reduce_rows
+from tests.corpus import same_bits
+
+MODES = (True, False)
+
+
+def terms(rng, n, L, bshift, sa, sb):
+    """Operands laid out with term strides ``sa``, ``sb``, values over 1e-20..1e20 with a
+    few specials; returns ``(A, B, V)`` where ``V[x, t]`` is the term the kernels form."""
+    A = rng.choice([-1.0, 1.0], n * sa + L) * 10.0 ** rng.uniform(-20, 20, n * sa + L)
+    nb = n * sb + (L >> bshift) + 1
+    B = rng.standard_normal(nb)
+    if n > 3:
+        A[rng.integers(0, n * sa, 4)] = [-0.0, np.inf, 1e300, 5e-324]
+        B[rng.integers(0, max(1, n * sb), 2)] = [-0.0, 1e10]
+    t, x = np.meshgrid(np.arange(n), np.arange(L), indexing="ij")
+    with np.errstate(all="ignore"):
+        V = (A[t * sa + x] * B[t * sb + (x >> bshift)]).T
+    return A, B, V
+
+
+def run(fn, A, sa, B, sb, bshift, n, L, compensated):
+    chunks = max(1, -(-n // 8192))
+    S = np.full(32 * L * chunks + 16 * L, np.nan)  # stale scratch must not matter
+    E = np.full_like(S, np.nan)
+    out = np.empty(L)
+    fn(A, sa, B, sb, bshift, n, L, compensated, S, E, out)
+    return out
+
+
+@pytest.mark.parametrize("compensated", MODES)
+@pytest.mark.parametrize("fn", [dot_tree, dot_segments], ids=["tree", "segments"])
+@pytest.mark.parametrize("L,bshift", [(1, 0), (8, 0), (24, 0), (32, 5), (96, 5)])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 16, 17, 31, 32, 33, 64, 65, 100])
+def test_short_and_medium_reductions_equal_the_reference(n, L, bshift, fn, compensated):
+    rng = np.random.default_rng([n, L, bshift])
+    for sa, sb in ((L, L >> bshift), (L + 3, (L >> bshift) + 2)):  # dense and strided
+        A, B, V = terms(rng, n, L, bshift, sa, sb)
+        expected = reduce_rows(V, compensated) if n else np.zeros(L)
+        assert same_bits(run(fn, A, sa, B, sb, bshift, n, L, compensated), expected)
+
+
+@pytest.mark.parametrize("compensated", MODES)
+@pytest.mark.parametrize("n", [8191, 8192, 8193, 3 * 8192 + 5])
+def test_reductions_over_several_chunks(n, compensated):
+    rng = np.random.default_rng(n)
+    for L, bshift in ((8, 0), (32, 5)):
+        A, B, V = terms(rng, n, L, bshift, L, L >> bshift)
+        assert same_bits(run(dot_tree, A, L, B, L >> bshift, bshift, n, L, compensated),
+                         reduce_rows(V, compensated))
+
+
+def test_transposes_move_tiles_exactly():
+    from numba import njit
+
+    @njit
+    def tile(A, a_row, a_col, B, b_row, b_col):
+        transpose8x8(A, a_row, a_col, B, b_row, b_col)
+
+    @njit
+    def scatter(X, i0, m, dest, out):
+        transpose8x8_scatter(X, i0, m, dest, out)
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((19, 21))
+    A[3, 5], A[4, 6] = -0.0, np.nan
+    B = np.full((17, 23), 7.0)
+    tile(A, 3, 5, B, 9, 11)
+    expected = np.full((17, 23), 7.0)
+    expected[9:17, 11:19] = A[3:11, 5:13].T
+    assert same_bits(B, expected)
+    dest = rng.permutation(30).astype(np.int64)
+    out = np.full(30 * 8, 7.0)
+    scatter(A, 2, 4, dest, out)
+    for c in range(8):
+        assert same_bits(out[dest[4 + c] * 8:dest[4 + c] * 8 + 8], A[2:10, 4 + c])
+    assert np.count_nonzero(out != 7.0) <= 64
