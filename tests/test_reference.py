@@ -83,10 +83,25 @@ def test_nrm2_subnormal_scaling_factors_are_normal():
 @given(arrays(np.float64, st.integers(0, 300), elements=st.floats(-1e6, 1e6)))
 def test_compensated_sum_is_close_to_exact(x):
     # error bound of compensated summation: |s - exact| <= eps|exact| + O(n^2 eps^2) sum|x|
+    # with eps = 2**-52 (one ulp of 1.0). (The constant was 2.2e-16 < 2**-52, less than
+    # one ulp for sums just above a power of two; hypothesis found such a case on
+    # 2026-12-01, reconstructed below.)
     exact = math.fsum(x)
     got = ref.cro_sum(x)
-    bound = 2.2e-16 * abs(exact) + 1e-28 * len(x) ** 2 * float(np.abs(x).sum())
+    eps = float(np.finfo(np.float64).eps)
+    bound = eps * abs(exact) + 1e-28 * len(x) ** 2 * float(np.abs(x).sum())
     assert abs(got - exact) <= bound
+
+
+def test_compensated_sum_is_faithful_not_correctly_rounded():
+    """``a + b`` is a tie that rounds up (to even) while a tiny third term puts the exact
+    sum just below it: TwoSum's error ``-2**-33`` absorbs the tiny term, and the final
+    ``s + comp`` is the same tie again. The result is one ulp (2**-32 at 2**20) above the
+    correctly rounded sum -- within ``eps |exact|``, not within 2.2e-16 |exact|."""
+    x = np.array([2.0**20 + 2.0**-32, 2.0**-33, -1e-88])
+    exact = math.fsum(x)
+    assert ref.cro_sum(x) - exact == 2.0**-32
+    assert abs(ref.cro_sum(x) - exact) <= float(np.finfo(np.float64).eps) * abs(exact)
 
 
 @settings(max_examples=200, deadline=None)
