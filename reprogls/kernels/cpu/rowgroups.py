@@ -302,36 +302,46 @@ def block_scratch(P, K, k, widest, longest):
 # --- the kernels ------------------------------------------------------------------------
 
 
+#: Blocks of 32 rows per task of the row-parallel kernels (their scratch is allocated
+#: once per task).
+SLAB = 16
+
+
 @njit(parallel=True, cache=True)
 def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
     """``U[i, j]`` = CRO-1 dot of row ``i``'s columns of equation ``j`` with ``v``; one
-    task per block of 32 consecutive rows (block row ``8 s + b`` is row ``i0 + 8 s + b``)."""
+    task per slab of blocks of 32 consecutive rows (block row ``8 s + b`` is row
+    ``i0 + 8 s + b``)."""
     N, P = X.shape
     K = U.shape[1]
-    for blk in prange((N + ROWS - 1) // ROWS):
-        i0 = blk * ROWS
+    n_blocks = (N + ROWS - 1) // ROWS
+    for slab in prange((n_blocks + SLAB - 1) // SLAB):
         work = block_scratch(P, K, runtime_int(0), widest, longest)
         XT, S, E, out, Ub = work[0], work[1], work[2], work[3], work[4]
-        for s in range(BLOCK):
-            nb = max(0, min(GROUP, N - i0 - s * GROUP))
-            if nb > 0:
-                gather_group(X, i0 + s * GROUP, nb, dest[s], XT)
-        block_dots(XT, tiles, eqs, vT, compensated, S, E, out, Ub)
-        block_to_rows(Ub.reshape((K, ROWS)), i0, min(ROWS, N - i0), U)
+        for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
+            i0 = blk * ROWS
+            for s in range(BLOCK):
+                nb = max(0, min(GROUP, N - i0 - s * GROUP))
+                if nb > 0:
+                    gather_group(X, i0 + s * GROUP, nb, dest[s], XT)
+            block_dots(XT, tiles, eqs, vT, compensated, S, E, out, Ub)
+            block_to_rows(Ub.reshape((K, ROWS)), i0, min(ROWS, N - i0), U)
 
 
 @njit(parallel=True, cache=True)
 def _woodbury_kernel(R, GT, L, LT, DE, compensated, out):
-    """``out = R Sigma^-1``, one task per block of 32 consecutive rows."""
+    """``out = R Sigma^-1``, one task per slab of blocks of 32 consecutive rows."""
     N, K = R.shape
     k = GT.shape[0]
-    for blk in prange((N + ROWS - 1) // ROWS):
-        i0 = blk * ROWS
+    n_blocks = (N + ROWS - 1) // ROWS
+    for slab in prange((n_blocks + SLAB - 1) // SLAB):
         one = runtime_int(1)
         _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
-        rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
-        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
-        block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
+        for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
+            i0 = blk * ROWS
+            rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
+            woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+            block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
 
 
 @njit(cache=True)
