@@ -63,6 +63,16 @@ def test_grid_over_rank_picks_by_held_out_score():
     assert scores[2] > scores[1]
 
 
+def test_hyper_parameters_are_those_of_gls_fit_with_the_same_defaults():
+    import inspect
+
+    mine = inspect.signature(LowRankGLS.__init__).parameters
+    fit = inspect.signature(gls.fit).parameters
+    assert list(mine)[1:] == [n for n in fit if n not in ("Xs", "Y")]
+    assert all(mine[n].default == fit[n].default for n in list(mine)[1:])
+    assert tuple(LowRankGLS().get_params()) == tuple(list(mine)[1:])
+
+
 def test_bad_parameters_and_unfitted_use():
     with pytest.raises(ValueError, match=r"invalid parameter 'rnak'.*valid parameters: rank"):
         LowRankGLS().set_params(rnak=2)

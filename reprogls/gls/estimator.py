@@ -14,6 +14,7 @@ fit is the function itself), so the fingerprint is the same.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -93,10 +94,6 @@ class LowRankGLS:
         self.mode = mode
         self.device = device
 
-    _PARAM_NAMES = ("rank", "add_constant", "sigma", "ridge", "tol", "max_iter",
-                    "beta_solver", "cg_tol", "cg_max_iter", "sigma_step", "cov_type",
-                    "mode", "device")
-
     # --- scikit-learn parameter protocol ------------------------------------------------
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -157,6 +154,10 @@ class LowRankGLS:
 
         It is ``-result_.score(Xs, Y)``."""
         return -self._fitted().score(Xs, Y)
+
+
+#: The hyper-parameters, in the order of ``__init__`` (its signature is the one list).
+LowRankGLS._PARAM_NAMES = tuple(inspect.signature(LowRankGLS.__init__).parameters)[1:]
 
 
 def _same(a: Any, b: Any) -> bool:
