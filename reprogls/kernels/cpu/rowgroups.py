@@ -35,6 +35,7 @@ from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .segments import dot_segments, dot_tree, merge_segments
 from .simd import lane_steps8, transpose8x8, transpose8x8_scatter
+from .views import unmanaged
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
            "woodbury_solve"]
@@ -180,6 +181,8 @@ def block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U):
     """``U[j * 32 + y]`` = CRO-1 dot of block row ``y``'s columns of equation ``j`` with
     ``v`` (``vT = v[perm]``; ``U`` of equations without regressors is left untouched).
     Scratch: ``S``, ``E`` of ``16 * 32 max(n)``; ``out`` of ``32 max(n)``."""
+    XT, vT, S, E, out, U = (unmanaged(XT), unmanaged(vT), unmanaged(S), unmanaged(E),
+                            unmanaged(out), unmanaged(U))
     for c in range(tiles.shape[0]):
         p, n, base, e0 = tiles[c, 0], tiles[c, 1], tiles[c, 2], tiles[c, 3]
         L = n * ROWS
@@ -211,6 +214,9 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     ``32 TILE_EQUATIONS``.
     """
     k, K = GT.shape
+    U, GT, L, LT, DE = unmanaged(U), unmanaged(GT), unmanaged(L), unmanaged(LT), unmanaged(DE)
+    S, E, T, Z = unmanaged(S), unmanaged(E), unmanaged(T), unmanaged(Z)
+    UQ, acc, W = unmanaged(UQ), unmanaged(acc), unmanaged(W)
     R, one, b5 = runtime_int(ROWS), runtime_int(1), runtime_int(BROADCAST32)
     GTf = GT.reshape(k * K)
     for q in range(k):  # t = G^T u: terms j, sequences y
@@ -249,6 +255,8 @@ def accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET):
     ``y = 8 s + b < n_rows`` in the order ``s = 0, 1, 2, 3``, lane ``b`` of gathered row
     ``r`` accumulates ``fl(XT[(4 r + s) * 8 + b] * W[eq(r) * 32 + y])``. ``WC``: scratch
     of ``32 max(n)``."""
+    XT, W, WC = unmanaged(XT), unmanaged(W), unmanaged(WC)
+    ST, ET = unmanaged(ST), unmanaged(ET)
     for c in range(tiles.shape[0]):
         p, n, base, e0 = tiles[c, 0], tiles[c, 1], tiles[c, 2], tiles[c, 3]
         if tiles[c, 4]:
