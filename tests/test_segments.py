@@ -86,3 +86,31 @@ def test_transposes_move_tiles_exactly():
     for c in range(8):
         assert same_bits(out[dest[4 + c] * 8:dest[4 + c] * 8 + 8], A[2:10, 4 + c])
     assert np.count_nonzero(out != 7.0) <= 64
+
+
+@pytest.mark.parametrize("compensated", MODES)
+def test_register_trees_equal_the_reference_for_every_width(compensated):
+    """Every specialised register tree (n = 1 .. MAX_TERMS) and the first width past
+    them, on terms that stress the finalize rule: NaN, +-inf, sums that overflow (TwoSum
+    turns them into NaN compensations), signed zeros, subnormals, cancellation."""
+    from reprogls.kernels.cpu.register_trees import MAX_TERMS
+
+    rng = np.random.default_rng(2026)
+    L = 64
+    specials = np.array([np.nan, np.inf, -np.inf, 1.7e308, -1.7e308, -0.0, 0.0, 5e-324,
+                         1e16, -1e16, 1.0])
+    for n in range(1, MAX_TERMS + 2):
+        for trial in range(4):
+            A, B, _ = terms(rng, n, L, 5, L, 2)
+            if trial:  # a special in about one term in four, all rows
+                mask = rng.random(n * L) < 0.25
+                A[:n * L][mask] = rng.choice(specials, int(mask.sum()))
+                B[:2 * n][rng.random(2 * n) < 0.2] = 1.0
+                A[np.arange(n) * L] = -0.0  # sequence 0: a sum of -0.0 is -0.0
+                A[np.arange(n) * L + 1] = np.where(np.arange(n) % 2, 1e308, 1.5e308)
+            t, x = np.meshgrid(np.arange(n), np.arange(L), indexing="ij")
+            with np.errstate(all="ignore"):
+                V = (A[t * L + x] * B[t * 2 + (x >> 5)]).T
+            expected = reduce_rows(V, compensated)
+            got = run(dot_tree, A, L, B, 2, 5, n, L, compensated)
+            assert same_bits(got, expected), (n, trial)

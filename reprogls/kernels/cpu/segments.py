@@ -30,6 +30,7 @@ from numba import njit
 from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
+from .register_trees import MAX_TERMS, tree_dots
 
 __all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
 
@@ -228,6 +229,12 @@ def dot_tree(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
     larger ``n``: as :func:`dot_segments`)."""
     if n > LANES:
         dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out)
+        return
+    if bshift == 5 and 1 <= n <= MAX_TERMS and L % 8 == 0:  # the tree in registers
+        if compensated:
+            tree_dots(A, 0, sa, B, 0, sb, n, L, True, out)
+        else:
+            tree_dots(A, 0, sa, B, 0, sb, n, L, False, out)
         return
     if n <= 1:
         if n == 0:
