@@ -114,3 +114,25 @@ def test_register_trees_equal_the_reference_for_every_width(compensated):
             expected = reduce_rows(V, compensated)
             got = run(dot_tree, A, L, B, 2, 5, n, L, compensated)
             assert same_bits(got, expected), (n, trial)
+
+
+def test_unmanaged_views_share_the_data_and_leave_the_owner_intact():
+    """``views.unmanaged`` is a view (same data, shape, strides): writes through it and
+    through its slices land in the owner, and the owner outlives many such views."""
+    from numba import njit
+
+    from reprogls.kernels.cpu.views import unmanaged
+
+    @njit
+    def write_through(M, reps):
+        for r in range(reps):
+            V = unmanaged(M)
+            row = V[r % M.shape[0], 1:]
+            row[0] += 1.0
+        return unmanaged(M)[0, 0]
+
+    M = np.arange(12.0).reshape(3, 4)
+    expected = M.copy()
+    expected[:, 1] += np.array([4.0, 3.0, 3.0])
+    assert write_through(M, 10) == 0.0
+    assert same_bits(M, expected)
