@@ -16,6 +16,8 @@ from ..reference import cro as _ref
 
 LANES = _ref.LANES
 CHUNK = _ref.CHUNK
+#: Largest finite float64 (``finalize``: a sum above it in magnitude is not finite).
+DBL_MAX = float(np.finfo(np.float64).max)
 
 two_sum = njit(inline="always", cache=True)(_ref._two_sum)
 finalize = njit(cache=True)(_ref.finalize)

@@ -13,7 +13,7 @@ specialised loop per ``n = 1 .. MAX_TERMS`` behind a ``switch`` on the runtime `
 Each loop is the reference order exactly (:func:`._cro.tree_live`, the live-lane
 tree of :func:`.segments.dot_tree`):
 
-* lane ``t`` starts as the *leaf* ``fl(A[a0 + t sa + x] * B[b0 + t sb + (x >> 5)])``;
+* lane ``t`` starts as the *leaf* ``fl(A[t sa + x] * B[t sb + (x >> 5)])``;
 * for ``w = 16, 8, 4, 2, 1`` while ``live > w``: lane ``l < live - w`` merges lane
   ``l + w``, ``(s, e) = TwoSum(s_l, s_{l+w})`` and the compensation ``e`` (two
   leaves), ``c_l + e`` (a partial and a leaf) or ``(c_l + c_{l+w}) + e`` (two partials),
@@ -32,7 +32,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
-from ._cro import LANES
+from ._cro import DBL_MAX, LANES
 
 __all__ = ["MAX_TERMS", "tree_dots"]
 
@@ -43,7 +43,6 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _VEC8 = ir.VectorType(_F64, 8)
-_DBL_MAX = 1.7976931348623157e308
 
 
 def _splat(builder, x):
@@ -93,7 +92,7 @@ def _finalize(builder, s, c):
     """``finalize(s, c)`` of :mod:`reprogls.kernels.reference.cro`, elementwise."""
     nan = ir.Constant(_VEC8, [CANONICAL_NAN] * 8)
     if c is not None:
-        big = ir.Constant(_VEC8, [_DBL_MAX] * 8)
+        big = ir.Constant(_VEC8, [DBL_MAX] * 8)
         zero = ir.Constant(_VEC8, [0.0] * 8)
         finite = builder.and_(builder.fcmp_ordered("<=", s, big),
                               builder.fcmp_ordered(">=", s, builder.fneg(big)))
@@ -102,7 +101,7 @@ def _finalize(builder, s, c):
     return builder.select(builder.fcmp_ordered("==", s, s), s, nan)
 
 
-def _emit_loop(builder, n, arrays, a0, sa, b0, sb, length, compensated, exit_block):
+def _emit_loop(builder, n, arrays, sa, sb, length, compensated, exit_block):
     """The loop ``x0 = 0, 8, .. < length`` of the ``n``-term trees; ends at ``exit_block``."""
     A, B, out = arrays
     entry = builder.block
@@ -114,8 +113,8 @@ def _emit_loop(builder, n, arrays, a0, sa, b0, sb, length, compensated, exit_blo
     x0.add_incoming(ir.Constant(_I64, 0), entry)
     builder.cbranch(builder.icmp_signed("<", x0, length), body, exit_block)
     builder.position_at_end(body)
-    b_at = builder.add(b0, builder.ashr(x0, ir.Constant(_I64, 5)))
-    a_at = builder.add(a0, x0)
+    b_at = builder.ashr(x0, ir.Constant(_I64, 5))
+    a_at = x0
     leaves = []
     for t in range(n):
         a_ptr = builder.gep(A.data, [builder.add(a_at, builder.mul(sa, ir.Constant(_I64, t)))])
@@ -131,29 +130,28 @@ def _emit_loop(builder, n, arrays, a0, sa, b0, sb, length, compensated, exit_blo
 
 
 @intrinsic
-def tree_dots(typingctx, A, a0, sa, B, b0, sb, n, length, compensated, out):
+def tree_dots(typingctx, A, sa, B, sb, n, length, compensated, out):
     """``out[x]`` for ``x < length`` (a multiple of 8; the eight ``x`` of a vector share
     ``x >> 5``): the finalized CRO-1 reduction over ``t < n`` of
-    ``fl(A[a0 + t * sa + x] * B[b0 + t * sb + (x >> 5)])``, for ``1 <= n <=
+    ``fl(A[t * sa + x] * B[t * sb + (x >> 5)])``, for ``1 <= n <=
     MAX_TERMS`` (other ``n``: nothing is written). ``compensated`` must be a literal
     bool; 1-D C-contiguous float64 arrays; no bounds checks."""
     if not isinstance(compensated, types.BooleanLiteral):
         return None
     comp = compensated.literal_value
-    sig = types.void(A, a0, sa, B, b0, sb, n, length, compensated, out)
+    sig = types.void(A, sa, B, sb, n, length, compensated, out)
 
     def codegen(context, builder, signature, args):
-        a_val, a0_val, sa_val, b_val, b0_val, sb_val, n_val, len_val, _, out_val = args
+        a_val, sa_val, b_val, sb_val, n_val, len_val, _, out_val = args
         arrays = tuple(context.make_array(signature.args[i])(context, builder, v)
-                       for i, v in ((0, a_val), (3, b_val), (9, out_val)))
+                       for i, v in ((0, a_val), (2, b_val), (7, out_val)))
         exit_block = builder.append_basic_block("tree_exit")
         switch = builder.switch(n_val, exit_block)
         for n_terms in range(1, MAX_TERMS + 1):
             case = builder.append_basic_block(f"tree{n_terms}")
             switch.add_case(ir.Constant(_I64, n_terms), case)
             builder.position_at_end(case)
-            _emit_loop(builder, n_terms, arrays, a0_val, sa_val, b0_val, sb_val, len_val,
-                       comp, exit_block)
+            _emit_loop(builder, n_terms, arrays, sa_val, sb_val, len_val, comp, exit_block)
         builder.position_at_end(exit_block)
         return context.get_dummy_value()
 

@@ -179,6 +179,30 @@ def block_to_rows(Ublk, i0, nb, R):
             R[i0 + y, j] = Ublk[j, y]
 
 
+@njit(cache=True)
+def _block_rows(i0, stop, stride):
+    """Rows in the block that starts at ``i0`` (groups ``i0 + stride s``, 8 rows each,
+    before ``stop``)."""
+    n_rows = 0
+    for s in range(BLOCK):
+        nb = max(0, min(GROUP, stop - i0 - s * stride))
+        if nb > 0:
+            n_rows = s * GROUP + nb
+    return n_rows
+
+
+@njit(cache=True)
+def _gather_block(X, i0, stop, stride, dest, XT):
+    """Block rows ``8 s + b`` <- X rows ``i0 + stride s + b`` (those before ``stop``):
+    ``stride`` 8 for 32 consecutive rows, 32 for one lane group of the reductions over
+    rows. Returns the number of block rows filled."""
+    for s in range(BLOCK):
+        nb = max(0, min(GROUP, stop - i0 - s * stride))
+        if nb > 0:
+            gather_group(X, i0 + s * stride, nb, dest[s], XT)
+    return _block_rows(i0, stop, stride)
+
+
 # --- the three stages on one block ------------------------------------------------------
 
 
@@ -334,12 +358,9 @@ def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
         XT, S, E, out, Ub = work[0], work[1], work[2], work[3], work[4]
         for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
             i0 = blk * ROWS
-            for s in range(BLOCK):
-                nb = max(0, min(GROUP, N - i0 - s * GROUP))
-                if nb > 0:
-                    gather_group(X, i0 + s * GROUP, nb, dest[s], XT)
+            n_rows = _gather_block(X, i0, N, runtime_int(GROUP), dest, XT)
             block_dots(XT, tiles, eqs, vT, compensated, S, E, out, Ub)
-            block_to_rows(Ub.reshape((K, ROWS)), i0, min(ROWS, N - i0), U)
+            block_to_rows(Ub.reshape((K, ROWS)), i0, n_rows, U)
 
 
 @njit(parallel=True, cache=True)
@@ -356,17 +377,6 @@ def _woodbury_kernel(R, GT, L, LT, DE, compensated, out):
             rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
             woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
             block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
-
-
-@njit(cache=True)
-def _block_rows(i0, stop):
-    """Rows in the block that starts at ``i0`` (groups ``i0 + 32 s``, 8 rows each)."""
-    n_rows = 0
-    for s in range(BLOCK):
-        nb = max(0, min(GROUP, stop - i0 - s * LANES))
-        if nb > 0:
-            n_rows = s * GROUP + nb
-    return n_rows
 
 
 def balanced_tasks(N: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -392,17 +402,6 @@ def balanced_tasks(N: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _gather_block(X, i0, stop, dest, XT):
-    """Block rows ``8 s + b`` <- X rows ``i0 + 32 s + b`` (those before ``stop``); returns
-    the number of block rows filled."""
-    for s in range(BLOCK):
-        nb = max(0, min(GROUP, stop - i0 - s * LANES))
-        if nb > 0:
-            gather_group(X, i0 + s * LANES, nb, dest[s], XT)
-    return _block_rows(i0, stop)
-
-
-@njit(cache=True)
 def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
     """A task's 8 lanes into the chunk's lane buffers, in the original column order."""
     for r in range(plan_perm.shape[0]):
@@ -422,11 +421,11 @@ def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task
     ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-        n_rows = _gather_block(X, i0, stop, dest, XT)
+        n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
         for y in range(n_rows):  # W[j * 32 + y] = Win[row of block row y, j]
-            row = Win[i0 + (y // GROUP) * LANES + y % GROUP]
+            i = i0 + (y // GROUP) * LANES + y % GROUP
             for j in range(K):
-                W[j * ROWS + y] = row[j]
+                W[j * ROWS + y] = Win[i, j]
         accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
@@ -453,7 +452,7 @@ def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
     ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-        n_rows = _gather_block(X, i0, stop, dest, XT)
+        n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
         block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U)
         woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)

@@ -31,13 +31,11 @@ from __future__ import annotations
 from numba import njit
 
 from ..reference.cro import CANONICAL_NAN
-from ._cro import CHUNK, LANES, two_sum
+from ._cro import CHUNK, DBL_MAX, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
 from .register_trees import MAX_TERMS, tree_dots
 
 __all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
-
-_DBL_MAX = 1.7976931348623157e308
 
 
 @njit(cache=True)
@@ -89,7 +87,7 @@ def finalize_segment(S, E, src, L, compensated, out):
         for x in range(L):
             s, c = ss[x], es[x]
             r = s + c
-            r = r if (abs(s) <= _DBL_MAX) & (c != 0.0) else s
+            r = r if (abs(s) <= DBL_MAX) & (c != 0.0) else s
             o[x] = r if r == r else CANONICAL_NAN
     else:
         for x in range(L):
@@ -235,9 +233,9 @@ def dot_tree(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
         return
     if bshift == 5 and 1 <= n <= MAX_TERMS and L % 8 == 0:  # the tree in registers
         if compensated:
-            tree_dots(A, 0, sa, B, 0, sb, n, L, True, out)
+            tree_dots(A, sa, B, sb, n, L, True, out)
         else:
-            tree_dots(A, 0, sa, B, 0, sb, n, L, False, out)
+            tree_dots(A, sa, B, sb, n, L, False, out)
         return
     if n <= 1:
         if n == 0:
