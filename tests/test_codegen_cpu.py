@@ -9,32 +9,40 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from reprogls.kernels import warm
+
 ROOT = Path(__file__).resolve().parents[1]
 FMA = re.compile(r"\bv?f(?:n)?m(?:add|sub)(?:sub|add)?\d{3}[sp][sd]\b")
 
-# Compile every CPU kernel in a fresh Numba cache (code loaded from a cache cannot be
-# inspected), then collect the assembly of every dispatcher in the CPU package.
+# Compile a share of the CPU kernels (warm-up tasks) in a fresh Numba cache (code loaded
+# from a cache cannot be inspected), then collect the assembly of every dispatcher in the
+# CPU package that has a compiled signature. With "negative-control", also a fastmath
+# kernel that must show FMA.
 _CHILD = r"""
-import json, re, sys
+import json, sys
 import numpy as np
 import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
-from reprogls.kernels import cpu
+from reprogls.kernels import warm
 from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
                                   rowgroups, segments, spd)
-kernels.warmup(("cpu",), jobs=1)  # in this process: cached code has no assembly
-x = np.arange(10_000.0)
-for mode in ("compensated", "plain"):
-    kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
+args = sys.argv[1:]
+control = "negative-control" in args
+warm.compile_tasks([a for a in args if a != "negative-control"])
+if control:  # the strided paths of the reductions, and the fastmath control
+    x = np.arange(10_000.0)
+    for mode in ("compensated", "plain"):
+        kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
 for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
                segments, spd):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
-extra = sys.argv[1:] and sys.argv[1] == "negative-control"
-if extra:
+if control:
     @numba.njit(fastmath=True)
     def fused(a, b, c):
         out = np.empty_like(a)
@@ -47,20 +55,35 @@ print(json.dumps(asm))
 """
 
 
-def _assembly(tmp_path: Path, *args: str) -> dict[str, str]:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, cwd=ROOT,
-                         check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def assembly(tmp_path_factory) -> dict[str, str]:
+    """Assembly of every compiled CPU kernel (and of the fastmath control), compiled once
+    for both tests by two child processes side by side, each a share of the warm-up
+    tasks (every CPU kernel), in fresh Numba caches."""
+    shares = warm._shares(list(warm.TASKS), 2)
+    shares[0] = [*shares[0], "negative-control"]
+    children = []
+    for i, share in enumerate(shares):
+        cache = tmp_path_factory.mktemp(f"numba-cache-{i}")
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        children.append(subprocess.Popen([sys.executable, "-c", _CHILD, *share], env=env,
+                                         cwd=ROOT, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+    asm: dict[str, str] = {}
+    for child in children:
+        out, err = child.communicate(timeout=900)
+        assert child.returncode == 0, err[-3000:]
+        asm.update(json.loads(out.strip().splitlines()[-1]))
+    return asm
 
 
 def _fma_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if FMA.search(line)]
 
 
-def test_cpu_kernels_contain_no_fma(tmp_path):
-    asm = _assembly(tmp_path)
+def test_cpu_kernels_contain_no_fma(assembly):
+    asm = {name: text for name, text in assembly.items() if name != "negative_control"}
     expected = {"reprogls.kernels.cpu.reductions._sum_kernel",
                 "reprogls.kernels.cpu.reductions._dot_kernel",
                 "reprogls.kernels.cpu.reductions._scaled_squares_kernel",
@@ -71,6 +94,9 @@ def test_cpu_kernels_contain_no_fma(tmp_path):
                 "reprogls.kernels.cpu.segments.dot_tree",
                 "reprogls.kernels.cpu.multi._transposed_partials",
                 "reprogls.kernels.cpu.gram._pair_partials",
+                "reprogls.kernels.cpu.gram._tile_partials",
+                "reprogls.kernels.cpu.spd._cholesky_blocks",
+                "reprogls.kernels.cpu.spd._inverse_factor_rows",
                 "reprogls.kernels.cpu.elementwise.exp_kernel",
                 "reprogls.kernels.cpu.elementwise.log_kernel",
                 "reprogls.kernels.cpu.elementwise.fista_step_kernel"}
@@ -80,10 +106,9 @@ def test_cpu_kernels_contain_no_fma(tmp_path):
     assert not offenders
 
 
-def test_negative_control_fastmath_kernel_shows_fma(tmp_path):
+def test_negative_control_fastmath_kernel_shows_fma(assembly):
     # The detector must see FMA where it is present, or the test above proves nothing.
     # Only meaningful on a CPU with FMA (x86-64 with AVX2/FMA3, or aarch64).
-    asm = _assembly(tmp_path, "negative-control")
     import numba
 
     cpu_features = numba.config.CPU_FEATURES or ""
@@ -93,7 +118,5 @@ def test_negative_control_fastmath_kernel_shows_fma(tmp_path):
 
         has_fma = "+fma" in llvm.get_host_cpu_features().flatten()
     if not has_fma:
-        import pytest
-
         pytest.skip("this CPU has no FMA instructions")
-    assert _fma_lines(asm["negative_control"])
+    assert _fma_lines(assembly["negative_control"])
