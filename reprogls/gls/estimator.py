@@ -45,7 +45,8 @@ class LowRankGLS:
         Fix ``Sigma = F F^T + diag(d)``: one GLS step.
     ridge : float
         L2 penalty on the coefficients.
-    tol, max_iter, beta_solver, cg_tol, cg_max_iter, sigma_step, cov_type, mode, device
+    tol, max_iter, beta_solver, cg_tol, cg_max_iter, sigma_step, min_uniqueness, cov_type,
+    mode, device
         As in :func:`reprogls.gls.fit`.
 
     Attributes
@@ -78,8 +79,8 @@ class LowRankGLS:
     def __init__(self, rank: int = 1, *, add_constant: bool = False, sigma=None,
                  ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
                  beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
-                 sigma_step: str = "auto", cov_type: str = "plugin",
-                 mode: str = "compensated", device: str = "auto"):
+                 sigma_step: str = "auto", min_uniqueness: float = 1e-8,
+                 cov_type: str = "plugin", mode: str = "compensated", device: str = "auto"):
         self.rank = rank
         self.add_constant = add_constant
         self.sigma = sigma
@@ -90,6 +91,7 @@ class LowRankGLS:
         self.cg_tol = cg_tol
         self.cg_max_iter = cg_max_iter
         self.sigma_step = sigma_step
+        self.min_uniqueness = min_uniqueness
         self.cov_type = cov_type
         self.mode = mode
         self.device = device

@@ -4,7 +4,8 @@ Model: ``y_ij = x_ij^T beta_j + e_ij``, ``e_i ~ N(0, Sigma)``, ``Sigma = F F^T +
 (rank k). Algorithm (DESIGN.md section 6):
 
 1. OLS per equation (own fixed-order Cholesky of each ``X_j^T X_j``).
-2. Repeat: Sigma-step (ML factor analysis of ``S = E^T E / N``, warm-started; S formed
+2. Repeat: Sigma-step (ML factor analysis of ``S = E^T E / N`` by a projected
+   quasi-Newton method over ``log d``, warm-started; S formed
    as a K x K matrix for moderate K, applied from the N x K residuals for large K), then
    beta-step (GLS given Sigma, :mod:`.beta`), until the relative change of the negative
    log-likelihood is at most ``tol`` (``converged=True``) or ``max_iter`` sweeps
@@ -64,8 +65,8 @@ def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
-        sigma_step: str = "auto", cov_type: str = "plugin", mode: str = "compensated",
-        device: str = "auto") -> GLSResult:
+        sigma_step: str = "auto", min_uniqueness: float = 1e-8, cov_type: str = "plugin",
+        mode: str = "compensated", device: str = "auto") -> GLSResult:
     """Fit a SUR system with a low-rank-plus-diagonal error covariance.
 
     Parameters
@@ -117,6 +118,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if not 0.0 <= min_uniqueness < 1.0:
+        raise ValueError(f"min_uniqueness must be in [0, 1), got {min_uniqueness}")
     if not (tol > 0 and max_iter >= 1):
         raise ValueError("tol must be > 0 and max_iter >= 1")
     data = prepare(Xs, Y, add_constant=add_constant)
@@ -163,7 +166,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
             S = (ResidualMoment(E, mode) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
-            F, d, _, _ = factor_analysis(S, N, rank, mode, F, d)
+            F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
+                                         min_uniqueness=min_uniqueness)
             E = S = None  # (the old residuals are not needed again: one N x K array less
             #                at the peak of the beta-step and the new residuals)
             factor = woodbury_factor(F, d, mode)

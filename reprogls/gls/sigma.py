@@ -1,21 +1,26 @@
 """The Sigma-step: maximum-likelihood factor analysis of the residuals, on the audited path.
 
 ``Sigma = F F^T + diag(d)`` maximising the Gaussian likelihood for a residual second-moment
-matrix ``S = E^T E / N``. The closed-form update of scikit-learn's ``FactorAnalysis``
-(DESIGN.md section 6): with ``M = D^-1/2 S D^-1/2`` and its top-k eigenpairs
+matrix ``S = E^T E / N``. For given uniquenesses ``d`` the optimal loadings have a closed
+form (Lawley): with ``M = D^-1/2 S D^-1/2`` and its top-k eigenpairs
 ``(lambda_q, u_q)``,
 
-.. math:: F = D^{1/2} U_k \\operatorname{diag}(\\sqrt{\\max(\\lambda_q - 1, 0)}), \\qquad
-          d = \\max(\\operatorname{diag}(S - F F^T), \\epsilon)
+.. math:: F = D^{1/2} U_k \\operatorname{diag}(\\sqrt{\\max(\\lambda_q - 1, 0)}),
 
-iterated to convergence of the log-likelihood. The eigenpairs come from an own
-deterministic solver: subspace iteration warm-started from the previous subspace,
-modified Gram-Schmidt with CRO-1 dot products, and a Rayleigh-Ritz step solved by a
-cyclic Jacobi method with a fixed sweep order (plain IEEE operations on a k x k matrix).
+so the likelihood is maximised over ``log d`` alone (:func:`profile` gives its value and
+gradient, :func:`factor_analysis` runs a projected quasi-Newton method on it, as R's
+``factanal`` and alsgls do). Iterating scikit-learn's closed-form update
+``d <- diag(S - F F^T)`` instead is a fixed-length gradient step in ``log d`` and crawls
+for thousands of steps in Heywood cases (a ``d_j`` heading for zero), which are common
+with few equations.
 
-The iteration only needs ``diag(S)``, products ``M Q`` with K x k blocks and
-``tr(Sigma^-1 S)``, so ``S`` can be given two ways (:class:`MomentMatrix`,
-:class:`ResidualMoment`):
+The eigenpairs come from an own deterministic solver: subspace iteration warm-started
+from the previous subspace, modified Gram-Schmidt with CRO-1 dot products, and a
+Rayleigh-Ritz step solved by a cyclic Jacobi method with a fixed sweep order (plain IEEE
+operations on a k x k matrix).
+
+The Sigma-step only needs ``diag(S)`` and products ``M Q`` with K x k blocks, so ``S``
+can be given two ways (:class:`MomentMatrix`, :class:`ResidualMoment`):
 
 * the K x K matrix ``S = E^T E / N`` (``O(N K^2)`` once per sweep, then ``O(K^2 k)`` per
   product): moderate K;
@@ -29,6 +34,7 @@ The two give different bits (different reductions); each is deterministic on its
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,8 +42,8 @@ from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t
 
-__all__ = ["MomentMatrix", "ResidualMoment", "factor_analysis", "jacobi_eigh",
-           "residual_moment", "top_eigenpairs"]
+__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
+           "profile", "residual_moment", "top_eigenpairs"]
 
 #: Floor of the specific variances d (as scikit-learn's SMALL).
 D_FLOOR = 1e-12
@@ -160,14 +166,6 @@ class MomentMatrix:
         M = (self.S / sqrt_d[:, None]) / sqrt_d[None, :]
         return lambda Q: matmul(M, Q, self.mode)
 
-    def trace_solve(self, factor) -> float:
-        """``tr(Sigma^-1 S)``: CRO-1 sum of the diagonal of ``S Sigma^-1`` (row solves)."""
-        from ..kernels import sum as cro_sum
-        from ..kernels import woodbury_solve
-
-        diag = np.diag(woodbury_solve(factor, self.S, "cpu"))
-        return cro_sum(np.ascontiguousarray(diag), self.mode, "cpu")
-
 
 class ResidualMoment:
     """``S = E^T E / N`` given by the N x K residuals ``E`` (never formed)."""
@@ -196,73 +194,186 @@ class ResidualMoment:
             return (matmul_t(self.E, Y, self.mode) / self.nobs) / sqrt_d[:, None]
         return product
 
-    def trace_solve(self, factor) -> float:
-        """``tr(Sigma^-1 S)`` by the Woodbury identity, from one more pass over E:
 
-        .. math:: \\operatorname{tr}(\\Sigma^{-1} S) = \\sum_j S_{jj} / d_j
-                  - \\operatorname{tr}(C^{-1} B), \\qquad B = (E G)^T (E G) / N,
+@dataclass
+class Profile:
+    """The likelihood profiled over ``F`` at the uniquenesses ``d`` (module docstring).
 
-        with ``G = D^-1 F`` and ``C = I + F^T G = L L^T`` from the factor; ``tr(C^-1 B)``
-        solves ``C x = B[:, q]`` with the fixed-order Cholesky solve. CRO-1 sums."""
-        from ..kernels import sum as cro_sum
-        from ..kernels.cpu.linalg import cholesky_solve_kernel
+    ``F`` is the closed-form optimum for this ``d``; ``Q`` its eigenvectors (the warm start
+    of the next eigen-solve); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
+    gradient of the negative log-likelihood per row in ``z = log d``; ``update`` the
+    closed-form update ``diag(S - F F^T)`` (``grad = (1 - update / d) / 2``).
+    """
 
-        first = cro_sum(self.diagonal() / factor.d, self.mode, "cpu")
-        EG = matmul(self.E, factor.G, self.mode)
-        B = matmul_t(EG, EG, self.mode) / self.nobs
-        k = B.shape[0]
-        solved = np.empty(k)
-        x = np.empty(k)
-        for q in range(k):
-            cholesky_solve_kernel(factor.L, np.ascontiguousarray(B[:, q]),
-                                  self.mode == "compensated", x)
-            solved[q] = x[q]
-        return first - cro_sum(solved, self.mode, "cpu")
+    d: np.ndarray
+    F: np.ndarray
+    Q: np.ndarray
+    ll: float
+    grad: np.ndarray
+    update: np.ndarray
 
 
-def gaussian_loglik(S, N: int, F: np.ndarray, d: np.ndarray, mode: str) -> float:
-    """``-N/2 (K log 2pi + log|Sigma| + tr(Sigma^-1 S))`` with Woodbury identities
-    (``S``: a :class:`MomentMatrix` or :class:`ResidualMoment`)."""
-    from ..kernels import woodbury_factor, woodbury_logdet
+def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
+    """Profile the likelihood at ``d`` (module docstring).
 
-    factor = woodbury_factor(F, d, mode)
-    trace = S.trace_solve(factor)
-    return -0.5 * N * ((S.size * LOG_2PI + woodbury_logdet(factor)) + trace)
+    With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (subspace
+    iteration warm-started from ``Q``) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+
+    .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
+              \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
+              = \\tfrac12 (1 - t_j / d_j),
+
+    .. math:: \\log L = -\\tfrac N2 \\Big(K \\log 2\\pi + \\sum_j \\log d_j
+              + \\sum_{\\lambda_q > 1} \\log \\lambda_q + \\sum_j t_j / d_j\\Big)
+
+    (the gradient by the envelope theorem, ``F`` being optimal for ``d``; the trace
+    ``tr(Sigma^-1 S) = sum_j S_jj / d_j - sum_q (lambda_q - 1)`` written as
+    ``sum_j t_j / d_j``, which has no cancellation between two large sums when a ``d_j`` is
+    small). CRO-1 sums, the portable ``log``; ``(F F^T)_jj`` is the CRO-1 dot of row j
+    with itself.
+    """
+    from ..kernels.cpu import elementwise as _cpu_ew
+
+    sqrt_d = np.sqrt(d)
+    lam, Q = top_eigenpairs(S.scaled_product(sqrt_d), Q, mode)
+    gain = np.maximum(lam - 1.0, 0.0)
+    F = (sqrt_d[:, None] * Q) * np.sqrt(gain)[None, :]
+    update = S.diagonal() - matmul(F * F, np.ones((F.shape[1], 1)), mode)[:, 0]
+    ratio = update / d
+    compensated = mode == "compensated"
+    log_terms = (_cpu_red.cro_sum(_cpu_ew.log(d), compensated)
+                 + _cpu_red.cro_sum(_cpu_ew.log(lam[lam > 1.0]), compensated))
+    nll2 = (S.size * LOG_2PI + log_terms) + _cpu_red.cro_sum(ratio, compensated)
+    return Profile(d=d, F=F, Q=Q, ll=-0.5 * N * nll2, grad=0.5 * (1.0 - ratio),
+                   update=update)
+
+
+#: Projected-gradient size (in ``log d``, dimensionless) at which the Sigma-step stops.
+GRAD_TOL = 1e-9
+#: Curvature pairs kept by the quasi-Newton Sigma-step.
+MEMORY = 8
+#: Sufficient-decrease constant (Armijo) and most step halvings of the line search.
+ARMIJO, MAX_HALVINGS = 1e-4, 30
+
+
+def _direction(grad, free, pairs, mode):
+    """L-BFGS direction ``-H g`` on the free coordinates (two-loop recursion with CRO-1
+    dots), zero on the bound ones. Without pairs ``H = 2 I``: the closed-form update's
+    own step (``log(update / d) ~ -2 g``)."""
+    q = np.where(free, grad, 0.0)
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * _dot(s, q, mode)
+        q = q - a * y
+        alphas.append(a)
+    if pairs:
+        s, y, _ = pairs[-1]
+        q = q * (_dot(s, y, mode) / _dot(y, y, mode))
+    else:
+        q = 2.0 * q
+    for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+        q = q + s * (a - rho * _dot(y, q, mode))
+    return np.where(free, -q, 0.0)
 
 
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
-                    max_iter: int = 1000, tol: float = 1e-10
+                    max_iter: int = 1000, tol: float = 1e-10,
+                    min_uniqueness: float = 1e-8
                     ) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """ML factor analysis of ``S`` by the closed-form iteration (module docstring).
+    """ML factor analysis of ``S``: ``Sigma = F F^T + diag(d)`` maximising the likelihood.
 
-    ``S``: the K x K moment matrix (array or :class:`MomentMatrix`) or a
-    :class:`ResidualMoment`. Starts from ``(F0, d0)`` when given (warm start across
-    sweeps of the fit), else from ``d = diag(S)`` and the leading unit vectors. Stops
-    when the log-likelihood changes by at most ``tol`` relative. Returns
-    ``(F, d, loglik, iterations)``.
+    ``F`` has a closed form for given ``d`` (:func:`profile`), so the likelihood is
+    maximised over ``z = log d`` alone, inside the box
+    ``max(min_uniqueness * S_jj, 1e-12) <= d_j <= S_jj``, by a projected quasi-Newton
+    method (L-BFGS with the bound coordinates held, a backtracking Armijo line search along
+    the projected path) -- R's ``factanal`` and alsgls take the same route with L-BFGS-B.
+    Iterating the closed-form update ``d <- diag(S - F F^T)`` instead (scikit-learn's
+    ``FactorAnalysis``) is a gradient step of fixed length in ``z`` and crawls for
+    thousands of steps when a uniqueness heads for its bound (a Heywood case) or the
+    likelihood is flat (a rank near Ledermann's bound).
+
+    Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
+    elementwise IEEE operations, so the path and the bits are the same everywhere.
+
+    Parameters
+    ----------
+    S : ndarray (K, K), MomentMatrix or ResidualMoment
+        The residual second moments ``E^T E / N``, as a matrix or through the residuals.
+    N : int
+        Observations behind ``S``.
+    rank : int
+        Factors k.
+    mode : {"compensated", "plain"}
+    F0, d0 : ndarray, optional
+        Warm start (the previous sweep of the fit); else ``d = diag(S) / 2`` and the
+        leading unit vectors.
+    max_iter : int
+        Most likelihood evaluations (each one eigen-solve).
+    tol : float
+        Stop when an accepted step changes the log-likelihood by at most ``tol``
+        relative, or the projected gradient is at most ``1e-9`` in every coordinate.
+    min_uniqueness : float
+        Lower bound of ``d_j / S_jj`` (R's ``factanal`` uses 0.005).
+
+    Returns
+    -------
+    F, d, loglik, evaluations
     """
+    from ..kernels.cpu import elementwise as _cpu_ew
+
+    if not 0.0 <= min_uniqueness < 1.0:
+        raise ValueError(f"min_uniqueness must be in [0, 1), got {min_uniqueness}")
     if isinstance(S, np.ndarray):
         S = MomentMatrix(S, mode)
     K = S.size
     diag_S = S.diagonal()
-    d = np.array(d0, dtype=np.float64) if d0 is not None else diag_S.copy()
-    d = np.maximum(d, D_FLOOR)
+    hi = np.maximum(diag_S, D_FLOOR)
+    z_lo = _cpu_ew.log(np.maximum(min_uniqueness * diag_S, D_FLOOR) / hi)
+
+    def at(z, Q):
+        return profile(S, N, mode, hi * _cpu_ew.exp(z), Q)
+
+    d = np.array(d0, dtype=np.float64) if d0 is not None else 0.5 * hi
+    z = np.clip(_cpu_ew.log(np.maximum(d, D_FLOOR) / hi), z_lo, 0.0)
     if F0 is not None:
-        Q = np.array(F0, dtype=np.float64) / np.sqrt(d)[:, None]
+        Q = np.array(F0, dtype=np.float64) / np.sqrt(hi * _cpu_ew.exp(z))[:, None]
     else:
         Q = np.eye(K, rank)
-    ll_prev = -np.inf
-    ll = -np.inf
-    F = np.zeros((K, rank))
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (returned)
-        sqrt_d = np.sqrt(d)
-        lam, Q = top_eigenpairs(S.scaled_product(sqrt_d), Q, mode)
-        F = (sqrt_d[:, None] * Q) * np.sqrt(np.maximum(lam - 1.0, 0.0))[None, :]
-        fsq = np.array([_dot(F[j], F[j], mode) for j in range(K)])
-        d = np.maximum(diag_S - fsq, D_FLOOR)
-        ll = gaussian_loglik(S, N, F, d, mode)
-        if abs(ll - ll_prev) <= tol * abs(ll):
+    cur = at(z, Q)
+    evaluations = 1
+    pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
+    while evaluations < max_iter:
+        g = cur.grad
+        free = ~(((z <= z_lo) & (g > 0.0)) | ((z >= 0.0) & (g < 0.0)))
+        if not np.any(np.abs(np.where(free, g, 0.0)) > GRAD_TOL):
             break
-        ll_prev = ll
-    return F, d, ll, it
+        p = _direction(g, free, pairs, mode)
+        if not _dot(g, p, mode) < 0.0:  # not a descent direction: restart the memory
+            pairs = []
+            p = _direction(g, free, pairs, mode)
+        step, new = 1.0, None
+        for _ in range(MAX_HALVINGS):
+            z_new = np.clip(z + step * p, z_lo, 0.0)
+            trial = at(z_new, cur.Q)
+            evaluations += 1
+            # Armijo on -ll / N along the projected path
+            if -trial.ll / N <= -cur.ll / N + ARMIJO * _dot(g, z_new - z, mode):
+                new = trial
+                break
+            if evaluations >= max_iter:
+                break
+            step *= 0.5
+        if new is None:
+            if pairs:  # a stale curvature model: retry from the closed-form step
+                pairs = []
+                continue
+            break
+        s, y = z_new - z, new.grad - g
+        sy = _dot(s, y, mode)
+        if sy > 1e-12 * _dot(y, y, mode):
+            pairs = [*pairs[-(MEMORY - 1):], (s, y, 1.0 / sy)]
+        change = abs(new.ll - cur.ll)
+        z, cur = z_new, new
+        if change <= tol * abs(cur.ll):
+            break
+    return cur.F, cur.d, cur.ll, evaluations
