@@ -101,11 +101,11 @@ def gemv_t(A, y, compensated):
 
 
 @njit(cache=True)
-def cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+def cholesky_entry(C, L, i, j, compensated, ps, pc):
     """``L[i, j]`` (``j <= i``) of the fixed-order Cholesky from the finished ``L[i, :j]``
     and ``L[j, :j]`` (see the reference); False when the pivot (``i == j``) is not
-    positive and finite. ``s, comp, ps, pc``: :func:`segment_scratch` of ``n``."""
-    acc = dot_segment(L[i, :j], L[j, :j], compensated, s, comp, ps, pc)
+    positive and finite. ``ps, pc``: :func:`segment_scratch` of ``n``."""
+    acc = dot_segment(L[i, :j], L[j, :j], compensated, ps, pc)
     if i == j:
         pivot = C[i, i] - acc
         if not 0.0 < pivot < np.inf:
@@ -120,11 +120,11 @@ def cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
 def cholesky_kernel(C, compensated, L):
     """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
     n = C.shape[0]
-    s, comp, ps, pc = segment_scratch(n)
+    ps, pc = segment_scratch(n)
     L[:, :] = 0.0
     for i in range(n):
         for j in range(i + 1):
-            if not cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+            if not cholesky_entry(C, L, i, j, compensated, ps, pc):
                 return i
     return -1
 
@@ -133,11 +133,11 @@ def cholesky_kernel(C, compensated, L):
 def capacitance_kernel(FT, GT, compensated, C):
     """``C[r, s] = [r == s] + CRO-1 dot(F[:, r], G[:, s])`` for ``r >= s`` (F^T, G^T given)."""
     k, K = FT.shape
-    s, comp, ps, pc = segment_scratch(K)
+    ps, pc = segment_scratch(K)
     C[:, :] = 0.0
     for r in range(k):
         for c in range(r + 1):
-            C[r, c] = dot_segment(FT[r], GT[c], compensated, s, comp, ps, pc)
+            C[r, c] = dot_segment(FT[r], GT[c], compensated, ps, pc)
         C[r, r] = C[r, r] + 1.0
 
 
@@ -174,10 +174,10 @@ def cholesky_solve_kernel(L, t, compensated, out):
     """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``."""
     n = L.shape[0]
     LT = np.ascontiguousarray(L.T)
-    s, comp, ps, pc = segment_scratch(n)
+    ps, pc = segment_scratch(n)
     z = np.empty(n)
     for i in range(n):
-        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, s, comp, ps, pc)) / L[i, i]
+        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
     for i in range(n - 1, -1, -1):
-        out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, s, comp, ps,
-                                     pc)) / L[i, i]
+        out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, ps, pc)
+                  ) / L[i, i]

@@ -21,6 +21,7 @@ from numba import njit, prange
 from . import blocked
 from ._cro import CHUNK, LANES, dot_segment, segment_scratch
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
+from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
 
@@ -33,10 +34,11 @@ def _rows_times_kernel(A, BT, compensated, out):
     m, n = A.shape
     k = BT.shape[0]
     for blk in prange((m + ROW_BLOCK - 1) // ROW_BLOCK):
-        s, comp, ps, pc = segment_scratch(n)
+        ps, pc = segment_scratch(n)
+        Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
         for i in range(blk * ROW_BLOCK, min(m, (blk + 1) * ROW_BLOCK)):
             for q in range(k):
-                out[i, q] = dot_segment(A[i], BT[q], compensated, s, comp, ps, pc)
+                out[i, q] = dot_segment(Av[i], BTv[q], compensated, ps, pc)
 
 
 def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:

@@ -17,9 +17,8 @@ from ._cro import (
     chunk_tree,
     finalize,
     lane_tree,
-    lanes_dot,
+    lanes_partial,
     lanes_scaled_squares,
-    lanes_sum,
     new_lanes,
 )
 
@@ -33,9 +32,8 @@ def _sum_kernel(x, compensated, ps, pc):
     n = x.shape[0]
     for c in prange(ps.shape[0]):
         start = c * CHUNK
-        s, comp = new_lanes()
-        lanes_sum(x[start:min(n, start + CHUNK)], s, comp, compensated)
-        ps[c], pc[c] = lane_tree(s, comp, compensated)
+        ps[c], pc[c] = lanes_partial(x, None, start, min(n, start + CHUNK) - start,
+                                     compensated)
     return finalize(*chunk_tree(ps, pc, compensated), compensated)
 
 
@@ -44,10 +42,7 @@ def _dot_kernel(x, y, compensated, ps, pc):
     n = x.shape[0]
     for c in prange(ps.shape[0]):
         start = c * CHUNK
-        stop = min(n, start + CHUNK)
-        s, comp = new_lanes()
-        lanes_dot(x[start:stop], y[start:stop], s, comp, compensated)
-        ps[c], pc[c] = lane_tree(s, comp, compensated)
+        ps[c], pc[c] = lanes_partial(x, y, start, min(n, start + CHUNK) - start, compensated)
     return finalize(*chunk_tree(ps, pc, compensated), compensated)
 
 

@@ -10,8 +10,8 @@ more than the arithmetic.
 
 The tree has to be known when the code is generated, so the intrinsic emits one
 specialised loop per ``n = 1 .. MAX_TERMS`` behind a ``switch`` on the runtime ``n``.
-Each loop is the reference order exactly (:func:`._cro.tree_live`, the live-lane
-tree of :func:`.segments.dot_tree`):
+Each loop is the reference order exactly (the live-lane tree of
+:func:`.segments.dot_tree`):
 
 * lane ``t`` starts as the *leaf* ``fl(A[t sa + x] * B[t sb + (x >> 5)])``;
 * for ``w = 16, 8, 4, 2, 1`` while ``live > w``: lane ``l < live - w`` merges lane

@@ -13,7 +13,9 @@ The order is the reference's (:mod:`reprogls.kernels.reference.cro`) step by ste
 
 * ``n <= 32`` (:func:`dot_tree`): term ``t`` is lane ``t``'s only term, ``(v, 0)``; the
   lane tree merges live lanes only (merging an empty ``-0.0`` lane changes no result
-  bit; see :func:`reprogls.kernels.cpu._cro.tree_live`), and a lane's product is formed
+  bit: ``s + -0.0`` is ``s``, and the compensation only changes the sign of a zero, which
+  finalize ignores, or turns NaN next to a non-finite ``s``, where finalize returns
+  ``s``), and a lane's product is formed
   where the tree first reads it. For ``n <= register_trees.MAX_TERMS`` with one B value
   per 32 sequences (``bshift = 5``, every SUR block kernel) the same tree runs with all
   partials in vector registers (:mod:`.register_trees`), which is ~1.5x faster than the

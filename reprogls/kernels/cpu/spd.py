@@ -72,19 +72,19 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
 def _cholesky_blocks(C, compensated, L, tasks_per_block):
     n = C.shape[0]
     L[:, :] = 0.0
-    s, comp, ps, pc = segment_scratch(n)
+    ps, pc = segment_scratch(n)
     for j0 in range(0, n, BLOCK):
         j1 = min(n, j0 + BLOCK)
         for i in range(j0, j1):
             for j in range(j0, i + 1):
-                if not cholesky_entry(C, L, i, j, compensated, s, comp, ps, pc):
+                if not cholesky_entry(C, L, i, j, compensated, ps, pc):
                     return i
         n_tasks = min(n - j1, tasks_per_block)
         for task in prange(n_tasks):
-            ts, tc, tps, tpc = segment_scratch(n)
+            tps, tpc = segment_scratch(n)
             for i in range(j1 + task, n, n_tasks):
                 for j in range(j0, j1):  # j < i: no pivot, always succeeds
-                    cholesky_entry(C, L, i, j, compensated, ts, tc, tps, tpc)
+                    cholesky_entry(C, L, i, j, compensated, tps, tpc)
     return -1
 
 
@@ -92,14 +92,14 @@ def _cholesky_blocks(C, compensated, L, tasks_per_block):
 def _inverse_factor_rows(L, compensated, Z, u0, u1):
     """Rows ``c = _balanced(u)``, ``u0 <= u < u1``, of ``Z = (L^-1)^T``."""
     n = L.shape[0]
-    s, comp, ps, pc = segment_scratch(n)
+    ps, pc = segment_scratch(n)
     for u in range(u0, u1):
         c = _balanced(u, n)
         z = Z[c]
         z[:c] = 0.0
         z[c] = 1.0 / L[c, c]
         for i in range(c + 1, n):
-            acc = dot_segment(L[i, c:i], z[c:i], compensated, s, comp, ps, pc)
+            acc = dot_segment(L[i, c:i], z[c:i], compensated, ps, pc)
             z[i] = -acc / L[i, i]
 
 
@@ -107,11 +107,11 @@ def _inverse_factor_rows(L, compensated, Z, u0, u1):
 def _gram_rows(Z, compensated, out, u0, u1):
     """Rows ``a = _balanced(u)``, ``u0 <= u < u1``, of the lower triangle of ``Z Z^T``."""
     n = Z.shape[0]
-    s, comp, ps, pc = segment_scratch(n)
+    ps, pc = segment_scratch(n)
     for u in range(u0, u1):
         a = _balanced(u, n)
         for b in range(a + 1):
-            out[a, b] = dot_segment(Z[a, a:], Z[b, a:], compensated, s, comp, ps, pc)
+            out[a, b] = dot_segment(Z[a, a:], Z[b, a:], compensated, ps, pc)
 
 
 @njit(parallel=True, cache=True)
