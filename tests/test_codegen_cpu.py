@@ -92,7 +92,7 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.rowgroups._normal_lanes",
                 "reprogls.kernels.cpu.rowgroups._woodbury_kernel",
                 "reprogls.kernels.cpu.segments.dot_tree",
-                "reprogls.kernels.cpu.multi._transposed_partials",
+                "reprogls.kernels.cpu.multi._transposed_lanes",
                 "reprogls.kernels.cpu.gram._pair_partials",
                 "reprogls.kernels.cpu.gram._tile_partials",
                 "reprogls.kernels.cpu.spd._cholesky_blocks",

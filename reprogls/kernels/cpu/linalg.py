@@ -3,8 +3,8 @@
 Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. The SUR operators, the
 Woodbury solve and the fused normal operator run on blocks of 32 rows
 (:mod:`.rowgroups`); ``gemv`` is ``sur_matvec`` with one equation when rows are short
-(else the lane loops along each row, :mod:`.multi`) and ``gemv_t`` is ``sur_rmatvec``
-with one equation: the term formulas coincide. Work is split so that no reduction's
+(else the lane loops along each row, :mod:`.multi`) and ``gemv_t`` is ``A^T B`` with one
+column (:mod:`.multi`): the term formulas coincide. Work is split so that no reduction's
 order depends on the number of threads: row-parallel kernels give every output element
 to one thread; the reductions over rows give every (chunk, lane group) its own
 accumulators and merge them afterwards in the CRO-1 lane and chunk trees.
@@ -60,7 +60,8 @@ def chunk_tree_columns(PS, PC, compensated, out):
                                                PS[2 * i + 1, col], PC[2 * i + 1, col],
                                                compensated)
         if m % 2:
-            for col in range(PS.shape[1]):  # (a loop: see blocked.copy_rows)
+            for col in range(PS.shape[1]):  # (a loop: a slice assignment compiles
+                #                                 Numba's shape-error formatting, ~6 s)
                 PS[pairs, col] = PS[m - 1, col]
                 PC[pairs, col] = PC[m - 1, col]
         m = pairs + m % 2
@@ -93,8 +94,11 @@ def gemv(A, x, compensated):
 
 
 def gemv_t(A, y, compensated):
-    """``A^T y`` with one CRO-1 reduction over rows per column (validated inputs)."""
-    return sur_rmatvec(A, np.array([0, A.shape[1]], dtype=np.int64), y[:, None], compensated)
+    """``A^T y`` with one CRO-1 reduction over rows per column (validated inputs): the
+    row-streaming ``A^T B`` of :mod:`.multi` with one column."""
+    from .multi import rows_transposed_times  # (multi builds on this module)
+
+    return rows_transposed_times(A, y[:, None], compensated)[:, 0]
 
 
 # --- Cholesky and Woodbury -----------------------------------------------------------

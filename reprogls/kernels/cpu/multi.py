@@ -7,7 +7,10 @@ columns get the same numbers from one pass over ``A`` instead of one pass per co
 * ``rows_times(A, BT)``: ``out[i, q]`` = CRO-1 dot of row ``i`` of A with ``BT[q]``
   (``BT`` is ``B^T``, C-contiguous, so each dot reads two contiguous segments);
 * ``rows_transposed_times(A, B)``: ``out[m, q]`` = CRO-1 reduction over rows ``i`` of
-  ``fl(A[i, m] * B[i, q])``.
+  ``fl(A[i, m] * B[i, q])``, streaming the rows of A in place: lane ``l`` of a chunk owns
+  rows ``l, l + 32, ...``, so a lane's accumulators (one per column) take four rows at a
+  time with the columns in vector registers (:func:`.simd.lane_axpy`); ``gemv_t`` is its
+  one-column case.
 
 The estimator's Sigma-step uses them to apply ``S = E^T E / N`` to a few vectors from the
 N x K residuals without forming S (large K).
@@ -18,15 +21,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import blocked
-from ._cro import CHUNK, LANES, dot_segment, segment_scratch
+from ._cro import CHUNK, LANES, dot_segment, segment_scratch, two_sum
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
+from .rowgroups import lane_trees
+from .simd import lane_axpy
 from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
 
-#: Columns of A per task of ``rows_transposed_times`` (accumulators: k x 32 x 32 x 2).
-COLUMN_TILE = 32
+#: Columns of A times right-hand sides per task of ``rows_transposed_times``: its lane
+#: accumulators, 2 x 8 x COLUMN_TILE doubles = 256 KiB, stay in L2.
+COLUMN_TILE = 2048
+#: Lanes per task (a task reads 8 consecutive rows of every 32), lane groups per chunk,
+#: and rows of one lane stepped at once.
+GROUP = 8
+GROUPS = LANES // GROUP
+BLOCK = 4
 
 
 @njit(parallel=True, cache=True)
@@ -50,36 +60,71 @@ def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
     return out
 
 
+@njit(cache=True)
+def _lane_steps(S, E, A, i, m0, width, wts, steps, compensated):
+    """Lane steps of one lane for ``steps`` rows ``i, i + 32, ...`` (at most 4) of the
+    columns ``m0 .. m0 + width`` of A, weighted by ``wts[r]``: whole groups of 8 columns
+    and four rows by :func:`.simd.lane_axpy` (accumulators in registers), the rest here,
+    in the same order."""
+    body = width - width % 8
+    if steps == BLOCK:
+        if compensated:
+            lane_axpy(S, E, A, i, m0, body, wts, BLOCK, True)
+        else:
+            lane_axpy(S, E, A, i, m0, body, wts, BLOCK, False)
+        start = body
+    else:
+        start = 0
+    for m in range(start, width):
+        for r in range(steps):
+            term = A[i + LANES * r, m0 + m] * wts[r]
+            if compensated:
+                t, err = two_sum(S[m], term)
+                S[m] = t
+                E[m] += err
+            else:
+                S[m] += term
+
+
 @njit(parallel=True, cache=True)
-def _transposed_partials(A, B, compensated, PS, PC):
-    """Chunk partials ``PS[c, q, m]``: lane ``l`` of chunk ``c`` sums rows
-    ``c*CHUNK + l + 32 t`` of ``A[i, m] * B[i, q]``. Tasks are (chunk, column tile)."""
+def _transposed_lanes(A, B, compensated, tile, LS, LC):
+    """Lane accumulators ``LS[c, l, q * P + m]`` (compensations ``LC``) of ``A^T B``: lane
+    ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t`` of ``fl(A[i, m] * B[i, q])`` in
+    order.
+
+    A task is (chunk, group of 8 lanes, column tile). It reads its rows in place, four
+    row groups at a time (rows ``i + 32 r`` for ``r < 4`` are four consecutive terms of
+    lane ``i mod 32``), and steps each lane's accumulators -- contiguous over the tile's
+    columns, so the steps vectorise along the rows, and small enough to stay in L2 --
+    once per four rows."""
     N, P = A.shape
     k = B.shape[1]
-    n_tiles = (P + COLUMN_TILE - 1) // COLUMN_TILE
-    zero = blocked.runtime_int(0)
-    for task in prange(PS.shape[0] * n_tiles):
-        c = task // n_tiles
-        m0 = (task % n_tiles) * COLUMN_TILE
-        m1 = min(P, m0 + COLUMN_TILE)
-        width = m1 - m0
-        ST = np.full((k * width, LANES), -0.0)
-        ET = np.full((k * width, LANES), -0.0)
-        AT = np.empty((width, LANES))
-        BTb = np.empty((k, LANES))
-        eq = np.zeros(width, dtype=np.int64)
-        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
-            nb = min(LANES, N - i0)
-            blocked.transpose_rows(A, i0, nb, m0, m1, AT)
-            blocked.transpose_rows(B, i0, nb, zero, k, BTb)
-            for q in range(k):
-                blocked.accumulate_lanes(AT, BTb[q:q + 1], eq, zero, width, nb, compensated,
-                                         ST[q * width:(q + 1) * width],
-                                         ET[q * width:(q + 1) * width])
+    n_tiles = (P + tile - 1) // tile
+    per_chunk = GROUPS * n_tiles
+    for task in prange(LS.shape[0] * per_chunk):
+        c = task // per_chunk
+        g = (task % per_chunk) // n_tiles
+        m0 = (task % n_tiles) * tile
+        width = min(P, m0 + tile) - m0
+        S = np.full((k, GROUP, width), -0.0)
+        E = np.full((k, GROUP, width), -0.0)
+        wts = np.empty(BLOCK)
+        Av, Bv, Sv, Ev = unmanaged(A), unmanaged(B), unmanaged(S), unmanaged(E)
+        stop = min(N, (c + 1) * CHUNK)
+        for i0 in range(c * CHUNK + g * GROUP, stop, BLOCK * LANES):
+            for b in range(min(GROUP, stop - i0)):
+                i = i0 + b
+                steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+                for q in range(k):
+                    for r in range(steps):
+                        wts[r] = Bv[i + LANES * r, q]
+                    _lane_steps(Sv[q, b], Ev[q, b], Av, i, m0, width, wts, steps,
+                                compensated)
         for q in range(k):
-            blocked.lane_tree_columns_t(ST[q * width:(q + 1) * width],
-                                        ET[q * width:(q + 1) * width], width, compensated,
-                                        PS[c, q, m0:m1], PC[c, q, m0:m1])
+            for b in range(GROUP):
+                for m in range(width):
+                    LS[c, g * GROUP + b, q * P + m0 + m] = Sv[q, b, m]
+                    LC[c, g * GROUP + b, q * P + m0 + m] = Ev[q, b, m]
 
 
 def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np.ndarray:
@@ -89,10 +134,13 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     k = B.shape[1]
     if N == 0 or P == 0 or k == 0:
         return np.zeros((P, k))
-    PS = np.empty((n_chunks(N), k, P))
-    PC = np.empty((n_chunks(N), k, P))
-    _transposed_partials(A, B, compensated, PS, PC)
+    n_ch = n_chunks(N)
+    LS = np.empty((n_ch, LANES, k * P))
+    LC = np.empty((n_ch, LANES, k * P))
+    _transposed_lanes(A, B, compensated, max(8, COLUMN_TILE // k), LS, LC)
+    PS = np.empty((n_ch, k * P))
+    PC = np.empty((n_ch, k * P))
+    lane_trees(LS, LC, compensated, PS, PC)
     flat = np.empty(k * P)
-    chunk_tree_columns(PS.reshape(PS.shape[0], k * P), PC.reshape(PC.shape[0], k * P),
-                        compensated, flat)
+    chunk_tree_columns(PS, PC, compensated, flat)
     return np.ascontiguousarray(flat.reshape(k, P).T)

@@ -31,7 +31,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["chunk_partial", "gram_block", "lane_steps8", "transpose8x8", "transpose8x8_scatter"]
+__all__ = ["chunk_partial", "gram_block", "lane_axpy", "lane_steps8", "transpose8x8",
+           "transpose8x8_scatter"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -410,5 +411,76 @@ def chunk_partial(typingctx, x, y, start, n, compensated):
         return context.make_tuple(builder, signature.return_type,
                                   [builder.extract_element(sv, zero),
                                    builder.extract_element(cv, zero)])
+
+    return sig, codegen
+
+
+@intrinsic
+def lane_axpy(typingctx, s, e, A, i, m0, n, wts, steps, compensated):
+    """CRO-1 lane steps for a run of columns, eight at a time, ``steps`` rows in order:
+    for ``m < n`` (a multiple of 8; the caller does the rest) and ``r = 0 .. steps - 1``,
+    ``s[m] <- s[m] + fl(A[i + 32 r, m0 + m] * wts[r])`` (plain) or ``(s[m], err) =
+    TwoSum(s[m], fl(A[i + 32 r, m0 + m] * wts[r])); e[m] <- e[m] + err`` (compensated):
+    the rows ``i, i + 32, ...`` are consecutive terms of one CRO-1 lane. The run of
+    accumulators is loaded once per ``steps`` rows. ``s``, ``e``, ``wts``: 1-D C-contiguous
+    float64; ``A``: 2-D C-contiguous float64; ``steps`` a literal int, ``compensated`` a
+    literal bool; no bounds checks. (As a Numba loop the compensated step did not
+    vectorise: three arrays that may alias.)"""
+    if not isinstance(compensated, types.BooleanLiteral) or not isinstance(
+            steps, types.IntegerLiteral):
+        return None
+    if any(not isinstance(x, types.Array) or x.layout != "C" or x.dtype != types.float64
+           for x in (s, e, A, wts)):
+        return None
+    comp, n_steps = compensated.literal_value, steps.literal_value
+    sig = types.void(s, e, A, i, m0, n, wts, steps, compensated)
+
+    def codegen(context, builder, signature, args):
+        s_val, e_val, a_val, i_val, m0_val, n_val, w_val = args[:7]
+        s_arr, e_arr, a_arr, w_arr = (
+            context.make_array(signature.args[k])(context, builder, v)
+            for k, v in ((0, s_val), (1, e_val), (2, a_val), (6, w_val)))
+        ld = builder.extract_value(a_arr.shape, 1)
+        rows = [builder.gep(a_arr.data, [builder.add(builder.mul(builder.add(
+            i_val, ir.Constant(_I64, 32 * r)), ld), m0_val)]) for r in range(n_steps)]
+        zero_mask = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+        weights = []
+        for r in range(n_steps):
+            w = builder.load(builder.gep(w_arr.data, [ir.Constant(_I64, r)]))
+            weights.append(builder.shuffle_vector(
+                builder.insert_element(ir.Constant(_VEC8, ir.Undefined), w,
+                                       ir.Constant(_I32, 0)),
+                ir.Constant(_VEC8, ir.Undefined), zero_mask))
+        blocks = builder.ashr(n_val, ir.Constant(_I64, 3))
+        entry = builder.block
+        head = builder.append_basic_block("axpy_head")
+        body = builder.append_basic_block("axpy_body")
+        done = builder.append_basic_block("axpy_done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        j = builder.phi(_I64)
+        j.add_incoming(ir.Constant(_I64, 0), entry)
+        builder.cbranch(builder.icmp_signed("<", j, blocks), body, done)
+        builder.position_at_end(body)
+        at = builder.mul(j, ir.Constant(_I64, 8))
+
+        def vptr(ptr):
+            return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
+
+        sv = builder.load(vptr(s_arr.data), align=8)
+        ev = builder.load(vptr(e_arr.data), align=8) if comp else None
+        for r in range(n_steps):
+            term = builder.fmul(builder.load(vptr(rows[r]), align=8), weights[r])
+            if comp:
+                sv, ev = _two_sum_step(builder, sv, ev, term)
+            else:
+                sv = builder.fadd(sv, term)
+        builder.store(sv, vptr(s_arr.data), align=8)
+        if comp:
+            builder.store(ev, vptr(e_arr.data), align=8)
+        j.add_incoming(builder.add(j, ir.Constant(_I64, 1)), builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
 
     return sig, codegen
