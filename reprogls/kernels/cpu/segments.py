@@ -36,6 +36,8 @@ from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, DBL_MAX, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
 from .register_trees import MAX_TERMS, tree_dots
+from .simd import axpy_run
+from .views import unmanaged
 
 __all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
 
@@ -117,21 +119,22 @@ def _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, accumulate):
         else:
             for x in range(L):
                 sd[x] = sd[x] + a[x] * b[x]
-    else:  # L is a multiple of 32 here
+    else:  # L is a multiple of 32 here: one B value per run of 32
         for blk in range(L // 32):
             bv = B[b0 + blk]
             o = blk * 32
             if not accumulate:
                 for y in range(32):
                     sd[o + y] = a[o + y] * bv
-            elif compensated:
-                for y in range(32):
-                    t, e = two_sum(sd[o + y], a[o + y] * bv)
-                    ed[o + y] = ed[o + y] + e
-                    sd[o + y] = t
+                continue
+            # the lane step of 32 slots in vector registers (as a loop, LLVM left the
+            # plain step scalar: 0.6 GMAC/s, a third of compensated mode's speed)
+            s32, e32, a32 = (unmanaged(sd)[o:o + 32], unmanaged(ed)[o:o + 32],
+                             unmanaged(a)[o:o + 32])
+            if compensated:
+                axpy_run(s32, e32, a32, bv, True)
             else:
-                for y in range(32):
-                    sd[o + y] = sd[o + y] + a[o + y] * bv
+                axpy_run(s32, e32, a32, bv, False)
     if compensated and not accumulate:
         for x in range(L):
             ed[x] = 0.0

@@ -31,8 +31,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["chunk_partial", "gram_block", "lane_axpy", "lane_steps8", "transpose8x8",
-           "transpose8x8_scatter"]
+__all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
+           "transpose8x8", "transpose8x8_scatter"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -479,6 +479,61 @@ def lane_axpy(typingctx, s, e, A, i, m0, n, wts, steps, compensated):
         if comp:
             builder.store(ev, vptr(e_arr.data), align=8)
         j.add_incoming(builder.add(j, ir.Constant(_I64, 1)), builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def axpy_run(typingctx, s, e, a, w, compensated):
+    """One CRO-1 lane step for each slot of a run, eight slots at a time:
+    ``s[x] <- s[x] + fl(a[x] * w)`` (plain) or ``(s[x], err) = TwoSum(s[x], fl(a[x] * w));
+    e[x] <- e[x] + err`` (compensated) for ``x < len(a)`` (a multiple of 8). ``s``, ``e``,
+    ``a``: 1-D C-contiguous float64 views of at least that length; ``w`` float64;
+    ``compensated`` a literal bool; no bounds checks. (As a Numba loop LLVM could not
+    prove the runs do not alias and left the plain step scalar.)"""
+    if not isinstance(compensated, types.BooleanLiteral):
+        return None
+    if any(not isinstance(x, types.Array) or x.layout != "C" or x.ndim != 1
+           or x.dtype != types.float64 for x in (s, e, a)):
+        return None
+    comp = compensated.literal_value
+    sig = types.void(s, e, a, w, compensated)
+
+    def codegen(context, builder, signature, args):
+        s_val, e_val, a_val, w_val = args[:4]
+        s_arr, e_arr, a_arr = (context.make_array(signature.args[k])(context, builder, v)
+                               for k, v in ((0, s_val), (1, e_val), (2, a_val)))
+        n = builder.extract_value(a_arr.shape, 0)
+        wv = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(_VEC8, ir.Undefined), w_val,
+                                   ir.Constant(_I32, 0)),
+            ir.Constant(_VEC8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+        entry = builder.block
+        head = builder.append_basic_block("run_head")
+        body = builder.append_basic_block("run_body")
+        done = builder.append_basic_block("run_done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        x = builder.phi(_I64)
+        x.add_incoming(ir.Constant(_I64, 0), entry)
+        builder.cbranch(builder.icmp_signed("<", x, n), body, done)
+        builder.position_at_end(body)
+
+        def vptr(arr):
+            return builder.bitcast(builder.gep(arr.data, [x]), _VEC8.as_pointer())
+
+        term = builder.fmul(builder.load(vptr(a_arr), align=8), wv)
+        sv = builder.load(vptr(s_arr), align=8)
+        if comp:
+            t, ev = _two_sum_step(builder, sv, builder.load(vptr(e_arr), align=8), term)
+            builder.store(t, vptr(s_arr), align=8)
+            builder.store(ev, vptr(e_arr), align=8)
+        else:
+            builder.store(builder.fadd(sv, term), vptr(s_arr), align=8)
+        x.add_incoming(builder.add(x, ir.Constant(_I64, 8)), builder.block)
         builder.branch(head)
         builder.position_at_end(done)
         return context.get_dummy_value()
