@@ -33,6 +33,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
+from .simd import _splat
 
 __all__ = ["MAX_TERMS", "tree_dots"]
 
@@ -43,12 +44,6 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _VEC8 = ir.VectorType(_F64, 8)
-
-
-def _splat(builder, x):
-    zero_mask = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
-    first = builder.insert_element(ir.Constant(_VEC8, ir.Undefined), x, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, ir.Constant(_VEC8, ir.Undefined), zero_mask)
 
 
 def _two_sum(builder, a, b):

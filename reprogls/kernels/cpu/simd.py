@@ -183,6 +183,68 @@ def _two_sum_step(builder, s, e, term):
     return t, builder.fadd(e, err)
 
 
+def _splat(builder, x):
+    """The scalar ``x`` in all eight slots of a vector."""
+    first = builder.insert_element(ir.Constant(_VEC8, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, ir.Constant(_VEC8, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+
+
+def _counted_loop(builder, limit, name, carried=()):
+    """Open the loop ``j = 0, 1, .. < limit`` with loop-carried vectors (starting at
+    ``carried``); the builder is left in the body. Returns ``(j, values, close)``:
+    ``values`` are the carried phis (their values in the body, and after the loop);
+    ``close(updates)`` ends the body with the updated carried values and leaves the builder
+    after the loop."""
+    entry = builder.block
+    head = builder.append_basic_block(f"{name}_head")
+    body = builder.append_basic_block(f"{name}_body")
+    done = builder.append_basic_block(f"{name}_done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    j = builder.phi(_I64)
+    j.add_incoming(ir.Constant(_I64, 0), entry)
+    values = [builder.phi(_VEC8) for _ in carried]
+    for phi, init in zip(values, carried, strict=True):
+        phi.add_incoming(init, entry)
+    builder.cbranch(builder.icmp_signed("<", j, limit), body, done)
+    builder.position_at_end(body)
+
+    def close(updates=()):
+        latch = builder.block
+        j.add_incoming(builder.add(j, ir.Constant(_I64, 1)), latch)
+        for phi, val in zip(values, updates, strict=True):
+            phi.add_incoming(val, latch)
+        builder.branch(head)
+        builder.position_at_end(done)
+
+    return j, values, close
+
+
+def _run_steps(builder, s_ptr, e_ptr, rows, weights, blocks, compensated):
+    """The loop ``j < blocks`` of lane steps on slots ``8 j .. 8 j + 7``: the accumulators
+    at ``s_ptr``/``e_ptr`` take the terms ``fl(rows[r][8 j + b] * weights[r])`` for
+    ``r`` in order (``weights``: splatted vectors), loaded once and stored once."""
+    j, _, close = _counted_loop(builder, blocks, "steps")
+    at = builder.mul(j, ir.Constant(_I64, 8))
+
+    def vptr(ptr):
+        return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
+
+    sv = builder.load(vptr(s_ptr), align=8)
+    ev = builder.load(vptr(e_ptr), align=8) if compensated else None
+    for row, weight in zip(rows, weights, strict=True):
+        term = builder.fmul(builder.load(vptr(row), align=8), weight)
+        if compensated:
+            sv, ev = _two_sum_step(builder, sv, ev, term)
+        else:
+            sv = builder.fadd(sv, term)
+    builder.store(sv, vptr(s_ptr), align=8)
+    if compensated:
+        builder.store(ev, vptr(e_ptr), align=8)
+    close()
+
+
 @intrinsic
 def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, err, r0, q0,
                compensated):
@@ -205,7 +267,6 @@ def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, 
             for i, v in ((0, a_val), (7, acc_val), (8, err_val)))
         ld = builder.extract_value(src.shape, 1)
         ld_acc = builder.extract_value(acc_arr.shape, 1)
-        zero_mask = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
         stride = builder.mul(step_val, ld)
 
         def vptr(arr, index):
@@ -220,44 +281,22 @@ def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, 
               ] if comp else []
         a_start = builder.add(builder.mul(a_row_val, ld), a_col_val)
         b_start = builder.add(builder.mul(b_row_val, ld), b_col_val)
-        entry = builder.block
-        head = builder.append_basic_block("gram_head")
-        body = builder.append_basic_block("gram_body")
-        done = builder.append_basic_block("gram_done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        j = builder.phi(_I64)
-        s = [builder.phi(_VEC8) for _ in range(4)]
-        e = [builder.phi(_VEC8) for _ in e0]
-        j.add_incoming(ir.Constant(_I64, 0), entry)
-        for phi, init in zip(s + e, s0 + e0, strict=True):
-            phi.add_incoming(init, entry)
-        builder.cbranch(builder.icmp_signed("<", j, n_val), body, done)
-        builder.position_at_end(body)
+        j, acc, close = _counted_loop(builder, n_val, "gram", s0 + e0)
+        s, e = acc[:4], acc[4:]
         offset = builder.mul(j, stride)
         b_vec = builder.load(vptr(src, builder.add(b_start, offset)), align=8)
         a_at = builder.add(a_start, offset)
         s_new, e_new = [], []
         for rr in range(4):
             x = builder.load(builder.gep(src.data, [builder.add(a_at, ir.Constant(_I64, rr))]))
-            xv = builder.shuffle_vector(
-                builder.insert_element(ir.Constant(_VEC8, ir.Undefined), x,
-                                       ir.Constant(_I32, 0)),
-                ir.Constant(_VEC8, ir.Undefined), zero_mask)
-            term = builder.fmul(xv, b_vec)
+            term = builder.fmul(_splat(builder, x), b_vec)
             if comp:
                 t, et = _two_sum_step(builder, s[rr], e[rr], term)
                 s_new.append(t)
                 e_new.append(et)
             else:
                 s_new.append(builder.fadd(s[rr], term))
-        j_next = builder.add(j, ir.Constant(_I64, 1))
-        latch = builder.block
-        builder.branch(head)
-        j.add_incoming(j_next, latch)
-        for phi, val in zip(s + e, s_new + e_new, strict=True):
-            phi.add_incoming(val, latch)
-        builder.position_at_end(done)
+        close(s_new + e_new)
         for rr in range(4):
             builder.store(s[rr], vptr(acc_arr, acc_index(rr)), align=8)
             if comp:
@@ -339,20 +378,7 @@ def chunk_partial(typingctx, x, y, start, n, compensated):
                 acc[v] = builder.fadd(acc[v], term)
 
         rows = builder.sdiv(n_val, ir.Constant(_I64, 32))
-        n_acc = 8 if comp else 4
-        entry = builder.block
-        head = builder.append_basic_block("chunk_head")
-        body = builder.append_basic_block("chunk_body")
-        tail = builder.append_basic_block("chunk_tail")
-        builder.branch(head)
-        builder.position_at_end(head)
-        r = builder.phi(_I64)
-        phis = [builder.phi(_VEC8) for _ in range(n_acc)]
-        r.add_incoming(ir.Constant(_I64, 0), entry)
-        for phi in phis:
-            phi.add_incoming(ident, entry)
-        builder.cbranch(builder.icmp_signed("<", r, rows), body, tail)
-        builder.position_at_end(body)
+        r, phis, close = _counted_loop(builder, rows, "chunk", [ident] * (8 if comp else 4))
         base = builder.mul(r, ir.Constant(_I64, 32))
         acc = list(phis)
         for ptr in (x_ptr, y_ptr) if has_y else (x_ptr,):  # the 4 lines of row r + 16
@@ -361,15 +387,11 @@ def chunk_partial(typingctx, x, y, start, n, compensated):
                 _prefetch(builder, builder.gep(ptr, [builder.add(base, ahead)]))
         for v in range(4):
             step(acc, v, term_at(builder.add(base, ir.Constant(_I64, 8 * v))))
-        latch = builder.block
-        r.add_incoming(builder.add(r, ir.Constant(_I64, 1)), latch)
-        for phi, val in zip(phis, acc, strict=True):
-            phi.add_incoming(val, latch)
-        builder.branch(head)
+        close(acc)
 
         # the partial last row, if any: lane l < n - 32 rows takes its term, the others
         # -0.0 (indices clamped to the last term, so that no load leaves the array)
-        builder.position_at_end(tail)
+        tail = builder.block
         base = builder.mul(rows, ir.Constant(_I64, 32))
         partial = builder.append_basic_block("chunk_partial_row")
         tree = builder.append_basic_block("chunk_tree")
@@ -443,44 +465,10 @@ def lane_axpy(typingctx, s, e, A, i, m0, n, wts, steps, compensated):
         ld = builder.extract_value(a_arr.shape, 1)
         rows = [builder.gep(a_arr.data, [builder.add(builder.mul(builder.add(
             i_val, ir.Constant(_I64, 32 * r)), ld), m0_val)]) for r in range(n_steps)]
-        zero_mask = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
-        weights = []
-        for r in range(n_steps):
-            w = builder.load(builder.gep(w_arr.data, [ir.Constant(_I64, r)]))
-            weights.append(builder.shuffle_vector(
-                builder.insert_element(ir.Constant(_VEC8, ir.Undefined), w,
-                                       ir.Constant(_I32, 0)),
-                ir.Constant(_VEC8, ir.Undefined), zero_mask))
-        blocks = builder.ashr(n_val, ir.Constant(_I64, 3))
-        entry = builder.block
-        head = builder.append_basic_block("axpy_head")
-        body = builder.append_basic_block("axpy_body")
-        done = builder.append_basic_block("axpy_done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        j = builder.phi(_I64)
-        j.add_incoming(ir.Constant(_I64, 0), entry)
-        builder.cbranch(builder.icmp_signed("<", j, blocks), body, done)
-        builder.position_at_end(body)
-        at = builder.mul(j, ir.Constant(_I64, 8))
-
-        def vptr(ptr):
-            return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
-
-        sv = builder.load(vptr(s_arr.data), align=8)
-        ev = builder.load(vptr(e_arr.data), align=8) if comp else None
-        for r in range(n_steps):
-            term = builder.fmul(builder.load(vptr(rows[r]), align=8), weights[r])
-            if comp:
-                sv, ev = _two_sum_step(builder, sv, ev, term)
-            else:
-                sv = builder.fadd(sv, term)
-        builder.store(sv, vptr(s_arr.data), align=8)
-        if comp:
-            builder.store(ev, vptr(e_arr.data), align=8)
-        j.add_incoming(builder.add(j, ir.Constant(_I64, 1)), builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
+        weights = [_splat(builder, builder.load(builder.gep(w_arr.data, [ir.Constant(
+            _I64, r)]))) for r in range(n_steps)]
+        _run_steps(builder, s_arr.data, e_arr.data, rows, weights,
+                   builder.ashr(n_val, ir.Constant(_I64, 3)), comp)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -507,35 +495,8 @@ def axpy_run(typingctx, s, e, a, w, compensated):
         s_arr, e_arr, a_arr = (context.make_array(signature.args[k])(context, builder, v)
                                for k, v in ((0, s_val), (1, e_val), (2, a_val)))
         n = builder.extract_value(a_arr.shape, 0)
-        wv = builder.shuffle_vector(
-            builder.insert_element(ir.Constant(_VEC8, ir.Undefined), w_val,
-                                   ir.Constant(_I32, 0)),
-            ir.Constant(_VEC8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
-        entry = builder.block
-        head = builder.append_basic_block("run_head")
-        body = builder.append_basic_block("run_body")
-        done = builder.append_basic_block("run_done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        x = builder.phi(_I64)
-        x.add_incoming(ir.Constant(_I64, 0), entry)
-        builder.cbranch(builder.icmp_signed("<", x, n), body, done)
-        builder.position_at_end(body)
-
-        def vptr(arr):
-            return builder.bitcast(builder.gep(arr.data, [x]), _VEC8.as_pointer())
-
-        term = builder.fmul(builder.load(vptr(a_arr), align=8), wv)
-        sv = builder.load(vptr(s_arr), align=8)
-        if comp:
-            t, ev = _two_sum_step(builder, sv, builder.load(vptr(e_arr), align=8), term)
-            builder.store(t, vptr(s_arr), align=8)
-            builder.store(ev, vptr(e_arr), align=8)
-        else:
-            builder.store(builder.fadd(sv, term), vptr(s_arr), align=8)
-        x.add_incoming(builder.add(x, ir.Constant(_I64, 8)), builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
+        _run_steps(builder, s_arr.data, e_arr.data, [a_arr.data], [_splat(builder, w_val)],
+                   builder.ashr(n, ir.Constant(_I64, 3)), comp)
         return context.get_dummy_value()
 
     return sig, codegen
