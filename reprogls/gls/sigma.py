@@ -254,26 +254,38 @@ GRAD_TOL = 1e-9
 MEMORY = 8
 #: Sufficient-decrease constant (Armijo) and most step halvings of the line search.
 ARMIJO, MAX_HALVINGS = 1e-4, 30
+#: The Sigma-step takes closed-form steps while each gains at most this fraction of the
+#: log-likelihood the previous one gained, quasi-Newton steps after the first that gains
+#: more.
+FIXED_POINT_RATE = 0.25
 
 
-def _direction(grad, free, pairs, mode):
+def _direction(grad, scale, free, pairs, mode):
     """L-BFGS direction ``-H g`` on the free coordinates (two-loop recursion with CRO-1
-    dots), zero on the bound ones. Without pairs ``H = 2 I``: the closed-form update's
-    own step (``log(update / d) ~ -2 g``)."""
+    dots), zero on the bound ones. The initial matrix is the diagonal ``scale``: the
+    closed-form update's own step per unit of gradient, so that without curvature pairs
+    the direction is that update (``log(update / d) = -scale g``)."""
     q = np.where(free, grad, 0.0)
     alphas = []
     for s, y, rho in reversed(pairs):
         a = rho * _dot(s, q, mode)
         q = q - a * y
         alphas.append(a)
-    if pairs:
-        s, y, _ = pairs[-1]
-        q = q * (_dot(s, y, mode) / _dot(y, y, mode))
-    else:
-        q = 2.0 * q
+    q = scale * q
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
         q = q + s * (a - rho * _dot(y, q, mode))
     return np.where(free, -q, 0.0)
+
+
+def _update_scale(at: Profile, lower: np.ndarray) -> np.ndarray:
+    """``-log(update / d) / g`` per coordinate (2 where ``g`` is 0): how far the
+    closed-form update ``d <- max(diag(S - F F^T), lower)`` moves ``log d`` per unit of
+    gradient (with ``g = (1 - update / d) / 2`` it is ``-log(1 - 2 g) / g > 0``)."""
+    from ..kernels.cpu import elementwise as _cpu_ew
+
+    step = _cpu_ew.log(np.maximum(at.update, lower) / at.d)
+    moving = (at.grad != 0.0) & (step * at.grad < 0.0)
+    return np.where(moving, -step / np.where(moving, at.grad, 1.0), 2.0)
 
 
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
@@ -287,10 +299,16 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     ``max(min_uniqueness * S_jj, 1e-12) <= d_j <= S_jj``, by a projected quasi-Newton
     method (L-BFGS with the bound coordinates held, a backtracking Armijo line search along
     the projected path) -- R's ``factanal`` and alsgls take the same route with L-BFGS-B.
-    Iterating the closed-form update ``d <- diag(S - F F^T)`` instead (scikit-learn's
-    ``FactorAnalysis``) is a gradient step of fixed length in ``z`` and crawls for
-    thousands of steps when a uniqueness heads for its bound (a Heywood case) or the
-    likelihood is flat (a rank near Ledermann's bound).
+    Iterating the closed-form update ``d <- diag(S - F F^T)`` alone (scikit-learn's
+    ``FactorAnalysis``) is a scaled gradient step in ``z`` and crawls for thousands of
+    steps when a uniqueness heads for its bound (a Heywood case) or the likelihood is flat
+    (a rank near Ledermann's bound). Where it converges fast it beats the line-searched
+    quasi-Newton steps, so the method starts with closed-form steps (the quasi-Newton
+    direction with no curvature pairs is that step) and switches to quasi-Newton for the
+    rest of the call at the first step that gains more than a quarter of what the previous
+    one gained; the initial inverse Hessian is the closed-form step's own diagonal scaling.
+    (Evaluations, well-conditioned S, M and K = 2000 fits: as many as the closed-form
+    iteration, +-1; Heywood cases: 20-130 instead of thousands.)
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
@@ -305,8 +323,8 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         Factors k.
     mode : {"compensated", "plain"}
     F0, d0 : ndarray, optional
-        Warm start (the previous sweep of the fit); else ``d = diag(S) / 2`` and the
-        leading unit vectors.
+        Warm start (the previous sweep of the fit); else ``d = diag(S)`` and the leading
+        unit vectors.
     max_iter : int
         Most likelihood evaluations (each one eigen-solve).
     tol : float
@@ -328,12 +346,13 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     K = S.size
     diag_S = S.diagonal()
     hi = np.maximum(diag_S, D_FLOOR)
-    z_lo = _cpu_ew.log(np.maximum(min_uniqueness * diag_S, D_FLOOR) / hi)
+    lower = np.maximum(min_uniqueness * diag_S, D_FLOOR)
+    z_lo = _cpu_ew.log(lower / hi)
 
     def at(z, Q):
         return profile(S, N, mode, hi * _cpu_ew.exp(z), Q)
 
-    d = np.array(d0, dtype=np.float64) if d0 is not None else 0.5 * hi
+    d = np.array(d0, dtype=np.float64) if d0 is not None else hi
     z = np.clip(_cpu_ew.log(np.maximum(d, D_FLOOR) / hi), z_lo, 0.0)
     if F0 is not None:
         Q = np.array(F0, dtype=np.float64) / np.sqrt(hi * _cpu_ew.exp(z))[:, None]
@@ -342,15 +361,17 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     cur = at(z, Q)
     evaluations = 1
     pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
+    quasi_newton, last_change = False, np.inf
     while evaluations < max_iter:
         g = cur.grad
         free = ~(((z <= z_lo) & (g > 0.0)) | ((z >= 0.0) & (g < 0.0)))
         if not np.any(np.abs(np.where(free, g, 0.0)) > GRAD_TOL):
             break
-        p = _direction(g, free, pairs, mode)
+        scale = _update_scale(cur, lower)
+        p = _direction(g, scale, free, pairs if quasi_newton else [], mode)
         if not _dot(g, p, mode) < 0.0:  # not a descent direction: restart the memory
             pairs = []
-            p = _direction(g, free, pairs, mode)
+            p = _direction(g, scale, free, pairs, mode)
         step, new = 1.0, None
         for _ in range(MAX_HALVINGS):
             z_new = np.clip(z + step * p, z_lo, 0.0)
@@ -373,6 +394,11 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         if sy > 1e-12 * _dot(y, y, mode):
             pairs = [*pairs[-(MEMORY - 1):], (s, y, 1.0 / sy)]
         change = abs(new.ll - cur.ll)
+        # closed-form steps while each gains at most a quarter of the previous gain (fast
+        # linear convergence, where they need fewer evaluations than the line-searched
+        # quasi-Newton steps); quasi-Newton from the first slower one on
+        quasi_newton = quasi_newton or change > FIXED_POINT_RATE * last_change
+        last_change = change
         z, cur = z_new, new
         if change <= tol * abs(cur.ll):
             break
