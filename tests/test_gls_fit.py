@@ -153,6 +153,22 @@ def test_sigma_step_keeps_the_uniqueness_bound():
             gls.fit(*simulate(N=50, K=3, p=1, k=1)[:2], rank=1, min_uniqueness=bad)
 
 
+def test_sigma_step_without_curvature_pairs_takes_the_closed_form_update():
+    """The quasi-Newton direction with no pairs is scikit-learn's closed-form update
+    ``d <- max(diag(S - F F^T), lower)``, written in ``log d``."""
+    from reprogls.gls.sigma import MomentMatrix, _direction, _update_scale, profile
+
+    E = heywood_residuals()
+    N, K = E.shape
+    S = MomentMatrix(residual_moment(E, "compensated"), "compensated")
+    d = np.diag(S.S) * np.linspace(0.2, 0.9, K)
+    lower = 1e-8 * np.diag(S.S)
+    at = profile(S, N, "compensated", d, np.eye(K, 2))
+    p = _direction(at.grad, _update_scale(at, lower), np.ones(K, dtype=bool), [],
+                   "compensated")
+    np.testing.assert_allclose(d * np.exp(p), np.maximum(at.update, lower), rtol=1e-13)
+
+
 def test_profile_gradient_matches_finite_differences():
     from reprogls.gls.sigma import MomentMatrix, profile
 

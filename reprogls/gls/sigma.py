@@ -385,7 +385,7 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
                 break
             step *= 0.5
         if new is None:
-            if pairs:  # a stale curvature model: retry from the closed-form step
+            if quasi_newton and pairs:  # a stale curvature model: retry without it
                 pairs = []
                 continue
             break
