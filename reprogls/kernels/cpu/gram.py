@@ -8,8 +8,9 @@ trees; IEEE multiplication is commutative). Two kernels, for two shapes of work:
   :class:`PairPlan` -- the per-equation Gram blocks ``X_j^T X_j`` of the OLS start
   (:func:`block_pair_plan`). Work is a list of tiles; a tile names a few columns and the
   pairs among them. A parallel task is one (CRO-1 chunk, tile): for every block of 32
-  rows (one row per lane) it transposes the tile's columns once, and every pair's 32
-  lane accumulators update 4 lanes per AVX instruction.
+  rows (one row per lane) it transposes the tile's columns once (8 x 8 vector shuffles
+  when they are consecutive, as whole equations are), and every pair's 32 lane
+  accumulators update a vector of lanes per instruction.
 * :func:`lower_gram` computes the *whole* lower triangle (``X^T X`` of the gram solver
   and the standard errors, ``E^T E`` of the Sigma-step) in square column tiles, one lane
   at a time, with 4 x 8 blocks of lane sums held in vector registers over the lane's
@@ -29,12 +30,16 @@ from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
 from .segments import merge_segments
-from .simd import gram_block
+from .simd import gram_block, transpose8x8
+from .views import unmanaged
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
 
-#: Pairs per tile (accumulators: 2 x 32 x 8 bytes per pair = 128 KiB at 256 pairs).
-PAIRS_PER_TILE = 256
+#: Pairs per tile (accumulators: 2 x 32 x 8 bytes per pair = 512 KiB, in L2). Wider
+#: tiles mean fewer, longer reads of each row: at N = 20000, K = 200, p = 10 the per-
+#: equation blocks took 134 / 156 ms (plain / compensated) with 256 pairs per tile and
+#: 75 / 91 ms with 1024 (2048: 99 / 120 ms, too few tasks and L2 overflows).
+PAIRS_PER_TILE = 1024
 
 
 class PairPlan:
@@ -135,16 +140,28 @@ def _pair_partials(X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
         XT = np.empty((q1 - q0, LANES))
         ST = np.full((p1 - p0, LANES), -0.0)
         ET = np.full((p1 - p0, LANES), -0.0)
+        # rows and accumulator runs sliced through views without reference counts: the
+        # atomic count updates of ~700 slices per block of rows took most of the time
+        Xv, XTv, STv, ETv = unmanaged(X), unmanaged(XT), unmanaged(ST), unmanaged(ET)
+        width = q1 - q0
+        run = cols[q1 - 1] - cols[q0] == width - 1  # consecutive columns (whole equations)
+        whole = width - width % 8 if run else 0
         for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
             nb = min(LANES, N - i0)
+            start = 0
+            if nb == LANES:  # 8 x 8 tiles moved by vector shuffles
+                for b0 in range(0, LANES, 8):
+                    for m in range(0, whole, 8):
+                        transpose8x8(Xv, i0 + b0, cols[q0] + m, XTv, m, b0)
+                start = whole
             for b in range(nb):
-                row = X[i0 + b]
-                for q in range(q0, q1):
-                    XT[q - q0, b] = row[cols[q]]
+                row = Xv[i0 + b]
+                for q in range(q0 + start, q1):
+                    XTv[q - q0, b] = row[cols[q]]
             if compensated:
-                _accumulate_pairs(XT, pairs, p0, p1, nb, ST, ET)
+                _accumulate_pairs(XTv, pairs, p0, p1, nb, STv, ETv)
             else:
-                _accumulate_pairs_plain(XT, pairs, p0, p1, nb, ST)
+                _accumulate_pairs_plain(XTv, pairs, p0, p1, nb, STv)
         lane_tree_columns_t(ST, ET, p1 - p0, compensated, PS[c, p0:p1], PC[c, p0:p1])
 
 
