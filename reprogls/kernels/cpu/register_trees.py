@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .simd import _splat
+from .simd import _counted_loop, _splat
 
 __all__ = ["MAX_TERMS", "tree_dots"]
 
@@ -99,15 +99,9 @@ def _finalize(builder, s, c):
 def _emit_loop(builder, n, arrays, sa, sb, length, compensated, exit_block):
     """The loop ``x0 = 0, 8, .. < length`` of the ``n``-term trees; ends at ``exit_block``."""
     A, B, out = arrays
-    entry = builder.block
-    head = builder.append_basic_block(f"tree{n}_head")
-    body = builder.append_basic_block(f"tree{n}_body")
-    builder.branch(head)
-    builder.position_at_end(head)
-    x0 = builder.phi(_I64)
-    x0.add_incoming(ir.Constant(_I64, 0), entry)
-    builder.cbranch(builder.icmp_signed("<", x0, length), body, exit_block)
-    builder.position_at_end(body)
+    j, _, close = _counted_loop(builder, builder.ashr(length, ir.Constant(_I64, 3)),
+                                f"tree{n}")
+    x0 = builder.mul(j, ir.Constant(_I64, 8))
     b_at = builder.ashr(x0, ir.Constant(_I64, 5))
     a_at = x0
     leaves = []
@@ -120,8 +114,8 @@ def _emit_loop(builder, n, arrays, sa, sb, length, compensated, exit_block):
     s, c = _tree(builder, leaves, compensated)
     out_ptr = builder.bitcast(builder.gep(out.data, [x0]), _VEC8.as_pointer())
     builder.store(_finalize(builder, s, c), out_ptr, align=8)
-    x0.add_incoming(builder.add(x0, ir.Constant(_I64, 8)), builder.block)
-    builder.branch(head)
+    close()
+    builder.branch(exit_block)
 
 
 @intrinsic
