@@ -40,7 +40,7 @@ from numba import njit, prange
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .segments import dot_segments, dot_tree, merge_segments
-from .simd import lane_steps8, transpose8x8, transpose8x8_scatter
+from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
 from .views import unmanaged
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
@@ -134,14 +134,21 @@ def _cached_plan(key: bytes) -> SurPlan:
 
 
 @njit(cache=True)
-def gather_group(X, i0, nb, dest, XT):
-    """``XT[dest[m] * 8 + b] = X[i0 + b, m]`` for ``b < nb`` (``b >= nb``: 0.0)."""
-    P = X.shape[1]
+def gather_group(X, i0, nb, dest, XT, ahead):
+    """``XT[dest[m] * 8 + b] = X[i0 + b, m]`` for ``b < nb`` (``b >= nb``: 0.0), and a
+    prefetch of the same columns of rows ``i0 + ahead + b`` (the next group's rows, when
+    they exist), one 8 x 8 tile ahead of the loads."""
+    N, P = X.shape
     start = 0
     if nb == GROUP:
         start = P - P % 8
-        for m in range(0, start, 8):
-            transpose8x8_scatter(X, i0, m, dest, XT)
+        if i0 + ahead + GROUP <= N:
+            for m in range(0, start, 8):
+                prefetch_tile(X, i0 + ahead, m)
+                transpose8x8_scatter(X, i0, m, dest, XT)
+        else:
+            for m in range(0, start, 8):
+                transpose8x8_scatter(X, i0, m, dest, XT)
     for m in range(start, P):
         o = dest[m] * GROUP
         for b in range(GROUP):
@@ -199,7 +206,7 @@ def _gather_block(X, i0, stop, stride, dest, XT):
     for s in range(BLOCK):
         nb = max(0, min(GROUP, stop - i0 - s * stride))
         if nb > 0:
-            gather_group(X, i0 + s * stride, nb, dest[s], XT)
+            gather_group(X, i0 + s * stride, nb, dest[s], XT, stride)
     return _block_rows(i0, stop, stride)
 
 

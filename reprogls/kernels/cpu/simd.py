@@ -32,7 +32,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
-           "transpose8x8", "transpose8x8_scatter"]
+           "prefetch_tile", "transpose8x8", "transpose8x8_scatter"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -131,6 +131,27 @@ def _prefetch(builder, ptr):
     fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
     builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
                       ir.Constant(_I32, 1)])
+
+
+@intrinsic
+def prefetch_tile(typingctx, X, row0, col):
+    """Prefetch the cache lines holding ``X[row0 + b, col]`` for ``b < 8`` (C-contiguous
+    2-D float64 ``X``): a hint, with no effect on values."""
+    if not isinstance(X, types.Array) or X.ndim != 2 or X.layout != "C":
+        return None
+    sig = types.void(X, row0, col)
+
+    def codegen(context, builder, signature, args):
+        x_val, row_val, col_val = args
+        x_arr = context.make_array(signature.args[0])(context, builder, x_val)
+        ld = builder.extract_value(x_arr.shape, 1)
+        for b in range(8):
+            row = builder.add(row_val, ir.Constant(_I64, b))
+            _prefetch(builder, builder.gep(x_arr.data, [builder.add(builder.mul(row, ld),
+                                                                    col_val)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @intrinsic
