@@ -23,6 +23,9 @@ cannot express them efficiently:
   with the 32 lanes in four vector registers, the lane tree by vector halves and
   shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
   hint without effect on values): the lane loops of :mod:`._cro` and ``gemv``'s rows.
+* :func:`lane_axpy` / :func:`axpy_run` step runs of lane accumulators (one per column)
+  with rows read in place (``A^T B``, ``gemv_t``; the plain ``G^T u`` step), and
+  :func:`prefetch_tile` asks for an 8 x 8 tile's cache lines ahead of the SUR gather.
 """
 
 from __future__ import annotations
