@@ -2,9 +2,9 @@
 
 The scalar helpers are the reference module's own functions compiled by Numba, so the
 spec and the CPU kernels share one definition of TwoSum, the merge and the final step.
-The lane loops work on one chunk at a time; they are separate functions (called, not
-written inline in the ``prange`` body) because LLVM vectorises them far better there:
-with a zero-based contiguous slice the 32 lanes stay in AVX registers (measured 2x).
+One chunk's lane loop and lane tree are a single vector intrinsic
+(:func:`.simd.chunk_partial`, through :func:`lanes_partial`); :func:`dot_segment` chains
+the chunks of a contiguous segment for the dense kernels (Cholesky, solves, ``A B``).
 """
 
 from __future__ import annotations

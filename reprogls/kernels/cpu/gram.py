@@ -31,7 +31,6 @@ from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
 from .segments import merge_segments
 from .simd import gram_block, transpose8x8
-from .views import unmanaged
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
 
@@ -140,9 +139,6 @@ def _pair_partials(X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
         XT = np.empty((q1 - q0, LANES))
         ST = np.full((p1 - p0, LANES), -0.0)
         ET = np.full((p1 - p0, LANES), -0.0)
-        # rows and accumulator runs sliced through views without reference counts: the
-        # atomic count updates of ~700 slices per block of rows took most of the time
-        Xv, XTv, STv, ETv = unmanaged(X), unmanaged(XT), unmanaged(ST), unmanaged(ET)
         width = q1 - q0
         run = cols[q1 - 1] - cols[q0] == width - 1  # consecutive columns (whole equations)
         whole = width - width % 8 if run else 0
@@ -152,16 +148,16 @@ def _pair_partials(X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
             if nb == LANES:  # 8 x 8 tiles moved by vector shuffles
                 for b0 in range(0, LANES, 8):
                     for m in range(0, whole, 8):
-                        transpose8x8(Xv, i0 + b0, cols[q0] + m, XTv, m, b0)
+                        transpose8x8(X, i0 + b0, cols[q0] + m, XT, m, b0)
                 start = whole
             for b in range(nb):
-                row = Xv[i0 + b]
+                row = X[i0 + b]
                 for q in range(q0 + start, q1):
-                    XTv[q - q0, b] = row[cols[q]]
+                    XT[q - q0, b] = row[cols[q]]
             if compensated:
-                _accumulate_pairs(XTv, pairs, p0, p1, nb, STv, ETv)
+                _accumulate_pairs(XT, pairs, p0, p1, nb, ST, ET)
             else:
-                _accumulate_pairs_plain(XTv, pairs, p0, p1, nb, STv)
+                _accumulate_pairs_plain(XT, pairs, p0, p1, nb, ST)
         lane_tree_columns_t(ST, ET, p1 - p0, compensated, PS[c, p0:p1], PC[c, p0:p1])
 
 

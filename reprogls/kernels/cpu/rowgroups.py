@@ -135,20 +135,18 @@ def _cached_plan(key: bytes) -> SurPlan:
 
 @njit(cache=True)
 def gather_group(X, i0, nb, dest, XT, ahead):
-    """``XT[dest[m] * 8 + b] = X[i0 + b, m]`` for ``b < nb`` (``b >= nb``: 0.0), and a
-    prefetch of the same columns of rows ``i0 + ahead + b`` (the next group's rows, when
-    they exist), one 8 x 8 tile ahead of the loads."""
+    """``XT[dest[m] * 8 + b] = X[i0 + b, m]`` for ``b < nb`` (``b >= nb``: 0.0). Each
+    8 x 8 tile also prefetches the same columns of rows ``i0 + ahead + b``, the next row
+    group's, when they exist (a hint)."""
     N, P = X.shape
     start = 0
     if nb == GROUP:
         start = P - P % 8
-        if i0 + ahead + GROUP <= N:
-            for m in range(0, start, 8):
+        ahead_exists = i0 + ahead + GROUP <= N
+        for m in range(0, start, 8):
+            if ahead_exists:
                 prefetch_tile(X, i0 + ahead, m)
-                transpose8x8_scatter(X, i0, m, dest, XT)
-        else:
-            for m in range(0, start, 8):
-                transpose8x8_scatter(X, i0, m, dest, XT)
+            transpose8x8_scatter(X, i0, m, dest, XT)
     for m in range(start, P):
         o = dest[m] * GROUP
         for b in range(GROUP):
