@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from ._cro import CHUNK, LANES, dot_segment, segment_scratch, two_sum
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
-from .rowgroups import lane_trees
+from .rowgroups import BLOCK, GROUP, N_GROUPS, lane_trees  # (the same lane groups)
 from .simd import lane_axpy
 from .views import unmanaged
 
@@ -32,11 +32,6 @@ __all__ = ["rows_times", "rows_transposed_times"]
 #: Columns of A times right-hand sides per task of ``rows_transposed_times``: its lane
 #: accumulators, 2 x 8 x COLUMN_TILE doubles = 256 KiB, stay in L2.
 COLUMN_TILE = 2048
-#: Lanes per task (a task reads 8 consecutive rows of every 32), lane groups per chunk,
-#: and rows of one lane stepped at once.
-GROUP = 8
-GROUPS = LANES // GROUP
-BLOCK = 4
 
 
 @njit(parallel=True, cache=True)
@@ -100,7 +95,7 @@ def _transposed_lanes(A, B, compensated, tile, LS, LC):
     N, P = A.shape
     k = B.shape[1]
     n_tiles = (P + tile - 1) // tile
-    per_chunk = GROUPS * n_tiles
+    per_chunk = N_GROUPS * n_tiles
     for task in prange(LS.shape[0] * per_chunk):
         c = task // per_chunk
         g = (task % per_chunk) // n_tiles
