@@ -1,4 +1,6 @@
-"""No FMA instruction in the Numba kernels' machine code (and the check can fail)."""
+"""No FMA instruction in the Numba kernels' machine code (and the check can fail); the
+one deliberate exception -- additions issued as exact ``fma(x, +-1, y)`` in the Gram
+micro-kernel on AMD Zen (``simd.ADDS_ON_FMA``) -- gives the reference's bits."""
 
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ def assembly(tmp_path_factory) -> dict[str, str]:
     children = []
     for i, share in enumerate(shares):
         cache = tmp_path_factory.mktemp(f"numba-cache-{i}")
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+        # without the deliberate exact-FMA additions (tested below, by their bits)
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), REPROGLS_ADDS_ON_FMA="0",
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         children.append(subprocess.Popen([sys.executable, "-c", _CHILD, *share], env=env,
                                          cwd=ROOT, stdout=subprocess.PIPE,
@@ -120,3 +123,46 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
     if not has_fma:
         pytest.skip("this CPU has no FMA instructions")
     assert _fma_lines(assembly["negative_control"])
+
+
+# The Gram micro-kernel with its TwoSum additions split onto the FMA units and one row of
+# the register block per loop (simd.ADDS_ON_FMA, GRAM_ROW_GROUPS), or without: on any
+# x86-64 CPU with FMA, each variant in a fresh cache must give the reference's bits.
+_GRAM_CHILD = r"""
+import json
+import numpy as np
+from reprogls.kernels.cpu import gram, simd
+from tests.corpus import same_bits
+from tests.digests import reference_lower_gram
+from tests.linalg_cases import sur_problem
+X = sur_problem(9000)[0]
+equal = {mode: bool(same_bits(np.tril(gram.lower_gram(X, mode == "compensated")),
+                              reference_lower_gram(X, mode)))
+         for mode in ("compensated", "plain")}
+asm = "\n".join(gram._tile_partials.inspect_asm().values())
+print(json.dumps({"flag": simd.ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
+                  "equal": equal, "asm": asm}))
+"""
+
+
+def test_gram_with_additions_on_fma_units_gives_reference_bits(tmp_path):
+    import llvmlite.binding as llvm
+
+    if os.uname().machine != "x86_64" or "+fma" not in llvm.get_host_cpu_features().flatten():
+        pytest.skip("the exact-FMA additions are an x86-64 (FMA3) code path")
+    children = {}
+    for flag in ("1", "0"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache-{flag}"),
+                   REPROGLS_ADDS_ON_FMA=flag,
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        children[flag] = subprocess.Popen([sys.executable, "-c", _GRAM_CHILD], env=env,
+                                          cwd=ROOT, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+    for flag, child in children.items():
+        out, err = child.communicate(timeout=900)
+        assert child.returncode == 0, err[-3000:]
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["flag"] is (flag == "1")
+        assert got["equal"] == {"compensated": True, "plain": True}
+        # the variant really ran: FMA instructions exactly when the flag is on
+        assert bool(_fma_lines(got["asm"])) is (flag == "1")

@@ -30,6 +30,8 @@ cannot express them efficiently:
 
 from __future__ import annotations
 
+import os
+
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -198,13 +200,100 @@ def lane_steps8(typingctx, st, et, o_acc, xt, wt, o_term, steps, compensated):
     return sig, codegen
 
 
-def _two_sum_step(builder, s, e, term):
+def _two_sum_step(builder, s, e, term, signs=None):
     """CRO-1 compensated lane step ``(s, e) <- (TwoSum(s, term).sum, e + TwoSum(...).err)``
-    with ``TwoSum(a, b): t = a + b; z = t - a; err = (a - (t - z)) + (b - z)``."""
+    with ``TwoSum(a, b): t = a + b; z = t - a; err = (a - (t - z)) + (b - z)``.
+
+    With ``signs`` (opaque splats of +1.0 and -1.0, :func:`_fma_signs`) three of the seven
+    additions are issued as ``fma(x, +-1, y)`` (:func:`_exact_add`): the same bits."""
     t = builder.fadd(s, term)
-    z = builder.fsub(t, s)
-    err = builder.fadd(builder.fsub(s, builder.fsub(t, z)), builder.fsub(term, z))
-    return t, builder.fadd(e, err)
+    if signs is None:
+        z = builder.fsub(t, s)
+        err = builder.fadd(builder.fsub(s, builder.fsub(t, z)), builder.fsub(term, z))
+        return t, builder.fadd(e, err)
+    one, minus_one = signs
+    z = _exact_add(builder, t, s, minus_one)                     # t - s
+    err = builder.fadd(builder.fsub(s, builder.fsub(t, z)),
+                       _exact_add(builder, term, z, minus_one))  # term - z
+    return t, _exact_add(builder, e, err, one)                   # e + err
+
+
+def _host_target() -> tuple[str, list[str]]:
+    """The LLVM CPU name and feature list Numba compiles for (``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` if set, else the host's); Numba's cache is keyed on both."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    name = config.CPU_NAME if config.CPU_NAME not in (None, "", "host") else \
+        llvm.get_host_cpu_name()
+    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return str(name), str(features).split(",")
+
+
+def _adds_on_fma() -> bool:
+    """Whether :func:`gram_block`'s compensated steps issue some additions on the FMA
+    units.
+
+    On AMD Zen (LLVM CPU names ``znver*``) floating-point additions run on two pipes and
+    multiplies/FMAs on two others, so a TwoSum step (seven additions, one multiply) is
+    bound by the two adder pipes; ``fma(x, 1.0, y)`` is the exact sum ``x + y`` rounded
+    once -- the same bits as ``fadd`` -- but runs on the other two. On by default only
+    where it was measured faster: Zen without AVX-512 (with AVX-512 the four-row block
+    is kept as measured on Zen 4). Elsewhere (Intel runs both on the same ports; no FMA)
+    off. ``REPROGLS_ADDS_ON_FMA=0|1`` overrides (x86-64 only; use a fresh
+    ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this variable). The results
+    are bitwise the same either way; only the speed differs. (In :func:`chunk_partial`,
+    whose 32 lanes already fill the AVX2 registers, it measured slower: not used there.)
+    """
+    override = os.environ.get("REPROGLS_ADDS_ON_FMA", "")
+    if override in ("0", "1"):
+        return override == "1"
+    name, features = _host_target()
+    return name.startswith("znver") and "+fma" in features and "+avx512f" not in features
+
+
+#: Split :func:`gram_block`'s TwoSum additions with the FMA units
+#: (:func:`_adds_on_fma`), fixed at import.
+ADDS_ON_FMA = _adds_on_fma()
+
+#: Rows of :func:`gram_block`'s 4 x 8 register block that one compensated loop carries.
+#: With 32 vector registers (AVX-512) all four. With 16 (AVX2) the eight ``<8 x double>``
+#: sums and compensations of four rows fill every register and the spills sit on the
+#: loop-carried chains: two rows per loop, or one when the TwoSum additions are split
+#: with the FMA units (which needs two more registers for the +-1 splats). Measured on a
+#: 2-core Zen 3 (AVX2), one core, a 32 x 32 tile over 8192 rows in cache, best / typical
+#: of six alternating runs: four rows 4.6 / 5.0 ms, two 3.3 / 4.0 ms, one with FMA
+#: additions 3.4 / 3.7 ms. The order of every lane sum's terms is the same either way.
+GRAM_ROW_GROUPS = (((0, 1, 2, 3),) if "+avx512f" in _host_target()[1] and not ADDS_ON_FMA
+                   else ((0,), (1,), (2,), (3,)) if ADDS_ON_FMA else ((0, 1), (2, 3)))
+
+
+def _fma_signs(builder):
+    """Opaque splats ``(+1.0, -1.0)`` for :func:`_two_sum_step` where
+    :data:`ADDS_ON_FMA` holds, else None (plain additions)."""
+    if not ADDS_ON_FMA:
+        return None
+    return _opaque_splat(builder, 1.0), _opaque_splat(builder, -1.0)
+
+
+def _opaque_splat(builder, value: float):
+    """``value`` in all eight slots, hidden from LLVM's constant folding by an empty
+    inline-asm copy (otherwise ``fma(x, 1.0, y)`` is folded back to ``fadd``). The copy
+    is emitted in the function's entry block (LLVM does not hoist inline asm out of
+    loops), the splat where it is used."""
+    with builder.goto_entry_block():
+        scalar = builder.asm(ir.FunctionType(_F64, [_F64]), "", "=x,0",
+                             [ir.Constant(_F64, value)], side_effect=False)
+    return _splat(builder, scalar)
+
+
+def _exact_add(builder, x, y, sign):
+    """``fl(x + sign * y)`` for ``sign`` an opaque splat of +1.0 or -1.0, as one
+    ``llvm.fma(y, sign, x)``: the product is exact, so the single rounding is that of the
+    addition/subtraction (signed zeros and infinities included)."""
+    fnty = ir.FunctionType(x.type, [x.type] * 3)
+    fma = builder.module.declare_intrinsic(f"llvm.fma.v{x.type.count}f64", fnty=fnty)
+    return builder.call(fma, [y, sign, x])
 
 
 def _splat(builder, x):
@@ -300,31 +389,35 @@ def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, 
             return builder.add(builder.mul(builder.add(r0_val, ir.Constant(_I64, rr)),
                                            ld_acc), q0_val)
 
-        s0 = [builder.load(vptr(acc_arr, acc_index(rr)), align=8) for rr in range(4)]
-        e0 = [builder.load(vptr(err_arr, acc_index(rr)), align=8) for rr in range(4)
-              ] if comp else []
         a_start = builder.add(builder.mul(a_row_val, ld), a_col_val)
         b_start = builder.add(builder.mul(b_row_val, ld), b_col_val)
-        j, acc, close = _counted_loop(builder, n_val, "gram", s0 + e0)
-        s, e = acc[:4], acc[4:]
-        offset = builder.mul(j, stride)
-        b_vec = builder.load(vptr(src, builder.add(b_start, offset)), align=8)
-        a_at = builder.add(a_start, offset)
-        s_new, e_new = [], []
-        for rr in range(4):
-            x = builder.load(builder.gep(src.data, [builder.add(a_at, ir.Constant(_I64, rr))]))
-            term = builder.fmul(_splat(builder, x), b_vec)
-            if comp:
-                t, et = _two_sum_step(builder, s[rr], e[rr], term)
-                s_new.append(t)
-                e_new.append(et)
-            else:
-                s_new.append(builder.fadd(s[rr], term))
-        close(s_new + e_new)
-        for rr in range(4):
-            builder.store(s[rr], vptr(acc_arr, acc_index(rr)), align=8)
-            if comp:
-                builder.store(e[rr], vptr(err_arr, acc_index(rr)), align=8)
+        signs = _fma_signs(builder) if comp else None
+        for group in GRAM_ROW_GROUPS if comp else ((0, 1, 2, 3),):
+            n = len(group)
+            s0 = [builder.load(vptr(acc_arr, acc_index(rr)), align=8) for rr in group]
+            e0 = [builder.load(vptr(err_arr, acc_index(rr)), align=8) for rr in group
+                  ] if comp else []
+            j, acc, close = _counted_loop(builder, n_val, "gram", s0 + e0)
+            s, e = acc[:n], acc[n:]
+            offset = builder.mul(j, stride)
+            b_vec = builder.load(vptr(src, builder.add(b_start, offset)), align=8)
+            a_at = builder.add(a_start, offset)
+            s_new, e_new = [], []
+            for g, rr in enumerate(group):
+                x = builder.load(builder.gep(src.data, [builder.add(a_at,
+                                                                    ir.Constant(_I64, rr))]))
+                term = builder.fmul(_splat(builder, x), b_vec)
+                if comp:
+                    t, et = _two_sum_step(builder, s[g], e[g], term, signs)
+                    s_new.append(t)
+                    e_new.append(et)
+                else:
+                    s_new.append(builder.fadd(s[g], term))
+            close(s_new + e_new)
+            for g, rr in enumerate(group):
+                builder.store(s[g], vptr(acc_arr, acc_index(rr)), align=8)
+                if comp:
+                    builder.store(e[g], vptr(err_arr, acc_index(rr)), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
