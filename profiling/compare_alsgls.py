@@ -45,6 +45,7 @@ def plugin_se_seconds(Xs, res, k: int) -> float:
 
     X = np.ascontiguousarray(np.concatenate(Xs, axis=1))
     factor = woodbury_factor(res.F, res.d, res.mode)
+    time.sleep(1.0)  # OpenBLAS threads left spinning by alsgls's fit (profiling/README.md)
     t0 = time.perf_counter()
     inverse_normal_matrix(gram(X, res.mode), res.offsets, factor, 0.0)
     return time.perf_counter() - t0

@@ -13,9 +13,10 @@ Sigma:
 Everything runs on the audited path: ``A^-1 = L^-T L^-1`` from the fixed-order
 Cholesky (:mod:`reprogls.kernels.cpu.spd`, in parallel), ``B`` by the tiled Gram kernel
 on the scores, the products by CRO-1 dots. Cost: ``O(N P^2)`` for ``X^T X`` and ``B``,
-``O(P^3)`` for the inverse and products; at P = 2000, N = 20000 the plug-in covariance
-takes ~20 s on two cores (``profiling/compare_alsgls.py``), so ``cov_type="none"``
-skips it.
+``O(P^3)`` for the inverse and products; at P = 2000, N = 20000 the compensated plug-in
+covariance takes 4.5-5.4 s on two Zen 4 cores and ~13 s on two Zen 3 cores (AVX2),
+mostly ``X^T X`` (``profiling/compare_alsgls.py``, README "Dense kernels"), so
+``cov_type="none"`` skips it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ The transposes move values without any arithmetic, so they cannot change a resul
 The lane steps are the reference's (plain ``s + v`` or TwoSum) written as LLVM vector
 instructions: ``fadd``/``fsub``/``fmul`` without fast-math flags, so each is one
 correctly rounded IEEE operation and LLVM may not contract them into FMA (the codegen
-test checks the machine code). They exist because Numba's loops
+test checks the machine code; the one deliberate FMA, ``fma(x, +-1, y)``, is an exact
+addition, :func:`_exact_add`). They exist because Numba's loops
 cannot express them efficiently:
 
 * :func:`transpose8x8_scatter` loads an 8 x 8 tile of a C-contiguous matrix with eight
@@ -19,6 +20,8 @@ cannot express them efficiently:
 * :func:`gram_block` updates a 4 x 8 block of Gram lane sums over all rows of one lane
   with the accumulators in registers (a loop in the IR), reading the rows in place: the
   register blocking of a matrix-product micro-kernel, with the lane's rows in order.
+  Without AVX-512 the compensated block runs row by row (:data:`GRAM_ROW_GROUPS`), and on
+  AMD Zen some TwoSum additions are exact FMAs (:data:`ADDS_ON_FMA`): same bits.
 * :func:`chunk_partial` runs CRO-1 steps 2 and 3 of one chunk (a whole long dot or sum)
   with the 32 lanes in four vector registers, the lane tree by vector halves and
   shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
