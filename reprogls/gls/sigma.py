@@ -41,6 +41,7 @@ import numpy as np
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t
+from ._subspace import orthonormalize, rayleigh_matrix
 
 __all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
            "profile", "residual_moment", "top_eigenpairs"]
@@ -111,7 +112,13 @@ def _dot(x, y, mode):  # CRO-1 dot on contiguous host vectors (no validation ove
 
 
 def _orthonormalize(Z: np.ndarray, mode: str) -> np.ndarray:
-    """Modified Gram-Schmidt on the columns of Z with CRO-1 dots and norms."""
+    """Modified Gram-Schmidt on the columns of Z with CRO-1 dots and norms (compiled,
+    :func:`._subspace.orthonormalize`; the bits of :func:`orthonormalize_reference`)."""
+    return orthonormalize(np.ascontiguousarray(Z, dtype=np.float64), mode == "compensated")
+
+
+def orthonormalize_reference(Z: np.ndarray, mode: str) -> np.ndarray:
+    """:func:`_orthonormalize` through the public kernels: the tests' oracle."""
     Q = np.array(Z, dtype=np.float64)
     for c in range(Q.shape[1]):
         v = Q[:, c].copy()
@@ -134,12 +141,10 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = 200,
     product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
     Q = _orthonormalize(Q0, mode)
     lam = np.full(Q.shape[1], np.inf)
-    k = Q.shape[1]
     for _ in range(max_iter):
         Q = _orthonormalize(product(Q), mode)
         MQ = product(Q)
-        T = np.array([[_dot(Q[:, a], MQ[:, b], mode) for b in range(k)] for a in range(k)])
-        T = (T + T.T) * 0.5
+        T = rayleigh_matrix(Q, np.ascontiguousarray(MQ), mode == "compensated")
         new_lam, V = jacobi_eigh(T)
         Q = matmul(Q, V, mode)
         converged = np.all(np.abs(new_lam - lam) <= tol * np.abs(new_lam))

@@ -1,0 +1,63 @@
+"""The compiled steps of the Sigma-step's subspace iteration (reprogls/gls/_subspace.py)
+give the bits of their plain-Python/public-kernel references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprogls import kernels
+from reprogls.gls import _subspace
+from reprogls.gls.sigma import orthonormalize_reference, top_eigenpairs
+from reprogls.kernels import reference as ref
+from tests.corpus import cases, same_bits
+
+MODES = ("compensated", "plain")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nrm2_equals_reference_on_the_corpus(mode):
+    for label, x, _ in cases():
+        if x.shape[0] > 20_000:
+            continue
+        got = _subspace._nrm2(np.ascontiguousarray(x), mode == "compensated")
+        assert same_bits(got, ref.cro_nrm2(x, mode)), label
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k", [(1, 1), (5, 3), (50, 3), (64, 4), (9000, 2)])
+def test_orthonormalize_equals_reference(K, k, mode):
+    rng = np.random.default_rng([K, k])
+    Z = rng.standard_normal((K, k)) * 10.0 ** rng.uniform(-3, 3, k)
+    if k > 2:
+        Z[:, 2] = Z[:, 0] * 3.0  # dependent column: its remainder is rounding noise
+    got = _subspace.orthonormalize(Z.copy(), mode == "compensated")
+    assert same_bits(got, orthonormalize_reference(Z, mode))
+
+
+def test_orthonormalize_leaves_a_zero_column():
+    Z = np.zeros((7, 2))
+    Z[:, 0] = np.arange(7.0)
+    got = _subspace.orthonormalize(Z, True)
+    assert same_bits(got, orthonormalize_reference(Z, "compensated"))
+    assert same_bits(got[:, 1], np.zeros(7))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rayleigh_matrix_is_symmetrised_cro1_dots(mode):
+    rng = np.random.default_rng(3)
+    Q, MQ = rng.standard_normal((40, 4)), rng.standard_normal((40, 4))
+    G = np.array([[kernels.dot(np.ascontiguousarray(Q[:, a]), np.ascontiguousarray(MQ[:, b]),
+                               mode, "cpu") for b in range(4)] for a in range(4)])
+    got = _subspace.rayleigh_matrix(Q, MQ, mode == "compensated")
+    assert same_bits(got, (G + G.T) * 0.5)
+
+
+def test_top_eigenpairs_match_numpy():
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((30, 30))
+    M = B @ B.T
+    lam, Q = top_eigenpairs(M, rng.standard_normal((30, 3)), "compensated")
+    expected = np.linalg.eigvalsh(M)[::-1][:3]
+    np.testing.assert_allclose(lam, expected, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(Q.T @ Q), np.eye(3), atol=1e-12)
