@@ -29,6 +29,7 @@ import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
 from reprogls.kernels import warm
+from reprogls.gls import _subspace
 from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
                                   rowgroups, segments, spd)
 args = sys.argv[1:]
@@ -40,7 +41,7 @@ if control:  # the strided paths of the reductions, and the fastmath control
         kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
 for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
-               segments, spd):
+               segments, spd, _subspace):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -102,7 +103,9 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.spd._inverse_factor_rows",
                 "reprogls.kernels.cpu.elementwise.exp_kernel",
                 "reprogls.kernels.cpu.elementwise.log_kernel",
-                "reprogls.kernels.cpu.elementwise.fista_step_kernel"}
+                "reprogls.kernels.cpu.elementwise.fista_step_kernel",
+                "reprogls.gls._subspace.orthonormalize",
+                "reprogls.gls._subspace.rayleigh_matrix"}
     assert expected <= set(asm), f"kernels not compiled: {expected - set(asm)}"
     assert all(len(text) > 1000 for text in asm.values())
     offenders = {name: _fma_lines(text)[:3] for name, text in asm.items() if _fma_lines(text)}
