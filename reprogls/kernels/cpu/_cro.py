@@ -9,6 +9,8 @@ the chunks of a contiguous segment for the dense kernels (Cholesky, solves, ``A 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -22,6 +24,7 @@ DBL_MAX = float(np.finfo(np.float64).max)
 
 two_sum = njit(inline="always", cache=True)(_ref._two_sum)
 finalize = njit(cache=True)(_ref.finalize)
+nrm2_scaling = njit(cache=True)(_ref.nrm2_scaling)
 
 
 @njit(inline="always", cache=True)
@@ -97,6 +100,45 @@ def lanes_scaled_squares(xc, f1, f2, s, comp, compensated):
         for i in range(n):
             a = (xc[i] * f1) * f2
             s[i % LANES] += a * a
+
+
+@njit(cache=True)
+def scaled_squares_partial(xc, f1, f2, compensated):
+    """The lane-tree root ``(s, comp)`` of one chunk's nrm2 terms (steps 2 and 3 of
+    :func:`lanes_scaled_squares`, from fresh lanes)."""
+    s, comp = new_lanes()
+    lanes_scaled_squares(xc, f1, f2, s, comp, compensated)
+    return lane_tree(s, comp, compensated)
+
+
+@njit(cache=True)
+def nrm2_segment(x, compensated):
+    """``nrm2`` of a 1-D float64 vector on one thread, bitwise
+    :func:`reference.cro_nrm2` (the chunk partials of the parallel kernel, in order):
+    exact ``max |x_i|``, :func:`nrm2_scaling`, CRO-1 sum of squares,
+    ``ldexp(sqrt(ssq), e)``; the canonical NaN for a NaN."""
+    n = x.shape[0]
+    if n == 0:
+        return 0.0
+    amax, has_nan = 0.0, False
+    for i in range(n):
+        a = abs(x[i])
+        has_nan |= a != a
+        amax = a if a > amax else amax
+    if has_nan:
+        return _ref.CANONICAL_NAN
+    if math.isinf(amax):
+        return math.inf
+    if amax == 0.0:
+        return 0.0
+    e, f1, f2 = nrm2_scaling(amax)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    ps, pc = np.empty(n_chunks), np.empty(n_chunks)
+    for c in range(n_chunks):
+        ps[c], pc[c] = scaled_squares_partial(x[c * CHUNK:min(n, (c + 1) * CHUNK)], f1, f2,
+                                              compensated)
+    r = math.ldexp(math.sqrt(finalize(*chunk_tree(ps, pc, compensated), compensated)), e)
+    return _ref.CANONICAL_NAN if r != r else r
 
 
 @njit(cache=True)

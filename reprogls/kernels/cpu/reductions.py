@@ -16,10 +16,8 @@ from ._cro import (
     CHUNK,
     chunk_tree,
     finalize,
-    lane_tree,
     lanes_partial,
-    lanes_scaled_squares,
-    new_lanes,
+    scaled_squares_partial,
 )
 
 
@@ -51,9 +49,8 @@ def _scaled_squares_kernel(x, f1, f2, compensated, ps, pc):
     n = x.shape[0]
     for c in prange(ps.shape[0]):
         start = c * CHUNK
-        s, comp = new_lanes()
-        lanes_scaled_squares(x[start:min(n, start + CHUNK)], f1, f2, s, comp, compensated)
-        ps[c], pc[c] = lane_tree(s, comp, compensated)
+        ps[c], pc[c] = scaled_squares_partial(x[start:min(n, start + CHUNK)], f1, f2,
+                                              compensated)
     return finalize(*chunk_tree(ps, pc, compensated), compensated)
 
 
