@@ -129,8 +129,9 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
 
 
 # The Gram micro-kernel with its TwoSum additions split onto the FMA units and one row of
-# the register block per loop (simd.ADDS_ON_FMA, GRAM_ROW_GROUPS), or without: on any
-# x86-64 CPU with FMA, each variant in a fresh cache must give the reference's bits.
+# the register block per loop (simd.ADDS_ON_FMA, GRAM_ROW_GROUPS), or without, and the
+# Woodbury solve's lane sums (simd.lane_sums16) likewise: on any x86-64 CPU with FMA,
+# each variant in a fresh cache must give the reference's bits.
 _GRAM_CHILD = r"""
 import json
 import numpy as np
@@ -138,17 +139,29 @@ from reprogls.kernels.cpu import gram, simd
 from tests.corpus import same_bits
 from tests.digests import reference_lower_gram
 from tests.linalg_cases import sur_problem
+from reprogls import kernels
+from reprogls.kernels import reference
+from reprogls.kernels.cpu import rowgroups
+from tests.linalg_cases import factor_problem, wide
 X = sur_problem(9000)[0]
 equal = {mode: bool(same_bits(np.tril(gram.lower_gram(X, mode == "compensated")),
                               reference_lower_gram(X, mode)))
          for mode in ("compensated", "plain")}
+# the Woodbury solve's G^T r lane sums (simd.lane_sums16), K over one chunk of lanes
+F, d = factor_problem(300, 4)
+R = wide(np.random.default_rng(1), (70, 300))
+for mode in ("compensated", "plain"):
+    f = kernels.woodbury_factor(F, d, mode)
+    equal["woodbury " + mode] = bool(same_bits(kernels.woodbury_solve(f, R, "cpu"),
+                                               reference.woodbury_solve(f, R)))
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
+wasm = "\n".join(rowgroups._woodbury_kernel.inspect_asm().values())
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
-                  "equal": equal, "asm": asm}))
+                  "equal": equal, "asm": asm, "wasm": wasm}))
 """
 
 
-def test_gram_with_additions_on_fma_units_gives_reference_bits(tmp_path):
+def test_additions_on_fma_units_give_reference_bits(tmp_path):
     import llvmlite.binding as llvm
 
     if os.uname().machine != "x86_64" or "+fma" not in llvm.get_host_cpu_features().flatten():
@@ -166,6 +179,8 @@ def test_gram_with_additions_on_fma_units_gives_reference_bits(tmp_path):
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
         assert got["flag"] is (flag == "1")
-        assert got["equal"] == {"compensated": True, "plain": True}
+        assert got["equal"] == {"compensated": True, "plain": True,
+                                "woodbury compensated": True, "woodbury plain": True}
         # the variant really ran: FMA instructions exactly when the flag is on
         assert bool(_fma_lines(got["asm"])) is (flag == "1")
+        assert bool(_fma_lines(got["wasm"])) is (flag == "1")

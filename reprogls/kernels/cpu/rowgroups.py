@@ -235,7 +235,7 @@ def block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U):
                     dst[y] = out[jj * ROWS + y]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     """``W[j * 32 + y] = (U Sigma^-1)`` for the 32 rows of a block, in the order of
     ``reference.woodbury_solve``::

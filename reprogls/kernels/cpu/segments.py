@@ -36,7 +36,7 @@ from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, DBL_MAX, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
 from .register_trees import MAX_TERMS, tree_dots
-from .simd import axpy_run
+from .simd import LANE_SUM_WIDTH_COMPENSATED, LANE_SUM_WIDTH_PLAIN, axpy_run, lane_sums
 from .views import unmanaged
 
 __all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
@@ -141,6 +141,27 @@ def _products_into(S, E, dst, A, a0, B, b0, bshift, L, compensated, accumulate):
 
 
 @njit(cache=True)
+def _lane_sums(S, E, lanes, A, sa, B, sb, t0, t1, L, compensated):
+    """CRO-1 lane accumulation of the chunk of terms ``t0 .. t1 - 1`` into the lane
+    segments at ``lanes`` (:func:`dot_segments` with ``bshift = 5``, L a multiple of 32):
+    lane ``l`` takes terms ``t0 + l + 32 r`` in order, with its partials for 16 or 32
+    sequences at a time in registers (:func:`.simd.lane_sums`)."""
+    S, E, A, B = unmanaged(S), unmanaged(E), unmanaged(A), unmanaged(B)
+    for lane in range(min(LANES, t1 - t0)):
+        t = t0 + lane
+        count = (t1 - 1 - t) // LANES + 1
+        if compensated:
+            for x0 in range(0, L, LANE_SUM_WIDTH_COMPENSATED):
+                lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,
+                          t * sb + (x0 >> 5), LANES * sb, count, LANE_SUM_WIDTH_COMPENSATED, True)
+        else:
+            for x0 in range(0, L, LANE_SUM_WIDTH_PLAIN):
+                lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,
+                          t * sb + (x0 >> 5), LANES * sb, count, LANE_SUM_WIDTH_PLAIN,
+                          False)
+
+
+@njit(cache=True)
 def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
     """``out[x]`` = finalized CRO-1 reduction over ``t < n`` of
     ``fl(A[t * sa + x] * B[t * sb + (x >> bshift)])``, ``x < L``.
@@ -159,6 +180,10 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
     for c in range(n_ch):
         t0, t1 = c * CHUNK, min(n, (c + 1) * CHUNK)
         lanes = c * LANES * L  # this chunk's 32 lane segments
+        if bshift == 5:  # lane by lane, its partials in registers
+            _lane_sums(S, E, lanes, A, sa, B, sb, t0, t1, L, compensated)
+            _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
+            continue
         for first in range(t0, t1, LANES):
             count = min(LANES, t1 - first)
             if flat:
