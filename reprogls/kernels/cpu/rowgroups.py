@@ -327,6 +327,28 @@ def accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET):
                         st[lane] = st[lane] + xt[o] * wc[o]
 
 
+#: Alignment of the scratch arrays, in float64 values (one 64-byte cache line): their
+#: ``<8 x double>`` loads and stores then never straddle two lines.
+ALIGN = 8
+
+
+@njit(cache=True)
+def aligned_empty(n):
+    """An uninitialised float64 array of ``n`` values starting on a 64-byte boundary
+    (a view into a slightly longer allocation)."""
+    buf = np.empty(n + ALIGN)
+    skip = ((-buf.ctypes.data) % (8 * ALIGN)) // 8
+    return buf[skip:skip + n]
+
+
+@njit(cache=True)
+def aligned_full(n, value):
+    """:func:`aligned_empty` filled with ``value``."""
+    out = aligned_empty(n)
+    out[:] = value
+    return out
+
+
 @njit(cache=True)
 def block_scratch(P, K, k, widest, longest):
     """Scratch of one task: ``(XT, S, E, out, U, W, T, Z, UQ, acc, WC)``, for
@@ -337,9 +359,10 @@ def block_scratch(P, K, k, widest, longest):
     chunks = max(1, (K + CHUNK - 1) // CHUNK, (longest + CHUNK - 1) // CHUNK)
     # dot_tree keeps at most 16 lane partials for <= 32 terms, dot_segments 32 per chunk
     se = max(16 * R * widest, LANES * R * chunks, (LANES if k > LANES else 16) * width)
-    return (np.zeros(P * R), np.empty(se), np.empty(se), np.empty(widest * R),
-            np.zeros(K * R), np.empty(K * R), np.empty(kk * R), np.empty(kk * R),
-            np.empty(width * kk), np.empty(max(width, R)), np.empty(widest * R))
+    return (aligned_full(P * R, 0.0), aligned_empty(se), aligned_empty(se),
+            aligned_empty(widest * R), aligned_full(K * R, 0.0), aligned_empty(K * R),
+            aligned_empty(kk * R), aligned_empty(kk * R), aligned_empty(width * kk),
+            aligned_empty(max(width, R)), aligned_empty(widest * R))
 
 
 # --- the kernels ------------------------------------------------------------------------
@@ -422,8 +445,9 @@ def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task
     N, P = X.shape
     K = Win.shape[1]
     c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
-    XT, W, WC = np.zeros(P * ROWS), np.zeros(K * ROWS), np.empty(widest * ROWS)
-    ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
+    XT, W = aligned_full(P * ROWS, 0.0), aligned_full(K * ROWS, 0.0)
+    WC = aligned_empty(widest * ROWS)
+    ST, ET = aligned_full(P * GROUP, -0.0), aligned_full(P * GROUP, -0.0)
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
@@ -454,7 +478,7 @@ def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
     k, K = GT.shape
     c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
     XT, S, E, out, U, W, T, Z, UQ, acc, WC = block_scratch(P, K, k, widest, longest)
-    ST, ET = np.full(P * GROUP, -0.0), np.full(P * GROUP, -0.0)
+    ST, ET = aligned_full(P * GROUP, -0.0), aligned_full(P * GROUP, -0.0)
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
