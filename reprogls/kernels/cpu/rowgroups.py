@@ -244,6 +244,8 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         W[j] = fl(U[j] / d[j]) - CRO-1_q fl(G[j, q] u[q])
 
     ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``.
+    Compiled with NumPy's error model: IEEE division without Numba's zero-divisor branch,
+    which kept the ``U / d`` loop from vectorising (``d > 0`` is validated by the caller).
     Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
     ``T``, ``Z`` of ``32 k``; ``UQ`` of ``32 TILE_EQUATIONS k``; ``acc`` of
     ``32 TILE_EQUATIONS``.

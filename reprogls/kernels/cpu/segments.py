@@ -22,7 +22,9 @@ The order is the reference's (:mod:`reprogls.kernels.reference.cro`) step by ste
   flat merge passes below;
 * ``n > 32`` (:func:`dot_segments`): lane ``l`` of chunk ``c`` accumulates terms
   ``c*8192 + l + 32 j`` in order (TwoSum in compensated mode), then the lane tree of the
-  chunk, then the chunk tree;
+  chunk, then the chunk tree. With one B value per 32 sequences a lane runs all its
+  terms with the partials in registers (:func:`.simd.lane_sums`); otherwise one flat
+  pass over the lane partials per block of 32 terms;
 * the result of each sequence is ``finalize(s, comp)``.
 
 Only ``+ - *`` of IEEE binary64 (no FMA; Numba's default ``fastmath=False``).
@@ -153,7 +155,8 @@ def _lane_sums(S, E, lanes, A, sa, B, sb, t0, t1, L, compensated):
         if compensated:
             for x0 in range(0, L, LANE_SUM_WIDTH_COMPENSATED):
                 lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,
-                          t * sb + (x0 >> 5), LANES * sb, count, LANE_SUM_WIDTH_COMPENSATED, True)
+                          t * sb + (x0 >> 5), LANES * sb, count,
+                          LANE_SUM_WIDTH_COMPENSATED, True)
         else:
             for x0 in range(0, L, LANE_SUM_WIDTH_PLAIN):
                 lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,

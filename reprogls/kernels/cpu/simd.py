@@ -27,7 +27,10 @@ cannot express them efficiently:
   shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
   hint without effect on values): the lane loops of :mod:`._cro` and ``gemv``'s rows.
 * :func:`lane_axpy` / :func:`axpy_run` step runs of lane accumulators (one per column)
-  with rows read in place (``A^T B``, ``gemv_t``; the plain ``G^T u`` step), and
+  with rows read in place (``A^T B``, ``gemv_t``; the plain steps of 17-32-term trees);
+  :func:`lane_sums` runs all of one CRO-1 lane's terms for 16 or 32 sequences with the
+  partials in registers (the long reductions of :mod:`.segments`: the Woodbury
+  ``G^T u``); and
   :func:`prefetch_tile` asks for an 8 x 8 tile's cache lines ahead of the SUR gather.
 """
 
@@ -39,8 +42,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8", "lane_sums",
-           "prefetch_tile", "transpose8x8", "transpose8x8_scatter"]
+__all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
+           "lane_sums", "prefetch_tile", "transpose8x8", "transpose8x8_scatter"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -620,7 +623,6 @@ def axpy_run(typingctx, s, e, a, w, compensated):
         return context.get_dummy_value()
 
     return sig, codegen
-
 
 
 #: Sequences per call of :func:`lane_sums`, plain and compensated. Measured on the Zen 3
