@@ -56,11 +56,11 @@ def rayleigh_matrix(Q, MQ, compensated):
     ``(G[a, b] + G[b, a]) * 0.5``)."""
     K, k = Q.shape
     ps, pc = segment_scratch(K)
+    QT, MQT = np.ascontiguousarray(Q.T), np.ascontiguousarray(MQ.T)  # contiguous columns
     G = np.empty((k, k))
     for a in range(k):
-        qa = np.ascontiguousarray(Q[:, a])
         for b in range(k):
-            G[a, b] = dot_segment(qa, np.ascontiguousarray(MQ[:, b]), compensated, ps, pc)
+            G[a, b] = dot_segment(QT[a], MQT[b], compensated, ps, pc)
     T = np.empty((k, k))
     for a in range(k):
         for b in range(k):

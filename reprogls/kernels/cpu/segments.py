@@ -171,32 +171,33 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
 
     ``bshift`` is 0 (B elementwise) or 5 (B holds one value per 32 consecutive x; L is a
     multiple of 32). The products are formed on the fly; the scratch ``S``, ``E`` holds
-    the 32 lane segments of every chunk (``32 L ceil(n / 8192)``). When A and B are dense
-    in the layout (``sa == L == sb << bshift``) a block of 32 terms is one flat loop.
+    the 32 lane segments of every chunk (``32 L ceil(n / 8192)``). With ``bshift = 5``
+    each lane runs all its terms with the partials in registers (:func:`_lane_sums`);
+    with ``bshift = 0`` a block of 32 terms is one flat pass over the lane segments
+    (one loop when A and B are dense in the layout, ``sa == sb == L``).
     """
     if n == 0:
         for x in range(L):
             out[x] = 0.0
         return
-    flat = sa == L and (sb << bshift) == L
+    flat = sa == L and sb == L
     n_ch = (n + CHUNK - 1) // CHUNK
     for c in range(n_ch):
         t0, t1 = c * CHUNK, min(n, (c + 1) * CHUNK)
         lanes = c * LANES * L  # this chunk's 32 lane segments
-        if bshift == 5:  # lane by lane, its partials in registers
+        if bshift == 5:
             _lane_sums(S, E, lanes, A, sa, B, sb, t0, t1, L, compensated)
-            _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
-            continue
-        for first in range(t0, t1, LANES):
-            count = min(LANES, t1 - first)
-            if flat:
-                _products_into(S, E, lanes, A, first * L, B, first * sb, bshift, count * L,
-                               compensated, first > t0)
-            else:
-                for lane in range(count):
-                    t = first + lane
-                    _products_into(S, E, lanes + lane * L, A, t * sa, B, t * sb, bshift, L,
-                                   compensated, first > t0)
+        else:
+            for first in range(t0, t1, LANES):
+                count = min(LANES, t1 - first)
+                if flat:
+                    _products_into(S, E, lanes, A, first * L, B, first * sb, bshift,
+                                   count * L, compensated, first > t0)
+                else:
+                    for lane in range(count):
+                        t = first + lane
+                        _products_into(S, E, lanes + lane * L, A, t * sa, B, t * sb, bshift,
+                                       L, compensated, first > t0)
         _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
     _chunk_tree(S, E, n_ch, LANES * L, L, compensated)
     finalize_segment(S, E, runtime_int(0), L, compensated, out)
