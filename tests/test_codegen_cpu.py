@@ -88,22 +88,22 @@ def _fma_lines(text: str) -> list[str]:
 
 def test_cpu_kernels_contain_no_fma(assembly):
     asm = {name: text for name, text in assembly.items() if name != "negative_control"}
-    expected = {"reprogls.kernels.cpu.reductions._sum_kernel",
-                "reprogls.kernels.cpu.reductions._dot_kernel",
-                "reprogls.kernels.cpu.reductions._scaled_squares_kernel",
-                "reprogls.kernels.cpu.rowgroups._dots_kernel",
+    expected = {"reprogls.kernels.cpu.reductions._sum_tasks",
+                "reprogls.kernels.cpu.reductions._dot_tasks",
+                "reprogls.kernels.cpu.reductions._scaled_squares_tasks",
+                "reprogls.kernels.cpu.rowgroups._dots_tasks",
                 "reprogls.kernels.cpu.rowgroups._rmatvec_lanes",
                 "reprogls.kernels.cpu.rowgroups._normal_lanes",
-                "reprogls.kernels.cpu.rowgroups._woodbury_kernel",
+                "reprogls.kernels.cpu.rowgroups._woodbury_tasks",
                 "reprogls.kernels.cpu.segments.dot_tree",
                 "reprogls.kernels.cpu.multi._transposed_lanes",
                 "reprogls.kernels.cpu.gram._pair_partials",
                 "reprogls.kernels.cpu.gram._tile_partials",
-                "reprogls.kernels.cpu.spd._cholesky_blocks",
+                "reprogls.kernels.cpu.spd._below_block",
                 "reprogls.kernels.cpu.spd._inverse_factor_rows",
-                "reprogls.kernels.cpu.elementwise.exp_kernel",
-                "reprogls.kernels.cpu.elementwise.log_kernel",
-                "reprogls.kernels.cpu.elementwise.fista_step_kernel",
+                "reprogls.kernels.cpu.elementwise.exp_tasks",
+                "reprogls.kernels.cpu.elementwise.log_tasks",
+                "reprogls.kernels.cpu.elementwise.fista_step_tasks",
                 "reprogls.gls._subspace.orthonormalize",
                 "reprogls.gls._subspace.rayleigh_matrix"}
     assert expected <= set(asm), f"kernels not compiled: {expected - set(asm)}"
@@ -155,7 +155,7 @@ for mode in ("compensated", "plain"):
     equal["woodbury " + mode] = bool(same_bits(kernels.woodbury_solve(f, R, "cpu"),
                                                reference.woodbury_solve(f, R)))
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
-wasm = "\n".join(rowgroups._woodbury_kernel.inspect_asm().values())
+wasm = "\n".join(rowgroups._woodbury_tasks.inspect_asm().values())
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
                   "equal": equal, "asm": asm, "wasm": wasm}))
 """

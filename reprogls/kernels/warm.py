@@ -73,7 +73,9 @@ def _woodbury() -> None:
 def _spd_problem(compensated: bool, parallel: bool) -> None:
     from .cpu import gram, spd
 
-    G = gram.lower_gram(np.arange(12.0).reshape(4, 3), compensated) + 4.0 * np.eye(3)
+    # order 40 > spd.BLOCK: the parallel Cholesky has rows below its first column block
+    A = np.arange(2000.0).reshape(50, 40) % 7.0
+    G = gram.lower_gram(A, compensated) + 50.0 * np.eye(40)
     L, Z, inv = np.empty_like(G), np.empty_like(G), np.empty_like(G)
     spd.cholesky(G, compensated, L, parallel)
     spd.inverse_factor(L, compensated, Z, parallel)
@@ -151,24 +153,24 @@ def _prox() -> None:
     prox.fista_step(v, v, 0.1, v, 0.5, 1.0, device="cpu")
 
 
-#: name -> (compile function, single-core compile seconds on the 2-core dev box beyond
-#: what the tasks before it in this table compiled; used only to balance the workers).
-#: Measured 2026-12-02, each task alone in a fresh process with an empty cache (imports
-#: included): woodbury 18.0 s, sur_matvec 15.5 s, dense 8.8 s, sur_rmatvec 7 s,
-#: reductions 4.3 s, gemv_t 6 s (its own kernel since it streams rows), elementwise
-#: (log/exp and prox) 4.9 s. The Sigma-step's subspace steps joined ``reductions`` later
-#: (third session of 2026-12-02, on a Zen 3 box about half as fast: +5 s there).
+#: name -> (compile function, single-core compile seconds beyond what the tasks before it
+#: in this table compiled; used only to balance the workers). Measured 2026-12-02 (fifth
+#: session, 2-core Zen 3 box, after the parallel loops moved from ``prange`` to the
+#: thread pool of :mod:`.cpu.tasks`), each task alone in a fresh process with an empty
+#: cache, imports included: fused 21.9 s, woodbury 18.9, sur_matvec 17.9, large 10.2,
+#: reductions 7.3 (with the Sigma-step's subspace steps), dense 7.0, sur_rmatvec 6.8,
+#: gemv_t 4.5, prox 2.3, elementary 2.0. Tasks in one worker share their helpers' compiles.
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
-    "woodbury": (_woodbury, 18.0),
-    "large": (_large, 12.0),
-    "sur_matvec": (_sur_matvec, 15.0),
-    "dense": (_dense, 6.0),
-    "fused": (_fused, 12.0),
-    "sur_rmatvec": (_sur_rmatvec, 5.0),
-    "gemv_t": (_gemv_t, 4.0),
-    "reductions": (_reductions, 6.0),
-    "elementary": (_elementary, 3.0),
-    "prox": (_prox, 3.0),
+    "woodbury": (_woodbury, 19.0),
+    "large": (_large, 10.0),
+    "sur_matvec": (_sur_matvec, 18.0),
+    "dense": (_dense, 7.0),
+    "fused": (_fused, 22.0),
+    "sur_rmatvec": (_sur_rmatvec, 7.0),
+    "gemv_t": (_gemv_t, 4.5),
+    "reductions": (_reductions, 7.0),
+    "elementary": (_elementary, 2.0),
+    "prox": (_prox, 2.5),
 }
 #: What :func:`reprogls.gls.fit` on the gram path needs (the demo's fit).
 FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "reductions", "elementary")

@@ -2,7 +2,8 @@
 
 The scalar bodies are the reference's own scalar functions compiled by Numba
 (``log_scalar``, ``exp_scalar``) or written out with the same term formulas as
-:mod:`reprogls.kernels.reference.prox`; each runs ``prange`` over blocks of elements.
+:mod:`reprogls.kernels.reference.prox`; each runs over blocks of elements, the blocks
+split over the threads by :func:`.tasks.run_tasks`.
 A scalar-or-array parameter is passed as a contiguous array of length 1 or n with an
 index step ``inc`` of 0 or 1 (``lam[i * lam_inc]``), as in the CUDA kernels: a stride-0
 broadcast view instead compiles to a non-contiguous layout that runs 10x slower.
@@ -11,10 +12,11 @@ broadcast view instead compiles to a non-contiguous layout that runs 10x slower.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..reference import cro as _cro
 from ..reference import elementary as _elem
+from .tasks import run_tasks
 
 CANONICAL_NAN = _cro.CANONICAL_NAN
 BLOCK = 16384
@@ -23,16 +25,16 @@ log_scalar = njit(cache=True)(_elem.log_scalar)
 exp_scalar = njit(cache=True)(_elem.exp_scalar)
 
 
-@njit(parallel=True, cache=True)
-def log_kernel(x, out):
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+@njit(nogil=True, cache=True)
+def log_tasks(b0, b1, x, out):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             out[i] = log_scalar(x[i])
 
 
-@njit(parallel=True, cache=True)
-def exp_kernel(x, out):
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+@njit(nogil=True, cache=True)
+def exp_tasks(b0, b1, x, out):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             out[i] = exp_scalar(x[i])
 
@@ -63,41 +65,47 @@ def prox_scalar(v, lam, l1_ratio, step, lo, hi):
     return CANONICAL_NAN if r != r else r
 
 
-@njit(parallel=True, cache=True)
-def soft_threshold_kernel(x, lam, lam_inc, out):
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+@njit(nogil=True, cache=True)
+def soft_threshold_tasks(b0, b1, x, lam, lam_inc, out):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             out[i] = soft_threshold_scalar(x[i], lam[i * lam_inc])
 
 
-@njit(parallel=True, cache=True)
-def soft_threshold_box_kernel(x, lam, lam_inc, lo, lo_inc, hi, hi_inc, out):
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+@njit(nogil=True, cache=True)
+def soft_threshold_box_tasks(b0, b1, x, lam, lam_inc, lo, lo_inc, hi, hi_inc, out):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             r = clip_scalar(soft_threshold_scalar(x[i], lam[i * lam_inc]), lo[i * lo_inc],
                             hi[i * hi_inc])
             out[i] = CANONICAL_NAN if r != r else r
 
 
-@njit(parallel=True, cache=True)
-def prox_elastic_net_kernel(x, lam, lam_inc, l1_ratio, step, lo, lo_inc, hi, hi_inc, out):
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+@njit(nogil=True, cache=True)
+def prox_elastic_net_tasks(b0, b1, x, lam, lam_inc, l1_ratio, step, lo, lo_inc, hi, hi_inc,
+                           out):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             out[i] = prox_scalar(x[i], lam[i * lam_inc], l1_ratio, step, lo[i * lo_inc],
                                  hi[i * hi_inc])
 
 
-@njit(parallel=True, cache=True)
-def fista_step_kernel(z, grad, step, x_prev, momentum, lam, lam_inc, l1_ratio, lo, lo_inc,
-                      hi, hi_inc, x_new, z_next):
+@njit(nogil=True, cache=True)
+def fista_step_tasks(b0, b1, z, grad, step, x_prev, momentum, lam, lam_inc, l1_ratio, lo,
+                     lo_inc, hi, hi_inc, x_new, z_next):
     """``x_new = prox(z - step*grad)``, ``z_next = x_new + momentum*(x_new - x_prev)``."""
-    for b in prange((z.shape[0] + BLOCK - 1) // BLOCK):
+    for b in range(b0, b1):
         for i in range(b * BLOCK, min(z.shape[0], (b + 1) * BLOCK)):
             xn = prox_scalar(z[i] - step * grad[i], lam[i * lam_inc], l1_ratio, step,
                              lo[i * lo_inc], hi[i * hi_inc])
             x_new[i] = xn
             zn = xn + momentum * (xn - x_prev[i])
             z_next[i] = CANONICAL_NAN if zn != zn else zn
+
+
+def _blocks(x) -> int:
+    """Tasks of the elementwise kernels: blocks of ``BLOCK`` elements."""
+    return -(-x.shape[0] // BLOCK)
 
 
 def _param(v):
@@ -108,37 +116,38 @@ def _param(v):
 
 def log(x):
     out = np.empty_like(x)
-    log_kernel(x, out)
+    run_tasks(log_tasks, _blocks(x), x, out)
     return out
 
 
 def exp(x):
     out = np.empty_like(x)
-    exp_kernel(x, out)
+    run_tasks(exp_tasks, _blocks(x), x, out)
     return out
 
 
 def soft_threshold(x, lam):
     out = np.empty_like(x)
-    soft_threshold_kernel(x, *_param(lam), out)
+    run_tasks(soft_threshold_tasks, _blocks(x), x, *_param(lam), out)
     return out
 
 
 def soft_threshold_box(x, lam, lo, hi):
     out = np.empty_like(x)
-    soft_threshold_box_kernel(x, *_param(lam), *_param(lo), *_param(hi), out)
+    run_tasks(soft_threshold_box_tasks, _blocks(x), x, *_param(lam), *_param(lo),
+              *_param(hi), out)
     return out
 
 
 def prox_elastic_net(x, lam, l1_ratio, step, lo, hi):
     out = np.empty_like(x)
-    prox_elastic_net_kernel(x, *_param(lam), float(l1_ratio), float(step), *_param(lo),
-                            *_param(hi), out)
+    run_tasks(prox_elastic_net_tasks, _blocks(x), x, *_param(lam), float(l1_ratio),
+              float(step), *_param(lo), *_param(hi), out)
     return out
 
 
 def fista_step(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi):
     x_new, z_next = np.empty_like(z), np.empty_like(z)
-    fista_step_kernel(z, grad, float(step), x_prev, float(momentum), *_param(lam),
-                      float(l1_ratio), *_param(lo), *_param(hi), x_new, z_next)
+    run_tasks(fista_step_tasks, _blocks(z), z, grad, float(step), x_prev, float(momentum),
+              *_param(lam), float(l1_ratio), *_param(lo), *_param(hi), x_new, z_next)
     return x_new, z_next

@@ -24,13 +24,14 @@ number of threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
 from .segments import merge_segments
 from .simd import gram_block, transpose8x8
+from .tasks import run_tasks, threads
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
 
@@ -126,12 +127,13 @@ def _accumulate_pairs_plain(XT, pairs, p0, p1, nb, ST):
             st[b] += x[b] * y[b]
 
 
-@njit(parallel=True, cache=True)
-def _pair_partials(X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
-    """Chunk partials ``PS[c, pair]``/``PC[c, pair]`` (module docstring)."""
+@njit(nogil=True, cache=True)
+def _pair_partials(t0, t1, X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
+    """Chunk partials ``PS[c, pair]``/``PC[c, pair]`` (module docstring) of the tasks
+    (chunk, tile) ``t0 .. t1 - 1``."""
     N = X.shape[0]
     n_tiles = col_ptr.shape[0] - 1
-    for task in prange(PS.shape[0] * n_tiles):
+    for task in range(t0, t1):
         c = task // n_tiles
         tile = task % n_tiles
         q0, q1 = col_ptr[tile], col_ptr[tile + 1]
@@ -171,8 +173,8 @@ def column_pair_grams(X: np.ndarray, plan: PairPlan, compensated: bool) -> np.nd
         return out
     PS = np.empty((n_chunks(X.shape[0]), plan.n_pairs))
     PC = np.empty_like(PS)
-    _pair_partials(X, plan.cols, plan.col_ptr, plan.pairs, plan.pair_ptr, compensated, PS,
-                   PC)
+    run_tasks(_pair_partials, PS.shape[0] * (plan.col_ptr.shape[0] - 1), X, plan.cols,
+              plan.col_ptr, plan.pairs, plan.pair_ptr, compensated, PS, PC)
     chunk_tree_columns(PS, PC, compensated, out)
     return out
 
@@ -184,14 +186,14 @@ TILE = 32
 LANE_ROWS = CHUNK // LANES
 
 
-@njit(parallel=True, cache=True)
-def _strips(X, c0, c1, n_strips, lane_rows, XS):
-    """Chunks ``c0 .. c1 - 1`` of X in lane-major column strips:
+@njit(nogil=True, cache=True)
+def _strips(t0, t1, X, c0, n_strips, lane_rows, XS):
+    """Chunks ``c0 + t0 .. c0 + t1 - 1`` of X in lane-major column strips:
     ``XS[((cc * n_strips + s) * 32 + lane) * lane_rows + j, q] = X[i, s * 32 + q]`` for
     row ``i = (c0 + cc) * 8192 + lane + 32 j`` (zero past the last column). Reads X row
     by row; every (strip, lane) block of the result is contiguous."""
     N, P = X.shape
-    for cc in prange(c1 - c0):
+    for cc in range(t0, t1):
         row0 = (c0 + cc) * CHUNK
         for i in range(row0, min(N, row0 + CHUNK)):
             lane, j = (i - row0) % LANES, (i - row0) // LANES
@@ -226,15 +228,16 @@ def _tile_lanes(XS, base_m, base_a, rows, lane_rows, compensated, LS, LE):
                     gram_block(XS, a_row, b_row, one, n_rows, r0, q0, acc, err, r0, q0, False)
 
 
-@njit(parallel=True, cache=True)
-def _tile_partials(XS, N, c0, c1, n_strips, lane_rows, tile_m, tile_a, compensated, PS,
+@njit(nogil=True, cache=True)
+def _tile_partials(t0, t1, XS, N, c0, n_strips, lane_rows, tile_m, tile_a, compensated, PS,
                    PC):
     """Chunk partials ``PS[c, tile * 1024 + r * 32 + q]`` of ``G(m0 + r, a0 + q)`` for the
-    chunks ``c0 .. c1 - 1`` held in ``XS`` (:func:`_strips`): one task per (chunk, tile),
-    the lane tree as flat merges of the 32 lanes' 1024 sums."""
+    chunks from ``c0`` on held in ``XS`` (:func:`_strips`): one task per (chunk, tile),
+    this call the tasks ``t0 .. t1 - 1``; the lane tree as flat merges of the 32 lanes'
+    1024 sums."""
     n_tiles = tile_m.shape[0]
     size = TILE * TILE
-    for task in prange((c1 - c0) * n_tiles):
+    for task in range(t0, t1):
         cc, tile = task // n_tiles, task % n_tiles
         c = c0 + cc
         rows = min(N, (c + 1) * CHUNK) - c * CHUNK
@@ -267,8 +270,6 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     the chunks in flight (``min(N, 8192) x P`` values, padded to whole strips, times the
     chunks per batch).
     """
-    import numba
-
     N, P = X.shape
     if N == 0 or P == 0:
         return np.zeros((P, P))
@@ -278,15 +279,16 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     n_ch = n_chunks(N)
     PS = np.empty((n_ch, tile_m.size * TILE * TILE))
     PC = np.empty_like(PS)
-    threads = max(1, numba.get_num_threads())
+    n_threads = threads()
     # one chunk at a time has enough tiles for every thread (and holds one chunk's strips)
-    batch = 1 if tile_m.size >= 4 * threads else min(n_ch, threads)
+    batch = 1 if tile_m.size >= 4 * n_threads else min(n_ch, n_threads)
     lane_rows = min(LANE_ROWS, -(-N // LANES))  # rows of a lane in the longest chunk
     XS = np.empty((batch * nb * LANES * lane_rows, TILE))
     for c0 in range(0, n_ch, batch):
         c1 = min(n_ch, c0 + batch)
-        _strips(X, c0, c1, nb, lane_rows, XS)
-        _tile_partials(XS, N, c0, c1, nb, lane_rows, tile_m, tile_a, compensated, PS, PC)
+        run_tasks(_strips, c1 - c0, X, c0, nb, lane_rows, XS)
+        run_tasks(_tile_partials, (c1 - c0) * tile_m.size, XS, N, c0, nb, lane_rows, tile_m,
+                  tile_a, compensated, PS, PC)
     flat = np.empty(PS.shape[1])
     chunk_tree_columns(PS, PC, compensated, flat)
     padded = np.zeros((nb, TILE, nb, TILE))

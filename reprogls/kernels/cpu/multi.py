@@ -19,12 +19,13 @@ N x K residuals without forming S (large K).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._cro import CHUNK, LANES, dot_segment, segment_scratch, two_sum
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .rowgroups import BLOCK, GROUP, N_GROUPS, lane_trees  # (the same lane groups)
 from .simd import lane_axpy
+from .tasks import run_tasks
 from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
@@ -34,11 +35,12 @@ __all__ = ["rows_times", "rows_transposed_times"]
 COLUMN_TILE = 2048
 
 
-@njit(parallel=True, cache=True)
-def _rows_times_kernel(A, BT, compensated, out):
+@njit(nogil=True, cache=True)
+def _rows_times_tasks(b0, b1, A, BT, compensated, out):
+    """Blocks ``b0 .. b1 - 1`` of ``ROW_BLOCK`` rows of ``A B``."""
     m, n = A.shape
     k = BT.shape[0]
-    for blk in prange((m + ROW_BLOCK - 1) // ROW_BLOCK):
+    for blk in range(b0, b1):
         ps, pc = segment_scratch(n)
         Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
         for i in range(blk * ROW_BLOCK, min(m, (blk + 1) * ROW_BLOCK)):
@@ -51,7 +53,7 @@ def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
     ``gemv(A, B[:, q])[i]``. Inputs C-contiguous float64 (not validated here)."""
     out = np.empty((A.shape[0], BT.shape[0]))
     if out.size:
-        _rows_times_kernel(A, BT, compensated, out)
+        run_tasks(_rows_times_tasks, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
     return out
 
 
@@ -81,13 +83,14 @@ def _lane_steps(S, E, A, i, m0, width, wts, steps, compensated):
                 S[m] += term
 
 
-@njit(parallel=True, cache=True)
-def _transposed_lanes(A, B, compensated, tile, LS, LC):
+@njit(nogil=True, cache=True)
+def _transposed_lanes(t0, t1, A, B, compensated, tile, LS, LC):
     """Lane accumulators ``LS[c, l, q * P + m]`` (compensations ``LC``) of ``A^T B``: lane
     ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t`` of ``fl(A[i, m] * B[i, q])`` in
     order.
 
-    A task is (chunk, group of 8 lanes, column tile). It reads its rows in place, four
+    A task is (chunk, group of 8 lanes, column tile); this call runs tasks ``t0 .. t1 - 1``
+    of ``LS.shape[0] * 4 * n_tiles``. It reads its rows in place, four
     row groups at a time (rows ``i + 32 r`` for ``r < 4`` are four consecutive terms of
     lane ``i mod 32``), and steps each lane's accumulators -- contiguous over the tile's
     columns, so the steps vectorise along the rows, and small enough to stay in L2 --
@@ -96,7 +99,7 @@ def _transposed_lanes(A, B, compensated, tile, LS, LC):
     k = B.shape[1]
     n_tiles = (P + tile - 1) // tile
     per_chunk = N_GROUPS * n_tiles
-    for task in prange(LS.shape[0] * per_chunk):
+    for task in range(t0, t1):
         c = task // per_chunk
         g = (task % per_chunk) // n_tiles
         m0 = (task % n_tiles) * tile
@@ -132,7 +135,9 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, k * P))
     LC = np.empty((n_ch, LANES, k * P))
-    _transposed_lanes(A, B, compensated, max(8, COLUMN_TILE // k), LS, LC)
+    tile = max(8, COLUMN_TILE // k)
+    run_tasks(_transposed_lanes, n_ch * N_GROUPS * -(-P // tile), A, B, compensated, tile, LS,
+              LC)
     PS = np.empty((n_ch, k * P))
     PC = np.empty((n_ch, k * P))
     lane_trees(LS, LC, compensated, PS, PC)

@@ -35,12 +35,13 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .segments import dot_segments, dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
+from .tasks import run_tasks, threads
 from .views import unmanaged
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
@@ -375,15 +376,21 @@ def block_scratch(P, K, k, widest, longest):
 SLAB = 16
 
 
-@njit(parallel=True, cache=True)
-def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
-    """``U[i, j]`` = CRO-1 dot of row ``i``'s columns of equation ``j`` with ``v``; one
-    task per slab of blocks of 32 consecutive rows (block row ``8 s + b`` is row
+def _slabs(N: int) -> int:
+    """Tasks of the row-parallel kernels: slabs of ``SLAB`` blocks of 32 rows."""
+    n_blocks = (N + ROWS - 1) // ROWS
+    return (n_blocks + SLAB - 1) // SLAB
+
+
+@njit(nogil=True, cache=True)
+def _dots_tasks(s0, s1, X, dest, tiles, eqs, widest, longest, vT, compensated, U):
+    """``U[i, j]`` = CRO-1 dot of row ``i``'s columns of equation ``j`` with ``v``, for the
+    slabs ``s0 .. s1 - 1`` of blocks of 32 consecutive rows (block row ``8 s + b`` is row
     ``i0 + 8 s + b``)."""
     N, P = X.shape
     K = U.shape[1]
     n_blocks = (N + ROWS - 1) // ROWS
-    for slab in prange((n_blocks + SLAB - 1) // SLAB):
+    for slab in range(s0, s1):
         work = block_scratch(P, K, runtime_int(0), widest, longest)
         XT, S, E, out, Ub = work[0], work[1], work[2], work[3], work[4]
         for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
@@ -393,13 +400,14 @@ def _dots_kernel(X, dest, tiles, eqs, widest, longest, vT, compensated, U):
             block_to_rows(Ub.reshape((K, ROWS)), i0, n_rows, U)
 
 
-@njit(parallel=True, cache=True)
-def _woodbury_kernel(R, GT, L, LT, DE, compensated, out):
-    """``out = R Sigma^-1``, one task per slab of blocks of 32 consecutive rows."""
+@njit(nogil=True, cache=True)
+def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
+    """``out = R Sigma^-1`` for the slabs ``s0 .. s1 - 1`` of blocks of 32 consecutive
+    rows."""
     N, K = R.shape
     k = GT.shape[0]
     n_blocks = (N + ROWS - 1) // ROWS
-    for slab in prange((n_blocks + SLAB - 1) // SLAB):
+    for slab in range(s0, s1):
         one = runtime_int(1)
         _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
         for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
@@ -461,12 +469,13 @@ def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
 
-@njit(parallel=True, cache=True)
-def _rmatvec_lanes(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, order, starts,
-                   LS, LC):
+@njit(nogil=True, cache=True)
+def _rmatvec_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, Win, compensated, order,
+                   starts, LS, LC):
     """Lane accumulators ``LS[c, lane, m]`` (and ``LC``) of ``X^T W`` over rows; thread
-    ``t`` runs the tasks ``order[starts[t]:starts[t + 1]]`` (:func:`balanced_tasks`)."""
-    for th in prange(starts.shape[0] - 1):
+    ``t`` (``t0 <= t < t1``) runs the tasks ``order[starts[t]:starts[t + 1]]``
+    (:func:`balanced_tasks`)."""
+    for th in range(t0, t1):
         for idx in range(starts[th], starts[th + 1]):
             _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated,
                           order[idx], LS, LC)
@@ -490,22 +499,24 @@ def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
 
-@njit(parallel=True, cache=True)
-def _normal_lanes(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
-                  compensated, order, starts, LS, LC):
-    """Lane accumulators of ``X^T [(X v) Sigma^-1]``: ``W`` is computed block by block
-    from the gathered rows, so every row of X is read once."""
-    for th in prange(starts.shape[0] - 1):
+@njit(nogil=True, cache=True)
+def _normal_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
+                  DE, compensated, order, starts, LS, LC):
+    """Lane accumulators of ``X^T [(X v) Sigma^-1]`` (threads ``t0 .. t1 - 1`` of
+    :func:`balanced_tasks`): ``W`` is computed block by block from the gathered rows, so
+    every row of X is read once."""
+    for th in range(t0, t1):
         for idx in range(starts[th], starts[th + 1]):
             _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
                          compensated, order[idx], LS, LC)
 
 
-@njit(parallel=True, cache=True)
-def lane_trees(LS, LC, compensated, PS, PC):
-    """CRO-1 lane tree of every chunk: ``PS[c] = tree over the 32 lanes LS[c, lane]``."""
-    n_ch, _, P = LS.shape
-    for c in prange(n_ch):
+@njit(nogil=True, cache=True)
+def _lane_tree_tasks(c0, c1, LS, LC, compensated, PS, PC):
+    """CRO-1 lane tree of chunks ``c0 .. c1 - 1``: ``PS[c] = tree over the 32 lanes
+    LS[c, lane]``."""
+    P = LS.shape[2]
+    for c in range(c0, c1):
         S = LS[c].reshape(LANES * P)
         E = LC[c].reshape(LANES * P)
         w = LANES // 2
@@ -517,10 +528,16 @@ def lane_trees(LS, LC, compensated, PS, PC):
             PC[c, m] = E[m]
 
 
+def lane_trees(LS, LC, compensated, PS, PC):
+    """CRO-1 lane tree of every chunk ``c``: ``PS[c] = tree over the 32 lanes LS[c, lane]``
+    (compensations ``PC``), chunks over the threads."""
+    run_tasks(_lane_tree_tasks, LS.shape[0], LS, LC, compensated, PS, PC)
+
+
 def _over_rows(X, kernel, *args):
     """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``, from the
-    lane accumulators that ``kernel(X, *args, compensated, order, starts, LS, LC)`` fills
-    (``args[-1]`` is ``compensated``)."""
+    lane accumulators that ``kernel(t0, t1, X, *args, compensated, order, starts, LS,
+    LC)`` fills for the threads ``t0 .. t1 - 1`` (``args[-1]`` is ``compensated``)."""
     from .linalg import chunk_tree_columns, n_chunks
 
     N, P = X.shape
@@ -531,18 +548,13 @@ def _over_rows(X, kernel, *args):
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, P))
     LC = np.empty((n_ch, LANES, P))
-    kernel(X, *args, *balanced_tasks(N, _threads()), LS, LC)
+    order, starts = balanced_tasks(N, threads())
+    run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
     PS = np.empty((n_ch, P))
     PC = np.empty((n_ch, P))
     lane_trees(LS, LC, compensated, PS, PC)
     chunk_tree_columns(PS, PC, compensated, g)
     return g
-
-
-def _threads() -> int:
-    import numba
-
-    return int(numba.get_num_threads())
 
 
 def _factor_arrays(G, d, L):
@@ -557,9 +569,9 @@ def sur_matvec(X, offsets, beta, compensated):
     U = np.zeros((X.shape[0], offsets.shape[0] - 1))
     if U.size and X.shape[1]:
         plan = sur_plan(offsets)
-        _dots_kernel(X, plan.dest, plan.tiles, plan.eqs, plan.widest_tile,
-                     plan.widest_equation, np.ascontiguousarray(beta[plan.perm]),
-                     compensated, U)
+        run_tasks(_dots_tasks, _slabs(X.shape[0]), X, plan.dest, plan.tiles, plan.eqs,
+                  plan.widest_tile, plan.widest_equation,
+                  np.ascontiguousarray(beta[plan.perm]), compensated, U)
     return U
 
 
@@ -567,7 +579,8 @@ def woodbury_solve(R, G, d, L, compensated):
     """``R Sigma^-1`` row by row (validated inputs)."""
     out = np.empty_like(R)
     if R.size:
-        _woodbury_kernel(R, *_factor_arrays(G, d, L), compensated, out)
+        run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *_factor_arrays(G, d, L),
+                  compensated, out)
     return out
 
 

@@ -26,12 +26,12 @@ ends (``0, n-1, 1, n-2, ...``) so that long and short rows balance. The oracle i
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._cro import dot_segment, segment_scratch
 from .linalg import cholesky_entry, cholesky_kernel
+from .tasks import run_tasks, threads
 
 __all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "gram_of_rows_from_diagonal",
            "inverse_factor"]
@@ -65,26 +65,46 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
     """
     if not _use_threads(C.shape[0], parallel):
         return cholesky_kernel(C, compensated, L)
-    return _cholesky_blocks(C, compensated, L, 4 * numba.get_num_threads())
+    return _cholesky_blocks(C, compensated, L, 4 * threads())
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
+def _diagonal_block(C, L, j0, j1, compensated):
+    """Rows ``j0 .. j1 - 1`` of L within the column block ``j0 .. j1 - 1``, in row order;
+    the first failing pivot row, or -1."""
+    ps, pc = segment_scratch(C.shape[0])
+    for i in range(j0, j1):
+        for j in range(j0, i + 1):
+            if not cholesky_entry(C, L, i, j, compensated, ps, pc):
+                return i
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _below_block(t0, t1, C, L, j0, j1, n_tasks, compensated):
+    """Tasks ``t0 .. t1 - 1`` of ``n_tasks``: task ``t`` computes the entries in columns
+    ``j0 .. j1 - 1`` of the rows ``j1 + t, j1 + t + n_tasks, ...`` (below the diagonal
+    block: no pivots, always succeeds)."""
+    n = C.shape[0]
+    for task in range(t0, t1):
+        tps, tpc = segment_scratch(n)
+        for i in range(j1 + task, n, n_tasks):
+            for j in range(j0, j1):
+                cholesky_entry(C, L, i, j, compensated, tps, tpc)
+
+
 def _cholesky_blocks(C, compensated, L, tasks_per_block):
+    """Column blocks in order: the diagonal block serially, then the rows below it over
+    the threads. Returns the first failing pivot row, or -1."""
     n = C.shape[0]
     L[:, :] = 0.0
-    ps, pc = segment_scratch(n)
     for j0 in range(0, n, BLOCK):
         j1 = min(n, j0 + BLOCK)
-        for i in range(j0, j1):
-            for j in range(j0, i + 1):
-                if not cholesky_entry(C, L, i, j, compensated, ps, pc):
-                    return i
+        failed = _diagonal_block(C, L, j0, j1, compensated)
+        if failed >= 0:
+            return int(failed)
         n_tasks = min(n - j1, tasks_per_block)
-        for task in prange(n_tasks):
-            tps, tpc = segment_scratch(n)
-            for i in range(j1 + task, n, n_tasks):
-                for j in range(j0, j1):  # j < i: no pivot, always succeeds
-                    cholesky_entry(C, L, i, j, compensated, tps, tpc)
+        run_tasks(_below_block, n_tasks, C, L, j0, j1, n_tasks, compensated)
     return -1
 
 
@@ -114,11 +134,12 @@ def _gram_rows(Z, compensated, out, u0, u1):
             out[a, b] = dot_segment(Z[a, a:], Z[b, a:], compensated, ps, pc)
 
 
-@njit(parallel=True, cache=True)
-def _parallel_rows(M, compensated, out, stage, n_tasks):
-    """Split ``u = 0..n-1`` into ``n_tasks`` runs of the stage's row function."""
+@njit(nogil=True, cache=True)
+def _parallel_rows(t0, t1, M, compensated, out, stage, n_tasks):
+    """Runs ``t0 .. t1 - 1`` of the split of ``u = 0..n-1`` into ``n_tasks`` runs of the
+    stage's row function."""
     n = M.shape[0]
-    for task in prange(n_tasks):
+    for task in range(t0, t1):
         u0 = task * n // n_tasks
         u1 = (task + 1) * n // n_tasks
         if stage == 0:
@@ -131,7 +152,8 @@ def _rows(M: np.ndarray, compensated: bool, out: np.ndarray, stage: int,
           parallel: bool | None) -> None:
     n = M.shape[0]
     if _use_threads(n, parallel):
-        _parallel_rows(M, compensated, out, stage, min(n, 8 * numba.get_num_threads()))
+        n_tasks = min(n, 8 * threads())
+        run_tasks(_parallel_rows, n_tasks, M, compensated, out, stage, n_tasks)
     else:
         (_inverse_factor_rows if stage == 0 else _gram_rows)(M, compensated, out, 0, n)
 
