@@ -81,7 +81,15 @@ def test_soft_threshold_family_cpu_equals_reference(lam):
     assert same_bits(kernels.soft_threshold(x, lam_vec), ref.soft_threshold(x, lam_vec))
     assert same_bits(kernels.soft_threshold_box(x, lam, -0.5, 1.5),
                      ref.soft_threshold_box(x, lam, -0.5, 1.5))
+    lo_vec, hi_vec = -np.abs(rng.standard_normal(x.size)), np.abs(rng.standard_normal(x.size))
+    # every parameter per element, and a mix (each combination is its own specialisation)
+    assert same_bits(kernels.soft_threshold_box(x, lam_vec, lo_vec, hi_vec),
+                     ref.soft_threshold_box(x, lam_vec, lo_vec, hi_vec))
+    assert same_bits(kernels.soft_threshold_box(x, lam, lo_vec, 1.5),
+                     ref.soft_threshold_box(x, lam, lo_vec, 1.5))
     if np.isfinite(lam):
+        assert same_bits(kernels.prox_elastic_net(x, lam_vec, 0.3, 0.8, lo_vec, hi_vec),
+                         ref.prox_elastic_net(x, lam_vec, 0.3, 0.8, lo_vec, hi_vec))
         assert same_bits(kernels.prox_elastic_net(x, lam, 0.3, 0.8, -1.0, 2.0),
                          ref.prox_elastic_net(x, lam, 0.3, 0.8, -1.0, 2.0))
         g, xp = rng.standard_normal(x.size), rng.standard_normal(x.size)

@@ -4,15 +4,18 @@ The scalar bodies are the reference's own scalar functions compiled by Numba
 (``log_scalar``, ``exp_scalar``) or written out with the same term formulas as
 :mod:`reprogls.kernels.reference.prox`; each runs over blocks of elements, the blocks
 split over the threads by :func:`.tasks.run_tasks`.
-A scalar-or-array parameter is passed as a contiguous array of length 1 or n with an
-index step ``inc`` of 0 or 1 (``lam[i * lam_inc]``), as in the CUDA kernels: a stride-0
-broadcast view instead compiles to a non-contiguous layout that runs 10x slower.
+A scalar-or-array parameter is passed as a float or as a contiguous array of length n,
+and :func:`element` reads it; Numba compiles one specialisation per combination used.
+(A stride-0 broadcast view compiles to a non-contiguous layout that runs 10x slower; an
+array of length 1 or n read as ``lam[i * inc]``, as the CUDA kernels do, kept LLVM from
+vectorising the loop outside a ``prange`` body: 10 ns per element, against ~1 ns.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..reference import cro as _cro
 from ..reference import elementary as _elem
@@ -37,6 +40,18 @@ def exp_tasks(b0, b1, x, out):
     for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
             out[i] = exp_scalar(x[i])
+
+
+def element(p, i):
+    """``p`` if ``p`` is a scalar, else ``p[i]`` (compiled per argument type, below)."""
+    raise NotImplementedError("element() is only usable in compiled code")
+
+
+@overload(element, inline="always")
+def _element(p, i):
+    if isinstance(p, types.Float):
+        return lambda p, i: p
+    return lambda p, i: p[i]
 
 
 @njit(inline="always", cache=True)
@@ -66,38 +81,37 @@ def prox_scalar(v, lam, l1_ratio, step, lo, hi):
 
 
 @njit(nogil=True, cache=True)
-def soft_threshold_tasks(b0, b1, x, lam, lam_inc, out):
+def soft_threshold_tasks(b0, b1, x, lam, out):
     for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            out[i] = soft_threshold_scalar(x[i], lam[i * lam_inc])
+            out[i] = soft_threshold_scalar(x[i], element(lam, i))
 
 
 @njit(nogil=True, cache=True)
-def soft_threshold_box_tasks(b0, b1, x, lam, lam_inc, lo, lo_inc, hi, hi_inc, out):
+def soft_threshold_box_tasks(b0, b1, x, lam, lo, hi, out):
     for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            r = clip_scalar(soft_threshold_scalar(x[i], lam[i * lam_inc]), lo[i * lo_inc],
-                            hi[i * hi_inc])
+            r = clip_scalar(soft_threshold_scalar(x[i], element(lam, i)), element(lo, i),
+                            element(hi, i))
             out[i] = CANONICAL_NAN if r != r else r
 
 
 @njit(nogil=True, cache=True)
-def prox_elastic_net_tasks(b0, b1, x, lam, lam_inc, l1_ratio, step, lo, lo_inc, hi, hi_inc,
-                           out):
+def prox_elastic_net_tasks(b0, b1, x, lam, l1_ratio, step, lo, hi, out):
     for b in range(b0, b1):
         for i in range(b * BLOCK, min(x.shape[0], (b + 1) * BLOCK)):
-            out[i] = prox_scalar(x[i], lam[i * lam_inc], l1_ratio, step, lo[i * lo_inc],
-                                 hi[i * hi_inc])
+            out[i] = prox_scalar(x[i], element(lam, i), l1_ratio, step, element(lo, i),
+                                 element(hi, i))
 
 
 @njit(nogil=True, cache=True)
-def fista_step_tasks(b0, b1, z, grad, step, x_prev, momentum, lam, lam_inc, l1_ratio, lo,
-                     lo_inc, hi, hi_inc, x_new, z_next):
+def fista_step_tasks(b0, b1, z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi, x_new,
+                     z_next):
     """``x_new = prox(z - step*grad)``, ``z_next = x_new + momentum*(x_new - x_prev)``."""
     for b in range(b0, b1):
         for i in range(b * BLOCK, min(z.shape[0], (b + 1) * BLOCK)):
-            xn = prox_scalar(z[i] - step * grad[i], lam[i * lam_inc], l1_ratio, step,
-                             lo[i * lo_inc], hi[i * hi_inc])
+            xn = prox_scalar(z[i] - step * grad[i], element(lam, i), l1_ratio, step,
+                             element(lo, i), element(hi, i))
             x_new[i] = xn
             zn = xn + momentum * (xn - x_prev[i])
             z_next[i] = CANONICAL_NAN if zn != zn else zn
@@ -109,9 +123,9 @@ def _blocks(x) -> int:
 
 
 def _param(v):
-    """A scalar or per-element parameter as ``(contiguous array, index step 0 or 1)``."""
+    """A scalar or per-element parameter: a float, or a contiguous float64 array."""
     a = np.ascontiguousarray(np.asarray(v, dtype=np.float64).ravel())
-    return a, 0 if a.shape[0] == 1 else 1
+    return float(a[0]) if a.shape[0] == 1 else a
 
 
 def log(x):
@@ -128,26 +142,26 @@ def exp(x):
 
 def soft_threshold(x, lam):
     out = np.empty_like(x)
-    run_tasks(soft_threshold_tasks, _blocks(x), x, *_param(lam), out)
+    run_tasks(soft_threshold_tasks, _blocks(x), x, _param(lam), out)
     return out
 
 
 def soft_threshold_box(x, lam, lo, hi):
     out = np.empty_like(x)
-    run_tasks(soft_threshold_box_tasks, _blocks(x), x, *_param(lam), *_param(lo),
-              *_param(hi), out)
+    run_tasks(soft_threshold_box_tasks, _blocks(x), x, _param(lam), _param(lo), _param(hi),
+              out)
     return out
 
 
 def prox_elastic_net(x, lam, l1_ratio, step, lo, hi):
     out = np.empty_like(x)
-    run_tasks(prox_elastic_net_tasks, _blocks(x), x, *_param(lam), float(l1_ratio),
-              float(step), *_param(lo), *_param(hi), out)
+    run_tasks(prox_elastic_net_tasks, _blocks(x), x, _param(lam), float(l1_ratio),
+              float(step), _param(lo), _param(hi), out)
     return out
 
 
 def fista_step(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi):
     x_new, z_next = np.empty_like(z), np.empty_like(z)
     run_tasks(fista_step_tasks, _blocks(z), z, grad, float(step), x_prev, float(momentum),
-              *_param(lam), float(l1_ratio), *_param(lo), *_param(hi), x_new, z_next)
+              _param(lam), float(l1_ratio), _param(lo), _param(hi), x_new, z_next)
     return x_new, z_next

@@ -15,7 +15,10 @@ against 1.7 s serial; the demo's kernels 64.5 s of single-core compile work agai
 do not change.
 
 The thread count is Numba's (:func:`numba.get_num_threads`: ``NUMBA_NUM_THREADS``, or
-:func:`numba.set_num_threads` in the calling thread).
+:func:`numba.set_num_threads` in the calling thread). Costs: a dispatch to the pool
+takes ~30 µs (Numba's spinning OpenMP threads took ~2 µs), which shows only in many
+small calls; and a pool thread needs the GIL for a moment to start its range, so a
+program whose other Python threads hold the GIL can delay it.
 """
 
 from __future__ import annotations
