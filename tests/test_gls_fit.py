@@ -295,9 +295,12 @@ def test_cg_reduction_stops_early_and_says_so():
     b = beta_step.rhs(data.X, data.offsets, data.Y, factor, "cpu")
     args = (data.X, data.offsets, factor, b, np.zeros(data.X.shape[1]), blocks, sinv_diag,
             0.0, 1e-12, 200, "cpu")
-    full, full_iters, full_tight = beta_step.solve_cg(*args)
-    _, early_iters, early_tight = beta_step.solve_cg(*args, reduction=1e-3)
-    assert full_tight and not early_tight and 0 < early_iters < full_iters
+    full, full_iters, full_finished = beta_step.solve_cg(*args)
+    _, early_iters, early_finished = beta_step.solve_cg(*args, reduction=1e-3)
+    assert full_finished and not early_finished and 0 < early_iters < full_iters
+    # running out of steps is not an early stop: the fit would not repeat the solve
+    capped = beta_step.solve_cg(*args[:-2], 1, "cpu", reduction=1e-3)
+    assert capped[1] == 1 and capped[2]
     again = beta_step.solve_cg(*args, reduction=0.0)
     assert again[1] == full_iters and (again[0].view(np.uint64) == full.view(np.uint64)).all()
 

@@ -78,9 +78,9 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
     beta : ndarray (P,)
     iters : int
         CG steps taken.
-    tight : bool
-        Whether ``||r|| <= tol ||b||`` at the end (the ``reduction`` term may stop the
-        iteration before).
+    finished : bool
+        False only when the ``reduction`` term stopped the iteration before
+        ``||r|| <= tol ||b||`` (running out of ``max_iter`` steps counts as finished).
     """
     mode = factor.mode
 
@@ -118,4 +118,4 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
         p = z + (rz_new / rz) * p
         rz = rz_new
         r_norm = np.sqrt(dot(r, r, mode, "cpu"))
-    return beta, it, bool(r_norm <= floor)
+    return beta, it, bool(r_norm <= floor or it == max_iter)

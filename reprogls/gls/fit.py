@@ -9,9 +9,9 @@ Model: ``y_ij = x_ij^T beta_j + e_ij``, ``e_i ~ N(0, Sigma)``, ``Sigma = F F^T +
    as a K x K matrix for moderate K, applied from the N x K residuals for large K), then
    beta-step (GLS given Sigma, :mod:`.beta`; with CG, solved only until the residual
    has fallen by ``CG_SWEEP_REDUCTION``), until the relative change of the negative
-   log-likelihood is at most ``tol`` (``converged=True``: that sweep's CG is then
-   finished to ``cg_tol``) or ``max_iter`` sweeps (``ConvergenceWarning``,
-   ``converged=False``).
+   log-likelihood is at most ``tol`` (``converged=True``) or ``max_iter`` sweeps
+   (``ConvergenceWarning``, ``converged=False``); either way the last sweep's CG is then
+   finished to ``cg_tol``.
 3. Covariance of beta (:mod:`.covariance`): plug-in ``A^-1`` of the GLS normal matrix at
    the final Sigma, or the cluster-robust sandwich ``A^-1 B A^-1``.
 
@@ -45,9 +45,9 @@ GRAM_MAX_P = 600
 #: 2 N K k, and a sweep needs about 20 products (measured, profiling/profile_fit.py).
 RESIDUAL_SIGMA_PER_RANK = 100
 #: Inside the alternating loop each sweep's CG stops once its residual has fallen by this
-#: factor (or reached ``cg_tol``): Sigma changes in the next sweep anyway. The sweep that
-#: meets ``tol`` is finished to ``cg_tol`` before the fit returns. (M: 22 -> 13 CG steps,
-#: profiling/profile_fit.py.)
+#: factor (or reached ``cg_tol``): Sigma changes in the next sweep anyway. The last
+#: sweep's solve is finished to ``cg_tol`` before the fit returns, converged or not.
+#: (M: 22 -> 13 CG steps, profiling/profile_fit.py.)
 CG_SWEEP_REDUCTION = 1e-3
 
 
@@ -98,8 +98,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         CG stopping rule: ``||b - A beta|| <= cg_tol ||b||`` (CRO-1 norms). Inside the
         alternating loop a sweep's CG may stop earlier, once its residual has fallen by
         the factor ``CG_SWEEP_REDUCTION`` (1e-3), since the next Sigma-step changes
-        ``A`` and ``b`` anyway; the returned beta is always solved to ``cg_tol`` at the
-        returned Sigma (the converged sweep's solve is finished first).
+        ``A`` and ``b`` anyway; the returned beta is always solved to ``cg_tol`` (or for
+        ``cg_max_iter`` steps) at the returned Sigma: the last sweep's solve is finished
+        first.
     sigma_step : {"auto", "moment", "residuals"}
         How the factor analysis sees ``S = E^T E / N``: ``"moment"`` forms the K x K
         matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
@@ -153,17 +154,17 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
 
     def gls_beta(factor, beta0, b=None, reduction=0.0):
         """GLS beta given Sigma (``b``: the right-hand side if already formed). Returns
-        ``(beta, b, tight)``; ``tight`` says the solve reached ``cg_tol`` (always true
-        for the direct solver)."""
+        ``(beta, b, finished)``; ``finished`` is false when the CG stopped early by
+        ``reduction`` (always true for the direct solver)."""
         b = beta_step.rhs(X, offsets, Yd, factor, dev) if b is None else b
         if solver == "gram":
             A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
             return beta_step.solve_dense(beta_step.cholesky(A, mode), b, mode), b, True
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
-        beta, _, tight = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
-                                            Sinv_diag, ridge, cg_tol, cg_max_iter, dev,
-                                            reduction)
-        return beta, b, tight
+        beta, _, finished = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
+                                               Sinv_diag, ridge, cg_tol, cg_max_iter,
+                                               dev, reduction)
+        return beta, b, finished
 
     # 1. OLS start
     beta = ols(data, ridge, mode, dev, factors=block_factors)
@@ -186,14 +187,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             E = S = None  # (the old residuals are not needed again: one N x K array less
             #                at the peak of the beta-step and the new residuals)
             factor = woodbury_factor(F, d, mode)
-            beta, b, tight = gls_beta(factor, beta, reduction=CG_SWEEP_REDUCTION)
+            beta, b, finished = gls_beta(factor, beta, reduction=CG_SWEEP_REDUCTION)
             E = residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)
             if converged:
                 break
             nll_prev = nll
-        if not tight:  # the last solve stopped early: finish it at the final Sigma
+        if not finished:  # the last solve stopped early: finish it at the final Sigma
+            E = None  # (as in the loop: no N x K array held through the solve)
             beta = gls_beta(factor, beta, b)[0]
             E = residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
