@@ -39,7 +39,7 @@ def inverse_normal_matrix(XtX: np.ndarray, offsets: np.ndarray, factor: Woodbury
     ``L`` is the fixed-order Cholesky factor of ``A``; ``Z = (L^-1)^T`` comes from one
     forward solve per column and ``A^-1[a, b] = CRO-1 dot(Z[a, a:], Z[b, a:])`` for
     ``a >= b`` (:mod:`reprogls.kernels.cpu.spd`), mirrored onto the upper triangle.
-    ``P^3 / 2`` multiply-adds in all, spread over the Numba threads.
+    ``P^3 / 2`` multiply-adds in all, spread over the threads (Numba's thread count).
     """
     compensated = factor.mode == "compensated"
     L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge), factor.mode)

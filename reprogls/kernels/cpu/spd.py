@@ -38,7 +38,7 @@ __all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "gram_of_rows_from_diagonal",
 
 #: Columns per block of the parallel :func:`cholesky` (one parallel region per block).
 BLOCK = 32
-#: From this order on (``parallel=None``) the functions below use the Numba threads;
+#: From this order on (``parallel=None``) the functions below use the threads (:mod:`.tasks`);
 #: smaller matrices run the same entries serially (same bits), which also spares small
 #: fits the compile time of the parallel drivers.
 PARALLEL_MIN = 384
@@ -59,7 +59,7 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
     """Fixed-order Cholesky of the lower triangle of the C-contiguous ``C`` into ``L``;
     returns the first failing pivot index (not positive and finite) or -1.
 
-    ``parallel``: ``None`` uses the Numba threads from order ``PARALLEL_MIN`` on (column
+    ``parallel``: ``None`` uses the threads from order ``PARALLEL_MIN`` on (column
     blocks, module docstring), else :func:`.linalg.cholesky_kernel`; the bits are the
     same either way.
     """
