@@ -60,7 +60,8 @@ __all__ = [
 
 
 def cpu_threads() -> int:
-    """Number of threads the CPU kernels use (Numba's ``get_num_threads()``)."""
-    import numba
+    """Number of threads the CPU kernels use (Numba's ``get_num_threads()``, as read by
+    the task runner :func:`reprogls.kernels.cpu.tasks.threads`)."""
+    from .cpu.tasks import threads
 
-    return int(numba.get_num_threads())
+    return threads()
