@@ -30,6 +30,59 @@ def test_list_input_packs_in_order():
     assert data.X.flags.c_contiguous and data.nobs == 200 and data.n_equations == 3
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_packing_handles_any_layout_dtype_and_constant(n_threads):
+    """The compiled pack reads designs through their strides: Fortran order, strided
+    views, a 1-D design, integer and bool dtypes; constants are inserted where asked,
+    and the result is the NumPy concatenation bit for bit (N spans several slabs and is
+    not a multiple of one)."""
+    import numba
+
+    from reprogls.gls._pack import SLAB_ROWS
+
+    N = 3 * SLAB_ROWS + 5
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((N, 9))
+    Xs = [np.asfortranarray(rng.standard_normal((N, 3))), wide[:, ::4],
+          rng.standard_normal(N), rng.integers(-5, 5, (N, 2)), rng.random((N, 2)) < 0.5,
+          np.zeros((N, 0))]
+    Xs[0][:, 1] = 1.0  # already has a constant: none is added
+    Y = rng.standard_normal((N, len(Xs)))
+    before = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        data = gls.prepare(Xs, Y, add_constant=True)
+    finally:
+        numba.set_num_threads(before)
+    ones = np.ones((N, 1))
+    expect = np.concatenate([Xs[0], ones, Xs[1], ones, Xs[2][:, None], ones,
+                             Xs[3].astype(float), ones, Xs[4].astype(float), ones], axis=1)
+    assert data.widths.tolist() == [3, 4, 2, 3, 3, 1]
+    assert data.X.flags.c_contiguous
+    assert np.array_equal(data.X.view(np.uint64), expect.view(np.uint64))
+    assert np.array_equal(data.Y.view(np.uint64), Y.view(np.uint64))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_found_in_any_slab_and_the_first_equation_is_named(bad):
+    from reprogls.gls._pack import SLAB_ROWS
+
+    Xs, Y = small_system(N=5 * SLAB_ROWS + 3)
+    Xs = [x.copy() for x in Xs]
+    Xs[2][4 * SLAB_ROWS + 1, 3] = bad  # the last slab but one
+    Xs[1][-1, 0] = bad  # the last row of the last slab: equation 1 comes first
+    with pytest.raises(ValueError, match=r"equation 'y1' \(Xs\[1\]\), column 'x0': 1 row"):
+        gls.prepare(Xs, Y)
+    Xs[1][-1, 0] = 0.0
+    Y = Y.copy()
+    Y[0, 2] = bad  # X_2 before y_2 of the same equation
+    with pytest.raises(ValueError, match=r"equation 'y2' \(Xs\[2\]\), column 'x3'"):
+        gls.prepare(Xs, Y)
+    Xs[2][4 * SLAB_ROWS + 1, 3] = 0.0
+    with pytest.raises(ValueError, match=r"y of equation 'y2'.*1 row"):
+        gls.prepare(Xs, Y)
+
+
 def test_dict_and_pandas_names_flow_through():
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(1)

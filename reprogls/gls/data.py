@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels.devices import is_cupy_array
+from ._pack import pack_designs
 
 __all__ = ["IdentificationWarning", "SURData", "check_rank", "prepare"]
 
@@ -155,7 +156,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if isinstance(Xs, np.ndarray) or is_cupy_array(Xs) or len(Xs) == 0:
             raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
         designs = list(Xs)
-        Y_arr, _ = _to_host(Y, "Y")
+        Y_arr, y_on_gpu = _to_host(Y, "Y")
         if Y_arr.ndim == 1:
             Y_arr = Y_arr[:, None]
         if Y_arr.ndim != 2:
@@ -164,11 +165,11 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             raise ValueError(f"len(Xs) = {len(designs)} equations but Y has "
                              f"{Y_arr.shape[1]} columns; pass one design per column of Y")
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
-        ys = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
+        ys = None  # Y_arr is already one validated host array
 
-    on_gpu = set()
-    blocks, reg_names, y_cols = [], [], []
-    for j, (name, Xj, yj) in enumerate(zip(eq_names, designs, ys, strict=True)):
+    on_gpu = set() if ys is not None else {y_on_gpu}
+    arrays, reg_names, wheres, constants, y_cols = [], [], [], [], []
+    for j, (name, Xj) in enumerate(zip(eq_names, designs, strict=True)):
         where = f"equation {name!r} (Xs[{j}])"
         arr, gpu = _to_host(Xj, where)
         on_gpu.add(gpu)
@@ -176,44 +177,48 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             arr = arr[:, None]
         if arr.ndim != 2:
             raise ValueError(f"{where}: the design must be 2-D (N, p_j), got {arr.shape}")
+        arr = arr.astype(np.float64, copy=False)
         names = _names_of(Xj, arr.shape[1], "x")
-        _check_finite(arr, names, where)
         add_const = add_constant and not _has_constant(arr)
-        if add_const:
-            names = ["const", *names]
-        y_arr, gpu = _to_host(yj, f"y of equation {name!r}")
-        on_gpu.add(gpu)
-        y_arr = np.array(y_arr, dtype=np.float64).reshape(-1)
-        _check_finite(y_arr[:, None], [name], f"y of equation {name!r}")
-        blocks.append((arr, add_const))
-        reg_names.append(names)
-        y_cols.append(y_arr)
+        arrays.append(arr)
+        reg_names.append(["const", *names] if add_const else names)
+        wheres.append(where)
+        constants.append(add_const)
+        if ys is not None:
+            y_arr, gpu = _to_host(ys[j], f"y of equation {name!r}")
+            on_gpu.add(gpu)
+            y_cols.append(np.asarray(y_arr, dtype=np.float64).reshape(-1))
+    if ys is None:
+        y_cols = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
     if len(on_gpu) > 1:
         raise ValueError("some inputs are CuPy (GPU) arrays and others are not; put them "
                          "all on one device")
-    n_rows = {b.shape[0] for b, _ in blocks} | {y.shape[0] for y in y_cols}
+    n_rows = {a.shape[0] for a in arrays} | {y.shape[0] for y in y_cols}
     if len(n_rows) != 1:
-        detail = ", ".join(f"{n}: X {b.shape[0]}, y {y.shape[0]}"
-                           for n, (b, _), y in zip(eq_names, blocks, y_cols, strict=True))
+        detail = ", ".join(f"{n}: X {a.shape[0]}, y {y.shape[0]}"
+                           for n, a, y in zip(eq_names, arrays, y_cols, strict=True))
         raise ValueError(f"every equation needs the same number of rows N; got {detail}")
     N = n_rows.pop()
-    widths = [b.shape[1] + c for b, c in blocks]
+    widths = [a.shape[1] + c for a, c in zip(arrays, constants, strict=True)]
     for name, p in zip(eq_names, widths, strict=True):
         if N <= p:
             raise ValueError(f"equation {name!r} has N = {N} rows for p = {p} regressors; "
                              "it needs N > p_j")
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-    # one copy of the data, written straight into the packed layout (peak memory)
-    X = np.empty((N, int(offsets[-1])))
-    for (b, add_const), o in zip(blocks, offsets[:-1], strict=True):
-        if add_const:
-            X[:, o] = 1.0
-        X[:, o + add_const:o + add_const + b.shape[1]] = b
-    return SURData(X=X, offsets=offsets,
-                   Y=np.ascontiguousarray(np.column_stack(y_cols)),
+    # one copy of the data, written straight into the packed layout (peak memory), with
+    # the NaN/inf test on the way; a failing equation is then examined for the message
+    X, x_bad = pack_designs(arrays, constants, offsets)
+    Yp = (np.array(Y_arr, dtype=np.float64, order="C") if ys is None else
+          np.ascontiguousarray(np.column_stack(y_cols)))
+    y_bad = ~np.isfinite(Yp).all(axis=0)
+    for j in np.flatnonzero(x_bad | y_bad).tolist()[:1]:  # the first equation with one
+        if x_bad[j]:
+            _check_finite(arrays[j], reg_names[j][int(constants[j]):], wheres[j])
+        _check_finite(Yp[:, j:j + 1], [eq_names[j]], f"y of equation {eq_names[j]!r}")
+    return SURData(X=X, offsets=offsets, Y=Yp,
                    equation_names=eq_names, regressor_names=reg_names,
                    on_gpu=on_gpu == {True},
-                   added_constant=tuple(bool(c) for _, c in blocks))
+                   added_constant=tuple(bool(c) for c in constants))
 
 
 def check_rank(rank: Any, K: int) -> int:

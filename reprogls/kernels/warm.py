@@ -40,9 +40,13 @@ def _reductions() -> None:
 
 
 def _sur_matvec() -> None:
+    """``sur_matvec`` and ``gemv``; and the estimator's packing of the designs into the
+    SUR layout (:mod:`reprogls.gls._pack`), which every fit runs first."""
+    from ..gls._pack import pack_designs
     from . import linalg
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
+    pack_designs([X[:, :1], X[:, 1:]], [False, True], np.array([0, 1, 4]))
     for mode in MODES:
         linalg.sur_matvec(X, offsets, np.ones(3), mode, "cpu")
         linalg.gemv(X, np.ones(3), mode, "cpu")

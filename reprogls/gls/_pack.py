@@ -1,0 +1,73 @@
+"""Packing the K per-equation designs into the SUR layout ``X`` (N, P), with the
+finiteness check, in one parallel pass.
+
+``X[i, o_j + a_j + c] = X_j[i, c]`` and ``X[i, o_j] = 1.0`` where equation ``j`` gets an
+added constant (``a_j = 1``). The copy moves values without arithmetic, so it cannot
+change a bit; the finiteness test (``v - v == 0`` fails exactly for NaN and +-inf) only
+decides whether :func:`reprogls.gls.data.prepare` goes on to name the bad column.
+
+Why compiled: NumPy's ``X[:, o:o + p] = X_j`` per equation makes K strided passes over
+``X``; at N = 20000, K = 200, p = 10 (320 MB) that took 0.10 s on warm memory and
+0.37 s when the 320 MB were freshly faulted in (the first fit after another library's),
+plus 0.04 s for the per-equation ``np.isfinite`` checks. Here each task writes a slab of
+whole rows, every equation's columns in turn, so ``X`` is written (and faulted in) once,
+front to back, by every thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels.cpu.tasks import run_tasks
+from ..kernels.cpu.views import borrowed_matrix
+
+__all__ = ["pack_designs"]
+
+#: Rows per task (a slab of X: 64 rows x P values).
+SLAB_ROWS = 64
+
+
+@njit(nogil=True, cache=True)
+def _pack_tasks(t0, t1, sources, dest, constant, X, nonfinite):
+    """Slabs ``t0 .. t1 - 1`` of ``SLAB_ROWS`` rows. ``sources[j]`` = (address, columns,
+    row stride, column stride) of design ``j`` (bytes); ``nonfinite[t, j]`` is set when
+    slab ``t`` of design ``j`` holds a NaN or an infinity."""
+    N = X.shape[0]
+    for t in range(t0, t1):
+        r0, r1 = t * SLAB_ROWS, min(N, (t + 1) * SLAB_ROWS)
+        for j in range(sources.shape[0]):
+            Xj = borrowed_matrix(sources[j, 0], N, sources[j, 1], sources[j, 2],
+                                 sources[j, 3])
+            o = dest[j]
+            if constant[j]:
+                for i in range(r0, r1):
+                    X[i, o - 1] = 1.0
+            finite = True
+            for i in range(r0, r1):
+                for c in range(Xj.shape[1]):
+                    v = Xj[i, c]
+                    X[i, o + c] = v
+                    finite &= v - v == 0.0
+            nonfinite[t, j] = not finite
+
+
+def pack_designs(designs: list[np.ndarray], add_constant: list[bool],
+                 offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, bad)``: the packed C-contiguous float64 ``X`` (N, P) and, per equation,
+    whether its design holds a NaN or an infinity.
+
+    ``designs``: float64 2-D arrays of N rows (any strides); equation ``j`` owns the
+    columns ``offsets[j]:offsets[j + 1]``, the first of them ``1.0`` where
+    ``add_constant[j]``. The designs are only read.
+    """
+    N, K = designs[0].shape[0], len(designs)
+    X = np.empty((N, int(offsets[-1])))
+    sources = np.array([(d.ctypes.data, d.shape[1], d.strides[0], d.strides[1])
+                        for d in designs], dtype=np.int64).reshape(K, 4)
+    constant = np.array(add_constant, dtype=np.bool_)
+    dest = offsets[:-1].astype(np.int64) + constant
+    n_tasks = -(-N // SLAB_ROWS)
+    nonfinite = np.zeros((max(n_tasks, 1), K), dtype=np.bool_)
+    run_tasks(_pack_tasks, n_tasks, sources, dest, constant, X, nonfinite)
+    return X, nonfinite.any(axis=0)
