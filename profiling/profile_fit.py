@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                (fit_module, "residual_moment", "Sigma-step (E^T E / N)"),
                (fit_module, "ResidualMoment", "Sigma-step (residual operator set-up)"),
                (beta_step, "solve_cg", "beta-step (CG)"),
+               (beta_step, "rhs_and_residual", "beta-step (b and r0, one pass)"),
+               (beta_step, "rhs", "beta-step (b)"),
+               (fit_module, "prepare", "packing X (prepare)"),
+               (fit_module, "residuals", "residuals E = Y - X beta"),
                (fit_module, "gram", "X^T X (gram solver, SEs)"),
                (fit_module, "loglik", "log-likelihood")]
     originals = []

@@ -15,6 +15,7 @@ from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
 from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams, lower_gram
 from reprogls.kernels.cpu.multi import rows_times, rows_transposed_times
+from reprogls.kernels.cpu.rowgroups import solved_rmatvecs
 from tests.corpus import cases
 from tests.linalg_cases import factor_problem, sur_problem
 
@@ -112,7 +113,9 @@ def _linalg(impl: str):
                 yield (ref.sur_matvec(X, offsets, beta, mode), ref.sur_rmatvec(X, offsets, W, mode),
                        ref.gemv(X, beta, mode), ref.gemv_t(X, W[:, 0], mode),
                        reference_pair_grams(X, block_pair_plan(offsets), mode),
-                       ref.woodbury_solve(fac, W), ref.sur_normal_matvec(X, offsets, fac, beta))
+                       ref.woodbury_solve(fac, W), ref.sur_normal_matvec(X, offsets, fac, beta),
+                       *(ref.sur_rmatvec(X, offsets, ref.woodbury_solve(fac, R), mode)
+                         for R in (W, W[::-1])))
             else:
                 fac = kernels.woodbury_factor(F, d, mode)
                 yield (kernels.sur_matvec(X, offsets, beta, mode, "cpu"),
@@ -120,7 +123,9 @@ def _linalg(impl: str):
                        kernels.gemv(X, beta, mode, "cpu"), kernels.gemv_t(X, W[:, 0], mode, "cpu"),
                        column_pair_grams(X, block_pair_plan(offsets), mode == "compensated"),
                        kernels.woodbury_solve(fac, W, "cpu"),
-                       kernels.sur_normal_matvec(X, offsets, fac, beta, "cpu"))
+                       kernels.sur_normal_matvec(X, offsets, fac, beta, "cpu"),
+                       *solved_rmatvecs(X, offsets, [W, np.ascontiguousarray(W[::-1])],
+                                        fac.G, fac.d, fac.L, mode == "compensated"))
     x = np.random.default_rng(0).uniform(-700, 700, 100_003)
     if impl == "reference":
         yield ref.exp(x), ref.log(np.abs(x)), ref.soft_threshold(x, 3.0)

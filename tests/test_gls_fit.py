@@ -305,6 +305,42 @@ def test_cg_reduction_stops_early_and_says_so():
     assert again[1] == full_iters and (again[0].view(np.uint64) == full.view(np.uint64)).all()
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.7])
+def test_cg_residual_from_the_fit_residuals(ridge):
+    """``rhs_and_residual``: ``b`` has the bits of ``rhs``; ``r0 = X^T vec(E Sigma^-1) -
+    ridge beta0`` agrees with ``b - A beta0`` (to rounding: they cancel differently), and
+    a CG handed that ``r0`` takes it instead of computing its own."""
+    from reprogls.gls import beta as beta_step
+    from reprogls.gls.data import prepare
+    from reprogls.gls.fit import residuals
+    from reprogls.gls.ols import block_grams, factor_blocks
+    from reprogls.kernels import sur_normal_matvec, woodbury_factor
+
+    Xs, Y, _, F, d = simulate(N=900, K=6, p=3, k=2, seed=5)
+    data = prepare(Xs, Y)
+    factor = woodbury_factor(F, d, "compensated")
+    beta0 = np.random.default_rng(1).standard_normal(data.X.shape[1])
+    E = residuals(data.X, data.offsets, data.Y, beta0, "compensated", "cpu")
+    b, r0 = beta_step.rhs_and_residual(data.X, data.offsets, data.Y, E, factor, beta0, ridge,
+                                       "cpu")
+    b_alone = beta_step.rhs(data.X, data.offsets, data.Y, factor, "cpu")
+    assert (b.view(np.uint64) == b_alone.view(np.uint64)).all()
+    direct = b - (sur_normal_matvec(data.X, data.offsets, factor, beta0, "cpu")
+                  + ridge * beta0)
+    np.testing.assert_allclose(r0, direct, rtol=0, atol=1e-10 * np.abs(b).max())
+    assert not np.array_equal(r0, direct)  # a different rounding, not the same computation
+    blocks = factor_blocks(block_grams(data, "compensated", "cpu"), ridge, data,
+                           "compensated")
+    sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
+    args = (data.X, data.offsets, factor, b, beta0, blocks, sinv_diag, ridge, 1e-12, 200,
+            "cpu")
+    own = beta_step.solve_cg(*args)
+    given = beta_step.solve_cg(*args, r0=direct)
+    assert (own[0].view(np.uint64) == given[0].view(np.uint64)).all()
+    from_residuals = beta_step.solve_cg(*args, r0=r0)
+    np.testing.assert_allclose(from_residuals[0], own[0], rtol=1e-9)
+
+
 def test_cov_type_none_skips_the_covariance_without_a_dense_nan_matrix():
     Xs, Y, *_ = simulate(N=300, K=4, seed=9)
     res = gls.fit(Xs, Y, rank=1, cov_type="none")

@@ -20,15 +20,48 @@ import numpy as np
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
 from ..kernels.cpu import spd
 from ..kernels.cpu.linalg import cholesky_solve_kernel
+from ..kernels.cpu.rowgroups import solved_rmatvecs
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
 
-__all__ = ["normal_matrix", "rhs", "solve_cg", "solve_dense"]
+__all__ = ["normal_matrix", "rhs", "rhs_and_residual", "solve_cg", "solve_dense",
+           "whitened_rmatvecs"]
+
+
+def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str
+                      ) -> list[np.ndarray]:
+    """``[X^T vec(R Sigma^-1) for R in Rs]``, each bitwise
+    ``sur_rmatvec(X, offsets, woodbury_solve(factor, R))``.
+
+    On the CPU one or two right-hand sides share one pass over X and no N x K matrix
+    ``R Sigma^-1`` is formed (:func:`reprogls.kernels.cpu.rowgroups.solved_rmatvecs`);
+    elsewhere the two kernels run in turn. ``Rs``: C-contiguous float64 (N, K).
+    """
+    if str(device) == "cpu" and 1 <= len(Rs) <= 2:
+        return solved_rmatvecs(X, offsets, list(Rs), factor.G, factor.d, factor.L,
+                               factor.mode == "compensated")
+    return [sur_rmatvec(X, offsets, woodbury_solve(factor, R, device), factor.mode, device)
+            for R in Rs]
 
 
 def rhs(X, offsets, Y, factor: WoodburyFactor, device: str) -> np.ndarray:
     """``b = X^T vec(Y Sigma^-1)``: ``sur_rmatvec(X, woodbury_solve(Y))``."""
-    return sur_rmatvec(X, offsets, woodbury_solve(factor, Y, device), factor.mode, device)
+    return whitened_rmatvecs(X, offsets, [Y], factor, device)[0]
+
+
+def rhs_and_residual(X, offsets, Y, E, factor: WoodburyFactor, beta0, ridge: float,
+                     device: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(b, r0)``: the right-hand side and the CG residual at ``beta0`` from the
+    residuals ``E = Y - X beta0`` (one pass over X on the CPU):
+
+    ``r0 = b - A beta0 = X^T vec(E Sigma^-1) - ridge beta0``
+
+    (``fl(g - fl(ridge * beta0))`` elementwise when ``ridge > 0``). Mathematically the
+    same as ``b - A beta0``; it rounds differently (and has no cancellation between
+    ``b`` and ``A beta0``), and saves the fused operator's pass.
+    """
+    b, g = whitened_rmatvecs(X, offsets, [Y, E], factor, device)
+    return b, (g - ridge * beta0 if ridge else g)
 
 
 def sigma_inverse(factor: WoodburyFactor) -> np.ndarray:
@@ -65,8 +98,12 @@ def solve_dense(L: np.ndarray, b: np.ndarray, mode: str) -> np.ndarray:
 
 def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_diag,
              ridge: float, tol: float, max_iter: int, device: str,
-             reduction: float = 0.0) -> tuple[np.ndarray, int, bool]:
+             reduction: float = 0.0, r0: np.ndarray | None = None
+             ) -> tuple[np.ndarray, int, bool]:
     """Preconditioned CG for ``A beta = b`` (module docstring).
+
+    ``r0``: the residual ``b - A beta0`` if already known (:func:`rhs_and_residual`);
+    otherwise it is computed with one fused-operator call.
 
     Stops when ``||r|| <= max(tol ||b||, reduction ||r_0||)`` (CRO-1 norms; ``r_0`` is
     the residual at ``beta0``) or after ``max_iter`` steps. ``reduction = 0`` solves to
@@ -97,7 +134,7 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
         return z
 
     beta = np.array(beta0, dtype=np.float64)
-    r = b - apply_A(beta)
+    r = b - apply_A(beta) if r0 is None else np.array(r0, dtype=np.float64)
     z = precondition(r)
     p = z.copy()
     rz = dot(r, z, mode, "cpu")

@@ -152,10 +152,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     grams = block_grams(data, mode, dev) if XtX is None else diagonal_blocks(XtX, offsets)
     block_factors = factor_blocks(grams, ridge, data, mode)
 
-    def gls_beta(factor, beta0, b=None, reduction=0.0):
-        """GLS beta given Sigma (``b``: the right-hand side if already formed). Returns
-        ``(beta, b, finished)``; ``finished`` is false when the CG stopped early by
-        ``reduction`` (always true for the direct solver)."""
+    def gls_beta(factor, beta0, b=None, reduction=0.0, r0=None):
+        """GLS beta given Sigma (``b``: the right-hand side if already formed; ``r0``:
+        the CG's residual at ``beta0``, likewise). Returns ``(beta, b, finished)``;
+        ``finished`` is false when the CG stopped early by ``reduction`` (always true for
+        the direct solver)."""
         b = beta_step.rhs(X, offsets, Yd, factor, dev) if b is None else b
         if solver == "gram":
             A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
@@ -163,7 +164,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
         beta, _, finished = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
                                                Sinv_diag, ridge, cg_tol, cg_max_iter,
-                                               dev, reduction)
+                                               dev, reduction, r0)
         return beta, b, finished
 
     # 1. OLS start
@@ -184,10 +185,16 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
                                          min_uniqueness=min_uniqueness)
-            E = S = None  # (the old residuals are not needed again: one N x K array less
-            #                at the peak of the beta-step and the new residuals)
+            S = None
             factor = woodbury_factor(F, d, mode)
-            beta, b, finished = gls_beta(factor, beta, reduction=CG_SWEEP_REDUCTION)
+            b = r0 = None
+            if solver == "cg":  # the CG starts from the residuals E at the current beta:
+                # b and r0 = X^T vec(E Sigma^-1) - ridge beta in one pass over X
+                b, r0 = beta_step.rhs_and_residual(X, offsets, Yd, E, factor, beta, ridge,
+                                                   dev)
+            E = None  # (the old residuals are not needed again: one N x K array less at
+            #            the peak of the beta-step and the new residuals)
+            beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
             E = residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)

@@ -54,11 +54,17 @@ def _sur_matvec() -> None:
 
 
 def _sur_rmatvec() -> None:
+    """``sur_rmatvec``, and the estimator's one-pass ``X^T vec(R Sigma^-1)`` for one or
+    two right-hand sides (:func:`.cpu.rowgroups.solved_rmatvecs`: every fit's ``b``)."""
     from . import linalg
+    from .cpu.rowgroups import solved_rmatvecs
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
     for mode in MODES:
         linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, "cpu")
+        factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
+        solved_rmatvecs(X, offsets, [np.ones((4, 2))], factor.G, factor.d, factor.L,
+                        mode == "compensated")
 
 
 def _woodbury() -> None:

@@ -44,8 +44,8 @@ from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
 from .tasks import run_tasks, threads
 from .views import unmanaged
 
-__all__ = ["ROWS", "SurPlan", "normal_matvec", "sur_matvec", "sur_plan", "sur_rmatvec",
-           "woodbury_solve"]
+__all__ = ["ROWS", "SurPlan", "normal_matvec", "solved_rmatvecs", "sur_matvec", "sur_plan",
+           "sur_rmatvec", "woodbury_solve"]
 
 #: Rows per row group (= CRO-1 lanes per task of the reductions over rows).
 GROUP = 8
@@ -511,6 +511,53 @@ def _normal_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, longest, vT, G
                          compensated, order[idx], LS, LC)
 
 
+@njit(cache=True)
+def _load_block_rows(R, i0, n_rows, U):
+    """``U[j * 32 + y] = R[row(y), j]`` for the block rows ``y < n_rows`` of a lane-group
+    task (block row ``8 s + b`` is row ``i0 + 32 s + b``)."""
+    K = R.shape[1]
+    for y in range(n_rows):
+        i = i0 + (y // GROUP) * LANES + y % GROUP
+        for j in range(K):
+            U[j * ROWS + y] = R[i, j]
+
+
+@njit(cache=True)
+def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT, L, LT,
+                         DE, compensated, task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_solved_rmatvec_lanes`."""
+    N, P = X.shape
+    k, K = GT.shape
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    XT, S, E, _, U, W, T, Z, UQ, acc, WC = block_scratch(P, K, k, widest, runtime_int(1))
+    ST = aligned_full(n_out * P * GROUP, -0.0)
+    ET = aligned_full(n_out * P * GROUP, -0.0)
+    size = P * GROUP
+    stop = min(N, (c + 1) * CHUNK)
+    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+        n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
+        for q in range(n_out):
+            _load_block_rows(R1 if q == 0 else R2, i0, n_rows, U)
+            woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+            accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC,
+                             ST[q * size:(q + 1) * size], ET[q * size:(q + 1) * size])
+    for q in range(n_out):
+        _store_lanes(ST[q * size:(q + 1) * size], ET[q * size:(q + 1) * size], plan_perm,
+                     c, lane0, LS[q], LC[q])
+
+
+@njit(nogil=True, cache=True)
+def _solved_rmatvec_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT,
+                          L, LT, DE, compensated, order, starts, LS, LC):
+    """Lane accumulators ``LS[q, c, lane, m]`` of ``X^T vec(R_q Sigma^-1)``, ``q < n_out``
+    (threads ``t0 .. t1 - 1`` of :func:`balanced_tasks`): each gathered block of X
+    serves every right-hand side."""
+    for th in range(t0, t1):
+        for idx in range(starts[th], starts[th + 1]):
+            _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT,
+                                 L, LT, DE, compensated, order[idx], LS, LC)
+
+
 @njit(nogil=True, cache=True)
 def _lane_tree_tasks(c0, c1, LS, LC, compensated, PS, PC):
     """CRO-1 lane tree of chunks ``c0 .. c1 - 1``: ``PS[c] = tree over the 32 lanes
@@ -555,6 +602,38 @@ def _over_rows(X, kernel, *args):
     lane_trees(LS, LC, compensated, PS, PC)
     chunk_tree_columns(PS, PC, compensated, g)
     return g
+
+
+def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
+    """``[X^T vec(R Sigma^-1) for R in Rs]`` (one or two (N, K) matrices, validated inputs)
+    in one pass over X: each bitwise ``sur_rmatvec(X, offsets, woodbury_solve(R))`` (the
+    same Woodbury block function on the same rows, the same lane steps), without the
+    N x K matrices ``R Sigma^-1``."""
+    from .linalg import chunk_tree_columns, n_chunks
+
+    if not 1 <= len(Rs) <= 2:
+        raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
+    N, P = X.shape
+    n_out = len(Rs)
+    if N == 0 or P == 0:
+        return [np.zeros(P) for _ in Rs]
+    plan = sur_plan(offsets)
+    n_ch = n_chunks(N)
+    LS = np.empty((n_out, n_ch, LANES, P))
+    LC = np.empty((n_out, n_ch, LANES, P))
+    order, starts = balanced_tasks(N, threads())
+    run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
+              plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
+              *_factor_arrays(G, d, L), compensated, order, starts, LS, LC)
+    out = []
+    for q in range(n_out):
+        PS = np.empty((n_ch, P))
+        PC = np.empty((n_ch, P))
+        lane_trees(LS[q], LC[q], compensated, PS, PC)
+        g = np.zeros(P)
+        chunk_tree_columns(PS, PC, compensated, g)
+        out.append(g)
+    return out
 
 
 def _factor_arrays(G, d, L):
