@@ -215,6 +215,49 @@ def test_fit_with_either_sigma_step_agrees_and_repeats_bitwise():
     assert gls.fit(Xs, Y, rank=2, sigma_step="residuals").fingerprint == b.fingerprint
 
 
+@pytest.mark.parametrize("solver,max_iter,fixed", [("cg", 200, False), ("cg", 1, False),
+                                                   ("gram", 200, False), ("gram", 1, True)])
+def test_fitted_values_are_x_beta_and_resid_is_y_minus_them(solver, max_iter, fixed):
+    """The fit keeps the fitted values of its last residuals (no extra pass): they must be
+    ``sur_matvec(X, params)`` bit for bit -- also when the last sweep's solve was finished
+    after the loop (``max_iter=1`` on the CG path) and with Sigma fixed -- and ``resid``
+    must be ``Y - fittedvalues`` bit for bit."""
+    from reprogls.gls.data import prepare
+    from reprogls.kernels import sur_matvec
+
+    Xs, Y, _, F, d = simulate(N=700, K=5, p=3, k=2, seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gls.fit(Xs, Y, rank=2, beta_solver=solver, max_iter=max_iter, cov_type="none",
+                      sigma=(F, d) if fixed else None)
+    data = prepare(Xs, Y)
+    U = sur_matvec(data.X, data.offsets, res.params, "compensated", "cpu")
+    assert (res.fittedvalues.view(np.uint64) == U.view(np.uint64)).all()
+    assert (res.resid.view(np.uint64) == (Y - U).view(np.uint64)).all()
+
+
+@pytest.mark.parametrize("slab_chunks", [1, 3, 64])
+@pytest.mark.parametrize("mode", ["compensated", "plain"])
+def test_quadratic_form_by_slabs_has_the_bits_of_the_whole_dot(monkeypatch, slab_chunks,
+                                                                mode):
+    """The log-likelihood's ``dot(E, E Sigma^-1)`` formed a slab of CRO-1 chunks at a time
+    equals the dot over the whole matrices bit for bit (K = 7 does not divide a chunk, so
+    slabs start and end inside rows; 17.1 chunks, the last one partial)."""
+    import importlib
+
+    from reprogls.kernels import dot, woodbury_factor, woodbury_solve
+
+    fit_module = importlib.import_module("reprogls.gls.fit")
+    rng = np.random.default_rng(8)
+    E = rng.standard_normal((20_000, 7)) * np.exp(rng.uniform(-20, 20, (20_000, 1)))
+    F, d = rng.standard_normal((7, 3)), 0.1 + rng.uniform(size=7)
+    factor = woodbury_factor(F, d, mode)
+    whole = dot(E.ravel(), woodbury_solve(factor, E, "cpu").ravel(), mode, "cpu")
+    monkeypatch.setattr(fit_module, "QUAD_SLAB_CHUNKS", slab_chunks)
+    got = fit_module.quadratic_form(E, factor, "cpu")
+    assert np.float64(got).view(np.uint64) == np.float64(whole).view(np.uint64)
+
+
 def test_result_api_and_fingerprint():
     Xs, Y, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
     res = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)

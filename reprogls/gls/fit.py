@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels import dot, sur_matvec, woodbury_factor, woodbury_logdet, woodbury_solve
+from ..kernels import sur_matvec, woodbury_factor, woodbury_logdet, woodbury_solve
 from ..kernels.devices import resolve_device
 from ..kernels.reference import check_mode
 from . import beta as beta_step
@@ -55,10 +55,44 @@ class ConvergenceWarning(UserWarning):
     """The alternating fit stopped at ``max_iter`` before reaching ``tol``."""
 
 
-def loglik(E: np.ndarray, factor, device: str) -> float:
-    """``-N/2 (K log 2pi + log|Sigma| + tr(Sigma^-1 E^T E) / N)`` via Woodbury."""
+#: Values of ``E Sigma^-1`` the log-likelihood forms at a time (a slab of whole CRO-1
+#: chunks, 4 MB) instead of one more N x K array.
+QUAD_SLAB_CHUNKS = 64
+
+
+def quadratic_form(E: np.ndarray, factor, device: str) -> float:
+    """``tr(Sigma^-1 E^T E)`` as the CRO-1 ``dot(E.ravel(), (E Sigma^-1).ravel())``.
+
+    ``E Sigma^-1`` is formed ``QUAD_SLAB_CHUNKS`` chunks of the flat index at a time
+    (the rows those chunks touch, by ``woodbury_solve``, whose rows do not depend on
+    each other); each slab's chunk partials go into one array and the chunk tree runs
+    once at the end: the bits of the dot over the whole matrices, without holding
+    ``E Sigma^-1`` (N x K). ``E``: C-contiguous float64.
+    """
+    from ..kernels.cpu._cro import CHUNK
+    from ..kernels.cpu.reductions import dot_chunk_partials, finish_partials
+
     N, K = E.shape
-    quad = dot(E.ravel(), woodbury_solve(factor, E, device).ravel(), factor.mode, "cpu")
+    compensated = factor.mode == "compensated"
+    n = N * K
+    flat = E.reshape(-1)
+    n_ch = -(-n // CHUNK)
+    ps, pc = np.empty(n_ch), np.empty(n_ch)
+    for c0 in range(0, n_ch, QUAD_SLAB_CHUNKS):
+        c1 = min(n_ch, c0 + QUAD_SLAB_CHUNKS)
+        lo, hi = c0 * CHUNK, min(n, c1 * CHUNK)
+        r0, r1 = lo // K, -(-hi // K)
+        W = woodbury_solve(factor, E[r0:r1], device).reshape(-1)
+        dot_chunk_partials(flat[lo:hi], W[lo - r0 * K:hi - r0 * K], compensated,
+                           ps[c0:c1], pc[c0:c1])
+    return finish_partials(ps, pc, compensated)
+
+
+def loglik(E: np.ndarray, factor, device: str) -> float:
+    """``-N/2 (K log 2pi + log|Sigma| + tr(Sigma^-1 E^T E) / N)`` via Woodbury
+    (:func:`quadratic_form`)."""
+    N, K = E.shape
+    quad = quadratic_form(np.ascontiguousarray(E), factor, device)
     return -0.5 * ((N * K) * LOG_2PI + N * woodbury_logdet(factor) + quad)
 
 
@@ -67,6 +101,16 @@ def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
     N x K array instead of two at the peak)."""
     U = sur_matvec(X, offsets, beta, mode, device)
     return np.subtract(Y, U, out=U)
+
+
+def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(U, E)``: the fitted values ``U = sur_matvec(X, beta)`` (bitwise
+    ``predict``) and ``E = Y - U``, from one pass over X. Costs one N x K array more than
+    :func:`residuals` while both are held; the fit keeps ``U`` only until the next sweep
+    starts, so that the last one is the result's ``fittedvalues`` without another pass."""
+    U = sur_matvec(X, offsets, beta, mode, device)
+    return U, np.subtract(Y, U)
 
 
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
@@ -174,13 +218,14 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F, d = (np.asarray(a, dtype=np.float64) for a in sigma)
         factor = woodbury_factor(F, d, mode)
         beta = gls_beta(factor, beta)[0]
-        E = residuals(X, offsets, Yd, beta, mode, dev)
+        fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
     else:
         F = d = None
         nll_prev = np.inf
         E = residuals(X, offsets, Yd, beta, mode, dev)  # then once per sweep, below
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
+            fitted = None  # (kept from the last sweep only: one N x K array less)
             S = (ResidualMoment(E, mode) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
@@ -195,16 +240,16 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             E = None  # (the old residuals are not needed again: one N x K array less at
             #            the peak of the beta-step and the new residuals)
             beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
-            E = residuals(X, offsets, Yd, beta, mode, dev)
+            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)
             if converged:
                 break
             nll_prev = nll
         if not finished:  # the last solve stopped early: finish it at the final Sigma
-            E = None  # (as in the loop: no N x K array held through the solve)
+            E = fitted = None  # (as in the loop: no N x K array held through the solve)
             beta = gls_beta(factor, beta, b)[0]
-            E = residuals(X, offsets, Yd, beta, mode, dev)
+            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
             nll = -loglik(E, factor, dev)
         llf = -nll
         if not converged:
@@ -220,9 +265,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         cov = inverse_normal_matrix(XtX, offsets, factor, ridge)
         if cov_type == "robust":
             cov = robust_covariance(cov, X, offsets, E, factor, dev)
-    # X beta itself (one more pass over X), so that fittedvalues == predict(Xs) bitwise
-    # (Y - E rounds differently) and resid == Y - fittedvalues
-    fitted = sur_matvec(X, offsets, beta, mode, dev)
+    # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
+    # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, resid=E,
                      fittedvalues=fitted, n_iter=n_iter, converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,

@@ -102,6 +102,20 @@ def cro_dot(x: np.ndarray, y: np.ndarray, compensated: bool) -> float:
     return _reduce(_dot_tasks, x.shape[0], x, y, compensated)
 
 
+def dot_chunk_partials(x: np.ndarray, y: np.ndarray, compensated: bool, ps: np.ndarray,
+                       pc: np.ndarray) -> None:
+    """The lane-tree partials ``ps[c], pc[c]`` of the CRO-1 chunks ``c`` of ``x . y``
+    (``x[0]`` starts chunk 0; ``ps``/``pc`` hold one slot per chunk): with
+    :func:`finish_partials`, a dot product over a long vector whose second factor is
+    produced a few chunks at a time, with the bits of :func:`cro_dot` on the whole."""
+    run_tasks(_dot_tasks, ps.shape[0], x, y, compensated, ps, pc)
+
+
+def finish_partials(ps: np.ndarray, pc: np.ndarray, compensated: bool) -> float:
+    """The CRO-1 chunk tree over chunk partials, finalized (0.0 for no chunks)."""
+    return float(_finish(ps, pc, compensated)) if ps.shape[0] else 0.0
+
+
 def cro_nrm2(x: np.ndarray, compensated: bool) -> float:
     """Scaled Euclidean norm; bitwise equal to :func:`reference.cro_nrm2`."""
     n = x.shape[0]
