@@ -33,7 +33,8 @@ def test_list_input_packs_in_order():
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_packing_handles_any_layout_dtype_and_constant(n_threads):
     """The compiled pack reads designs through their strides: Fortran order, strided
-    views, a 1-D design, integer and bool dtypes; constants are inserted where asked,
+    views, a 1-D design, integer, bool and big-endian dtypes, a broadcast (zero-stride)
+    design; constants are inserted where asked,
     and the result is the NumPy concatenation bit for bit (N spans several slabs and is
     not a multiple of one)."""
     import numba
@@ -45,7 +46,8 @@ def test_packing_handles_any_layout_dtype_and_constant(n_threads):
     wide = rng.standard_normal((N, 9))
     Xs = [np.asfortranarray(rng.standard_normal((N, 3))), wide[:, ::4],
           rng.standard_normal(N), rng.integers(-5, 5, (N, 2)), rng.random((N, 2)) < 0.5,
-          np.zeros((N, 0))]
+          np.zeros((N, 0)), rng.standard_normal((N, 2)).astype(">f8"),
+          np.broadcast_to(rng.standard_normal(3), (N, 3))]
     Xs[0][:, 1] = 1.0  # already has a constant: none is added
     Y = rng.standard_normal((N, len(Xs)))
     before = numba.get_num_threads()
@@ -56,8 +58,9 @@ def test_packing_handles_any_layout_dtype_and_constant(n_threads):
         numba.set_num_threads(before)
     ones = np.ones((N, 1))
     expect = np.concatenate([Xs[0], ones, Xs[1], ones, Xs[2][:, None], ones,
-                             Xs[3].astype(float), ones, Xs[4].astype(float), ones], axis=1)
-    assert data.widths.tolist() == [3, 4, 2, 3, 3, 1]
+                             Xs[3].astype(float), ones, Xs[4].astype(float), ones, ones,
+                             Xs[6].astype(float), ones, Xs[7]], axis=1)
+    assert data.widths.tolist() == [3, 4, 2, 3, 3, 1, 3, 4]
     assert data.X.flags.c_contiguous
     assert np.array_equal(data.X.view(np.uint64), expect.view(np.uint64))
     assert np.array_equal(data.Y.view(np.uint64), Y.view(np.uint64))

@@ -91,3 +91,49 @@ class PeerAlsgls:
 
     def peakmem_fit(self, size):
         self.alsgls.ALSGLS(rank=self.k).fit(self.Xs, self.Y)
+
+
+class EstimatorPasses:
+    """The estimator's own passes at N = 8000 rows of the M layout (K = 200, p = 10,
+    k = 5; X of 128 MB): packing the K designs into X with the NaN/inf check
+    (``gls.prepare``, one compiled pass) against NumPy's concatenation, and the CG
+    start's ``b`` and ``r0`` from one pass over X (``rowgroups.solved_rmatvecs``)
+    against the Woodbury solves and ``sur_rmatvec`` calls it replaced."""
+
+    params = (["prepare", "numpy concatenate", "solved_rmatvecs (b, r0)",
+               "woodbury_solve + sur_rmatvec, twice"], ["plain", "compensated"])
+    param_names = ["step", "mode"]
+    timeout = 300
+
+    def setup(self, step, mode):
+        import numpy as np
+
+        from reprogls.kernels.cpu.rowgroups import solved_rmatvecs
+
+        N, K, p, k = 8000, 200, 10, 5
+        Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
+        if step in ("prepare", "numpy concatenate"):
+            if mode == "compensated":  # (packing has no mode)
+                raise NotImplementedError("packing has no reduction mode")
+            self.fn = {"prepare": lambda: gls.prepare(Xs, Y),
+                       "numpy concatenate": lambda: np.concatenate(Xs, axis=1)}[step]
+        else:
+            data = gls.prepare(Xs, Y)
+            X, offsets = data.X, data.offsets
+            rng = np.random.default_rng(1)
+            factor = kernels.woodbury_factor(rng.standard_normal((K, k)),
+                                             0.05 + 0.2 * rng.uniform(size=K), mode)
+            E = np.ascontiguousarray(Y - 0.5)
+
+            def composed():
+                return [kernels.sur_rmatvec(X, offsets, kernels.woodbury_solve(factor, R),
+                                            mode) for R in (data.Y, E)]
+
+            self.fn = {"solved_rmatvecs (b, r0)": lambda: solved_rmatvecs(
+                X, offsets, [data.Y, E], factor.G, factor.d, factor.L,
+                mode == "compensated"),
+                "woodbury_solve + sur_rmatvec, twice": composed}[step]
+        self.fn()
+
+    def time_step(self, step, mode):
+        self.fn()
