@@ -138,6 +138,46 @@ def _accumulate_pairs(XT, pairs, p0, p1, nb, compensated, ST, ET):
                 STf[acc + b] += term
 
 
+#: Blocks of 32 rows gathered together by the pair kernel: each pair's eight-lane
+#: accumulators are then loaded and stored once per STEPS lane steps, not per step.
+STEPS = 4
+
+
+@njit(cache=True)
+def _gather_steps(X, i0, cols, q0, q1, whole, XT4):
+    """``XT4[q - q0, (g * STEPS + s) * 8 + b] = X[i0 + 32 s + 8 g + b, cols[q]]``: the
+    STEPS full blocks of 32 rows from ``i0``, lane group ``g``'s steps contiguous (8 x 8
+    vector transposes for the first ``whole`` consecutive columns)."""
+    for s in range(STEPS):
+        for g in range(4):
+            row0 = i0 + s * LANES + g * 8
+            dst = (g * STEPS + s) * 8
+            for m in range(0, whole, 8):
+                transpose8x8(X, row0, cols[q0] + m, XT4, m, dst)
+            for b in range(8):
+                row = X[row0 + b]
+                for q in range(q0 + whole, q1):
+                    XT4[q - q0, dst + b] = row[cols[q]]
+
+
+@njit(cache=True)
+def _accumulate_pairs_steps(XT4, pairs, p0, p1, compensated, ST, ET):
+    """STEPS lane steps per lane of every pair of the tile, from :func:`_gather_steps`'s
+    layout, in row order (``lane_steps8`` with ``STEPS`` steps per eight lanes)."""
+    width = XT4.shape[1]
+    XTf = unmanaged(XT4.reshape(XT4.size))
+    STf, ETf = unmanaged(ST.reshape(ST.size)), unmanaged(ET.reshape(ET.size))
+    for pp in range(p0, p1):
+        acc = (pp - p0) * LANES
+        x, y = pairs[pp, 0] * width, pairs[pp, 1] * width
+        for g in range(4):
+            o = g * STEPS * 8
+            if compensated:
+                lane_steps8(STf, ETf, acc + 8 * g, XTf[x:], XTf[y:], o, STEPS, True)
+            else:
+                lane_steps8(STf, ETf, acc + 8 * g, XTf[x:], XTf[y:], o, STEPS, False)
+
+
 @njit(nogil=True, cache=True)
 def _pair_partials(t0, t1, X, cols, col_ptr, pairs, pair_ptr, compensated, PS, PC):
     """Chunk partials ``PS[c, pair]``/``PC[c, pair]`` (module docstring) of the tasks
@@ -150,12 +190,19 @@ def _pair_partials(t0, t1, X, cols, col_ptr, pairs, pair_ptr, compensated, PS, P
         q0, q1 = col_ptr[tile], col_ptr[tile + 1]
         p0, p1 = pair_ptr[tile], pair_ptr[tile + 1]
         XT = np.empty((q1 - q0, LANES))
+        XT4 = np.empty((q1 - q0, LANES * STEPS))
         ST = np.full((p1 - p0, LANES), -0.0)
         ET = np.full((p1 - p0, LANES), -0.0)
         width = q1 - q0
         run = cols[q1 - 1] - cols[q0] == width - 1  # consecutive columns (whole equations)
         whole = width - width % 8 if run else 0
-        for i0 in range(c * CHUNK, min(N, (c + 1) * CHUNK), LANES):
+        stop = min(N, (c + 1) * CHUNK)
+        first = c * CHUNK
+        while first + STEPS * LANES <= stop:  # STEPS full blocks at a time
+            _gather_steps(X, first, cols, q0, q1, whole, XT4)
+            _accumulate_pairs_steps(XT4, pairs, p0, p1, compensated, ST, ET)
+            first += STEPS * LANES
+        for i0 in range(first, stop, LANES):  # the rest, block by block (same order)
             nb = min(LANES, N - i0)
             start = 0
             if nb == LANES:  # 8 x 8 tiles moved by vector shuffles
