@@ -4,9 +4,9 @@
 columns). Called from Python, every CRO-1 dot, norm and the k x k Jacobi solve of an
 iteration was a separate call (a parallel kernel launch each, for vectors of K values):
 at K = 50 the Sigma-step spent most of its time in call overhead. Here each step is one
-call, with the same arithmetic in the same order, so the same bits (the k x k Jacobi
-solve stays in Python, :func:`.sigma.jacobi_eigh`: at k <= 10 it costs a fit less than
-compiling it (~1.5 s) costs a fresh install):
+call, with the same arithmetic in the same order, so the same bits (since the sixth
+session of 2026-12-02 also the k x k Jacobi rotations, :func:`jacobi_rotations`: in
+Python they took ~95 us per call, 79 calls and 12% of an S-size fit):
 
 * dots: :func:`reprogls.kernels.cpu._cro.dot_segment`, the CRO-1 dot of the ``dot``
   kernel chunk by chunk (the chunk partials do not depend on which thread computes them);
@@ -25,7 +25,7 @@ from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, nrm2_segment, segment_scratch
 
-__all__ = ["orthonormalize", "rayleigh_matrix"]
+__all__ = ["jacobi_rotations", "orthonormalize", "rayleigh_matrix"]
 
 
 @njit(cache=True)
@@ -66,3 +66,43 @@ def rayleigh_matrix(Q, MQ, compensated):
         for b in range(k):
             T[a, b] = (G[a, b] + G[b, a]) * 0.5
     return T
+
+
+@njit(cache=True)
+def jacobi_rotations(A, V, sweeps):
+    """Cyclic Jacobi rotations on the small symmetric ``A`` (n x n, overwritten; ends
+    diagonal up to the stopping rule), accumulated into ``V`` (start: the identity):
+    the loop of :func:`.sigma.jacobi_eigh_reference` statement for statement (sweeps
+    over ``p < q`` row by row, a rotation skipped when ``A[p, q] == 0``, stop after a
+    sweep without rotations or after ``sweeps``), with only ``+ - * /``, ``sqrt`` and
+    ``abs``: the same bits as the Python loop."""
+    n = A.shape[0]
+    for _ in range(sweeps):
+        rotated = False
+        for p in range(n):
+            for q in range(p + 1, n):
+                apq = A[p, q]
+                if apq == 0.0:
+                    continue
+                rotated = True
+                theta = (A[q, q] - A[p, p]) / (2.0 * apq)
+                t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + np.sqrt(theta * theta
+                                                                            + 1.0))
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(n):  # columns p, q
+                    akp, akq = A[k, p], A[k, q]
+                    A[k, p] = c * akp - s * akq
+                    A[k, q] = s * akp + c * akq
+                for k in range(n):  # rows p, q
+                    apk, aqk = A[p, k], A[q, k]
+                    A[p, k] = c * apk - s * aqk
+                    A[q, k] = s * apk + c * aqk
+                A[p, q] = 0.0
+                A[q, p] = 0.0
+                for k in range(n):
+                    vkp, vkq = V[k, p], V[k, q]
+                    V[k, p] = c * vkp - s * vkq
+                    V[k, q] = s * vkp + c * vkq
+        if not rotated:
+            break

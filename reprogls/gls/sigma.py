@@ -41,10 +41,10 @@ import numpy as np
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t
-from ._subspace import orthonormalize, rayleigh_matrix
+from ._subspace import jacobi_rotations, orthonormalize, rayleigh_matrix
 
 __all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
-           "profile", "residual_moment", "top_eigenpairs"]
+           "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs"]
 
 #: Floor of the specific variances d (as scikit-learn's SMALL).
 D_FLOOR = 1e-12
@@ -64,6 +64,28 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
 
 def jacobi_eigh(T: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
+
+    Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
+    skipped when ``|T_pq|`` is already zero; stops after a sweep without rotations or
+    after ``sweeps`` sweeps. Only ``+ - * /`` and ``sqrt``: the same bits everywhere.
+    The rotations are compiled (:func:`._subspace.jacobi_rotations`; the bits of
+    :func:`jacobi_eigh_reference`). Returns ``(eigenvalues descending, eigenvectors as
+    columns)``.
+    """
+    A = np.array(T, dtype=np.float64, order="C", copy=True)
+    n = A.shape[0]
+    V = np.eye(n)
+    jacobi_rotations(A, V, sweeps)
+    values = np.array([A[i, i] for i in range(n)])
+    order = sorted(range(n), key=lambda i: (-values[i], i))
+    return values[order], V[:, order]
+
+
+def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`jacobi_eigh` in plain Python (the tests' oracle for the compiled rotations).
+
+    Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
 
     Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
     skipped when ``|T_pq|`` is already zero; stops after a sweep without rotations or

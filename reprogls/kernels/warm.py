@@ -143,13 +143,15 @@ def _elementary() -> None:
 
 
 def _subspace() -> None:
-    """The compiled steps of the Sigma-step's subspace iteration (:mod:`reprogls.gls._subspace`)."""
+    """The compiled steps of the Sigma-step's subspace iteration (:mod:`reprogls.gls._subspace`),
+    the Jacobi rotations of its k x k eigenproblem included."""
     from ..gls import _subspace
 
     Z = np.arange(6.0).reshape(3, 2)
     for compensated in (True, False):
         Q = _subspace.orthonormalize(Z, compensated)
         _subspace.rayleigh_matrix(Q, Z, compensated)
+    _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30)
 
 
 def _prox() -> None:
