@@ -211,7 +211,9 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
     Yp = (np.array(Y_arr, dtype=np.float64, order="C") if ys is None else
           np.ascontiguousarray(np.column_stack(y_cols)))
     y_bad = ~np.isfinite(Yp).all(axis=0)
-    for j in np.flatnonzero(x_bad | y_bad).tolist()[:1]:  # the first equation with one
+    bad = np.flatnonzero(x_bad | y_bad)
+    if bad.size:  # the first equation with a NaN/inf: its design first, then its y
+        j = int(bad[0])
         if x_bad[j]:
             _check_finite(arrays[j], reg_names[j][int(constants[j]):], wheres[j])
         _check_finite(Yp[:, j:j + 1], [eq_names[j]], f"y of equation {eq_names[j]!r}")

@@ -450,6 +450,17 @@ def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
 
 
 @njit(cache=True)
+def _load_block_rows(R, i0, n_rows, U):
+    """``U[j * 32 + y] = R[row(y), j]`` for the block rows ``y < n_rows`` of a lane-group
+    task (block row ``8 s + b`` is row ``i0 + 32 s + b``)."""
+    K = R.shape[1]
+    for y in range(n_rows):
+        i = i0 + (y // GROUP) * LANES + y % GROUP
+        for j in range(K):
+            U[j * ROWS + y] = R[i, j]
+
+
+@njit(cache=True)
 def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_rmatvec_lanes`."""
     N, P = X.shape
@@ -461,10 +472,7 @@ def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
-        for y in range(n_rows):  # W[j * 32 + y] = Win[row of block row y, j]
-            i = i0 + (y // GROUP) * LANES + y % GROUP
-            for j in range(K):
-                W[j * ROWS + y] = Win[i, j]
+        _load_block_rows(Win, i0, n_rows, W)
         accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
@@ -509,17 +517,6 @@ def _normal_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, longest, vT, G
         for idx in range(starts[th], starts[th + 1]):
             _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
                          compensated, order[idx], LS, LC)
-
-
-@njit(cache=True)
-def _load_block_rows(R, i0, n_rows, U):
-    """``U[j * 32 + y] = R[row(y), j]`` for the block rows ``y < n_rows`` of a lane-group
-    task (block row ``8 s + b`` is row ``i0 + 32 s + b``)."""
-    K = R.shape[1]
-    for y in range(n_rows):
-        i = i0 + (y // GROUP) * LANES + y % GROUP
-        for j in range(K):
-            U[j * ROWS + y] = R[i, j]
 
 
 @njit(cache=True)
@@ -585,21 +582,29 @@ def _over_rows(X, kernel, *args):
     """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``, from the
     lane accumulators that ``kernel(t0, t1, X, *args, compensated, order, starts, LS,
     LC)`` fills for the threads ``t0 .. t1 - 1`` (``args[-1]`` is ``compensated``)."""
-    from .linalg import chunk_tree_columns, n_chunks
+    from .linalg import n_chunks
 
     N, P = X.shape
-    g = np.zeros(P)
     if N == 0 or P == 0:
-        return g
-    compensated = args[-1]
+        return np.zeros(P)
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, P))
     LC = np.empty((n_ch, LANES, P))
     order, starts = balanced_tasks(N, threads())
     run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
+    return _finish_lanes(LS, LC, args[-1])
+
+
+def _finish_lanes(LS, LC, compensated):
+    """``g[m]`` from the lane accumulators ``LS[c, lane, m]`` (compensations ``LC``):
+    the CRO-1 lane tree of every chunk, then the chunk tree, finalized."""
+    from .linalg import chunk_tree_columns
+
+    n_ch, _, P = LS.shape
     PS = np.empty((n_ch, P))
     PC = np.empty((n_ch, P))
     lane_trees(LS, LC, compensated, PS, PC)
+    g = np.zeros(P)
     chunk_tree_columns(PS, PC, compensated, g)
     return g
 
@@ -609,7 +614,7 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     in one pass over X: each bitwise ``sur_rmatvec(X, offsets, woodbury_solve(R))`` (the
     same Woodbury block function on the same rows, the same lane steps), without the
     N x K matrices ``R Sigma^-1``."""
-    from .linalg import chunk_tree_columns, n_chunks
+    from .linalg import n_chunks
 
     if not 1 <= len(Rs) <= 2:
         raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
@@ -625,15 +630,7 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
               *_factor_arrays(G, d, L), compensated, order, starts, LS, LC)
-    out = []
-    for q in range(n_out):
-        PS = np.empty((n_ch, P))
-        PC = np.empty((n_ch, P))
-        lane_trees(LS[q], LC[q], compensated, PS, PC)
-        g = np.zeros(P)
-        chunk_tree_columns(PS, PC, compensated, g)
-        out.append(g)
-    return out
+    return [_finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
 
 
 def _factor_arrays(G, d, L):
