@@ -236,6 +236,27 @@ def test_fitted_values_are_x_beta_and_resid_is_y_minus_them(solver, max_iter, fi
     assert (res.resid.view(np.uint64) == (Y - U).view(np.uint64)).all()
 
 
+@pytest.mark.parametrize("solver,ridge,fixed", [("gram", 0.0, False), ("gram", 0.3, False),
+                                                ("gram", 0.0, True), ("cg", 0.0, False)])
+def test_plugin_covariance_is_the_inverse_normal_matrix_at_the_final_sigma(solver, ridge,
+                                                                           fixed):
+    """The gram solver hands its last Cholesky factor of ``A`` to the plug-in covariance
+    (the same ``A``: the final Sigma, ``X^T X`` and ridge); the result must be bit for bit
+    the covariance formed from scratch at the fit's ``(F, d)``."""
+    from reprogls.gls._dense import gram
+    from reprogls.gls.covariance import inverse_normal_matrix
+    from reprogls.gls.data import prepare
+    from reprogls.kernels import woodbury_factor
+
+    Xs, Y, _, F, d = simulate(N=600, K=5, p=3, k=2, seed=8)
+    res = gls.fit(Xs, Y, rank=2, beta_solver=solver, ridge=ridge,
+                  sigma=(F, d) if fixed else None)
+    data = prepare(Xs, Y)
+    fresh = inverse_normal_matrix(gram(data.X, "compensated"), data.offsets,
+                                  woodbury_factor(res.F, res.d, "compensated"), ridge)
+    assert (res.cov_params().view(np.uint64) == fresh.view(np.uint64)).all()
+
+
 @pytest.mark.parametrize("slab_chunks", [1, 3, 64])
 @pytest.mark.parametrize("mode", ["compensated", "plain"])
 def test_quadratic_form_by_slabs_has_the_bits_of_the_whole_dot(monkeypatch, slab_chunks,

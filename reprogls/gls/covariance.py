@@ -33,16 +33,22 @@ __all__ = ["inverse_normal_matrix", "robust_covariance"]
 
 
 def inverse_normal_matrix(XtX: np.ndarray, offsets: np.ndarray, factor: WoodburyFactor,
-                          ridge: float) -> np.ndarray:
+                          ridge: float, L: np.ndarray | None = None) -> np.ndarray:
     """``A^-1`` (the plug-in covariance) as ``L^-T L^-1``.
 
     ``L`` is the fixed-order Cholesky factor of ``A``; ``Z = (L^-1)^T`` comes from one
     forward solve per column and ``A^-1[a, b] = CRO-1 dot(Z[a, a:], Z[b, a:])`` for
     ``a >= b`` (:mod:`reprogls.kernels.cpu.spd`), mirrored onto the upper triangle.
     ``P^3 / 2`` multiply-adds in all, spread over the threads (Numba's thread count).
+
+    ``L``: that factor if the caller already has it (the fit's last dense beta-step
+    factored this very ``A``: same ``XtX``, ``factor`` and ``ridge``); else it is formed
+    here (``P^3 / 6`` of the multiply-adds).
     """
     compensated = factor.mode == "compensated"
-    L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge), factor.mode)
+    if L is None:
+        L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
+                               factor.mode)
     Z = np.empty_like(L)
     spd.inverse_factor(L, compensated, Z)
     inv = np.empty_like(L)

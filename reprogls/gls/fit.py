@@ -196,6 +196,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     grams = block_grams(data, mode, dev) if XtX is None else diagonal_blocks(XtX, offsets)
     block_factors = factor_blocks(grams, ridge, data, mode)
 
+    # the gram solver's last Cholesky factor of A and the Sigma it was formed at: the
+    # plug-in covariance at that Sigma inverts the same A (one P^3 / 6 factorisation less)
+    normal_factor: dict = {}
+
     def gls_beta(factor, beta0, b=None, reduction=0.0, r0=None):
         """GLS beta given Sigma (``b``: the right-hand side if already formed; ``r0``:
         the CG's residual at ``beta0``, likewise). Returns ``(beta, b, finished)``;
@@ -203,8 +207,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         the direct solver)."""
         b = beta_step.rhs(X, offsets, Yd, factor, dev) if b is None else b
         if solver == "gram":
-            A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
-            return beta_step.solve_dense(beta_step.cholesky(A, mode), b, mode), b, True
+            L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
+                                   mode)
+            normal_factor.update(factor=factor, L=L)
+            return beta_step.solve_dense(L, b, mode), b, True
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
         beta, _, finished = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
                                                Sinv_diag, ridge, cg_tol, cg_max_iter,
@@ -262,7 +268,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     else:
         if XtX is None:
             XtX = gram(X, mode, dev)
-        cov = inverse_normal_matrix(XtX, offsets, factor, ridge)
+        L = normal_factor["L"] if normal_factor.get("factor") is factor else None
+        cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
         if cov_type == "robust":
             cov = robust_covariance(cov, X, offsets, E, factor, dev)
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
