@@ -90,3 +90,46 @@ def test_compiled_jacobi_equals_the_python_loop(n):
         assert (got_values.view(np.uint64) == ref_values.view(np.uint64)).all()
         assert (got_vectors.view(np.uint64) == ref_vectors.view(np.uint64)).all()
         assert (T.view(np.uint64) == before.view(np.uint64)).all()  # input unchanged
+
+
+def test_descending_order_is_pythons_sorted_by_negated_value_then_index():
+    rng = np.random.default_rng(11)
+    cases = [np.array([]), np.array([1.0]), np.array([0.0, -0.0, 0.0]),
+             np.array([2.0, 2.0, 3.0, -1.0, 2.0]), np.array([-np.inf, 1.0, np.inf, 1.0])]
+    cases += [rng.integers(-3, 4, n).astype(float) for n in (2, 5, 9, 17)]
+    cases += [rng.standard_normal(n) for n in (3, 8)]
+    for values in cases:
+        expected = sorted(range(values.shape[0]), key=lambda i: (-values[i], i))
+        assert list(_subspace.descending_order(values)) == expected, values
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k,spectrum", [(1, 1, "random"), (6, 1, "random"),
+                                          (50, 3, "random"), (50, 3, "repeated"),
+                                          (80, 5, "wide"), (40, 4, "slow")])
+def test_compiled_subspace_iteration_equals_the_python_loop(monkeypatch, K, k, spectrum,
+                                                           mode):
+    """``top_eigenpairs`` of a small matrix (one compiled call) has the bits of the loop
+    of kernel calls it replaced (forced by ``COMPILED_MAX_WORK = 0``): random, repeated
+    and widely spread spectra, and a slowly converging one stopped by ``max_iter``."""
+    from reprogls.gls import sigma
+
+    rng = np.random.default_rng([K, k])
+    B = rng.standard_normal((K, K))
+    if spectrum == "repeated":
+        U = np.linalg.qr(B)[0]
+        M = (U * np.r_[np.full(4, 5.0), np.ones(K - 4)]) @ U.T
+    elif spectrum == "wide":
+        M = (B * 10.0 ** rng.uniform(-4, 4, K)) @ B.T
+    elif spectrum == "slow":
+        U = np.linalg.qr(B)[0]
+        M = (U * (1.0 - np.arange(K) * 1e-3)) @ U.T
+    else:
+        M = B @ B.T
+    Q0 = rng.standard_normal((K, k))
+    max_iter = 7 if spectrum == "slow" else 200
+    got = top_eigenpairs(M, Q0, mode, max_iter=max_iter)
+    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    expected = top_eigenpairs(M, Q0, mode, max_iter=max_iter)
+    for a, b in zip(got, expected, strict=True):
+        assert same_bits(a, b)

@@ -24,8 +24,11 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, nrm2_segment, segment_scratch
+from ..kernels.cpu.linalg import ROW_BLOCK
+from ..kernels.cpu.multi import _rows_times_tasks
 
-__all__ = ["jacobi_rotations", "orthonormalize", "rayleigh_matrix"]
+__all__ = ["descending_order", "jacobi_rotations", "orthonormalize", "rayleigh_matrix",
+           "subspace_iteration"]
 
 
 @njit(cache=True)
@@ -106,3 +109,66 @@ def jacobi_rotations(A, V, sweeps):
                     V[k, q] = s * vkp + c * vkq
         if not rotated:
             break
+
+
+@njit(cache=True)
+def descending_order(values):
+    """Indices sorting ``values`` descending, ties by index: the order of Python's
+    ``sorted(range(n), key=lambda i: (-values[i], i))`` for every ordered ``values``
+    (NaN keys, which Python's sort leaves in an order of its own, come out last here)."""
+    n = values.shape[0]
+    order = np.arange(n)
+    for a in range(1, n):  # insertion sort on the key (-value, index)
+        i = order[a]
+        b = a
+        while b > 0:
+            j = order[b - 1]
+            if -values[i] < -values[j] or (-values[i] == -values[j] and i < j):
+                order[b] = j
+                b -= 1
+            else:
+                break
+        order[b] = i
+    return order
+
+
+@njit(cache=True)
+def _times(A, B, compensated):
+    """``A B`` with the bits of :func:`reprogls.gls._dense.matmul` (the ``rows_times``
+    kernel's tasks, run here on one thread)."""
+    out = np.empty((A.shape[0], B.shape[1]))
+    BT = np.ascontiguousarray(B.T)
+    _rows_times_tasks(0, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
+    return out
+
+
+@njit(cache=True)
+def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
+    """Top-k eigenpairs of the symmetric ``M`` (K x K, C-contiguous) from the start
+    ``Q0`` (K x k): the loop of :func:`.sigma.top_eigenpairs` in one compiled call, step
+    for step (each product one CRO-1 dot per entry, :func:`orthonormalize`,
+    :func:`rayleigh_matrix`, :func:`jacobi_rotations` with at most ``sweeps`` sweeps, the
+    Ritz values sorted by :func:`descending_order`), so the same bits. Returns
+    ``(values, Q)``."""
+    k = Q0.shape[1]
+    Q = orthonormalize(Q0, compensated)
+    lam = np.full(k, np.inf)
+    for _ in range(max_iter):
+        Q = orthonormalize(_times(M, Q, compensated), compensated)
+        T = rayleigh_matrix(Q, _times(M, Q, compensated), compensated)
+        V = np.eye(k)
+        jacobi_rotations(T, V, sweeps)
+        values = np.empty(k)
+        for i in range(k):
+            values[i] = T[i, i]
+        order = descending_order(values)
+        new_lam = values[order]
+        Q = _times(Q, V[:, order], compensated)
+        converged = True
+        for i in range(k):
+            if not abs(new_lam[i] - lam[i]) <= tol * abs(new_lam[i]):
+                converged = False
+        lam = new_lam
+        if converged:
+            break
+    return lam, Q

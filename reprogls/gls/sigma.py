@@ -41,7 +41,7 @@ import numpy as np
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t
-from ._subspace import jacobi_rotations, orthonormalize, rayleigh_matrix
+from ._subspace import jacobi_rotations, orthonormalize, rayleigh_matrix, subspace_iteration
 
 __all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
            "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs"]
@@ -62,7 +62,17 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
     return gram(E, mode, device) / E.shape[0]
 
 
-def jacobi_eigh(T: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+#: Most Jacobi sweeps of a Rayleigh-Ritz step (:func:`jacobi_eigh`).
+JACOBI_SWEEPS = 30
+#: Largest product ``M Q`` (``K^2 k`` multiply-adds) for which :func:`top_eigenpairs` of a
+#: matrix runs as one compiled call on one thread; larger ones use the threads for each
+#: product (the same bits either way). Measured on the 2-core Zen 3 box: see
+#: :func:`top_eigenpairs`.
+COMPILED_MAX_WORK = 1 << 20
+
+
+def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
 
     Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
@@ -159,7 +169,17 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = 200,
     dots), orthonormalise, Rayleigh-Ritz
     ``T = Q^T M Q`` (symmetrised), ``jacobi_eigh(T)``, rotate. Stops when every Ritz
     value changed by at most ``tol`` relative, or after ``max_iter`` iterations.
+
+    A matrix with ``K^2 k <= COMPILED_MAX_WORK`` runs the whole loop as one compiled call
+    (:func:`._subspace.subspace_iteration`, the same steps and bits): each iteration was
+    about ten calls from Python, which made the Sigma-step of an S-size fit (K = 50,
+    k = 3; 27 eigen-solves of ~3 iterations) mostly call overhead.
     """
+    if not callable(M):
+        M = np.ascontiguousarray(M, dtype=np.float64)
+        if M.shape[0] ** 2 * Q0.shape[1] <= COMPILED_MAX_WORK:
+            return subspace_iteration(M, np.ascontiguousarray(Q0, dtype=np.float64),
+                                      mode == "compensated", max_iter, tol, JACOBI_SWEEPS)
     product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
     Q = _orthonormalize(Q0, mode)
     lam = np.full(Q.shape[1], np.inf)
@@ -187,11 +207,11 @@ class MomentMatrix:
         """``diag(S)``."""
         return np.ascontiguousarray(np.diag(self.S))
 
-    def scaled_product(self, sqrt_d: np.ndarray):
-        """``Q -> M Q`` with ``M = D^-1/2 S D^-1/2`` formed once (entry by entry:
-        ``(S[a, b] / sqrt_d[a]) / sqrt_d[b]``), then one CRO-1 dot per entry of ``M Q``."""
-        M = (self.S / sqrt_d[:, None]) / sqrt_d[None, :]
-        return lambda Q: matmul(M, Q, self.mode)
+    def scaled(self, sqrt_d: np.ndarray) -> np.ndarray:
+        """``M = D^-1/2 S D^-1/2`` itself, formed entry by entry as
+        ``(S[a, b] / sqrt_d[a]) / sqrt_d[b]`` (:func:`top_eigenpairs` takes one CRO-1 dot
+        per entry of ``M Q``)."""
+        return (self.S / sqrt_d[:, None]) / sqrt_d[None, :]
 
 
 class ResidualMoment:
@@ -213,8 +233,9 @@ class ResidualMoment:
                                          "cpu") / self.nobs
         return self._diagonal
 
-    def scaled_product(self, sqrt_d: np.ndarray):
-        """``Q -> M Q = ((E^T (E (Q / sqrt_d))) / N) / sqrt_d``: two passes over E, each a
+    def scaled(self, sqrt_d: np.ndarray):
+        """``M = D^-1/2 S D^-1/2`` as the function
+        ``Q -> M Q = ((E^T (E (Q / sqrt_d))) / N) / sqrt_d``: two passes over E, each a
         CRO-1 ``gemv``/``gemv_t`` per column of Q, ``O(N K k)``."""
         def product(Q):
             Y = matmul(self.E, Q / sqrt_d[:, None], self.mode)
@@ -262,7 +283,7 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
     from ..kernels.cpu import elementwise as _cpu_ew
 
     sqrt_d = np.sqrt(d)
-    lam, Q = top_eigenpairs(S.scaled_product(sqrt_d), Q, mode)
+    lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
     gain = np.maximum(lam - 1.0, 0.0)
     F = (sqrt_d[:, None] * Q) * np.sqrt(gain)[None, :]
     update = S.diagonal() - matmul(F * F, np.ones((F.shape[1], 1)), mode)[:, 0]
