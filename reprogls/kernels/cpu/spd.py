@@ -32,6 +32,7 @@ from numba import njit
 from ._cro import dot_segment, segment_scratch
 from .linalg import cholesky_entry, cholesky_kernel
 from .tasks import run_tasks, threads
+from .views import unmanaged
 
 __all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "gram_of_rows_from_diagonal",
            "inverse_factor"]
@@ -89,11 +90,12 @@ def _below_block(t0, t1, C, L, j0, j1, n_tasks, compensated):
     ``j0 .. j1 - 1`` of the rows ``j1 + t, j1 + t + n_tasks, ...`` (below the diagonal
     block: no pivots, always succeeds)."""
     n = C.shape[0]
+    Cv, Lv = unmanaged(C), unmanaged(L)  # row slices without atomic reference counts
     for task in range(t0, t1):
         tps, tpc = segment_scratch(n)
         for i in range(j1 + task, n, n_tasks):
             for j in range(j0, j1):
-                cholesky_entry(C, L, i, j, compensated, tps, tpc)
+                cholesky_entry(Cv, Lv, i, j, compensated, tps, tpc)
 
 
 def _cholesky_blocks(C, compensated, L, tasks_per_block):
