@@ -238,3 +238,34 @@ def test_fortran_ordered_input_is_copied_not_rejected():
     A = np.asfortranarray(rng.standard_normal((50, 9)))
     x = rng.standard_normal(9)
     assert same_bits(kernels.gemv(A, x), ref.gemv(np.ascontiguousarray(A), x))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_block_cholesky_solves_equal_the_per_block_solves(mode):
+    """The CG's block-Jacobi step in one compiled call has the bits of one
+    ``cholesky_solve_kernel`` per block divided by its scale (blocks of 0, 1, 3 and 40
+    columns, widely scaled)."""
+    from reprogls.kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
+
+    rng = np.random.default_rng(5)
+    widths = [3, 0, 1, 40, 3, 0]
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    factors = []
+    for p in widths:
+        B = rng.standard_normal((p, p)) * 10.0 ** rng.uniform(-3, 3)
+        factors.append(np.tril(B) + np.diag(np.abs(np.diag(B)) + 1.0) if p else
+                       np.zeros((0, 0)))
+    r = rng.standard_normal(offsets[-1]) * 10.0 ** rng.uniform(-50, 50, offsets[-1])
+    scale = rng.uniform(0.1, 10.0, len(widths))
+    got = np.full_like(r, np.nan)
+    flat = np.concatenate([L.ravel() for L in factors])
+    ptr = np.concatenate([[0], np.cumsum([L.size for L in factors])]).astype(np.int64)
+    block_cholesky_solves(flat, ptr, offsets, r, scale, mode == "compensated", got)
+    expected = np.empty_like(r)
+    for j, L in enumerate(factors):
+        o0, o1 = offsets[j], offsets[j + 1]
+        if o1 > o0:
+            u = np.empty(o1 - o0)
+            cholesky_solve_kernel(L, r[o0:o1].copy(), mode == "compensated", u)
+            expected[o0:o1] = u / scale[j]
+    assert same_bits(got, expected)

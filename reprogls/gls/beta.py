@@ -19,7 +19,7 @@ import numpy as np
 
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
 from ..kernels.cpu import spd
-from ..kernels.cpu.linalg import cholesky_solve_kernel
+from ..kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
 from ..kernels.cpu.rowgroups import solved_rmatvecs
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
@@ -125,12 +125,19 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
         out = sur_normal_matvec(X, offsets, factor, v, device)
         return out + ridge * v if ridge else out
 
+    # the block-Jacobi preconditioner z_j = (Sinv_jj X_j^T X_j)^-1 r_j from the blocks'
+    # Cholesky factors, packed once for the compiled per-block solves
+    factors = (np.concatenate([np.ravel(L) for L in block_factors]) if block_factors
+               else np.zeros(0))
+    factor_ptr = np.concatenate([[0], np.cumsum([np.size(L) for L in block_factors])]
+                                ).astype(np.int64)
+    offsets64 = np.asarray(offsets, dtype=np.int64)
+    scale = np.ascontiguousarray(Sinv_diag, dtype=np.float64)
+
     def precondition(r):
         z = np.empty_like(r)
-        for j, L in enumerate(block_factors):
-            o0, o1 = offsets[j], offsets[j + 1]
-            if o1 > o0:
-                z[o0:o1] = solve_dense(L, r[o0:o1], mode) / Sinv_diag[j]
+        block_cholesky_solves(factors, factor_ptr, offsets64, r, scale,
+                              mode == "compensated", z)
         return z
 
     beta = np.array(beta0, dtype=np.float64)

@@ -26,6 +26,7 @@ from ._cro import (
 )
 
 __all__ = [
+    "block_cholesky_solves",
     "capacitance_kernel",
     "cholesky_kernel",
     "cholesky_solve_kernel",
@@ -185,3 +186,23 @@ def cholesky_solve_kernel(L, t, compensated, out):
     for i in range(n - 1, -1, -1):
         out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, ps, pc)
                   ) / L[i, i]
+
+
+@njit(cache=True)
+def block_cholesky_solves(factors, factor_ptr, offsets, r, scale, compensated, out):
+    """The block-Jacobi step ``out[o_j:o_{j+1}] = cholesky_solve(L_j, r[o_j:o_{j+1}]) /
+    scale[j]`` for every block ``j`` with columns (``offsets`` as in the SUR layout),
+    each solve :func:`cholesky_solve_kernel` and each quotient one IEEE division: the
+    bits of the per-block calls from Python, in one call. ``L_j`` is
+    ``factors[factor_ptr[j]:factor_ptr[j + 1]]`` read as a C-ordered ``p_j x p_j``
+    matrix."""
+    for j in range(offsets.shape[0] - 1):
+        o0, o1 = offsets[j], offsets[j + 1]
+        p = o1 - o0
+        if p == 0:
+            continue
+        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
+        u = np.empty(p)
+        cholesky_solve_kernel(L, np.ascontiguousarray(r[o0:o1]), compensated, u)
+        for m in range(p):
+            out[o0 + m] = u[m] / scale[j]
