@@ -71,13 +71,16 @@ def _woodbury() -> None:
     """Woodbury factor/solve/logdet and the Cholesky kernels (one task: they share the
     fixed-order Cholesky and the short-dot helpers)."""
     from . import linalg
-    from .cpu.linalg import cholesky_solve_kernel
+    from .cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
 
+    offsets, ptr = np.array([0, 2], dtype=np.int64), np.array([0, 4], dtype=np.int64)
     for mode in MODES:
         factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
         linalg.woodbury_solve(factor, np.ones((4, 2)), "cpu")
         linalg.woodbury_logdet(factor)
         cholesky_solve_kernel(np.eye(2), np.ones(2), mode == "compensated", np.empty(2))
+        block_cholesky_solves(np.eye(2).ravel(), ptr, offsets, np.ones(2), np.ones(1),
+                              mode == "compensated", np.empty(2))
 
 
 def _spd_problem(compensated: bool, parallel: bool) -> None:
@@ -148,9 +151,11 @@ def _subspace() -> None:
     from ..gls import _subspace
 
     Z = np.arange(6.0).reshape(3, 2)
+    M = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     for compensated in (True, False):
         Q = _subspace.orthonormalize(Z, compensated)
         _subspace.rayleigh_matrix(Q, Z, compensated)
+        _subspace.subspace_iteration(M, Z, compensated, 2, 1e-13, 30)
     _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30)
 
 
