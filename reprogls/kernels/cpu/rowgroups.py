@@ -41,7 +41,7 @@ from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .segments import dot_segments, dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
-from .tasks import run_tasks, threads
+from .tasks import lpt_schedule, run_tasks, threads
 from .views import unmanaged
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "solved_rmatvecs", "sur_matvec", "sur_plan",
@@ -428,15 +428,7 @@ def balanced_tasks(N: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
     c, g = tasks // N_GROUPS, tasks % N_GROUPS
     rows_in_chunk = np.minimum(N - c * CHUNK, CHUNK)
     full, rest = rows_in_chunk // LANES, rows_in_chunk % LANES
-    rows = full * GROUP + np.clip(rest - g * GROUP, 0, GROUP)
-    load = np.zeros(threads)
-    owner = np.empty(tasks.shape[0], dtype=np.int64)
-    for task in np.argsort(-rows, kind="stable").tolist():
-        owner[task] = int(np.argmin(load))
-        load[owner[task]] += rows[task]
-    order = np.argsort(owner, kind="stable").astype(np.int64)
-    starts = np.searchsorted(owner[order], np.arange(threads + 1)).astype(np.int64)
-    return order, starts
+    return lpt_schedule(full * GROUP + np.clip(rest - g * GROUP, 0, GROUP), threads)
 
 
 @njit(cache=True)

@@ -29,8 +29,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
-__all__ = ["run_tasks", "threads"]
+__all__ = ["lpt_schedule", "run_tasks", "threads"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -89,3 +90,20 @@ def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
     finally:
         for future in futures:
             future.result()
+
+
+def lpt_schedule(costs: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tasks of unequal ``costs`` shared among ``n_threads`` by the
+    longest-processing-time rule (the costliest task first, each to the least-loaded
+    thread; ties by task index): ``order[starts[t]:starts[t + 1]]`` are thread ``t``'s
+    tasks, in increasing index. Only the schedule depends on the thread count, never a
+    task's arithmetic."""
+    costs = np.asarray(costs)
+    load = np.zeros(n_threads)
+    owner = np.empty(costs.shape[0], dtype=np.int64)
+    for task in np.argsort(-costs, kind="stable").tolist():
+        owner[task] = int(np.argmin(load))
+        load[owner[task]] += costs[task]
+    order = np.argsort(owner, kind="stable").astype(np.int64)
+    starts = np.searchsorted(owner[order], np.arange(n_threads + 1)).astype(np.int64)
+    return order, starts
