@@ -41,16 +41,22 @@ def block_grams(data: SURData, mode: str = "compensated",
     X, offsets = data.X, data.offsets
     widths = np.diff(offsets)
     K = widths.shape[0]
-    grams = [np.empty((p, p)) for p in widths]
     if device == "cpu":
         plan = block_pair_plan(offsets)
         values = column_pair_grams(X, plan, mode == "compensated")
+        # every block is a view of one buffer; pair (m, a) of equation j lands at
+        # [m - o_j, a - o_j] and, mirrored, at [a - o_j, m - o_j]
+        starts = np.concatenate([[0], np.cumsum(widths * widths)])
+        buffer = np.empty(starts[-1])
         eq = np.repeat(np.arange(K), widths)
-        for (m, a), value in zip(plan.targets.tolist(), values.tolist(), strict=True):
-            j = eq[m]
-            grams[j][m - offsets[j], a - offsets[j]] = value
-            grams[j][a - offsets[j], m - offsets[j]] = value
-        return grams
+        m, a = plan.targets[:, 0].astype(np.int64), plan.targets[:, 1].astype(np.int64)
+        j = eq[m]
+        row, col, p = m - offsets[j], a - offsets[j], widths[j]
+        buffer[starts[j] + row * p + col] = values
+        buffer[starts[j] + col * p + row] = values
+        return [buffer[starts[i]:starts[i + 1]].reshape(widths[i], widths[i])
+                for i in range(K)]
+    grams = [np.empty((p, p)) for p in widths]
     for a in range(int(widths.max(initial=0))):
         W = np.zeros((X.shape[0], K))
         has = widths > a

@@ -94,9 +94,13 @@ def block_pair_plan(offsets: np.ndarray) -> PairPlan:
             tiles.append((np.concatenate(run_cols), np.concatenate(run_pairs)))
         run_cols, run_pairs, n_run = [], [], 0
 
+    templates: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # width -> (cols, pairs) at 0
     for j in range(offsets.shape[0] - 1):
-        cols = np.arange(int(offsets[j]), int(offsets[j + 1]))
-        pairs = _lower_pairs(cols, cols)
+        o, p = int(offsets[j]), int(offsets[j + 1] - offsets[j])
+        if p not in templates:
+            base = np.arange(p)
+            templates[p] = (base, _lower_pairs(base, base))
+        cols, pairs = templates[p][0] + o, templates[p][1] + o
         if n_run + pairs.shape[0] > PAIRS_PER_TILE:
             flush()
         if pairs.shape[0] <= PAIRS_PER_TILE:
