@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ..kernels.cpu import gram as _cpu_gram
 from ..kernels.cpu import multi as _cpu_multi
@@ -10,11 +11,19 @@ from ..kernels.cpu import multi as _cpu_multi
 __all__ = ["gram", "matmul", "matmul_t", "mirror_lower"]
 
 
+@njit(cache=True)
+def _copy_lower_to_upper(S):
+    n = S.shape[0]
+    for i in range(n):
+        for j in range(i):
+            S[j, i] = S[i, j]
+
+
 def mirror_lower(S: np.ndarray) -> np.ndarray:
     """Copy the strict lower triangle of the square ``S`` onto the upper one, in place, so
-    that ``S`` is symmetric bitwise. Returns ``S``."""
-    lower = np.tril_indices(S.shape[0], -1)
-    S[lower[1], lower[0]] = S[lower]
+    that ``S`` is symmetric bitwise (a compiled loop: NumPy's ``tril_indices`` indexing
+    took ~20 us at K = 50 and a P x P index pair at P = 2000). Returns ``S``."""
+    _copy_lower_to_upper(S)
     return S
 
 

@@ -100,8 +100,10 @@ def _dense() -> None:
     tiled lower Gram, ``A B`` with a few columns and the SPD Cholesky and inverse, serial
     and parallel (the gram solver's normal matrix reaches the parallel drivers from
     order ``spd.PARALLEL_MIN = 128`` on: the demo's fit, P = 250, does)."""
+    from ..gls._dense import mirror_lower
     from .cpu import multi
 
+    mirror_lower(np.eye(2))
     for compensated in (True, False):
         _spd_problem(compensated, parallel=False)
         _spd_problem(compensated, parallel=True)
