@@ -133,3 +133,27 @@ def test_compiled_subspace_iteration_equals_the_python_loop(monkeypatch, K, k, s
     expected = top_eigenpairs(M, Q0, mode, max_iter=max_iter)
     for a, b in zip(got, expected, strict=True):
         assert same_bits(a, b)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k,weak", [(6, 1, False), (50, 3, False), (40, 4, True)])
+def test_compiled_profile_equals_the_python_steps(monkeypatch, K, k, weak, mode):
+    """``profile`` of a moment matrix (one compiled call) has the bits of the steps it
+    replaced (forced by ``COMPILED_MAX_WORK = 0``), also when some of the top eigenvalues
+    of ``D^-1/2 S D^-1/2`` are below 1 (no loading; left out of the log-determinant)."""
+    from reprogls.gls import sigma
+
+    rng = np.random.default_rng([K, k, weak])
+    F = rng.standard_normal((K, k)) * (np.r_[3.0, np.full(k - 1, 1e-3)] if weak else 1.0)
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    E = rng.standard_normal((4 * K, k)) @ F.T + rng.standard_normal((4 * K, K)) * np.sqrt(d)
+    S = sigma.MomentMatrix(sigma.residual_moment(E, mode), mode)
+    Q0 = np.linalg.qr(rng.standard_normal((K, k)))[0]
+    d_at = np.diag(S.S) * 1.5 if weak else d * rng.uniform(0.5, 2.0, K)
+    got = sigma.profile(S, 4 * K, mode, d_at, Q0)
+    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    expected = sigma.profile(S, 4 * K, mode, d_at, Q0)
+    top = np.linalg.eigvalsh(S.S / np.sqrt(np.outer(d_at, d_at)))[::-1][:k]
+    assert (top < 1).any() == weak and (top > 1).any()
+    for name in ("F", "Q", "ll", "grad", "update"):
+        assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(expected, name))), name

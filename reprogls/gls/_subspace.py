@@ -24,11 +24,12 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, nrm2_segment, segment_scratch
+from ..kernels.cpu.elementwise import log_scalar
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
 
-__all__ = ["descending_order", "jacobi_rotations", "orthonormalize", "rayleigh_matrix",
-           "subspace_iteration"]
+__all__ = ["descending_order", "jacobi_rotations", "orthonormalize", "profile_moment",
+           "rayleigh_matrix", "subspace_iteration"]
 
 
 @njit(cache=True)
@@ -172,3 +173,59 @@ def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
         if converged:
             break
     return lam, Q
+
+
+@njit(cache=True)
+def _log_sum(x, compensated):
+    """CRO-1 sum of the portable ``log`` of each value (``cro_sum(log(x))``)."""
+    logs = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        logs[i] = log_scalar(x[i])
+    ps, pc = segment_scratch(logs.shape[0])
+    return dot_segment(logs, None, compensated, ps, pc)
+
+
+@njit(cache=True)
+def profile_moment(S, diag_S, N, d, Q0, compensated, max_iter, tol, sweeps, log_2pi):
+    """:func:`.sigma.profile` of a K x K moment matrix ``S`` in one compiled call, step
+    for step (the scaled matrix entry by entry, :func:`subspace_iteration`, the loadings,
+    ``diag(F F^T)`` as CRO-1 dots with ones, the portable ``log``, CRO-1 sums): the same
+    bits. Returns ``(F, Q, ll, grad, update)``."""
+    K, k = S.shape[0], Q0.shape[1]
+    sqrt_d = np.sqrt(d)
+    M = np.empty((K, K))
+    for a in range(K):
+        for b in range(K):
+            M[a, b] = (S[a, b] / sqrt_d[a]) / sqrt_d[b]
+    lam, Q = subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps)
+    root_gain = np.empty(k)
+    n_above = 0
+    for q in range(k):
+        g = lam[q] - 1.0
+        root_gain[q] = np.sqrt(g if (g > 0.0 or g != g) else 0.0)  # np.maximum(g, 0)
+        n_above += lam[q] > 1.0
+    F = np.empty((K, k))
+    FF = np.empty((K, k))
+    for i in range(K):
+        for q in range(k):
+            F[i, q] = (sqrt_d[i] * Q[i, q]) * root_gain[q]
+            FF[i, q] = F[i, q] * F[i, q]
+    ones = np.ones(k)
+    ps, pc = segment_scratch(max(K, k))
+    update = np.empty(K)
+    ratio = np.empty(K)
+    for i in range(K):
+        update[i] = diag_S[i] - dot_segment(FF[i], ones, compensated, ps, pc)
+        ratio[i] = update[i] / d[i]
+    above = np.empty(n_above)
+    n_above = 0
+    for q in range(k):
+        if lam[q] > 1.0:
+            above[n_above] = lam[q]
+            n_above += 1
+    log_terms = _log_sum(d, compensated) + _log_sum(above, compensated)
+    nll2 = (K * log_2pi + log_terms) + dot_segment(ratio, None, compensated, ps, pc)
+    grad = np.empty(K)
+    for i in range(K):
+        grad[i] = 0.5 * (1.0 - ratio[i])
+    return F, Q, -0.5 * N * nll2, grad, update

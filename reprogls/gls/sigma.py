@@ -41,7 +41,13 @@ import numpy as np
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t
-from ._subspace import jacobi_rotations, orthonormalize, rayleigh_matrix, subspace_iteration
+from ._subspace import (
+    jacobi_rotations,
+    orthonormalize,
+    profile_moment,
+    rayleigh_matrix,
+    subspace_iteration,
+)
 
 __all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
            "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs"]
@@ -162,8 +168,13 @@ def orthonormalize_reference(Z: np.ndarray, mode: str) -> np.ndarray:
     return Q
 
 
-def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = 200,
-                   tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+#: Most iterations and the relative change of the Ritz values at which
+#: :func:`top_eigenpairs` stops.
+EIGEN_MAX_ITER, EIGEN_TOL = 200, 1e-13
+
+
+def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
+                   tol: float = EIGEN_TOL) -> tuple[np.ndarray, np.ndarray]:
     """Top-k eigenpairs of a symmetric K x K ``M`` by subspace iteration from ``Q0``.
 
     ``M`` is the matrix or a function ``Q -> M Q``. Each iteration: ``Z = M Q`` (CRO-1
@@ -283,6 +294,13 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 
+    if isinstance(S, MomentMatrix) and S.size ** 2 * Q.shape[1] <= COMPILED_MAX_WORK:
+        F, Q, ll, grad, update = profile_moment(
+            np.ascontiguousarray(S.S), S.diagonal(), float(N),
+            np.ascontiguousarray(d, dtype=np.float64),
+            np.ascontiguousarray(Q, dtype=np.float64), mode == "compensated",
+            EIGEN_MAX_ITER, EIGEN_TOL, JACOBI_SWEEPS, LOG_2PI)
+        return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update)
     sqrt_d = np.sqrt(d)
     lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
     gain = np.maximum(lam - 1.0, 0.0)

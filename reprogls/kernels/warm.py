@@ -158,6 +158,8 @@ def _subspace() -> None:
         Q = _subspace.orthonormalize(Z, compensated)
         _subspace.rayleigh_matrix(Q, Z, compensated)
         _subspace.subspace_iteration(M, Z, compensated, 2, 1e-13, 30)
+        _subspace.profile_moment(M, np.diag(M).copy(), 10.0, np.ones(3), Z, compensated, 2,
+                                 1e-13, 30, 1.8)
     _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30)
 
 
