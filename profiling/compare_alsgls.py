@@ -7,16 +7,24 @@ Usage::
 
 For each size: fit time of ``gls.fit(Xs, Y, rank=k)`` (plug-in SEs included for S; for M
 without SEs, whose time -- ``X^T X`` plus the inverse normal matrix, the same calls the fit
-makes -- is reported on its own line) and of ``alsgls.ALSGLS(rank=k).fit``, the first and
-the second fit of each in the process (every CPU kernel is compiled before), held-out NLL
+makes -- is reported on its own line) and of ``alsgls.ALSGLS(rank=k).fit``, held-out NLL
 per row (alsgls's ``nll_per_row`` on the test residuals, for both) and the max
-coefficient error against the simulated truth.
+coefficient error against the simulated truth. Two timings (every CPU kernel is compiled
+before either):
+
+* the first and the second fit of each library in the process, alternating, each after
+  a 1 s pause: what one call costs on a machine that was idle (fresh memory, cores
+  waking up; on the 2-core Zen 3 box an S fit takes ~50 ms after an idle second and
+  ~33 ms back to back);
+* ``--repeat R`` fits of each library back to back (after one pause), their median: the
+  steady cost of a fit, as a benchmark loop measures it.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -35,6 +43,17 @@ def true_coefficients(N: int, K: int, p: int, seed: int) -> np.ndarray:
     for _ in range(K):
         rng.standard_normal((N, p))
     return np.concatenate([rng.standard_normal((p, 1)).ravel() for _ in range(K)])
+
+
+def median_seconds(fit_once, repeat: int) -> float:
+    """Median seconds of ``repeat`` calls back to back, after one pause."""
+    time.sleep(PAUSE)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fit_once()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def plugin_se_seconds(Xs, res, k: int) -> float:
@@ -61,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="reprogls's reduction mode (default: the fit's default)")
     parser.add_argument("--no-se", action="store_true",
                         help="skip the separate plug-in SE timing at M (~20 s)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="back-to-back fits of each library for the medians (M: at "
+                             "most 2)")
     args = parser.parse_args(argv)
     print(f"alsgls {getattr(alsgls, '__version__', '?')}")
     # compile (or load from Numba's cache) every CPU kernel first: the CG path's kernels
@@ -91,12 +113,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(x.nbytes for x in Xtr):,} B")
         for label, t_ours, t_peer in zip(("first fit", "second fit"), ours, theirs,
                                          strict=True):
-            print(f"  {label:10s} reprogls {t_ours:8.2f} s (SEs: {cov}, {args.mode})   "
-                  f"alsgls {t_peer:8.2f} s   ratio {t_ours / t_peer:.3f} "
+            print(f"  {label:10s} reprogls {t_ours:8.3f} s (SEs: {cov}, {args.mode})   "
+                  f"alsgls {t_peer:8.3f} s   ratio {t_ours / t_peer:.3f} "
                   f"({t_peer / t_ours:.1f}x faster)")
         print(f"  test NLL/row reprogls {nll_ours:.6f}   alsgls {nll_peer:.6f}")
         print(f"  max |beta - truth| reprogls {np.max(np.abs(res.params - B)):.5f}   alsgls "
               f"{np.max(np.abs(peer_B - B)):.5f}")
+        repeat = max(1, min(args.repeat, 2 if name == "M" else args.repeat))
+        steady = [median_seconds(partial(gls.fit, Xtr, Ytr, rank=k, cov_type=cov,
+                                         mode=args.mode), repeat),
+                  median_seconds(partial(alsgls.ALSGLS(rank=k).fit, Xtr, Ytr), repeat)]
+        print(f"  {repeat} back to back, median: reprogls {steady[0]:.3f} s   alsgls "
+              f"{steady[1]:.3f} s   ({steady[1] / steady[0]:.1f}x faster)")
         if cov == "none" and not args.no_se:
             print(f"  plug-in SEs reprogls {plugin_se_seconds(Xtr, res, k):8.2f} s "
                   "(X^T X + inverse normal matrix)")
