@@ -137,3 +137,49 @@ class EstimatorPasses:
 
     def time_step(self, step, mode):
         self.fn()
+
+
+class SmallFitSteps:
+    """The steps that dominate an S-size fit (N = 2000, K = 50, p = 5, k = 3; P = 250),
+    none of them a pass over a large X: the fixed-order Cholesky of the P x P normal
+    matrix (three per fit), the plug-in inverse from its factor, ``E^T E`` and one
+    likelihood profile of the Sigma-step (~27 per fit: an eigen-solve and the loadings)."""
+
+    params = (["cholesky P=250", "inverse from factor P=250", "E^T E K=50",
+               "sigma profile K=50"], ["plain", "compensated"])
+    param_names = ["step", "mode"]
+
+    def setup(self, step, mode):
+        import numpy as np
+
+        from reprogls.gls import sigma
+        from reprogls.gls._dense import gram
+        from reprogls.kernels.cpu import spd
+
+        compensated = mode == "compensated"
+        rng = np.random.default_rng(0)
+        if step.startswith(("cholesky", "inverse")):
+            B = rng.standard_normal((1000, 250))
+            C = gram(B, mode) + np.eye(250)
+            L, Z, inv = np.empty_like(C), np.empty_like(C), np.empty_like(C)
+            spd.cholesky(C, compensated, L)
+
+            def inverse():
+                spd.inverse_factor(L, compensated, Z)
+                spd.gram_of_rows_from_diagonal(Z, compensated, inv)
+
+            self.fn = (lambda: spd.cholesky(C, compensated, L)) if step.startswith(
+                "cholesky") else inverse
+        elif step.startswith("E^T E"):
+            E = rng.standard_normal((2000, 50))
+            self.fn = lambda: sigma.residual_moment(E, mode)
+        else:
+            _, Y, _, F, d = gls.simulate_sur(2000, 50, 5, 3, seed=0)
+            E = Y - Y.mean(axis=0)
+            S = sigma.MomentMatrix(sigma.residual_moment(E, mode), mode)
+            Q = np.linalg.qr(F)[0]
+            self.fn = lambda: sigma.profile(S, 2000, mode, d, Q)
+        self.fn()
+
+    def time_step(self, step, mode):
+        self.fn()
