@@ -531,7 +531,8 @@ def _masked_load(builder, ptr, mask):
     elsewhere; the masked-off slots are not read (they may lie past the array's end)."""
     vptr = builder.bitcast(ptr, _VEC8.as_pointer())
     fnty = ir.FunctionType(_VEC8, [vptr.type, _I32, mask.type, _VEC8])
-    fn = builder.module.declare_intrinsic("llvm.masked.load.v8f64.p0", fnty=fnty)
+    # the typed-pointer mangling (LLVM 14); newer LLVMs remangle it for opaque pointers
+    fn = builder.module.declare_intrinsic("llvm.masked.load.v8f64.p0v8f64", fnty=fnty)
     return builder.call(fn, [vptr, ir.Constant(_I32, 8), mask,
                              ir.Constant(_VEC8, [0.0] * 8)])
 
