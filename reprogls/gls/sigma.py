@@ -291,6 +291,10 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
     ``sum_j t_j / d_j``, which has no cancellation between two large sums when a ``d_j`` is
     small). CRO-1 sums, the portable ``log``; ``(F F^T)_jj`` is the CRO-1 dot of row j
     with itself.
+
+    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` is profiled in one compiled call
+    (:func:`._subspace.profile_moment`, the same steps and bits); the factor analysis of
+    an S-size fit makes ~27 of these evaluations.
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 

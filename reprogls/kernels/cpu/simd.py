@@ -49,6 +49,7 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _VEC8 = ir.VectorType(ir.DoubleType(), 8)
+_VEC8_I64 = ir.VectorType(_I64, 8)
 
 
 def _shuffle(builder, a, b, mask):
@@ -303,9 +304,10 @@ def _exact_add(builder, x, y, sign):
 
 
 def _splat(builder, x):
-    """The scalar ``x`` in all eight slots of a vector."""
-    first = builder.insert_element(ir.Constant(_VEC8, ir.Undefined), x, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, ir.Constant(_VEC8, ir.Undefined),
+    """The scalar ``x`` (a double or an i64) in all eight slots of a vector."""
+    vec = ir.VectorType(x.type, 8)
+    first = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, ir.Constant(vec, ir.Undefined),
                                   ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
 
 
@@ -494,7 +496,7 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
     builder.cbranch(builder.icmp_signed("<", base, n_val), partial, joined)
     builder.position_at_end(partial)
     acc = list(phis)
-    remaining = _splat_i64(builder, builder.sub(n_val, base))
+    remaining = _splat(builder, builder.sub(n_val, base))
     for v in range(4):
         lanes = ir.Constant(_VEC8_I64, [8 * v + j for j in range(8)])
         inside = builder.icmp_signed("<", lanes, remaining)
@@ -513,17 +515,6 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
         out.add_incoming(val, partial_end)
         merged.append(out)
     return merged
-
-
-_VEC8_I64 = ir.VectorType(_I64, 8)
-
-
-def _splat_i64(builder, x):
-    """The i64 ``x`` in all eight slots of a vector."""
-    first = builder.insert_element(ir.Constant(_VEC8_I64, ir.Undefined), x,
-                                   ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, ir.Constant(_VEC8_I64, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
 
 
 def _masked_load(builder, ptr, mask):
