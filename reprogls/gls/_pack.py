@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu.tasks import run_tasks
-from ..kernels.cpu.views import borrowed_matrix
+from ..kernels.cpu.views import borrowed_matrix, borrowed_vector
 
 __all__ = ["pack_designs"]
 
@@ -44,11 +44,21 @@ def _pack_tasks(t0, t1, sources, dest, constant, X, nonfinite):
                 for i in range(r0, r1):
                     X[i, o - 1] = 1.0
             finite = True
-            for i in range(r0, r1):
-                for c in range(Xj.shape[1]):
-                    v = Xj[i, c]
-                    X[i, o + c] = v
-                    finite &= v - v == 0.0
+            if sources[j, 3] == 8:  # contiguous rows: a loop LLVM vectorises
+                p = sources[j, 1]
+                for i in range(r0, r1):
+                    row = borrowed_vector(sources[j, 0] + i * sources[j, 2], p)
+                    dst = X[i, o:o + p]
+                    for c in range(p):
+                        v = row[c]
+                        dst[c] = v
+                        finite &= v - v == 0.0
+            else:
+                for i in range(r0, r1):
+                    for c in range(Xj.shape[1]):
+                        v = Xj[i, c]
+                        X[i, o + c] = v
+                        finite &= v - v == 0.0
             nonfinite[t, j] = not finite
 
 

@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-__all__ = ["borrowed_matrix", "unmanaged"]
+__all__ = ["borrowed_matrix", "borrowed_vector", "unmanaged"]
 
 
 @intrinsic
@@ -74,6 +74,29 @@ def borrowed_matrix(typingctx, address, n_rows, n_cols, row_stride, col_stride):
         data = builder.inttoptr(addr, view.data.type)
         populate_array(view, data=data, shape=[rows, cols], strides=[rs, cs], itemsize=8,
                        meminfo=None)
+        return view._getvalue()
+
+    return sig, codegen
+
+
+_VECTOR = types.Array(types.float64, 1, "C")
+
+
+@intrinsic
+def borrowed_vector(typingctx, address, n):
+    """A 1-D C-contiguous float64 view (no reference count) of the ``n`` values at
+    ``address`` (bytes): for loops that LLVM should vectorise, where the strides of a
+    :func:`borrowed_matrix` are only known at run time. Nothing checks the address."""
+    if not all(isinstance(a, types.Integer) for a in (address, n)):
+        return None
+    sig = _VECTOR(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        addr, count = args
+        view = context.make_array(_VECTOR)(context, builder)
+        data = builder.inttoptr(addr, view.data.type)
+        populate_array(view, data=data, shape=[count], strides=[context.get_constant(
+            types.intp, 8)], itemsize=8, meminfo=None)
         return view._getvalue()
 
     return sig, codegen
