@@ -444,11 +444,18 @@ def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
 @njit(cache=True)
 def _load_block_rows(R, i0, n_rows, U):
     """``U[j * 32 + y] = R[row(y), j]`` for the block rows ``y < n_rows`` of a lane-group
-    task (block row ``8 s + b`` is row ``i0 + 32 s + b``)."""
+    task (block row ``8 s + b`` is row ``i0 + 32 s + b``): whole groups of 8 rows and 8
+    columns by 8 x 8 vector transposes, the rest one value at a time."""
     K = R.shape[1]
+    Ublk = U.reshape((K, ROWS))
+    full = n_rows // GROUP
+    body = K - K % 8
+    for s in range(full):
+        for j in range(0, body, 8):
+            transpose8x8(R, i0 + s * LANES, j, Ublk, j, s * GROUP)
     for y in range(n_rows):
         i = i0 + (y // GROUP) * LANES + y % GROUP
-        for j in range(K):
+        for j in range(body if y < full * GROUP else 0, K):
             U[j * ROWS + y] = R[i, j]
 
 
