@@ -307,7 +307,8 @@ def _tile_lanes(XS, base_m, base_a, rows, lane_rows, compensated, LS, LE, width_
 
 
 def _register_blocks(tile_m: np.ndarray, tile_a: np.ndarray, P: int) -> np.ndarray:
-    """Register blocks :func:`_tile_lanes` runs for each tile (its cost)."""
+    """Register blocks :func:`_tile_lanes` runs for each tile (its cost for the thread
+    schedule: an integer count, no arithmetic on the data)."""
     width_m = np.minimum(TILE, P - tile_m * TILE)
     width_a = np.minimum(TILE, P - tile_a * TILE)
     r0 = np.arange(0, TILE, 4)[None, :, None]

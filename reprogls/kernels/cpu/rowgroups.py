@@ -155,24 +155,28 @@ def gather_group(X, i0, nb, dest, XT, ahead):
 
 
 @njit(cache=True)
-def rows_to_block(R, i0, nb, Ublk):
-    """``Ublk[j, y] = R[i0 + y, j]`` for ``y < nb`` (``y >= nb``: 0.0): 32 rows of an
-    (N, K) matrix into the (K, 32) block layout."""
+def rows_to_block(R, i0, n_rows, Ublk, stride):
+    """``Ublk[j, 8 s + b] = R[i0 + stride s + b, j]`` for the block rows ``8 s + b <
+    n_rows`` (the others 0.0): an (N, K) matrix into the (K, 32) block layout, ``stride``
+    8 for 32 consecutive rows, 32 for one lane group of the reductions over rows. Whole
+    groups of 8 rows and 8 columns by 8 x 8 vector transposes, the rest one value at a
+    time."""
     K = R.shape[1]
-    start = 0
-    if nb == ROWS:
-        start = K - K % 8
-        for j in range(0, start, 8):
-            for s in range(BLOCK):
-                transpose8x8(R, i0 + s * GROUP, j, Ublk, j, s * GROUP)
-    for j in range(start, K):
-        for y in range(ROWS):
-            Ublk[j, y] = R[i0 + y, j] if y < nb else 0.0
+    full = n_rows // GROUP
+    body = K - K % 8
+    for s in range(full):
+        for j in range(0, body, 8):
+            transpose8x8(R, i0 + s * stride, j, Ublk, j, s * GROUP)
+    for y in range(ROWS):
+        i = i0 + (y // GROUP) * stride + y % GROUP
+        for j in range(body if y < full * GROUP else 0, K):
+            Ublk[j, y] = R[i, j] if y < n_rows else 0.0
 
 
 @njit(cache=True)
 def block_to_rows(Ublk, i0, nb, R):
-    """``R[i0 + y, j] = Ublk[j, y]`` for ``y < nb``: the inverse of :func:`rows_to_block`."""
+    """``R[i0 + y, j] = Ublk[j, y]`` for ``y < nb``: the inverse of :func:`rows_to_block`
+    with ``stride`` 8."""
     K = R.shape[1]
     start = 0
     if nb == ROWS:
@@ -412,7 +416,7 @@ def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
         _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
         for blk in range(slab * SLAB, min(n_blocks, (slab + 1) * SLAB)):
             i0 = blk * ROWS
-            rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)))
+            rows_to_block(R, i0, min(ROWS, N - i0), U.reshape((K, ROWS)), GROUP)
             woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
             block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
 
@@ -442,24 +446,6 @@ def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
 
 
 @njit(cache=True)
-def _load_block_rows(R, i0, n_rows, U):
-    """``U[j * 32 + y] = R[row(y), j]`` for the block rows ``y < n_rows`` of a lane-group
-    task (block row ``8 s + b`` is row ``i0 + 32 s + b``): whole groups of 8 rows and 8
-    columns by 8 x 8 vector transposes, the rest one value at a time."""
-    K = R.shape[1]
-    Ublk = U.reshape((K, ROWS))
-    full = n_rows // GROUP
-    body = K - K % 8
-    for s in range(full):
-        for j in range(0, body, 8):
-            transpose8x8(R, i0 + s * LANES, j, Ublk, j, s * GROUP)
-    for y in range(n_rows):
-        i = i0 + (y // GROUP) * LANES + y % GROUP
-        for j in range(body if y < full * GROUP else 0, K):
-            U[j * ROWS + y] = R[i, j]
-
-
-@njit(cache=True)
 def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_rmatvec_lanes`."""
     N, P = X.shape
@@ -471,7 +457,7 @@ def _rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, Win, compensated, task
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
-        _load_block_rows(Win, i0, n_rows, W)
+        rows_to_block(Win, i0, n_rows, W.reshape((K, ROWS)), LANES)
         accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
@@ -533,7 +519,7 @@ def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, 
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
         for q in range(n_out):
-            _load_block_rows(R1 if q == 0 else R2, i0, n_rows, U)
+            rows_to_block(R1 if q == 0 else R2, i0, n_rows, U.reshape((K, ROWS)), LANES)
             woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
             accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC,
                              ST[q * size:(q + 1) * size], ET[q * size:(q + 1) * size])
