@@ -27,6 +27,13 @@ def _named_unequal():
     return {f"eq{j}": (Y[:, j], Xs[j][:, : 1 + j % 3]) for j in range(5)}
 
 
+def _unequal_shared():
+    """Equations of 1-3 regressors from shared designs (a common base plus noise): the CG
+    path's coupled preconditioner with zero-padded widths, plus constants."""
+    Xs, Y, *_ = simulate_sur(900, 6, 3, 2, 23, True)
+    return [X[:, : 1 + j % 3] for j, X in enumerate(Xs)], Y
+
+
 #: name -> (data builder, fit keyword arguments)
 PROBLEMS = {
     "gram-compensated": (lambda: simulate_sur(700, 6, 3, 2, 11, True)[:2],
@@ -44,6 +51,8 @@ PROBLEMS = {
                                {"rank": 1, "add_constant": True, "ridge": 0.25}),
     "wide-cg": (lambda: simulate_sur(17000, 40, 4, 3, 5, True)[:2],
                 {"rank": 3, "beta_solver": "cg", "cov_type": "none"}),
+    "unequal-cg-constant": (_unequal_shared,
+                            {"rank": 2, "beta_solver": "cg", "add_constant": True}),
 }
 
 

@@ -8,7 +8,8 @@ Normal equations ``A beta = b`` with ``A = X^T (Sigma^-1 (x) I_N) X + ridge I`` 
   solves with the fixed-order Cholesky. Also gives the plug-in covariance ``A^-1``.
 * ``"cg"``: preconditioned conjugate gradients on the fused normal operator, with the
   block-Jacobi preconditioner ``Sinv_jj X_j^T X_j`` (one p_j x p_j Cholesky per
-  equation), warm-started from the previous beta; optionally stopped once the residual
+  equation) or its coupling across equations through ``Sigma^-1`` when the equations'
+  designs are related (:mod:`.precondition`), warm-started from the previous beta; optionally stopped once the residual
   has fallen by a given factor (the alternating fit's early sweeps). Every scalar is a
   CRO-1 dot.
 """
@@ -23,6 +24,7 @@ from ..kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
 from ..kernels.cpu.rowgroups import solved_rmatvecs
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
+from .precondition import CoupledPreconditioner, pack_block_factors
 
 __all__ = ["normal_matrix", "rhs", "rhs_and_residual", "solve_cg", "solve_dense",
            "whitened_rmatvecs"]
@@ -98,9 +100,13 @@ def solve_dense(L: np.ndarray, b: np.ndarray, mode: str) -> np.ndarray:
 
 def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_diag,
              ridge: float, tol: float, max_iter: int, device: str,
-             reduction: float = 0.0, r0: np.ndarray | None = None
-             ) -> tuple[np.ndarray, int, bool]:
+             reduction: float = 0.0, r0: np.ndarray | None = None,
+             coupling: float = 0.0) -> tuple[np.ndarray, int, bool]:
     """Preconditioned CG for ``A beta = b`` (module docstring).
+
+    ``coupling``: 0 for the block-Jacobi preconditioner, else the ``rho`` of the coupled
+    one (:mod:`.precondition`; block-Jacobi again if its ``k x k`` capacitance is not
+    numerically positive definite).
 
     ``r0``: the residual ``b - A beta0`` if already known (:func:`rhs_and_residual`);
     otherwise it is computed with one fused-operator call.
@@ -127,18 +133,21 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
 
     # the block-Jacobi preconditioner z_j = (Sinv_jj X_j^T X_j)^-1 r_j from the blocks'
     # Cholesky factors, packed once for the compiled per-block solves
-    factors = (np.concatenate([np.ravel(L) for L in block_factors]) if block_factors
-               else np.zeros(0))
-    factor_ptr = np.concatenate([[0], np.cumsum([np.size(L) for L in block_factors])]
-                                ).astype(np.int64)
+    factors, factor_ptr = pack_block_factors(block_factors)
     offsets64 = np.asarray(offsets, dtype=np.int64)
     scale = np.ascontiguousarray(Sinv_diag, dtype=np.float64)
 
-    def precondition(r):
+    def block_jacobi(r):
         z = np.empty_like(r)
         block_cholesky_solves(factors, factor_ptr, offsets64, r, scale,
                               mode == "compensated", z)
         return z
+
+    precondition = block_jacobi
+    if coupling > 0:
+        coupled = CoupledPreconditioner(factors, factor_ptr, offsets64, factor, scale,
+                                        coupling)
+        precondition = coupled if coupled.ok else block_jacobi
 
     beta = np.array(beta0, dtype=np.float64)
     r = b - apply_A(beta) if r0 is None else np.array(r0, dtype=np.float64)

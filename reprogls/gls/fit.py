@@ -33,6 +33,7 @@ from ._dense import gram
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_rank, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
+from .precondition import design_coupling
 from .results import GLSResult
 from .sigma import LOG_2PI, MomentMatrix, ResidualMoment, factor_analysis, residual_moment
 
@@ -196,6 +197,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     XtX = gram(X, mode, dev) if solver == "gram" else None
     grams = block_grams(data, mode, dev) if XtX is None else diagonal_blocks(XtX, offsets)
     block_factors = factor_blocks(grams, ridge, data, mode)
+    # how alike the equations' designs are: the CG's preconditioner couples the blocks
+    # by this much (0: block-Jacobi; :mod:`.precondition`)
+    coupling = design_coupling(X, offsets, block_factors, mode) if solver == "cg" else 0.0
 
     # the gram solver's last Cholesky factor of A and the Sigma it was formed at: the
     # plug-in covariance at that Sigma inverts the same A (one P^3 / 6 factorisation less)
@@ -215,7 +219,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
         beta, _, finished = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
                                                Sinv_diag, ridge, cg_tol, cg_max_iter,
-                                               dev, reduction, r0)
+                                               dev, reduction, r0, coupling)
         return beta, b, finished
 
     # 1. OLS start

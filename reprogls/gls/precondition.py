@@ -1,0 +1,279 @@
+"""Preconditioners of the CG beta-step: block-Jacobi, and block-Jacobi coupled across
+equations through Sigma^-1.
+
+The GLS normal matrix ``A = X^T (Sigma^-1 (x) I_N) X`` has the blocks
+``A_jl = s_jl X_j^T X_l`` (``s_jl`` the entries of ``Sigma^-1``). With the block factors
+``X_j^T X_j = L_j L_j^T`` and the whitened designs ``Q_j = X_j L_j^-T`` (orthonormal
+columns) this is ``A_jl = s_jl L_j C_jl L_l^T`` with ``C_jl = Q_j^T Q_l`` (the identity
+for ``j = l``): ``A = L B L^T``, ``L = blockdiag(L_j)``, ``B_jl = s_jl C_jl``.
+
+* **Block-Jacobi** drops every ``C_jl``, ``j != l``: ``M_j = s_jj X_j^T X_j``.
+* **Coupled** models ``C_jl ~= rho I`` (column ``c`` of one whitened design correlates
+  with column ``c`` of every other one by ``rho``), so that
+
+  .. math:: M = L (T \\otimes I_p) L^T,\\quad
+            T = (1 - \\rho) \\operatorname{diag}(\\Sigma^{-1}) + \\rho \\Sigma^{-1}
+
+  and ``M^-1 = L^-T (T^-1 (x) I_p) L^-1``. With unequal widths the whitened residual is
+  laid out ``K x p_max``, zero past ``p_j`` (the embedding ``E``), and the operator is
+  ``M^-1 = L^-T E^T (T^-1 (x) I_{p_max}) E L^-1``, symmetric positive definite like any
+  ``E^T S E`` with ``S`` SPD and ``E`` injective. ``T`` is positive definite for
+  ``0 <= rho <= 1`` (a convex combination of two such matrices). ``rho = 0`` is
+  block-Jacobi; identical designs in every equation (Zellner's case) have ``rho = 1``
+  and ``M = A``. With ``Sigma^-1 = D^-1 - G C^-1 G^T`` (the Woodbury factor,
+  ``G = D^-1 F``, ``C = I + F^T G``), ``T = Lambda - rho G C^-1 G^T`` with
+  ``Lambda = (1 - rho) diag(Sigma^-1) + rho D^-1``, and by Woodbury again
+
+  .. math:: T^{-1} = \\Lambda^{-1} + H C_c^{-1} H^T,\\quad H = \\Lambda^{-1} G,\\quad
+            C_c = C / \\rho - G^T H
+
+  (``k x k``), so applying ``M^-1`` costs ``O(P p_max + K k p_max)``: nothing next to a
+  pass over X.
+
+``rho`` is estimated once per fit by :func:`design_coupling` from ``COUPLING_ROWS`` rows
+spread over the sample: the mean over pairs ``j != l`` of ``tr(Q_j^T Q_l) / p``, as
+``(||sum_j q_j||^2 - sum_j ||q_j||^2) / ((K - 1) sum_j ||q_j||^2)`` over the sampled rows
+``q_j = L_j^-1 x_ij``. Below ``COUPLING_MIN`` (unrelated designs) the CG keeps
+block-Jacobi. Measured at N = 20000, K = 200, p = 10, k = 5 on alsgls's simulated data
+(shared regressors plus noise: correlation 0.8 between the equations' designs): the
+estimate is ~0.8 and a solve from the OLS start to a residual reduction of 1e-3 / 1e-10
+takes 2 / 5 CG steps against 5 / 11 with block-Jacobi (a NumPy experiment with the exact
+``A``).
+
+Every value is a CRO-1 dot (:func:`reprogls.kernels.cpu._cro.dot_segment`) or one IEEE
+operation, in the order the docstrings give, so ``rho`` and every preconditioned vector
+are the same on every machine and thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels.cpu._cro import dot_segment, segment_scratch
+from ..kernels.cpu.linalg import cholesky_kernel
+
+__all__ = ["COUPLING_MIN", "COUPLING_ROWS", "CoupledPreconditioner", "design_coupling",
+           "pack_block_factors"]
+
+#: Rows sampled by :func:`design_coupling` (all rows when N is smaller): evenly spread,
+#: ``i_s = (s N) // n`` for ``s = 0 .. n - 1``.
+COUPLING_ROWS = 64
+
+#: Estimated couplings below this keep the block-Jacobi preconditioner.
+COUPLING_MIN = 0.1
+
+
+def pack_block_factors(block_factors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(factors, factor_ptr)``: the block Cholesky factors flattened into one array,
+    ``L_j = factors[factor_ptr[j]:factor_ptr[j + 1]]`` read as a C-ordered
+    ``p_j x p_j`` matrix (the layout of the compiled block solves)."""
+    factors = (np.concatenate([np.ravel(L) for L in block_factors]) if block_factors
+               else np.zeros(0))
+    factor_ptr = np.concatenate([[0], np.cumsum([np.size(L) for L in block_factors])]
+                                ).astype(np.int64)
+    return np.ascontiguousarray(factors, dtype=np.float64), factor_ptr
+
+
+@njit(cache=True)
+def _forward(L, t, compensated, ps, pc, z):
+    """``z = L^-1 t``: ``z[i] = (t[i] - CRO-1 over l < i of fl(L[i, l] z[l])) / L[i, i]``
+    (the forward half of ``reference.cholesky_solve``)."""
+    for i in range(L.shape[0]):
+        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
+
+
+@njit(cache=True)
+def _backward(L, z, compensated, ps, pc, u):
+    """``u = L^-T z``: ``u[i] = (z[i] - CRO-1 over l > i of fl(L[l, i] u[l])) / L[i, i]``,
+    ``i = n-1 .. 0`` (the backward half of ``reference.cholesky_solve``)."""
+    n = L.shape[0]
+    LT = np.ascontiguousarray(L.T)
+    for i in range(n - 1, -1, -1):
+        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, ps, pc)
+                ) / L[i, i]
+
+
+@njit(cache=True)
+def _coupling_sums(X, rows, offsets, factors, factor_ptr, p_max, compensated):
+    """``(a, b)`` of :func:`design_coupling`: for every sampled row ``s`` the whitened
+    rows ``q_j = L_j^-1 x_j`` are laid out as ``Q[c, j]`` (p_max x K, zero past
+    ``p_j``); ``a`` = CRO-1 dot of the column sums ``z[s, c]`` = CRO-1 over ``j`` of
+    ``Q[c, j]`` with themselves (over ``(s, c)``), ``b`` = CRO-1 sum over ``s`` of the
+    CRO-1 dot of ``Q`` (flattened) with itself."""
+    K = offsets.shape[0] - 1
+    n = rows.shape[0]
+    ps, pc = segment_scratch(max(K * p_max, n * p_max))
+    Q = np.zeros((p_max, K))
+    z = np.empty(p_max)
+    ones = np.ones(K)
+    sums = np.empty(n * p_max)
+    squares = np.empty(n)
+    for s in range(n):
+        x = X[rows[s]]
+        Q[:, :] = 0.0
+        for j in range(K):
+            o0, o1 = offsets[j], offsets[j + 1]
+            p = o1 - o0
+            if p == 0:
+                continue
+            L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
+            _forward(L, np.ascontiguousarray(x[o0:o1]), compensated, ps, pc, z)
+            for c in range(p):
+                Q[c, j] = z[c]
+        for c in range(p_max):
+            sums[s * p_max + c] = dot_segment(Q[c], ones, compensated, ps, pc)
+        flat = Q.reshape(K * p_max)
+        squares[s] = dot_segment(flat, flat, compensated, ps, pc)
+    a = dot_segment(sums, sums, compensated, ps, pc)
+    b = dot_segment(squares, np.ones(n), compensated, ps, pc)
+    return a, b
+
+
+def design_coupling(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.ndarray],
+                    mode: str) -> float:
+    """The coupling ``rho`` of the coupled preconditioner (module docstring), clipped to
+    ``[0, 1]``; ``0.0`` below ``COUPLING_MIN``, with one equation, or without rows.
+
+    .. math:: \\hat\\rho = \\frac{a - b}{(K - 1) b},\\quad
+              a = \\sum_{s, c} \\Big(\\sum_j q_{sj}[c]\\Big)^2,\\quad
+              b = \\sum_{s, j, c} q_{sj}[c]^2
+
+    over the sampled rows ``s`` (:data:`COUPLING_ROWS`), ``q_sj = L_j^-1 x_{i_s, j}``,
+    each sum a CRO-1 reduction (:func:`_coupling_sums`). ``X``: C-contiguous packed
+    design; ``block_factors``: the Cholesky factors of ``X_j^T X_j (+ ridge I)``.
+    """
+    N = X.shape[0]
+    K = offsets.shape[0] - 1
+    widths = np.diff(offsets)
+    if K < 2 or N == 0 or widths.max(initial=0) == 0:
+        return 0.0
+    n = min(N, COUPLING_ROWS)
+    rows = (np.arange(n, dtype=np.int64) * N) // n
+    factors, factor_ptr = pack_block_factors(block_factors)
+    a, b = _coupling_sums(X, rows, np.asarray(offsets, dtype=np.int64), factors,
+                          factor_ptr, int(widths.max()), mode == "compensated")
+    if not (b > 0 and np.isfinite(a)):
+        return 0.0
+    rho = (a - b) / ((K - 1) * b)
+    return float(min(rho, 1.0)) if rho >= COUPLING_MIN else 0.0
+
+
+@njit(cache=True)
+def _coupled_setup(F, G, d, sinv_diag, rho, compensated):
+    """``(H, lam, Lc, failed)``: ``lam_j = fl(fl((1 - rho) s_jj) + fl(rho / d_j))``,
+    ``H[j, q] = fl(G[j, q] / lam_j)``, and the Cholesky factor ``Lc`` of
+    ``C_c[r, q] = fl(C[r, q] / rho) - CRO-1 over j of fl(G[j, r] H[j, q])`` (``r >= q``)
+    with ``C[r, q] = [r == q] + CRO-1 over j of fl(F[j, r] G[j, q])`` (as
+    ``woodbury_factor``); ``failed`` is the failing pivot or -1."""
+    K, k = G.shape
+    lam = np.empty(K)
+    one_minus = 1.0 - rho
+    for j in range(K):
+        lam[j] = one_minus * sinv_diag[j] + rho / d[j]
+    H = np.empty((K, k))
+    for j in range(K):
+        for q in range(k):
+            H[j, q] = G[j, q] / lam[j]
+    FT, GT, HT = (np.ascontiguousarray(F.T), np.ascontiguousarray(G.T),
+                  np.ascontiguousarray(H.T))
+    ps, pc = segment_scratch(K)
+    Cc = np.zeros((k, k))
+    for r in range(k):
+        for q in range(r + 1):
+            c = dot_segment(FT[r], GT[q], compensated, ps, pc)
+            if r == q:
+                c = c + 1.0
+            Cc[r, q] = c / rho - dot_segment(GT[r], HT[q], compensated, ps, pc)
+    Lc = np.empty((k, k))
+    failed = cholesky_kernel(Cc, compensated, Lc)
+    return H, lam, Lc, failed
+
+
+@njit(cache=True)
+def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensated, out):
+    """``out = M^-1 r`` (module docstring) in three steps, each in the stated order:
+
+    1. ``y_j = L_j^-1 r_j`` (:func:`_forward`) into ``Y[c, j]`` (zero past ``p_j``);
+    2. for every ``c``: ``t = H^T Y[c]`` (``t_q`` = CRO-1 over j of fl(H[j, q] Y[c, j])),
+       ``u = C_c^-1 t`` (forward then backward), ``Z[c, j] = fl(Y[c, j] / lam_j) +
+       CRO-1 over q of fl(H[j, q] u_q)``;
+    3. ``out_j = L_j^-T Z[:p_j, j]`` (:func:`_backward`).
+    """
+    K, k = H.shape
+    ps, pc = segment_scratch(max(K, p_max))
+    Y = np.zeros((p_max, K))
+    z = np.empty(p_max)
+    for j in range(K):
+        o0, o1 = offsets[j], offsets[j + 1]
+        p = o1 - o0
+        if p == 0:
+            continue
+        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
+        _forward(L, np.ascontiguousarray(r[o0:o1]), compensated, ps, pc, z)
+        for c in range(p):
+            Y[c, j] = z[c]
+    HT = np.ascontiguousarray(H.T)
+    t = np.empty(k)
+    v = np.empty(k)
+    u = np.empty(k)
+    Z = np.empty((p_max, K))
+    for c in range(p_max):
+        for q in range(k):
+            t[q] = dot_segment(HT[q], Y[c], compensated, ps, pc)
+        _forward(Lc, t, compensated, ps, pc, v)
+        _backward(Lc, v, compensated, ps, pc, u)
+        for j in range(K):
+            Z[c, j] = Y[c, j] / lam[j] + dot_segment(H[j], u, compensated, ps, pc)
+    for j in range(K):
+        o0, o1 = offsets[j], offsets[j + 1]
+        p = o1 - o0
+        if p == 0:
+            continue
+        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
+        _backward(L, np.ascontiguousarray(Z[:p, j]), compensated, ps, pc, z)
+        for c in range(p):
+            out[o0 + c] = z[c]
+
+
+class CoupledPreconditioner:
+    """``r -> M^-1 r`` of the coupled preconditioner at one Sigma (module docstring).
+
+    Parameters
+    ----------
+    factors, factor_ptr : ndarray
+        The block factors, :func:`pack_block_factors`.
+    offsets : ndarray (K+1,)
+    factor : WoodburyFactor
+        Sigma's factor (its ``F``, ``G``, ``d`` and ``mode``).
+    sinv_diag : ndarray (K,)
+        ``diag(Sigma^-1)``.
+    rho : float
+        The coupling, ``0 < rho <= 1``.
+
+    Raises
+    ------
+    ValueError
+        ``rho`` outside ``(0, 1]``.
+    """
+
+    def __init__(self, factors, factor_ptr, offsets, factor, sinv_diag, rho: float):
+        if not 0.0 < rho <= 1.0:
+            raise ValueError(f"rho must be in (0, 1], got {rho}")
+        self.compensated = factor.mode == "compensated"
+        self.factors, self.factor_ptr = factors, factor_ptr
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.p_max = int(np.diff(self.offsets).max(initial=0))
+        self.H, self.lam, self.Lc, failed = _coupled_setup(
+            np.ascontiguousarray(factor.F), np.ascontiguousarray(factor.G),
+            np.ascontiguousarray(factor.d), np.ascontiguousarray(sinv_diag, dtype=np.float64),
+            float(rho), self.compensated)
+        #: False when ``C_c`` was not numerically positive definite (then use block-Jacobi)
+        self.ok = failed < 0
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        out = np.empty_like(r)
+        _coupled_solve(self.factors, self.factor_ptr, self.offsets, self.p_max, self.H,
+                       self.lam, self.Lc, np.ascontiguousarray(r, dtype=np.float64),
+                       self.compensated, out)
+        return out
