@@ -226,7 +226,7 @@ def test_coupled_cg_needs_fewer_steps_on_related_designs():
         for m in range(30):
             A[4 * j:4 * j + 4, 4 * m:4 * m + 4] = Sinv[j, m] * (Xs[j].T @ Xs[m])
     exact = np.linalg.solve(A, b)
-    for beta, iters, finished in runs.values():
+    for beta, _, finished in runs.values():
         assert finished and np.linalg.norm(beta - exact) <= 1e-8 * np.linalg.norm(exact)
     assert runs["coupled"][1] < runs["block"][1]
 

@@ -9,9 +9,9 @@ Normal equations ``A beta = b`` with ``A = X^T (Sigma^-1 (x) I_N) X + ridge I`` 
 * ``"cg"``: preconditioned conjugate gradients on the fused normal operator, with the
   block-Jacobi preconditioner ``Sinv_jj X_j^T X_j`` (one p_j x p_j Cholesky per
   equation) or its coupling across equations through ``Sigma^-1`` when the equations'
-  designs are related (:mod:`.precondition`), warm-started from the previous beta; optionally stopped once the residual
-  has fallen by a given factor (the alternating fit's early sweeps). Every scalar is a
-  CRO-1 dot.
+  designs are related (:mod:`.precondition`), warm-started from the previous beta;
+  optionally stopped once the residual has fallen by a given factor (the alternating
+  fit's early sweeps). Every scalar is a CRO-1 dot.
 """
 
 from __future__ import annotations
