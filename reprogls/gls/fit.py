@@ -138,8 +138,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         Stop when the relative change of the negative log-likelihood is <= tol.
     beta_solver : {"auto", "gram", "cg"}
         ``"gram"``: dense normal matrix from ``X^T X`` (moderate P); ``"cg"``:
-        preconditioned CG on the fused operator (large P). ``"auto"``: gram when
-        ``P <= 600``.
+        preconditioned CG on the fused operator (large P; the preconditioner couples
+        the per-equation blocks through ``Sigma^-1`` by how alike the designs are,
+        :mod:`.precondition`). ``"auto"``: gram when ``P <= 600``.
     cg_tol, cg_max_iter : float, int
         CG stopping rule: ``||b - A beta|| <= cg_tol ||b||`` (CRO-1 norms). Inside the
         alternating loop a sweep's CG may stop earlier, once its residual has fallen by
