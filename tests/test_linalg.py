@@ -269,3 +269,26 @@ def test_block_cholesky_solves_equal_the_per_block_solves(mode):
             cholesky_solve_kernel(L, r[o0:o1].copy(), mode == "compensated", u)
             expected[o0:o1] = u / scale[j]
     assert same_bits(got, expected)
+
+
+@pytest.mark.parametrize("widths", [[3, 0, 2, 1], [0, 0], [5]])
+def test_cpu_sur_matvec_and_woodbury_into_a_buffer_of_garbage(widths):
+    """The fit recycles N x K buffers (``out=``): every entry must be written, zeros for
+    equations without regressors included, with the bits of a fresh result."""
+    from reprogls.kernels.cpu import rowgroups
+
+    rng = np.random.default_rng(11)
+    N, K = 77, len(widths)
+    X = np.ascontiguousarray(rng.standard_normal((N, sum(widths))))
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    beta = rng.standard_normal(sum(widths))
+    fresh = rowgroups.sur_matvec(X, offsets, beta, True)
+    garbage = np.full((N, K), np.nan)
+    got = rowgroups.sur_matvec(X, offsets, beta, True, garbage)
+    assert got is garbage and (got.view(np.uint64) == fresh.view(np.uint64)).all()
+    F, d = rng.standard_normal((K, 1)), 0.5 + rng.uniform(size=K)
+    factor = kernels.woodbury_factor(F, d)
+    fresh = rowgroups.woodbury_solve(got, factor.G, factor.d, factor.L, True)
+    garbage = np.full((N, K), np.nan)
+    rowgroups.woodbury_solve(got, factor.G, factor.d, factor.L, True, garbage)
+    assert (garbage.view(np.uint64) == fresh.view(np.uint64)).all()

@@ -71,6 +71,7 @@ def quadratic_form(E: np.ndarray, factor, device: str) -> float:
     once at the end: the bits of the dot over the whole matrices, without holding
     ``E Sigma^-1`` (N x K). ``E``: C-contiguous float64.
     """
+    from ..kernels.cpu import rowgroups
     from ..kernels.cpu._cro import CHUNK
     from ..kernels.cpu.reductions import dot_chunk_partials, finish_partials
 
@@ -80,11 +81,22 @@ def quadratic_form(E: np.ndarray, factor, device: str) -> float:
     flat = E.reshape(-1)
     n_ch = -(-n // CHUNK)
     ps, pc = np.empty(n_ch), np.empty(n_ch)
+    # on the CPU every slab's E Sigma^-1 goes into one buffer: a fresh 8 MB array per
+    # slab came from newly mapped pages after the fit's other allocations (12 -> 29 ms
+    # per log-likelihood at M inside the fit, 12 ms alone)
+    on_cpu = str(device) == "cpu"
+    slab_rows = min(N, -(-QUAD_SLAB_CHUNKS * CHUNK // K) + 1)
+    buffer = np.empty(slab_rows * K) if on_cpu else None
     for c0 in range(0, n_ch, QUAD_SLAB_CHUNKS):
         c1 = min(n_ch, c0 + QUAD_SLAB_CHUNKS)
         lo, hi = c0 * CHUNK, min(n, c1 * CHUNK)
         r0, r1 = lo // K, -(-hi // K)
-        W = woodbury_solve(factor, E[r0:r1], device).reshape(-1)
+        if on_cpu:
+            W = buffer[:(r1 - r0) * K]
+            rowgroups.woodbury_solve(E[r0:r1], factor.G, factor.d, factor.L, compensated,
+                                     W.reshape(r1 - r0, K))
+        else:
+            W = woodbury_solve(factor, E[r0:r1], device).reshape(-1)
         dot_chunk_partials(flat[lo:hi], W[lo - r0 * K:hi - r0 * K], compensated,
                            ps[c0:c1], pc[c0:c1])
     return finish_partials(ps, pc, compensated)
@@ -105,14 +117,26 @@ def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
     return np.subtract(Y, U, out=U)
 
 
-def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str
+def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(None, None)
                          ) -> tuple[np.ndarray, np.ndarray]:
     """``(U, E)``: the fitted values ``U = sur_matvec(X, beta)`` (bitwise
     ``predict``) and ``E = Y - U``, from one pass over X. Costs one N x K array more than
     :func:`residuals` while both are held; the fit keeps ``U`` only until the next sweep
-    starts, so that the last one is the result's ``fittedvalues`` without another pass."""
-    U = sur_matvec(X, offsets, beta, mode, device)
-    return U, np.subtract(Y, U)
+    starts, so that the last one is the result's ``fittedvalues`` without another pass.
+
+    ``buffers``: N x K C-contiguous float64 arrays (or None) to write ``U`` and ``E``
+    into on the CPU, whatever they hold (:func:`fit` recycles the previous sweep's).
+    """
+    U_buffer, E_buffer = buffers
+    if str(device) == "cpu":
+        from ..kernels.cpu import rowgroups
+
+        U = rowgroups.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
+                                 mode == "compensated",
+                                 U_buffer if U_buffer is not None else np.empty(Y.shape))
+    else:
+        U = sur_matvec(X, offsets, beta, mode, device)
+    return U, np.subtract(Y, U, out=E_buffer)
 
 
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
@@ -236,8 +260,13 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F = d = None
         nll_prev = np.inf
         E = residuals(X, offsets, Yd, beta, mode, dev)  # then once per sweep, below
+        # the previous sweep's fitted values and residuals are written over by the next
+        # ones (their buffers are recycled rather than freed: a fresh 32 MB array comes
+        # from newly mapped pages, which cost more than the pass that fills them -- the
+        # M fit's X beta passes took 30-40 ms inside the fit against 21 ms alone); the
+        # peak is unchanged, as both are held together at the end of a sweep anyway
+        fitted, spare = None, (None, None)
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
-            fitted = None  # (kept from the last sweep only: one N x K array less)
             S = (ResidualMoment(E, mode) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
@@ -249,19 +278,20 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                 # b and r0 = X^T vec(E Sigma^-1) - ridge beta in one pass over X
                 b, r0 = beta_step.rhs_and_residual(X, offsets, Yd, E, factor, beta, ridge,
                                                    dev)
-            E = None  # (the old residuals are not needed again: one N x K array less at
-            #            the peak of the beta-step and the new residuals)
+            spare, E, fitted = (fitted, E), None, None  # (buffers for the new ones)
             beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
-            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
+            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev, spare)
+            spare = (None, None)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)
             if converged:
                 break
             nll_prev = nll
         if not finished:  # the last solve stopped early: finish it at the final Sigma
-            E = fitted = None  # (as in the loop: no N x K array held through the solve)
+            spare, E, fitted = (fitted, E), None, None
             beta = gls_beta(factor, beta, b)[0]
-            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
+            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev, spare)
+            spare = (None, None)
             nll = -loglik(E, factor, dev)
         llf = -nll
         if not converged:

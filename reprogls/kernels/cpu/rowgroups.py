@@ -624,21 +624,28 @@ def _factor_arrays(G, d, L):
             np.repeat(d, ROWS))
 
 
-def sur_matvec(X, offsets, beta, compensated):
+def sur_matvec(X, offsets, beta, compensated, out=None):
     """``U`` (N, K): ``U[i, j]`` = CRO-1 dot of ``X[i, o_j:o_j+1]`` with ``beta[o_j:o_j+1]``
-    (validated inputs)."""
-    U = np.zeros((X.shape[0], offsets.shape[0] - 1))
-    if U.size and X.shape[1]:
+    (validated inputs), into ``out`` (C-contiguous (N, K), any contents) when given:
+    the blocks write every entry (zeros for equations without regressors, from the zeroed
+    block scratch)."""
+    shape = (X.shape[0], offsets.shape[0] - 1)
+    if out is None:
+        out = np.zeros(shape)
+    elif not X.shape[1]:
+        out[:] = 0.0
+    if out.size and X.shape[1]:
         plan = sur_plan(offsets)
         run_tasks(_dots_tasks, _slabs(X.shape[0]), X, plan.dest, plan.tiles, plan.eqs,
                   plan.widest_tile, plan.widest_equation,
-                  np.ascontiguousarray(beta[plan.perm]), compensated, U)
-    return U
+                  np.ascontiguousarray(beta[plan.perm]), compensated, out)
+    return out
 
 
-def woodbury_solve(R, G, d, L, compensated):
-    """``R Sigma^-1`` row by row (validated inputs)."""
-    out = np.empty_like(R)
+def woodbury_solve(R, G, d, L, compensated, out=None):
+    """``R Sigma^-1`` row by row (validated inputs), into ``out`` (C-contiguous, the shape
+    of ``R``) when given."""
+    out = np.empty_like(R) if out is None else out
     if R.size:
         run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *_factor_arrays(G, d, L),
                   compensated, out)
