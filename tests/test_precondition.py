@@ -53,20 +53,23 @@ def backward(L, z, mode):
     return u
 
 
-def oracle_coupling_sums(X, rows, offsets, factors, mode):
+def oracle_coupling_matrix(X, rows, offsets, factors, mode):
+    """``(Z^T Z) * fl(N / n)`` with ``Z[s, c]`` = CRO-1 dot of the sampled row with
+    ``WT[c]``, ``WT[c, o_j + t] = (L_j^-1)[c, t]`` (column t of ``L_j^-1`` by forward
+    substitution of ``e_t``)."""
     K = offsets.shape[0] - 1
     p_max = int(np.diff(offsets).max())
-    sums, squares = [], []
-    for i in rows:
-        Q = np.zeros((p_max, K))
-        for j in range(K):
-            o0, o1 = offsets[j], offsets[j + 1]
-            if o1 > o0:
-                Q[: o1 - o0, j] = forward(factors[j], X[i, o0:o1], mode)
-        sums += [cro_dot(Q[c], np.ones(K), mode) for c in range(p_max)]
-        squares.append(cro_dot(Q.ravel(), Q.ravel(), mode))
-    sums, squares = np.array(sums), np.array(squares)
-    return cro_dot(sums, sums, mode), cro_dot(squares, np.ones(len(rows)), mode)
+    WT = np.zeros((p_max, offsets[-1]))
+    for j in range(K):
+        o0, o1 = offsets[j], offsets[j + 1]
+        for t in range(o1 - o0):
+            unit = np.zeros(o1 - o0)
+            unit[t] = 1.0
+            WT[: o1 - o0, o0 + t] = forward(factors[j], unit, mode)
+    Z = np.array([[cro_dot(X[i], WT[c], mode) for c in range(p_max)] for i in rows])
+    R = np.array([[cro_dot(Z[:, a].copy(), Z[:, b].copy(), mode) for b in range(p_max)]
+                  for a in range(p_max)])
+    return R * (X.shape[0] / len(rows))
 
 
 def oracle_coupled_solve(factors, offsets, factor, sinv_diag, rho, r, mode):
@@ -113,16 +116,18 @@ def sigma_inverse(factor):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("widths", WIDTHS)
-def test_coupling_sums_match_the_oracle_bitwise(widths, mode):
+def test_coupling_matrix_matches_the_oracle_bitwise(widths, mode, monkeypatch):
+    """13 sampled rows of 97 (COUPLING_ROWS lowered), unequal widths with 0 and 1
+    regressors; ``counts[c]`` = equations with more than ``c`` regressors."""
+    monkeypatch.setattr(precondition, "COUPLING_ROWS", 13)
     Xs = designs(widths, N=97)
     X, offsets = pack_sur(Xs)
     factors = block_factors(Xs, mode)
+    R, counts = precondition.coupling_matrix(X, offsets, factors, mode)
     rows = (np.arange(13, dtype=np.int64) * 97) // 13
-    packed, ptr = precondition.pack_block_factors(factors)
-    got = precondition._coupling_sums(X, rows, offsets.astype(np.int64), packed, ptr,
-                                      max(widths), mode == "compensated")
-    want = oracle_coupling_sums(X, rows, offsets, factors, mode)
-    assert (bits(got) == bits(want)).all()
+    want = oracle_coupling_matrix(X, rows, offsets, factors, mode)
+    assert (bits(R) == bits(want)).all()
+    assert counts.tolist() == [sum(p > c for p in widths) for c in range(max(widths))]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -206,6 +211,38 @@ def test_design_coupling_estimates_the_shared_correlation():
         factors = block_factors(Xs, "compensated")
         rho = precondition.design_coupling(X, offsets, factors, "compensated")
         assert lo <= rho <= hi, (shared, rho)
+
+
+def guarded_designs(kind, N=3000, K=30, p=4, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((N, p))
+    if kind == "intercept":  # the intercept couples by 1, the rest by 0: spread 1
+        return [np.column_stack([np.ones(N), rng.standard_normal((N, p - 1))])
+                for _ in range(K)]
+    # shared columns in another order per equation: coupling off the diagonal
+    return [(base + 0.5 * rng.standard_normal((N, p)))[:, rng.permutation(p)]
+            for _ in range(K)]
+
+
+@pytest.mark.parametrize("kind", ["intercept", "permuted"])
+def test_the_scalar_model_is_not_used_where_it_does_not_fit(kind):
+    """Both designs have a mean coupling of 0.2-0.25, above COUPLING_MIN, but not of the
+    form rho I: the guards keep block-Jacobi, which needs fewer CG steps there than the
+    scalar model."""
+    Xs = guarded_designs(kind)
+    X, offsets = pack_sur(Xs)
+    factors = block_factors(Xs, "compensated")
+    R, counts = precondition.coupling_matrix(X, offsets, factors, "compensated")
+    pairs = counts * (counts - 1)
+    assert (np.trace(R) - counts.sum()) / pairs.sum() > precondition.COUPLING_MIN
+    assert precondition.design_coupling(X, offsets, factors, "compensated") == 0.0
+    factor = sigma_factor(30, 3, "compensated")
+    Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
+    b = np.random.default_rng(2).standard_normal(X.shape[1])
+    steps = [beta_step.solve_cg(X, offsets, factor, b, np.zeros(X.shape[1]), factors,
+                                Sinv_diag, 0.0, 1e-10, 500, "cpu", coupling=c)[1]
+             for c in (0.0, 0.25)]
+    assert steps[0] < steps[1]
 
 
 def test_coupled_cg_needs_fewer_steps_on_related_designs():
