@@ -56,7 +56,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, segment_scratch
-from ..kernels.cpu.linalg import cholesky_kernel
+from ..kernels.cpu.linalg import block_factor, cholesky_kernel
 
 __all__ = ["COUPLING_MIN", "COUPLING_ROWS", "CoupledPreconditioner", "coupling_matrix",
            "design_coupling", "pack_block_factors"]
@@ -118,11 +118,9 @@ def _whitening_rows(factors, factor_ptr, offsets, p_max, compensated):
     WT = np.zeros((p_max, offsets[K]))
     ps, pc = segment_scratch(max(p_max, 1))
     for j in range(K):
-        o0, o1 = offsets[j], offsets[j + 1]
-        p = o1 - o0
+        o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
         unit = np.zeros(p)
         z = np.empty(p)
         for t in range(p):
@@ -180,9 +178,11 @@ def design_coupling(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.n
               \\rho_c = \\frac{R_{cc} - n_c}{n_c (n_c - 1)},\\quad
               \\bar C_{cc'} = \\frac{R_{cc'}}{\\sqrt{n_c (n_c - 1) n_{c'} (n_{c'} - 1)}}
 
-    (sums in index order, IEEE operations: the value and the decision are the same on
-    every machine). Guards: ``max rho_c - min rho_c <= COUPLING_MAX_SPREAD`` and the
-    root mean square of ``C_cc'``, ``c != c'``, at most ``COUPLING_MAX_OFF * rho``.
+    (the sums CRO-1 reductions, the rest one IEEE operation per entry: the value and
+    the decision are the same on every machine; Python's ``sum`` of floats is
+    compensated from Python 3.12 on, so it is not used). Guards:
+    ``max rho_c - min rho_c <= COUPLING_MAX_SPREAD`` and the root mean square of
+    ``C_cc'``, ``c != c'``, at most ``COUPLING_MAX_OFF * rho``.
     """
     N = X.shape[0]
     K = offsets.shape[0] - 1
@@ -192,17 +192,22 @@ def design_coupling(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.n
     valid = np.flatnonzero(counts >= 2)
     if valid.size == 0 or not np.isfinite(R).all():
         return 0.0
-    pairs = (counts * (counts - 1)).astype(np.float64)
-    excess = [R[c, c] - counts[c] for c in valid]
-    rho = float(sum(excess) / sum(pairs[c] for c in valid))
+    from ..kernels.dispatch import sum as cro_sum
+
+    pairs = (counts * (counts - 1)).astype(np.float64)[valid]
+    Rv = R[np.ix_(valid, valid)]
+    excess = np.diag(Rv) - counts[valid]
+    rho = float(cro_sum(excess, mode, "cpu") / cro_sum(pairs, mode, "cpu"))
     if not rho >= COUPLING_MIN:
         return 0.0
-    per_column = [e / pairs[c] for e, c in zip(excess, valid, strict=True)]
-    if max(per_column) - min(per_column) > COUPLING_MAX_SPREAD:
+    per_column = excess / pairs
+    if float(per_column.max() - per_column.min()) > COUPLING_MAX_SPREAD:
         return 0.0
-    off = [R[a, b] ** 2 / (pairs[a] * pairs[b]) for a in valid for b in valid if a != b]
-    if off and float(np.sqrt(sum(off) / len(off))) > COUPLING_MAX_OFF * rho:
-        return 0.0
+    if valid.size > 1:
+        squares = Rv * Rv / np.multiply.outer(pairs, pairs)
+        off = squares[~np.eye(valid.size, dtype=bool)]  # row by row
+        if float(np.sqrt(cro_sum(off, mode, "cpu") / off.size)) > COUPLING_MAX_OFF * rho:
+            return 0.0
     return min(rho, 1.0)
 
 
@@ -252,12 +257,10 @@ def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensat
     Y = np.zeros((p_max, K))
     z = np.empty(p_max)
     for j in range(K):
-        o0, o1 = offsets[j], offsets[j + 1]
-        p = o1 - o0
+        o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
-        _forward(L, np.ascontiguousarray(r[o0:o1]), compensated, ps, pc, z)
+        _forward(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, ps, pc, z)
         for c in range(p):
             Y[c, j] = z[c]
     HT = np.ascontiguousarray(H.T)
@@ -273,11 +276,9 @@ def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensat
         for j in range(K):
             Z[c, j] = Y[c, j] / lam[j] + dot_segment(H[j], u, compensated, ps, pc)
     for j in range(K):
-        o0, o1 = offsets[j], offsets[j + 1]
-        p = o1 - o0
+        o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
         _backward(L, np.ascontiguousarray(Z[:p, j]), compensated, ps, pc, z)
         for c in range(p):
             out[o0 + c] = z[c]

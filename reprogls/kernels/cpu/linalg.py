@@ -189,6 +189,16 @@ def cholesky_solve_kernel(L, t, compensated, out):
 
 
 @njit(cache=True)
+def block_factor(factors, factor_ptr, offsets, j):
+    """``(o_j, p_j, L_j)`` of block ``j`` of packed block factors: ``L_j`` is
+    ``factors[factor_ptr[j]:factor_ptr[j + 1]]`` read as a C-ordered ``p_j x p_j`` matrix
+    (``reprogls.gls.precondition.pack_block_factors``), ``o_j = offsets[j]``."""
+    o0 = offsets[j]
+    p = offsets[j + 1] - o0
+    return o0, p, factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
+
+
+@njit(cache=True)
 def block_cholesky_solves(factors, factor_ptr, offsets, r, scale, compensated, out):
     """The block-Jacobi step ``out[o_j:o_{j+1}] = cholesky_solve(L_j, r[o_j:o_{j+1}]) /
     scale[j]`` for every block ``j`` with columns (``offsets`` as in the SUR layout),
@@ -197,12 +207,10 @@ def block_cholesky_solves(factors, factor_ptr, offsets, r, scale, compensated, o
     ``factors[factor_ptr[j]:factor_ptr[j + 1]]`` read as a C-ordered ``p_j x p_j``
     matrix."""
     for j in range(offsets.shape[0] - 1):
-        o0, o1 = offsets[j], offsets[j + 1]
-        p = o1 - o0
+        o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        L = factors[factor_ptr[j]:factor_ptr[j + 1]].reshape((p, p))
         u = np.empty(p)
-        cholesky_solve_kernel(L, np.ascontiguousarray(r[o0:o1]), compensated, u)
+        cholesky_solve_kernel(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, u)
         for m in range(p):
             out[o0 + m] = u[m] / scale[j]
