@@ -57,6 +57,47 @@ class FitFewEquations:
     track_loglik.unit = "log-likelihood"
 
 
+class CGSteps:
+    """CG steps of a whole CG-path fit (N = 4000, K = 40, p = 4, k = 3), the sum over its
+    solves: designs sharing their regressors (alsgls's, where the coupled preconditioner
+    applies), independent ones, and independent ones with an intercept each (where its
+    guards keep block-Jacobi). Eighth session: 6, 6 and 6 steps (shared designs with
+    block-Jacobi: 18)."""
+
+    params = (["shared", "independent", "intercept"],)
+    param_names = ["designs"]
+    timeout = 300
+
+    def setup(self, designs):
+        import sys
+
+        Xs, self.Y, *_ = gls.simulate_sur(4000, 40, 4, 3, seed=3,
+                                          shared=designs == "shared")
+        self.Xs = Xs if designs != "intercept" else [X[:, 1:] for X in Xs]
+        self.add_constant = designs == "intercept"
+        self.beta = sys.modules["reprogls.gls.beta"]
+        gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, beta_solver="cg", cov_type="none")
+
+    def track_cg_steps(self, designs):
+        steps = []
+        solve = self.beta.solve_cg
+
+        def counted(*args, **kwargs):
+            out = solve(*args, **kwargs)
+            steps.append(out[1])
+            return out
+
+        self.beta.solve_cg = counted
+        try:
+            gls.fit(self.Xs, self.Y, rank=3, beta_solver="cg", cov_type="none",
+                    add_constant=self.add_constant)
+        finally:
+            self.beta.solve_cg = solve
+        return sum(steps)
+
+    track_cg_steps.unit = "CG steps"
+
+
 class FitL1:
     """Penalised (L1) fitting does not exist yet."""
 
