@@ -56,7 +56,13 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, segment_scratch
-from ..kernels.cpu.linalg import block_factor, cholesky_kernel
+from ..kernels.cpu.linalg import (
+    backward_substitution,
+    block_factor,
+    cholesky_kernel,
+    cholesky_solve_kernel,
+    forward_substitution,
+)
 
 __all__ = ["COUPLING_MIN", "COUPLING_ROWS", "CoupledPreconditioner", "coupling_matrix",
            "design_coupling", "pack_block_factors"]
@@ -91,29 +97,10 @@ def pack_block_factors(block_factors: list[np.ndarray]) -> tuple[np.ndarray, np.
 
 
 @njit(cache=True)
-def _forward(L, t, compensated, ps, pc, z):
-    """``z = L^-1 t``: ``z[i] = (t[i] - CRO-1 over l < i of fl(L[i, l] z[l])) / L[i, i]``
-    (the forward half of ``reference.cholesky_solve``)."""
-    for i in range(L.shape[0]):
-        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
-
-
-@njit(cache=True)
-def _backward(L, z, compensated, ps, pc, u):
-    """``u = L^-T z``: ``u[i] = (z[i] - CRO-1 over l > i of fl(L[l, i] u[l])) / L[i, i]``,
-    ``i = n-1 .. 0`` (the backward half of ``reference.cholesky_solve``)."""
-    n = L.shape[0]
-    LT = np.ascontiguousarray(L.T)
-    for i in range(n - 1, -1, -1):
-        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, ps, pc)
-                ) / L[i, i]
-
-
-@njit(cache=True)
 def _whitening_rows(factors, factor_ptr, offsets, p_max, compensated):
     """``WT`` (p_max, P): ``WT[c, o_j + t] = (L_j^-1)[c, t]``, so that
     ``(WT x_i)[c] = sum_j (L_j^-1 x_ij)[c]``; column ``t`` of ``L_j^-1`` is
-    :func:`_forward` of the unit vector ``e_t``."""
+    :func:`forward_substitution` of the unit vector ``e_t``."""
     K = offsets.shape[0] - 1
     WT = np.zeros((p_max, offsets[K]))
     ps, pc = segment_scratch(max(p_max, 1))
@@ -125,7 +112,7 @@ def _whitening_rows(factors, factor_ptr, offsets, p_max, compensated):
         z = np.empty(p)
         for t in range(p):
             unit[t] = 1.0
-            _forward(L, unit, compensated, ps, pc, z)
+            forward_substitution(L, unit, compensated, ps, pc, z)
             unit[t] = 0.0
             for c in range(p):
                 WT[c, o0 + t] = z[c]
@@ -246,11 +233,11 @@ def _coupled_setup(F, G, d, sinv_diag, rho, compensated):
 def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensated, out):
     """``out = M^-1 r`` (module docstring) in three steps, each in the stated order:
 
-    1. ``y_j = L_j^-1 r_j`` (:func:`_forward`) into ``Y[c, j]`` (zero past ``p_j``);
+    1. ``y_j = L_j^-1 r_j`` (forward substitution) into ``Y[c, j]`` (zero past ``p_j``);
     2. for every ``c``: ``t = H^T Y[c]`` (``t_q`` = CRO-1 over j of fl(H[j, q] Y[c, j])),
-       ``u = C_c^-1 t`` (forward then backward), ``Z[c, j] = fl(Y[c, j] / lam_j) +
+       ``u = C_c^-1 t`` (``cholesky_solve``), ``Z[c, j] = fl(Y[c, j] / lam_j) +
        CRO-1 over q of fl(H[j, q] u_q)``;
-    3. ``out_j = L_j^-T Z[:p_j, j]`` (:func:`_backward`).
+    3. ``out_j = L_j^-T Z[:p_j, j]`` (backward substitution).
     """
     K, k = H.shape
     ps, pc = segment_scratch(max(K, p_max))
@@ -260,26 +247,25 @@ def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensat
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        _forward(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, ps, pc, z)
+        forward_substitution(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, ps, pc,
+                             z)
         for c in range(p):
             Y[c, j] = z[c]
     HT = np.ascontiguousarray(H.T)
     t = np.empty(k)
-    v = np.empty(k)
     u = np.empty(k)
     Z = np.empty((p_max, K))
     for c in range(p_max):
         for q in range(k):
             t[q] = dot_segment(HT[q], Y[c], compensated, ps, pc)
-        _forward(Lc, t, compensated, ps, pc, v)
-        _backward(Lc, v, compensated, ps, pc, u)
+        cholesky_solve_kernel(Lc, t, compensated, u)
         for j in range(K):
             Z[c, j] = Y[c, j] / lam[j] + dot_segment(H[j], u, compensated, ps, pc)
     for j in range(K):
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        _backward(L, np.ascontiguousarray(Z[:p, j]), compensated, ps, pc, z)
+        backward_substitution(L, np.ascontiguousarray(Z[:p, j]), compensated, ps, pc, z)
         for c in range(p):
             out[o0 + c] = z[c]
 

@@ -26,11 +26,14 @@ from ._cro import (
 )
 
 __all__ = [
+    "backward_substitution",
     "block_cholesky_solves",
+    "block_factor",
     "capacitance_kernel",
     "cholesky_kernel",
     "cholesky_solve_kernel",
     "chunk_tree_columns",
+    "forward_substitution",
     "gemv",
     "gemv_t",
     "sur_matvec",
@@ -175,17 +178,33 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
 
 
 @njit(cache=True)
-def cholesky_solve_kernel(L, t, compensated, out):
-    """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``."""
+def forward_substitution(L, t, compensated, ps, pc, z):
+    """``z = L^-1 t``: ``z[i] = (t[i] - CRO-1 over l < i of fl(L[i, l] z[l])) / L[i, i]``
+    (the forward half of ``reference.cholesky_solve``). ``ps, pc``:
+    :func:`segment_scratch` of ``n``."""
+    for i in range(L.shape[0]):
+        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
+
+
+@njit(cache=True)
+def backward_substitution(L, z, compensated, ps, pc, u):
+    """``u = L^-T z``: ``u[i] = (z[i] - CRO-1 over l > i of fl(L[l, i] u[l])) / L[i, i]``,
+    ``i = n-1 .. 0`` (the backward half of ``reference.cholesky_solve``)."""
     n = L.shape[0]
     LT = np.ascontiguousarray(L.T)
-    ps, pc = segment_scratch(n)
-    z = np.empty(n)
-    for i in range(n):
-        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
     for i in range(n - 1, -1, -1):
-        out[i] = (z[i] - dot_segment(LT[i, i + 1:], out[i + 1:], compensated, ps, pc)
-                  ) / L[i, i]
+        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, ps, pc)
+                ) / L[i, i]
+
+
+@njit(cache=True)
+def cholesky_solve_kernel(L, t, compensated, out):
+    """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``
+    (:func:`forward_substitution`, then :func:`backward_substitution`)."""
+    ps, pc = segment_scratch(L.shape[0])
+    z = np.empty(L.shape[0])
+    forward_substitution(L, t, compensated, ps, pc, z)
+    backward_substitution(L, z, compensated, ps, pc, out)
 
 
 @njit(cache=True)
@@ -203,9 +222,7 @@ def block_cholesky_solves(factors, factor_ptr, offsets, r, scale, compensated, o
     """The block-Jacobi step ``out[o_j:o_{j+1}] = cholesky_solve(L_j, r[o_j:o_{j+1}]) /
     scale[j]`` for every block ``j`` with columns (``offsets`` as in the SUR layout),
     each solve :func:`cholesky_solve_kernel` and each quotient one IEEE division: the
-    bits of the per-block calls from Python, in one call. ``L_j`` is
-    ``factors[factor_ptr[j]:factor_ptr[j + 1]]`` read as a C-ordered ``p_j x p_j``
-    matrix."""
+    bits of the per-block calls from Python, in one call. ``L_j``: :func:`block_factor`."""
     for j in range(offsets.shape[0] - 1):
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
