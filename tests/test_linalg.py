@@ -57,6 +57,55 @@ def test_sur_matvec_and_rmatvec(n_rows, widths, mode):
                      ref.sur_rmatvec(X, offsets, W, mode))
 
 
+#: Layouts whose vectors of eight columns span 1, 2, 3, 4 equations (the streamed
+#: ``sur_rmatvec``) and 8 (the block kernels), with an equation of 0 columns inside a
+#: vector and, last, more columns than one column tile (2048).
+SPAN_LAYOUTS = {1: (8, 16, 24), 2: (10,) * 7, 3: (3, 0, 2, 4, 9, 6), 4: (1, 2, 3, 4, 5, 6, 7),
+                8: (1,) * 12 + (2, 9), "tiles": (10,) * 211}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layout", SPAN_LAYOUTS)
+@pytest.mark.parametrize("n_rows", (1, 31, 100, 8193))
+def test_sur_rmatvec_streamed_and_block_paths_equal_reference(layout, n_rows, mode):
+    """Both implementations of ``sur_rmatvec`` -- rows streamed with per-column weights
+    (spans up to 4) and the block kernels (any span) -- have the reference's bits; the
+    public kernel takes the streamed one exactly when the span allows."""
+    from reprogls.kernels.cpu import rowgroups, streamed
+
+    widths = SPAN_LAYOUTS[layout]
+    if layout == "tiles":
+        n_rows = min(n_rows, 100)
+    X, offsets, _, W = sur_problem(n_rows, widths, seed=len(widths))
+    expect = ref.sur_rmatvec(X, offsets, W, mode)
+    compensated = mode == "compensated"
+    span = streamed.weight_plan(offsets).span
+    assert span == (2 if layout == "tiles" else layout)
+    fast = streamed.streamed_rmatvec(X, offsets, W, compensated)
+    assert (fast is None) == (span > streamed.MAX_SPAN)
+    if fast is not None:
+        assert same_bits(fast, expect)
+    assert same_bits(rowgroups.sur_rmatvec(X, offsets, W, compensated), expect)
+    assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cpu"), expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=30))
+def test_weight_plan_names_every_columns_equation(widths):
+    """``eqv[(c // 8) * span + pick[c]]`` is column ``c``'s equation, for any widths."""
+    from reprogls.kernels.cpu.streamed import weight_plan
+
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    plan = weight_plan(offsets)
+    columns = np.arange(offsets[-1])
+    eq = np.searchsorted(offsets, columns, side="right") - 1
+    assert np.array_equal(plan.eq_of_column, eq)
+    got = plan.eqv[(columns // 8) * plan.span + plan.pick[columns]]
+    assert np.array_equal(got, eq)
+    assert 1 <= plan.span <= 8 and plan.pick.min(initial=0) >= 0
+    assert plan.pick.max(initial=0) < plan.span
+
+
 def test_sur_matvec_long_equation_spans_chunks():
     X, offsets, beta, _ = sur_problem(3, widths=(2, 8200, 1))
     for mode in MODES:

@@ -60,8 +60,10 @@ def _sur_rmatvec() -> None:
     from .cpu.rowgroups import solved_rmatvecs
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
+    narrow = np.arange(0, 10)  # nine one-column equations: the block kernels' path
     for mode in MODES:
         linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, "cpu")
+        linalg.sur_rmatvec(np.ones((4, 9)), narrow, np.ones((4, 9)), mode, "cpu")
         factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
         solved_rmatvecs(X, offsets, [np.ones((4, 2))], factor.G, factor.d, factor.L,
                         mode == "compensated")

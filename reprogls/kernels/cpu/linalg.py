@@ -1,13 +1,14 @@
 """Numba kernels for the linear-algebra layer: SUR matvecs, Woodbury, Cholesky.
 
-Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. The SUR operators, the
+Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. ``sur_matvec``, the
 Woodbury solve and the fused normal operator run on blocks of 32 rows
-(:mod:`.rowgroups`); ``gemv`` is ``sur_matvec`` with one equation when rows are short
-(else the lane loops along each row, :mod:`.multi`) and ``gemv_t`` is ``A^T B`` with one
-column (:mod:`.multi`): the term formulas coincide. Work is split so that no reduction's
-order depends on the number of threads: row-parallel kernels give every output element
-to one thread; the reductions over rows give every (chunk, lane group) its own
-accumulators and merge them afterwards in the CRO-1 lane and chunk trees.
+(:mod:`.rowgroups`); ``sur_rmatvec`` streams the rows in place (:mod:`.streamed`);
+``gemv`` is ``sur_matvec`` with one equation when rows are short (else the lane loops
+along each row, :mod:`.multi`) and ``gemv_t`` is ``A^T B`` with one column
+(:mod:`.multi`): the term formulas coincide. Work is split so that no reduction's order
+depends on the number of threads: row-parallel kernels give every output element to one
+thread; the reductions over rows give every (chunk, lane group) its own accumulators and
+merge them afterwards in the CRO-1 lane and chunk trees.
 """
 
 from __future__ import annotations
@@ -74,7 +75,15 @@ def chunk_tree_columns(PS, PC, compensated, out):
 
 
 def sur_rmatvec(X, offsets, W, compensated):
-    """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs)."""
+    """``g[m]`` = CRO-1 over rows of ``X[i, m] * W[i, eq(m)]`` (validated inputs): the
+    rows streamed in place (:mod:`.streamed`) unless equations are so narrow that eight
+    columns span more than ``streamed.MAX_SPAN`` of them, then the block kernels."""
+    if X.shape[0] and X.shape[1]:
+        from .streamed import streamed_rmatvec
+
+        g = streamed_rmatvec(X, offsets, W, compensated)
+        if g is not None:
+            return g
     return rowgroups.sur_rmatvec(X, offsets, W, compensated)
 
 

@@ -23,9 +23,9 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, dot_segment, segment_scratch, two_sum
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
-from .rowgroups import BLOCK, GROUP, N_GROUPS, lane_trees  # (the same lane groups)
+from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, lane_trees  # (same lanes)
 from .simd import lane_axpy
-from .tasks import run_tasks
+from .tasks import run_tasks, threads
 from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
@@ -84,13 +84,14 @@ def _lane_steps(S, E, A, i, m0, width, wts, steps, compensated):
 
 
 @njit(nogil=True, cache=True)
-def _transposed_lanes(t0, t1, A, B, compensated, tile, LS, LC):
+def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
     """Lane accumulators ``LS[c, l, q * P + m]`` (compensations ``LC``) of ``A^T B``: lane
     ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t`` of ``fl(A[i, m] * B[i, q])`` in
     order.
 
-    A task is (chunk, group of 8 lanes, column tile); this call runs tasks ``t0 .. t1 - 1``
-    of ``LS.shape[0] * 4 * n_tiles``. It reads its rows in place, four
+    A task is (chunk, group of 8 lanes, column tile); thread ``t`` (``t0 <= t < t1``) runs
+    the tasks ``order[starts[t]:starts[t + 1]]`` (:func:`.rowgroups.balanced_tasks`). It
+    reads its rows in place, four
     row groups at a time (rows ``i + 32 r`` for ``r < 4`` are four consecutive terms of
     lane ``i mod 32``), and steps each lane's accumulators -- contiguous over the tile's
     columns, so the steps vectorise along the rows, and small enough to stay in L2 --
@@ -99,7 +100,7 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, LS, LC):
     k = B.shape[1]
     n_tiles = (P + tile - 1) // tile
     per_chunk = N_GROUPS * n_tiles
-    for task in range(t0, t1):
+    for task in order[starts[t0]:starts[t1]]:
         c = task // per_chunk
         g = (task % per_chunk) // n_tiles
         m0 = (task % n_tiles) * tile
@@ -136,8 +137,9 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     LS = np.empty((n_ch, LANES, k * P))
     LC = np.empty((n_ch, LANES, k * P))
     tile = max(8, COLUMN_TILE // k)
-    run_tasks(_transposed_lanes, n_ch * N_GROUPS * -(-P // tile), A, B, compensated, tile, LS,
-              LC)
+    order, starts = balanced_tasks(N, threads(), P, tile)
+    run_tasks(_transposed_lanes, starts.shape[0] - 1, A, B, compensated, tile, order,
+              starts, LS, LC)
     PS = np.empty((n_ch, k * P))
     PC = np.empty((n_ch, k * P))
     lane_trees(LS, LC, compensated, PS, PC)

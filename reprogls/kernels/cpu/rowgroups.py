@@ -421,18 +421,25 @@ def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
             block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
 
 
-def balanced_tasks(N: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tasks (chunk, lane group) of the reductions over rows shared among ``threads`` by the
-    longest-processing-time rule on their row counts: ``order[starts[t]:starts[t+1]]``
-    are thread ``t``'s tasks. (Only the schedule depends on the thread count; every
-    task's arithmetic is the same.)"""
+def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Tasks (chunk, lane group, column tile) of the reductions over rows shared among
+    ``threads`` by the longest-processing-time rule on their rows times columns:
+    ``order[starts[t]:starts[t+1]]`` are thread ``t``'s tasks; task ``(c, g, q)`` is
+    number ``(c * 4 + g) * n_tiles + q`` with ``n_tiles = ceil(P / tile)`` (one tile by
+    default). Only the schedule depends on the thread count; every task's arithmetic is
+    the same. (Contiguous ranges of tasks left one thread with twice the other's rows at
+    N = 25000: three full chunks and a short one.)"""
     from .linalg import n_chunks
 
-    tasks = np.arange(n_chunks(N) * N_GROUPS)
-    c, g = tasks // N_GROUPS, tasks % N_GROUPS
+    n_tiles = -(-P // tile)
+    tasks = np.arange(n_chunks(N) * N_GROUPS * n_tiles)
+    c, g = tasks // (N_GROUPS * n_tiles), (tasks // n_tiles) % N_GROUPS
+    widths = np.minimum(P - (tasks % n_tiles) * tile, tile)
     rows_in_chunk = np.minimum(N - c * CHUNK, CHUNK)
     full, rest = rows_in_chunk // LANES, rows_in_chunk % LANES
-    return lpt_schedule(full * GROUP + np.clip(rest - g * GROUP, 0, GROUP), threads)
+    return lpt_schedule((full * GROUP + np.clip(rest - g * GROUP, 0, GROUP)) * widths,
+                        threads)
 
 
 @njit(cache=True)
@@ -577,10 +584,10 @@ def _over_rows(X, kernel, *args):
     LC = np.empty((n_ch, LANES, P))
     order, starts = balanced_tasks(N, threads())
     run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
-    return _finish_lanes(LS, LC, args[-1])
+    return finish_lanes(LS, LC, args[-1])
 
 
-def _finish_lanes(LS, LC, compensated):
+def finish_lanes(LS, LC, compensated):
     """``g[m]`` from the lane accumulators ``LS[c, lane, m]`` (compensations ``LC``):
     the CRO-1 lane tree of every chunk, then the chunk tree, finalized."""
     from .linalg import chunk_tree_columns
@@ -615,7 +622,7 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
               *_factor_arrays(G, d, L), compensated, order, starts, LS, LC)
-    return [_finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
+    return [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
 
 
 def _factor_arrays(G, d, L):

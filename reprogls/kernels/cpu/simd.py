@@ -43,7 +43,8 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
-           "lane_sums", "prefetch_tile", "transpose8x8", "transpose8x8_scatter"]
+           "lane_sums", "prefetch_tile", "transpose8x8", "transpose8x8_scatter",
+           "weighted_lane_axpy"]
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -622,6 +623,95 @@ def lane_axpy(typingctx, s, e, A, i, m0, n, wts, steps, compensated):
             _I64, r)]))) for r in range(n_steps)]
         _run_steps(builder, s_arr.data, e_arr.data, rows, weights,
                    builder.ashr(n_val, ir.Constant(_I64, 3)), comp)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _column_weights(builder, w_ptr, eq_ptr, picks):
+    """The eight per-column weights ``w[eq[pick[b]]]`` of one vector of columns:
+    ``eq_ptr`` points at the vector's ``len(picks) + 1`` equation indices, ``picks`` are
+    the precomputed masks ``pick == q`` for ``q >= 1`` (slot ``b`` takes equation
+    ``eq[q]`` where its mask is set, else ``eq[0]``). Splats and selects only: the
+    weights are moved, never computed."""
+    def weight(q):
+        index = builder.load(builder.gep(eq_ptr, [ir.Constant(_I64, q)]))
+        return _splat(builder, builder.load(builder.gep(w_ptr, [index])))
+
+    w = weight(0)
+    for q, mask in enumerate(picks, start=1):
+        w = builder.select(mask, weight(q), w)
+    return w
+
+
+@intrinsic
+def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, eqv, pick, span, steps,
+                       compensated):
+    """CRO-1 lane steps for a run of columns whose weights differ by column, eight
+    columns at a time, ``steps`` rows in order: for ``m < n`` (a multiple of 8; ``m0`` a
+    multiple of 8) and ``r = 0 .. steps - 1``, with ``i_r = i + 32 r`` and ``c = m0 + m``,
+    ``s[m] <- s[m] + fl(A[i_r, c] * W[i_r, eq(c)])`` (plain) or the TwoSum step with
+    ``e[m] <- e[m] + err`` (compensated) -- the terms of ``sur_rmatvec``.
+
+    ``eq(c)`` comes from a precomputed table: the eight columns ``8 v .. 8 v + 7`` belong
+    to at most ``span`` equations ``eqv[v * span + q]`` and column ``c`` to the one at
+    ``q = pick[c]``. The weight vector is built from ``span`` broadcasts and ``span - 1``
+    selects (no gather). ``s``, ``e``, ``eqv``, ``pick``: 1-D C-contiguous (float64,
+    float64, int64, int64); ``A``, ``W``: 2-D C-contiguous float64; ``span`` and
+    ``steps`` literal ints; ``compensated`` a literal bool; no bounds checks."""
+    if not isinstance(compensated, types.BooleanLiteral) or not all(
+            isinstance(x, types.IntegerLiteral) for x in (span, steps)):
+        return None
+    if any(not isinstance(x, types.Array) or x.layout != "C" or x.dtype != types.float64
+           for x in (s, e, A, W)):
+        return None
+    if any(not isinstance(x, types.Array) or x.layout != "C" or x.dtype != types.int64
+           for x in (eqv, pick)):
+        return None
+    comp, n_span, n_steps = (compensated.literal_value, span.literal_value,
+                             steps.literal_value)
+    sig = types.void(s, e, A, i, m0, n, W, eqv, pick, span, steps, compensated)
+
+    def codegen(context, builder, signature, args):
+        s_val, e_val, a_val, i_val, m0_val, n_val, w_val, eqv_val, pick_val = args[:9]
+        s_arr, e_arr, a_arr, w_arr, eqv_arr, pick_arr = (
+            context.make_array(signature.args[k])(context, builder, v)
+            for k, v in ((0, s_val), (1, e_val), (2, a_val), (6, w_val), (7, eqv_val),
+                         (8, pick_val)))
+        a_ld = builder.extract_value(a_arr.shape, 1)
+        w_ld = builder.extract_value(w_arr.shape, 1)
+        rows = [builder.add(i_val, ir.Constant(_I64, 32 * r)) for r in range(n_steps)]
+        a_rows = [builder.gep(a_arr.data, [builder.add(builder.mul(row, a_ld), m0_val)])
+                  for row in rows]
+        w_rows = [builder.gep(w_arr.data, [builder.mul(row, w_ld)]) for row in rows]
+        signs = _fma_signs(builder) if comp else None
+        j, _, close = _counted_loop(builder, builder.ashr(n_val, ir.Constant(_I64, 3)),
+                                    "weighted")
+        at = builder.mul(j, ir.Constant(_I64, 8))
+        column = builder.add(m0_val, at)
+        vector = builder.ashr(column, ir.Constant(_I64, 3))
+        eq_ptr = builder.gep(eqv_arr.data, [builder.mul(vector, ir.Constant(_I64, n_span))])
+        pick_vec = builder.load(builder.bitcast(builder.gep(pick_arr.data, [column]),
+                                                _VEC8_I64.as_pointer()), align=8)
+        picks = [builder.icmp_signed("==", pick_vec, _splat(builder, ir.Constant(_I64, q)))
+                 for q in range(1, n_span)]
+
+        def vptr(ptr, offset):
+            return builder.bitcast(builder.gep(ptr, [offset]), _VEC8.as_pointer())
+
+        sv = builder.load(vptr(s_arr.data, at), align=8)
+        ev = builder.load(vptr(e_arr.data, at), align=8) if comp else None
+        for a_row, w_row in zip(a_rows, w_rows, strict=True):
+            weight = _column_weights(builder, w_row, eq_ptr, picks)
+            term = builder.fmul(builder.load(vptr(a_row, at), align=8), weight)
+            if comp:
+                sv, ev = _two_sum_step(builder, sv, ev, term, signs)
+            else:
+                sv = builder.fadd(sv, term)
+        builder.store(sv, vptr(s_arr.data, at), align=8)
+        if comp:
+            builder.store(ev, vptr(e_arr.data, at), align=8)
+        close()
         return context.get_dummy_value()
 
     return sig, codegen

@@ -1,0 +1,187 @@
+"""``sur_rmatvec`` streaming the rows of X in place, without the block gather.
+
+``g[m]`` is the CRO-1 reduction over rows ``i`` of ``fl(X[i, m] * W[i, eq(m)])``: lane
+``l`` of chunk ``c`` sums rows ``c*8192 + l + 32 t`` in order, then the lane tree and the
+chunk tree (:func:`.rowgroups.lane_trees`, :func:`.linalg.chunk_tree_columns`). This is
+``A^T B`` of :mod:`.multi` with one right-hand side whose value depends on the column's
+equation, so it runs the same way: a task is (chunk, group of 8 lanes, column tile); it
+reads its rows in place, four consecutive terms of a lane (rows ``i + 32 r``, ``r < 4``)
+at a time, and steps the lane's accumulators -- contiguous over the tile's columns, in
+vector registers eight columns at a time (:func:`.simd.weighted_lane_axpy`), and small
+enough for L2.
+
+The per-column weight ``W[i, eq(m)]`` is built in registers from a plan made once per
+layout (:class:`WeightPlan`): the eight columns of a vector belong to at most ``span``
+equations, so the weights are ``span`` broadcasts and ``span - 1`` selects. Layouts with
+``span > MAX_SPAN`` (equations narrower than about 3 columns) keep the block kernels of
+:mod:`.rowgroups`.
+
+Why: the block kernels transpose 32 rows into a (P, 32) block first; at P = 2000 that
+block is 512 KiB, the whole L2 of the Zen 3 box, and the transpose alone ran at ~27 GB/s
+against ~57 GB/s for BLAS ``ddot`` (2026-12-03). Streaming the rows as ``gemv_t`` does
+needs no transpose. The terms and their order are the reference's, so the bits are those
+of :mod:`reprogls.kernels.reference.linalg` (the oracle tests run both paths).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from ._cro import CHUNK, LANES, two_sum
+from .linalg import n_chunks
+from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, finish_lanes
+from .simd import weighted_lane_axpy
+from .tasks import run_tasks, threads
+from .views import unmanaged
+
+__all__ = ["MAX_SPAN", "WeightPlan", "streamed_rmatvec", "weight_plan"]
+
+#: Most equations among the eight columns of one vector for the streamed kernel
+#: (``span`` broadcasts and ``span - 1`` selects per vector and row).
+MAX_SPAN = 4
+#: Columns per task: the lane accumulators of one task, 2 x 8 x COLUMN_TILE doubles =
+#: 256 KiB, stay in L2.
+COLUMN_TILE = 2048
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """Which equation's weight each column takes, by vectors of eight columns.
+
+    Attributes
+    ----------
+    span : int
+        Most distinct equations among the columns ``8 v .. 8 v + 7`` of any vector ``v``.
+    eqv : ndarray of int64 (n_vectors * span,)
+        ``eqv[v * span + q]``: the ``q``-th equation of vector ``v`` (repeats the last
+        one where the vector has fewer).
+    pick : ndarray of int64 (8 * n_vectors,)
+        ``pick[c]``: column ``c``'s equation is ``eqv[(c // 8) * span + pick[c]]``
+        (0 past ``P``).
+    eq_of_column : ndarray of int64 (P,)
+        ``eq(c)`` itself, for the columns after the last whole vector of a tile.
+    """
+
+    span: int
+    eqv: np.ndarray
+    pick: np.ndarray
+    eq_of_column: np.ndarray
+
+
+def weight_plan(offsets: np.ndarray) -> WeightPlan:
+    """The :class:`WeightPlan` of a SUR layout (cached per layout)."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    return _cached_weight_plan(offsets.tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_weight_plan(key: bytes) -> WeightPlan:
+    offsets = np.frombuffer(key, dtype=np.int64)
+    eq_of_column = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+    P = eq_of_column.shape[0]
+    n_vectors = -(-P // 8)
+    padded = np.empty(8 * n_vectors, dtype=np.int64)
+    padded[:P] = eq_of_column
+    padded[P:] = eq_of_column[-1] if P else 0
+    by_vector = padded.reshape(n_vectors, 8)
+    # columns of one equation are consecutive, so a vector's distinct equations are
+    # its runs: pick = index of the run
+    new_run = np.concatenate([np.zeros((n_vectors, 1), dtype=np.int64),
+                              (np.diff(by_vector, axis=1) != 0).astype(np.int64)], axis=1)
+    pick = np.cumsum(new_run, axis=1)
+    span = int(pick.max(initial=0)) + 1
+    eqv = np.empty((n_vectors, span), dtype=np.int64)
+    rows = np.arange(n_vectors)
+    for q in range(span):
+        # the first column of run q (or the vector's last run where there are fewer)
+        first = np.argmax(pick >= np.minimum(q, pick[:, -1:]), axis=1)
+        eqv[:, q] = by_vector[rows, first]
+    return WeightPlan(span=span, eqv=eqv.ravel(), pick=pick.ravel(),
+                      eq_of_column=eq_of_column)
+
+
+@njit(cache=True)
+def _lane_steps(S, E, X, W, i, m0, width, plan_eqv, pick, eq_of_column, span, steps,
+                compensated):
+    """Lane steps of one lane for ``steps`` rows ``i, i + 32, ...`` (at most 4) of the
+    columns ``m0 .. m0 + width``: whole vectors of 8 columns with four rows by
+    :func:`.simd.weighted_lane_axpy`, the rest here, in the same order."""
+    body = width - width % 8 if steps == BLOCK else 0
+    if body:
+        if compensated:
+            if span == 1:
+                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 1, BLOCK, True)
+            elif span == 2:
+                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 2, BLOCK, True)
+            elif span == 3:
+                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 3, BLOCK, True)
+            else:
+                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 4, BLOCK, True)
+        elif span == 1:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 1, BLOCK, False)
+        elif span == 2:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 2, BLOCK, False)
+        elif span == 3:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 3, BLOCK, False)
+        else:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 4, BLOCK, False)
+    for m in range(body, width):
+        j = eq_of_column[m0 + m]
+        for r in range(steps):
+            row = i + LANES * r
+            term = X[row, m0 + m] * W[row, j]
+            if compensated:
+                t, err = two_sum(S[m], term)
+                S[m] = t
+                E[m] += err
+            else:
+                S[m] += term
+
+
+@njit(nogil=True, cache=True)
+def _streamed_lanes(t0, t1, X, W, plan_eqv, pick, eq_of_column, span, compensated, tile,
+                    order, starts, LS, LC):
+    """Lane accumulators ``LS[c, l, m]`` (compensations ``LC``) of ``X^T W`` over rows;
+    thread ``t`` (``t0 <= t < t1``) runs the tasks ``order[starts[t]:starts[t + 1]]`` of
+    (chunk, lane group, column tile)."""
+    N, P = X.shape
+    n_tiles = (P + tile - 1) // tile
+    per_chunk = N_GROUPS * n_tiles
+    Xv, Wv = unmanaged(X), unmanaged(W)
+    for t in range(t0, t1):
+        for task in order[starts[t]:starts[t + 1]]:
+            c = task // per_chunk
+            g = (task % per_chunk) // n_tiles
+            m0 = (task % n_tiles) * tile
+            width = min(P, m0 + tile) - m0
+            S = np.full((GROUP, width), -0.0)
+            E = np.full((GROUP, width), -0.0)
+            stop = min(N, (c + 1) * CHUNK)
+            for i0 in range(c * CHUNK + g * GROUP, stop, BLOCK * LANES):
+                for b in range(min(GROUP, stop - i0)):
+                    i = i0 + b
+                    steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+                    _lane_steps(unmanaged(S[b]), unmanaged(E[b]), Xv, Wv, i, m0, width,
+                                plan_eqv, pick, eq_of_column, span, steps, compensated)
+            LS[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = S
+            LC[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = E
+
+
+def streamed_rmatvec(X, offsets, W, compensated):
+    """``g[m]`` = CRO-1 over rows of ``fl(X[i, m] * W[i, eq(m)])`` (validated inputs,
+    ``N, P > 0``), or None when the layout's span exceeds :data:`MAX_SPAN`."""
+    plan = weight_plan(offsets)
+    if plan.span > MAX_SPAN:
+        return None
+    N, P = X.shape
+    n_ch = n_chunks(N)
+    LS = np.empty((n_ch, LANES, P))
+    LC = np.empty((n_ch, LANES, P))
+    order, starts = balanced_tasks(N, threads(), P, COLUMN_TILE)
+    run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, plan.eqv, plan.pick,
+              plan.eq_of_column, plan.span, compensated, COLUMN_TILE, order, starts, LS, LC)
+    return finish_lanes(LS, LC, compensated)
