@@ -31,7 +31,7 @@ from reprogls import kernels
 from reprogls.kernels import warm
 from reprogls.gls import _subspace
 from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
-                                  rowgroups, segments, spd, streamed)
+                                  row_trees, rowgroups, segments, spd, streamed)
 args = sys.argv[1:]
 control = "negative-control" in args
 warm.compile_tasks([a for a in args if a != "negative-control"])
@@ -41,7 +41,7 @@ if control:  # the strided paths of the reductions, and the fastmath control
         kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
 for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
-               segments, spd, streamed, _subspace):
+               segments, spd, streamed, row_trees, _subspace):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -93,6 +93,8 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.reductions._scaled_squares_tasks",
                 "reprogls.kernels.cpu.rowgroups._dots_tasks",
                 "reprogls.kernels.cpu.rowgroups._rmatvec_lanes",
+                "reprogls.kernels.cpu.streamed._streamed_lanes",
+                "reprogls.kernels.cpu.streamed._row_dots_tasks",
                 "reprogls.kernels.cpu.rowgroups._normal_lanes",
                 "reprogls.kernels.cpu.rowgroups._woodbury_tasks",
                 "reprogls.kernels.cpu.segments.dot_tree",

@@ -106,6 +106,30 @@ def test_weight_plan_names_every_columns_equation(widths):
     assert plan.pick.max(initial=0) < plan.span
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths", [tuple(range(33)), (10,) * 7, (32, 1, 0, 31), WIDTHS],
+                         ids=["0-32", "ten", "edges", "past-32"])
+@pytest.mark.parametrize("n_rows", (1, 31, 100))
+def test_sur_matvec_row_trees_and_blocks_equal_reference(widths, n_rows, mode):
+    """Both implementations of ``sur_matvec`` -- each dot's lane tree along the row
+    (every width up to 32; rows with inf, NaN and -0.0 products) and the block kernels
+    -- have the reference's bits; the row trees decline layouts wider than 32."""
+    from reprogls.kernels.cpu import rowgroups, streamed
+
+    X, offsets, beta, _ = sur_problem(n_rows, widths, seed=n_rows)
+    if n_rows > 1:
+        X[0, :3], X[-1, ::4], beta[1::7] = np.inf, np.nan, -0.0
+    expect = ref.sur_matvec(X, offsets, beta, mode)
+    compensated = mode == "compensated"
+    rows = np.full(expect.shape, 7.0)
+    took = streamed.streamed_matvec(X, offsets, beta, compensated, rows)
+    assert took == (max(widths) <= 32)
+    if took:
+        assert same_bits(rows, expect)
+    assert same_bits(rowgroups.sur_matvec(X, offsets, beta, compensated), expect)
+    assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cpu"), expect)
+
+
 def test_sur_matvec_long_equation_spans_chunks():
     X, offsets, beta, _ = sur_problem(3, widths=(2, 8200, 1))
     for mode in MODES:

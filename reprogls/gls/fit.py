@@ -129,11 +129,11 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     """
     U_buffer, E_buffer = buffers
     if str(device) == "cpu":
-        from ..kernels.cpu import rowgroups
+        from ..kernels.cpu import linalg as cpu_linalg
 
-        U = rowgroups.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
-                                 mode == "compensated",
-                                 U_buffer if U_buffer is not None else np.empty(Y.shape))
+        U = cpu_linalg.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
+                                  mode == "compensated",
+                                  U_buffer if U_buffer is not None else np.empty(Y.shape))
     else:
         U = sur_matvec(X, offsets, beta, mode, device)
     return U, np.subtract(Y, U, out=E_buffer)

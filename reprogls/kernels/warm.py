@@ -47,8 +47,10 @@ def _sur_matvec() -> None:
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
     pack_designs([X[:, :1], X[:, 1:]], [False, True], np.array([0, 1, 4]))
+    wide = np.array([0, 33, 34])  # an equation past 32 regressors: the block kernels
     for mode in MODES:
         linalg.sur_matvec(X, offsets, np.ones(3), mode, "cpu")
+        linalg.sur_matvec(np.ones((4, 34)), wide, np.ones(34), mode, "cpu")
         linalg.gemv(X, np.ones(3), mode, "cpu")
         linalg.gemv(np.ones((2, 40)), np.ones(40), mode, "cpu")  # the long-row path
 

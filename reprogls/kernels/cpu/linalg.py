@@ -1,8 +1,9 @@
 """Numba kernels for the linear-algebra layer: SUR matvecs, Woodbury, Cholesky.
 
-Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. ``sur_matvec``, the
-Woodbury solve and the fused normal operator run on blocks of 32 rows
-(:mod:`.rowgroups`); ``sur_rmatvec`` streams the rows in place (:mod:`.streamed`);
+Bitwise equal to :mod:`reprogls.kernels.reference.linalg`. The Woodbury solve and the
+fused normal operator run on blocks of 32 rows (:mod:`.rowgroups`); ``sur_matvec`` and
+``sur_rmatvec`` stream the rows of X in place (:mod:`.streamed`, :mod:`.row_trees`; the
+block kernels remain for equations wider than 32 or narrower than ~3 columns);
 ``gemv`` is ``sur_matvec`` with one equation when rows are short (else the lane loops
 along each row, :mod:`.multi`) and ``gemv_t`` is ``A^T B`` with one column
 (:mod:`.multi`): the term formulas coincide. Work is split so that no reduction's order
@@ -87,9 +88,19 @@ def sur_rmatvec(X, offsets, W, compensated):
     return rowgroups.sur_rmatvec(X, offsets, W, compensated)
 
 
-def sur_matvec(X, offsets, beta, compensated):
-    """``U`` (N, K) of the per-equation dot products (validated inputs)."""
-    return rowgroups.sur_matvec(X, offsets, beta, compensated)
+def sur_matvec(X, offsets, beta, compensated, out=None):
+    """``U`` (N, K) of the per-equation dot products (validated inputs), into ``out``
+    (C-contiguous (N, K), any contents) when given: along the rows of X in place
+    (:mod:`.row_trees`) when no equation has more than 32 regressors, else the block
+    kernels."""
+    from .streamed import streamed_matvec
+
+    shape = (X.shape[0], offsets.shape[0] - 1)
+    if out is None:
+        out = np.empty(shape)
+    if out.size and X.shape[1] and streamed_matvec(X, offsets, beta, compensated, out):
+        return out
+    return rowgroups.sur_matvec(X, offsets, beta, compensated, out)
 
 
 def gemv(A, x, compensated):

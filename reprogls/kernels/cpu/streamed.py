@@ -33,12 +33,13 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
 from .linalg import n_chunks
+from .row_trees import MAX_ROW_TERMS, row_dots
 from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, finish_lanes
 from .simd import weighted_lane_axpy
 from .tasks import run_tasks, threads
 from .views import unmanaged
 
-__all__ = ["MAX_SPAN", "WeightPlan", "streamed_rmatvec", "weight_plan"]
+__all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_rmatvec", "weight_plan"]
 
 #: Most equations among the eight columns of one vector for the streamed kernel
 #: (``span`` broadcasts and ``span - 1`` selects per vector and row).
@@ -185,3 +186,26 @@ def streamed_rmatvec(X, offsets, W, compensated):
     run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, plan.eqv, plan.pick,
               plan.eq_of_column, plan.span, compensated, COLUMN_TILE, order, starts, LS, LC)
     return finish_lanes(LS, LC, compensated)
+
+
+@njit(nogil=True, cache=True)
+def _row_dots_tasks(i0, i1, X, offsets, beta, compensated, U):
+    """Rows ``i0 .. i1 - 1`` of ``U = X v`` per equation (:func:`.row_trees.row_dots`)."""
+    if compensated:
+        row_dots(X, offsets, beta, i0, i1, True, U)
+    else:
+        row_dots(X, offsets, beta, i0, i1, False, U)
+
+
+def streamed_matvec(X, offsets, beta, compensated, out):
+    """``out[i, j]`` = CRO-1 dot of ``X[i, o_j:o_{j+1}]`` with ``beta[o_j:o_{j+1}]``
+    (validated inputs; ``out`` C-contiguous (N, K), any contents), reading the rows of X
+    in place (:mod:`.row_trees`); False (nothing written) when an equation has more than
+    :data:`.row_trees.MAX_ROW_TERMS` regressors. Rows are split among the threads; each
+    entry is one thread's, so the bits do not depend on the thread count."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if np.diff(offsets).max(initial=0) > MAX_ROW_TERMS:
+        return False
+    run_tasks(_row_dots_tasks, X.shape[0], X, offsets, np.ascontiguousarray(beta),
+              compensated, out)
+    return True
