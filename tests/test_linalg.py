@@ -151,10 +151,16 @@ def test_woodbury_kernels(K, k, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("widths", [(3, 0, 1, 5, 12), INTERLEAVED], ids=["small", "interleaved"])
+@pytest.mark.parametrize("widths", [(3, 0, 1, 5, 12), INTERLEAVED, (1,) * 12 + (2, 9)],
+                         ids=["small", "interleaved", "span8"])
 @pytest.mark.parametrize("n_rows", [1, 100, 8193, 20_000])
 def test_fused_normal_operator_equals_composition_and_spec(n_rows, widths, mode):
-    """Row counts with partial blocks and missing row groups in the last chunk."""
+    """Row counts with partial blocks and missing row groups in the last chunk; the
+    small layout takes the streamed rows, the interleaved one (a 40-column equation) and
+    "span8" (eight equations in one vector of columns) the block kernels, and both
+    implementations are checked on the small one."""
+    from reprogls.kernels.cpu import rowgroups, streamed
+
     X, offsets, v, _ = sur_problem(n_rows, widths=widths)
     F, d = factor_problem(len(widths), 2)
     factor = kernels.woodbury_factor(F, d, mode)
@@ -163,21 +169,37 @@ def test_fused_normal_operator_equals_composition_and_spec(n_rows, widths, mode)
         X, offsets, kernels.woodbury_solve(factor, kernels.sur_matvec(X, offsets, v, mode)),
         mode)
     assert same_bits(fused, composed)
+    args = (X, offsets, v, factor.G, factor.d, factor.L, mode == "compensated")
+    rows = streamed.streamed_normal_matvec(*args)
+    span = streamed.weight_plan(offsets).span
+    assert (rows is None) == (max(widths) > 32 or span > streamed.MAX_SPAN)
+    assert (rows is None) == (widths != (3, 0, 1, 5, 12))
+    if rows is not None:
+        assert same_bits(rows, composed)
+        assert same_bits(rowgroups.normal_matvec(*args), composed)
     assert same_bits(fused, ref.sur_normal_matvec(X, offsets, ref.woodbury_factor(F, d, mode),
                                                   v))
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("widths,k", [((3, 0, 1, 5, 12), 1), ((3, 0, 1, 5, 12), 4),
-                                      (INTERLEAVED, 3)], ids=["k1", "kK-1", "interleaved"])
+                                      (INTERLEAVED, 3), ((1,) * 12 + (2, 9), 2)],
+                         ids=["k1", "kK-1", "interleaved", "span8"])
 @pytest.mark.parametrize("n_rows", [1, 100, 8193, 20_000])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_solved_rmatvecs_equal_woodbury_then_rmatvec(n_threads, n_rows, widths, k, mode):
+@pytest.mark.parametrize("path", ["dispatch", "blocks"])
+def test_solved_rmatvecs_equal_woodbury_then_rmatvec(path, n_threads, n_rows, widths, k,
+                                                      mode):
     """The estimator's one-pass ``X^T vec(R Sigma^-1)`` for one and two right-hand sides
-    has the bits of ``sur_rmatvec(woodbury_solve(R))`` (and so of the reference)."""
+    has the bits of ``sur_rmatvec(woodbury_solve(R))`` (and so of the reference), both
+    as dispatched (rows streamed where the span allows: every layout here but "span8")
+    and from the block kernels."""
     import numba
 
-    from reprogls.kernels.cpu.rowgroups import solved_rmatvecs
+    from reprogls.kernels.cpu import linalg as cpu_linalg
+    from reprogls.kernels.cpu import rowgroups
+
+    solved_rmatvecs = (cpu_linalg if path == "dispatch" else rowgroups).solved_rmatvecs
 
     X, offsets, _, W = sur_problem(n_rows, widths=widths)
     F, d = factor_problem(len(widths), k)

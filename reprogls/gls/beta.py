@@ -20,8 +20,7 @@ import numpy as np
 
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
 from ..kernels.cpu import spd
-from ..kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
-from ..kernels.cpu.rowgroups import solved_rmatvecs
+from ..kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel, solved_rmatvecs
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
 from .precondition import CoupledPreconditioner, pack_block_factors
@@ -36,7 +35,7 @@ def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str
     ``sur_rmatvec(X, offsets, woodbury_solve(factor, R))``.
 
     On the CPU one or two right-hand sides share one pass over X and no N x K matrix
-    ``R Sigma^-1`` is formed (:func:`reprogls.kernels.cpu.rowgroups.solved_rmatvecs`);
+    ``R Sigma^-1`` is formed (:func:`reprogls.kernels.cpu.linalg.solved_rmatvecs`);
     elsewhere the two kernels run in turn. ``Rs``: C-contiguous float64 (N, K).
     """
     if str(device) == "cpu" and 1 <= len(Rs) <= 2:

@@ -57,18 +57,21 @@ def _sur_matvec() -> None:
 
 def _sur_rmatvec() -> None:
     """``sur_rmatvec``, and the estimator's one-pass ``X^T vec(R Sigma^-1)`` for one or
-    two right-hand sides (:func:`.cpu.rowgroups.solved_rmatvecs`: every fit's ``b``)."""
+    two right-hand sides (:func:`.cpu.linalg.solved_rmatvecs`: every fit's ``b``), each
+    with the rows streamed and, for a layout of one-column equations, the block
+    kernels."""
     from . import linalg
-    from .cpu.rowgroups import solved_rmatvecs
+    from .cpu.linalg import solved_rmatvecs
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
     narrow = np.arange(0, 10)  # nine one-column equations: the block kernels' path
     for mode in MODES:
         linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, "cpu")
         linalg.sur_rmatvec(np.ones((4, 9)), narrow, np.ones((4, 9)), mode, "cpu")
-        factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
-        solved_rmatvecs(X, offsets, [np.ones((4, 2))], factor.G, factor.d, factor.L,
-                        mode == "compensated")
+        for design, layout, K in ((X, offsets, 2), (np.ones((4, 9)), narrow, 9)):
+            factor = linalg.woodbury_factor(np.ones((K, 1)), np.ones(K), mode)
+            solved_rmatvecs(design, layout, [np.ones((4, K))], factor.G, factor.d, factor.L,
+                            mode == "compensated")
 
 
 def _woodbury() -> None:
@@ -148,9 +151,12 @@ def _fused() -> None:
     from . import linalg
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
+    narrow = np.arange(0, 10)  # nine one-column equations: the block kernels' path
     for mode in MODES:
-        factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
-        linalg.sur_normal_matvec(X, offsets, factor, np.ones(3), "cpu")
+        for design, layout, K in ((X, offsets, 2), (np.ones((4, 9)), narrow, 9)):
+            factor = linalg.woodbury_factor(np.ones((K, 1)), np.ones(K), mode)
+            linalg.sur_normal_matvec(design, layout, factor, np.ones(design.shape[1]),
+                                     "cpu")
 
 
 def _elementary() -> None:

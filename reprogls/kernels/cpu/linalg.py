@@ -38,6 +38,7 @@ __all__ = [
     "forward_substitution",
     "gemv",
     "gemv_t",
+    "solved_rmatvecs",
     "sur_matvec",
     "sur_normal_matvec",
     "sur_rmatvec",
@@ -192,9 +193,33 @@ def woodbury_factor(F, d, compensated):
 
 
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
-    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs), reading X once
-    (:func:`.rowgroups.normal_matvec`)."""
+    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs), reading X once: with the rows
+    in place (:func:`.streamed.streamed_normal_matvec`) where the layout allows, else
+    the block kernels (:func:`.rowgroups.normal_matvec`)."""
+    if X.shape[0] and X.shape[1]:
+        from .streamed import streamed_normal_matvec
+
+        g = streamed_normal_matvec(X, offsets, v, G, d, L, compensated)
+        if g is not None:
+            return g
     return rowgroups.normal_matvec(X, offsets, v, G, d, L, compensated)
+
+
+def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
+    """``[X^T vec(R Sigma^-1) for R in Rs]`` for one or two (N, K) matrices (validated
+    inputs) in one pass over X, each bitwise ``sur_rmatvec(X, offsets,
+    woodbury_solve(R))``: with the rows in place
+    (:func:`.streamed.streamed_solved_rmatvecs`) where the layout allows, else the block
+    kernels (:func:`.rowgroups.solved_rmatvecs`)."""
+    if not 1 <= len(Rs) <= 2:
+        raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
+    if X.shape[0] and X.shape[1]:
+        from .streamed import streamed_solved_rmatvecs
+
+        gs = streamed_solved_rmatvecs(X, offsets, Rs, G, d, L, compensated)
+        if gs is not None:
+            return gs
+    return rowgroups.solved_rmatvecs(X, offsets, Rs, G, d, L, compensated)
 
 
 @njit(cache=True)

@@ -190,22 +190,23 @@ def _four_tree_dots(builder, x_ptrs, b_ptr, n, compensated):
 
 
 @intrinsic
-def row_dots(typingctx, X, offsets, beta, i0, i1, compensated, U):
-    """``U[i, j]`` = finalized CRO-1 dot of ``X[i, o_j:o_{j+1}]`` with ``beta[o_j:o_{j+1}]``
-    for rows ``i0 <= i < i1`` and every equation ``j`` with ``o_{j+1} - o_j <=
-    MAX_ROW_TERMS`` (``+0.0`` for an empty one; wider ones are left untouched). ``X``,
+def row_dots(typingctx, X, offsets, beta, i0, i1, U, u0, compensated):
+    """``U[u0 + i - i0, j]`` = finalized CRO-1 dot of ``X[i, o_j:o_{j+1}]`` with
+    ``beta[o_j:o_{j+1}]`` for rows ``i0 <= i < i1`` and every equation ``j`` with
+    ``o_{j+1} - o_j <= MAX_ROW_TERMS`` (``+0.0`` for an empty one; wider ones are left
+    untouched). ``X``,
     ``U``: 2-D C-contiguous float64; ``offsets``: 1-D int64 (K + 1); ``beta``: 1-D
     C-contiguous float64; ``compensated`` a literal bool; no bounds checks."""
     if not isinstance(compensated, types.BooleanLiteral):
         return None
     comp = compensated.literal_value
-    sig = types.void(X, offsets, beta, i0, i1, compensated, U)
+    sig = types.void(X, offsets, beta, i0, i1, U, u0, compensated)
 
     def codegen(context, builder, signature, args):
-        x_val, off_val, b_val, i0_val, i1_val, _, u_val = args
+        x_val, off_val, b_val, i0_val, i1_val, u_val, u0_val, _ = args
         x_arr, off_arr, b_arr, u_arr = (
             context.make_array(signature.args[k])(context, builder, v)
-            for k, v in ((0, x_val), (1, off_val), (2, b_val), (6, u_val)))
+            for k, v in ((0, x_val), (1, off_val), (2, b_val), (5, u_val)))
         P = builder.extract_value(x_arr.shape, 1)
         K = builder.extract_value(u_arr.shape, 1)
         n_rows = builder.sub(i1_val, i0_val)
@@ -215,8 +216,9 @@ def row_dots(typingctx, X, offsets, beta, i0, i1, compensated, U):
             """The loop over the equations of rows ``first_row ..`` (1 or 4 of them)."""
             x_rows = [builder.gep(x_arr.data, [builder.mul(builder.add(
                 first_row, ir.Constant(_I64, r)), P)]) for r in range(n_rows_at_once)]
+            u_first = builder.add(u0_val, builder.sub(first_row, i0_val))
             u_rows = [builder.gep(u_arr.data, [builder.mul(builder.add(
-                first_row, ir.Constant(_I64, r)), K)]) for r in range(n_rows_at_once)]
+                u_first, ir.Constant(_I64, r)), K)]) for r in range(n_rows_at_once)]
             j, _, close_eqs = _counted_loop(builder, K, "equations")
             start = builder.load(builder.gep(off_arr.data, [j]))
             width = builder.sub(builder.load(builder.gep(off_arr.data, [builder.add(

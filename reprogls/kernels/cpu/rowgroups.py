@@ -190,7 +190,7 @@ def block_to_rows(Ublk, i0, nb, R):
 
 
 @njit(cache=True)
-def _block_rows(i0, stop, stride):
+def block_rows(i0, stop, stride):
     """Rows in the block that starts at ``i0`` (groups ``i0 + stride s``, 8 rows each,
     before ``stop``)."""
     n_rows = 0
@@ -210,7 +210,7 @@ def _gather_block(X, i0, stop, stride, dest, XT):
         nb = max(0, min(GROUP, stop - i0 - s * stride))
         if nb > 0:
             gather_group(X, i0 + s * stride, nb, dest[s], XT, stride)
-    return _block_rows(i0, stop, stride)
+    return block_rows(i0, stop, stride)
 
 
 # --- the three stages on one block ------------------------------------------------------
@@ -621,11 +621,11 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     order, starts = balanced_tasks(N, threads())
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
-              *_factor_arrays(G, d, L), compensated, order, starts, LS, LC)
+              *factor_arrays(G, d, L), compensated, order, starts, LS, LC)
     return [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
 
 
-def _factor_arrays(G, d, L):
+def factor_arrays(G, d, L):
     """``(G^T, L, L^T, DE)`` in the layouts of :func:`woodbury_block`."""
     return (np.ascontiguousarray(G.T), np.ascontiguousarray(L), np.ascontiguousarray(L.T),
             np.repeat(d, ROWS))
@@ -654,7 +654,7 @@ def woodbury_solve(R, G, d, L, compensated, out=None):
     of ``R``) when given."""
     out = np.empty_like(R) if out is None else out
     if R.size:
-        run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *_factor_arrays(G, d, L),
+        run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *factor_arrays(G, d, L),
                   compensated, out)
     return out
 
@@ -671,5 +671,5 @@ def normal_matvec(X, offsets, v, G, d, L, compensated):
     plan = sur_plan(offsets)
     return _over_rows(X, _normal_lanes, plan.perm, plan.dest, plan.tiles, plan.eqs,
                       plan.widest_tile, plan.widest_equation,
-                      np.ascontiguousarray(v[plan.perm]), *_factor_arrays(G, d, L),
+                      np.ascontiguousarray(v[plan.perm]), *factor_arrays(G, d, L),
                       compensated)

@@ -628,15 +628,16 @@ def lane_axpy(typingctx, s, e, A, i, m0, n, wts, steps, compensated):
     return sig, codegen
 
 
-def _column_weights(builder, w_ptr, eq_ptr, picks):
-    """The eight per-column weights ``w[eq[pick[b]]]`` of one vector of columns:
-    ``eq_ptr`` points at the vector's ``len(picks) + 1`` equation indices, ``picks`` are
-    the precomputed masks ``pick == q`` for ``q >= 1`` (slot ``b`` takes equation
-    ``eq[q]`` where its mask is set, else ``eq[0]``). Splats and selects only: the
-    weights are moved, never computed."""
+def _column_weights(builder, w_ptr, eq_ptr, w_stride, picks):
+    """The eight per-column weights ``w[eq[pick[b]] * w_stride]`` of one vector of
+    columns: ``eq_ptr`` points at the vector's ``len(picks) + 1`` equation indices,
+    ``picks`` are the precomputed masks ``pick == q`` for ``q >= 1`` (slot ``b`` takes
+    equation ``eq[q]`` where its mask is set, else ``eq[0]``). Splats and selects only:
+    the weights are moved, never computed."""
     def weight(q):
         index = builder.load(builder.gep(eq_ptr, [ir.Constant(_I64, q)]))
-        return _splat(builder, builder.load(builder.gep(w_ptr, [index])))
+        return _splat(builder, builder.load(builder.gep(w_ptr, [builder.mul(index,
+                                                                             w_stride)])))
 
     w = weight(0)
     for q, mask in enumerate(picks, start=1):
@@ -645,20 +646,22 @@ def _column_weights(builder, w_ptr, eq_ptr, picks):
 
 
 @intrinsic
-def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, eqv, pick, span, steps,
-                       compensated):
+def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, w0, w_step, w_stride, eqv, pick, span,
+                       steps, compensated):
     """CRO-1 lane steps for a run of columns whose weights differ by column, eight
     columns at a time, ``steps`` rows in order: for ``m < n`` (a multiple of 8; ``m0`` a
-    multiple of 8) and ``r = 0 .. steps - 1``, with ``i_r = i + 32 r`` and ``c = m0 + m``,
-    ``s[m] <- s[m] + fl(A[i_r, c] * W[i_r, eq(c)])`` (plain) or the TwoSum step with
-    ``e[m] <- e[m] + err`` (compensated) -- the terms of ``sur_rmatvec``.
+    multiple of 8) and ``r = 0 .. steps - 1``, with ``c = m0 + m``,
+    ``s[m] <- s[m] + fl(A[i + 32 r, c] * W[w0 + r w_step + eq(c) w_stride])`` (plain) or
+    the TwoSum step with ``e[m] <- e[m] + err`` (compensated) -- the terms of
+    ``sur_rmatvec``: ``W`` is the flat weight matrix, row-major ``(w0, w_step, w_stride)
+    = (i K, 32 K, 1)`` or a 32-row block ``(K, 32)``.
 
     ``eq(c)`` comes from a precomputed table: the eight columns ``8 v .. 8 v + 7`` belong
     to at most ``span`` equations ``eqv[v * span + q]`` and column ``c`` to the one at
     ``q = pick[c]``. The weight vector is built from ``span`` broadcasts and ``span - 1``
-    selects (no gather). ``s``, ``e``, ``eqv``, ``pick``: 1-D C-contiguous (float64,
-    float64, int64, int64); ``A``, ``W``: 2-D C-contiguous float64; ``span`` and
-    ``steps`` literal ints; ``compensated`` a literal bool; no bounds checks."""
+    selects (no gather). ``s``, ``e``, ``W``, ``eqv``, ``pick``: 1-D C-contiguous (float64
+    but int64 for the last two); ``A``: 2-D C-contiguous float64; ``span`` and ``steps``
+    literal ints; ``compensated`` a literal bool; no bounds checks."""
     if not isinstance(compensated, types.BooleanLiteral) or not all(
             isinstance(x, types.IntegerLiteral) for x in (span, steps)):
         return None
@@ -670,20 +673,21 @@ def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, eqv, pick, span, steps,
         return None
     comp, n_span, n_steps = (compensated.literal_value, span.literal_value,
                              steps.literal_value)
-    sig = types.void(s, e, A, i, m0, n, W, eqv, pick, span, steps, compensated)
+    sig = types.void(s, e, A, i, m0, n, W, w0, w_step, w_stride, eqv, pick, span, steps,
+                     compensated)
 
     def codegen(context, builder, signature, args):
-        s_val, e_val, a_val, i_val, m0_val, n_val, w_val, eqv_val, pick_val = args[:9]
+        (s_val, e_val, a_val, i_val, m0_val, n_val, w_val, w0_val, w_step_val, w_stride_val,
+         eqv_val, pick_val) = args[:12]
         s_arr, e_arr, a_arr, w_arr, eqv_arr, pick_arr = (
             context.make_array(signature.args[k])(context, builder, v)
-            for k, v in ((0, s_val), (1, e_val), (2, a_val), (6, w_val), (7, eqv_val),
-                         (8, pick_val)))
+            for k, v in ((0, s_val), (1, e_val), (2, a_val), (6, w_val), (10, eqv_val),
+                         (11, pick_val)))
         a_ld = builder.extract_value(a_arr.shape, 1)
-        w_ld = builder.extract_value(w_arr.shape, 1)
-        rows = [builder.add(i_val, ir.Constant(_I64, 32 * r)) for r in range(n_steps)]
-        a_rows = [builder.gep(a_arr.data, [builder.add(builder.mul(row, a_ld), m0_val)])
-                  for row in rows]
-        w_rows = [builder.gep(w_arr.data, [builder.mul(row, w_ld)]) for row in rows]
+        a_rows = [builder.gep(a_arr.data, [builder.add(builder.mul(builder.add(
+            i_val, ir.Constant(_I64, 32 * r)), a_ld), m0_val)]) for r in range(n_steps)]
+        w_rows = [builder.gep(w_arr.data, [builder.add(w0_val, builder.mul(
+            w_step_val, ir.Constant(_I64, r)))]) for r in range(n_steps)]
         signs = _fma_signs(builder) if comp else None
         j, _, close = _counted_loop(builder, builder.ashr(n_val, ir.Constant(_I64, 3)),
                                     "weighted")
@@ -693,7 +697,7 @@ def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, eqv, pick, span, steps,
         eq_ptr = builder.gep(eqv_arr.data, [builder.mul(vector, ir.Constant(_I64, n_span))])
         pick_vec = builder.load(builder.bitcast(builder.gep(pick_arr.data, [column]),
                                                 _VEC8_I64.as_pointer()), align=8)
-        picks = [builder.icmp_signed("==", pick_vec, _splat(builder, ir.Constant(_I64, q)))
+        picks = [builder.icmp_signed("==", pick_vec, ir.Constant(_VEC8_I64, [q] * 8))
                  for q in range(1, n_span)]
 
         def vptr(ptr, offset):
@@ -702,7 +706,7 @@ def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, eqv, pick, span, steps,
         sv = builder.load(vptr(s_arr.data, at), align=8)
         ev = builder.load(vptr(e_arr.data, at), align=8) if comp else None
         for a_row, w_row in zip(a_rows, w_rows, strict=True):
-            weight = _column_weights(builder, w_row, eq_ptr, picks)
+            weight = _column_weights(builder, w_row, eq_ptr, w_stride_val, picks)
             term = builder.fmul(builder.load(vptr(a_row, at), align=8), weight)
             if comp:
                 sv, ev = _two_sum_step(builder, sv, ev, term, signs)

@@ -32,14 +32,28 @@ import numpy as np
 from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
+from .blocked import runtime_int
 from .linalg import n_chunks
 from .row_trees import MAX_ROW_TERMS, row_dots
-from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, finish_lanes
+from .rowgroups import (
+    BLOCK,
+    GROUP,
+    N_GROUPS,
+    ROWS,
+    balanced_tasks,
+    block_rows,
+    block_scratch,
+    factor_arrays,
+    finish_lanes,
+    rows_to_block,
+    woodbury_block,
+)
 from .simd import weighted_lane_axpy
 from .tasks import run_tasks, threads
 from .views import unmanaged
 
-__all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_rmatvec", "weight_plan"]
+__all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_normal_matvec",
+           "streamed_rmatvec", "streamed_solved_rmatvecs", "weight_plan"]
 
 #: Most equations among the eight columns of one vector for the streamed kernel
 #: (``span`` broadcasts and ``span - 1`` selects per vector and row).
@@ -106,35 +120,52 @@ def _cached_weight_plan(key: bytes) -> WeightPlan:
 
 
 @njit(cache=True)
-def _lane_steps(S, E, X, W, i, m0, width, plan_eqv, pick, eq_of_column, span, steps,
-                compensated):
+def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
+                  compensated):
+    """:func:`.simd.weighted_lane_axpy` over the columns ``m0 .. m0 + body - 1`` (both
+    multiples of 8) for four rows, with the literal ``span`` and ``compensated``."""
+    if compensated:
+        if span == 1:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 1,
+                               BLOCK, True)
+        elif span == 2:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
+                               BLOCK, True)
+        elif span == 3:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 3,
+                               BLOCK, True)
+        else:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
+                               BLOCK, True)
+    elif span == 1:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 1,
+                           BLOCK, False)
+    elif span == 2:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
+                           BLOCK, False)
+    elif span == 3:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 3,
+                           BLOCK, False)
+    else:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
+                           BLOCK, False)
+
+
+@njit(cache=True)
+def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of_column,
+                span, steps, compensated):
     """Lane steps of one lane for ``steps`` rows ``i, i + 32, ...`` (at most 4) of the
-    columns ``m0 .. m0 + width``: whole vectors of 8 columns with four rows by
+    columns ``m0 .. m0 + width``, row ``i + 32 r`` weighted by the flat
+    ``W[w0 + r w_step + eq(c) w_stride]``: whole vectors of 8 columns with four rows by
     :func:`.simd.weighted_lane_axpy`, the rest here, in the same order."""
     body = width - width % 8 if steps == BLOCK else 0
     if body:
-        if compensated:
-            if span == 1:
-                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 1, BLOCK, True)
-            elif span == 2:
-                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 2, BLOCK, True)
-            elif span == 3:
-                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 3, BLOCK, True)
-            else:
-                weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 4, BLOCK, True)
-        elif span == 1:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 1, BLOCK, False)
-        elif span == 2:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 2, BLOCK, False)
-        elif span == 3:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 3, BLOCK, False)
-        else:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, plan_eqv, pick, 4, BLOCK, False)
+        _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
+                      compensated)
     for m in range(body, width):
         j = eq_of_column[m0 + m]
         for r in range(steps):
-            row = i + LANES * r
-            term = X[row, m0 + m] * W[row, j]
+            term = X[i + LANES * r, m0 + m] * W[w0 + r * w_step + j * w_stride]
             if compensated:
                 t, err = two_sum(S[m], term)
                 S[m] = t
@@ -150,9 +181,10 @@ def _streamed_lanes(t0, t1, X, W, plan_eqv, pick, eq_of_column, span, compensate
     thread ``t`` (``t0 <= t < t1``) runs the tasks ``order[starts[t]:starts[t + 1]]`` of
     (chunk, lane group, column tile)."""
     N, P = X.shape
+    K = W.shape[1]
     n_tiles = (P + tile - 1) // tile
     per_chunk = N_GROUPS * n_tiles
-    Xv, Wv = unmanaged(X), unmanaged(W)
+    Xv, Wv = unmanaged(X), unmanaged(W.reshape(N * K))
     for t in range(t0, t1):
         for task in order[starts[t]:starts[t + 1]]:
             c = task // per_chunk
@@ -166,8 +198,9 @@ def _streamed_lanes(t0, t1, X, W, plan_eqv, pick, eq_of_column, span, compensate
                 for b in range(min(GROUP, stop - i0)):
                     i = i0 + b
                     steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-                    _lane_steps(unmanaged(S[b]), unmanaged(E[b]), Xv, Wv, i, m0, width,
-                                plan_eqv, pick, eq_of_column, span, steps, compensated)
+                    _lane_steps(unmanaged(S[b]), unmanaged(E[b]), Xv, i, m0, width, Wv,
+                                i * K, LANES * K, 1, plan_eqv, pick, eq_of_column, span,
+                                steps, compensated)
             LS[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = S
             LC[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = E
 
@@ -192,9 +225,9 @@ def streamed_rmatvec(X, offsets, W, compensated):
 def _row_dots_tasks(i0, i1, X, offsets, beta, compensated, U):
     """Rows ``i0 .. i1 - 1`` of ``U = X v`` per equation (:func:`.row_trees.row_dots`)."""
     if compensated:
-        row_dots(X, offsets, beta, i0, i1, True, U)
+        row_dots(X, offsets, beta, i0, i1, U, i0, True)
     else:
-        row_dots(X, offsets, beta, i0, i1, False, U)
+        row_dots(X, offsets, beta, i0, i1, U, i0, False)
 
 
 def streamed_matvec(X, offsets, beta, compensated, out):
@@ -209,3 +242,134 @@ def streamed_matvec(X, offsets, beta, compensated, out):
     run_tasks(_row_dots_tasks, X.shape[0], X, offsets, np.ascontiguousarray(beta),
               compensated, out)
     return True
+
+
+@njit(cache=True)
+def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE, compensated,
+                 task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
+    32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
+    rows (:func:`.row_trees.row_dots`), ``W = U Sigma^-1``
+    (:func:`.rowgroups.woodbury_block`), then the lane steps of ``X^T W`` over the same
+    rows, read again while they are still in cache."""
+    N, P = X.shape
+    k, K = GT.shape
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    one = runtime_int(1)
+    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
+    rows = np.zeros((ROWS, K))
+    SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
+    Xv, Wv = unmanaged(X), unmanaged(W)
+    stop = min(N, (c + 1) * CHUNK)
+    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+        n_rows = 0
+        for s in range(BLOCK):
+            first = i0 + s * LANES
+            nb = min(GROUP, stop - first)
+            if nb > 0:
+                if compensated:
+                    row_dots(Xv, offsets, v, first, first + nb, rows, s * GROUP, True)
+                else:
+                    row_dots(Xv, offsets, v, first, first + nb, rows, s * GROUP, False)
+                n_rows = s * GROUP + nb
+        rows_to_block(rows, 0, n_rows, U.reshape((K, ROWS)), GROUP)
+        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+        for b in range(min(GROUP, stop - i0)):
+            i = i0 + b
+            steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+            _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, Wv, b, GROUP, ROWS,
+                        eqv, pick, eq_of_column, span, steps, compensated)
+    LS[c, lane0:lane0 + GROUP] = SA
+    LC[c, lane0:lane0 + GROUP] = EA
+
+
+@njit(nogil=True, cache=True)
+def _normal_lanes(t0, t1, X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE,
+                  compensated, order, starts, LS, LC):
+    """Lane accumulators of ``X^T [(X v) Sigma^-1]`` for the tasks of threads
+    ``t0 .. t1 - 1`` (:func:`.rowgroups.balanced_tasks`)."""
+    for th in range(t0, t1):
+        for idx in range(starts[th], starts[th + 1]):
+            _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE,
+                         compensated, order[idx], LS, LC)
+
+
+def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
+    """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs, ``N, P > 0``) with the rows of X
+    in place, each block of 32 rows read from memory once; None when an equation has
+    more than 32 regressors or the weight span exceeds :data:`MAX_SPAN`. Bitwise
+    ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``: the same three computations
+    on the same rows."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    plan = weight_plan(offsets)
+    if plan.span > MAX_SPAN or np.diff(offsets).max(initial=0) > MAX_ROW_TERMS:
+        return None
+    N, P = X.shape
+    n_ch = n_chunks(N)
+    LS = np.empty((n_ch, LANES, P))
+    LC = np.empty((n_ch, LANES, P))
+    order, starts = balanced_tasks(N, threads())
+    run_tasks(_normal_lanes, starts.shape[0] - 1, X, offsets, np.ascontiguousarray(v),
+              plan.eqv, plan.pick, plan.eq_of_column, plan.span, *factor_arrays(G, d, L),
+              compensated, order, starts, LS, LC)
+    return finish_lanes(LS, LC, compensated)
+
+
+@njit(cache=True)
+def _solved_task(X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE, compensated,
+                 task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_solved_lanes`: per block of
+    32 rows and right-hand side ``q``, ``W = R_q Sigma^-1`` of the block's rows
+    (:func:`.rowgroups.woodbury_block`) and the lane steps of ``X^T W``; the second
+    right-hand side reads the rows again while they are in cache."""
+    N, P = X.shape
+    k, K = GT.shape
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    one = runtime_int(1)
+    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
+    SA, EA = np.full((n_out, GROUP, P), -0.0), np.full((n_out, GROUP, P), -0.0)
+    Xv, Wv = unmanaged(X), unmanaged(W)
+    stop = min(N, (c + 1) * CHUNK)
+    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+        n_rows = block_rows(i0, stop, runtime_int(LANES))
+        for q in range(n_out):
+            rows_to_block(R1 if q == 0 else R2, i0, n_rows, U.reshape((K, ROWS)), LANES)
+            woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+            for b in range(min(GROUP, stop - i0)):
+                i = i0 + b
+                steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+                _lane_steps(unmanaged(SA[q, b]), unmanaged(EA[q, b]), Xv, i, 0, P, Wv, b,
+                            GROUP, ROWS, eqv, pick, eq_of_column, span, steps, compensated)
+    for q in range(n_out):
+        LS[q, c, lane0:lane0 + GROUP] = SA[q]
+        LC[q, c, lane0:lane0 + GROUP] = EA[q]
+
+
+@njit(nogil=True, cache=True)
+def _solved_lanes(t0, t1, X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE,
+                  compensated, order, starts, LS, LC):
+    """Lane accumulators ``LS[q, c, lane, m]`` of ``X^T vec(R_q Sigma^-1)`` for the tasks
+    of threads ``t0 .. t1 - 1`` (:func:`.rowgroups.balanced_tasks`)."""
+    for th in range(t0, t1):
+        for idx in range(starts[th], starts[th + 1]):
+            _solved_task(X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE,
+                         compensated, order[idx], LS, LC)
+
+
+def streamed_solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
+    """``[X^T vec(R Sigma^-1) for R in Rs]`` (one or two (N, K) matrices, validated
+    inputs, ``N, P > 0``) in one pass over X with its rows in place, each bitwise
+    ``sur_rmatvec(X, offsets, woodbury_solve(R))``; None when the weight span exceeds
+    :data:`MAX_SPAN`."""
+    plan = weight_plan(offsets)
+    if plan.span > MAX_SPAN:
+        return None
+    N, P = X.shape
+    n_out, n_ch = len(Rs), n_chunks(N)
+    LS = np.empty((n_out, n_ch, LANES, P))
+    LC = np.empty((n_out, n_ch, LANES, P))
+    order, starts = balanced_tasks(N, threads())
+    run_tasks(_solved_lanes, starts.shape[0] - 1, X, plan.eqv, plan.pick, plan.eq_of_column,
+              plan.span, Rs[0], Rs[-1], n_out, *factor_arrays(G, d, L), compensated, order,
+              starts, LS, LC)
+    return [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
