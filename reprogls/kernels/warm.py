@@ -47,31 +47,45 @@ def _sur_matvec() -> None:
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
     pack_designs([X[:, :1], X[:, 1:]], [False, True], np.array([0, 1, 4]))
-    wide = np.array([0, 33, 34])  # an equation past 32 regressors: the block kernels
     for mode in MODES:
         linalg.sur_matvec(X, offsets, np.ones(3), mode, "cpu")
-        linalg.sur_matvec(np.ones((4, 34)), wide, np.ones(34), mode, "cpu")
         linalg.gemv(X, np.ones(3), mode, "cpu")
         linalg.gemv(np.ones((2, 40)), np.ones(40), mode, "cpu")  # the long-row path
 
 
 def _sur_rmatvec() -> None:
     """``sur_rmatvec``, and the estimator's one-pass ``X^T vec(R Sigma^-1)`` for one or
-    two right-hand sides (:func:`.cpu.linalg.solved_rmatvecs`: every fit's ``b``), each
-    with the rows streamed and, for a layout of one-column equations, the block
-    kernels."""
+    two right-hand sides (:func:`.cpu.linalg.solved_rmatvecs`: every fit's ``b``), with
+    the rows streamed (the block kernels' layouts: :func:`_block_layouts`)."""
     from . import linalg
     from .cpu.linalg import solved_rmatvecs
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
-    narrow = np.arange(0, 10)  # nine one-column equations: the block kernels' path
     for mode in MODES:
         linalg.sur_rmatvec(X, offsets, np.ones((4, 2)), mode, "cpu")
+        factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
+        solved_rmatvecs(X, offsets, [np.ones((4, 2))], factor.G, factor.d, factor.L,
+                        mode == "compensated")
+
+
+def _block_layouts() -> None:
+    """The block kernels of :mod:`.cpu.rowgroups` for the layouts the row kernels
+    decline: an equation past 32 regressors (``sur_matvec``, the fused operator) and
+    nine one-column equations (``sur_rmatvec``, ``X^T vec(R Sigma^-1)``, the fused
+    operator). Not in :data:`FIT_TASKS`: the demo's equal-width fit does not need them."""
+    from . import linalg
+    from .cpu.linalg import solved_rmatvecs
+
+    wide, narrow = np.array([0, 33, 34]), np.arange(0, 10)
+    for mode in MODES:
+        linalg.sur_matvec(np.ones((4, 34)), wide, np.ones(34), mode, "cpu")
         linalg.sur_rmatvec(np.ones((4, 9)), narrow, np.ones((4, 9)), mode, "cpu")
-        for design, layout, K in ((X, offsets, 2), (np.ones((4, 9)), narrow, 9)):
+        for layout in (wide, narrow):
+            P, K = int(layout[-1]), layout.shape[0] - 1
             factor = linalg.woodbury_factor(np.ones((K, 1)), np.ones(K), mode)
-            solved_rmatvecs(design, layout, [np.ones((4, K))], factor.G, factor.d, factor.L,
-                            mode == "compensated")
+            solved_rmatvecs(np.ones((4, P)), layout, [np.ones((4, K))], factor.G, factor.d,
+                            factor.L, mode == "compensated")
+            linalg.sur_normal_matvec(np.ones((4, P)), layout, factor, np.ones(P), "cpu")
 
 
 def _woodbury() -> None:
@@ -151,12 +165,9 @@ def _fused() -> None:
     from . import linalg
 
     X, offsets = np.arange(12.0).reshape(4, 3), np.array([0, 1, 3])
-    narrow = np.arange(0, 10)  # nine one-column equations: the block kernels' path
     for mode in MODES:
-        for design, layout, K in ((X, offsets, 2), (np.ones((4, 9)), narrow, 9)):
-            factor = linalg.woodbury_factor(np.ones((K, 1)), np.ones(K), mode)
-            linalg.sur_normal_matvec(design, layout, factor, np.ones(design.shape[1]),
-                                     "cpu")
+        factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
+        linalg.sur_normal_matvec(X, offsets, factor, np.ones(3), "cpu")
 
 
 def _elementary() -> None:
@@ -210,6 +221,7 @@ TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "sur_matvec": (_sur_matvec, 18.0),
     "dense": (_dense, 7.0),
     "fused": (_fused, 22.0),
+    "blocks": (_block_layouts, 20.0),
     "sur_rmatvec": (_sur_rmatvec, 7.0),
     "gemv_t": (_gemv_t, 4.5),
     "reductions": (_reductions, 7.0),

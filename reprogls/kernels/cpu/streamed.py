@@ -12,8 +12,9 @@ enough for L2.
 
 The per-column weight ``W[i, eq(m)]`` is built in registers from a plan made once per
 layout (:class:`WeightPlan`): the eight columns of a vector belong to at most ``span``
-equations, so the weights are ``span`` broadcasts and ``span - 1`` selects. Layouts with
-``span > MAX_SPAN`` (equations narrower than about 3 columns) keep the block kernels of
+equations (2 or 4), so the weights are ``span`` broadcasts and ``span - 1`` selects.
+Layouts with more than ``MAX_SPAN`` equations in a vector (equations narrower than about
+3 columns) keep the block kernels of
 :mod:`.rowgroups`.
 
 Why: the block kernels transpose 32 rows into a (P, 32) block first; at P = 2000 that
@@ -69,8 +70,12 @@ class WeightPlan:
 
     Attributes
     ----------
-    span : int
+    most : int
         Most distinct equations among the columns ``8 v .. 8 v + 7`` of any vector ``v``.
+    span : int
+        Equations listed per vector: ``most`` rounded up to 2 or 4 when at most
+        :data:`MAX_SPAN` (so that only two variants of the lane-step intrinsic per mode
+        are compiled), else ``most``.
     eqv : ndarray of int64 (n_vectors * span,)
         ``eqv[v * span + q]``: the ``q``-th equation of vector ``v`` (repeats the last
         one where the vector has fewer).
@@ -81,6 +86,7 @@ class WeightPlan:
         ``eq(c)`` itself, for the columns after the last whole vector of a tile.
     """
 
+    most: int
     span: int
     eqv: np.ndarray
     pick: np.ndarray
@@ -108,14 +114,15 @@ def _cached_weight_plan(key: bytes) -> WeightPlan:
     new_run = np.concatenate([np.zeros((n_vectors, 1), dtype=np.int64),
                               (np.diff(by_vector, axis=1) != 0).astype(np.int64)], axis=1)
     pick = np.cumsum(new_run, axis=1)
-    span = int(pick.max(initial=0)) + 1
+    most = int(pick.max(initial=0)) + 1
+    span = 2 if most <= 2 else 4 if most <= MAX_SPAN else most
     eqv = np.empty((n_vectors, span), dtype=np.int64)
     rows = np.arange(n_vectors)
     for q in range(span):
         # the first column of run q (or the vector's last run where there are fewer)
         first = np.argmax(pick >= np.minimum(q, pick[:, -1:]), axis=1)
         eqv[:, q] = by_vector[rows, first]
-    return WeightPlan(span=span, eqv=eqv.ravel(), pick=pick.ravel(),
+    return WeightPlan(most=most, span=span, eqv=eqv.ravel(), pick=pick.ravel(),
                       eq_of_column=eq_of_column)
 
 
@@ -123,28 +130,17 @@ def _cached_weight_plan(key: bytes) -> WeightPlan:
 def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
                   compensated):
     """:func:`.simd.weighted_lane_axpy` over the columns ``m0 .. m0 + body - 1`` (both
-    multiples of 8) for four rows, with the literal ``span`` and ``compensated``."""
+    multiples of 8) for four rows, with the literal ``span`` (2 or 4) and
+    ``compensated``."""
     if compensated:
-        if span == 1:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 1,
-                               BLOCK, True)
-        elif span == 2:
+        if span == 2:
             weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                               BLOCK, True)
-        elif span == 3:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 3,
                                BLOCK, True)
         else:
             weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
                                BLOCK, True)
-    elif span == 1:
-        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 1,
-                           BLOCK, False)
     elif span == 2:
         weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                           BLOCK, False)
-    elif span == 3:
-        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 3,
                            BLOCK, False)
     else:
         weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
@@ -207,9 +203,9 @@ def _streamed_lanes(t0, t1, X, W, plan_eqv, pick, eq_of_column, span, compensate
 
 def streamed_rmatvec(X, offsets, W, compensated):
     """``g[m]`` = CRO-1 over rows of ``fl(X[i, m] * W[i, eq(m)])`` (validated inputs,
-    ``N, P > 0``), or None when the layout's span exceeds :data:`MAX_SPAN`."""
+    ``N, P > 0``), or None when a vector's equations exceed :data:`MAX_SPAN`."""
     plan = weight_plan(offsets)
-    if plan.span > MAX_SPAN:
+    if plan.most > MAX_SPAN:
         return None
     N, P = X.shape
     n_ch = n_chunks(N)
@@ -297,12 +293,12 @@ def _normal_lanes(t0, t1, X, offsets, v, eqv, pick, eq_of_column, span, GT, L, L
 def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
     """Fused ``X^T [(X v) Sigma^-1]`` (validated inputs, ``N, P > 0``) with the rows of X
     in place, each block of 32 rows read from memory once; None when an equation has
-    more than 32 regressors or the weight span exceeds :data:`MAX_SPAN`. Bitwise
+    more than 32 regressors or a vector's equations exceed :data:`MAX_SPAN`. Bitwise
     ``sur_rmatvec(X, woodbury_solve(sur_matvec(X, v)))``: the same three computations
     on the same rows."""
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     plan = weight_plan(offsets)
-    if plan.span > MAX_SPAN or np.diff(offsets).max(initial=0) > MAX_ROW_TERMS:
+    if plan.most > MAX_SPAN or np.diff(offsets).max(initial=0) > MAX_ROW_TERMS:
         return None
     N, P = X.shape
     n_ch = n_chunks(N)
@@ -359,10 +355,10 @@ def _solved_lanes(t0, t1, X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L
 def streamed_solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     """``[X^T vec(R Sigma^-1) for R in Rs]`` (one or two (N, K) matrices, validated
     inputs, ``N, P > 0``) in one pass over X with its rows in place, each bitwise
-    ``sur_rmatvec(X, offsets, woodbury_solve(R))``; None when the weight span exceeds
-    :data:`MAX_SPAN`."""
+    ``sur_rmatvec(X, offsets, woodbury_solve(R))``; None when a vector's equations
+    exceed :data:`MAX_SPAN`."""
     plan = weight_plan(offsets)
-    if plan.span > MAX_SPAN:
+    if plan.most > MAX_SPAN:
         return None
     N, P = X.shape
     n_out, n_ch = len(Rs), n_chunks(N)
