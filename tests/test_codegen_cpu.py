@@ -96,7 +96,6 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.streamed._streamed_lanes",
                 "reprogls.kernels.cpu.streamed._row_dots_tasks",
                 "reprogls.kernels.cpu.streamed._normal_lanes",
-                "reprogls.kernels.cpu.streamed._solved_lanes",
                 "reprogls.kernels.cpu.rowgroups._normal_lanes",
                 "reprogls.kernels.cpu.rowgroups._woodbury_tasks",
                 "reprogls.kernels.cpu.segments.dot_tree",

@@ -207,26 +207,26 @@ def _prox() -> None:
 
 
 #: name -> (compile function, single-core compile seconds beyond what the tasks before it
-#: in this table compiled; used only to balance the workers). Measured 2026-12-02 (fifth
-#: session, 2-core Zen 3 box, after the parallel loops moved from ``prange`` to the
-#: thread pool of :mod:`.cpu.tasks`), each task alone in a fresh process with an empty
-#: cache, imports included: fused 21.9 s, woodbury 18.9, sur_matvec 17.9, large 10.2,
-#: reductions 7.3 (with the Sigma-step's subspace steps), dense 7.0, sur_rmatvec 6.8,
-#: gemv_t 4.5, prox 2.3, elementary 2.0. Tasks in one worker share their helpers' compiles.
-#: Sixth session, after the parallel SPD drivers moved from "large" to "dense": dense 6.6,
-#: large 5.8. Eighth session, with the CG's coupled preconditioner in "large": 13.5.
+#: in this table compiled; used only to balance the workers). Ninth session (2026-12-03,
+#: 2-core Zen 3 box, each task alone in a fresh process with an empty cache, imports
+#: included): woodbury 16.1 s, large 15.3, sur_matvec 4.5, dense 7.7, fused 23.5 (~14
+#: after woodbury: it inlines the same Woodbury block), blocks 33.1 (the block kernels'
+#: layouts), sur_rmatvec 19.9 alone but 6.1 after woodbury (its ``X^T vec(R Sigma^-1)``
+#: calls ``woodbury_solve``), gemv_t 3.5, reductions 11.8, elementary 1.4, prox 2.1.
+#: With these weights the demo's FIT_TASKS split into woodbury + sur_rmatvec +
+#: elementary (23.6 s measured together) and reductions + dense + sur_matvec (24 s).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
-    "woodbury": (_woodbury, 19.0),
-    "large": (_large, 13.5),
-    "sur_matvec": (_sur_matvec, 18.0),
-    "dense": (_dense, 7.0),
-    "fused": (_fused, 22.0),
+    "woodbury": (_woodbury, 16.0),
+    "large": (_large, 15.0),
+    "sur_matvec": (_sur_matvec, 4.5),
+    "dense": (_dense, 7.7),
+    "fused": (_fused, 14.0),
     "blocks": (_block_layouts, 20.0),
-    "sur_rmatvec": (_sur_rmatvec, 7.0),
-    "gemv_t": (_gemv_t, 4.5),
-    "reductions": (_reductions, 7.0),
-    "elementary": (_elementary, 2.0),
-    "prox": (_prox, 2.5),
+    "sur_rmatvec": (_sur_rmatvec, 6.0),
+    "gemv_t": (_gemv_t, 3.5),
+    "reductions": (_reductions, 11.8),
+    "elementary": (_elementary, 1.4),
+    "prox": (_prox, 2.1),
 }
 #: What :func:`reprogls.gls.fit` on the gram path needs (the demo's fit).
 FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "reductions", "elementary")

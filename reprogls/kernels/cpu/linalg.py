@@ -207,18 +207,25 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
 
 def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     """``[X^T vec(R Sigma^-1) for R in Rs]`` for one or two (N, K) matrices (validated
-    inputs) in one pass over X, each bitwise ``sur_rmatvec(X, offsets,
-    woodbury_solve(R))``: with the rows in place
-    (:func:`.streamed.streamed_solved_rmatvecs`) where the layout allows, else the block
-    kernels (:func:`.rowgroups.solved_rmatvecs`)."""
+    inputs), each bitwise ``sur_rmatvec(X, offsets, woodbury_solve(R))``.
+
+    Where the row kernels take the layout, exactly that: ``woodbury_solve`` into one
+    reused N x K buffer, then the streamed ``sur_rmatvec`` (one pass over X per
+    right-hand side). Else the block kernels' single pass over X
+    (:func:`.rowgroups.solved_rmatvecs`), which forms no N x K matrix. (A streamed single
+    pass -- per 32 rows the Woodbury block, then the weighted lane steps -- measured 19.0
+    / 35.7 ms for one / two right-hand sides at M against 21.5 / 43 ms for this
+    composition, but it inlined its own copy of the Woodbury block: ~10 s more compiling
+    in every fresh install, which pushed the demo past 30 s.)"""
     if not 1 <= len(Rs) <= 2:
         raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
     if X.shape[0] and X.shape[1]:
-        from .streamed import streamed_solved_rmatvecs
+        from .streamed import MAX_SPAN, streamed_rmatvec, weight_plan
 
-        gs = streamed_solved_rmatvecs(X, offsets, Rs, G, d, L, compensated)
-        if gs is not None:
-            return gs
+        if weight_plan(offsets).most <= MAX_SPAN:
+            solved = np.empty(Rs[0].shape)
+            return [streamed_rmatvec(X, offsets, rowgroups.woodbury_solve(
+                R, G, d, L, compensated, out=solved), compensated) for R in Rs]
     return rowgroups.solved_rmatvecs(X, offsets, Rs, G, d, L, compensated)
 
 

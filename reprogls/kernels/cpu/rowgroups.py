@@ -190,7 +190,7 @@ def block_to_rows(Ublk, i0, nb, R):
 
 
 @njit(cache=True)
-def block_rows(i0, stop, stride):
+def _block_rows(i0, stop, stride):
     """Rows in the block that starts at ``i0`` (groups ``i0 + stride s``, 8 rows each,
     before ``stop``)."""
     n_rows = 0
@@ -210,7 +210,7 @@ def _gather_block(X, i0, stop, stride, dest, XT):
         nb = max(0, min(GROUP, stop - i0 - s * stride))
         if nb > 0:
             gather_group(X, i0 + s * stride, nb, dest[s], XT, stride)
-    return block_rows(i0, stop, stride)
+    return _block_rows(i0, stop, stride)
 
 
 # --- the three stages on one block ------------------------------------------------------

@@ -42,7 +42,6 @@ from .rowgroups import (
     N_GROUPS,
     ROWS,
     balanced_tasks,
-    block_rows,
     block_scratch,
     factor_arrays,
     finish_lanes,
@@ -54,7 +53,7 @@ from .tasks import run_tasks, threads
 from .views import unmanaged
 
 __all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_normal_matvec",
-           "streamed_rmatvec", "streamed_solved_rmatvecs", "weight_plan"]
+           "streamed_rmatvec", "weight_plan"]
 
 #: Most equations among the eight columns of one vector for the streamed kernel
 #: (``span`` broadcasts and ``span - 1`` selects per vector and row).
@@ -309,63 +308,3 @@ def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
               plan.eqv, plan.pick, plan.eq_of_column, plan.span, *factor_arrays(G, d, L),
               compensated, order, starts, LS, LC)
     return finish_lanes(LS, LC, compensated)
-
-
-@njit(cache=True)
-def _solved_task(X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE, compensated,
-                 task, LS, LC):
-    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_solved_lanes`: per block of
-    32 rows and right-hand side ``q``, ``W = R_q Sigma^-1`` of the block's rows
-    (:func:`.rowgroups.woodbury_block`) and the lane steps of ``X^T W``; the second
-    right-hand side reads the rows again while they are in cache."""
-    N, P = X.shape
-    k, K = GT.shape
-    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
-    one = runtime_int(1)
-    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
-    SA, EA = np.full((n_out, GROUP, P), -0.0), np.full((n_out, GROUP, P), -0.0)
-    Xv, Wv = unmanaged(X), unmanaged(W)
-    stop = min(N, (c + 1) * CHUNK)
-    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-        n_rows = block_rows(i0, stop, runtime_int(LANES))
-        for q in range(n_out):
-            rows_to_block(R1 if q == 0 else R2, i0, n_rows, U.reshape((K, ROWS)), LANES)
-            woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
-            for b in range(min(GROUP, stop - i0)):
-                i = i0 + b
-                steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-                _lane_steps(unmanaged(SA[q, b]), unmanaged(EA[q, b]), Xv, i, 0, P, Wv, b,
-                            GROUP, ROWS, eqv, pick, eq_of_column, span, steps, compensated)
-    for q in range(n_out):
-        LS[q, c, lane0:lane0 + GROUP] = SA[q]
-        LC[q, c, lane0:lane0 + GROUP] = EA[q]
-
-
-@njit(nogil=True, cache=True)
-def _solved_lanes(t0, t1, X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE,
-                  compensated, order, starts, LS, LC):
-    """Lane accumulators ``LS[q, c, lane, m]`` of ``X^T vec(R_q Sigma^-1)`` for the tasks
-    of threads ``t0 .. t1 - 1`` (:func:`.rowgroups.balanced_tasks`)."""
-    for th in range(t0, t1):
-        for idx in range(starts[th], starts[th + 1]):
-            _solved_task(X, eqv, pick, eq_of_column, span, R1, R2, n_out, GT, L, LT, DE,
-                         compensated, order[idx], LS, LC)
-
-
-def streamed_solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
-    """``[X^T vec(R Sigma^-1) for R in Rs]`` (one or two (N, K) matrices, validated
-    inputs, ``N, P > 0``) in one pass over X with its rows in place, each bitwise
-    ``sur_rmatvec(X, offsets, woodbury_solve(R))``; None when a vector's equations
-    exceed :data:`MAX_SPAN`."""
-    plan = weight_plan(offsets)
-    if plan.most > MAX_SPAN:
-        return None
-    N, P = X.shape
-    n_out, n_ch = len(Rs), n_chunks(N)
-    LS = np.empty((n_out, n_ch, LANES, P))
-    LC = np.empty((n_out, n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads())
-    run_tasks(_solved_lanes, starts.shape[0] - 1, X, plan.eqv, plan.pick, plan.eq_of_column,
-              plan.span, Rs[0], Rs[-1], n_out, *factor_arrays(G, d, L), compensated, order,
-              starts, LS, LC)
-    return [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
