@@ -219,6 +219,14 @@ def test_solved_rmatvecs_equal_woodbury_then_rmatvec(path, n_threads, n_rows, wi
     assert len(pair) == 2 and len(single) == 1
     assert same_bits(pair[0], expect[0]) and same_bits(pair[1], expect[1])
     assert same_bits(single[0], expect[1])
+    if path == "dispatch":  # overwrite: R Sigma^-1 may replace R, with the same results
+        W_copy, W2_copy = W.copy(), W2.copy()
+        kept = solved_rmatvecs(X, offsets, [W_copy, W2_copy], *args, overwrite=(False, True))
+        assert same_bits(kept[0], expect[0]) and same_bits(kept[1], expect[1])
+        assert same_bits(W_copy, W)  # not allowed: untouched
+        if streamed_layout := widths != (1,) * 12 + (2, 9):
+            assert same_bits(W2_copy, kernels.woodbury_solve(factor, W2, "cpu"))
+        assert streamed_layout or same_bits(W2_copy, W2)
     ref_factor = ref.woodbury_factor(F, d, mode)
     assert same_bits(pair[0], ref.sur_rmatvec(X, offsets, ref.woodbury_solve(ref_factor, W),
                                               mode))

@@ -29,18 +29,19 @@ __all__ = ["normal_matrix", "rhs", "rhs_and_residual", "solve_cg", "solve_dense"
            "whitened_rmatvecs"]
 
 
-def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str
-                      ) -> list[np.ndarray]:
+def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str,
+                      overwrite=()) -> list[np.ndarray]:
     """``[X^T vec(R Sigma^-1) for R in Rs]``, each bitwise
-    ``sur_rmatvec(X, offsets, woodbury_solve(factor, R))``.
+    ``sur_rmatvec(X, offsets, woodbury_solve(factor, R))``; on the CPU ``overwrite[q]``
+    True lets ``R_q Sigma^-1`` be written over ``R_q`` (a buffer of the fit's own).
 
-    On the CPU one or two right-hand sides share one pass over X and no N x K matrix
-    ``R Sigma^-1`` is formed (:func:`reprogls.kernels.cpu.linalg.solved_rmatvecs`);
-    elsewhere the two kernels run in turn. ``Rs``: C-contiguous float64 (N, K).
+    On the CPU one or two right-hand sides share one pass over X
+    (:func:`reprogls.kernels.cpu.linalg.solved_rmatvecs`); elsewhere the two kernels
+    run in turn. ``Rs``: C-contiguous float64 (N, K).
     """
     if str(device) == "cpu" and 1 <= len(Rs) <= 2:
         return solved_rmatvecs(X, offsets, list(Rs), factor.G, factor.d, factor.L,
-                               factor.mode == "compensated")
+                               factor.mode == "compensated", overwrite)
     return [sur_rmatvec(X, offsets, woodbury_solve(factor, R, device), factor.mode, device)
             for R in Rs]
 
@@ -60,8 +61,11 @@ def rhs_and_residual(X, offsets, Y, E, factor: WoodburyFactor, beta0, ridge: flo
     (``fl(g - fl(ridge * beta0))`` elementwise when ``ridge > 0``). Mathematically the
     same as ``b - A beta0``; it rounds differently (and has no cancellation between
     ``b`` and ``A beta0``), and saves the fused operator's pass.
+
+    ``E`` is the fit's residual buffer, dead after this call (the sweep writes its new
+    residuals over it): on the CPU ``E Sigma^-1`` is written over it.
     """
-    b, g = whitened_rmatvecs(X, offsets, [Y, E], factor, device)
+    b, g = whitened_rmatvecs(X, offsets, [Y, E], factor, device, overwrite=(False, True))
     return b, (g - ridge * beta0 if ridge else g)
 
 

@@ -205,27 +205,34 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     return rowgroups.normal_matvec(X, offsets, v, G, d, L, compensated)
 
 
-def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
+def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated, overwrite=()):
     """``[X^T vec(R Sigma^-1) for R in Rs]`` for one or two (N, K) matrices (validated
-    inputs), each bitwise ``sur_rmatvec(X, offsets, woodbury_solve(R))``.
+    inputs), each bitwise ``sur_rmatvec(X, offsets, woodbury_solve(R))``. ``overwrite[q]``
+    True allows writing ``R_q Sigma^-1`` over ``R_q`` (a buffer the caller no longer
+    needs: one fresh N x K array less).
 
-    Where the row kernels take the layout, exactly that: ``woodbury_solve`` into one
-    reused N x K buffer, then the streamed ``sur_rmatvec`` (one pass over X per
-    right-hand side). Else the block kernels' single pass over X
-    (:func:`.rowgroups.solved_rmatvecs`), which forms no N x K matrix. (A streamed single
-    pass -- per 32 rows the Woodbury block, then the weighted lane steps -- measured 19.0
-    / 35.7 ms for one / two right-hand sides at M against 21.5 / 43 ms for this
-    composition, but it inlined its own copy of the Woodbury block: ~10 s more compiling
-    in every fresh install, which pushed the demo past 30 s.)"""
+    Where the row kernels take the layout, exactly that: ``woodbury_solve`` of each
+    right-hand side, then one streamed pass over X for both
+    (:func:`.streamed.streamed_rmatvec` with ``W2``). Else the block kernels' single pass
+    over X (:func:`.rowgroups.solved_rmatvecs`), which forms no N x K matrix. (A streamed
+    single pass -- per 32 rows the Woodbury block, then the weighted lane steps --
+    measured 21.9 / 38.1 ms for one / two right-hand sides at M against 26.9 / 54.3 ms
+    for one streamed pass per right-hand side, but it inlined its own copy of the
+    Woodbury block: ~10 s more compiling in every fresh install, which pushed the demo
+    past 30 s.)"""
     if not 1 <= len(Rs) <= 2:
         raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
     if X.shape[0] and X.shape[1]:
         from .streamed import MAX_SPAN, streamed_rmatvec, weight_plan
 
         if weight_plan(offsets).most <= MAX_SPAN:
-            solved = np.empty(Rs[0].shape)
-            return [streamed_rmatvec(X, offsets, rowgroups.woodbury_solve(
-                R, G, d, L, compensated, out=solved), compensated) for R in Rs]
+            consumable = tuple(overwrite) + (False,) * len(Rs)
+            solved = [rowgroups.woodbury_solve(R, G, d, L, compensated,
+                                               out=R if consumable[q] else None)
+                      for q, R in enumerate(Rs)]
+            if len(Rs) == 1:
+                return [streamed_rmatvec(X, offsets, solved[0], compensated)]
+            return streamed_rmatvec(X, offsets, solved[0], compensated, solved[1])
     return rowgroups.solved_rmatvecs(X, offsets, Rs, G, d, L, compensated)
 
 

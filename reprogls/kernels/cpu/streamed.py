@@ -58,8 +58,8 @@ __all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_normal_matvec"
 #: Most equations among the eight columns of one vector for the streamed kernel
 #: (``span`` broadcasts and ``span - 1`` selects per vector and row).
 MAX_SPAN = 4
-#: Columns per task: the lane accumulators of one task, 2 x 8 x COLUMN_TILE doubles =
-#: 256 KiB, stay in L2.
+#: Columns per task (half with two weight matrices): the lane accumulators of one task,
+#: 2 x 8 x COLUMN_TILE doubles = 256 KiB, stay in L2.
 COLUMN_TILE = 2048
 
 
@@ -170,50 +170,59 @@ def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of
 
 
 @njit(nogil=True, cache=True)
-def _streamed_lanes(t0, t1, X, W, plan_eqv, pick, eq_of_column, span, compensated, tile,
-                    order, starts, LS, LC):
-    """Lane accumulators ``LS[c, l, m]`` (compensations ``LC``) of ``X^T W`` over rows;
-    thread ``t`` (``t0 <= t < t1``) runs the tasks ``order[starts[t]:starts[t + 1]]`` of
-    (chunk, lane group, column tile)."""
+def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span, compensated,
+                    tile, order, starts, LS, LC):
+    """Lane accumulators ``LS[q, c, l, m]`` (compensations ``LC``) of ``X^T W_q`` over
+    rows, ``q < n_out`` (1 or 2; ``W_2`` ignored for 1); thread ``t`` (``t0 <= t < t1``)
+    runs the tasks ``order[starts[t]:starts[t + 1]]`` of (chunk, lane group, column tile).
+    With two weight matrices each group of four rows is stepped for ``W_1``, then at once
+    for ``W_2`` while the rows are in cache: X is read from memory once."""
     N, P = X.shape
-    K = W.shape[1]
+    K = W1.shape[1]
     n_tiles = (P + tile - 1) // tile
     per_chunk = N_GROUPS * n_tiles
-    Xv, Wv = unmanaged(X), unmanaged(W.reshape(N * K))
+    Xv = unmanaged(X)
+    W1v, W2v = unmanaged(W1.reshape(N * K)), unmanaged(W2.reshape(N * K))
     for t in range(t0, t1):
         for task in order[starts[t]:starts[t + 1]]:
             c = task // per_chunk
             g = (task % per_chunk) // n_tiles
             m0 = (task % n_tiles) * tile
             width = min(P, m0 + tile) - m0
-            S = np.full((GROUP, width), -0.0)
-            E = np.full((GROUP, width), -0.0)
+            S = np.full((n_out, GROUP, width), -0.0)
+            E = np.full((n_out, GROUP, width), -0.0)
             stop = min(N, (c + 1) * CHUNK)
             for i0 in range(c * CHUNK + g * GROUP, stop, BLOCK * LANES):
                 for b in range(min(GROUP, stop - i0)):
                     i = i0 + b
                     steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-                    _lane_steps(unmanaged(S[b]), unmanaged(E[b]), Xv, i, m0, width, Wv,
-                                i * K, LANES * K, 1, plan_eqv, pick, eq_of_column, span,
-                                steps, compensated)
-            LS[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = S
-            LC[c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = E
+                    for q in range(n_out):
+                        _lane_steps(unmanaged(S[q, b]), unmanaged(E[q, b]), Xv, i, m0, width,
+                                    W1v if q == 0 else W2v, i * K, LANES * K, 1, plan_eqv,
+                                    pick, eq_of_column, span, steps, compensated)
+            for q in range(n_out):
+                LS[q, c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = S[q]
+                LC[q, c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = E[q]
 
 
-def streamed_rmatvec(X, offsets, W, compensated):
+def streamed_rmatvec(X, offsets, W, compensated, W2=None):
     """``g[m]`` = CRO-1 over rows of ``fl(X[i, m] * W[i, eq(m)])`` (validated inputs,
-    ``N, P > 0``), or None when a vector's equations exceed :data:`MAX_SPAN`."""
+    ``N, P > 0``), or None when a vector's equations exceed :data:`MAX_SPAN`. With
+    ``W2`` (the shape of ``W``), ``[g, g2]`` from one pass over X."""
     plan = weight_plan(offsets)
     if plan.most > MAX_SPAN:
         return None
     N, P = X.shape
-    n_ch = n_chunks(N)
-    LS = np.empty((n_ch, LANES, P))
-    LC = np.empty((n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads(), P, COLUMN_TILE)
-    run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, plan.eqv, plan.pick,
-              plan.eq_of_column, plan.span, compensated, COLUMN_TILE, order, starts, LS, LC)
-    return finish_lanes(LS, LC, compensated)
+    n_out, n_ch = (1 if W2 is None else 2), n_chunks(N)
+    tile = COLUMN_TILE // n_out
+    LS = np.empty((n_out, n_ch, LANES, P))
+    LC = np.empty((n_out, n_ch, LANES, P))
+    order, starts = balanced_tasks(N, threads(), P, tile)
+    run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, W if W2 is None else W2, n_out,
+              plan.eqv, plan.pick, plan.eq_of_column, plan.span, compensated, tile, order,
+              starts, LS, LC)
+    gs = [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
+    return gs[0] if W2 is None else gs
 
 
 @njit(nogil=True, cache=True)
