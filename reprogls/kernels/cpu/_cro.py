@@ -36,6 +36,18 @@ def merge(sa, ca, sb, cb, compensated):
     return t, (ca + cb) + e
 
 
+@njit(inline="always", cache=True)
+def lane_step(S, E, m, term, compensated):
+    """One CRO-1 lane step on slot ``m``: ``S[m] += term`` (plain) or
+    ``(S[m], err) = TwoSum(S[m], term); E[m] += err`` (compensated)."""
+    if compensated:
+        t, err = two_sum(S[m], term)
+        S[m] = t
+        E[m] += err
+    else:
+        S[m] += term
+
+
 @njit(cache=True)
 def new_lanes():
     """Fresh lane accumulators ``(s, comp)``, each 32 slots of the identity ``-0.0``."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cro import CHUNK, LANES, dot_segment, segment_scratch, two_sum
+from ._cro import CHUNK, LANES, dot_segment, lane_step, segment_scratch
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, lane_trees  # (same lanes)
 from .simd import lane_axpy
@@ -74,13 +74,7 @@ def _lane_steps(S, E, A, i, m0, width, wts, steps, compensated):
         start = 0
     for m in range(start, width):
         for r in range(steps):
-            term = A[i + LANES * r, m0 + m] * wts[r]
-            if compensated:
-                t, err = two_sum(S[m], term)
-                S[m] = t
-                E[m] += err
-            else:
-                S[m] += term
+            lane_step(S, E, m, A[i + LANES * r, m0 + m] * wts[r], compensated)
 
 
 @njit(nogil=True, cache=True)

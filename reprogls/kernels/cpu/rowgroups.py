@@ -1,5 +1,11 @@
 """SUR kernels on blocks of 32 rows with flat, vectorisable loops.
 
+Since 2026-12-03 (ninth session) these run the Woodbury solve (also inside the fused
+operator of :mod:`.streamed`) and the SUR operators of the layouts the row kernels of
+:mod:`.streamed` / :mod:`.row_trees` decline: an equation wider than 32 columns
+(``sur_matvec``, the fused operator) or more than four equations among eight
+consecutive columns (``sur_rmatvec``, ``X^T vec(R Sigma^-1)``, the fused operator).
+
 A *block* is 32 rows of X: four *row groups* ``s = 0..3`` of 8 rows ``b = 0..7``
 (which rows depends on the kernel, below). Its entries are gathered once into
 ``XT[(r * 4 + s) * 8 + b] = X[row(s, b), perm[r]]`` (8 x 8 tiles,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ._cro import CHUNK, LANES, two_sum
+from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
 from .linalg import n_chunks
 from .row_trees import MAX_ROW_TERMS, row_dots
@@ -160,13 +160,8 @@ def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of
     for m in range(body, width):
         j = eq_of_column[m0 + m]
         for r in range(steps):
-            term = X[i + LANES * r, m0 + m] * W[w0 + r * w_step + j * w_stride]
-            if compensated:
-                t, err = two_sum(S[m], term)
-                S[m] = t
-                E[m] += err
-            else:
-                S[m] += term
+            lane_step(S, E, m, X[i + LANES * r, m0 + m] * W[w0 + r * w_step + j * w_stride],
+                      compensated)
 
 
 @njit(nogil=True, cache=True)
