@@ -23,7 +23,7 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, dot_segment, lane_step, segment_scratch
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
-from .rowgroups import BLOCK, GROUP, N_GROUPS, balanced_tasks, lane_trees  # (same lanes)
+from .rowgroups import BLOCK, GROUP, balanced_tasks, lane_trees, tile_task  # (same lanes)
 from .simd import lane_axpy
 from .tasks import run_tasks, threads
 from .views import unmanaged
@@ -93,12 +93,8 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
     N, P = A.shape
     k = B.shape[1]
     n_tiles = (P + tile - 1) // tile
-    per_chunk = N_GROUPS * n_tiles
     for task in order[starts[t0]:starts[t1]]:
-        c = task // per_chunk
-        g = (task % per_chunk) // n_tiles
-        m0 = (task % n_tiles) * tile
-        width = min(P, m0 + tile) - m0
+        c, g, m0, width = tile_task(task, n_tiles, tile, P)
         S = np.full((k, GROUP, width), -0.0)
         E = np.full((k, GROUP, width), -0.0)
         wts = np.empty(BLOCK)

@@ -448,6 +448,15 @@ def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1
                         threads)
 
 
+@njit(inline="always", cache=True)
+def tile_task(task, n_tiles, tile, P):
+    """``(c, g, m0, width)`` of task number ``(c * 4 + g) * n_tiles + q`` of
+    :func:`balanced_tasks`: chunk, lane group, first column and width of tile ``q``."""
+    per_chunk = N_GROUPS * n_tiles
+    m0 = (task % n_tiles) * tile
+    return task // per_chunk, (task % per_chunk) // n_tiles, m0, min(P, m0 + tile) - m0
+
+
 @njit(cache=True)
 def _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC):
     """A task's 8 lanes into the chunk's lane buffers, in the original column order."""

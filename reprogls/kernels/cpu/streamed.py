@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ..reference.linalg import equation_of_column
 from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
 from .linalg import n_chunks
@@ -46,6 +47,7 @@ from .rowgroups import (
     factor_arrays,
     finish_lanes,
     rows_to_block,
+    tile_task,
     woodbury_block,
 )
 from .simd import weighted_lane_axpy
@@ -101,7 +103,7 @@ def weight_plan(offsets: np.ndarray) -> WeightPlan:
 @functools.lru_cache(maxsize=16)
 def _cached_weight_plan(key: bytes) -> WeightPlan:
     offsets = np.frombuffer(key, dtype=np.int64)
-    eq_of_column = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+    eq_of_column = equation_of_column(offsets)
     P = eq_of_column.shape[0]
     n_vectors = -(-P // 8)
     padded = np.empty(8 * n_vectors, dtype=np.int64)
@@ -175,15 +177,11 @@ def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span
     N, P = X.shape
     K = W1.shape[1]
     n_tiles = (P + tile - 1) // tile
-    per_chunk = N_GROUPS * n_tiles
     Xv = unmanaged(X)
     W1v, W2v = unmanaged(W1.reshape(N * K)), unmanaged(W2.reshape(N * K))
     for t in range(t0, t1):
         for task in order[starts[t]:starts[t + 1]]:
-            c = task // per_chunk
-            g = (task % per_chunk) // n_tiles
-            m0 = (task % n_tiles) * tile
-            width = min(P, m0 + tile) - m0
+            c, g, m0, width = tile_task(task, n_tiles, tile, P)
             S = np.full((n_out, GROUP, width), -0.0)
             E = np.full((n_out, GROUP, width), -0.0)
             stop = min(N, (c + 1) * CHUNK)
