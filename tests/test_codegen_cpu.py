@@ -1,6 +1,6 @@
 """No FMA instruction in the Numba kernels' machine code (and the check can fail); the
-one deliberate exception -- additions issued as exact ``fma(x, +-1, y)`` in the Gram
-micro-kernel on AMD Zen (``simd.ADDS_ON_FMA``) -- gives the reference's bits."""
+one deliberate exception -- additions issued as exact ``fma(x, +-1, y)`` on AMD Zen
+(``simd.GRAM_ADDS_ON_FMA``, ``simd.ADDS_ON_FMA``) -- gives the reference's bits."""
 
 from __future__ import annotations
 
@@ -131,10 +131,12 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
     assert _fma_lines(assembly["negative_control"])
 
 
-# The Gram micro-kernel with its TwoSum additions split onto the FMA units and one row of
-# the register block per loop (simd.ADDS_ON_FMA, GRAM_ROW_GROUPS), or without, and the
-# Woodbury solve's lane sums (simd.lane_sums16) likewise: on any x86-64 CPU with FMA,
-# each variant in a fresh cache must give the reference's bits.
+# The Gram micro-kernel with its TwoSum additions split onto the FMA units
+# (simd.GRAM_ADDS_ON_FMA) or not, with one, two or four rows of the register block per
+# loop (simd.GRAM_ROW_GROUPS), and the Woodbury solve's lane sums (simd.lane_sums16,
+# simd.ADDS_ON_FMA) likewise: on any x86-64 CPU with FMA, each variant in a fresh cache
+# must give the reference's bits. The children cover the FMA additions on and off with
+# this machine's row groups, and on with four rows (the variant no default picks).
 _GRAM_CHILD = r"""
 import json
 import numpy as np
@@ -159,7 +161,8 @@ for mode in ("compensated", "plain"):
                                                reference.woodbury_solve(f, R)))
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
 wasm = "\n".join(rowgroups._woodbury_tasks.inspect_asm().values())
-print(json.dumps({"flag": simd.ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
+print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
+                  "groups": simd.GRAM_ROW_GROUPS,
                   "equal": equal, "asm": asm, "wasm": wasm}))
 """
 
@@ -170,18 +173,20 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
     if os.uname().machine != "x86_64" or "+fma" not in llvm.get_host_cpu_features().flatten():
         pytest.skip("the exact-FMA additions are an x86-64 (FMA3) code path")
     children = {}
-    for flag in ("1", "0"):
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache-{flag}"),
-                   REPROGLS_ADDS_ON_FMA=flag,
+    for flag, rows in (("1", ""), ("0", ""), ("1", "4")):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache-{flag}{rows}"),
+                   REPROGLS_ADDS_ON_FMA=flag, REPROGLS_GRAM_ROWS=rows,
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        children[flag] = subprocess.Popen([sys.executable, "-c", _GRAM_CHILD], env=env,
-                                          cwd=ROOT, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True)
-    for flag, child in children.items():
+        children[flag, rows] = subprocess.Popen([sys.executable, "-c", _GRAM_CHILD], env=env,
+                                                cwd=ROOT, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True)
+    for (flag, rows), child in children.items():
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
-        assert got["flag"] is (flag == "1")
+        assert got["flag"] is got["gram_flag"] is (flag == "1")
+        if rows:
+            assert got["groups"] == [[0, 1, 2, 3]]
         assert got["equal"] == {"compensated": True, "plain": True,
                                 "woodbury compensated": True, "woodbury plain": True}
         # the variant really ran: FMA instructions exactly when the flag is on

@@ -20,8 +20,9 @@ cannot express them efficiently:
 * :func:`gram_block` updates a 4 x 8 block of Gram lane sums over all rows of one lane
   with the accumulators in registers (a loop in the IR), reading the rows in place: the
   register blocking of a matrix-product micro-kernel, with the lane's rows in order.
-  Without AVX-512 the compensated block runs row by row (:data:`GRAM_ROW_GROUPS`), and on
-  AMD Zen some TwoSum additions are exact FMAs (:data:`ADDS_ON_FMA`): same bits.
+  The compensated block runs one, two or four of its rows per loop
+  (:data:`GRAM_ROW_GROUPS`), and on AMD Zen some TwoSum additions are exact FMAs
+  (:data:`GRAM_ADDS_ON_FMA`): same bits.
 * :func:`chunk_partial` runs CRO-1 steps 2 and 3 of one chunk (a whole long dot or sum)
   with the 32 lanes in four vector registers, the lane tree by vector halves and
   shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
@@ -238,48 +239,93 @@ def _host_target() -> tuple[str, list[str]]:
     return str(name), str(features).split(",")
 
 
-def _adds_on_fma() -> bool:
-    """Whether :func:`gram_block`'s compensated steps issue some additions on the FMA
-    units.
-
-    On AMD Zen (LLVM CPU names ``znver*``) floating-point additions run on two pipes and
-    multiplies/FMAs on two others, so a TwoSum step (seven additions, one multiply) is
-    bound by the two adder pipes; ``fma(x, 1.0, y)`` is the exact sum ``x + y`` rounded
-    once -- the same bits as ``fadd`` -- but runs on the other two. On by default only
-    where it was measured faster: Zen without AVX-512 (with AVX-512 the four-row block
-    is kept as measured on Zen 4). Elsewhere (Intel runs both on the same ports; no FMA)
-    off. ``REPROGLS_ADDS_ON_FMA=0|1`` overrides (x86-64 only; use a fresh
-    ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this variable). The results
-    are bitwise the same either way; only the speed differs. (In :func:`chunk_partial`,
-    whose 32 lanes already fill the AVX2 registers, it measured slower: not used there.)
-    """
+def _fma_override() -> bool | None:
+    """``REPROGLS_ADDS_ON_FMA=0|1`` as a bool, None when unset."""
     override = os.environ.get("REPROGLS_ADDS_ON_FMA", "")
-    if override in ("0", "1"):
-        return override == "1"
+    return override == "1" if override in ("0", "1") else None
+
+
+def _zen_with_fma() -> tuple[bool, bool]:
+    """``(zen, avx512)``: whether Numba compiles for AMD Zen (LLVM CPU names ``znver*``)
+    with FMA3, and whether the target has AVX-512."""
     name, features = _host_target()
-    return name.startswith("znver") and "+fma" in features and "+avx512f" not in features
+    return name.startswith("znver") and "+fma" in features, "+avx512f" in features
 
 
-#: Split :func:`gram_block`'s TwoSum additions with the FMA units
-#: (:func:`_adds_on_fma`), fixed at import.
+def _adds_on_fma() -> bool:
+    """Whether the streamed lane steps (:func:`weighted_lane_axpy`) and :func:`lane_sums`
+    issue some TwoSum additions on the FMA units.
+
+    On AMD Zen floating-point additions run on two pipes and multiplies/FMAs on two
+    others, so a TwoSum step (seven additions, one multiply) is bound by the two adder
+    pipes; ``fma(x, 1.0, y)`` is the exact sum ``x + y`` rounded once -- the same bits as
+    ``fadd`` -- but runs on the other two. On by default only where it was measured
+    faster: Zen without AVX-512 (Zen 3). On a Zen 4 (AVX-512), tenth session: the
+    streamed ``X^T W`` at N = 20000, K = 200, p = 10 took 13.6 / 13.4 ms without / with
+    (best of five alternating processes; 22.4 / 26.5 ms for two right-hand sides), so off
+    there. Elsewhere (Intel runs both on the same ports; no FMA) off.
+    ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this and :data:`GRAM_ADDS_ON_FMA` (x86-64
+    only; use a fresh ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this
+    variable). The results are bitwise the same either way; only the speed differs. (In
+    :func:`chunk_partial`, whose 32 lanes already fill the AVX2 registers, it measured
+    slower: not used there.)
+    """
+    override = _fma_override()
+    if override is not None:
+        return override
+    zen, avx512 = _zen_with_fma()
+    return zen and not avx512
+
+
+def _gram_adds_on_fma() -> bool:
+    """Whether :func:`gram_block`'s compensated steps issue some TwoSum additions on the
+    FMA units (:func:`_adds_on_fma` for why): on every Zen with FMA3. The Gram block is
+    bound by the adder pipes on Zen 4 as on Zen 3. Tenth session, a 2-core Zen 4
+    (AVX-512), compensated ``lower_gram``, alternating processes with separate caches:
+    ``E^T E`` at N = 20000, K = 200 68-73 -> 44 ms, ``X^T X`` at N = 20000, P = 2000
+    6.80-7.92 -> 4.69-5.07 s (four rows per loop without, two with:
+    :data:`GRAM_ROW_GROUPS`)."""
+    override = _fma_override()
+    return _zen_with_fma()[0] if override is None else override
+
+
+#: Split the TwoSum additions of :func:`weighted_lane_axpy` and :func:`lane_sums` with
+#: the FMA units (:func:`_adds_on_fma`), fixed at import.
 ADDS_ON_FMA = _adds_on_fma()
 
-#: Rows of :func:`gram_block`'s 4 x 8 register block that one compensated loop carries.
-#: With 32 vector registers (AVX-512) all four. With 16 (AVX2) the eight ``<8 x double>``
-#: sums and compensations of four rows fill every register and the spills sit on the
-#: loop-carried chains: two rows per loop, or one when the TwoSum additions are split
-#: with the FMA units (which needs two more registers for the +-1 splats). Measured on a
-#: 2-core Zen 3 (AVX2), one core, a 32 x 32 tile over 8192 rows in cache, best / typical
-#: of six alternating runs: four rows 4.6 / 5.0 ms, two 3.3 / 4.0 ms, one with FMA
-#: additions 3.4 / 3.7 ms. The order of every lane sum's terms is the same either way.
-GRAM_ROW_GROUPS = (((0, 1, 2, 3),) if "+avx512f" in _host_target()[1] and not ADDS_ON_FMA
-                   else ((0,), (1,), (2,), (3,)) if ADDS_ON_FMA else ((0, 1), (2, 3)))
+#: The same for :func:`gram_block` (:func:`_gram_adds_on_fma`), fixed at import.
+GRAM_ADDS_ON_FMA = _gram_adds_on_fma()
+
+#: Rows of :func:`gram_block`'s 4 x 8 register block that one compensated loop carries
+#: (``REPROGLS_GRAM_ROWS=1|2|4`` overrides, in a fresh Numba cache). Four rows hold eight
+#: ``<8 x double>`` sums and compensations. With 16 vector registers (AVX2) they fill
+#: every register and the spills sit on the loop-carried chains: two rows per loop, or
+#: one when the TwoSum additions are split with the FMA units (which needs two more
+#: registers for the +-1 splats). Measured on a 2-core Zen 3 (AVX2), one core, a 32 x 32
+#: tile over 8192 rows in cache, best / typical of six alternating runs: four rows 4.6 /
+#: 5.0 ms, two 3.3 / 4.0 ms, one with FMA additions 3.4 / 3.7 ms. With 32 (AVX-512): four
+#: rows with plain additions, two with FMA additions (on a 2-core Zen 4, ``E^T E`` at N =
+#: 20000, K = 200: four rows without FMA additions 68-73 ms, four with 83 ms, one with
+#: 56-90 ms, two with 44 ms). The order of every lane sum's terms is the same either way.
+def _gram_row_groups() -> tuple[tuple[int, ...], ...]:
+    """:data:`GRAM_ROW_GROUPS` for this target (or ``REPROGLS_GRAM_ROWS``)."""
+    rows = os.environ.get("REPROGLS_GRAM_ROWS", "")
+    if not rows:
+        avx512 = _zen_with_fma()[1]
+        rows = ("2" if GRAM_ADDS_ON_FMA else "4") if avx512 else \
+            ("1" if GRAM_ADDS_ON_FMA else "2")
+    if rows not in ("1", "2", "4"):
+        raise ValueError(f"REPROGLS_GRAM_ROWS must be 1, 2 or 4, got {rows!r}")
+    return tuple(tuple(range(g, g + int(rows))) for g in range(0, 4, int(rows)))
 
 
-def _fma_signs(builder):
-    """Opaque splats ``(+1.0, -1.0)`` for :func:`_two_sum_step` where
-    :data:`ADDS_ON_FMA` holds, else None (plain additions)."""
-    if not ADDS_ON_FMA:
+GRAM_ROW_GROUPS = _gram_row_groups()
+
+
+def _fma_signs(builder, enabled: bool | None = None):
+    """Opaque splats ``(+1.0, -1.0)`` for :func:`_two_sum_step` where ``enabled``
+    (default :data:`ADDS_ON_FMA`) holds, else None (plain additions)."""
+    if not (ADDS_ON_FMA if enabled is None else enabled):
         return None
     return _opaque_splat(builder, 1.0), _opaque_splat(builder, -1.0)
 
@@ -400,7 +446,7 @@ def gram_block(typingctx, A, a_row, b_row, row_step, n_rows, a_col, b_col, acc, 
 
         a_start = builder.add(builder.mul(a_row_val, ld), a_col_val)
         b_start = builder.add(builder.mul(b_row_val, ld), b_col_val)
-        signs = _fma_signs(builder) if comp else None
+        signs = _fma_signs(builder, GRAM_ADDS_ON_FMA) if comp else None
         for group in GRAM_ROW_GROUPS if comp else ((0, 1, 2, 3),):
             n = len(group)
             s0 = [builder.load(vptr(acc_arr, acc_index(rr)), align=8) for rr in group]
