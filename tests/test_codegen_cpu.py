@@ -134,7 +134,8 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
 # The Gram micro-kernel with its TwoSum additions split onto the FMA units
 # (simd.GRAM_ADDS_ON_FMA) or not, with one, two or four rows of the register block per
 # loop (simd.GRAM_ROW_GROUPS), and the Woodbury solve's lane sums (simd.lane_sums16,
-# simd.ADDS_ON_FMA) likewise: on any x86-64 CPU with FMA, each variant in a fresh cache
+# simd.ADDS_ON_FMA) and the one-chunk CRO-1 dots of the SPD inverse (simd.chunk_partial,
+# simd.CHUNK_ADDS_ON_FMA) likewise: on any x86-64 CPU with FMA, each variant in a fresh cache
 # must give the reference's bits. The children cover the FMA additions on and off with
 # this machine's row groups, and on with four rows (the variant no default picks).
 _GRAM_CHILD = r"""
@@ -159,10 +160,21 @@ for mode in ("compensated", "plain"):
     f = kernels.woodbury_factor(F, d, mode)
     equal["woodbury " + mode] = bool(same_bits(kernels.woodbury_solve(f, R, "cpu"),
                                                reference.woodbury_solve(f, R)))
+# the SPD Cholesky and inverse: CRO-1 dots of one chunk (simd.chunk_partial)
+from reprogls.kernels.cpu import spd
+from tests.digests import cpu_cholesky_inverse, spd_problem
+C = spd_problem(100)
+for mode in ("compensated", "plain"):
+    L, inv = cpu_cholesky_inverse(C, mode)
+    L_ref = reference.cholesky(C, mode)
+    equal["spd " + mode] = bool(same_bits(L, L_ref)) and bool(
+        same_bits(inv, reference.cholesky_inverse(L_ref, mode)))
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
+casm = "\n".join(spd._parallel_rows.inspect_asm().values())
 wasm = "\n".join(rowgroups._woodbury_tasks.inspect_asm().values())
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
-                  "groups": simd.GRAM_ROW_GROUPS,
+                  "chunk_flag": simd.CHUNK_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
+                  "casm": casm,
                   "equal": equal, "asm": asm, "wasm": wasm}))
 """
 
@@ -184,11 +196,13 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
-        assert got["flag"] is got["gram_flag"] is (flag == "1")
+        assert got["flag"] is got["gram_flag"] is got["chunk_flag"] is (flag == "1")
         if rows:
             assert got["groups"] == [[0, 1, 2, 3]]
         assert got["equal"] == {"compensated": True, "plain": True,
-                                "woodbury compensated": True, "woodbury plain": True}
+                                "woodbury compensated": True, "woodbury plain": True,
+                                "spd compensated": True, "spd plain": True}
         # the variant really ran: FMA instructions exactly when the flag is on
         assert bool(_fma_lines(got["asm"])) is (flag == "1")
         assert bool(_fma_lines(got["wasm"])) is (flag == "1")
+        assert bool(_fma_lines(got["casm"])) is (flag == "1")

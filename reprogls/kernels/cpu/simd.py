@@ -26,7 +26,8 @@ cannot express them efficiently:
 * :func:`chunk_partial` runs CRO-1 steps 2 and 3 of one chunk (a whole long dot or sum)
   with the 32 lanes in four vector registers, the lane tree by vector halves and
   shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
-  hint without effect on values): the lane loops of :mod:`._cro` and ``gemv``'s rows.
+  hint without effect on values): the lane loops of :mod:`._cro` and ``gemv``'s rows
+  (on Zen with AVX-512 some TwoSum additions are exact FMAs, :data:`CHUNK_ADDS_ON_FMA`).
 * :func:`lane_axpy` / :func:`axpy_run` step runs of lane accumulators (one per column)
   with rows read in place (``A^T B``, ``gemv_t``; the plain steps of 17-32-term trees);
   :func:`lane_sums` runs all of one CRO-1 lane's terms for 16 or 32 sequences with the
@@ -264,11 +265,10 @@ def _adds_on_fma() -> bool:
     streamed ``X^T W`` at N = 20000, K = 200, p = 10 took 13.6 / 13.4 ms without / with
     (best of five alternating processes; 22.4 / 26.5 ms for two right-hand sides), so off
     there. Elsewhere (Intel runs both on the same ports; no FMA) off.
-    ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this and :data:`GRAM_ADDS_ON_FMA` (x86-64
-    only; use a fresh ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this
-    variable). The results are bitwise the same either way; only the speed differs. (In
-    :func:`chunk_partial`, whose 32 lanes already fill the AVX2 registers, it measured
-    slower: not used there.)
+    ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this, :data:`GRAM_ADDS_ON_FMA` and
+    :data:`CHUNK_ADDS_ON_FMA` (x86-64 only; use a fresh ``NUMBA_CACHE_DIR``: Numba's
+    cache keys on the CPU, not on this variable). The results are bitwise the same
+    either way; only the speed differs.
     """
     override = _fma_override()
     if override is not None:
@@ -320,6 +320,25 @@ def _gram_row_groups() -> tuple[tuple[int, ...], ...]:
 
 
 GRAM_ROW_GROUPS = _gram_row_groups()
+
+
+def _chunk_adds_on_fma() -> bool:
+    """Whether :func:`chunk_partial`'s compensated steps issue some TwoSum additions on
+    the FMA units (:func:`_adds_on_fma` for why): on Zen with AVX-512, whose 32 vector
+    registers hold the 32 lanes' sums and compensations (four ``<8 x double>`` each) and
+    the +-1 splats. On AVX2 the lanes already fill the 16 registers and it measured
+    slower (the SPD inverse of order 2000 0.40-0.42 -> 0.47-0.50 s on a Zen 3). Tenth
+    session, a 2-core Zen 4, order 2000, 2 threads, compensated, four alternating
+    processes each way, best / median: Cholesky 285 / 306 -> 246 / 257 ms, the inverse
+    factor 298 / 305 -> 248 / 277 ms, the Gram of its rows 345 / 358 -> 255 / 301 ms;
+    ``gemv`` (bound by memory) unchanged."""
+    override = _fma_override()
+    return all(_zen_with_fma()) if override is None else override
+
+
+#: Split :func:`chunk_partial`'s TwoSum additions with the FMA units
+#: (:func:`_chunk_adds_on_fma`), fixed at import.
+CHUNK_ADDS_ON_FMA = _chunk_adds_on_fma()
 
 
 def _fma_signs(builder, enabled: bool | None = None):
@@ -517,9 +536,11 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
                           align=8)
         return builder.fmul(xv, yv)
 
+    signs = _fma_signs(builder, CHUNK_ADDS_ON_FMA) if comp else None
+
     def step(acc, v, term):
         if comp:
-            t, e = _two_sum_step(builder, acc[v], acc[4 + v], term)
+            t, e = _two_sum_step(builder, acc[v], acc[4 + v], term, signs)
             acc[v], acc[4 + v] = t, e
         else:
             acc[v] = builder.fadd(acc[v], term)
