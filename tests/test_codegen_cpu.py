@@ -31,7 +31,7 @@ from reprogls import kernels
 from reprogls.kernels import warm
 from reprogls.gls import _subspace
 from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
-                                  row_trees, rowgroups, segments, spd, streamed)
+                                  row_trees, rowgroups, segments, spd, streamed, woodbury_rows)
 args = sys.argv[1:]
 control = "negative-control" in args
 warm.compile_tasks([a for a in args if a != "negative-control"])
@@ -41,10 +41,12 @@ if control:  # the strided paths of the reductions, and the fastmath control
         kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
 for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
-               segments, spd, streamed, row_trees, _subspace):
+               segments, spd, streamed, row_trees, woodbury_rows, _subspace):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
+# the Woodbury block's C entry point (a cfunc, called by address: not a dispatcher)
+asm["woodbury_rows.entry"] = woodbury_rows.woodbury_block_entry()._library.get_asm_str()
 if control:
     @numba.njit(fastmath=True)
     def fused(a, b, c):
@@ -98,6 +100,8 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.streamed._normal_lanes",
                 "reprogls.kernels.cpu.rowgroups._normal_lanes",
                 "reprogls.kernels.cpu.rowgroups._woodbury_tasks",
+                "reprogls.kernels.cpu.woodbury_rows.woodbury_block",
+                "woodbury_rows.entry",
                 "reprogls.kernels.cpu.segments.dot_tree",
                 "reprogls.kernels.cpu.multi._transposed_lanes",
                 "reprogls.kernels.cpu.gram._pair_partials",
@@ -147,7 +151,7 @@ from tests.digests import reference_lower_gram
 from tests.linalg_cases import sur_problem
 from reprogls import kernels
 from reprogls.kernels import reference
-from reprogls.kernels.cpu import rowgroups
+from reprogls.kernels.cpu import woodbury_rows
 from tests.linalg_cases import factor_problem, wide
 X = sur_problem(9000)[0]
 equal = {mode: bool(same_bits(np.tril(gram.lower_gram(X, mode == "compensated")),
@@ -160,6 +164,14 @@ for mode in ("compensated", "plain"):
     f = kernels.woodbury_factor(F, d, mode)
     equal["woodbury " + mode] = bool(same_bits(kernels.woodbury_solve(f, R, "cpu"),
                                                reference.woodbury_solve(f, R)))
+# the fused operator: the Woodbury block through its C entry point (woodbury_rows)
+Xs, offs, v, _ = sur_problem(100, widths=(3, 0, 1, 5, 12))
+F2, d2 = factor_problem(5, 2)
+for mode in ("compensated", "plain"):
+    f = kernels.woodbury_factor(F2, d2, mode)
+    U = kernels.woodbury_solve(f, kernels.sur_matvec(Xs, offs, v, mode, "cpu"), "cpu")
+    equal["fused " + mode] = bool(same_bits(kernels.sur_normal_matvec(Xs, offs, f, v, "cpu"),
+                                            kernels.sur_rmatvec(Xs, offs, U, mode, "cpu")))
 # the SPD Cholesky and inverse: CRO-1 dots of one chunk (simd.chunk_partial)
 from reprogls.kernels.cpu import spd
 from tests.digests import cpu_cholesky_inverse, spd_problem
@@ -171,7 +183,7 @@ for mode in ("compensated", "plain"):
         same_bits(inv, reference.cholesky_inverse(L_ref, mode)))
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
 casm = "\n".join(spd._parallel_rows.inspect_asm().values())
-wasm = "\n".join(rowgroups._woodbury_tasks.inspect_asm().values())
+wasm = woodbury_rows.woodbury_block_entry()._library.get_asm_str()  # the block's cfunc
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
                   "chunk_flag": simd.CHUNK_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
                   "casm": casm,
@@ -201,7 +213,8 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
             assert got["groups"] == [[0, 1, 2, 3]]
         assert got["equal"] == {"compensated": True, "plain": True,
                                 "woodbury compensated": True, "woodbury plain": True,
-                                "spd compensated": True, "spd plain": True}
+                                "spd compensated": True, "spd plain": True,
+                                "fused compensated": True, "fused plain": True}
         # the variant really ran: FMA instructions exactly when the flag is on
         assert bool(_fma_lines(got["asm"])) is (flag == "1")
         assert bool(_fma_lines(got["wasm"])) is (flag == "1")

@@ -215,13 +215,17 @@ def _prox() -> None:
 #: calls ``woodbury_solve``), gemv_t 3.5, reductions 11.8, elementary 1.4, prox 2.1.
 #: With these weights the demo's FIT_TASKS split into woodbury + sur_rmatvec +
 #: elementary (23.6 s measured together) and reductions + dense + sur_matvec (24 s).
+#: Tenth session (2-core Zen 4, the Woodbury block of the fused operators and the
+#: block kernels behind one compiled entry point, :mod:`.cpu.woodbury_rows`): woodbury
+#: 18.1, sur_rmatvec 7.3 after it, fused 10.8 after both (with the entry point), blocks
+#: 13.7 after those (20.3 after woodbury alone).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 16.0),
     "large": (_large, 15.0),
     "sur_matvec": (_sur_matvec, 4.5),
     "dense": (_dense, 7.7),
-    "fused": (_fused, 14.0),
-    "blocks": (_block_layouts, 20.0),
+    "fused": (_fused, 11.0),
+    "blocks": (_block_layouts, 17.0),
     "sur_rmatvec": (_sur_rmatvec, 6.0),
     "gemv_t": (_gemv_t, 3.5),
     "reductions": (_reductions, 11.8),

@@ -217,9 +217,11 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated, overwrite=()):
     over X (:func:`.rowgroups.solved_rmatvecs`), which forms no N x K matrix. (A streamed
     single pass -- per 32 rows the Woodbury block, then the weighted lane steps --
     measured 21.9 / 38.1 ms for one / two right-hand sides at M against 26.9 / 54.3 ms
-    for one streamed pass per right-hand side, but it inlined its own copy of the
-    Woodbury block: ~10 s more compiling in every fresh install, which pushed the demo
-    past 30 s.)"""
+    for one streamed pass per right-hand side on the Zen 3 box, and 40.3-43.3 against
+    49.9-51.0 ms for two on the Zen 4 box in the tenth session. It is not used because
+    of its compile time: even with the Woodbury block behind its entry point
+    (:mod:`.woodbury_rows`) it compiles the weighted lane steps in one more top-level
+    kernel, and the demo's ``sur_rmatvec`` warm-up task went from 2.8-3.6 to 10.7 s.)"""
     if not 1 <= len(Rs) <= 2:
         raise ValueError(f"solved_rmatvecs takes one or two right-hand sides, got {len(Rs)}")
     if X.shape[0] and X.shape[1]:

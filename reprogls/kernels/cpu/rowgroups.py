@@ -17,7 +17,9 @@ over such runs with :mod:`.segments`:
 
 * ``U = X v`` per equation: a :func:`.segments.dot_tree` over the ``p`` terms of each
   tile, the products ``fl(X[i, m] * v[m])`` formed where they are read;
-* the Woodbury solve ``W = U Sigma^-1`` of the 32 rows (:func:`woodbury_block`), in the
+* the Woodbury solve ``W = U Sigma^-1`` of the 32 rows
+  (:func:`.woodbury_rows.woodbury_block`; the fused operator and the single-pass
+  ``X^T vec(R Sigma^-1)`` call it through its compiled entry point), in the
   reference order;
 * ``X^T W`` (over rows): chunk ``c``'s rows ``c*8192 + 32 j + 8 g + b`` are CRO-1 lane
   ``8 g + b`` (:data:`GROUP` lanes per lane group ``g``). The task (chunk, lane group)
@@ -45,10 +47,18 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
-from .segments import dot_segments, dot_tree, merge_segments
+from .segments import dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
 from .tasks import lpt_schedule, run_tasks, threads
 from .views import unmanaged
+from .woodbury_rows import (
+    BROADCAST32,
+    ROWS,
+    TILE_EQUATIONS,
+    call_woodbury_block,
+    woodbury_block,
+    woodbury_block_address,
+)
 
 __all__ = ["ROWS", "SurPlan", "normal_matvec", "solved_rmatvecs", "sur_matvec", "sur_plan",
            "sur_rmatvec", "woodbury_solve"]
@@ -57,16 +67,11 @@ __all__ = ["ROWS", "SurPlan", "normal_matvec", "solved_rmatvecs", "sur_matvec", 
 GROUP = 8
 #: Row groups per block; rows per block.
 BLOCK = 4
-ROWS = GROUP * BLOCK
 #: Lane groups per chunk.
 N_GROUPS = LANES // GROUP
 #: Terms (``p n``) per tile of equations of one width: a tile's partial sums
 #: (``32 n`` values per lane) stay in L1.
 TILE_TERMS = 64
-#: Equations per tile of the Woodbury output step.
-TILE_EQUATIONS = 8
-#: ``bshift`` of :mod:`.segments` for one coefficient per 32 block rows.
-BROADCAST32 = 5
 
 
 @dataclass(frozen=True)
@@ -246,57 +251,6 @@ def block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U):
                     dst[y] = out[jj * ROWS + y]
 
 
-@njit(cache=True, error_model="numpy")
-def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
-    """``W[j * 32 + y] = (U Sigma^-1)`` for the 32 rows of a block, in the order of
-    ``reference.woodbury_solve``::
-
-        t[q] = CRO-1_j fl(U[j] G[j, q]);  L L^T u = t (fixed order);
-        W[j] = fl(U[j] / d[j]) - CRO-1_q fl(G[j, q] u[q])
-
-    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``.
-    Compiled with NumPy's error model: IEEE division without Numba's zero-divisor branch,
-    which kept the ``U / d`` loop from vectorising (``d > 0`` is validated by the caller).
-    Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
-    ``T``, ``Z`` of ``32 k``; ``UQ`` of ``32 TILE_EQUATIONS k``; ``acc`` of
-    ``32 TILE_EQUATIONS``.
-    """
-    k, K = GT.shape
-    U, GT, L, LT, DE = unmanaged(U), unmanaged(GT), unmanaged(L), unmanaged(LT), unmanaged(DE)
-    S, E, T, Z = unmanaged(S), unmanaged(E), unmanaged(T), unmanaged(Z)
-    UQ, acc, W = unmanaged(UQ), unmanaged(acc), unmanaged(W)
-    R, one, b5 = runtime_int(ROWS), runtime_int(1), runtime_int(BROADCAST32)
-    GTf = GT.reshape(k * K)
-    for q in range(k):  # t = G^T u: terms j, sequences y
-        dot_segments(U, R, GT[q], one, b5, K, R, compensated, S, E, T[q * R:])
-    for i in range(k):  # forward: z[i] = (t[i] - CRO-1_{l<i} fl(L[i, l] z[l])) / L[i, i]
-        dot_tree(Z, R, L[i], one, b5, i, R, compensated, S, E, acc)
-        lii = L[i, i]
-        z, t, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
-        for y in range(R):
-            z[y] = (t[y] - a[y]) / lii
-    for i in range(k - 1, -1, -1):  # backward, u overwrites T:
-        # u[i] = (z[i] - CRO-1_{l>i} fl(L[l, i] u[l])) / L[i, i]
-        dot_tree(T[(i + 1) * R:], R, LT[i, i + 1:], one, b5, k - 1 - i, R, compensated, S,
-                 E, acc)
-        lii = L[i, i]
-        z, u, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
-        for y in range(R):
-            u[y] = (z[y] - a[y]) / lii
-    width = TILE_EQUATIONS * R
-    for q in range(k):  # UQ[q * width + x] = u[q, x % 32]
-        for x in range(width):
-            UQ[q * width + x] = T[q * R + x % R]
-    for j0 in range(0, K, TILE_EQUATIONS):  # W = U / d - G u, one tile of equations
-        Lt = min(TILE_EQUATIONS, K - j0) * R
-        # term q: fl(G[j0 + x // 32, q] * u[q, x % 32])
-        dot_tree(UQ, width, GTf[j0:], K, b5, k, Lt, compensated, S, E, acc)
-        o = j0 * R
-        u, de, w, a = U[o:o + Lt], DE[o:o + Lt], W[o:o + Lt], acc[:Lt]
-        for x in range(Lt):
-            w[x] = u[x] / de[x] - a[x]
-
-
 @njit(cache=True)
 def accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET):
     """The CRO-1 lane steps of one block of the reductions over rows: for the block rows
@@ -413,7 +367,9 @@ def _dots_tasks(s0, s1, X, dest, tiles, eqs, widest, longest, vT, compensated, U
 @njit(nogil=True, cache=True)
 def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
     """``out = R Sigma^-1`` for the slabs ``s0 .. s1 - 1`` of blocks of 32 consecutive
-    rows."""
+    rows. The one kernel that calls :func:`.woodbury_rows.woodbury_block` directly
+    (inlined): the demo's fit needs it, and the block's entry point would add ~2-4 s to
+    the demo's warm-up (measured on a Zen 4 box, tenth session)."""
     N, K = R.shape
     k = GT.shape[0]
     n_blocks = (N + ROWS - 1) // ROWS
@@ -497,8 +453,8 @@ def _rmatvec_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, Win, compensa
 
 
 @njit(cache=True)
-def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
-                 compensated, task, LS, LC):
+def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, block_fn, GT, L,
+                 LT, DE, compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`."""
     N, P = X.shape
     k, K = GT.shape
@@ -509,26 +465,26 @@ def _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
         block_dots(XT, tiles, eqs, vT, compensated, S, E, out, U)
-        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+        call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC, ST, ET)
     _store_lanes(ST, ET, plan_perm, c, lane0, LS, LC)
 
 
 @njit(nogil=True, cache=True)
-def _normal_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT,
-                  DE, compensated, order, starts, LS, LC):
+def _normal_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, longest, vT, block_fn,
+                  GT, L, LT, DE, compensated, order, starts, LS, LC):
     """Lane accumulators of ``X^T [(X v) Sigma^-1]`` (threads ``t0 .. t1 - 1`` of
     :func:`balanced_tasks`): ``W`` is computed block by block from the gathered rows, so
     every row of X is read once."""
     for th in range(t0, t1):
         for idx in range(starts[th], starts[th + 1]):
-            _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, GT, L, LT, DE,
-                         compensated, order[idx], LS, LC)
+            _normal_task(X, plan_perm, dest, tiles, eqs, widest, longest, vT, block_fn, GT,
+                         L, LT, DE, compensated, order[idx], LS, LC)
 
 
 @njit(cache=True)
-def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT, L, LT,
-                         DE, compensated, task, LS, LC):
+def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, block_fn,
+                         GT, L, LT, DE, compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_solved_rmatvec_lanes`."""
     N, P = X.shape
     k, K = GT.shape
@@ -542,7 +498,7 @@ def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, 
         n_rows = _gather_block(X, i0, stop, runtime_int(LANES), dest, XT)
         for q in range(n_out):
             rows_to_block(R1 if q == 0 else R2, i0, n_rows, U.reshape((K, ROWS)), LANES)
-            woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+            call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
             accumulate_block(XT, tiles, eqs, W, n_rows, compensated, WC,
                              ST[q * size:(q + 1) * size], ET[q * size:(q + 1) * size])
     for q in range(n_out):
@@ -551,15 +507,15 @@ def _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, 
 
 
 @njit(nogil=True, cache=True)
-def _solved_rmatvec_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT,
-                          L, LT, DE, compensated, order, starts, LS, LC):
+def _solved_rmatvec_lanes(t0, t1, X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out,
+                          block_fn, GT, L, LT, DE, compensated, order, starts, LS, LC):
     """Lane accumulators ``LS[q, c, lane, m]`` of ``X^T vec(R_q Sigma^-1)``, ``q < n_out``
     (threads ``t0 .. t1 - 1`` of :func:`balanced_tasks`): each gathered block of X
     serves every right-hand side."""
     for th in range(t0, t1):
         for idx in range(starts[th], starts[th + 1]):
-            _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out, GT,
-                                 L, LT, DE, compensated, order[idx], LS, LC)
+            _solved_rmatvec_task(X, plan_perm, dest, tiles, eqs, widest, R1, R2, n_out,
+                                 block_fn, GT, L, LT, DE, compensated, order[idx], LS, LC)
 
 
 @njit(nogil=True, cache=True)
@@ -636,14 +592,21 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     order, starts = balanced_tasks(N, threads())
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
-              *factor_arrays(G, d, L), compensated, order, starts, LS, LC)
+              *block_call_arrays(G, d, L), compensated, order, starts, LS, LC)
     return [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
 
 
 def factor_arrays(G, d, L):
-    """``(G^T, L, L^T, DE)`` in the layouts of :func:`woodbury_block`."""
+    """``(G^T, L, L^T, DE)`` in the layouts of :func:`.woodbury_rows.woodbury_block`."""
     return (np.ascontiguousarray(G.T), np.ascontiguousarray(L), np.ascontiguousarray(L.T),
             np.repeat(d, ROWS))
+
+
+def block_call_arrays(G, d, L):
+    """``(block_fn, G^T, L, L^T, DE)``: the address of the compiled Woodbury block
+    (:func:`.woodbury_rows.woodbury_block_address`) and :func:`factor_arrays`, for the
+    kernels that call the block through :func:`.woodbury_rows.call_woodbury_block`."""
+    return (woodbury_block_address(), *factor_arrays(G, d, L))
 
 
 def sur_matvec(X, offsets, beta, compensated, out=None):
@@ -686,5 +649,5 @@ def normal_matvec(X, offsets, v, G, d, L, compensated):
     plan = sur_plan(offsets)
     return _over_rows(X, _normal_lanes, plan.perm, plan.dest, plan.tiles, plan.eqs,
                       plan.widest_tile, plan.widest_equation,
-                      np.ascontiguousarray(v[plan.perm]), *factor_arrays(G, d, L),
+                      np.ascontiguousarray(v[plan.perm]), *block_call_arrays(G, d, L),
                       compensated)

@@ -43,16 +43,16 @@ from .rowgroups import (
     N_GROUPS,
     ROWS,
     balanced_tasks,
+    block_call_arrays,
     block_scratch,
-    factor_arrays,
     finish_lanes,
     rows_to_block,
     tile_task,
-    woodbury_block,
 )
 from .simd import weighted_lane_axpy
 from .tasks import run_tasks, threads
 from .views import unmanaged
+from .woodbury_rows import call_woodbury_block
 
 __all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_normal_matvec",
            "streamed_rmatvec", "weight_plan"]
@@ -242,13 +242,13 @@ def streamed_matvec(X, offsets, beta, compensated, out):
 
 
 @njit(cache=True)
-def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE, compensated,
-                 task, LS, LC):
+def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, DE,
+                 compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
     32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
     rows (:func:`.row_trees.row_dots`), ``W = U Sigma^-1``
-    (:func:`.rowgroups.woodbury_block`), then the lane steps of ``X^T W`` over the same
-    rows, read again while they are still in cache."""
+    (:func:`.woodbury_rows.woodbury_block`, called through ``block_fn``), then the lane
+    steps of ``X^T W`` over the same rows, read again while they are still in cache."""
     N, P = X.shape
     k, K = GT.shape
     c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
@@ -270,7 +270,7 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE, co
                     row_dots(Xv, offsets, v, first, first + nb, rows, s * GROUP, False)
                 n_rows = s * GROUP + nb
         rows_to_block(rows, 0, n_rows, U.reshape((K, ROWS)), GROUP)
-        woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
+        call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         for b in range(min(GROUP, stop - i0)):
             i = i0 + b
             steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
@@ -281,14 +281,14 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE, co
 
 
 @njit(nogil=True, cache=True)
-def _normal_lanes(t0, t1, X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE,
-                  compensated, order, starts, LS, LC):
+def _normal_lanes(t0, t1, X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L,
+                  LT, DE, compensated, order, starts, LS, LC):
     """Lane accumulators of ``X^T [(X v) Sigma^-1]`` for the tasks of threads
     ``t0 .. t1 - 1`` (:func:`.rowgroups.balanced_tasks`)."""
     for th in range(t0, t1):
         for idx in range(starts[th], starts[th + 1]):
-            _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, GT, L, LT, DE,
-                         compensated, order[idx], LS, LC)
+            _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT,
+                         DE, compensated, order[idx], LS, LC)
 
 
 def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
@@ -307,6 +307,6 @@ def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
     LC = np.empty((n_ch, LANES, P))
     order, starts = balanced_tasks(N, threads())
     run_tasks(_normal_lanes, starts.shape[0] - 1, X, offsets, np.ascontiguousarray(v),
-              plan.eqv, plan.pick, plan.eq_of_column, plan.span, *factor_arrays(G, d, L),
+              plan.eqv, plan.pick, plan.eq_of_column, plan.span, *block_call_arrays(G, d, L),
               compensated, order, starts, LS, LC)
     return finish_lanes(LS, LC, compensated)
