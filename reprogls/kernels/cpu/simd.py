@@ -246,7 +246,7 @@ def _fma_override() -> bool | None:
     return override == "1" if override in ("0", "1") else None
 
 
-def _zen_with_fma() -> tuple[bool, bool]:
+def _zen_target() -> tuple[bool, bool]:
     """``(zen, avx512)``: whether Numba compiles for AMD Zen (LLVM CPU names ``znver*``)
     with FMA3, and whether the target has AVX-512."""
     name, features = _host_target()
@@ -273,7 +273,7 @@ def _adds_on_fma() -> bool:
     override = _fma_override()
     if override is not None:
         return override
-    zen, avx512 = _zen_with_fma()
+    zen, avx512 = _zen_target()
     return zen and not avx512
 
 
@@ -286,7 +286,7 @@ def _gram_adds_on_fma() -> bool:
     6.80-7.92 -> 4.69-5.07 s (four rows per loop without, two with:
     :data:`GRAM_ROW_GROUPS`)."""
     override = _fma_override()
-    return _zen_with_fma()[0] if override is None else override
+    return _zen_target()[0] if override is None else override
 
 
 #: Split the TwoSum additions of :func:`weighted_lane_axpy` and :func:`lane_sums` with
@@ -296,22 +296,24 @@ ADDS_ON_FMA = _adds_on_fma()
 #: The same for :func:`gram_block` (:func:`_gram_adds_on_fma`), fixed at import.
 GRAM_ADDS_ON_FMA = _gram_adds_on_fma()
 
-#: Rows of :func:`gram_block`'s 4 x 8 register block that one compensated loop carries
-#: (``REPROGLS_GRAM_ROWS=1|2|4`` overrides, in a fresh Numba cache). Four rows hold eight
-#: ``<8 x double>`` sums and compensations. With 16 vector registers (AVX2) they fill
-#: every register and the spills sit on the loop-carried chains: two rows per loop, or
-#: one when the TwoSum additions are split with the FMA units (which needs two more
-#: registers for the +-1 splats). Measured on a 2-core Zen 3 (AVX2), one core, a 32 x 32
-#: tile over 8192 rows in cache, best / typical of six alternating runs: four rows 4.6 /
-#: 5.0 ms, two 3.3 / 4.0 ms, one with FMA additions 3.4 / 3.7 ms. With 32 (AVX-512): four
-#: rows with plain additions, two with FMA additions (on a 2-core Zen 4, ``E^T E`` at N =
-#: 20000, K = 200: four rows without FMA additions 68-73 ms, four with 83 ms, one with
-#: 56-90 ms, two with 44 ms). The order of every lane sum's terms is the same either way.
 def _gram_row_groups() -> tuple[tuple[int, ...], ...]:
-    """:data:`GRAM_ROW_GROUPS` for this target (or ``REPROGLS_GRAM_ROWS``)."""
+    """Rows of :func:`gram_block`'s 4 x 8 register block that one compensated loop
+    carries (``REPROGLS_GRAM_ROWS=1|2|4`` overrides, in a fresh Numba cache).
+
+    Four rows hold eight ``<8 x double>`` sums and compensations. With 16 vector
+    registers (AVX2) they fill every register and the spills sit on the loop-carried
+    chains: two rows per loop, or one when the TwoSum additions are split with the FMA
+    units (which needs two more registers for the +-1 splats). Measured on a 2-core Zen 3
+    (AVX2), one core, a 32 x 32 tile over 8192 rows in cache, best / typical of six
+    alternating runs: four rows 4.6 / 5.0 ms, two 3.3 / 4.0 ms, one with FMA additions
+    3.4 / 3.7 ms. With 32 (AVX-512): four rows with plain additions, two with FMA
+    additions (on a 2-core Zen 4, ``E^T E`` at N = 20000, K = 200: four rows without FMA
+    additions 68-73 ms, four with 83 ms, one with 56-90 ms, two with 44 ms). The order of
+    every lane sum's terms is the same either way.
+    """
     rows = os.environ.get("REPROGLS_GRAM_ROWS", "")
     if not rows:
-        avx512 = _zen_with_fma()[1]
+        avx512 = _zen_target()[1]
         rows = ("2" if GRAM_ADDS_ON_FMA else "4") if avx512 else \
             ("1" if GRAM_ADDS_ON_FMA else "2")
     if rows not in ("1", "2", "4"):
@@ -319,6 +321,8 @@ def _gram_row_groups() -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(range(g, g + int(rows))) for g in range(0, 4, int(rows)))
 
 
+#: Row groups of :func:`gram_block`'s compensated loops (:func:`_gram_row_groups`),
+#: fixed at import.
 GRAM_ROW_GROUPS = _gram_row_groups()
 
 
@@ -333,7 +337,7 @@ def _chunk_adds_on_fma() -> bool:
     factor 298 / 305 -> 248 / 277 ms, the Gram of its rows 345 / 358 -> 255 / 301 ms;
     ``gemv`` (bound by memory) unchanged."""
     override = _fma_override()
-    return all(_zen_with_fma()) if override is None else override
+    return all(_zen_target()) if override is None else override
 
 
 #: Split :func:`chunk_partial`'s TwoSum additions with the FMA units
