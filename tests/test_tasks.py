@@ -30,7 +30,7 @@ def _fail_on(t0, t1, bad):
 
 @pytest.mark.parametrize("n_tasks", [0, 1, 2, 3, 7, 64, 1001])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_every_task_runs_once_in_contiguous_static_ranges(n_tasks, n_threads):
+def test_every_task_runs_once_in_contiguous_ranges(n_tasks, n_threads):
     if n_threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs more Numba threads")
     hits = np.zeros(n_tasks, dtype=np.int64)
@@ -43,7 +43,8 @@ def test_every_task_runs_once_in_contiguous_static_ranges(n_tasks, n_threads):
         numba.set_num_threads(before)
     assert (hits == 1).all()
     used = min(n_threads, n_tasks)
-    expected = [t * n_tasks // used for t in range(used)] if n_tasks else []
+    ranges = used if used <= 1 else min(n_tasks, used * tasks.PIECES_PER_THREAD)
+    expected = [r * n_tasks // ranges for r in range(ranges)] if n_tasks else []
     assert sorted(set(owner.tolist())) == expected
 
 

@@ -31,7 +31,7 @@ from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
 from .segments import merge_segments
 from .simd import gram_block, lane_steps8, transpose8x8
-from .tasks import lpt_schedule, run_tasks, threads
+from .tasks import lpt_schedule, run_tasks, schedule_bins, threads
 from .views import unmanaged
 
 __all__ = ["TILE", "PairPlan", "block_pair_plan", "column_pair_grams", "lower_gram"]
@@ -382,10 +382,9 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
         c1 = min(n_ch, c0 + batch)
         run_tasks(_strips, c1 - c0, X, c0, nb, lane_rows, XS)
         rows = np.minimum(N - np.arange(c0, c1) * CHUNK, CHUNK)
-        n_threads_here = min(n_threads, (c1 - c0) * tile_m.size)
-        order, starts = lpt_schedule((rows[:, None] * blocks[None, :]).ravel(),
-                                     n_threads_here)
-        run_tasks(_tile_partials, n_threads_here, XS, N, P, c0, nb, lane_rows, tile_m,
+        bins = min(schedule_bins(), (c1 - c0) * tile_m.size)
+        order, starts = lpt_schedule((rows[:, None] * blocks[None, :]).ravel(), bins)
+        run_tasks(_tile_partials, bins, XS, N, P, c0, nb, lane_rows, tile_m,
                   tile_a, compensated, order, starts, PS, PC)
     flat = np.empty(PS.shape[1])
     chunk_tree_columns(PS, PC, compensated, flat)

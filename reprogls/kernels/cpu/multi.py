@@ -25,7 +25,7 @@ from ._cro import CHUNK, LANES, dot_segment, lane_step, segment_scratch
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .rowgroups import BLOCK, GROUP, balanced_tasks, lane_trees, tile_task  # (same lanes)
 from .simd import lane_axpy
-from .tasks import run_tasks, threads
+from .tasks import run_tasks, schedule_bins
 from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
@@ -127,7 +127,7 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     LS = np.empty((n_ch, LANES, k * P))
     LC = np.empty((n_ch, LANES, k * P))
     tile = max(8, COLUMN_TILE // k)
-    order, starts = balanced_tasks(N, threads(), P, tile)
+    order, starts = balanced_tasks(N, schedule_bins(), P, tile)
     run_tasks(_transposed_lanes, starts.shape[0] - 1, A, B, compensated, tile, order,
               starts, LS, LC)
     PS = np.empty((n_ch, k * P))

@@ -49,7 +49,7 @@ from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .segments import dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
-from .tasks import lpt_schedule, run_tasks, threads
+from .tasks import lpt_schedule, run_tasks, schedule_bins
 from .views import unmanaged
 from .woodbury_rows import (
     BROADCAST32,
@@ -553,7 +553,7 @@ def _over_rows(X, kernel, *args):
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, P))
     LC = np.empty((n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads())
+    order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
     return finish_lanes(LS, LC, args[-1])
 
@@ -589,7 +589,7 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
     n_ch = n_chunks(N)
     LS = np.empty((n_out, n_ch, LANES, P))
     LC = np.empty((n_out, n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads())
+    order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,
               *block_call_arrays(G, d, L), compensated, order, starts, LS, LC)

@@ -50,7 +50,7 @@ from .rowgroups import (
     tile_task,
 )
 from .simd import weighted_lane_axpy
-from .tasks import run_tasks, threads
+from .tasks import run_tasks, schedule_bins
 from .views import unmanaged
 from .woodbury_rows import call_woodbury_block
 
@@ -210,7 +210,7 @@ def streamed_rmatvec(X, offsets, W, compensated, W2=None):
     tile = COLUMN_TILE // n_out
     LS = np.empty((n_out, n_ch, LANES, P))
     LC = np.empty((n_out, n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads(), P, tile)
+    order, starts = balanced_tasks(N, schedule_bins(), P, tile)
     run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, W if W2 is None else W2, n_out,
               plan.eqv, plan.pick, plan.eq_of_column, plan.span, compensated, tile, order,
               starts, LS, LC)
@@ -305,7 +305,7 @@ def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, P))
     LC = np.empty((n_ch, LANES, P))
-    order, starts = balanced_tasks(N, threads())
+    order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(_normal_lanes, starts.shape[0] - 1, X, offsets, np.ascontiguousarray(v),
               plan.eqv, plan.pick, plan.eq_of_column, plan.span, *block_call_arrays(G, d, L),
               compensated, order, starts, LS, LC)

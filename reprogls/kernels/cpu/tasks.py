@@ -2,9 +2,9 @@
 
 Every parallel CPU kernel is a serial Numba function ``kernel(t0, t1, *args)`` that runs
 its tasks ``t0 .. t1 - 1`` without the GIL (``@njit(nogil=True)``);
-:func:`run_tasks` splits ``0 .. n_tasks - 1`` into one contiguous range per thread (the
-static schedule Numba's ``prange`` used) and runs the ranges on a shared thread pool,
-the calling thread taking the first.
+:func:`run_tasks` cuts ``0 .. n_tasks - 1`` into a few contiguous ranges per thread and
+the threads of a shared pool (the calling thread among them) take the ranges in order
+as they come free.
 
 Why not ``prange``: a ``parallel=True`` function costs LLVM about three times as much
 as the same loop compiled serially (the outlined loop body, with every helper inlined
@@ -23,6 +23,7 @@ program whose other Python threads hold the GIL can delay it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["lpt_schedule", "run_tasks", "threads"]
+__all__ = ["PIECES_PER_THREAD", "lpt_schedule", "run_tasks", "schedule_bins", "threads"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -65,14 +66,41 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+#: Ranges per thread that :func:`run_tasks` cuts the tasks into; the threads take them
+#: in order as they come free. With one range per thread (a static schedule) a thread
+#: sat idle for 124-186 ms of a 0.8-1.0 s fit at the size M of the estimator issue (two
+#: threads, 2-core Zen 4 box): the two virtual cores do not keep the same pace from
+#: moment to moment (equal halves of ``X beta``'s rows finished 15-33 ms apart in 64-99
+#: ms), and some task lists split unevenly (the OLS Gram blocks' 36 tasks: one thread
+#: had 1.6x the other's rows, idle 29 of 66 ms). Eight ranges per thread: idle 63-78
+#: ms, the fit's median 0.805 -> 0.755 s and 0.834 -> 0.773 s (two runs of 14
+#: alternating fits in one process); the S fit unchanged (42-43 ms); the same bits.
+PIECES_PER_THREAD = 8
+
+
+def schedule_bins() -> int:
+    """How many bins a caller that balances its own tasks (:func:`lpt_schedule`) should
+    fill: :data:`PIECES_PER_THREAD` per thread (one when single-threaded), so that
+    :func:`run_tasks` can share the bins out as the threads come free. With no more
+    tasks than bins, every task gets a bin of its own, the costliest first, and the
+    threads take them in that order (the longest-processing-time rule, applied as the
+    threads come free)."""
+    n = threads()
+    return 1 if n == 1 else n * PIECES_PER_THREAD
+
+
 def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
     """Run ``kernel(t0, t1, *args)`` over contiguous ranges covering ``0 .. n_tasks - 1``.
 
-    With ``T = min(threads(), n_tasks)`` ranges, range ``t`` is
-    ``[t n / T, (t + 1) n / T)``; one range (``T <= 1``) runs in the calling thread
-    alone. ``kernel`` must be compiled with ``nogil=True`` and write only its own tasks'
-    outputs. An exception raised by any range is re-raised here after every range has
-    finished.
+    With ``T = min(threads(), n_tasks)`` threads (the calling one and ``T - 1`` of the
+    pool), the tasks are cut into ``R = min(n_tasks, PIECES_PER_THREAD T)`` ranges,
+    range ``r`` being ``[r n / R, (r + 1) n / R)``, and each thread runs the next range
+    not yet taken until none is left (a dynamic schedule: which thread runs a range
+    depends on timing, never what the range computes). ``T <= 1`` runs ``kernel(0, n)``
+    in the calling thread alone. ``kernel`` must be compiled with ``nogil=True``, write
+    only its own tasks' outputs and give the same results for any cut of the tasks
+    into ranges. An exception raised by any range is re-raised here after every thread
+    has stopped (a thread stops at its first exception).
     """
     n_tasks = int(n_tasks)
     if n_tasks <= 0:
@@ -81,12 +109,18 @@ def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
     if n_threads == 1:
         kernel(0, n_tasks, *args)
         return
-    bounds = [t * n_tasks // n_threads for t in range(n_threads + 1)]
+    n_ranges = min(n_tasks, n_threads * PIECES_PER_THREAD)
+    bounds = [r * n_tasks // n_ranges for r in range(n_ranges + 1)]
+    taken = itertools.count()  # next() is atomic under the GIL
+
+    def take_ranges() -> None:
+        while (r := next(taken)) < n_ranges:
+            kernel(bounds[r], bounds[r + 1], *args)
+
     pool = _executor(n_threads - 1)
-    futures = [pool.submit(kernel, bounds[t], bounds[t + 1], *args)
-               for t in range(1, n_threads)]
+    futures = [pool.submit(take_ranges) for _ in range(1, n_threads)]
     try:
-        kernel(bounds[0], bounds[1], *args)
+        take_ranges()
     finally:
         for future in futures:
             future.result()
