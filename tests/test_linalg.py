@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
+from reprogls.kernels.cpu import streamed
 from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams
 from tests.corpus import same_bits
 from tests.digests import reference_pair_grams
@@ -59,9 +60,9 @@ def test_sur_matvec_and_rmatvec(n_rows, widths, mode):
 
 #: Layouts whose vectors of eight columns span 1, 2, 3, 4 equations (the streamed
 #: ``sur_rmatvec``) and 8 (the block kernels), with an equation of 0 columns inside a
-#: vector and, last, more columns than one column tile (2048).
+#: vector and, last, more columns than one column tile (``streamed.COLUMN_TILE``).
 SPAN_LAYOUTS = {1: (8, 16, 24), 2: (10,) * 7, 3: (3, 0, 2, 4, 9, 6), 4: (1, 2, 3, 4, 5, 6, 7),
-                8: (1,) * 12 + (2, 9), "tiles": (10,) * 211}
+                8: (1,) * 12 + (2, 9), "tiles": (10,) * (streamed.COLUMN_TILE // 10 + 1)}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -71,7 +72,7 @@ def test_sur_rmatvec_streamed_and_block_paths_equal_reference(layout, n_rows, mo
     """Both implementations of ``sur_rmatvec`` -- rows streamed with per-column weights
     (spans up to 4) and the block kernels (any span) -- have the reference's bits; the
     public kernel takes the streamed one exactly when the span allows."""
-    from reprogls.kernels.cpu import rowgroups, streamed
+    from reprogls.kernels.cpu import rowgroups
 
     widths = SPAN_LAYOUTS[layout]
     if layout == "tiles":
@@ -86,6 +87,11 @@ def test_sur_rmatvec_streamed_and_block_paths_equal_reference(layout, n_rows, mo
     assert (fast is None) == (plan.most > streamed.MAX_SPAN)
     if fast is not None:
         assert same_bits(fast, expect)
+        # two weight matrices in one pass (half-width column tiles)
+        W2 = np.ascontiguousarray(W[::-1])
+        pair = streamed.streamed_rmatvec(X, offsets, W, compensated, W2)
+        assert same_bits(pair[0], expect)
+        assert same_bits(pair[1], ref.sur_rmatvec(X, offsets, W2, mode))
     assert same_bits(rowgroups.sur_rmatvec(X, offsets, W, compensated), expect)
     assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cpu"), expect)
 
@@ -115,7 +121,7 @@ def test_sur_matvec_row_trees_and_blocks_equal_reference(widths, n_rows, mode):
     """Both implementations of ``sur_matvec`` -- each dot's lane tree along the row
     (every width up to 32; rows with inf, NaN and -0.0 products) and the block kernels
     -- have the reference's bits; the row trees decline layouts wider than 32."""
-    from reprogls.kernels.cpu import rowgroups, streamed
+    from reprogls.kernels.cpu import rowgroups
 
     X, offsets, beta, _ = sur_problem(n_rows, widths, seed=n_rows)
     if n_rows > 1:
@@ -160,7 +166,7 @@ def test_fused_normal_operator_equals_composition_and_spec(n_rows, widths, mode)
     small layout takes the streamed rows, the interleaved one (a 40-column equation) and
     "span8" (eight equations in one vector of columns) the block kernels, and both
     implementations are checked on the small one."""
-    from reprogls.kernels.cpu import rowgroups, streamed
+    from reprogls.kernels.cpu import rowgroups
 
     X, offsets, v, _ = sur_problem(n_rows, widths=widths)
     F, d = factor_problem(len(widths), 2)

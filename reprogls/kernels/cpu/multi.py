@@ -31,8 +31,16 @@ from .views import unmanaged
 __all__ = ["rows_times", "rows_transposed_times"]
 
 #: Columns of A times right-hand sides per task of ``rows_transposed_times``: its lane
-#: accumulators, 2 x 8 x COLUMN_TILE doubles = 256 KiB, stay in L2.
-COLUMN_TILE = 2048
+#: accumulators are 2 x 8 x COLUMN_TILE doubles, 1 MiB. (2048, 256 KiB, kept them in a
+#: Zen 3's L2; on the Zen 4 box wider tiles, reading longer runs of each row, were
+#: faster. Eleventh session, compensated ``A^T B``, medians of four alternating rounds,
+#: COLUMN_TILE 2048 / 8192 / 16384 / 32768 / 131072: 5000 x 2000, k = 10: 22.2 / 18.8 /
+#: 18.3 / 17.3 / 17.9 ms; 2000 x 10000, k = 10: 72.9 / 44.0 / 48.1 / 61.5 / 74.2 ms;
+#: 5000 x 2000, k = 20: 46.4 / 40.0 / 36.0 / 38.8 / 38.8 ms; 20000 x 1000, k = 3: 23.7 /
+#: 20.3 / 20.0 / 19.8 / 19.3 ms. At N = 5000, K = 2000, k = 10, whose Sigma-step is
+#: mostly these products, the fit took 2.97-4.08 s with 2048 and 3.05-3.22 s with one
+#: tile.)
+COLUMN_TILE = 8192
 
 
 @njit(nogil=True, cache=True)
@@ -126,7 +134,7 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     n_ch = n_chunks(N)
     LS = np.empty((n_ch, LANES, k * P))
     LC = np.empty((n_ch, LANES, k * P))
-    tile = max(8, COLUMN_TILE // k)
+    tile = max(8, COLUMN_TILE // k // 8 * 8)  # whole vectors: no scalar columns per tile
     order, starts = balanced_tasks(N, schedule_bins(), P, tile)
     run_tasks(_transposed_lanes, starts.shape[0] - 1, A, B, compensated, tile, order,
               starts, LS, LC)

@@ -60,9 +60,14 @@ __all__ = ["MAX_SPAN", "WeightPlan", "streamed_matvec", "streamed_normal_matvec"
 #: Most equations among the eight columns of one vector for the streamed kernel
 #: (``span`` broadcasts and ``span - 1`` selects per vector and row).
 MAX_SPAN = 4
-#: Columns per task (half with two weight matrices): the lane accumulators of one task,
-#: 2 x 8 x COLUMN_TILE doubles = 256 KiB, stay in L2.
-COLUMN_TILE = 2048
+#: Columns per task (half with two weight matrices): the lane accumulators of one task
+#: are 2 x 8 x COLUMN_TILE doubles, 1 MiB. (2048, 256 KiB, kept them in a Zen 3's L2;
+#: on the Zen 4 box wider tiles read longer runs of each row and were faster although
+#: the accumulators then live in L2 and L3. Eleventh session, compensated, medians of
+#: four alternating rounds, COLUMN_TILE 2048 / 4096 / 8192 / 16384: two weight matrices
+#: at N = 20000, P = 2000 28.0 / 21.8 / 21.6 / -- ms; at N = 5000, P = 10000 49.4 /
+#: 39.1 / 40.7 / 36.5 ms, one weight matrix 27.6 / 25.4 / 24.6 / 26.2 ms.)
+COLUMN_TILE = 8192
 
 
 @dataclass(frozen=True)
