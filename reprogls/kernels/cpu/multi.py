@@ -117,11 +117,15 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
                         wts[r] = Bv[i + LANES * r, q]
                     _lane_steps(Sv[q, b], Ev[q, b], Av, i, m0, width, wts, steps,
                                 compensated)
+        # read back through S and E themselves, not their views: that keeps the arrays
+        # alive to here (Numba frees an array after its last use; the unmanaged views do
+        # not count, and a task's accumulators of 1 MiB come from mmap: freed, the views
+        # pointed at unmapped memory)
         for q in range(k):
             for b in range(GROUP):
                 for m in range(width):
-                    LS[c, g * GROUP + b, q * P + m0 + m] = Sv[q, b, m]
-                    LC[c, g * GROUP + b, q * P + m0 + m] = Ev[q, b, m]
+                    LS[c, g * GROUP + b, q * P + m0 + m] = S[q, b, m]
+                    LC[c, g * GROUP + b, q * P + m0 + m] = E[q, b, m]
 
 
 def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np.ndarray:

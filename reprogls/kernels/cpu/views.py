@@ -14,6 +14,11 @@ no atomics. It moves no data and changes no arithmetic, so no result bit depends
 
 The view does not keep its data alive: use it only inside the function that holds the
 original array (a task holding its scratch and its arguments), never return or store it.
+"Holds" means the original is used again after the view's last use: Numba frees a local
+array right after its last use, and a use of the view does not count. (An ``A^T B``
+task once read its accumulators back through their views only: they were freed as soon
+as the views were made, which went unnoticed while they were small heap blocks and
+crashed once they were large enough to be unmapped.)
 
 :func:`borrowed_matrix` builds the same kind of view over a float64 matrix given by its
 address and strides: how one compiled call reads many separate caller arrays (the K
