@@ -38,8 +38,8 @@ __all__ = ["rows_times", "rows_transposed_times"]
 #: 18.3 / 17.3 / 17.9 ms; 2000 x 10000, k = 10: 72.9 / 44.0 / 48.1 / 61.5 / 74.2 ms;
 #: 5000 x 2000, k = 20: 46.4 / 40.0 / 36.0 / 38.8 / 38.8 ms; 20000 x 1000, k = 3: 23.7 /
 #: 20.3 / 20.0 / 19.8 / 19.3 ms. At N = 5000, K = 2000, k = 10, whose Sigma-step is
-#: mostly these products, the fit took 2.97-4.08 s with 2048 and 3.05-3.22 s with one
-#: tile.)
+#: mostly these products, the fit's median went from 3.90 to 3.30 s with this and the
+#: streamed kernels' wider tiles, alternating.)
 COLUMN_TILE = 8192
 
 
