@@ -1,9 +1,17 @@
 """Shared fixtures: the ``gpu`` marker skips cleanly without a usable CUDA device, and a
-session that runs many tests compiles the CPU kernels up front, in parallel."""
+session that runs many tests compiles the CPU kernels up front, in parallel.
+
+With ``REPROGLS_CUDA_EMULATOR=1`` the session runs only the ``gpu`` tests, on the host
+emulation of the CUDA kernels (:mod:`tests.cuda_emulator`)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests import cuda_emulator
+
+if cuda_emulator.requested():  # before anything probes CuPy (tests/cuda_emulator)
+    cuda_emulator.install()
 
 from reprogls.kernels.devices import cuda_status
 
@@ -14,6 +22,11 @@ WARM_UP_FROM = 200
 
 
 def pytest_collection_modifyitems(config, items):
+    if cuda_emulator.requested():  # the emulated device is for the ``gpu`` tests only
+        keep = [item for item in items if item.get_closest_marker("gpu") is not None]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+        return
     status = cuda_status()
     if status.usable:
         return

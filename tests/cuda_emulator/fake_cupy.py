@@ -1,0 +1,325 @@
+"""A stand-in for the part of CuPy that reprogls uses, backed by host memory.
+
+Installed as ``sys.modules["cupy"]`` (see :func:`tests.cuda_emulator.install`), it lets
+the package's own CUDA launchers (``reprogls/kernels/cuda/*.py``) and the ``gpu`` tests
+run unchanged: ``RawModule`` compiles the CUDA C with the host emulator
+(:mod:`.compiler`) instead of NVRTC.
+
+"Device" arrays behave like CuPy's where it matters for catching host/device mistakes:
+implicit conversion to NumPy raises ``TypeError`` (use ``.get()``), and mixing them with
+NumPy arrays in arithmetic raises. Each allocation has guard bytes on both sides, checked
+after every launch (a kernel writing past an array is an error), and fresh ``empty``
+memory is filled with NaN bytes, so a kernel that reads what it never wrote shows it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import weakref
+
+import numpy as np
+
+from .compiler import EmulatorError, compile_module
+
+float64, float32, int64, int32, uint64, uint32, bool_ = (
+    np.float64, np.float32, np.int64, np.int32, np.uint64, np.uint32, np.bool_)
+
+GUARD_BYTES = 256
+_GUARD = 0xA5
+_FRESH = 0xFF  # every float64 made of these bytes is a NaN
+_allocations: list[weakref.ref] = []
+
+
+def _allocate(shape, dtype, fill=_FRESH) -> np.ndarray:
+    shape = tuple(int(s) for s in (shape if isinstance(shape, tuple | list) else (shape,)))
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + 2 * GUARD_BYTES, dtype=np.uint8)
+    raw[:GUARD_BYTES] = _GUARD
+    raw[GUARD_BYTES + nbytes:] = _GUARD
+    raw[GUARD_BYTES:GUARD_BYTES + nbytes] = fill
+    _allocations.append(weakref.ref(raw))
+    return raw[GUARD_BYTES:GUARD_BYTES + nbytes].view(dtype).reshape(shape)
+
+
+def check_guards(kernel_name: str) -> None:
+    """Raise if a launch wrote into the guard bytes of any live allocation."""
+    alive = []
+    for ref in _allocations:
+        raw = ref()
+        if raw is None:
+            continue
+        alive.append(ref)
+        if (raw[:GUARD_BYTES] != _GUARD).any() or (raw[-GUARD_BYTES:] != _GUARD).any():
+            raw[:GUARD_BYTES] = _GUARD  # report once
+            raw[-GUARD_BYTES:] = _GUARD
+            raise EmulatorError(f"{kernel_name} wrote outside an array it was given "
+                                "(guard bytes changed)")
+    _allocations[:] = alive
+
+
+class _Device:
+    """``cupy.cuda.Device``: there is one emulated device, id 0."""
+
+    def __init__(self, device=None):
+        if device not in (None, 0):
+            raise ValueError(f"the emulator has one CUDA device (0), not {device!r}")
+        self.id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def use(self):
+        return self
+
+
+class ndarray:  # noqa: N801 (CuPy's name)
+    """A device array: host memory behind CuPy's interface (the subset reprogls uses)."""
+
+    __array_priority__ = 100
+
+    def __init__(self, host: np.ndarray):
+        self._host = host
+
+    # --- what a device array tells about itself
+    shape = property(lambda self: self._host.shape)
+    ndim = property(lambda self: self._host.ndim)
+    size = property(lambda self: self._host.size)
+    dtype = property(lambda self: self._host.dtype)
+    nbytes = property(lambda self: self._host.nbytes)
+    itemsize = property(lambda self: self._host.itemsize)
+    strides = property(lambda self: self._host.strides)
+    flags = property(lambda self: self._host.flags)
+    device = property(lambda self: _Device(0))
+    T = property(lambda self: ndarray(self._host.T))
+    data_pointer = property(lambda self: self._host.ctypes.data)
+
+    def __len__(self):
+        return len(self._host)
+
+    def __repr__(self):
+        return f"emulated_cupy.ndarray({self._host!r})"
+
+    # --- CuPy refuses implicit transfers to the host; so does this
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use "
+                        "`.get()` to construct a NumPy array explicitly.")
+
+    def __array_ufunc__(self, *args, **kwargs):
+        return NotImplemented
+
+    def get(self) -> np.ndarray:
+        return self._host.copy()
+
+    def item(self):
+        return self._host.item()
+
+    def __bool__(self):
+        return bool(self._host)
+
+    def __float__(self):
+        return float(self._host)
+
+    def __int__(self):
+        return int(self._host)
+
+    # --- views and copies stay on the device
+    def __getitem__(self, key):
+        return ndarray(np.asarray(self._host[_host_key(key)]))
+
+    def __setitem__(self, key, value):
+        self._host[_host_key(key)] = _operand(value)
+
+    def reshape(self, *shape, order="C"):
+        return ndarray(self._host.reshape(*shape, order=order))
+
+    def ravel(self):
+        return ndarray(self._host.ravel()) if self.flags.c_contiguous else self.copy().ravel()
+
+    def view(self, dtype):
+        return ndarray(self._host.view(dtype))
+
+    def transpose(self, *axes):
+        return ndarray(self._host.transpose(*axes))
+
+    def copy(self):
+        out = _allocate(self.shape, self.dtype)
+        out[...] = self._host
+        return ndarray(out)
+
+    def astype(self, dtype, copy=True):
+        if not copy and self.dtype == np.dtype(dtype):
+            return self
+        out = _allocate(self.shape, dtype)
+        out[...] = self._host
+        return ndarray(out)
+
+    # --- reductions the package's host glue may ask of a device array
+    def all(self, axis=None):
+        return _new(np.asarray(self._host.all(axis=axis)))
+
+    def any(self, axis=None):
+        return _new(np.asarray(self._host.any(axis=axis)))
+
+    def max(self, axis=None):
+        return _new(np.asarray(self._host.max(axis=axis)))
+
+    def min(self, axis=None):
+        return _new(np.asarray(self._host.min(axis=axis)))
+
+
+def _host_key(key):
+    if isinstance(key, ndarray):
+        return key._host
+    if isinstance(key, tuple):
+        return tuple(k._host if isinstance(k, ndarray) else k for k in key)
+    return key
+
+
+def _operand(value):
+    """A device array's memory or a scalar; NumPy arrays are refused, as in CuPy."""
+    if isinstance(value, ndarray):
+        return value._host
+    if isinstance(value, np.ndarray) and value.ndim:
+        raise TypeError("Unsupported type <class 'numpy.ndarray'>: move it to the device "
+                        "with cupy.asarray first")
+    return value
+
+
+def _new(host_result) -> ndarray:
+    out = _allocate(np.shape(host_result), np.asarray(host_result).dtype)
+    out[...] = host_result
+    return ndarray(out)
+
+
+def _binary(op, reflected=False):
+    def method(self, other):
+        try:
+            other = _operand(other)
+        except TypeError:
+            return NotImplemented
+        return _new(op(other, self._host) if reflected else op(self._host, other))
+    return method
+
+
+for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                   ("truediv", operator.truediv), ("floordiv", operator.floordiv),
+                   ("mod", operator.mod), ("pow", operator.pow), ("and", operator.and_),
+                   ("or", operator.or_), ("xor", operator.xor)]:
+    setattr(ndarray, f"__{_name}__", _binary(_op))
+    setattr(ndarray, f"__r{_name}__", _binary(_op, reflected=True))
+for _name, _op in [("eq", operator.eq), ("ne", operator.ne), ("lt", operator.lt),
+                   ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge)]:
+    setattr(ndarray, f"__{_name}__", _binary(_op))
+ndarray.__neg__ = lambda self: _new(-self._host)
+ndarray.__abs__ = lambda self: _new(abs(self._host))
+ndarray.__hash__ = None
+ndarray.__module__ = "cupy"  # what reprogls.kernels.devices.is_cupy_array looks at
+
+
+# --- module-level functions --------------------------------------------------------------
+
+def empty(shape, dtype=float64, order="C"):
+    return ndarray(_allocate(shape, dtype))
+
+
+def zeros(shape, dtype=float64, order="C"):
+    return ndarray(_allocate(shape, dtype, fill=0))
+
+
+def ones(shape, dtype=float64, order="C"):
+    out = _allocate(shape, dtype)
+    out[...] = 1
+    return ndarray(out)
+
+
+def empty_like(a, dtype=None):
+    return empty(a.shape, a.dtype if dtype is None else dtype)
+
+
+def zeros_like(a, dtype=None):
+    return zeros(a.shape, a.dtype if dtype is None else dtype)
+
+
+def asarray(a, dtype=None, order=None):
+    """``a`` on the device: device arrays as they are (cast when ``dtype`` differs), host
+    data copied into a fresh C-contiguous allocation."""
+    if isinstance(a, ndarray):
+        return a if dtype is None else a.astype(dtype, copy=False)
+    host = np.asarray(a, dtype=dtype)
+    out = _allocate(host.shape, host.dtype)
+    out[...] = host
+    return ndarray(out)
+
+
+def ascontiguousarray(a, dtype=None):
+    a = asarray(a, dtype=dtype)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    return a if a.flags.c_contiguous else a.copy()
+
+
+def asnumpy(a):
+    return a.get() if isinstance(a, ndarray) else np.asarray(a)
+
+
+def get_array_module(*args):
+    return __import__(__name__, fromlist=["_"])
+
+
+class RawModule:
+    """``cupy.RawModule``: the CUDA C source built for the host emulator. The NVRTC
+    options are checked to be the package's own (``--fmad=false`` and friends), since the
+    emulator's arithmetic assumes them."""
+
+    def __init__(self, code: str, options=(), **kwargs):
+        from reprogls.kernels.cuda.sources import NVRTC_OPTIONS
+
+        if tuple(options) != tuple(NVRTC_OPTIONS):
+            raise EmulatorError(f"RawModule options {options!r} are not the package's "
+                                f"NVRTC options {NVRTC_OPTIONS!r}")
+        self._module = compile_module(code)
+
+    def get_function(self, name: str):
+        return self._module.get_function(name)
+
+
+def RawKernel(code: str, name: str, options=(), **kwargs):
+    return RawModule(code, options).get_function(name)
+
+
+class _Runtime:
+    """``cupy.cuda.runtime``: a driver that reports one device."""
+
+    @staticmethod
+    def driverGetVersion():
+        return 12080
+
+    @staticmethod
+    def getDeviceCount():
+        return 1
+
+
+class _Stream:
+    null = None
+
+    def synchronize(self):
+        return None
+
+
+class cuda:  # noqa: N801 (a namespace standing in for the ``cupy.cuda`` module)
+    Device = _Device
+    runtime = _Runtime
+    Stream = _Stream
+
+    @staticmethod
+    def get_current_stream():
+        return _Stream()
+
+
+__version__ = "emulated"
+EMULATED = True

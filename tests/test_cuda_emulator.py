@@ -1,0 +1,156 @@
+"""The CUDA kernels run on the host emulator (:mod:`tests.cuda_emulator`): first the
+emulator's own semantics (shuffles, votes, barriers, divergence, guard bytes, argument
+checks), then that it catches a wrong kernel, then the whole ``gpu`` test suite on it.
+
+Needs a C++17 compiler on x86-64 Linux; without one these tests skip, except where
+``REPROGLS_REQUIRE_CXX=1`` (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import cuda_emulator
+from tests.cuda_emulator import compiler, fake_cupy
+from tests.cuda_emulator.compiler import EmulatorError
+
+ROOT = Path(__file__).resolve().parents[1]
+_missing = (None if platform.machine() in ("x86_64", "AMD64") and sys.platform == "linux"
+            else "the emulator switches fibers with x86-64 Linux assembly")
+if _missing is None and compiler.compiler() is None:
+    _missing = "no C++ compiler (g++ or $CXX) to build the emulated kernels"
+if _missing and os.environ.get("REPROGLS_REQUIRE_CXX") == "1":
+    raise RuntimeError(f"REPROGLS_REQUIRE_CXX=1 but {_missing}")
+pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+PROBES = r"""
+extern "C" __global__ void shuffles(const double *__restrict__ x, long long n,
+                                    double *__restrict__ down, int *__restrict__ any) {
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const double v = t < n ? x[t] : -1.0;
+    const double d = __shfl_down_sync(0xffffffffu, v, 3);
+    const int a = __any_sync(0xffffffffu, v > 0.5);
+    if (t < n) {
+        down[t] = d;
+        any[t] = a;
+    }
+}
+
+// block-wide exchange through shared memory: thread t reads what thread bx-1-t wrote
+extern "C" __global__ void reverse(const double *__restrict__ x, double *__restrict__ y) {
+    __shared__ double buf[1024];
+    const int t = threadIdx.x;
+    buf[t] = x[blockIdx.x * blockDim.x + t];
+    __syncthreads();
+    y[blockIdx.x * blockDim.x + t] = buf[blockDim.x - 1 - t];
+}
+
+extern "C" __global__ void diverge(double *out) {
+    if ((threadIdx.x & 31) == 0) __syncwarp();
+    out[threadIdx.x] = 1.0;
+}
+
+extern "C" __global__ void overrun(double *out, long long n) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) out[n] = 1.0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return compiler.compile_module(PROBES)
+
+
+def test_shuffle_down_and_vote_follow_cuda(probes):
+    n = 200  # not a multiple of the block: the last warp has missing rows, all lanes run
+    x = np.random.default_rng(0).uniform(size=n)
+    x[64:96] = 0.1  # one warp where no lane votes yes
+    xd = fake_cupy.asarray(x)
+    down, any_ = fake_cupy.empty(n), fake_cupy.empty(n, dtype=np.int32)
+    probes.get_function("shuffles")((4,), (64,), (xd, np.int64(n), down, any_))
+    lane = np.arange(n) % 32
+    padded = np.concatenate([x, np.full(256 - n, -1.0)])
+    src = np.where(lane + 3 < 32, np.arange(n) + 3, np.arange(n))
+    assert (down.get().view(np.uint64) == padded[src].view(np.uint64)).all()
+    votes = (padded > 0.5).reshape(-1, 32).any(axis=1)
+    assert (any_.get() == np.repeat(votes, 32)[:n]).all()
+
+
+def test_syncthreads_orders_shared_memory_across_warps(probes):
+    x = np.arange(3 * 256, dtype=np.float64)
+    y = fake_cupy.empty(x.size)
+    probes.get_function("reverse")((3,), (256,), (fake_cupy.asarray(x), y))
+    assert (y.get() == x.reshape(3, 256)[:, ::-1].ravel()).all()
+
+
+def test_divergent_warp_sync_is_an_error(probes):
+    with pytest.raises(EmulatorError, match="divergence"):
+        probes.get_function("diverge")((1,), (64,), (fake_cupy.empty(64),))
+
+
+def test_write_past_an_array_is_an_error(probes):
+    out = fake_cupy.empty(10)
+    with pytest.raises(EmulatorError, match="wrote outside"):
+        probes.get_function("overrun")((1,), (32,), (out, np.int64(10)))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.int32(10),), "needs int64"),
+    ((10,), "needs int64"),
+    ((np.zeros(10), np.int64(10)), "not a device array"),
+    ((np.int64(10),), "takes 2 arguments"),
+])
+def test_arguments_are_checked_against_the_kernel_signature(probes, args, message):
+    if len(args) == 1 and "takes" not in message:
+        args = (fake_cupy.empty(11), *args)
+    with pytest.raises(EmulatorError, match=message):
+        probes.get_function("overrun")((1,), (32,), args)
+
+
+def test_device_arrays_refuse_implicit_host_conversion():
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(fake_cupy.ones(3))
+    with pytest.raises(TypeError):
+        fake_cupy.ones(3) + np.ones(3)
+
+
+def test_a_wrong_kernel_is_caught(monkeypatch):
+    """Mutation check: with the lane tree's loop reversed (w = 1, 2, ..., 16 instead of
+    16, ..., 1) the CUDA sum is wrong, and the emulated kernel must show it."""
+    with cuda_emulator.installed():
+        from reprogls.kernels import reference as ref
+        from reprogls.kernels.cuda import _launch, reductions, sources
+
+        tree = "for (int w = CRO_LANES / 2; w >= 1; w >>= 1)"
+        assert tree in sources.source("reductions.cu")
+        x = np.random.default_rng(5).standard_normal(10_000) * np.logspace(0, 12, 10_000)
+        xd = fake_cupy.asarray(x)
+        assert reductions.cro_sum(xd, False) == ref.cro_sum(x, "plain")
+        monkeypatch.setattr(_launch, "_modules", {})
+        monkeypatch.setattr(_launch, "source", lambda name: sources.source(name).replace(
+            tree, "for (int w = 1; w <= CRO_LANES / 2; w <<= 1)"))
+        assert reductions.cro_sum(xd, False) != ref.cro_sum(x, "plain")
+
+
+def test_the_gpu_suite_passes_on_the_emulator():
+    """Every ``gpu``-marked test (reductions, linear algebra, elementwise, the estimator's
+    golden fingerprints on ``device="cuda"``) on the emulated device, in a child
+    process. None may skip: each one runs the CUDA kernels."""
+    env = {**os.environ, cuda_emulator.ENV: "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-m", "gpu", "-rs", str(ROOT / "tests")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    tail = run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    summary = run.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) > 1000, tail
+    assert not re.search(r"skipped|failed|error", summary), tail
