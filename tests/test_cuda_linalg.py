@@ -48,6 +48,31 @@ def test_woodbury_and_normal_operator(K, k, mode):
                      kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows, widths, k, single_pass", [
+    (8233, (0, 1, 33, 5, 2, 0, 7), 2, True),    # two chunks, empty and long equations
+    (20, (3, 1, 4, 2, 6), 4, True),             # fewer rows than lanes, k = K - 1
+    (50, (1500, 1600, 3), 1, False),            # P past the shared-memory row: 3 kernels
+])
+def test_normal_operator_reads_x_once_where_it_fits(monkeypatch, n_rows, widths, k,
+                                                      single_pass, mode):
+    """The GPU operator takes one pass over X (``sur_normal_lanes``) within its limits and
+    the three kernels beyond them; either way the CPU's fused bits."""
+    from reprogls.kernels.cuda import linalg as cuda_linalg
+
+    launched = []
+    real = cuda_linalg._k
+    monkeypatch.setattr(cuda_linalg, "_k", lambda name: launched.append(name) or real(name))
+    X, offsets, v, _ = sur_problem(n_rows, widths=widths)
+    X, v = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(v))  # order-sensitive sums: no
+    F, d = factor_problem(len(widths), k)  # few huge terms that would absorb the rest
+    factor = kernels.woodbury_factor(F, d, mode)
+    assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
+                     kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
+    assert ("sur_normal_lanes" in launched) == single_pass
+    assert ("sur_matvec" in launched) != single_pass
+
+
 def test_elementwise():
     x = log_inputs(50_000)
     assert same_bits(kernels.log(x, "cuda"), ref.log(x))

@@ -124,8 +124,50 @@ extern "C" __global__ void column_chunk_tree(double *PS, double *PC, long long n
     }
 }
 
-// out = R Sigma^-1, one warp per row (reference.woodbury_solve). K <= CRO_CHUNK,
-// k <= CRO_MAX_RANK. LT is L transposed (row i of LT is column i of L).
+// One row of R Sigma^-1 (reference.woodbury_solve), computed by the calling warp (every
+// lane calls it): out[0..K) from r[0..K). K <= CRO_CHUNK, k <= CRO_MAX_RANK. LT is L
+// transposed (row i of LT is column i of L); u is k doubles of scratch shared by the warp.
+__device__ void woodbury_row(const double *r, const double *__restrict__ G,
+                             const double *__restrict__ d, const double *__restrict__ L,
+                             const double *__restrict__ LT, int K, int k, bool cm, double *u,
+                             double *out) {
+    const int lane = threadIdx.x & (CRO_LANES - 1);
+    double s[CRO_MAX_RANK], c[CRO_MAX_RANK];
+    // t = G^T r: lane l accumulates j = l, l + 32, ... for every q
+    if (K <= CRO_LANES) {
+        // one term per lane: lanes >= K are the identity; the full warp tree merges
+        // them, which changes no result bit
+        for (int q = 0; q < k; ++q) {
+            s[q] = lane < K ? __dmul_rn(r[lane], G[lane * k + q]) : -0.0;
+            c[q] = lane < K ? 0.0 : -0.0;
+        }
+    } else {
+        for (int q = 0; q < k; ++q) {
+            s[q] = -0.0;
+            c[q] = -0.0;
+        }
+        for (int j = lane; j < K; j += CRO_LANES)
+            for (int q = 0; q < k; ++q) cro_lane_add(s[q], c[q], __dmul_rn(r[j], G[j * k + q]), cm);
+    }
+    for (int q = 0; q < k; ++q) cro_warp_tree(s[q], c[q], cm);
+    if (lane == 0) {
+        double t[CRO_MAX_RANK], z[CRO_MAX_RANK];
+        for (int q = 0; q < k; ++q) t[q] = cro_finalize(s[q], c[q], cm);
+        for (int a = 0; a < k; ++a)
+            z[a] = __ddiv_rn(__dsub_rn(t[a], cro_dot_serial(L + a * k, 1, z, 1, a, cm)),
+                             L[a * k + a]);
+        for (int a = k - 1; a >= 0; --a)
+            u[a] = __ddiv_rn(__dsub_rn(z[a], cro_dot_serial(LT + a * k + a + 1, 1, u + a + 1, 1,
+                                                            k - 1 - a, cm)),
+                             L[a * k + a]);
+    }
+    __syncwarp();
+    for (int j = lane; j < K; j += CRO_LANES)
+        out[j] = __dsub_rn(__ddiv_rn(r[j], d[j]), cro_dot_serial(G + j * k, 1, u, 1, k, cm));
+    __syncwarp();
+}
+
+// out = R Sigma^-1, one warp per row.
 extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
                                           const double *__restrict__ G,
                                           const double *__restrict__ d,
@@ -134,44 +176,105 @@ extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
                                           int k, int comp, double *__restrict__ out) {
     const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
     const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
-    const int lane = threadIdx.x & (CRO_LANES - 1);
-    const bool cm = comp != 0;
-    double s[CRO_MAX_RANK], c[CRO_MAX_RANK];
     __shared__ double u_shared[32][CRO_MAX_RANK];  // one row of u per warp of the block
     double *u = u_shared[(threadIdx.x / CRO_LANES) % 32];
-    for (long long i = warp; i < N; i += n_warps) {
-        const double *r = R + i * K;
-        // t = G^T r: lane l accumulates j = l, l + 32, ... for every q
-        if (K <= CRO_LANES) {
-            // one term per lane: lanes >= K are the identity; the full warp tree merges
-            // them, which changes no result bit
-            for (int q = 0; q < k; ++q) {
-                s[q] = lane < K ? __dmul_rn(r[lane], G[lane * k + q]) : -0.0;
-                c[q] = lane < K ? 0.0 : -0.0;
-            }
-        } else {
-            for (int q = 0; q < k; ++q) {
-                s[q] = -0.0;
-                c[q] = -0.0;
-            }
-            for (int j = lane; j < K; j += CRO_LANES)
-                for (int q = 0; q < k; ++q) cro_lane_add(s[q], c[q], __dmul_rn(r[j], G[j * k + q]), cm);
+    for (long long i = warp; i < N; i += n_warps)
+        woodbury_row(R + i * K, G, d, L, LT, K, k, comp != 0, u, out + i * K);
+}
+
+// --- The fused normal operator X^T [(X v) Sigma^-1], reading each row of X once ----------
+//
+// Block task (c, l) owns CRO-1 lane l of chunk c: rows c * CHUNK + l + 32 t. Per row, in
+// shared memory: the row of X; U = the row's per-equation CRO-1 dots with v (warp w takes
+// equations w, w + n_warps, ..., each exactly as sur_matvec); W = U Sigma^-1 (warp 0,
+// woodbury_row); then thread j adds fl(x[m] * W[eq(m)]) to lane l's accumulators of its
+// columns m = j + blockDim * q, the sur_rmatvec lane step. The accumulators go to LS/LC
+// (n_chunks, 32, P); lane_tree_partials and column_chunk_tree finish as sur_rmatvec does.
+// Limits (the launcher falls back to the three kernels beyond them): P <= blockDim *
+// FUSED_COLS_PER_THREAD and P <= FUSED_MAX_P, K <= FUSED_MAX_K, equations <= CRO_CHUNK
+// columns, k <= CRO_MAX_RANK.
+#define FUSED_COLS_PER_THREAD 12
+#define FUSED_MAX_P 3072
+#define FUSED_MAX_K 512
+
+extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
+                                            const long long *__restrict__ offsets,
+                                            const int *__restrict__ eq,
+                                            const double *__restrict__ v,
+                                            const double *__restrict__ G,
+                                            const double *__restrict__ d,
+                                            const double *__restrict__ L,
+                                            const double *__restrict__ LT, long long N,
+                                            long long P, int K, int k, int comp,
+                                            double *__restrict__ LS,
+                                            double *__restrict__ LC) {
+    __shared__ double xs[FUSED_MAX_P];
+    __shared__ double us[FUSED_MAX_K];
+    __shared__ double ws[FUSED_MAX_K];
+    __shared__ double u[CRO_MAX_RANK];
+    const bool cm = comp != 0;
+    const int tid = threadIdx.x, lane = tid & (CRO_LANES - 1), warp = tid / CRO_LANES;
+    const int n_warps = blockDim.x / CRO_LANES;
+    const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
+    for (long long task = blockIdx.x; task < n_chunks * CRO_LANES; task += gridDim.x) {
+        const long long c = task / CRO_LANES, stop = min(N, (c + 1) * CRO_CHUNK);
+        double acc_s[FUSED_COLS_PER_THREAD], acc_c[FUSED_COLS_PER_THREAD];
+        for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+            acc_s[q] = -0.0;
+            acc_c[q] = -0.0;
         }
-        for (int q = 0; q < k; ++q) cro_warp_tree(s[q], c[q], cm);
-        if (lane == 0) {
-            double t[CRO_MAX_RANK], z[CRO_MAX_RANK];
-            for (int q = 0; q < k; ++q) t[q] = cro_finalize(s[q], c[q], cm);
-            for (int a = 0; a < k; ++a)
-                z[a] = __ddiv_rn(__dsub_rn(t[a], cro_dot_serial(L + a * k, 1, z, 1, a, cm)),
-                                 L[a * k + a]);
-            for (int a = k - 1; a >= 0; --a)
-                u[a] = __ddiv_rn(__dsub_rn(z[a], cro_dot_serial(LT + a * k + a + 1, 1, u + a + 1, 1,
-                                                                k - 1 - a, cm)),
-                                 L[a * k + a]);
+        for (long long r = c * CRO_CHUNK + task % CRO_LANES; r < stop; r += CRO_LANES) {
+            for (long long m = tid; m < P; m += blockDim.x) xs[m] = X[r * P + m];
+            __syncthreads();
+            for (int j = warp; j < K; j += n_warps) {  // U = this row's X v
+                const long long o0 = offsets[j], n = offsets[j + 1] - o0;
+                if (n == 0) {
+                    if (lane == 0) us[j] = 0.0;
+                    continue;
+                }
+                double s = -0.0, sc = -0.0;
+                for (long long t = lane; t < n; t += CRO_LANES)
+                    cro_lane_add(s, sc, __dmul_rn(xs[o0 + t], v[o0 + t]), cm);
+                cro_warp_tree(s, sc, cm);
+                if (lane == 0) us[j] = cro_finalize(s, sc, cm);
+            }
+            __syncthreads();
+            if (warp == 0) woodbury_row(us, G, d, L, LT, K, k, cm, u, ws);
+            __syncthreads();
+            for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+                const long long m = tid + (long long)q * blockDim.x;
+                if (m < P) cro_lane_add(acc_s[q], acc_c[q], __dmul_rn(xs[m], ws[eq[m]]), cm);
+            }
+            __syncthreads();  // xs and ws are rewritten for the next row
         }
-        __syncwarp();
-        for (int j = lane; j < K; j += CRO_LANES)
-            out[i * K + j] = __dsub_rn(__ddiv_rn(r[j], d[j]), cro_dot_serial(G + j * k, 1, u, 1, k, cm));
-        __syncwarp();
+        for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+            const long long m = tid + (long long)q * blockDim.x;
+            if (m < P) {
+                LS[task * P + m] = acc_s[q];
+                LC[task * P + m] = acc_c[q];
+            }
+        }
+    }
+}
+
+// Chunk partials from lane accumulators LS/LC (n_chunks, 32, P): per (chunk, column) the
+// CRO-1 lane tree (the warp tree's merges, in one thread) into PS/PC (n_chunks, P).
+extern "C" __global__ void lane_tree_partials(const double *__restrict__ LS,
+                                              const double *__restrict__ LC,
+                                              long long n_chunks, long long P, int comp,
+                                              double *__restrict__ PS,
+                                              double *__restrict__ PC) {
+    const bool cm = comp != 0;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < n_chunks * P;
+         idx += (long long)gridDim.x * blockDim.x) {
+        const long long c = idx / P, m = idx % P;
+        double s[CRO_LANES], sc[CRO_LANES];
+        for (int l = 0; l < CRO_LANES; ++l) {
+            s[l] = LS[(c * CRO_LANES + l) * P + m];
+            sc[l] = LC[(c * CRO_LANES + l) * P + m];
+        }
+        cro_tree_live(s, sc, CRO_LANES, cm);
+        PS[idx] = s[0];
+        PC[idx] = sc[0];
     }
 }

@@ -3,8 +3,14 @@
 Inputs are validated C-contiguous float64 CuPy arrays on the current device (offsets
 int64). The Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
 ``O(K k^2)``) and copied here; the bits are the same by construction. The normal operator
-is the composition of the three kernels: bitwise equal to the fused CPU kernel, but it
-reads X twice (a fused GPU kernel is future work).
+reads each row of X once (``sur_normal_lanes``: per CRO-1 lane of a chunk, a block takes
+the lane's rows one by one through ``X v``, the Woodbury row and the ``X^T W`` lane step)
+where the row, ``U`` and ``W`` fit the kernel's shared memory (:data:`FUSED_MAX_P`,
+:data:`FUSED_MAX_K`); beyond that it is the composition of the three kernels, which reads
+X twice. Both are bitwise equal to the CPU's fused operator.
+
+These kernels have run only on the host emulator (``tests/cuda_emulator``), never on a
+GPU: their bits are checked there, their speed nowhere.
 """
 
 from __future__ import annotations
@@ -13,13 +19,24 @@ import cupy as cp
 import numpy as np
 
 from ..reference import cro as _ref
-from ._launch import kernel, warp_grid
+from ._launch import kernel, thread_grid, warp_grid
 
 MAX_RANK = 64
+#: Limits of the single-pass normal operator (``linalg.cu``: ``FUSED_MAX_P``,
+#: ``FUSED_MAX_K``, and ``FUSED_COLS_PER_THREAD`` columns per thread of
+#: :data:`FUSED_THREADS`).
+FUSED_THREADS = 256
+FUSED_MAX_P = 3072
+FUSED_MAX_K = 512
 
 
 def _k(name):
     return kernel("linalg.cu", name)
+
+
+def _column_equations(offsets, K):
+    """``eq[m]``: the equation that owns column ``m`` (int32, on the device)."""
+    return cp.asarray(np.repeat(np.arange(K, dtype=np.int32), np.diff(cp.asnumpy(offsets))))
 
 
 def sur_matvec(X, offsets, beta, compensated):
@@ -47,7 +64,7 @@ def sur_rmatvec(X, offsets, W, compensated):
     g = cp.zeros(P, dtype=cp.float64)
     if N == 0 or P == 0:
         return g
-    eq = cp.asarray(np.repeat(np.arange(K, dtype=np.int32), np.diff(cp.asnumpy(offsets))))
+    eq = _column_equations(offsets, K)
     n_chunks = -(-N // _ref.CHUNK)
     PS = cp.empty((n_chunks, P))
     PC = cp.empty((n_chunks, P))
@@ -89,5 +106,27 @@ def woodbury_solve(R, G, d, L, compensated):
 
 
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
-    U = sur_matvec(X, offsets, v, compensated)
-    return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
+    N, P = X.shape
+    K = offsets.shape[0] - 1
+    k = G.shape[1]
+    widest = int(np.diff(cp.asnumpy(offsets)).max(initial=0))
+    if not (N and P and P <= FUSED_MAX_P and K <= FUSED_MAX_K and k <= MAX_RANK
+            and widest <= _ref.CHUNK):
+        U = sur_matvec(X, offsets, v, compensated)
+        return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
+    n_chunks = -(-N // _ref.CHUNK)
+    LS = cp.empty((n_chunks * 32, P))
+    LC = cp.empty((n_chunks * 32, P))
+    Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
+    _k("sur_normal_lanes")((n_chunks * 32,), (FUSED_THREADS,), (
+        X, offsets, _column_equations(offsets, K), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
+        np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated), LS, LC))
+    PS, PC = cp.empty((n_chunks, P)), cp.empty((n_chunks, P))
+    grid, block = thread_grid(n_chunks * P)
+    _k("lane_tree_partials")(grid, block, (LS, LC, np.int64(n_chunks), np.int64(P),
+                                           np.int32(compensated), PS, PC))
+    g = cp.empty(P)
+    threads = 256
+    _k("column_chunk_tree")((max(1, -(-P // threads)),), (threads,),
+                            (PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
+    return g
