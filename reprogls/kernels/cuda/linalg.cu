@@ -70,32 +70,31 @@ extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long l
     }
 }
 
-// Chunk partials of g[m] = CRO-1 over rows of X[r, m] * W[r, eq[m]]: one warp per
-// (chunk, column); lane l sums rows chunk*CHUNK + l + 32 t. Partials PS/PC (n_chunks, P).
-extern "C" __global__ void sur_rmatvec_partials(const double *__restrict__ X,
-                                                const int *__restrict__ eq,
-                                                const double *__restrict__ W, long long N,
-                                                long long P, int K, int comp,
-                                                double *__restrict__ PS,
-                                                double *__restrict__ PC) {
-    const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
-    const long long n_tasks = n_chunks * P;
-    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / CRO_LANES;
-    const long long n_warps = ((long long)gridDim.x * blockDim.x) / CRO_LANES;
-    const int lane = threadIdx.x & (CRO_LANES - 1);
+// Lane accumulators of g[m] = CRO-1 over rows of fl(X[r, m] * W[r, eq[m]]): block task
+// (c * 32 + l) * n_tiles + tile is CRO-1 lane l of chunk c for the columns of one tile,
+// thread j for column m = tile * blockDim + j, summing rows c * CHUNK + l + 32 t in order
+// (the lane step). A warp reads 32 consecutive doubles of a row: coalesced. LS/LC are
+// (n_chunks * 32, P); lane_tree_partials and column_chunk_tree finish.
+extern "C" __global__ void sur_rmatvec_lanes(const double *__restrict__ X,
+                                             const int *__restrict__ eq,
+                                             const double *__restrict__ W, long long N,
+                                             long long P, int K, int comp,
+                                             double *__restrict__ LS,
+                                             double *__restrict__ LC) {
     const bool cm = comp != 0;
-    for (long long task = warp; task < n_tasks; task += n_warps) {
-        const long long ch = task / P, m = task % P;
+    const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
+    const long long n_tiles = (P + blockDim.x - 1) / blockDim.x;
+    for (long long task = blockIdx.x; task < n_chunks * CRO_LANES * n_tiles;
+         task += gridDim.x) {
+        const long long cl = task / n_tiles, m = (task % n_tiles) * blockDim.x + threadIdx.x;
+        if (m >= P) continue;
+        const long long c = cl / CRO_LANES, stop = min(N, (c + 1) * CRO_CHUNK);
         const int j = eq[m];
-        double s = -0.0, c = -0.0;
-        const long long stop = min(N, (ch + 1) * CRO_CHUNK);
-        for (long long r = ch * CRO_CHUNK + lane; r < stop; r += CRO_LANES)
-            cro_lane_add(s, c, __dmul_rn(X[r * P + m], W[r * K + j]), cm);
-        cro_warp_tree(s, c, cm);
-        if (lane == 0) {
-            PS[ch * P + m] = s;
-            PC[ch * P + m] = c;
-        }
+        double s = -0.0, sc = -0.0;
+        for (long long r = c * CRO_CHUNK + cl % CRO_LANES; r < stop; r += CRO_LANES)
+            cro_lane_add(s, sc, __dmul_rn(X[r * P + m], W[r * K + j]), cm);
+        LS[cl * P + m] = s;
+        LC[cl * P + m] = sc;
     }
 }
 

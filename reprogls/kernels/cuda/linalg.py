@@ -7,7 +7,11 @@ reads each row of X once (``sur_normal_lanes``: per CRO-1 lane of a chunk, a blo
 the lane's rows one by one through ``X v``, the Woodbury row and the ``X^T W`` lane step)
 where the row, ``U`` and ``W`` fit the kernel's shared memory (:data:`FUSED_MAX_P`,
 :data:`FUSED_MAX_K`); beyond that it is the composition of the three kernels, which reads
-X twice. Both are bitwise equal to the CPU's fused operator.
+X twice. Both are bitwise equal to the CPU's fused operator. ``sur_rmatvec`` (and
+``gemv_t``) keep one accumulator pair per (chunk, lane, column) in global memory: thread
+``j`` of a block sums column ``m`` over one lane's rows, so a warp reads 32 consecutive
+doubles of a row (the first version, a warp per (chunk, column), read one double per row
+and cache line).
 
 These kernels have run only on the host emulator (``tests/cuda_emulator``), never on a
 GPU: their bits are checked there, their speed nowhere.
@@ -19,7 +23,7 @@ import cupy as cp
 import numpy as np
 
 from ..reference import cro as _ref
-from ._launch import kernel, thread_grid, warp_grid
+from ._launch import THREADS, kernel, thread_grid, warp_grid
 
 MAX_RANK = 64
 #: Limits of the single-pass normal operator (``linalg.cu``: ``FUSED_MAX_P``,
@@ -61,20 +65,27 @@ def sur_matvec(X, offsets, beta, compensated):
 def sur_rmatvec(X, offsets, W, compensated):
     N, P = X.shape
     K = offsets.shape[0] - 1
-    g = cp.zeros(P, dtype=cp.float64)
     if N == 0 or P == 0:
-        return g
-    eq = _column_equations(offsets, K)
+        return cp.zeros(P, dtype=cp.float64)
     n_chunks = -(-N // _ref.CHUNK)
-    PS = cp.empty((n_chunks, P))
-    PC = cp.empty((n_chunks, P))
-    grid, block = warp_grid(n_chunks * P)
-    _k("sur_rmatvec_partials")(grid, block, (X, eq, cp.ascontiguousarray(W), np.int64(N),
-                                             np.int64(P), np.int32(K), np.int32(compensated),
-                                             PS, PC))
-    threads = 256
-    _k("column_chunk_tree")((max(1, -(-P // threads)),), (threads,),
-                            (PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
+    LS, LC = cp.empty((n_chunks * 32, P)), cp.empty((n_chunks * 32, P))
+    n_tasks = n_chunks * 32 * -(-P // THREADS)
+    _k("sur_rmatvec_lanes")((min(n_tasks, 2**31 - 1),), (THREADS,), (
+        X, _column_equations(offsets, K), cp.ascontiguousarray(W), np.int64(N), np.int64(P),
+        np.int32(K), np.int32(compensated), LS, LC))
+    return _finish_lanes(LS, LC, n_chunks, P, compensated)
+
+
+def _finish_lanes(LS, LC, n_chunks, P, compensated):
+    """``g`` from lane accumulators (n_chunks * 32, P): each chunk's lane tree, then the
+    chunk tree down the columns and the finalize (CRO-1 steps 3-5)."""
+    PS, PC = cp.empty((n_chunks, P)), cp.empty((n_chunks, P))
+    grid, block = thread_grid(n_chunks * P)
+    _k("lane_tree_partials")(grid, block, (LS, LC, np.int64(n_chunks), np.int64(P),
+                                           np.int32(compensated), PS, PC))
+    g = cp.empty(P)
+    _k("column_chunk_tree")(thread_grid(P)[0], (THREADS,), (
+        PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
     return g
 
 
@@ -121,12 +132,4 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     _k("sur_normal_lanes")((n_chunks * 32,), (FUSED_THREADS,), (
         X, offsets, _column_equations(offsets, K), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
         np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated), LS, LC))
-    PS, PC = cp.empty((n_chunks, P)), cp.empty((n_chunks, P))
-    grid, block = thread_grid(n_chunks * P)
-    _k("lane_tree_partials")(grid, block, (LS, LC, np.int64(n_chunks), np.int64(P),
-                                           np.int32(compensated), PS, PC))
-    g = cp.empty(P)
-    threads = 256
-    _k("column_chunk_tree")((max(1, -(-P // threads)),), (threads,),
-                            (PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
-    return g
+    return _finish_lanes(LS, LC, n_chunks, P, compensated)
