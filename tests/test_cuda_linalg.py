@@ -28,6 +28,19 @@ def test_sur_kernels(n_rows, mode):
     assert same_bits(kernels.gemv_t(X, W[:, 0], mode, "cuda"), ref.gemv_t(X, W[:, 0], mode))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths", [tuple(range(33)), (32, 1, 0, 31), (40, 2)],
+                         ids=["0-32", "edges", "past-32"])
+def test_sur_matvec_special_values(widths, mode):
+    """Thread-per-output (widths <= 32) and warp-per-output dots with inf, NaN and -0.0
+    products, and order-sensitive (not wide) magnitudes."""
+    X, offsets, beta, _ = sur_problem(100, widths, seed=3)
+    X, beta = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(beta)) - 2.0
+    X[0, :3], X[-1, ::4], beta[1::7] = np.inf, np.nan, -0.0
+    assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cuda"),
+                     ref.sur_matvec(X, offsets, beta, mode))
+
+
 def test_long_equation_spans_chunks():
     X, offsets, beta, _ = sur_problem(3, widths=(2, 8200, 1))
     for mode in MODES:

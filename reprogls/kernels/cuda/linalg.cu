@@ -70,6 +70,25 @@ extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long l
     }
 }
 
+// U[i, j] when no equation has more than 32 columns: one thread per output, the CRO-1
+// dot in the thread (cro_dot_serial: term t is lane t, then the lane tree over the live
+// lanes, whose skipped merges with empty lanes change no bit); neighbouring threads read
+// neighbouring segments of a row. Same bits as sur_matvec's warp per output.
+extern "C" __global__ void sur_matvec_short(const double *__restrict__ X,
+                                            const long long *__restrict__ offsets,
+                                            const double *__restrict__ beta, long long N,
+                                            int K, long long P, int comp,
+                                            double *__restrict__ U) {
+    const bool cm = comp != 0;
+    for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < N * K;
+         o += (long long)gridDim.x * blockDim.x) {
+        const long long i = o / K;
+        const int j = (int)(o % K);
+        const long long o0 = offsets[j];
+        U[o] = cro_dot_serial(X + i * P + o0, 1, beta + o0, 1, (int)(offsets[j + 1] - o0), cm);
+    }
+}
+
 // Lane accumulators of g[m] = CRO-1 over rows of fl(X[r, m] * W[r, eq[m]]): block task
 // (c * 32 + l) * n_tiles + tile is CRO-1 lane l of chunk c for the columns of one tile,
 // thread j for column m = tile * blockDim + j, summing rows c * CHUNK + l + 32 t in order

@@ -7,7 +7,9 @@ reads each row of X once (``sur_normal_lanes``: per CRO-1 lane of a chunk, a blo
 the lane's rows one by one through ``X v``, the Woodbury row and the ``X^T W`` lane step)
 where the row, ``U`` and ``W`` fit the kernel's shared memory (:data:`FUSED_MAX_P`,
 :data:`FUSED_MAX_K`); beyond that it is the composition of the three kernels, which reads
-X twice. Both are bitwise equal to the CPU's fused operator. ``sur_rmatvec`` (and
+X twice. Both are bitwise equal to the CPU's fused operator. ``sur_matvec`` (and
+``gemv``) compute each output in one thread when no equation is wider than 32 columns
+(``sur_matvec_short``), else with a warp per output. ``sur_rmatvec`` (and
 ``gemv_t``) keep one accumulator pair per (chunk, lane, column) in global memory: thread
 ``j`` of a block sums column ``m`` over one lane's rows, so a warp reads 32 consecutive
 doubles of a row (the first version, a warp per (chunk, column), read one double per row
@@ -51,6 +53,11 @@ def sur_matvec(X, offsets, beta, compensated):
         return U
     offsets_host = cp.asnumpy(offsets)
     widest = int(np.diff(offsets_host).max(initial=0))
+    if widest <= 32:  # a thread per output
+        grid, block = thread_grid(N * K)
+        _k("sur_matvec_short")(grid, block, (X, offsets, beta, np.int64(N), np.int32(K),
+                                             np.int64(P), np.int32(compensated), U))
+        return U
     n_slots = max(1, -(-widest // _ref.CHUNK))
     grid, block = warp_grid(N * K)
     n_warps = grid[0] * block[0] // 32
