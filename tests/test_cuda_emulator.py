@@ -53,6 +53,14 @@ extern "C" __global__ void reverse(const double *__restrict__ x, double *__restr
     y[blockIdx.x * blockDim.x + t] = buf[blockDim.x - 1 - t];
 }
 
+// shared memory written by block 0 only: later blocks must not see it
+extern "C" __global__ void stale(double *y) {
+    __shared__ double buf[64];
+    if (blockIdx.x == 0) buf[threadIdx.x] = 1.0;
+    __syncthreads();
+    y[blockIdx.x * blockDim.x + threadIdx.x] = buf[threadIdx.x];
+}
+
 extern "C" __global__ void diverge(double *out) {
     if ((threadIdx.x & 31) == 0) __syncwarp();
     out[threadIdx.x] = 1.0;
@@ -89,6 +97,12 @@ def test_syncthreads_orders_shared_memory_across_warps(probes):
     y = fake_cupy.empty(x.size)
     probes.get_function("reverse")((3,), (256,), (fake_cupy.asarray(x), y))
     assert (y.get() == x.reshape(3, 256)[:, ::-1].ravel()).all()
+
+
+def test_each_block_starts_with_poisoned_shared_memory(probes):
+    y = fake_cupy.empty(3 * 64)
+    probes.get_function("stale")((3,), (64,), (y,))
+    assert (y.get()[:64] == 1.0).all() and np.isnan(y.get()[64:]).all()
 
 
 def test_divergent_warp_sync_is_an_error(probes):
@@ -154,3 +168,15 @@ def test_the_gpu_suite_passes_on_the_emulator():
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) > 1000, tail
     assert not re.search(r"skipped|failed|error", summary), tail
+
+
+def test_the_gpu_fit_script_runs_on_the_emulator():
+    """``profiling/gpu_fits.py`` is for the first session with a GPU; here it runs on the
+    emulator so that it still works when that session comes (its S fit on
+    ``device="cuda"`` must give the CPU's fingerprint)."""
+    env = {**os.environ, cuda_emulator.ENV: "1"}
+    run = subprocess.run([sys.executable, "profiling/gpu_fits.py", "--sizes", "S",
+                          "--repeat", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "fingerprints equal" in run.stdout, run.stdout

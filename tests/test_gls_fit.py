@@ -467,3 +467,29 @@ def test_fingerprint_does_not_depend_on_thread_count():
     assert [o["threads"] for o in outs] == [1, 2, 8]
     assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], tuple(o["iters"]))
                 for o in outs}) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("solver", ["cg", "gram"])
+def test_gpu_fit_moves_x_to_the_device_a_few_times_not_once_per_kernel(monkeypatch, solver):
+    """A host X passed to a CUDA kernel is copied to the GPU on every call. The fit keeps
+    one copy there for its loops (every CG step, every sweep, every column of
+    ``X^T X``): X crosses at most four times (OLS right-hand side, the OLS Gram blocks or
+    ``X^T X``, the loops' copy, the SEs' ``X^T X``), and the fit's bits stay the CPU's."""
+    from reprogls.kernels import _validate
+
+    Xs, Y = simulate_sur(700, 6, 3, 2, 11, True)[:2]
+    P = sum(x.shape[1] for x in Xs)
+    moved = []
+    real = _validate.to_device
+
+    def counting(x, device, dtype=np.float64):
+        if device.kind == "cuda" and isinstance(x, np.ndarray) and x.shape == (700, P):
+            moved.append(x.shape)
+        return real(x, device, dtype)
+
+    monkeypatch.setattr(_validate, "to_device", counting)
+    res = gls.fit(Xs, Y, rank=2, beta_solver=solver, device="cuda")
+    assert res.fingerprint == gls.fit(Xs, Y, rank=2, beta_solver=solver,
+                                      device="cpu").fingerprint
+    assert 1 <= len(moved) <= 4, len(moved)

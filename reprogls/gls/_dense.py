@@ -8,7 +8,7 @@ from numba import njit
 from ..kernels.cpu import gram as _cpu_gram
 from ..kernels.cpu import multi as _cpu_multi
 
-__all__ = ["gram", "matmul", "matmul_t", "mirror_lower"]
+__all__ = ["gram", "matmul", "matmul_t", "mirror_lower", "on_device"]
 
 
 @njit(cache=True)
@@ -25,6 +25,19 @@ def mirror_lower(S: np.ndarray) -> np.ndarray:
     took ~20 us at K = 50 and a P x P index pair at P = 2000). Returns ``S``."""
     _copy_lower_to_upper(S)
     return S
+
+
+def on_device(X: np.ndarray, device: str):
+    """``X`` where the kernels of ``device`` read it: itself on the CPU, else one copy in
+    GPU memory. A host array passed to a CUDA kernel is copied to the GPU on every call;
+    the estimator's loops over X (every CG step, every column of ``X^T X``) keep this
+    copy instead."""
+    if str(device) == "cpu":
+        return X
+    from ..kernels._validate import to_device
+    from ..kernels.devices import resolve_device
+
+    return to_device(X, resolve_device(device))
 
 
 def matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
@@ -60,6 +73,7 @@ def gram(X: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:
     if device == "cpu":
         return mirror_lower(_cpu_gram.lower_gram(X, mode == "compensated"))
     G = np.empty((P, P))
+    Xd = on_device(X, device)  # X crosses to the GPU once, not once per column
     for a in range(P):
-        G[:, a] = gemv_t(X, np.ascontiguousarray(X[:, a]), mode, device)
+        G[:, a] = gemv_t(Xd, Xd[:, a].copy(), mode, device)
     return mirror_lower(G)

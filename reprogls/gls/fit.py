@@ -29,7 +29,7 @@ from ..kernels import sur_matvec, woodbury_factor, woodbury_logdet, woodbury_sol
 from ..kernels.devices import resolve_device
 from ..kernels.reference import check_mode
 from . import beta as beta_step
-from ._dense import gram
+from ._dense import gram, on_device
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_rank, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
@@ -211,6 +211,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     K, N = data.n_equations, data.nobs
     X, offsets, Yd = data.X, data.offsets, data.Y
     P = X.shape[1]
+    # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
+    # there, so that no CG step or sweep moves X to the GPU again
+    Xk = on_device(X, dev)
     if sigma is None:
         rank = check_rank(rank, K)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
@@ -235,14 +238,14 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         the CG's residual at ``beta0``, likewise). Returns ``(beta, b, finished)``;
         ``finished`` is false when the CG stopped early by ``reduction`` (always true for
         the direct solver)."""
-        b = beta_step.rhs(X, offsets, Yd, factor, dev) if b is None else b
+        b = beta_step.rhs(Xk, offsets, Yd, factor, dev) if b is None else b
         if solver == "gram":
             L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
                                    mode)
             normal_factor.update(factor=factor, L=L)
             return beta_step.solve_dense(L, b, mode), b, True
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
-        beta, _, finished = beta_step.solve_cg(X, offsets, factor, b, beta0, block_factors,
+        beta, _, finished = beta_step.solve_cg(Xk, offsets, factor, b, beta0, block_factors,
                                                Sinv_diag, ridge, cg_tol, cg_max_iter,
                                                dev, reduction, r0, coupling)
         return beta, b, finished
@@ -254,12 +257,12 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F, d = (np.asarray(a, dtype=np.float64) for a in sigma)
         factor = woodbury_factor(F, d, mode)
         beta = gls_beta(factor, beta)[0]
-        fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev)
+        fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
     else:
         F = d = None
         nll_prev = np.inf
-        E = residuals(X, offsets, Yd, beta, mode, dev)  # then once per sweep, below
+        E = residuals(Xk, offsets, Yd, beta, mode, dev)  # then once per sweep, below
         # the new residuals are written over the old ones once the right-hand side no
         # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
         # array comes from newly mapped pages, which cost about as much as the pass that
@@ -278,11 +281,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             b = r0 = None
             if solver == "cg":  # the CG starts from the residuals E at the current beta:
                 # b and r0 = X^T vec(E Sigma^-1) - ridge beta in one pass over X
-                b, r0 = beta_step.rhs_and_residual(X, offsets, Yd, E, factor, beta, ridge,
+                b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yd, E, factor, beta, ridge,
                                                    dev)
             spare, E = (None, E), None  # (the buffer of the new residuals)
             beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
-            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev, spare)
+            fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)
@@ -292,7 +295,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         if not finished:  # the last solve stopped early: finish it at the final Sigma
             spare, E, fitted = (fitted, E), None, None
             beta = gls_beta(factor, beta, b)[0]
-            fitted, E = fitted_and_residuals(X, offsets, Yd, beta, mode, dev, spare)
+            fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
         llf = -nll

@@ -15,6 +15,7 @@ import numpy as np
 from ..kernels.cpu.gram import block_pair_plan, column_pair_grams
 from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
 from ..kernels.linalg import sur_rmatvec
+from ._dense import on_device
 from .data import SURData
 
 __all__ = ["CollinearityError", "block_grams", "diagonal_blocks", "factor_blocks", "ols"]
@@ -57,11 +58,12 @@ def block_grams(data: SURData, mode: str = "compensated",
         return [buffer[starts[i]:starts[i + 1]].reshape(widths[i], widths[i])
                 for i in range(K)]
     grams = [np.empty((p, p)) for p in widths]
+    Xd = on_device(X, device)  # X crosses to the GPU once, not once per column
     for a in range(int(widths.max(initial=0))):
         W = np.zeros((X.shape[0], K))
         has = widths > a
         W[:, has] = X[:, offsets[:-1][has] + a]
-        g = sur_rmatvec(X, offsets, W, mode, device)
+        g = sur_rmatvec(Xd, offsets, W, mode, device)
         for j in np.flatnonzero(has):
             grams[j][:, a] = g[offsets[j]:offsets[j + 1]]
     return grams

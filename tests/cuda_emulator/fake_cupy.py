@@ -76,6 +76,9 @@ class _Device:
     def use(self):
         return self
 
+    def synchronize(self):  # every emulated launch has finished when it returns
+        return None
+
 
 class ndarray:  # noqa: N801 (CuPy's name)
     """A device array: host memory behind CuPy's interface (the subset reprogls uses)."""
@@ -261,6 +264,10 @@ def ascontiguousarray(a, dtype=None):
     if a.ndim == 0:
         a = a.reshape(1)
     return a if a.flags.c_contiguous else a.copy()
+
+
+def copyto(dst, src):
+    dst._host[...] = _operand(src)
 
 
 def asnumpy(a):

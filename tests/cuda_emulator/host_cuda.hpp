@@ -36,8 +36,12 @@ struct dim3 {
 #define __device__
 #define __host__
 #define __forceinline__ inline
-// one block runs at a time, so a function-level static is the block's shared memory
-#define __shared__ static
+// One block runs at a time, so a function-level static is the block's shared memory. They
+// all live in the section emu_shared, filled with NaN bytes before every block: a kernel
+// that reads shared memory its block has not written sees NaN, not the last block's data.
+#define __shared__ static __attribute__((section("emu_shared"), used))
+extern "C" char __start_emu_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_emu_shared[] __attribute__((weak, visibility("hidden")));
 
 namespace emu {
 
@@ -174,6 +178,8 @@ inline int launch(unsigned gx, unsigned bx, const std::function<void()> &kernel_
     if (stacks.size() < size_t(bx) * STACK_SLOT) stacks.resize(size_t(bx) * STACK_SLOT);
     for (unsigned b = 0; b < gx && !failed; ++b) {
         block_idx = dim3{b, 0, 0};
+        if (__start_emu_shared != __stop_emu_shared)
+            std::memset(__start_emu_shared, 0xFF, size_t(__stop_emu_shared - __start_emu_shared));
         for (unsigned t = 0; t < bx; ++t) {
             prepare(fibers[t], stacks.data() + size_t(t + 1) * STACK_SLOT - (t % 64) * 64);
             fibers[t].tid = dim3{t, 0, 0};

@@ -1,0 +1,70 @@
+"""GLS fits on the GPU against the CPU: time, and whether the fingerprints are equal.
+
+Usage::
+
+    python profiling/gpu_fits.py [--sizes S M] [--repeat 3]
+
+Needs CuPy and an NVIDIA GPU. The S and M systems of the alsgls comparison (data from
+:func:`reprogls.gls.simulate_sur`), fitted with ``device="cuda"`` and ``device="cpu"``
+(without SEs): the best of ``--repeat`` fits after one warm-up fit (NVRTC and Numba
+compilation are not fit time), and the two fingerprints, which must be equal. The
+kernels' own GB/s against a device-to-device copy: ``profiling/roofline.py --device
+cuda``.
+
+No session of the project has had a GPU yet. On the host emulator
+(``REPROGLS_CUDA_EMULATOR=1``, from the repository root; ``tests/test_cuda_emulator.py``
+runs ``--sizes S --repeat 1``) the times mean nothing: it shows that the script runs and
+that the fingerprints agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+if os.environ.get("REPROGLS_CUDA_EMULATOR", "").strip() not in ("", "0"):
+    sys.path.insert(0, os.getcwd())
+    from tests import cuda_emulator
+
+    cuda_emulator.install()
+
+from reprogls import gls, kernels
+
+
+def fits(names, repeat: int) -> None:
+    """Print, per size, the best GPU and CPU fit times and whether the fingerprints agree."""
+    sizes = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
+    for name in names:
+        N, K, p, k = sizes[name]
+        Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
+        seconds, prints = {}, {}
+        for device in ("cuda", "cpu"):
+            gls.fit(Xs, Y, rank=k, cov_type="none", device=device)  # compile / warm up
+            best = np.inf
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                res = gls.fit(Xs, Y, rank=k, cov_type="none", device=device)
+                best = min(best, time.perf_counter() - t0)
+            seconds[device], prints[device] = best, res.fingerprint
+        same = "equal" if prints["cuda"] == prints["cpu"] else "DIFFERENT"
+        print(f"fit {name} (N={N} K={K} p={p} k={k}): cuda {seconds['cuda']:.3f} s   cpu "
+              f"{seconds['cpu']:.3f} s   fingerprints {same} ({prints['cpu'][:16]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="*", default=["S", "M"], choices=["S", "M"])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if "cuda:0" not in kernels.available_devices():
+        parser.error(f"no usable CUDA device here: {kernels.devices.cuda_status().reason}")
+    fits(args.sizes, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
