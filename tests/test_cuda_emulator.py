@@ -61,6 +61,14 @@ extern "C" __global__ void stale(double *y) {
     y[blockIdx.x * blockDim.x + threadIdx.x] = buf[threadIdx.x];
 }
 
+// a race: thread 0 writes what the others read, with no barrier in between
+extern "C" __global__ void racy(double *y, int synced) {
+    __shared__ double v[1];
+    if (threadIdx.x == 0) v[0] = 7.0;
+    if (synced) __syncthreads();
+    y[threadIdx.x] = v[0];
+}
+
 extern "C" __global__ void diverge(double *out) {
     if ((threadIdx.x & 31) == 0) __syncwarp();
     out[threadIdx.x] = 1.0;
@@ -103,6 +111,19 @@ def test_each_block_starts_with_poisoned_shared_memory(probes):
     y = fake_cupy.empty(3 * 64)
     probes.get_function("stale")((3,), (64,), (y,))
     assert (y.get()[:64] == 1.0).all() and np.isnan(y.get()[64:]).all()
+
+
+def test_the_reverse_schedule_exposes_a_missing_barrier(probes, monkeypatch):
+    outputs = {}
+    for order in ("ascending", "reverse"):
+        monkeypatch.setenv(compiler.SCHEDULE_ENV, order)
+        for synced in (0, 1):
+            y = fake_cupy.empty(64)
+            probes.get_function("racy")((1,), (64,), (y, np.int32(synced)))
+            outputs[order, synced] = y.get()
+    assert (outputs["ascending", 1] == 7.0).all() and (outputs["reverse", 1] == 7.0).all()
+    assert (outputs["ascending", 0] == 7.0).all()
+    assert np.isnan(outputs["reverse", 0][1:]).all()
 
 
 def test_divergent_warp_sync_is_an_error(probes):
@@ -154,11 +175,14 @@ def test_a_wrong_kernel_is_caught(monkeypatch):
         assert reductions.cro_sum(xd, False) != ref.cro_sum(x, "plain")
 
 
-def test_the_gpu_suite_passes_on_the_emulator():
+@pytest.mark.parametrize("schedule", ["ascending", "reverse"])
+def test_the_gpu_suite_passes_on_the_emulator(schedule):
     """Every ``gpu``-marked test (reductions, linear algebra, elementwise, the estimator's
     golden fingerprints on ``device="cuda"``) on the emulated device, in a child
-    process. None may skip: each one runs the CUDA kernels."""
-    env = {**os.environ, cuda_emulator.ENV: "1"}
+    process. None may skip: each one runs the CUDA kernels. Twice: with warps and lanes
+    run in ascending and in descending order, where a kernel that races (reads memory
+    another thread writes, with no barrier between) would see other data."""
+    env = {**os.environ, cuda_emulator.ENV: "1", compiler.SCHEDULE_ENV: schedule}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-m", "gpu", "-rs", str(ROOT / "tests")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

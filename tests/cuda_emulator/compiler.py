@@ -38,6 +38,20 @@ POINTEES = {"double": np.float64, "long long": np.int64, "int": np.int32,
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
 
 
+#: ``REPROGLS_CUDA_EMULATOR_SCHEDULE=reverse`` runs warps and lanes in descending order
+#: (default ascending): a kernel with a missing barrier between threads that share
+#: memory gives other bits under the other order.
+SCHEDULE_ENV = "REPROGLS_CUDA_EMULATOR_SCHEDULE"
+
+
+def schedule() -> int:
+    """0 (ascending) or 1 (descending), from :data:`SCHEDULE_ENV`."""
+    value = os.environ.get(SCHEDULE_ENV, "ascending").strip().lower()
+    if value not in ("ascending", "reverse"):
+        raise EmulatorError(f"{SCHEDULE_ENV} must be 'ascending' or 'reverse', got {value!r}")
+    return int(value == "reverse")
+
+
 class EmulatorError(RuntimeError):
     """A kernel misbehaved under the emulator (divergence, deadlock, a bad argument, a
     write past an allocation); the message names the kernel."""
@@ -171,6 +185,7 @@ class HostKernel:
         argv = (ctypes.c_void_p * max(1, len(holders)))(
             *[ctypes.cast(ctypes.pointer(h), ctypes.c_void_p) for h in holders])
         gx, bx = _extent(grid, self.name, "grid"), _extent(block, self.name, "block")
+        self._lib.emu_set_schedule(schedule())
         if self._launch(gx, bx, argv) != 0:
             raise EmulatorError(f"{self.name}: {self._lib.emu_error().decode()}")
         fake_cupy.check_guards(self.name)

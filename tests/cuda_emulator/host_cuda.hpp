@@ -68,6 +68,10 @@ inline void *scheduler_sp = nullptr;
 inline dim3 block_idx, block_dim, grid_dim;
 inline const std::function<void()> *body = nullptr;
 inline char error[600] = "";
+// Schedule: 0 runs warps and lanes in ascending order, 1 in descending order. A kernel
+// whose result depends on the order (a missing barrier between threads that share
+// memory) gives different bits under the two: the tests run both.
+inline int reverse_order = 0;
 inline bool failed = false;
 // warp shuffle exchange: two buffers used alternately, so one barrier per shuffle suffices
 inline unsigned long long exchange[2][MAX_THREADS];
@@ -139,7 +143,8 @@ inline void run_warp(unsigned w) {
     Fiber *lanes = fibers.data() + 32 * w;
     for (;;) {
         unsigned at_warp = 0;
-        for (unsigned l = 0; l < 32; ++l) {
+        for (unsigned i = 0; i < 32; ++i) {
+            const unsigned l = reverse_order ? 31 - i : i;
             if (lanes[l].state == RUNNABLE) {
                 current = lanes + l;
                 emu_switch(&scheduler_sp, lanes[l].sp);
@@ -185,7 +190,8 @@ inline int launch(unsigned gx, unsigned bx, const std::function<void()> &kernel_
             fibers[t].tid = dim3{t, 0, 0};
         }
         for (;;) {  // one round per __syncthreads
-            for (unsigned w = 0; w < bx / 32 && !failed; ++w) run_warp(w);
+            for (unsigned i = 0; i < bx / 32 && !failed; ++i)
+                run_warp(reverse_order ? bx / 32 - 1 - i : i);
             if (failed) break;  // parked fibers are abandoned: they own no resources
             bool all_done = true;
             for (unsigned t = 0; t < bx; ++t) {
@@ -276,3 +282,4 @@ inline void __syncwarp(unsigned mask = emu::FULL_MASK) {
 inline void __syncthreads() { emu::yield_to_scheduler(emu::AT_BLOCK); }
 
 extern "C" const char *emu_error() { return emu::error; }
+extern "C" void emu_set_schedule(int reverse) { emu::reverse_order = reverse != 0; }

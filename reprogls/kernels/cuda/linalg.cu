@@ -203,8 +203,10 @@ extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
 // --- The fused normal operator X^T [(X v) Sigma^-1], reading each row of X once ----------
 //
 // Block task (c, l) owns CRO-1 lane l of chunk c: rows c * CHUNK + l + 32 t. Per row, in
-// shared memory: the row of X; U = the row's per-equation CRO-1 dots with v (warp w takes
-// equations w, w + n_warps, ..., each exactly as sur_matvec); W = U Sigma^-1 (warp 0,
+// shared memory: the row of X; U = the row's per-equation CRO-1 dots with v (with
+// short_rows, when no equation has more than 32 columns, thread j takes equations j,
+// j + blockDim, ..., as sur_matvec_short; else warp w takes equations w, w + n_warps,
+// ..., as sur_matvec: the same bits either way); W = U Sigma^-1 (warp 0,
 // woodbury_row); then thread j adds fl(x[m] * W[eq(m)]) to lane l's accumulators of its
 // columns m = j + blockDim * q, the sur_rmatvec lane step. The accumulators go to LS/LC
 // (n_chunks, 32, P); lane_tree_partials and column_chunk_tree finish as sur_rmatvec does.
@@ -224,7 +226,7 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                                             const double *__restrict__ L,
                                             const double *__restrict__ LT, long long N,
                                             long long P, int K, int k, int comp,
-                                            double *__restrict__ LS,
+                                            int short_rows, double *__restrict__ LS,
                                             double *__restrict__ LC) {
     __shared__ double xs[FUSED_MAX_P];
     __shared__ double us[FUSED_MAX_K];
@@ -244,7 +246,12 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
         for (long long r = c * CRO_CHUNK + task % CRO_LANES; r < stop; r += CRO_LANES) {
             for (long long m = tid; m < P; m += blockDim.x) xs[m] = X[r * P + m];
             __syncthreads();
-            for (int j = warp; j < K; j += n_warps) {  // U = this row's X v
+            if (short_rows) {  // U = this row's X v: a thread per equation (as sur_matvec_short)
+                for (int j = tid; j < K; j += blockDim.x) {
+                    const long long o0 = offsets[j];
+                    us[j] = cro_dot_serial(xs + o0, 1, v + o0, 1, (int)(offsets[j + 1] - o0), cm);
+                }
+            } else for (int j = warp; j < K; j += n_warps) {  // a warp per equation (sur_matvec)
                 const long long o0 = offsets[j], n = offsets[j + 1] - o0;
                 if (n == 0) {
                     if (lane == 0) us[j] = 0.0;

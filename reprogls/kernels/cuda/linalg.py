@@ -138,5 +138,6 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
     _k("sur_normal_lanes")((n_chunks * 32,), (FUSED_THREADS,), (
         X, offsets, _column_equations(offsets, K), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
-        np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated), LS, LC))
+        np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated),
+        np.int32(widest <= 32), LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
