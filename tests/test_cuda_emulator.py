@@ -77,6 +77,10 @@ extern "C" __global__ void diverge(double *out) {
 extern "C" __global__ void overrun(double *out, long long n) {
     if (threadIdx.x == 0 && blockIdx.x == 0) out[n] = 1.0;
 }
+
+extern "C" __global__ void overread(const double *x, long long n, double *y) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) y[0] = x[n];
+}
 """
 
 
@@ -131,10 +135,32 @@ def test_divergent_warp_sync_is_an_error(probes):
         probes.get_function("diverge")((1,), (64,), (fake_cupy.empty(64),))
 
 
-def test_write_past_an_array_is_an_error(probes):
+def test_write_before_an_array_is_an_error(probes):
     out = fake_cupy.empty(10)
     with pytest.raises(EmulatorError, match="wrote outside"):
-        probes.get_function("overrun")((1,), (32,), (out, np.int64(10)))
+        probes.get_function("overrun")((1,), (32,), (out, np.int64(-1)))
+    probes.get_function("overrun")((1,), (32,), (out, np.int64(9)))  # in bounds: fine
+    assert out.get()[9] == 1.0
+
+
+@pytest.mark.parametrize("kernel, n, dies", [("overread", 10, True), ("overrun", 10, True),
+                                             ("overread", 9, False)])
+def test_access_past_an_array_kills_the_process(kernel, n, dies):
+    code = f"""
+import numpy as np
+from tests.cuda_emulator import compiler, fake_cupy
+from tests.test_cuda_emulator import PROBES
+f = compiler.compile_module(PROBES).get_function({kernel!r})
+x, y = fake_cupy.ones(10), fake_cupy.empty(10)
+f((1,), (32,), (x, np.int64({n}), y) if {kernel!r} == "overread" else (x, np.int64({n})))
+print("survived")
+"""
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    if dies:
+        assert run.returncode == -11, (run.returncode, run.stderr[-2000:])  # SIGSEGV
+    else:
+        assert run.returncode == 0 and "survived" in run.stdout, run.stderr[-2000:]
 
 
 @pytest.mark.parametrize("args, message", [

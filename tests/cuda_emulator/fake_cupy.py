@@ -7,14 +7,18 @@ run unchanged: ``RawModule`` compiles the CUDA C with the host emulator
 
 "Device" arrays behave like CuPy's where it matters for catching host/device mistakes:
 implicit conversion to NumPy raises ``TypeError`` (use ``.get()``), and mixing them with
-NumPy arrays in arithmetic raises. Each allocation has guard bytes on both sides, checked
-after every launch (a kernel writing past an array is an error), and fresh ``empty``
-memory is filled with NaN bytes, so a kernel that reads what it never wrote shows it.
+NumPy arrays in arithmetic raises. Each allocation is its own mapping whose data ends at
+an inaccessible page (reading or writing past the end kills the process with SIGSEGV)
+and starts after guard bytes, checked after every launch (a write before the start is
+an error); fresh ``empty`` memory is filled with NaN bytes, so a kernel that reads what
+it never wrote shows it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import mmap
 import operator
 import weakref
 
@@ -28,34 +32,43 @@ float64, float32, int64, int32, uint64, uint32, bool_ = (
 GUARD_BYTES = 256
 _GUARD = 0xA5
 _FRESH = 0xFF  # every float64 made of these bytes is a NaN
-_allocations: list[weakref.ref] = []
+_PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_allocations: list[tuple[weakref.ref, int]] = []
 
 
 def _allocate(shape, dtype, fill=_FRESH) -> np.ndarray:
+    """Fresh "device" memory: its own mapping, the data ending where an inaccessible page
+    begins (a kernel that reads or writes past the end faults: the process dies with
+    SIGSEGV), guard bytes before the data (checked after every launch)."""
     shape = tuple(int(s) for s in (shape if isinstance(shape, tuple | list) else (shape,)))
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + 2 * GUARD_BYTES, dtype=np.uint8)
-    raw[:GUARD_BYTES] = _GUARD
-    raw[GUARD_BYTES + nbytes:] = _GUARD
-    raw[GUARD_BYTES:GUARD_BYTES + nbytes] = fill
-    _allocations.append(weakref.ref(raw))
-    return raw[GUARD_BYTES:GUARD_BYTES + nbytes].view(dtype).reshape(shape)
+    pages = -(-(nbytes + GUARD_BYTES) // _PAGE)
+    region = mmap.mmap(-1, (pages + 1) * _PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    if _libc.mprotect(ctypes.c_void_p(base + pages * _PAGE), ctypes.c_size_t(_PAGE), 0):
+        raise OSError(ctypes.get_errno(), "mprotect of the guard page failed")
+    raw = np.frombuffer(region, dtype=np.uint8, count=pages * _PAGE)
+    start = pages * _PAGE - nbytes
+    raw[start - GUARD_BYTES:start] = _GUARD
+    raw[start:] = fill
+    _allocations.append((weakref.ref(raw), start))
+    return raw[start:].view(dtype).reshape(shape)
 
 
 def check_guards(kernel_name: str) -> None:
-    """Raise if a launch wrote into the guard bytes of any live allocation."""
+    """Raise if a launch wrote into the guard bytes before any live allocation."""
     alive = []
-    for ref in _allocations:
+    for ref, start in _allocations:
         raw = ref()
         if raw is None:
             continue
-        alive.append(ref)
-        if (raw[:GUARD_BYTES] != _GUARD).any() or (raw[-GUARD_BYTES:] != _GUARD).any():
-            raw[:GUARD_BYTES] = _GUARD  # report once
-            raw[-GUARD_BYTES:] = _GUARD
+        alive.append((ref, start))
+        if (raw[start - GUARD_BYTES:start] != _GUARD).any():
+            raw[start - GUARD_BYTES:start] = _GUARD  # report once
             raise EmulatorError(f"{kernel_name} wrote outside an array it was given "
-                                "(guard bytes changed)")
+                                "(guard bytes before it changed)")
     _allocations[:] = alive
 
 
