@@ -147,6 +147,8 @@ def test_write_before_an_array_is_an_error(probes):
                                              ("overread", 9, False)])
 def test_access_past_an_array_kills_the_process(kernel, n, dies):
     code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file from the expected crash
 import numpy as np
 from tests.cuda_emulator import compiler, fake_cupy
 from tests.test_cuda_emulator import PROBES
