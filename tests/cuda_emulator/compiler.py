@@ -113,7 +113,7 @@ def compile_module(text: str, cache_dir: Path | None = None) -> HostModule:
     cache_dir.mkdir(parents=True, exist_ok=True)
     lib = cache_dir / f"{key.hexdigest()[:24]}.so"
     if not lib.exists():
-        src = lib.with_suffix(".cpp")
+        src = lib.with_suffix(f".{os.getpid()}.cpp")  # per process: builds may race
         src.write_text(program)
         partial = lib.with_suffix(f".{os.getpid()}.so")
         result = subprocess.run([cxx, *CXX_FLAGS, str(src), "-o", str(partial)],
@@ -121,6 +121,7 @@ def compile_module(text: str, cache_dir: Path | None = None) -> HostModule:
         if result.returncode != 0:
             raise EmulatorError(f"g++ could not build the emulated module:\n{result.stderr}")
         partial.replace(lib)  # atomic: concurrent test processes never load half a file
+        src.unlink()
     return HostModule(ctypes.CDLL(str(lib)), kernels)
 
 
