@@ -164,13 +164,19 @@ class HostKernel:
         if p.pointer:
             if not isinstance(value, fake_cupy.ndarray):
                 raise EmulatorError(f"{where} got {type(value).__name__}, not a device array")
-            want = POINTEES[p.base]
+            want = POINTEES.get(p.base)
+            if want is None:
+                raise EmulatorError(f"{where}: no NumPy dtype for {p.base!r}; add it to "
+                                    "compiler.POINTEES")
             if value.dtype != want:
                 raise EmulatorError(f"{where} got a {value.dtype} array, needs {np.dtype(want)}")
             if not value.flags.c_contiguous:
                 raise EmulatorError(f"{where} got a non-contiguous array")
             return ctypes.c_void_p(value.data_pointer)
-        want = SCALARS[p.base]
+        want = SCALARS.get(p.base)
+        if want is None:
+            raise EmulatorError(f"{where}: no NumPy scalar type for {p.base!r}; add it to "
+                                "compiler.SCALARS")
         if type(value) is not want:
             raise EmulatorError(f"{where} got {type(value).__name__} {value!r}, needs "
                                 f"{want.__name__}")
