@@ -143,8 +143,9 @@ extern "C" __global__ void column_chunk_tree(double *PS, double *PC, long long n
 }
 
 // One row of R Sigma^-1 (reference.woodbury_solve), computed by the calling warp (every
-// lane calls it): out[0..K) from r[0..K). K <= CRO_CHUNK, k <= CRO_MAX_RANK. LT is L
-// transposed (row i of LT is column i of L); u is k doubles of scratch shared by the warp.
+// lane calls it): out[0..K) from r[0..K); out may be r (each lane reads r[j] last just
+// before it writes out[j]). K <= CRO_CHUNK, k <= CRO_MAX_RANK. LT is L transposed (row i
+// of LT is column i of L); u is k doubles of scratch shared by the warp.
 __device__ void woodbury_row(const double *r, const double *__restrict__ G,
                              const double *__restrict__ d, const double *__restrict__ L,
                              const double *__restrict__ LT, int K, int k, bool cm, double *u,
@@ -202,19 +203,24 @@ extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
 
 // --- The fused normal operator X^T [(X v) Sigma^-1], reading each row of X once ----------
 //
-// Block task (c, l) owns CRO-1 lane l of chunk c: rows c * CHUNK + l + 32 t. Per row, in
-// shared memory: the row of X; U = the row's per-equation CRO-1 dots with v (with
-// short_rows, when no equation has more than 32 columns, thread j takes equations j,
-// j + blockDim, ..., as sur_matvec_short; else warp w takes equations w, w + n_warps,
-// ..., as sur_matvec: the same bits either way); W = U Sigma^-1 (warp 0,
-// woodbury_row); then thread j adds fl(x[m] * W[eq(m)]) to lane l's accumulators of its
-// columns m = j + blockDim * q, the sur_rmatvec lane step. The accumulators go to LS/LC
-// (n_chunks, 32, P); lane_tree_partials and column_chunk_tree finish as sur_rmatvec does.
-// Limits (the launcher falls back to the three kernels beyond them): P <= blockDim *
-// FUSED_COLS_PER_THREAD and P <= FUSED_MAX_P, K <= FUSED_MAX_K, equations <= CRO_CHUNK
-// columns, k <= CRO_MAX_RANK.
+// Block task (c, l) owns CRO-1 lane l of chunk c: rows c * CHUNK + l + 32 t. It takes them
+// in batches of one row per warp (rows t0 .. t0 + n_warps - 1): warp w computes its row's
+// U = per-equation CRO-1 dots with v (with short_rows, when no equation has more than 32
+// columns, lane j takes equations j, j + 32, ..., as sur_matvec_short; else the warp
+// takes each equation in turn, as sur_matvec: the same bits either way) and W = U
+// Sigma^-1 over it in shared memory (woodbury_row). Then every thread adds, for the
+// batch's rows in order, fl(x[m] * W[eq(m)]) to lane l's accumulators of its columns
+// m = j + blockDim * q: the sur_rmatvec lane step. A row is read from device memory by
+// its warp and read again by the block right after, from the cache (a batch is n_warps
+// rows, 128 KiB at P = 2000). The accumulators go to LS/LC (n_chunks, 32, P);
+// lane_tree_partials and column_chunk_tree finish as sur_rmatvec does. The Woodbury
+// solves of a batch run side by side, one per warp (a solve is a chain of warp trees
+// and triangular solves: one per block at a time would leave the block waiting on it).
+// Limits (the launcher falls back to the three kernels beyond them): blockDim =
+// 32 * FUSED_ROWS, P <= blockDim * FUSED_COLS_PER_THREAD, K <= FUSED_MAX_K, equations
+// <= CRO_CHUNK columns, k <= CRO_MAX_RANK.
+#define FUSED_ROWS 8
 #define FUSED_COLS_PER_THREAD 12
-#define FUSED_MAX_P 3072
 #define FUSED_MAX_K 512
 
 extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
@@ -228,10 +234,8 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                                             long long P, int K, int k, int comp,
                                             int short_rows, double *__restrict__ LS,
                                             double *__restrict__ LC) {
-    __shared__ double xs[FUSED_MAX_P];
-    __shared__ double us[FUSED_MAX_K];
-    __shared__ double ws[FUSED_MAX_K];
-    __shared__ double u[CRO_MAX_RANK];
+    __shared__ double uw[FUSED_ROWS][FUSED_MAX_K];  // per warp: U of its row, then W
+    __shared__ double u[FUSED_ROWS][CRO_MAX_RANK];
     const bool cm = comp != 0;
     const int tid = threadIdx.x, lane = tid & (CRO_LANES - 1), warp = tid / CRO_LANES;
     const int n_warps = blockDim.x / CRO_LANES;
@@ -243,34 +247,42 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
             acc_s[q] = -0.0;
             acc_c[q] = -0.0;
         }
-        for (long long r = c * CRO_CHUNK + task % CRO_LANES; r < stop; r += CRO_LANES) {
-            for (long long m = tid; m < P; m += blockDim.x) xs[m] = X[r * P + m];
-            __syncthreads();
-            if (short_rows) {  // U = this row's X v: a thread per equation (as sur_matvec_short)
-                for (int j = tid; j < K; j += blockDim.x) {
-                    const long long o0 = offsets[j];
-                    us[j] = cro_dot_serial(xs + o0, 1, v + o0, 1, (int)(offsets[j + 1] - o0), cm);
+        for (long long r0 = c * CRO_CHUNK + task % CRO_LANES; r0 < stop;
+             r0 += (long long)CRO_LANES * n_warps) {
+            const long long r = r0 + (long long)CRO_LANES * warp;  // this warp's row
+            if (r < stop) {
+                const double *x = X + r * P;
+                double *w = uw[warp];
+                if (short_rows) {
+                    for (int j = lane; j < K; j += CRO_LANES) {
+                        const long long o0 = offsets[j];
+                        w[j] = cro_dot_serial(x + o0, 1, v + o0, 1, (int)(offsets[j + 1] - o0),
+                                              cm);
+                    }
+                } else {
+                    for (int j = 0; j < K; ++j) {
+                        const long long o0 = offsets[j], n = offsets[j + 1] - o0;
+                        double s = -0.0, sc = -0.0;
+                        for (long long t = lane; t < n; t += CRO_LANES)
+                            cro_lane_add(s, sc, __dmul_rn(x[o0 + t], v[o0 + t]), cm);
+                        cro_warp_tree(s, sc, cm);
+                        if (lane == 0) w[j] = n == 0 ? 0.0 : cro_finalize(s, sc, cm);
+                    }
                 }
-            } else for (int j = warp; j < K; j += n_warps) {  // a warp per equation (sur_matvec)
-                const long long o0 = offsets[j], n = offsets[j + 1] - o0;
-                if (n == 0) {
-                    if (lane == 0) us[j] = 0.0;
-                    continue;
-                }
-                double s = -0.0, sc = -0.0;
-                for (long long t = lane; t < n; t += CRO_LANES)
-                    cro_lane_add(s, sc, __dmul_rn(xs[o0 + t], v[o0 + t]), cm);
-                cro_warp_tree(s, sc, cm);
-                if (lane == 0) us[j] = cro_finalize(s, sc, cm);
+                __syncwarp();
+                woodbury_row(w, G, d, L, LT, K, k, cm, u[warp], w);  // W over U
             }
             __syncthreads();
-            if (warp == 0) woodbury_row(us, G, d, L, LT, K, k, cm, u, ws);
-            __syncthreads();
-            for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
-                const long long m = tid + (long long)q * blockDim.x;
-                if (m < P) cro_lane_add(acc_s[q], acc_c[q], __dmul_rn(xs[m], ws[eq[m]]), cm);
+            for (int b = 0; b < n_warps; ++b) {  // the batch's rows, in order
+                const long long rb = r0 + (long long)CRO_LANES * b;
+                if (rb >= stop) break;
+                const double *x = X + rb * P;
+                for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+                    const long long m = tid + (long long)q * blockDim.x;
+                    if (m < P) cro_lane_add(acc_s[q], acc_c[q], __dmul_rn(x[m], uw[b][eq[m]]), cm);
+                }
             }
-            __syncthreads();  // xs and ws are rewritten for the next row
+            __syncthreads();  // uw is rewritten by the next batch
         }
         for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
             const long long m = tid + (long long)q * blockDim.x;

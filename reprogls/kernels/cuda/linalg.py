@@ -3,17 +3,17 @@
 Inputs are validated C-contiguous float64 CuPy arrays on the current device (offsets
 int64). The Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
 ``O(K k^2)``) and copied here; the bits are the same by construction. The normal operator
-reads each row of X once (``sur_normal_lanes``: per CRO-1 lane of a chunk, a block takes
-the lane's rows one by one through ``X v``, the Woodbury row and the ``X^T W`` lane step)
-where the row, ``U`` and ``W`` fit the kernel's shared memory (:data:`FUSED_MAX_P`,
-:data:`FUSED_MAX_K`); beyond that it is the composition of the three kernels, which reads
-X twice. Both are bitwise equal to the CPU's fused operator. ``sur_matvec`` (and
-``gemv``) compute each output in one thread when no equation is wider than 32 columns
-(``sur_matvec_short``), else with a warp per output. ``sur_rmatvec`` (and
-``gemv_t``) keep one accumulator pair per (chunk, lane, column) in global memory: thread
-``j`` of a block sums column ``m`` over one lane's rows, so a warp reads 32 consecutive
-doubles of a row (the first version, a warp per (chunk, column), read one double per row
-and cache line).
+reads each row of X from device memory once (``sur_normal_lanes``: per CRO-1 lane of a
+chunk, a block takes the lane's rows eight at a time, one per warp through ``X v`` and
+the Woodbury row, then all eight through the ``X^T W`` lane step, the rows still in
+cache) within :data:`FUSED_MAX_P` columns and :data:`FUSED_MAX_K` equations; beyond
+that it is the composition of the three kernels, which reads X twice. Both are bitwise
+equal to the CPU's fused operator. ``sur_matvec`` (and ``gemv``) compute each output in
+one thread when no equation is wider than 32 columns (``sur_matvec_short``), else with a
+warp per output. ``sur_rmatvec`` (and ``gemv_t``) keep one accumulator pair per (chunk,
+lane, column) in global memory: thread ``j`` of a block sums column ``m`` over one
+lane's rows, so a warp reads 32 consecutive doubles of a row (the first version, a warp
+per (chunk, column), read one double per row and cache line).
 
 These kernels have run only on the host emulator (``tests/cuda_emulator``), never on a
 GPU: their bits are checked there, their speed nowhere.
@@ -28,11 +28,11 @@ from ..reference import cro as _ref
 from ._launch import THREADS, kernel, thread_grid, warp_grid
 
 MAX_RANK = 64
-#: Limits of the single-pass normal operator (``linalg.cu``: ``FUSED_MAX_P``,
-#: ``FUSED_MAX_K``, and ``FUSED_COLS_PER_THREAD`` columns per thread of
-#: :data:`FUSED_THREADS`).
+#: Limits of the single-pass normal operator (``linalg.cu``: a block of
+#: ``32 * FUSED_ROWS`` threads, ``FUSED_COLS_PER_THREAD = 12`` columns per thread,
+#: ``FUSED_MAX_K``).
 FUSED_THREADS = 256
-FUSED_MAX_P = 3072
+FUSED_MAX_P = 12 * FUSED_THREADS
 FUSED_MAX_K = 512
 
 
