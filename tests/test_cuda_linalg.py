@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
@@ -84,6 +86,30 @@ def test_normal_operator_reads_x_once_where_it_fits(monkeypatch, n_rows, widths,
                      kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
     assert ("sur_normal_lanes" in launched) == single_pass
     assert ("sur_matvec" in launched) != single_pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(widths=st.lists(st.integers(0, 40), min_size=1, max_size=12),
+       n_rows=st.integers(1, 400), rank=st.integers(1, 6), seed=st.integers(0, 2**16),
+       compensated=st.booleans())
+def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated):
+    """Random equation widths (0..40: both sur_matvec kernels, the fused operator's two
+    ways of forming X v), row counts (partial lanes and batches) and ranks: every SUR
+    operator on the GPU has the CPU's bits."""
+    mode = "compensated" if compensated else "plain"
+    widths = tuple(widths)
+    K = len(widths)
+    X, offsets, v, W = sur_problem(n_rows, widths=widths, seed=seed)
+    X, v = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(v))  # order-sensitive sums
+    assert same_bits(kernels.sur_matvec(X, offsets, v, mode, "cuda"),
+                     ref.sur_matvec(X, offsets, v, mode))
+    assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cuda"),
+                     ref.sur_rmatvec(X, offsets, W, mode))
+    if K >= 2:
+        F, d = factor_problem(K, min(rank, K - 1), seed)
+        factor = kernels.woodbury_factor(F, d, mode)
+        assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
+                         kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
 
 
 def test_elementwise():
