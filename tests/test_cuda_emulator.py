@@ -135,17 +135,21 @@ def test_divergent_warp_sync_is_an_error(probes):
         probes.get_function("diverge")((1,), (64,), (fake_cupy.empty(64),))
 
 
-def test_write_before_an_array_is_an_error(probes):
+@pytest.mark.parametrize("align, outside", [("end", -1), ("start", 10)])
+def test_write_beside_an_array_is_an_error(probes, monkeypatch, align, outside):
+    monkeypatch.setenv(fake_cupy.ALIGN_ENV, align)
     out = fake_cupy.empty(10)
     with pytest.raises(EmulatorError, match="wrote outside"):
-        probes.get_function("overrun")((1,), (32,), (out, np.int64(-1)))
+        probes.get_function("overrun")((1,), (32,), (out, np.int64(outside)))
     probes.get_function("overrun")((1,), (32,), (out, np.int64(9)))  # in bounds: fine
     assert out.get()[9] == 1.0
 
 
-@pytest.mark.parametrize("kernel, n, dies", [("overread", 10, True), ("overrun", 10, True),
-                                             ("overread", 9, False)])
-def test_access_past_an_array_kills_the_process(kernel, n, dies):
+@pytest.mark.parametrize("align, kernel, n, dies", [
+    ("end", "overread", 10, True), ("end", "overrun", 10, True), ("end", "overread", 9, False),
+    ("start", "overread", -1, True), ("start", "overrun", -1, True),
+    ("start", "overread", 0, False)])
+def test_access_past_the_fenced_side_kills_the_process(align, kernel, n, dies):
     code = f"""
 import resource
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file from the expected crash
@@ -158,7 +162,7 @@ f((1,), (32,), (x, np.int64({n}), y) if {kernel!r} == "overread" else (x, np.int
 print("survived")
 """
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, env={**os.environ, fake_cupy.ALIGN_ENV: align})
     if dies:
         assert run.returncode == -11, (run.returncode, run.stderr[-2000:])  # SIGSEGV
     else:
@@ -203,14 +207,16 @@ def test_a_wrong_kernel_is_caught(monkeypatch):
         assert reductions.cro_sum(xd, False) != ref.cro_sum(x, "plain")
 
 
-@pytest.mark.parametrize("schedule", ["ascending", "reverse"])
-def test_the_gpu_suite_passes_on_the_emulator(schedule):
+@pytest.mark.parametrize("schedule, align", [("ascending", "end"), ("reverse", "start")])
+def test_the_gpu_suite_passes_on_the_emulator(schedule, align):
     """Every ``gpu``-marked test (reductions, linear algebra, elementwise, the estimator's
     golden fingerprints on ``device="cuda"``) on the emulated device, in a child
     process. None may skip: each one runs the CUDA kernels. Twice: with warps and lanes
     run in ascending and in descending order, where a kernel that races (reads memory
-    another thread writes, with no barrier between) would see other data."""
-    env = {**os.environ, cuda_emulator.ENV: "1", compiler.SCHEDULE_ENV: schedule}
+    another thread writes, with no barrier between) would see other data; and with each
+    array against an inaccessible page after its end, then before its start."""
+    env = {**os.environ, cuda_emulator.ENV: "1", compiler.SCHEDULE_ENV: schedule,
+           fake_cupy.ALIGN_ENV: align}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-m", "gpu", "-rs", str(ROOT / "tests")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

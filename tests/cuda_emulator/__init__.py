@@ -11,12 +11,13 @@ and barriers; :mod:`.fake_cupy` stands in for CuPy so that the package's launche
 What it proves: the kernels' index arithmetic, launch shapes, argument lists, warp and
 block trees, chunk trees and scratch layouts compute the reference's bits for every
 input the ``gpu`` tests use, every thread reaches every warp-synchronous call together,
-no kernel reads or writes past the end of its arrays or writes before their start, or
-reads shared memory its block did not write, and
-(with ``REPROGLS_CUDA_EMULATOR_SCHEDULE=reverse``, warps and lanes in descending order)
-no result depends on the order in which threads run between barriers. What it cannot:
-see a race directly (fibers never run concurrently), reads before an array's start,
-and anything about speed. The GPU's arithmetic
+no kernel reads or writes outside its arrays (an inaccessible page after each array's
+end, or with ``REPROGLS_CUDA_EMULATOR_ALIGN=start`` before its start) or reads shared
+memory its block did not write, and (with ``REPROGLS_CUDA_EMULATOR_SCHEDULE=reverse``,
+warps and lanes in descending order) no result depends on the order in which threads
+run between barriers. What it cannot: see a race directly (fibers never run
+concurrently), accesses past the ends of a view inside a larger array, and anything
+about speed. The GPU's arithmetic
 itself is not emulated but specified: ``__dadd_rn`` & co. are IEEE-754 operations rounded
 to nearest, which is what the host's SSE2 double operations are (no FMA contraction:
 ``-ffp-contract=off`` here, ``--fmad=false`` there).

@@ -8,10 +8,10 @@ run unchanged: ``RawModule`` compiles the CUDA C with the host emulator
 "Device" arrays behave like CuPy's where it matters for catching host/device mistakes:
 implicit conversion to NumPy raises ``TypeError`` (use ``.get()``), and mixing them with
 NumPy arrays in arithmetic raises. Each allocation is its own mapping whose data ends at
-an inaccessible page (reading or writing past the end kills the process with SIGSEGV)
-and starts after guard bytes, checked after every launch (a write before the start is
-an error); fresh ``empty`` memory is filled with NaN bytes, so a kernel that reads what
-it never wrote shows it.
+(or, with ``REPROGLS_CUDA_EMULATOR_ALIGN=start``, starts at) an inaccessible page:
+reading or writing past that side kills the process with SIGSEGV; guard bytes on the
+other side are checked after every launch. Fresh ``empty`` memory is filled with NaN
+bytes, so a kernel that reads what it never wrote shows it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import ctypes
 import math
 import mmap
 import operator
+import os
 import weakref
 
 import numpy as np
@@ -34,41 +35,57 @@ _GUARD = 0xA5
 _FRESH = 0xFF  # every float64 made of these bytes is a NaN
 _PAGE = mmap.PAGESIZE
 _libc = ctypes.CDLL(None, use_errno=True)
-_allocations: list[tuple[weakref.ref, int]] = []
+_allocations: list[tuple[weakref.ref, int, int]] = []
+#: ``REPROGLS_CUDA_EMULATOR_ALIGN``: ``end`` (default) puts each array's last byte just
+#: before an inaccessible page, ``start`` its first byte just after one; the other side
+#: gets guard bytes. The ``gpu`` suite runs once each way (tests/test_cuda_emulator.py).
+ALIGN_ENV = "REPROGLS_CUDA_EMULATOR_ALIGN"
+
+
+def _align() -> str:
+    value = os.environ.get(ALIGN_ENV, "end").strip().lower()
+    if value not in ("end", "start"):
+        raise EmulatorError(f"{ALIGN_ENV} must be 'end' or 'start', got {value!r}")
+    return value
 
 
 def _allocate(shape, dtype, fill=_FRESH) -> np.ndarray:
-    """Fresh "device" memory: its own mapping, the data ending where an inaccessible page
-    begins (a kernel that reads or writes past the end faults: the process dies with
-    SIGSEGV), guard bytes before the data (checked after every launch)."""
+    """Fresh "device" memory: its own mapping, the data against an inaccessible page on
+    one side (:data:`ALIGN_ENV`: a kernel that reads or writes past that side faults and
+    the process dies with SIGSEGV) and guard bytes on the other (checked after every
+    launch)."""
     shape = tuple(int(s) for s in (shape if isinstance(shape, tuple | list) else (shape,)))
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     pages = -(-(nbytes + GUARD_BYTES) // _PAGE)
+    at_end = _align() == "end"
     region = mmap.mmap(-1, (pages + 1) * _PAGE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(region))
-    if _libc.mprotect(ctypes.c_void_p(base + pages * _PAGE), ctypes.c_size_t(_PAGE), 0):
+    fence = base + (pages * _PAGE if at_end else 0)
+    if _libc.mprotect(ctypes.c_void_p(fence), ctypes.c_size_t(_PAGE), 0):
         raise OSError(ctypes.get_errno(), "mprotect of the guard page failed")
-    raw = np.frombuffer(region, dtype=np.uint8, count=pages * _PAGE)
-    start = pages * _PAGE - nbytes
-    raw[start - GUARD_BYTES:start] = _GUARD
-    raw[start:] = fill
-    _allocations.append((weakref.ref(raw), start))
-    return raw[start:].view(dtype).reshape(shape)
+    raw = np.frombuffer(region, dtype=np.uint8, count=pages * _PAGE,
+                        offset=0 if at_end else _PAGE)
+    start = pages * _PAGE - nbytes if at_end else 0
+    guard = (start - GUARD_BYTES, start) if at_end else (nbytes, nbytes + GUARD_BYTES)
+    raw[guard[0]:guard[1]] = _GUARD
+    raw[start:start + nbytes] = fill
+    _allocations.append((weakref.ref(raw), *guard))
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def check_guards(kernel_name: str) -> None:
-    """Raise if a launch wrote into the guard bytes before any live allocation."""
+    """Raise if a launch wrote into the guard bytes of any live allocation."""
     alive = []
-    for ref, start in _allocations:
+    for ref, lo, hi in _allocations:
         raw = ref()
         if raw is None:
             continue
-        alive.append((ref, start))
-        if (raw[start - GUARD_BYTES:start] != _GUARD).any():
-            raw[start - GUARD_BYTES:start] = _GUARD  # report once
+        alive.append((ref, lo, hi))
+        if (raw[lo:hi] != _GUARD).any():
+            raw[lo:hi] = _GUARD  # report once
             raise EmulatorError(f"{kernel_name} wrote outside an array it was given "
-                                "(guard bytes before it changed)")
+                                "(guard bytes beside it changed)")
     _allocations[:] = alive
 
 
