@@ -2,17 +2,17 @@
 //
 // Every CUDA thread of a block is a fiber (its own stack) on ONE host thread; a fiber runs
 // until it reaches a warp- or block-synchronous call (__shfl_down_sync, __any_sync,
-// __syncwarp, __syncthreads), where it hands control back to the scheduler. The scheduler
-// releases a barrier when every thread it concerns has arrived, and stops with an error
-// when it cannot: lanes of one warp at different synchronous calls or exited (divergence,
-// undefined behaviour on a GPU), or no thread able to run (deadlock). Floating-point
-// intrinsics are plain IEEE double operations (compiled with -ffp-contract=off on x86-64,
-// SSE2: every operation rounded once, to nearest), which is what __dadd_rn & co. are.
+// __syncwarp, __syncthreads), where it hands control back to the scheduler. A warp runs
+// until all its lanes meet at a warp-synchronous call (lanes at different calls, or
+// exited, are a divergence error: undefined behaviour on a GPU); the warps of a block run
+// one after another up to __syncthreads. Floating-point intrinsics are plain IEEE double
+// operations (compiled with -ffp-contract=off on x86-64, SSE2: every operation rounded
+// once, to nearest), which is what __dadd_rn & co. are.
 //
-// What it cannot see: data races between threads (fibers never run concurrently),
-// out-of-bounds reads (writes past an allocation are caught by guard bytes on the Python
-// side), and the GPU's own arithmetic (its IEEE operations are specified to the bit).
-// See tests/cuda_emulator/__init__.py.
+// What it cannot see directly: data races (fibers never run concurrently; the reverse
+// schedule below shows their effect) and the GPU's own arithmetic (its IEEE operations
+// are specified to the bit). Accesses outside arrays are caught on the Python side
+// (fake_cupy.py: inaccessible pages and guard bytes). See tests/cuda_emulator/__init__.py.
 #pragma once
 
 #include <cmath>

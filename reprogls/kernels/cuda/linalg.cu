@@ -3,6 +3,18 @@
 
 #define CRO_MAX_RANK 64
 
+// The CRO-1 chunk partial of the terms fl(x[t] * b[t]), lo <= t < hi (one chunk at most),
+// by the calling warp (every lane calls it): lane l adds t = lo + l, lo + l + 32, ...; after
+// the warp tree the partial (s, c) is on lane 0.
+__device__ __forceinline__ void warp_chunk_dot(const double *x, const double *b, long long lo,
+                                               long long hi, bool cm, double &s, double &c) {
+    s = -0.0;
+    c = -0.0;
+    for (long long t = lo + (threadIdx.x & (CRO_LANES - 1)); t < hi; t += CRO_LANES)
+        cro_lane_add(s, c, __dmul_rn(x[t], b[t]), cm);
+    cro_warp_tree(s, c, cm);
+}
+
 // U[i, j] = CRO-1 dot of X[i, o_j:o_{j+1}] and beta[o_j:o_{j+1}]: one warp per output.
 // Segments longer than one chunk keep their chunk partials in scratch (n_slots per output).
 extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long long *offsets,
@@ -29,11 +41,8 @@ extern "C" __global__ void sur_matvec(const double *__restrict__ X, const long l
         const long long chunks = (n + CRO_CHUNK - 1) / CRO_CHUNK;
         double root_s = 0.0, root_c = 0.0;
         for (long long ch = 0; ch < chunks; ++ch) {
-            double s = -0.0, c = -0.0;
-            const long long stop = min(n, (ch + 1) * CRO_CHUNK);
-            for (long long t = ch * CRO_CHUNK + lane; t < stop; t += CRO_LANES)
-                cro_lane_add(s, c, __dmul_rn(x[t], b[t]), cm);
-            cro_warp_tree(s, c, cm);
+            double s, c;
+            warp_chunk_dot(x, b, ch * CRO_CHUNK, min(n, (ch + 1) * CRO_CHUNK), cm, s, c);
             if (chunks == 1) {
                 root_s = s;
                 root_c = c;
@@ -262,10 +271,8 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                 } else {
                     for (int j = 0; j < K; ++j) {
                         const long long o0 = offsets[j], n = offsets[j + 1] - o0;
-                        double s = -0.0, sc = -0.0;
-                        for (long long t = lane; t < n; t += CRO_LANES)
-                            cro_lane_add(s, sc, __dmul_rn(x[o0 + t], v[o0 + t]), cm);
-                        cro_warp_tree(s, sc, cm);
+                        double s, sc;
+                        warp_chunk_dot(x + o0, v + o0, 0, n, cm, s, sc);
                         if (lane == 0) w[j] = n == 0 ? 0.0 : cro_finalize(s, sc, cm);
                     }
                 }

@@ -40,9 +40,10 @@ def _k(name):
     return kernel("linalg.cu", name)
 
 
-def _column_equations(offsets, K):
-    """``eq[m]``: the equation that owns column ``m`` (int32, on the device)."""
-    return cp.asarray(np.repeat(np.arange(K, dtype=np.int32), np.diff(cp.asnumpy(offsets))))
+def _column_equations(widths):
+    """``eq[m]``: the equation that owns column ``m`` (int32, on the device), from the
+    equations' widths on the host."""
+    return cp.asarray(np.repeat(np.arange(widths.shape[0], dtype=np.int32), widths))
 
 
 def sur_matvec(X, offsets, beta, compensated):
@@ -78,8 +79,8 @@ def sur_rmatvec(X, offsets, W, compensated):
     LS, LC = cp.empty((n_chunks * 32, P)), cp.empty((n_chunks * 32, P))
     n_tasks = n_chunks * 32 * -(-P // THREADS)
     _k("sur_rmatvec_lanes")((min(n_tasks, 2**31 - 1),), (THREADS,), (
-        X, _column_equations(offsets, K), cp.ascontiguousarray(W), np.int64(N), np.int64(P),
-        np.int32(K), np.int32(compensated), LS, LC))
+        X, _column_equations(np.diff(cp.asnumpy(offsets))), cp.ascontiguousarray(W),
+        np.int64(N), np.int64(P), np.int32(K), np.int32(compensated), LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
 
 
@@ -127,7 +128,8 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
-    widest = int(np.diff(cp.asnumpy(offsets)).max(initial=0))
+    widths = np.diff(cp.asnumpy(offsets))  # one copy to the host per call
+    widest = int(widths.max(initial=0))
     if not (N and P and P <= FUSED_MAX_P and K <= FUSED_MAX_K and k <= MAX_RANK
             and widest <= _ref.CHUNK):
         U = sur_matvec(X, offsets, v, compensated)
@@ -137,7 +139,7 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     LC = cp.empty((n_chunks * 32, P))
     Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
     _k("sur_normal_lanes")((n_chunks * 32,), (FUSED_THREADS,), (
-        X, offsets, _column_equations(offsets, K), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
+        X, offsets, _column_equations(widths), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
         np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated),
         np.int32(widest <= 32), LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
