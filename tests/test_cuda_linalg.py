@@ -63,39 +63,71 @@ def test_woodbury_and_normal_operator(K, k, mode):
                      kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("n_rows, widths, k, single_pass", [
-    (8233, (0, 1, 33, 5, 2, 0, 7), 2, True),    # two chunks, empty and long equations
-    (20, (3, 1, 4, 2, 6), 4, True),             # fewer rows than lanes, k = K - 1
-    (50, (1500, 1600, 3), 1, False),            # P past the shared-memory row: 3 kernels
-])
-def test_normal_operator_reads_x_once_where_it_fits(monkeypatch, n_rows, widths, k,
-                                                      single_pass, mode):
-    """The GPU operator takes one pass over X (``sur_normal_lanes``) within its limits and
-    the three kernels beyond them; either way the CPU's fused bits."""
+def _launches(monkeypatch):
+    """The names of the ``linalg.cu`` kernels launched from now on, with their arguments
+    (a list of ``(name, args)``)."""
     from reprogls.kernels.cuda import linalg as cuda_linalg
 
     launched = []
     real = cuda_linalg._k
-    monkeypatch.setattr(cuda_linalg, "_k", lambda name: launched.append(name) or real(name))
+
+    def recording(name):
+        kernel = real(name)
+
+        def launch(grid, block, args, *rest, **kw):
+            launched.append((name, args))
+            return kernel(grid, block, args, *rest, **kw)
+        return launch
+
+    monkeypatch.setattr(cuda_linalg, "_k", recording)
+    return launched
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows, widths, k, single_pass, registers, shared", [
+    (8233, (0, 1, 33, 5, 2, 0, 7), 2, True, True, True),  # two chunks, empty/long eqs
+    (20, (3, 1, 4, 2, 6), 4, True, True, True),           # fewer rows than lanes, k = K-1
+    (300, (1500, 1600, 3), 1, True, False, True),         # P > 3072: accumulators in memory
+    (300, (1, 2, 0, 3) * 130, 3, True, True, False),      # K = 520: U/W in device scratch
+    (45, (3, 3) * 40, 65, False, True, True),             # rank 65 > 64: the three kernels
+    (40, (8193, 2), 1, False, True, True),                # an equation past one chunk
+])
+def test_normal_operator_reads_x_once(monkeypatch, n_rows, widths, k, single_pass,
+                                      registers, shared, mode):
+    """The GPU operator takes one pass over X (``sur_normal_lanes``) for any P and K, with
+    its accumulators and rows where the sizes put them, and the three kernels only
+    beyond rank 64 or a chunk-wide equation; either way the CPU's fused bits."""
+    launched = _launches(monkeypatch)
     X, offsets, v, _ = sur_problem(n_rows, widths=widths)
     X, v = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(v))  # order-sensitive sums: no
     F, d = factor_problem(len(widths), k)  # few huge terms that would absorb the rest
     factor = kernels.woodbury_factor(F, d, mode)
+    if not single_pass and k > 64:  # the composition's Woodbury solve refuses it too
+        with pytest.raises(NotImplementedError, match="rank <= 64"):
+            kernels.sur_normal_matvec(X, offsets, factor, v, "cuda")
+        return
     assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
                      kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
-    assert ("sur_normal_lanes" in launched) == single_pass
-    assert ("sur_matvec" in launched) != single_pass
+    names = [name for name, _ in launched]
+    assert ("sur_normal_lanes" in names) == single_pass
+    assert ("sur_matvec" in names) != single_pass
+    if single_pass:
+        args = dict(launched)["sur_normal_lanes"]
+        assert (int(args[14]), int(args[15])) == (registers, shared)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(widths=st.lists(st.integers(0, 40), min_size=1, max_size=12),
        n_rows=st.integers(1, 400), rank=st.integers(1, 6), seed=st.integers(0, 2**16),
-       compensated=st.booleans())
-def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated):
+       compensated=st.booleans(), places=st.sampled_from(["fast", "memory"]))
+def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated, places):
     """Random equation widths (0..40: both sur_matvec kernels, the fused operator's two
     ways of forming X v), row counts (partial lanes and batches) and ranks: every SUR
-    operator on the GPU has the CPU's bits."""
+    operator on the GPU has the CPU's bits; with ``places="memory"`` the fused
+    operator's accumulators and rows are forced into device memory (the places its
+    large-P and large-K cases use)."""
+    from reprogls.kernels.cuda import linalg as cuda_linalg
+
     mode = "compensated" if compensated else "plain"
     widths = tuple(widths)
     K = len(widths)
@@ -108,8 +140,14 @@ def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated):
     if K >= 2:
         F, d = factor_problem(K, min(rank, K - 1), seed)
         factor = kernels.woodbury_factor(F, d, mode)
-        assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
-                         kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
+        limits = (cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K)
+        if places == "memory":
+            cuda_linalg.FUSED_MAX_P = cuda_linalg.FUSED_MAX_K = 0
+        try:
+            fused = kernels.sur_normal_matvec(X, offsets, factor, v, "cuda")
+        finally:
+            cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K = limits
+        assert same_bits(fused, kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
 
 
 def test_elementwise():

@@ -217,17 +217,24 @@ extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
 // U = per-equation CRO-1 dots with v (with short_rows, when no equation has more than 32
 // columns, lane j takes equations j, j + 32, ..., as sur_matvec_short; else the warp
 // takes each equation in turn, as sur_matvec: the same bits either way) and W = U
-// Sigma^-1 over it in shared memory (woodbury_row). Then every thread adds, for the
-// batch's rows in order, fl(x[m] * W[eq(m)]) to lane l's accumulators of its columns
+// Sigma^-1 over it (woodbury_row). Then every thread adds, for the batch's rows in
+// order, fl(x[m] * W[eq(m)]) to lane l's accumulators of its columns
 // m = j + blockDim * q: the sur_rmatvec lane step. A row is read from device memory by
 // its warp and read again by the block right after, from the cache (a batch is n_warps
-// rows, 128 KiB at P = 2000). The accumulators go to LS/LC (n_chunks, 32, P);
-// lane_tree_partials and column_chunk_tree finish as sur_rmatvec does. The Woodbury
-// solves of a batch run side by side, one per warp (a solve is a chain of warp trees
-// and triangular solves: one per block at a time would leave the block waiting on it).
-// Limits (the launcher falls back to the three kernels beyond them): blockDim =
-// 32 * FUSED_ROWS, P <= blockDim * FUSED_COLS_PER_THREAD, K <= FUSED_MAX_K, equations
-// <= CRO_CHUNK columns, k <= CRO_MAX_RANK.
+// rows, 128 KiB at P = 2000). The Woodbury solves of a batch run side by side, one per
+// warp (a solve is a chain of warp trees and triangular solves: one per block at a time
+// would leave the block waiting on it).
+//
+// Where things live, chosen by the launcher (the bits are the same either way: each
+// column's terms are added in row order by the one thread that owns the column):
+// * acc_in_registers (P <= blockDim * FUSED_COLS_PER_THREAD): a thread's accumulators
+//   in registers, written to LS/LC (n_chunks * 32, P) at the end of the task; otherwise
+//   they live in LS/LC themselves (row `task`), read and written once per batch;
+// * uw_in_shared (K <= FUSED_MAX_K): U and W of a warp's row in shared memory; otherwise
+//   in uw_global, FUSED_ROWS * K doubles per block of the grid.
+// lane_tree_partials and column_chunk_tree finish as sur_rmatvec does. Limits (the
+// launcher composes the three kernels beyond them): equations <= CRO_CHUNK columns,
+// K <= CRO_CHUNK, k <= CRO_MAX_RANK.
 #define FUSED_ROWS 8
 #define FUSED_COLS_PER_THREAD 12
 #define FUSED_MAX_K 512
@@ -241,27 +248,39 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                                             const double *__restrict__ L,
                                             const double *__restrict__ LT, long long N,
                                             long long P, int K, int k, int comp,
-                                            int short_rows, double *__restrict__ LS,
+                                            int short_rows, int acc_in_registers,
+                                            int uw_in_shared, double *uw_global,
+                                            double *__restrict__ LS,
                                             double *__restrict__ LC) {
-    __shared__ double uw[FUSED_ROWS][FUSED_MAX_K];  // per warp: U of its row, then W
+    __shared__ double uw_shared[FUSED_ROWS][FUSED_MAX_K];  // per warp: U of its row, then W
     __shared__ double u[FUSED_ROWS][CRO_MAX_RANK];
     const bool cm = comp != 0;
     const int tid = threadIdx.x, lane = tid & (CRO_LANES - 1), warp = tid / CRO_LANES;
     const int n_warps = blockDim.x / CRO_LANES;
     const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
+    // row b of the batch's U/W: uw(b)[j]
+    double *uw_block = uw_in_shared ? &uw_shared[0][0]
+                                    : uw_global + (long long)blockIdx.x * FUSED_ROWS * K;
+    const long long uw_stride = uw_in_shared ? FUSED_MAX_K : K;
     for (long long task = blockIdx.x; task < n_chunks * CRO_LANES; task += gridDim.x) {
         const long long c = task / CRO_LANES, stop = min(N, (c + 1) * CRO_CHUNK);
+        double *ls = LS + task * P, *lc = LC + task * P;
         double acc_s[FUSED_COLS_PER_THREAD], acc_c[FUSED_COLS_PER_THREAD];
         for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
             acc_s[q] = -0.0;
             acc_c[q] = -0.0;
         }
+        if (!acc_in_registers)
+            for (long long m = tid; m < P; m += blockDim.x) {
+                ls[m] = -0.0;
+                lc[m] = -0.0;
+            }
         for (long long r0 = c * CRO_CHUNK + task % CRO_LANES; r0 < stop;
              r0 += (long long)CRO_LANES * n_warps) {
             const long long r = r0 + (long long)CRO_LANES * warp;  // this warp's row
             if (r < stop) {
                 const double *x = X + r * P;
-                double *w = uw[warp];
+                double *w = uw_block + warp * uw_stride;
                 if (short_rows) {
                     for (int j = lane; j < K; j += CRO_LANES) {
                         const long long o0 = offsets[j];
@@ -280,24 +299,39 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                 woodbury_row(w, G, d, L, LT, K, k, cm, u[warp], w);  // W over U
             }
             __syncthreads();
-            for (int b = 0; b < n_warps; ++b) {  // the batch's rows, in order
-                const long long rb = r0 + (long long)CRO_LANES * b;
-                if (rb >= stop) break;
-                const double *x = X + rb * P;
-                for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
-                    const long long m = tid + (long long)q * blockDim.x;
-                    if (m < P) cro_lane_add(acc_s[q], acc_c[q], __dmul_rn(x[m], uw[b][eq[m]]), cm);
+            const int batch = (int)min((long long)n_warps, (stop - r0 + CRO_LANES - 1) / CRO_LANES);
+            if (acc_in_registers) {
+                for (int b = 0; b < batch; ++b) {  // the batch's rows, in order
+                    const double *x = X + (r0 + (long long)CRO_LANES * b) * P;
+                    const double *w = uw_block + b * uw_stride;
+                    for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+                        const long long m = tid + (long long)q * blockDim.x;
+                        if (m < P) cro_lane_add(acc_s[q], acc_c[q], __dmul_rn(x[m], w[eq[m]]), cm);
+                    }
+                }
+            } else {
+                for (long long m = tid; m < P; m += blockDim.x) {
+                    double s = ls[m], sc = lc[m];
+                    const double *w = uw_block + eq[m];
+                    for (int b = 0; b < batch; ++b)  // the batch's rows, in order
+                        cro_lane_add(s, sc,
+                                     __dmul_rn(X[(r0 + (long long)CRO_LANES * b) * P + m],
+                                               w[b * uw_stride]),
+                                     cm);
+                    ls[m] = s;
+                    lc[m] = sc;
                 }
             }
-            __syncthreads();  // uw is rewritten by the next batch
+            __syncthreads();  // U/W is rewritten by the next batch
         }
-        for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
-            const long long m = tid + (long long)q * blockDim.x;
-            if (m < P) {
-                LS[task * P + m] = acc_s[q];
-                LC[task * P + m] = acc_c[q];
+        if (acc_in_registers)
+            for (int q = 0; q < FUSED_COLS_PER_THREAD; ++q) {
+                const long long m = tid + (long long)q * blockDim.x;
+                if (m < P) {
+                    ls[m] = acc_s[q];
+                    lc[m] = acc_c[q];
+                }
             }
-        }
     }
 }
 

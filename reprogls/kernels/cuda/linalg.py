@@ -6,14 +6,17 @@ int64). The Woodbury factor (``G``, ``L``) is computed on the host by the CPU co
 reads each row of X from device memory once (``sur_normal_lanes``: per CRO-1 lane of a
 chunk, a block takes the lane's rows eight at a time, one per warp through ``X v`` and
 the Woodbury row, then all eight through the ``X^T W`` lane step, the rows still in
-cache) within :data:`FUSED_MAX_P` columns and :data:`FUSED_MAX_K` equations; beyond
-that it is the composition of the three kernels, which reads X twice. Both are bitwise
-equal to the CPU's fused operator. ``sur_matvec`` (and ``gemv``) compute each output in
-one thread when no equation is wider than 32 columns (``sur_matvec_short``), else with a
-warp per output. ``sur_rmatvec`` (and ``gemv_t``) keep one accumulator pair per (chunk,
-lane, column) in global memory: thread ``j`` of a block sums column ``m`` over one
-lane's rows, so a warp reads 32 consecutive doubles of a row (the first version, a warp
-per (chunk, column), read one double per row and cache line).
+cache): its lane accumulators are in registers up to :data:`FUSED_MAX_P` columns and in
+device memory beyond, a row's ``U``/``W`` in shared memory up to :data:`FUSED_MAX_K`
+equations and in a device scratch beyond. Only ranks above :data:`MAX_RANK` (which the
+Woodbury solve refuses too) and equations wider than a CRO-1 chunk compose the three
+kernels, reading X twice. Either way it is bitwise equal to the CPU's fused operator.
+``sur_matvec`` (and ``gemv``) compute each output in one thread when no equation is
+wider than 32 columns (``sur_matvec_short``), else with a warp per output.
+``sur_rmatvec`` (and ``gemv_t``) keep one accumulator pair per (chunk, lane, column) in
+global memory: thread ``j`` of a block sums column ``m`` over one lane's rows, so a warp
+reads 32 consecutive doubles of a row (the first version, a warp per (chunk, column),
+read one double per row and cache line).
 
 These kernels have run only on the host emulator (``tests/cuda_emulator``), never on a
 GPU: their bits are checked there, their speed nowhere.
@@ -28,12 +31,16 @@ from ..reference import cro as _ref
 from ._launch import THREADS, kernel, thread_grid, warp_grid
 
 MAX_RANK = 64
-#: Limits of the single-pass normal operator (``linalg.cu``: a block of
-#: ``32 * FUSED_ROWS`` threads, ``FUSED_COLS_PER_THREAD = 12`` columns per thread,
-#: ``FUSED_MAX_K``).
-FUSED_THREADS = 256
+#: The single-pass normal operator (``linalg.cu``): a block of ``32 * FUSED_ROWS``
+#: threads; lane accumulators in registers up to ``FUSED_COLS_PER_THREAD = 12`` columns
+#: per thread (else in device memory), a row's ``U``/``W`` in shared memory up to
+#: ``FUSED_MAX_K`` equations (else in :data:`FUSED_SCRATCH_BYTES` of device memory at
+#: most, ``FUSED_ROWS * K`` doubles per block).
+FUSED_ROWS = 8
+FUSED_THREADS = 32 * FUSED_ROWS
 FUSED_MAX_P = 12 * FUSED_THREADS
 FUSED_MAX_K = 512
+FUSED_SCRATCH_BYTES = 64 << 20
 
 
 def _k(name):
@@ -130,16 +137,24 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     k = G.shape[1]
     widths = np.diff(cp.asnumpy(offsets))  # one copy to the host per call
     widest = int(widths.max(initial=0))
-    if not (N and P and P <= FUSED_MAX_P and K <= FUSED_MAX_K and k <= MAX_RANK
-            and widest <= _ref.CHUNK):
+    if not (N and P and k <= MAX_RANK and K <= _ref.CHUNK and widest <= _ref.CHUNK):
         U = sur_matvec(X, offsets, v, compensated)
         return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
     n_chunks = -(-N // _ref.CHUNK)
-    LS = cp.empty((n_chunks * 32, P))
-    LC = cp.empty((n_chunks * 32, P))
+    n_tasks = n_chunks * 32
+    uw_in_shared = K <= FUSED_MAX_K
+    if uw_in_shared:
+        blocks, uw_global = n_tasks, cp.empty(1)
+    else:  # the blocks share the tasks out (grid-stride), each with its own scratch
+        row_bytes = FUSED_ROWS * K * 8
+        blocks = max(1, min(n_tasks, FUSED_SCRATCH_BYTES // row_bytes))
+        uw_global = cp.empty(blocks * FUSED_ROWS * K)
+    LS = cp.empty((n_tasks, P))
+    LC = cp.empty((n_tasks, P))
     Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
-    _k("sur_normal_lanes")((n_chunks * 32,), (FUSED_THREADS,), (
+    _k("sur_normal_lanes")((blocks,), (FUSED_THREADS,), (
         X, offsets, _column_equations(widths), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
         np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated),
-        np.int32(widest <= 32), LS, LC))
+        np.int32(widest <= 32), np.int32(P <= FUSED_MAX_P), np.int32(uw_in_shared),
+        uw_global, LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
