@@ -116,6 +116,31 @@ def test_normal_operator_reads_x_once(monkeypatch, n_rows, widths, k, single_pas
         assert (int(args[14]), int(args[15])) == (registers, shared)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows, P, budget", [
+    (0, 3, None), (1, 1, None), (20, 9, None),       # no rows, one entry, part tiles
+    (8193, 17, None),                                 # two chunks, the second one row
+    (300, 70, 3000),                                  # 45 tile pairs, 2 per launch
+])
+def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode):
+    """``X^T X`` on the GPU (tile pairs of columns, a block per pair and chunk) has the
+    CPU's bits, whatever the number of launches the partials' budget cuts it into; inf
+    and NaN products included."""
+    from reprogls.gls._dense import gram
+    from reprogls.kernels.cuda import linalg as cuda_linalg
+
+    if budget is not None:
+        monkeypatch.setattr(cuda_linalg, "GRAM_PARTIAL_BYTES", budget)
+    rng = np.random.default_rng(P)
+    X = np.log1p(np.abs(rng.standard_normal((n_rows, P)))) - 2.0  # order-sensitive sums
+    if n_rows > 2 and P > 2:
+        X[1, 0], X[2, 2] = np.inf, np.nan
+    launched = _launches(monkeypatch)
+    assert same_bits(gram(X, mode, "cuda"), gram(X, mode, "cpu"))
+    launches = [name for name, _ in launched].count("gram_tile_partials")
+    assert launches == (0 if n_rows == 0 else 1 if budget is None else 23)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(widths=st.lists(st.integers(0, 40), min_size=1, max_size=12),
        n_rows=st.integers(1, 400), rank=st.integers(1, 6), seed=st.integers(0, 2**16),

@@ -63,17 +63,17 @@ def gram(X: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray:
     Entry ``[m, a]`` (``m >= a``) is the CRO-1 reduction over rows of
     ``fl(X[i, m] * X[i, a])`` -- the bits of ``gemv_t(X, X[:, a])[m]`` -- mirrored onto
     ``[a, m]``. On the CPU one pass over X computes all ``P (P + 1) / 2`` entries in
-    column tiles (:func:`reprogls.kernels.cpu.gram.lower_gram`); on other devices one
-    ``gemv_t`` per column.
+    column tiles (:func:`reprogls.kernels.cpu.gram.lower_gram`); on a GPU one kernel
+    computes the chunk partials of tile pairs of columns
+    (:func:`reprogls.kernels.cuda.linalg.gram_lower`).
     """
-    from ..kernels import gemv_t
-
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    P = X.shape[1]
     if device == "cpu":
+        X = np.ascontiguousarray(X, dtype=np.float64)
         return mirror_lower(_cpu_gram.lower_gram(X, mode == "compensated"))
-    G = np.empty((P, P))
-    Xd = on_device(X, device)  # X crosses to the GPU once, not once per column
-    for a in range(P):
-        G[:, a] = gemv_t(Xd, Xd[:, a].copy(), mode, device)
-    return mirror_lower(G)
+    from ..kernels.cuda import linalg as cuda_linalg
+    from ..kernels.devices import resolve_device
+    from ..kernels.dispatch import cuda_context
+
+    dev = resolve_device(device)
+    with cuda_context(dev):
+        return mirror_lower(cuda_linalg.gram_lower(on_device(X, dev), mode == "compensated"))

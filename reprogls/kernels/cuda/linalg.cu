@@ -335,6 +335,71 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
     }
 }
 
+// --- X^T X: the lower triangle's chunk partials, a tile pair per block ---------------------
+//
+// G[m, a] (m >= a) = CRO-1 over rows of fl(X[r, m] * X[r, a]), the bits of
+// gemv_t(X, X[:, a])[m]. Columns are cut into tiles of GRAM_TILE; a block task is
+// (tile pair, chunk c), the tile pairs (mt >= at) numbered row by row of the lower
+// triangle from first_pair on. Warp w owns column m = mt * GRAM_TILE + w and lane l the
+// CRO-1 lane l of the chunk: rows c * CHUNK + l + 32 t, in order, with one accumulator
+// pair per column a of the a-tile (GRAM_TILE pairs in registers). Each step the block
+// stages 32 rows of both tiles in shared memory (lane l reads row l of the step). The
+// warp tree gives each pair's chunk partial, written to PS/PC[c, pair], pair =
+// (tile pair - first_pair) * GRAM_TILE^2 + w * GRAM_TILE + q (entries of the upper
+// half of a diagonal tile, and past P, are computed and left to the caller to ignore);
+// column_chunk_tree finishes. blockDim = 32 * GRAM_TILE.
+#define GRAM_TILE 8
+
+extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long long N,
+                                              long long P, long long first_pair,
+                                              long long n_pairs, int comp,
+                                              double *__restrict__ PS,
+                                              double *__restrict__ PC) {
+    __shared__ double xm[CRO_LANES][GRAM_TILE], xa[CRO_LANES][GRAM_TILE];
+    const bool cm = comp != 0;
+    const int tid = threadIdx.x, lane = tid & (CRO_LANES - 1), warp = tid / CRO_LANES;
+    const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
+    const long long width = n_pairs * GRAM_TILE * GRAM_TILE;  // columns of PS/PC
+    for (long long task = blockIdx.x; task < n_pairs * n_chunks; task += gridDim.x) {
+        const long long tp = task / n_chunks, c = task % n_chunks;
+        long long mt = 0, pair = first_pair + tp;  // row mt of the triangle holds mt + 1 pairs
+        while (pair > mt) pair -= ++mt;
+        const long long at = pair;
+        const long long stop = min(N, (c + 1) * CRO_CHUNK);
+        double s[GRAM_TILE], sc[GRAM_TILE];
+        for (int q = 0; q < GRAM_TILE; ++q) {
+            s[q] = -0.0;
+            sc[q] = -0.0;
+        }
+        for (long long r0 = c * CRO_CHUNK; r0 < stop; r0 += CRO_LANES) {
+            __syncthreads();  // the previous step's rows are read
+            for (int e = tid; e < 2 * CRO_LANES * GRAM_TILE; e += blockDim.x) {
+                const int half = e / (CRO_LANES * GRAM_TILE), rem = e % (CRO_LANES * GRAM_TILE);
+                const int row = rem / GRAM_TILE, col = rem % GRAM_TILE;
+                const long long m = (half ? at : mt) * GRAM_TILE + col, r = r0 + row;
+                const double value = (r < stop && m < P) ? X[r * P + m] : 0.0;
+                if (half) xa[row][col] = value;
+                else xm[row][col] = value;
+            }
+            __syncthreads();
+            if (r0 + lane < stop) {
+                const double x = xm[lane][warp];
+                for (int q = 0; q < GRAM_TILE; ++q)
+                    cro_lane_add(s[q], sc[q], __dmul_rn(x, xa[lane][q]), cm);
+            }
+        }
+        for (int q = 0; q < GRAM_TILE; ++q) {
+            cro_warp_tree(s[q], sc[q], cm);
+            if (lane == 0) {
+                const long long col = tp * GRAM_TILE * GRAM_TILE + warp * GRAM_TILE + q;
+                PS[c * width + col] = s[q];
+                PC[c * width + col] = sc[q];
+            }
+        }
+        __syncthreads();  // (the next task stages new rows)
+    }
+}
+
 // Chunk partials from lane accumulators LS/LC (n_chunks, 32, P): per (chunk, column) the
 // CRO-1 lane tree (the warp tree's merges, in one thread) into PS/PC (n_chunks, P).
 extern "C" __global__ void lane_tree_partials(const double *__restrict__ LS,

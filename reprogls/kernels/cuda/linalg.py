@@ -98,10 +98,64 @@ def _finish_lanes(LS, LC, n_chunks, P, compensated):
     grid, block = thread_grid(n_chunks * P)
     _k("lane_tree_partials")(grid, block, (LS, LC, np.int64(n_chunks), np.int64(P),
                                            np.int32(compensated), PS, PC))
-    g = cp.empty(P)
-    _k("column_chunk_tree")(thread_grid(P)[0], (THREADS,), (
-        PS, PC, np.int64(n_chunks), np.int64(P), np.int32(compensated), g))
+    return _finish_chunks(PS, PC, n_chunks, P, compensated)
+
+
+def _finish_chunks(PS, PC, n_chunks, width, compensated):
+    """One result per column of the chunk partials ``PS``/``PC`` (n_chunks, width): the
+    chunk tree down the column and the finalize (CRO-1 steps 4-5; PS/PC are consumed)."""
+    g = cp.empty(width)
+    _k("column_chunk_tree")(thread_grid(width)[0], (THREADS,), (
+        PS, PC, np.int64(n_chunks), np.int64(width), np.int32(compensated), g))
     return g
+
+
+#: ``X^T X`` (``gram_tile_partials``): column tiles of ``GRAM_TILE``, a block of
+#: ``32 * GRAM_TILE`` threads per (tile pair, chunk); the chunk partials of at most
+#: ``GRAM_PARTIAL_BYTES`` per launch.
+GRAM_TILE = 8
+GRAM_PARTIAL_BYTES = 256 << 20
+
+
+def _tile_pairs(first, n):
+    """``(mt, at)`` of the lower triangle's tile pairs ``first .. first + n - 1``, numbered
+    row by row (row ``mt`` holds ``mt + 1`` pairs)."""
+    idx = np.arange(first, first + n, dtype=np.int64)
+    mt = ((np.sqrt(8.0 * idx + 1.0) - 1.0) // 2).astype(np.int64)
+    mt += (mt + 1) * (mt + 2) // 2 <= idx  # (float rounding either way)
+    mt -= mt * (mt + 1) // 2 > idx
+    return mt, idx - mt * (mt + 1) // 2
+
+
+def gram_lower(X, compensated):
+    """``X^T X`` on the host with the lower triangle filled (``G[m, a]``, ``m >= a``, the
+    bits of ``gemv_t(X, X[:, a])[m]``) and the strict upper triangle zero: one pass over
+    X per launch, each launch the chunk partials of as many tile pairs as fit in
+    :data:`GRAM_PARTIAL_BYTES` (one launch up to P ~ 5000 at N ~ 20000)."""
+    N, P = X.shape
+    G = np.zeros((P, P))
+    if N == 0 or P == 0:
+        return G
+    n_chunks = -(-N // _ref.CHUNK)
+    n_tiles = -(-P // GRAM_TILE)
+    total = n_tiles * (n_tiles + 1) // 2
+    per_pair = n_chunks * GRAM_TILE * GRAM_TILE * 16  # bytes of PS and PC per tile pair
+    batch = max(1, GRAM_PARTIAL_BYTES // per_pair)
+    w, q = np.meshgrid(np.arange(GRAM_TILE), np.arange(GRAM_TILE), indexing="ij")
+    for first in range(0, total, batch):
+        n = min(batch, total - first)
+        width = n * GRAM_TILE * GRAM_TILE
+        PS, PC = cp.empty((n_chunks, width)), cp.empty((n_chunks, width))
+        _k("gram_tile_partials")((min(n * n_chunks, 2**31 - 1),), (32 * GRAM_TILE,), (
+            X, np.int64(N), np.int64(P), np.int64(first), np.int64(n),
+            np.int32(compensated), PS, PC))
+        g = cp.asnumpy(_finish_chunks(PS, PC, n_chunks, width, compensated))
+        mt, at = _tile_pairs(first, n)
+        m = mt[:, None, None] * GRAM_TILE + w  # (n, tile, tile): row w, column q of a pair
+        a = at[:, None, None] * GRAM_TILE + q
+        keep = (m < P) & (a <= m)
+        G[m[keep], a[keep]] = g.reshape(n, GRAM_TILE, GRAM_TILE)[keep]
+    return G
 
 
 def gemv(A, x, compensated):
