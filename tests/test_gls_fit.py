@@ -493,3 +493,18 @@ def test_gpu_fit_moves_x_to_the_device_a_few_times_not_once_per_kernel(monkeypat
     assert res.fingerprint == gls.fit(Xs, Y, rank=2, beta_solver=solver,
                                       device="cpu").fingerprint
     assert 1 <= len(moved) <= 4, len(moved)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["compensated", "plain"])
+def test_gpu_sigma_step_from_residuals_has_the_cpu_bits(mode):
+    """The large-K Sigma-step's products ``M Q`` and ``diag(S)`` on the GPU (E copied once,
+    a ``gemv``/``gemv_t`` per column) equal the CPU's one-pass products bitwise."""
+    rng = np.random.default_rng(21)
+    E = np.log1p(np.abs(rng.standard_normal((8200, 40)))) - 1.0  # two chunks of rows
+    Q = rng.standard_normal((40, 3))
+    sqrt_d = np.sqrt(0.05 + rng.uniform(size=40))
+    cpu, gpu = ResidualMoment(E, mode), ResidualMoment(E, mode, "cuda")
+    assert np.array_equal(gpu.diagonal().view(np.uint64), cpu.diagonal().view(np.uint64))
+    assert np.array_equal(gpu.scaled(sqrt_d)(Q).view(np.uint64),
+                          cpu.scaled(sqrt_d)(Q).view(np.uint64))

@@ -272,7 +272,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         spare = (None, None)
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
             fitted = None  # (kept from the last sweep only: one N x K array less)
-            S = (ResidualMoment(E, mode) if from_residuals
+            S = (ResidualMoment(E, mode, dev) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
                                          min_uniqueness=min_uniqueness)
