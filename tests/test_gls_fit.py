@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from reprogls import gls
+from reprogls.gls import IdentificationWarning
 from reprogls.gls.sigma import ResidualMoment, factor_analysis, residual_moment
 from reprogls.gls.simulate import simulate_sur
 
@@ -508,3 +509,24 @@ def test_gpu_sigma_step_from_residuals_has_the_cpu_bits(mode):
     assert np.array_equal(gpu.diagonal().view(np.uint64), cpu.diagonal().view(np.uint64))
     assert np.array_equal(gpu.scaled(sqrt_d)(Q).view(np.uint64),
                           cpu.scaled(sqrt_d)(Q).view(np.uint64))
+
+
+@pytest.mark.gpu
+def test_gpu_fit_refuses_a_rank_past_the_woodbury_kernel_before_any_work(monkeypatch):
+    """rank > 64 (or a fixed F with 65 columns) on the GPU: NotImplementedError naming the
+    limit and the way out, raised before X is packed or any kernel runs."""
+    import importlib
+
+    fit_module = importlib.import_module("reprogls.gls.fit")
+    Xs, Y, *_ = simulate(N=100, K=70, p=1, k=2, seed=3)
+
+    def no_packing(*args, **kwargs):
+        raise AssertionError("the fit started working")
+
+    monkeypatch.setattr(fit_module, "on_device", no_packing)
+    with pytest.warns(IdentificationWarning), pytest.raises(NotImplementedError,
+                                                             match=r"rank <= 64.*device='cpu'"):
+        gls.fit(Xs, Y, rank=65, device="cuda")
+    F, d = np.ones((70, 65)), np.ones(70)
+    with pytest.raises(NotImplementedError, match="got rank 65"):
+        gls.fit(Xs, Y, sigma=(F, d), device="cuda")

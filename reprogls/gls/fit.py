@@ -139,6 +139,18 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     return U, np.subtract(Y, U, out=E_buffer)
 
 
+def _check_cuda_limits(rank: int, K: int) -> None:
+    """The GPU Woodbury solve's limits (``rank <= 64``, ``K <= 8192``), checked before X
+    goes to the GPU rather than at the first solve."""
+    from ..kernels.cuda.linalg import MAX_RANK
+    from ..kernels.reference.cro import CHUNK
+
+    if rank > MAX_RANK or K > CHUNK:
+        raise NotImplementedError(
+            f"device='cuda' supports rank <= {MAX_RANK} and at most {CHUNK} equations (got "
+            f"rank {rank}, K {K}); use device='cpu'")
+
+
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
@@ -186,10 +198,17 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ``O(P^3)`` inverse: slow for P in the thousands.
     mode : {"compensated", "plain"}
     device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``"auto"``: the GPU when the data are CuPy arrays, else the CPU. On a GPU the
+        rank is at most 64 and K at most 8192.
 
     Returns
     -------
     GLSResult
+
+    Raises
+    ------
+    NotImplementedError
+        On a GPU, a rank above 64 or more than 8192 equations (before any GPU work).
     """
     check_mode(mode)
     if beta_solver not in ("auto", "gram", "cg"):
@@ -211,11 +230,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     K, N = data.n_equations, data.nobs
     X, offsets, Yd = data.X, data.offsets, data.Y
     P = X.shape[1]
+    if sigma is None:
+        rank = check_rank(rank, K)
+    if dev != "cpu":
+        F_shape = np.shape(sigma[0]) if sigma is not None else ()
+        _check_cuda_limits(rank if sigma is None else (F_shape[1] if len(F_shape) == 2 else 1),
+                           K)
     # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
     # there, so that no CG step or sweep moves X to the GPU again
     Xk = on_device(X, dev)
-    if sigma is None:
-        rank = check_rank(rank, K)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
     from_residuals = sigma is None and (
         sigma_step == "residuals" or
