@@ -121,6 +121,7 @@ def test_normal_operator_reads_x_once(monkeypatch, n_rows, widths, k, single_pas
     (0, 3, None), (1, 1, None), (20, 9, None),       # no rows, one entry, part tiles
     (8193, 17, None),                                 # two chunks, the second one row
     (300, 70, 3000),                                  # 45 tile pairs, 2 per launch
+    (40, 600, None),                                  # 2850 tile pairs
 ])
 def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode):
     """``X^T X`` on the GPU (tile pairs of columns, a block per pair and chunk) has the

@@ -362,9 +362,13 @@ extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long
     const long long width = n_pairs * GRAM_TILE * GRAM_TILE;  // columns of PS/PC
     for (long long task = blockIdx.x; task < n_pairs * n_chunks; task += gridDim.x) {
         const long long tp = task / n_chunks, c = task % n_chunks;
-        long long mt = 0, pair = first_pair + tp;  // row mt of the triangle holds mt + 1 pairs
-        while (pair > mt) pair -= ++mt;
-        const long long at = pair;
+        // tile pair idx is (mt, at) with idx = mt (mt + 1) / 2 + at, at <= mt (row mt of
+        // the triangle holds mt + 1 pairs): mt from the square root, made exact
+        const long long idx = first_pair + tp;
+        long long mt = (long long)((sqrt(8.0 * (double)idx + 1.0) - 1.0) * 0.5);
+        while ((mt + 1) * (mt + 2) / 2 <= idx) ++mt;
+        while (mt * (mt + 1) / 2 > idx) --mt;
+        const long long at = idx - mt * (mt + 1) / 2;
         const long long stop = min(N, (c + 1) * CRO_CHUNK);
         double s[GRAM_TILE], sc[GRAM_TILE];
         for (int q = 0; q < GRAM_TILE; ++q) {
