@@ -2,12 +2,15 @@
 
 Usage::
 
-    python profiling/gpu_fits.py [--sizes S M] [--repeat 3]
+    python profiling/gpu_fits.py [--sizes S M L] [--repeat 3] [--cov none|plugin]
 
-Needs CuPy and an NVIDIA GPU. The S and M systems of the alsgls comparison (data from
-:func:`reprogls.gls.simulate_sur`), fitted with ``device="cuda"`` and ``device="cpu"``
-(without SEs): the best of ``--repeat`` fits after one warm-up fit (NVRTC and Numba
-compilation are not fit time), and the two fingerprints, which must be equal. The
+Needs CuPy and an NVIDIA GPU. The S and M systems of the alsgls comparison and the
+scale case L (N=5000, K=2000, p=5, k=10: the fused operator's accumulators and rows in
+device memory, the Sigma-step from the residuals), data from
+:func:`reprogls.gls.simulate_sur`, fitted with ``device="cuda"`` and ``device="cpu"``
+(``--cov``: without SEs by default): the best of ``--repeat`` fits after one warm-up fit
+(NVRTC and Numba compilation are not fit time), and the two fingerprints, which must be
+equal. The
 kernels' own GB/s against a device-to-device copy: ``profiling/roofline.py --device
 cuda``.
 
@@ -34,35 +37,39 @@ if os.environ.get("REPROGLS_CUDA_EMULATOR", "").strip() not in ("", "0"):
 
 from reprogls import gls, kernels
 
+SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5), "L": (5000, 2000, 5, 10)}
 
-def fits(names, repeat: int) -> None:
+
+def fits(names, repeat: int, cov: str = "none") -> None:
     """Print, per size, the best GPU and CPU fit times and whether the fingerprints agree."""
-    sizes = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
+    sizes = SIZES
     for name in names:
         N, K, p, k = sizes[name]
         Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
         seconds, prints = {}, {}
         for device in ("cuda", "cpu"):
-            gls.fit(Xs, Y, rank=k, cov_type="none", device=device)  # compile / warm up
+            gls.fit(Xs, Y, rank=k, cov_type=cov, device=device)  # compile / warm up
             best = np.inf
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                res = gls.fit(Xs, Y, rank=k, cov_type="none", device=device)
+                res = gls.fit(Xs, Y, rank=k, cov_type=cov, device=device)
                 best = min(best, time.perf_counter() - t0)
             seconds[device], prints[device] = best, res.fingerprint
         same = "equal" if prints["cuda"] == prints["cpu"] else "DIFFERENT"
-        print(f"fit {name} (N={N} K={K} p={p} k={k}): cuda {seconds['cuda']:.3f} s   cpu "
-              f"{seconds['cpu']:.3f} s   fingerprints {same} ({prints['cpu'][:16]})")
+        print(f"fit {name} (N={N} K={K} p={p} k={k}, SEs {cov}): cuda "
+              f"{seconds['cuda']:.3f} s   cpu {seconds['cpu']:.3f} s   fingerprints {same} "
+              f"({prints['cpu'][:16]})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="*", default=["S", "M"], choices=["S", "M"])
+    parser.add_argument("--sizes", nargs="*", default=["S", "M"], choices=list(SIZES))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cov", choices=["none", "plugin"], default="none")
     args = parser.parse_args(argv)
     if "cuda:0" not in kernels.available_devices():
         parser.error(f"no usable CUDA device here: {kernels.devices.cuda_status().reason}")
-    fits(args.sizes, args.repeat)
+    fits(args.sizes, args.repeat, args.cov)
     return 0
 
 
