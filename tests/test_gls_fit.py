@@ -85,7 +85,8 @@ def test_full_rank_matches_linearmodels_iterated_sur():
     lm = pytest.importorskip("linearmodels.system")
     pd = pytest.importorskip("pandas")
     Xs, Y, *_ = simulate(N=300, K=4, p=2, k=2, seed=5, shared=False)
-    res = gls.fit(Xs, Y, rank=3, tol=1e-12, max_iter=2000)
+    with pytest.warns(IdentificationWarning, match="Ledermann"):  # k = K - 1 = 3, K = 4
+        res = gls.fit(Xs, Y, rank=3, tol=1e-12, max_iter=2000)
     eqs = {f"eq{j}": {"dependent": pd.Series(Y[:, j]),
                       "exog": pd.DataFrame(Xs[j], columns=[f"x{j}_{c}" for c in range(2)])}
            for j in range(4)}
