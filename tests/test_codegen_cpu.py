@@ -1,6 +1,6 @@
 """No FMA instruction in the Numba kernels' machine code (and the check can fail); the
 one deliberate exception -- additions issued as exact ``fma(x, +-1, y)`` on AMD Zen
-(``simd.GRAM_ADDS_ON_FMA``, ``simd.ADDS_ON_FMA``) -- gives the reference's bits."""
+(``simd.*_ADDS_ON_FMA``) -- gives the reference's bits."""
 
 from __future__ import annotations
 
@@ -137,8 +137,9 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
 
 # The Gram micro-kernel with its TwoSum additions split onto the FMA units
 # (simd.GRAM_ADDS_ON_FMA) or not, with one, two or four rows of the register block per
-# loop (simd.GRAM_ROW_GROUPS), and the Woodbury solve's lane sums (simd.lane_sums16,
-# simd.ADDS_ON_FMA) and the one-chunk CRO-1 dots of the SPD inverse (simd.chunk_partial,
+# loop (simd.GRAM_ROW_GROUPS), and the Woodbury solve's lane sums and short-dot trees
+# (simd.lane_sums, simd.LANE_SUMS_ADDS_ON_FMA; register_trees.tree_dots,
+# simd.TREE_ADDS_ON_FMA) and the one-chunk CRO-1 dots of the SPD inverse (simd.chunk_partial,
 # simd.CHUNK_ADDS_ON_FMA) likewise: on any x86-64 CPU with FMA, each variant in a fresh cache
 # must give the reference's bits. The children cover the FMA additions on and off with
 # this machine's row groups, and on with four rows (the variant no default picks).
@@ -185,7 +186,9 @@ asm = "\n".join(gram._tile_partials.inspect_asm().values())
 casm = "\n".join(spd._parallel_rows.inspect_asm().values())
 wasm = woodbury_rows.woodbury_block_entry()._library.get_asm_str()  # the block's cfunc
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
-                  "chunk_flag": simd.CHUNK_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
+                  "chunk_flag": simd.CHUNK_ADDS_ON_FMA,
+                  "lane_sums_flag": simd.LANE_SUMS_ADDS_ON_FMA,
+                  "tree_flag": simd.TREE_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
                   "casm": casm,
                   "equal": equal, "asm": asm, "wasm": wasm}))
 """
@@ -208,7 +211,8 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
-        assert got["flag"] is got["gram_flag"] is got["chunk_flag"] is (flag == "1")
+        assert (got["flag"] is got["gram_flag"] is got["chunk_flag"] is got["lane_sums_flag"]
+                is got["tree_flag"] is (flag == "1"))
         if rows:
             assert got["groups"] == [[0, 1, 2, 3]]
         assert got["equal"] == {"compensated": True, "plain": True,

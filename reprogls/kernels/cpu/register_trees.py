@@ -22,7 +22,9 @@ Each loop is the reference order exactly (the live-lane tree of
   the canonical NaN for a NaN).
 
 Only ``fmul``/``fadd``/``fsub`` without fast-math flags (no FMA contraction) and
-compares/selects, so the bits are those of :mod:`.segments` (oracle tests).
+compares/selects -- where :data:`.simd.TREE_ADDS_ON_FMA` holds, three additions of each
+compensated merge as exact ``fma(x, +-1, y)`` -- so the bits are those of
+:mod:`.segments` (oracle tests).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .simd import _counted_loop, _splat
+from .simd import TREE_ADDS_ON_FMA, _counted_loop, _exact_add, _fma_signs, _splat
 
 __all__ = ["MAX_TERMS", "tree_dots"]
 
@@ -46,18 +48,30 @@ _F64 = ir.DoubleType()
 _VEC8 = ir.VectorType(_F64, 8)
 
 
-def _two_sum(builder, a, b):
+def _two_sum(builder, a, b, signs=None):
     """Knuth's TwoSum as in ``reference.cro._two_sum``: ``s = a + b; t = s - a;
-    e = (a - (s - t)) + (b - t)``."""
+    e = (a - (s - t)) + (b - t)``; with ``signs`` (opaque splats of +1 and -1,
+    :func:`.simd._fma_signs`) ``s - a`` and ``b - t`` are exact FMAs."""
     s = builder.fadd(a, b)
-    t = builder.fsub(s, a)
-    e = builder.fadd(builder.fsub(a, builder.fsub(s, t)), builder.fsub(b, t))
-    return s, e
+    if signs is None:
+        t = builder.fsub(s, a)
+        return s, builder.fadd(builder.fsub(a, builder.fsub(s, t)), builder.fsub(b, t))
+    minus_one = signs[1]
+    t = _exact_add(builder, s, a, minus_one)
+    return s, builder.fadd(builder.fsub(a, builder.fsub(s, t)),
+                           _exact_add(builder, b, t, minus_one))
 
 
 def _tree(builder, leaves, compensated):
     """The CRO-1 live-lane tree over the leaf vectors; returns ``(s, c)`` of lane 0
-    (``c`` is None while lane 0 is a leaf or in plain mode)."""
+    (``c`` is None while lane 0 is a leaf or in plain mode). Where
+    :data:`.simd.TREE_ADDS_ON_FMA` holds, three additions of each compensated merge are
+    exact FMAs (``fma(x, +-1, y)``: the same bits, on the other pipes)."""
+    signs = _fma_signs(builder, TREE_ADDS_ON_FMA) if compensated else None
+
+    def add_to_compensation(c, err):
+        return builder.fadd(c, err) if signs is None else _exact_add(builder, c, err, signs[0])
+
     s = list(leaves)
     c = [None] * len(leaves)  # None: a leaf (compensation 0, never materialised)
     live = len(leaves)
@@ -69,14 +83,14 @@ def _tree(builder, leaves, compensated):
                 if not compensated:
                     s[lane] = builder.fadd(s[lane], s[hi])
                     continue
-                total, err = _two_sum(builder, s[lane], s[hi])
+                total, err = _two_sum(builder, s[lane], s[hi], signs)
                 if c[lane] is None:
                     assert c[hi] is None  # partials are a prefix of the lanes
                     c[lane] = err
                 elif c[hi] is None:
-                    c[lane] = builder.fadd(c[lane], err)
+                    c[lane] = add_to_compensation(c[lane], err)
                 else:
-                    c[lane] = builder.fadd(builder.fadd(c[lane], c[hi]), err)
+                    c[lane] = add_to_compensation(builder.fadd(c[lane], c[hi]), err)
                 s[lane] = total
             live = w
         w //= 2

@@ -254,7 +254,7 @@ def _zen_target() -> tuple[bool, bool]:
 
 
 def _adds_on_fma() -> bool:
-    """Whether the streamed lane steps (:func:`weighted_lane_axpy`) and :func:`lane_sums`
+    """Whether the streamed lane steps (:func:`weighted_lane_axpy`)
     issue some TwoSum additions on the FMA units.
 
     On AMD Zen floating-point additions run on two pipes and multiplies/FMAs on two
@@ -265,10 +265,11 @@ def _adds_on_fma() -> bool:
     streamed ``X^T W`` at N = 20000, K = 200, p = 10 took 13.6 / 13.4 ms without / with
     (best of five alternating processes; 22.4 / 26.5 ms for two right-hand sides), so off
     there. Elsewhere (Intel runs both on the same ports; no FMA) off.
-    ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this, :data:`GRAM_ADDS_ON_FMA` and
-    :data:`CHUNK_ADDS_ON_FMA` (x86-64 only; use a fresh ``NUMBA_CACHE_DIR``: Numba's
-    cache keys on the CPU, not on this variable). The results are bitwise the same
-    either way; only the speed differs.
+    ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this, :data:`GRAM_ADDS_ON_FMA`,
+    :data:`CHUNK_ADDS_ON_FMA`, :data:`LANE_SUMS_ADDS_ON_FMA` and :data:`TREE_ADDS_ON_FMA`
+    (x86-64 only; use a fresh ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on
+    this variable). The results are bitwise the same either way; only the speed
+    differs.
     """
     override = _fma_override()
     if override is not None:
@@ -289,8 +290,8 @@ def _gram_adds_on_fma() -> bool:
     return _zen_target()[0] if override is None else override
 
 
-#: Split the TwoSum additions of :func:`weighted_lane_axpy` and :func:`lane_sums` with
-#: the FMA units (:func:`_adds_on_fma`), fixed at import.
+#: Split the TwoSum additions of :func:`weighted_lane_axpy` with the FMA units
+#: (:func:`_adds_on_fma`), fixed at import.
 ADDS_ON_FMA = _adds_on_fma()
 
 #: The same for :func:`gram_block` (:func:`_gram_adds_on_fma`), fixed at import.
@@ -343,6 +344,32 @@ def _chunk_adds_on_fma() -> bool:
 #: Split :func:`chunk_partial`'s TwoSum additions with the FMA units
 #: (:func:`_chunk_adds_on_fma`), fixed at import.
 CHUNK_ADDS_ON_FMA = _chunk_adds_on_fma()
+
+
+def _lane_sums_adds_on_fma() -> bool:
+    """Whether :func:`lane_sums` (the Woodbury solve's ``t = G^T u``) issues some TwoSum
+    additions on the FMA units (:func:`_adds_on_fma` for why): on every Zen with FMA3.
+    Zen 3: the measurement behind :data:`ADDS_ON_FMA`. Zen 4 (AVX-512), thirteenth
+    session, one 32-row Woodbury block in cache, one core, compensated, best of five
+    runs in each of two alternating rounds of fresh-cache processes, K = 1000, k = 10:
+    181-183 us as before, 169-173 us with 32 sequences per call
+    (:data:`LANE_SUM_WIDTH_COMPENSATED`), 147-154 us with 32 sequences and these
+    additions (128-137 us with :data:`TREE_ADDS_ON_FMA` too)."""
+    override = _fma_override()
+    return _zen_target()[0] if override is None else override
+
+
+#: Split :func:`lane_sums`' TwoSum additions with the FMA units
+#: (:func:`_lane_sums_adds_on_fma`), fixed at import.
+LANE_SUMS_ADDS_ON_FMA = _lane_sums_adds_on_fma()
+
+#: Split the compensated merges of :func:`.register_trees.tree_dots` (the short dots of
+#: the Woodbury solve's output step and of the block kernels' ``sur_matvec``) with the FMA
+#: units: on Zen with AVX-512, like :data:`CHUNK_ADDS_ON_FMA` (32 registers hold the
+#: tree's leaves and the +-1 splats). Zen 4, thirteenth session, the Woodbury block above
+#: with 32 sequences and :data:`LANE_SUMS_ADDS_ON_FMA`: K = 1000, k = 10 157-163 ->
+#: 128-137 us, K = 200, k = 5 16.9-20.3 -> 15.9-16.2 us.
+TREE_ADDS_ON_FMA = _chunk_adds_on_fma()
 
 
 def _fma_signs(builder, enabled: bool | None = None):
@@ -825,9 +852,10 @@ def axpy_run(typingctx, s, e, a, w, compensated):
 #: (three alternating runs): plain 150-155 us with 16 sequences (two cache lines per
 #: term, 8 KiB apart) against 49-67 us with 32; compensated 104-155 against 112-143 us
 #: (32 sequences need 16 vector registers for the sums and compensations alone, all that
-#: AVX2 has), so compensated keeps 16.
+#: AVX2 has), so compensated keeps 16 there. With AVX-512's 32 registers compensated
+#: takes 32 too (Zen 4, :func:`_lane_sums_adds_on_fma` for the numbers).
 LANE_SUM_WIDTH_PLAIN = 32
-LANE_SUM_WIDTH_COMPENSATED = 16
+LANE_SUM_WIDTH_COMPENSATED = 32 if _zen_target()[1] else 16
 
 
 @intrinsic
@@ -843,8 +871,8 @@ def lane_sums(typingctx, S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, w
     ``compensated`` a literal bool; no bounds checks.
 
     The flat passes of :func:`.segments.dot_segments` load and store every lane partial
-    once per term; here a lane's terms stay in registers. Where :data:`ADDS_ON_FMA`
-    holds, three TwoSum additions are exact FMAs.
+    once per term; here a lane's terms stay in registers. Where
+    :data:`LANE_SUMS_ADDS_ON_FMA` holds, three TwoSum additions are exact FMAs.
     """
     if not isinstance(compensated, types.BooleanLiteral) or not isinstance(
             width, types.IntegerLiteral) or width.literal_value % 8:
@@ -861,7 +889,7 @@ def lane_sums(typingctx, S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, w
         s_arr, e_arr, a_arr, b_arr = (
             context.make_array(signature.args[k])(context, builder, v)
             for k, v in ((0, s_val), (1, e_val), (3, a_val), (6, b_val)))
-        signs = _fma_signs(builder) if comp else None
+        signs = _fma_signs(builder, LANE_SUMS_ADDS_ON_FMA) if comp else None
 
         def vptr(ptr, index, part):
             at = builder.add(index, ir.Constant(_I64, 8 * part))
