@@ -174,6 +174,23 @@ def test_warm_tasks_split_and_validation():
     assert warm.warm_parallel(["reductions"], jobs=1) >= 0.0
 
 
+def test_warm_workers_import_this_package_whatever_the_working_directory(tmp_path):
+    """Run from a directory holding another ``reprogls`` (a source checkout beside the
+    installed copy), a warm-up worker still imports the caller's package: else its
+    compiled kernels land in the other copy's cache and the caller compiles them all
+    again. The decoy here exits with status 3 when imported; ``python -m`` imports it."""
+    from reprogls.kernels import warm
+
+    (tmp_path / "reprogls").mkdir()
+    (tmp_path / "reprogls" / "__init__.py").write_text("raise SystemExit(3)\n")
+    naive = subprocess.run([sys.executable, "-m", "reprogls.kernels.warm"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert naive.returncode == 3  # the trap works
+    run = subprocess.run(warm.worker_command(["elementary"]), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+
+
 def test_warm_worker_entry_point_compiles_into_the_cache():
 
 
