@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .simd import TREE_ADDS_ON_FMA, _counted_loop, _exact_add, _fma_signs, _splat
+from .simd import TREE_ADDS_ON_FMA, _counted_loop, _exact_add, _fma_signs, _splat, _two_sum
 
 __all__ = ["MAX_TERMS", "tree_dots"]
 
@@ -46,20 +46,6 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _VEC8 = ir.VectorType(_F64, 8)
-
-
-def _two_sum(builder, a, b, signs=None):
-    """Knuth's TwoSum as in ``reference.cro._two_sum``: ``s = a + b; t = s - a;
-    e = (a - (s - t)) + (b - t)``; with ``signs`` (opaque splats of +1 and -1,
-    :func:`.simd._fma_signs`) ``s - a`` and ``b - t`` are exact FMAs."""
-    s = builder.fadd(a, b)
-    if signs is None:
-        t = builder.fsub(s, a)
-        return s, builder.fadd(builder.fsub(a, builder.fsub(s, t)), builder.fsub(b, t))
-    minus_one = signs[1]
-    t = _exact_add(builder, s, a, minus_one)
-    return s, builder.fadd(builder.fsub(a, builder.fsub(s, t)),
-                           _exact_add(builder, b, t, minus_one))
 
 
 def _tree(builder, leaves, compensated):

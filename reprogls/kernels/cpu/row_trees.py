@@ -36,8 +36,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .register_trees import _two_sum
-from .simd import _counted_loop
+from .simd import _counted_loop, _two_sum
 
 __all__ = ["MAX_ROW_TERMS", "row_dots"]
 

@@ -210,22 +210,27 @@ def lane_steps8(typingctx, st, et, o_acc, xt, wt, o_term, steps, compensated):
     return sig, codegen
 
 
+def _two_sum(builder, a, b, signs=None):
+    """Knuth's TwoSum as in ``reference.cro._two_sum``: ``t = a + b; z = t - a;
+    err = (a - (t - z)) + (b - z)``; returns ``(t, err)``. With ``signs`` (opaque splats
+    of +1.0 and -1.0, :func:`_fma_signs`) ``t - a`` and ``b - z`` are issued as
+    ``fma(x, -1, y)`` (:func:`_exact_add`): the same bits, on the FMA pipes."""
+    t = builder.fadd(a, b)
+    if signs is None:
+        z = builder.fsub(t, a)
+        return t, builder.fadd(builder.fsub(a, builder.fsub(t, z)), builder.fsub(b, z))
+    minus_one = signs[1]
+    z = _exact_add(builder, t, a, minus_one)
+    return t, builder.fadd(builder.fsub(a, builder.fsub(t, z)),
+                           _exact_add(builder, b, z, minus_one))
+
+
 def _two_sum_step(builder, s, e, term, signs=None):
     """CRO-1 compensated lane step ``(s, e) <- (TwoSum(s, term).sum, e + TwoSum(...).err)``
-    with ``TwoSum(a, b): t = a + b; z = t - a; err = (a - (t - z)) + (b - z)``.
-
-    With ``signs`` (opaque splats of +1.0 and -1.0, :func:`_fma_signs`) three of the seven
-    additions are issued as ``fma(x, +-1, y)`` (:func:`_exact_add`): the same bits."""
-    t = builder.fadd(s, term)
-    if signs is None:
-        z = builder.fsub(t, s)
-        err = builder.fadd(builder.fsub(s, builder.fsub(t, z)), builder.fsub(term, z))
-        return t, builder.fadd(e, err)
-    one, minus_one = signs
-    z = _exact_add(builder, t, s, minus_one)                     # t - s
-    err = builder.fadd(builder.fsub(s, builder.fsub(t, z)),
-                       _exact_add(builder, term, z, minus_one))  # term - z
-    return t, _exact_add(builder, e, err, one)                   # e + err
+    (:func:`_two_sum`). With ``signs`` three of the seven additions are exact FMAs (the
+    last one ``e + err``): the same bits."""
+    t, err = _two_sum(builder, s, term, signs)
+    return t, (builder.fadd(e, err) if signs is None else _exact_add(builder, e, err, signs[0]))
 
 
 def _host_target() -> tuple[str, list[str]]:
@@ -533,9 +538,7 @@ def _merge8(builder, sa, ca, sb, cb, compensated):
     ``(TwoSum(sa, sb).sum, (ca + cb) + TwoSum(sa, sb).err)``."""
     if not compensated:
         return builder.fadd(sa, sb), ca
-    t = builder.fadd(sa, sb)
-    z = builder.fsub(t, sa)
-    err = builder.fadd(builder.fsub(sa, builder.fsub(t, z)), builder.fsub(sb, z))
+    t, err = _two_sum(builder, sa, sb)
     return t, builder.fadd(builder.fadd(ca, cb), err)
 
 

@@ -400,8 +400,7 @@ extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long
                 PC[c * width + col] = sc[q];
             }
         }
-        __syncthreads();  // (the next task stages new rows)
-    }
+    }  // (the next task's first step waits at its barrier before staging new rows)
 }
 
 // Chunk partials from lane accumulators LS/LC (n_chunks, 32, P): per (chunk, column) the

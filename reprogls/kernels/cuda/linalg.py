@@ -131,7 +131,7 @@ def gram_lower(X, compensated):
     """``X^T X`` on the host with the lower triangle filled (``G[m, a]``, ``m >= a``, the
     bits of ``gemv_t(X, X[:, a])[m]``) and the strict upper triangle zero: one pass over
     X per launch, each launch the chunk partials of as many tile pairs as fit in
-    :data:`GRAM_PARTIAL_BYTES` (one launch up to P ~ 5000 at N ~ 20000)."""
+    :data:`GRAM_PARTIAL_BYTES` (one launch up to P ~ 3300 at N = 20000)."""
     N, P = X.shape
     G = np.zeros((P, P))
     if N == 0 or P == 0:
