@@ -30,6 +30,24 @@ def test_sur_kernels(n_rows, mode):
     assert same_bits(kernels.gemv_t(X, W[:, 0], mode, "cuda"), ref.gemv_t(X, W[:, 0], mode))
 
 
+def test_out_on_the_gpu():
+    """``out=`` is a host array on every device: the GPU result is copied into it (the
+    solve also in place, ``out=R``), with the reference's bits."""
+    X, offsets, beta, _ = sur_problem(300)
+    K = len(offsets) - 1
+    out = np.full((300, K), np.nan)
+    assert kernels.sur_matvec(X, offsets, beta, "compensated", "cuda", out=out) is out
+    assert same_bits(out, ref.sur_matvec(X, offsets, beta, "compensated"))
+    F, d = factor_problem(K, 2)
+    factor, spec = kernels.woodbury_factor(F, d), ref.woodbury_factor(F, d)
+    R = wide(np.random.default_rng(5), (300, K))
+    expect = ref.woodbury_solve(spec, R)
+    assert kernels.woodbury_solve(factor, R, "cuda", out=out) is out
+    assert same_bits(out, expect)
+    assert kernels.woodbury_solve(factor, R, "cuda", out=R) is R
+    assert same_bits(R, expect)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("widths", [tuple(range(33)), (32, 1, 0, 31), (40, 2)],
                          ids=["0-32", "edges", "past-32"])

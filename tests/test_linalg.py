@@ -402,3 +402,64 @@ def test_cpu_sur_matvec_and_woodbury_into_a_buffer_of_garbage(widths):
     garbage = np.full((N, K), np.nan)
     rowgroups.woodbury_solve(got, factor.G, factor.d, factor.L, True, garbage)
     assert (garbage.view(np.uint64) == fresh.view(np.uint64)).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", (1, 33, 300))
+def test_public_out_gets_the_bits_of_a_fresh_result(n_rows, mode):
+    """``sur_matvec(..., out=)`` and ``woodbury_solve(..., out=)`` write every entry of a
+    buffer of NaNs with the reference's bits and return that buffer; the solve also in
+    place (``out=R``), where each block of rows is read before it is written."""
+    X, offsets, beta, _ = sur_problem(n_rows)
+    K = len(offsets) - 1
+    expect = ref.sur_matvec(X, offsets, beta, mode)
+    out = np.full((n_rows, K), np.nan)
+    assert kernels.sur_matvec(X, offsets, beta, mode, "cpu", out=out) is out
+    assert same_bits(out, expect)
+    F, d = factor_problem(K, 2)
+    factor = kernels.woodbury_factor(F, d, mode)
+    spec = ref.woodbury_factor(F, d, mode)
+    R = np.random.default_rng(n_rows).standard_normal((n_rows, K))
+    solved = ref.woodbury_solve(spec, R)
+    out = np.full_like(R, np.nan)
+    assert kernels.woodbury_solve(factor, R, "cpu", out=out) is out
+    assert same_bits(out, solved)
+    in_place = R.copy()
+    assert kernels.woodbury_solve(factor, in_place, out=in_place) is in_place
+    assert same_bits(in_place, solved)
+
+
+def test_bad_out_names_the_problem():
+    X, offsets, beta, _ = sur_problem(20)
+    N, K = X.shape[0], len(offsets) - 1
+    F, d = factor_problem(K, 1)
+    factor = kernels.woodbury_factor(F, d)
+    R = np.ones((N, K))
+    cases = [
+        (TypeError, "NumPy array", [[0.0] * K] * N),
+        (TypeError, "float64", np.zeros((N, K), dtype=np.float32)),
+        (ValueError, "out must have shape", np.zeros((N, K + 1))),
+        (ValueError, "C-contiguous", np.zeros((K, N)).T),
+    ]
+    read_only = np.zeros((N, K))
+    read_only.flags.writeable = False
+    cases.append((ValueError, "read-only", read_only))
+    for error, match, out in cases:
+        with pytest.raises(error, match=match):
+            kernels.sur_matvec(X, offsets, beta, out=out)
+        with pytest.raises(error, match=match):
+            kernels.woodbury_solve(factor, R, out=out)
+    # overlapping an input: X as a strided view of a buffer whose first N K values are
+    # also out (checked against the caller's array, not the contiguous copy made of it);
+    # a view of R's memory other than R itself
+    buffer = np.zeros((N, X.shape[1] + K))
+    buffer[:, :X.shape[1]] = X
+    with pytest.raises(ValueError, match="out overlaps X"):
+        kernels.sur_matvec(buffer[:, :X.shape[1]], offsets, beta,
+                           out=buffer.reshape(-1)[:N * K].reshape(N, K))
+    R2 = np.ones((N + 1, K))
+    with pytest.raises(ValueError, match=r"out overlaps R.*R itself"):
+        kernels.woodbury_solve(factor, R2[:-1], out=R2[1:])
+    before = X.copy()
+    kernels.sur_matvec(X, offsets, beta, out=np.zeros((N, K)))
+    assert same_bits(before, X)

@@ -133,3 +133,46 @@ def as_param(value: Any, name: str, n: int, *, nonnegative: bool = False) -> Any
         bad = int(np.argmax(arr < 0))
         raise ValueError(f"{name} must be >= 0, got {arr[bad]} at index {bad}")
     return arr
+
+
+def as_output(out: Any, shape: tuple[int, ...], inputs: dict[str, Any],
+              in_place: str | None = None) -> np.ndarray:
+    """Check a caller's ``out`` array: a writeable, C-contiguous float64 NumPy array of
+    ``shape`` that shares no memory with the caller's ``inputs`` (name -> argument as
+    passed), except that it may be exactly the input named ``in_place`` (the same bytes,
+    shape, strides and dtype), for kernels that read each row before writing it.
+
+    Results always come back to the host, so ``out`` is a NumPy array on every device.
+
+    Raises
+    ------
+    TypeError
+        ``out`` is not a NumPy array, or not float64.
+    ValueError
+        Wrong shape, not C-contiguous or read-only, or overlapping an input.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array (results come back to the host on "
+                        f"every device), got {type(out).__name__}")
+    if out.dtype != np.float64:
+        raise TypeError(f"out has dtype {out.dtype}; it must be float64 "
+                        f"(np.empty({tuple(shape)}))")
+    check_shape(out, shape, "out", "the shape of the result")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous; allocate it with np.empty({tuple(shape)})")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writeable array")
+    for name, arg in inputs.items():
+        if not isinstance(arg, np.ndarray) or not np.may_share_memory(out, arg):
+            continue
+        if name == in_place and _same_layout(out, arg):
+            continue
+        exactly = "" if in_place is None else f" (or {in_place} itself, to work in place)"
+        raise ValueError(f"out overlaps {name}; pass a separate array{exactly}")
+    return out
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` view the same bytes the same way (and have one dtype)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)

@@ -16,6 +16,7 @@ from . import reference
 from ._validate import (
     as_matrix,
     as_offsets,
+    as_output,
     as_vector,
     check_shape,
     host_vector,
@@ -47,6 +48,16 @@ def _backend(device: Device):
 
 def _to_host(a: Any) -> np.ndarray:
     return a.get() if is_cupy_array(a) else a
+
+
+def _into(result: Any, out: np.ndarray | None) -> np.ndarray:
+    """The result on the host, written into ``out`` when the caller gave one (the CPU
+    kernels write there directly; a GPU result is copied in)."""
+    host = _to_host(result)
+    if out is None or host is out:
+        return host
+    out[...] = host
+    return out
 
 
 def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto") -> np.ndarray:
@@ -131,7 +142,8 @@ def _sur_inputs(X, offsets, dev):
 
 
 def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
-               device: str | Device = "auto") -> np.ndarray:
+               device: str | Device = "auto", *, out: np.ndarray | None = None
+               ) -> np.ndarray:
     """Per-equation fitted values of a SUR system.
 
     .. math:: U_{ij} = x_{ij}^T \\beta_j
@@ -145,18 +157,29 @@ def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
         Equation ``j`` owns columns ``offsets[j]:offsets[j+1]``.
     beta : array_like (P,)
     mode, device : as :func:`gemv`.
+    out : ndarray (N, K), optional
+        Where to write the result: a writeable C-contiguous float64 NumPy array (on every
+        device) that overlaps neither ``X`` nor ``beta``. Reusing one saves the
+        allocation and first touch of a fresh N x K array in every call (on the 2-core
+        Zen 4 test box, 40 MB of fresh output cost 5-7 ms of a 23 ms call). The bits do
+        not depend on its previous contents.
 
     Returns
     -------
     ndarray (N, K)
+        ``out`` when given.
     """
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, X, beta)
     with cuda_context(dev):
-        Xd, _, offd = _sur_inputs(X, offsets, dev)
+        Xd, off, offd = _sur_inputs(X, offsets, dev)
         bd = as_vector(beta, "beta", dev)
         check_shape(bd, (Xd.shape[1],), "beta", "one coefficient per column of X")
-        return _to_host(_backend(dev).sur_matvec(Xd, offd, bd, compensated))
+        if out is not None:
+            as_output(out, (Xd.shape[0], off.shape[0] - 1), {"X": X, "beta": beta})
+        if dev.kind == "cpu":
+            return _backend(dev).sur_matvec(Xd, offd, bd, compensated, out)
+        return _into(_backend(dev).sur_matvec(Xd, offd, bd, compensated), out)
 
 
 def sur_rmatvec(X: Any, offsets: Any, W: Any, mode: str = "compensated",
@@ -224,7 +247,8 @@ def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor
     return WoodburyFactor(F=Fh, d=dh, G=G, L=L, mode=mode)
 
 
-def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto") -> np.ndarray:
+def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto", *,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """``R Sigma^-1`` row by row (Sigma symmetric), never forming a K x K matrix.
 
     .. math:: r \\Sigma^{-1} = r D^{-1} - (r G) C^{-1} G^T
@@ -237,10 +261,15 @@ def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto"
         From :func:`woodbury_factor` (its ``mode`` is used).
     R : array_like (N, K)
     device : {"auto", "cpu", "cuda", "cuda:N"}
+    out : ndarray (N, K), optional
+        Where to write the result: a writeable C-contiguous float64 NumPy array (on every
+        device). It may be ``R`` itself (the solve then runs in place: each block of
+        rows is read before it is written) but must not overlap ``R`` otherwise.
 
     Returns
     -------
     ndarray (N, K)
+        ``out`` when given.
     """
     _check_factor(factor)
     compensated = factor.mode == "compensated"
@@ -248,8 +277,12 @@ def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto"
     with cuda_context(dev):
         Rd = as_matrix(R, "R", dev)
         check_shape(Rd, (Rd.shape[0], factor.K), "R", "one column per row of F")
-        return _to_host(_backend(dev).woodbury_solve(Rd, factor.G, factor.d, factor.L,
-                                                     compensated))
+        if out is not None:
+            as_output(out, Rd.shape, {"R": R}, in_place="R")
+        args = (Rd, factor.G, factor.d, factor.L, compensated)
+        if dev.kind == "cpu":
+            return _backend(dev).woodbury_solve(*args, out=out)
+        return _into(_backend(dev).woodbury_solve(*args), out)
 
 
 def woodbury_logdet(factor: WoodburyFactor) -> float:

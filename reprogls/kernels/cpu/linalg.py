@@ -170,9 +170,10 @@ def capacitance_kernel(FT, GT, compensated, C):
         C[r, r] = C[r, r] + 1.0
 
 
-def woodbury_solve(R, G, d, L, compensated):
-    """``R Sigma^-1`` row by row (validated inputs)."""
-    return rowgroups.woodbury_solve(R, G, d, L, compensated)
+def woodbury_solve(R, G, d, L, compensated, out=None):
+    """``R Sigma^-1`` row by row (validated inputs), into ``out`` (C-contiguous, the shape
+    of ``R``, may be ``R`` itself) when given."""
+    return rowgroups.woodbury_solve(R, G, d, L, compensated, out)
 
 
 def woodbury_factor(F, d, compensated):

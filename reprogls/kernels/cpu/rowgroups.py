@@ -629,7 +629,8 @@ def sur_matvec(X, offsets, beta, compensated, out=None):
 
 def woodbury_solve(R, G, d, L, compensated, out=None):
     """``R Sigma^-1`` row by row (validated inputs), into ``out`` (C-contiguous, the shape
-    of ``R``) when given."""
+    of ``R``, or ``R`` itself: each block of 32 rows is gathered before it is written)
+    when given."""
     out = np.empty_like(R) if out is None else out
     if R.size:
         run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *factor_arrays(G, d, L),
