@@ -69,3 +69,19 @@ def test_negative_control_default_options_contract_to_fma():
             '{ x[threadIdx.x] = x[threadIdx.x] * a + 1.0; }')
     ptx = compile_to_ptx(code, "control.cu", ("--gpu-architecture=compute_80",))
     assert forbidden_instructions(ptx)
+
+
+def test_shape_constants_are_defined_once():
+    """The block shapes the kernels and the Python launchers share live in
+    ``sources.SHAPE_CONSTANTS`` alone: every source gets them as ``#define``s ahead of
+    its own text and no source file defines one itself (a second copy could drift)."""
+    from reprogls.kernels.cuda.sources import SHAPE_CONSTANTS, _read
+
+    for name in SOURCE_FILES:
+        own = _read(name)
+        for key in SHAPE_CONSTANTS:
+            assert not re.search(rf"#\s*define\s+{key}\b", own), f"{name} defines {key}"
+        text = source(name)
+        for key, value in SHAPE_CONSTANTS.items():
+            assert f"#define {key} {value}\n" in text
+            assert text.index(f"#define {key}") < text.index(f'#line 1 "{name}"')

@@ -1,7 +1,9 @@
 // SUR operators and Woodbury solves (reference: reprogls/kernels/reference/linalg.py).
 // gemv is sur_matvec with one equation; gemv_t is sur_rmatvec with one equation.
 
-#define CRO_MAX_RANK 64
+// CRO_MAX_RANK, FUSED_ROWS, FUSED_COLS_PER_THREAD, FUSED_MAX_K and GRAM_TILE are
+// defined by sources.SHAPE_CONSTANTS (prepended by sources.source), the values the
+// Python launchers in linalg.py use.
 
 // The CRO-1 chunk partial of the terms fl(x[t] * b[t]), lo <= t < hi (one chunk at most),
 // by the calling warp (every lane calls it): lane l adds t = lo + l, lo + l + 32, ...; after
@@ -235,9 +237,6 @@ extern "C" __global__ void woodbury_solve(const double *__restrict__ R,
 // lane_tree_partials and column_chunk_tree finish as sur_rmatvec does. Limits (the
 // launcher composes the three kernels beyond them): equations <= CRO_CHUNK columns,
 // K <= CRO_CHUNK, k <= CRO_MAX_RANK.
-#define FUSED_ROWS 8
-#define FUSED_COLS_PER_THREAD 12
-#define FUSED_MAX_K 512
 
 extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
                                             const long long *__restrict__ offsets,
@@ -348,7 +347,6 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
 // (tile pair - first_pair) * GRAM_TILE^2 + w * GRAM_TILE + q (entries of the upper
 // half of a diagonal tile, and past P, are computed and left to the caller to ignore);
 // column_chunk_tree finishes. blockDim = 32 * GRAM_TILE.
-#define GRAM_TILE 8
 
 extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long long N,
                                               long long P, long long first_pair,

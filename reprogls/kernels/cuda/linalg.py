@@ -29,17 +29,18 @@ import numpy as np
 
 from ..reference import cro as _ref
 from ._launch import THREADS, kernel, thread_grid, warp_grid
+from .sources import SHAPE_CONSTANTS
 
-MAX_RANK = 64
+MAX_RANK = SHAPE_CONSTANTS["CRO_MAX_RANK"]
 #: The single-pass normal operator (``linalg.cu``): a block of ``32 * FUSED_ROWS``
 #: threads; lane accumulators in registers up to ``FUSED_COLS_PER_THREAD = 12`` columns
 #: per thread (else in device memory), a row's ``U``/``W`` in shared memory up to
 #: ``FUSED_MAX_K`` equations (else in :data:`FUSED_SCRATCH_BYTES` of device memory at
 #: most, ``FUSED_ROWS * K`` doubles per block).
-FUSED_ROWS = 8
+FUSED_ROWS = SHAPE_CONSTANTS["FUSED_ROWS"]
 FUSED_THREADS = 32 * FUSED_ROWS
-FUSED_MAX_P = 12 * FUSED_THREADS
-FUSED_MAX_K = 512
+FUSED_MAX_P = SHAPE_CONSTANTS["FUSED_COLS_PER_THREAD"] * FUSED_THREADS
+FUSED_MAX_K = SHAPE_CONSTANTS["FUSED_MAX_K"]
 FUSED_SCRATCH_BYTES = 64 << 20
 
 
@@ -113,7 +114,7 @@ def _finish_chunks(PS, PC, n_chunks, width, compensated):
 #: ``X^T X`` (``gram_tile_partials``): column tiles of ``GRAM_TILE``, a block of
 #: ``32 * GRAM_TILE`` threads per (tile pair, chunk); the chunk partials of at most
 #: ``GRAM_PARTIAL_BYTES`` per launch.
-GRAM_TILE = 8
+GRAM_TILE = SHAPE_CONSTANTS["GRAM_TILE"]
 GRAM_PARTIAL_BYTES = 256 << 20
 
 

@@ -21,14 +21,32 @@ HEADER = "cro1.cuh"
 #: Every kernel source file of the package.
 SOURCE_FILES: tuple[str, ...] = ("reductions.cu", "linalg.cu", "elementwise.cu")
 
+#: Shapes shared by the CUDA sources and the Python launchers, defined here once:
+#: :func:`source` prepends them as ``#define``s and :mod:`.linalg` sizes its grids and
+#: launch flags from the same values. ``CRO_MAX_RANK``: the largest rank of the
+#: Woodbury kernels (per-thread arrays of that length); ``FUSED_ROWS``: rows (warps) per
+#: block of the single-pass normal operator; ``FUSED_COLS_PER_THREAD``: its lane
+#: accumulators per thread when they live in registers; ``FUSED_MAX_K``: the most
+#: equations whose ``U``/``W`` row fits its shared memory; ``GRAM_TILE``: columns per
+#: tile of ``gram_tile_partials`` (a block of ``32 * GRAM_TILE`` threads).
+SHAPE_CONSTANTS: dict[str, int] = {
+    "CRO_MAX_RANK": 64,
+    "FUSED_ROWS": 8,
+    "FUSED_COLS_PER_THREAD": 12,
+    "FUSED_MAX_K": 512,
+    "GRAM_TILE": 8,
+}
+
 
 def _read(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 def source(name: str) -> str:
-    """The compilable text of ``name``: the CRO-1 header, then the file itself."""
+    """The compilable text of ``name``: the CRO-1 header, the :data:`SHAPE_CONSTANTS` as
+    ``#define``s, then the file itself."""
     if name not in SOURCE_FILES:
         raise ValueError(f"unknown CUDA source {name!r}; known: {SOURCE_FILES}")
     header = _read(HEADER).replace("#pragma once", "")
-    return f"{header}\n#line 1 \"{name}\"\n{_read(name)}"
+    defines = "\n".join(f"#define {key} {value}" for key, value in SHAPE_CONSTANTS.items())
+    return f"{header}\n{defines}\n#line 1 \"{name}\"\n{_read(name)}"
