@@ -43,6 +43,29 @@ def test_score_is_mean_loglik_and_predict_matches_result(data):
     np.testing.assert_array_equal(bits(model.predict(Xs)), bits(model.result_.fittedvalues))
 
 
+def test_score_names_bad_held_out_data(data):
+    """Held-out ``Y`` of the wrong shape, non-numeric, or with a NaN (in ``Y`` or in a new
+    design) is an error saying what to fix, not a NumPy broadcasting message or NaN."""
+    Xs, Y = data
+    res = gls.fit(Xs, Y, rank=2, cov_type="none")
+    with pytest.raises(ValueError, match=r"Y must have shape \(300, 5\).*got \(300, 4\)"):
+        res.score(Xs, Y[:, :4])
+    with pytest.raises(ValueError, match=r"Y must have shape \(300, 5\).*got \(10, 5\)"):
+        res.score(Xs, Y[:10])
+    with pytest.raises(TypeError, match="numeric"):
+        res.score(Xs, Y.astype(str))
+    Y_nan = Y.copy()
+    Y_nan[[3, 7], 2] = np.nan
+    with pytest.raises(ValueError, match=r"equation 2 .* in 2 rows"):
+        res.score(Xs, Y_nan)
+    Xs_inf = [X.copy() for X in Xs]
+    Xs_inf[4][0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"equation 4 .* in 1 rows"):
+        res.score(Xs_inf, Y)
+    Y_int = np.round(Y).astype(np.int64)  # integers convert to float64 first
+    assert res.score(Xs, Y_int) == res.score(Xs, Y_int.astype(np.float64))
+
+
 def test_sklearn_clone_and_params_round_trip(data):
     base = pytest.importorskip("sklearn.base")
     model = LowRankGLS(rank=3, ridge=0.5, cov_type="none")

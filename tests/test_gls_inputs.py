@@ -161,6 +161,39 @@ def test_check_rank():
         gls.check_rank(2, 6)  # 16 >= 8: identified
 
 
+@pytest.mark.parametrize("sigma,error,match", [
+    ((np.ones((4, 1)), np.ones(4)), ValueError, r"F must have shape \(K, k\) = \(3, k\)"),
+    ((np.ones(3), np.ones(3)), ValueError, r"F\.reshape\(3, 1\)"),
+    ((np.ones((3, 1)), np.ones(4)), ValueError, r"d must have shape \(3,\)"),
+    ((np.ones((3, 1)), np.array([1.0, 0.0, 1.0])), ValueError, "sigma=.*positive and finite"),
+    ((np.full((3, 1), np.nan), np.ones(3)), ValueError, "sigma=.*F must be finite"),
+    ((np.ones((3, 1)),), TypeError, "pair .* tuple of length 1"),
+    ("F, d", TypeError, "pair"),
+])
+def test_fixed_sigma_is_checked_against_the_equations(sigma, error, match):
+    """A fixed ``sigma`` that does not fit the K equations is an error naming it, raised
+    before any kernel runs (an F with K + 1 rows once reached the kernels, which trust
+    their inputs, and the process died with a heap corruption)."""
+    Xs, Y = small_system()
+    with pytest.raises(error, match=match):
+        gls.fit(Xs, Y, sigma=sigma, cov_type="none")
+
+
+def test_fixed_sigma_may_be_diagonal_or_full_rank():
+    """``k = 0`` (a diagonal Sigma: weighted least squares per equation, coupled by
+    nothing) and ``k = K`` are both valid fixed Sigmas; with ``k = 0`` GLS is OLS per
+    equation (each equation's weight cancels in its own normal equations)."""
+    Xs, Y = small_system()
+    d = np.array([0.5, 2.0, 1.0])
+    diagonal = gls.fit(Xs, Y, sigma=(np.empty((3, 0)), d), cov_type="none")
+    for j, Xj in enumerate(Xs):
+        expect = np.linalg.lstsq(Xj, Y[:, j], rcond=None)[0]
+        got = diagonal.params[diagonal.offsets[j]:diagonal.offsets[j + 1]]
+        np.testing.assert_allclose(got, expect, rtol=1e-10)
+    full = gls.fit(Xs, Y, sigma=(np.eye(3) * 0.3, d), cov_type="none")
+    assert full.F.shape == (3, 3) and full.converged
+
+
 @pytest.mark.parametrize("mode", ["compensated", "plain"])
 def test_block_grams_match_the_reference(mode):
     Xs, Y = small_system(N=9000, widths=(3, 0, 1, 5))

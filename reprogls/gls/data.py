@@ -242,3 +242,39 @@ def check_rank(rank: Any, K: int) -> int:
                       "are not identified (Sigma = F F^T + diag(d) still is)",
                       IdentificationWarning, stacklevel=2)
     return rank
+
+
+def fixed_sigma(sigma: Any, K: int, mode: str):
+    """The Woodbury factor of a caller's fixed ``sigma = (F, d)``, ``Sigma = F F^T +
+    diag(d)``: ``F`` (K, k) with ``0 <= k <= K`` (``k = 0``, an empty ``(K, 0)``, is a
+    diagonal Sigma) and ``d`` (K,) positive, for a system of ``K`` equations.
+
+    Raises
+    ------
+    TypeError
+        ``sigma`` is not a pair.
+    ValueError
+        Shapes that do not fit ``K`` equations, non-finite ``F``, ``d`` not positive
+        and finite (the message names ``sigma``).
+    """
+    from ..kernels import woodbury_factor
+
+    if isinstance(sigma, str | bytes) or not isinstance(sigma, Sequence) or len(sigma) != 2:
+        got = type(sigma).__name__
+        if isinstance(sigma, Sequence) and not isinstance(sigma, str | bytes):
+            got += f" of length {len(sigma)}"
+        raise TypeError("sigma must be a pair (F, d) with Sigma = F F^T + diag(d): F of "
+                        f"shape (K, k), d of shape (K,); got a {got}")
+    F, d = sigma
+    F_shape, d_shape = np.shape(F), np.shape(d)
+    if len(F_shape) != 2 or F_shape[0] != K:
+        raise ValueError(f"sigma's F must have shape (K, k) = ({K}, k) for the K = {K} "
+                         f"equations, got {F_shape} (a one-factor F of shape ({K},) is "
+                         f"F.reshape({K}, 1))")
+    if d_shape != (K,):
+        raise ValueError(f"sigma's d must have shape ({K},), one variance per equation, got "
+                         f"{d_shape}")
+    try:
+        return woodbury_factor(F, d, mode)
+    except ValueError as err:
+        raise ValueError(f"sigma=(F, d): {err}") from None

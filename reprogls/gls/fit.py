@@ -31,7 +31,7 @@ from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
 from .covariance import inverse_normal_matrix, robust_covariance
-from .data import check_rank, prepare
+from .data import check_rank, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .precondition import design_coupling
 from .results import GLSResult
@@ -167,7 +167,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     add_constant : bool
         Prepend an intercept to every equation without one.
     sigma : tuple (F, d), optional
-        Fix Sigma: one GLS step, no Sigma-step.
+        Fix ``Sigma = F F^T + diag(d)`` (``F`` (K, k), ``0 <= k <= K``; ``d`` (K,),
+        positive): one GLS step, no Sigma-step; ``rank`` is then ignored.
     ridge : float
         L2 penalty on beta (0 by default).
     tol, max_iter : float, int
@@ -230,17 +231,18 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     K, N = data.n_equations, data.nobs
     X, offsets, Yd = data.X, data.offsets, data.Y
     P = X.shape[1]
-    if sigma is None:
+    # a fixed Sigma, validated against the K equations before any work (a mismatched F
+    # once reached the kernels, which trust their inputs, and corrupted memory)
+    fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
+    if fixed is None:
         rank = check_rank(rank, K)
     if dev != "cpu":
-        F_shape = np.shape(sigma[0]) if sigma is not None else ()
-        _check_cuda_limits(rank if sigma is None else (F_shape[1] if len(F_shape) == 2 else 1),
-                           K)
+        _check_cuda_limits(rank if fixed is None else fixed.rank, K)
     # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
     # there, so that no CG step or sweep moves X to the GPU again
     Xk = on_device(X, dev)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
-    from_residuals = sigma is None and (
+    from_residuals = fixed is None and (
         sigma_step == "residuals" or
         (sigma_step == "auto" and K > RESIDUAL_SIGMA_PER_RANK * rank))
 
@@ -276,9 +278,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # 1. OLS start
     beta = ols(data, ridge, mode, dev, factors=block_factors)
     converged, n_iter = False, 0
-    if sigma is not None:
-        F, d = (np.asarray(a, dtype=np.float64) for a in sigma)
-        factor = woodbury_factor(F, d, mode)
+    if fixed is not None:
+        factor, F, d = fixed, fixed.F, fixed.d
         beta = gls_beta(factor, beta)[0]
         fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1

@@ -127,12 +127,37 @@ class GLSResult:
         return sur_matvec(X, offsets, self.params, self.mode, "cpu")
 
     def score(self, Xs, Y) -> float:
-        """Mean held-out negative log-likelihood per row under the fitted model."""
+        """Mean held-out negative log-likelihood per row under the fitted model,
+        ``-(1/N) sum_i log N(y_i - x_i beta; 0, Sigma)``.
+
+        ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite.
+
+        Raises
+        ------
+        TypeError
+            Non-numeric ``Y``.
+        ValueError
+            ``Y`` of the wrong shape, or a NaN/inf in ``Y`` or in the new designs (the
+            message names the equation and how many rows).
+        """
         from ..kernels import woodbury_factor
+        from ..kernels.devices import is_cupy_array
         from .fit import loglik
 
-        Y = np.asarray(Y, dtype=np.float64)
-        E = np.ascontiguousarray(Y - self.predict(Xs))
+        Y = np.asarray(Y.get() if is_cupy_array(Y) else Y)
+        if Y.dtype.kind not in "fiub":
+            raise TypeError(f"Y must be numeric, got dtype {Y.dtype}")
+        U = self.predict(Xs)
+        if Y.shape != U.shape:
+            raise ValueError(f"Y must have shape {U.shape} (the rows of Xs, one column per "
+                             f"equation), got {Y.shape}")
+        E = np.subtract(Y, U, dtype=np.float64)
+        finite = np.isfinite(E)
+        if not finite.all():
+            j = int(np.argmin(finite.all(axis=0)))
+            raise ValueError(f"Y or Xs holds NaN or inf for equation {j} "
+                             f"({self.equation_names[j]!r}) in {int((~finite[:, j]).sum())} "
+                             "rows; drop or impute them before scoring")
         return -loglik(E, woodbury_factor(self.F, self.d, self.mode), "cpu") / E.shape[0]
 
     def sigma(self) -> np.ndarray:
