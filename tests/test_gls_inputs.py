@@ -237,3 +237,77 @@ def test_collinear_design_names_equation_and_column():
     Xs[0][:, 1] = 0.0
     with pytest.raises(gls.CollinearityError, match="equation 'y0': column 'x1'"):
         gls.ols(gls.prepare(Xs, Y[:, :2]))
+
+
+@pytest.mark.parametrize("options,error,match", [
+    ({"max_iter": 2.5}, TypeError, "max_iter must be an integer"),
+    ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
+    ({"cg_max_iter": 0}, ValueError, "cg_max_iter must be >= 1"),
+    ({"cg_max_iter": True}, TypeError, "cg_max_iter must be an integer"),
+    ({"tol": float("inf")}, ValueError, "tol must be > 0 and finite"),
+    ({"tol": float("nan")}, ValueError, "tol must be > 0 and finite"),
+    ({"cg_tol": 0.0}, ValueError, "cg_tol must be > 0 and finite"),
+    ({"ridge": float("inf")}, ValueError, "ridge must be >= 0 and finite"),
+    ({"ridge": float("nan")}, ValueError, "ridge must be >= 0 and finite"),
+])
+def test_fit_options_are_checked(options, error, match):
+    """Iteration counts and tolerances that would end in a bare Python error (``cg_tol =
+    0`` divided by zero, a float ``max_iter`` reached ``range``) or a misleading one
+    (``ridge = inf`` reported a collinear column) are refused up front."""
+    Xs, Y = small_system()
+    with pytest.raises(error, match=match):
+        gls.fit(Xs, Y, rank=1, **options)
+
+
+def test_dict_y_must_be_one_column():
+    Xs, Y = small_system()
+    named = {"a": (Y[:, :2], Xs[0]), "b": (Y[:, 1], Xs[1]), "c": (Y[:, 2:3], Xs[2])}
+    with pytest.raises(ValueError, match=r"y of equation 'a' must be one column .*\(200, 2\)"):
+        gls.prepare(named)
+    named["a"] = (Y[:, 0], Xs[0])  # an (N, 1) y, as equation c's, is one column
+    assert gls.prepare(named).Y.shape == (200, 3)
+
+
+def test_pandas_row_indexes_must_agree():
+    """Rows are paired by position; as statsmodels does, differently labelled pandas rows
+    are refused (naming two inputs) rather than paired silently."""
+    pd = pytest.importorskip("pandas")
+    Xs, Y = small_system()
+    index = pd.RangeIndex(200)
+    frames = [pd.DataFrame(X, index=index) for X in Xs]
+    ys = [pd.Series(Y[:, j], index=index) for j in range(3)]
+    named = {f"e{j}": (ys[j], frames[j]) for j in range(3)}
+    assert gls.prepare(named).nobs == 200
+    named["e2"] = (ys[2], frames[2].set_axis(pd.RangeIndex(1, 201)))
+    with pytest.raises(ValueError, match="row indexes of y of equation 'e0' and the design "
+                                         "of equation 'e2' differ"):
+        gls.prepare(named)
+    shuffled = pd.DataFrame(Y, index=index[::-1])
+    with pytest.raises(ValueError, match="row indexes of Y and the design of equation '0'"):
+        gls.prepare([frames[0], frames[1], frames[2]], shuffled.set_axis([0, 1, 2], axis=1))
+    # NumPy designs carry no labels: nothing to compare with
+    assert gls.prepare(Xs, shuffled).nobs == 200
+
+
+@pytest.mark.parametrize("scale,what", [(1e200, "overflow"), (1e-200, "underflow to zero")])
+def test_a_column_out_of_float64_range_is_named_as_a_scale_problem(scale, what):
+    """A column whose squares leave float64's range makes its Gram pivot inf or 0: the
+    error says to rescale it, not that it is collinear."""
+    Xs, Y = small_system()
+    Xs[2] = Xs[2] * np.array([1.0, 1.0, scale, 1.0])
+    with pytest.raises(gls.CollinearityError, match=f"column 'x2' \\(index 2\\) holds values "
+                                                    f"of magnitude .* {what}.*rescale"):
+        gls.fit(Xs, Y, rank=1)
+
+
+def test_equation_view_names_a_bad_index_or_name():
+    Xs, Y = small_system()
+    res = gls.fit(Xs, Y, rank=1, cov_type="none")
+    assert res.equation(-1)["name"] == res.equation(2)["name"] == "y2"
+    assert res.equation("y1")["name"] == "y1"
+    with pytest.raises(ValueError, match=r"no equation named 'zz'; the equations are"):
+        res.equation("zz")
+    with pytest.raises(IndexError, match="out of range for K = 3"):
+        res.equation(3)
+    with pytest.raises(TypeError, match="index or name"):
+        res.equation(1.0)

@@ -9,7 +9,9 @@ Accepted forms
 
 Checks (``ValueError``/``TypeError`` naming the equation, the column and the fix): non-
 numeric data, NaN/inf (with the number of affected rows), differing N, ``len(Xs) !=
-Y.shape[1]``, ``N <= p_j``, arrays on different devices. With ``add_constant=True`` each
+Y.shape[1]``, ``N <= p_j``, arrays on different devices, a ``y`` of more than one
+column, pandas inputs whose row indexes differ (rows are paired by position; as
+statsmodels, refuse rather than pair differently labelled rows). With ``add_constant=True`` each
 equation gets a leading column of ones named ``const`` unless it already has a constant
 column (as statsmodels' ``add_constant(has_constant="skip")``). The caller's arrays are
 never modified: everything is copied into the packed ``X`` (N, P) and ``Y`` (N, K).
@@ -116,6 +118,27 @@ def _check_finite(arr: np.ndarray, names: list[str], where: str) -> None:
                          "drop or impute those rows before fitting")
 
 
+def _pandas_index(obj: Any) -> Any:
+    """The row index of a pandas Series/DataFrame, else None."""
+    if type(obj).__module__.split(".")[0] != "pandas":
+        return None
+    return getattr(obj, "index", None)
+
+
+def _check_aligned(*groups: list[tuple[str, Any]]) -> None:
+    """The estimator pairs rows by position. Like statsmodels, refuse pandas inputs whose
+    row indexes differ (a ``ValueError`` naming two of them): rows with different labels
+    would otherwise be paired silently."""
+    labelled = [(what, index) for group in groups for what, obj in group
+                if (index := _pandas_index(obj)) is not None]
+    for what, index in labelled[1:]:
+        first, first_index = labelled[0]
+        if not index.equals(first_index):
+            raise ValueError(f"the pandas row indexes of {first} and {what} differ; rows are "
+                             "paired by position, so align them first (e.g. X = "
+                             "X.loc[y.index]) or pass NumPy arrays")
+
+
 def _has_constant(Xj: np.ndarray) -> bool:
     return bool(Xj.shape[0] > 0 and np.any(np.all(Xj == 1.0, axis=0)))
 
@@ -167,6 +190,10 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
         ys = None  # Y_arr is already one validated host array
 
+    _check_aligned([(f"y of equation {n!r}", y) for n, y in zip(eq_names, ys, strict=True)]
+                   if ys is not None else [("Y", Y)],
+                   [(f"the design of equation {n!r}", d)
+                    for n, d in zip(eq_names, designs, strict=True)])
     on_gpu = set() if ys is not None else {y_on_gpu}
     arrays, reg_names, wheres, constants, y_cols = [], [], [], [], []
     for j, (name, Xj) in enumerate(zip(eq_names, designs, strict=True)):
@@ -187,7 +214,12 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if ys is not None:
             y_arr, gpu = _to_host(ys[j], f"y of equation {name!r}")
             on_gpu.add(gpu)
-            y_cols.append(np.asarray(y_arr, dtype=np.float64).reshape(-1))
+            if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+                y_arr = y_arr[:, 0]
+            if y_arr.ndim != 1:
+                raise ValueError(f"y of equation {name!r} must be one column (N,), got "
+                                 f"shape {y_arr.shape}; give each column its own equation")
+            y_cols.append(np.asarray(y_arr, dtype=np.float64))
     if ys is None:
         y_cols = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
     if len(on_gpu) > 1:

@@ -219,12 +219,18 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                          f"{sigma_step!r}")
     if cov_type not in ("plugin", "robust", "none"):
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
-    if not ridge >= 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if not 0 <= ridge < np.inf:
+        raise ValueError(f"ridge must be >= 0 and finite, got {ridge}")
     if not 0.0 <= min_uniqueness < 1.0:
         raise ValueError(f"min_uniqueness must be in [0, 1), got {min_uniqueness}")
-    if not (tol > 0 and max_iter >= 1):
-        raise ValueError("tol must be > 0 and max_iter >= 1")
+    for name, value in (("tol", tol), ("cg_tol", cg_tol)):
+        if not 0 < value < np.inf:
+            raise ValueError(f"{name} must be > 0 and finite, got {value}")
+    for name, value in (("max_iter", max_iter), ("cg_max_iter", cg_max_iter)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     data = prepare(Xs, Y, add_constant=add_constant)
     dev = str(resolve_device("cuda" if (device == "auto" and data.on_gpu) else
                              ("cpu" if device == "auto" else device)))

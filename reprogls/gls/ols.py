@@ -96,13 +96,25 @@ def factor_blocks(grams: list[np.ndarray], ridge: float, data: SURData,
             weak = np.flatnonzero(pivots <= COLLINEAR_RTOL * np.maximum(np.diag(A), 1e-300))
             bad = int(weak[0]) if weak.size else -1
         if bad >= 0:
-            eq = data.equation_names[j]
-            col = data.regressor_names[j][bad]
-            raise CollinearityError(
-                f"equation {eq!r}: column {col!r} (index {bad}) is zero or (nearly) a linear "
-                "combination of the previous columns; drop it, or pass ridge > 0")
+            raise CollinearityError(_singular_block_message(data, j, bad, A))
         factors.append(L)
     return factors
+
+
+def _singular_block_message(data: SURData, j: int, c: int, A: np.ndarray) -> str:
+    """Why column ``c`` of equation ``j`` stopped the Cholesky of ``A = X_j^T X_j (+ ridge
+    I)``: its squares overflow or underflow float64 (a scale problem, fixed by
+    rescaling), or it is zero or (nearly) a combination of the previous columns."""
+    eq, col = data.equation_names[j], data.regressor_names[j][c]
+    column = data.X[:, data.offsets[j] + c]
+    largest = float(np.max(np.abs(column))) if column.size else 0.0
+    where = f"equation {eq!r}: column {col!r} (index {c})"
+    if not np.isfinite(A[c, c]) or (A[c, c] == 0 and largest > 0):
+        what = "overflow" if not np.isfinite(A[c, c]) else "underflow to zero"
+        return (f"{where} holds values of magnitude up to {largest:.3g}, whose squares "
+                f"{what} in float64; rescale it (e.g. divide it by its standard deviation)")
+    return (f"{where} is zero or (nearly) a linear combination of the previous columns; "
+            "drop it, or pass ridge > 0")
 
 
 def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
@@ -116,8 +128,8 @@ def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
     every device and thread count. ``factors`` (from :func:`factor_blocks`) may be passed
     when the caller has them already.
     """
-    if not ridge >= 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if not 0 <= ridge < np.inf:
+        raise ValueError(f"ridge must be >= 0 and finite, got {ridge}")
     if factors is None:
         factors = factor_blocks(block_grams(data, mode, device), ridge, data, mode)
     rhs = sur_rmatvec(data.X, data.offsets, data.Y, mode, device)

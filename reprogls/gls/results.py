@@ -174,8 +174,17 @@ class GLSResult:
 
     def equation(self, j: int | str) -> dict:
         """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name)."""
+        K = len(self.equation_names)
         if isinstance(j, str):
+            if j not in self.equation_names:
+                raise ValueError(f"no equation named {j!r}; the equations are "
+                                 f"{self.equation_names}")
             j = self.equation_names.index(j)
+        elif isinstance(j, bool) or not isinstance(j, int | np.integer):
+            raise TypeError(f"j must be an equation's index or name, got {type(j).__name__}")
+        elif not -K <= j < K:
+            raise IndexError(f"equation index {j} is out of range for K = {K} equations")
+        j = int(j) % K
         o0, o1 = self.offsets[j], self.offsets[j + 1]
         from ..kernels import dot
         from ..kernels import sum as cro_sum
