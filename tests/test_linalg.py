@@ -266,6 +266,8 @@ def test_pack_sur_layout_and_validation():
         kernels.pack_sur([])
     with pytest.raises(TypeError, match="float32"):
         kernels.pack_sur([np.ones((3, 1), dtype=np.float32)])
+    with pytest.raises(TypeError, match=r"not a dict; pass list\(Xs.values\(\)\)"):
+        kernels.pack_sur({"a": np.ones((3, 1))})
 
 
 @pytest.mark.parametrize("offsets,match", [([0, 3, 2, 5], "non-decreasing"),

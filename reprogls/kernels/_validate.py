@@ -33,7 +33,7 @@ def as_vector(x: Any, name: str, device: Device) -> Any:
     x = _checked_dtype(x, name)
     if x.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(x.shape)}; "
-                         f"pass {name}.ravel() to reduce over all elements")
+                         f"pass {name}.ravel() to treat all its elements as one vector")
     return to_device(x, device)
 
 

@@ -7,7 +7,7 @@ reduction order) are in :mod:`reprogls.kernels.reference.linalg`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,8 +114,12 @@ def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         No equations, or designs with different numbers of rows (N), or a design with
         more than two dimensions.
     TypeError
-        A non-real dtype (see the dtype policy of :mod:`reprogls.kernels`).
+        A dict instead of a list, or a non-real dtype (see the dtype policy of
+        :mod:`reprogls.kernels`).
     """
+    if isinstance(Xs, Mapping):
+        raise TypeError("Xs must be a list of per-equation designs (N, p_j), not a dict; "
+                        "pass list(Xs.values()) to take the designs in the dict's order")
     if isinstance(Xs, np.ndarray) or len(Xs) == 0:
         raise ValueError("Xs must be a non-empty list of per-equation design matrices "
                          "(N, p_j)")
