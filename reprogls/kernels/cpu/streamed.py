@@ -154,16 +154,42 @@ def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span
 
 
 @njit(cache=True)
+def _vector_step(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
+                 compensated):
+    """:func:`_vector_steps` for the one row ``i`` (a short last block's rows, one call
+    each, in order)."""
+    if compensated:
+        if span == 2:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
+                               1, True)
+        else:
+            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
+                               1, True)
+    elif span == 2:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
+                           1, False)
+    else:
+        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
+                           1, False)
+
+
+@njit(cache=True)
 def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of_column,
                 span, steps, compensated):
     """Lane steps of one lane for ``steps`` rows ``i, i + 32, ...`` (at most 4) of the
     columns ``m0 .. m0 + width``, row ``i + 32 r`` weighted by the flat
-    ``W[w0 + r w_step + eq(c) w_stride]``: whole vectors of 8 columns with four rows by
-    :func:`.simd.weighted_lane_axpy`, the rest here, in the same order."""
-    body = width - width % 8 if steps == BLOCK else 0
-    if body:
+    ``W[w0 + r w_step + eq(c) w_stride]``: whole vectors of 8 columns by
+    :func:`.simd.weighted_lane_axpy` (four rows in one pass, or a short last block's rows
+    one pass each, in order), the other columns here, in the same order. (Until the
+    fourteenth session a short block took this scalar loop for every column.)"""
+    body = width - width % 8
+    if body and steps == BLOCK:
         _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
                       compensated)
+    elif body:
+        for r in range(steps):
+            _vector_step(S, E, X, i + LANES * r, m0, body, W, w0 + r * w_step, w_step,
+                         w_stride, eqv, pick, span, compensated)
     for m in range(body, width):
         j = eq_of_column[m0 + m]
         for r in range(steps):
