@@ -311,3 +311,24 @@ def test_equation_view_names_a_bad_index_or_name():
         res.equation(3)
     with pytest.raises(TypeError, match="index or name"):
         res.equation(1.0)
+
+
+def test_hand_built_surdata_is_checked():
+    """``SURData`` is public and its arrays go to kernels that read raw pointers: offsets
+    past the columns of X, a Y of the wrong shape, a Fortran-ordered X or names that do
+    not fit are refused when it is built (before, ``block_grams`` read past the end of X
+    without a word)."""
+    Xs, Y = small_system()
+    good = gls.prepare(Xs, Y)
+    fields = dict(X=good.X, offsets=good.offsets, Y=good.Y,
+                  equation_names=good.equation_names, regressor_names=good.regressor_names)
+    assert gls.SURData(**fields).nobs == 200
+    bad = [({"offsets": np.array([0, 3, 4, 12])}, "offsets\\[-1\\] must equal"),
+           ({"Y": Y[:10]}, "Y must have shape \\(N, K\\) = \\(200, 3\\)"),
+           ({"X": np.asfortranarray(good.X)}, "X must be a C-contiguous"),
+           ({"Y": Y.astype(np.float32)}, "Y must be a C-contiguous 2-D float64"),
+           ({"offsets": good.offsets.astype(np.int32)}, "offsets must be an int64"),
+           ({"regressor_names": [["a"]] * 3}, "one regressor name per column")]
+    for change, match in bad:
+        with pytest.raises(ValueError, match=match):
+            gls.SURData(**{**fields, **change})

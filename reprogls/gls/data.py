@@ -65,6 +65,35 @@ class SURData:
     on_gpu: bool = False
     added_constant: tuple[bool, ...] = ()
 
+    def __post_init__(self):
+        """The kernels read ``X`` and ``Y`` through raw pointers and trust their shapes,
+        so a hand-built SURData is checked here (:func:`prepare` builds valid ones)."""
+        from ..kernels._validate import as_offsets
+
+        fix = "build it with reprogls.gls.prepare(Xs, Y)"
+        for name in ("X", "Y"):
+            a = getattr(self, name)
+            if not (isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype == np.float64
+                    and a.flags.c_contiguous):
+                raise ValueError(f"SURData.{name} must be a C-contiguous 2-D float64 NumPy "
+                                 f"array; {fix}")
+        N, P = self.X.shape
+        offsets = as_offsets(self.offsets, P)
+        if not (isinstance(self.offsets, np.ndarray) and self.offsets.dtype == np.int64):
+            raise ValueError(f"SURData.offsets must be an int64 NumPy array; {fix}")
+        K = offsets.shape[0] - 1
+        if self.Y.shape != (N, K):
+            raise ValueError(f"SURData.Y must have shape (N, K) = ({N}, {K}) for its X and "
+                             f"offsets, got {self.Y.shape}; {fix}")
+        if len(self.equation_names) != K or len(self.regressor_names) != K or any(
+                len(names) != w for names, w in zip(self.regressor_names,
+                                                    np.diff(offsets).tolist(), strict=True)):
+            raise ValueError(f"SURData needs K = {K} equation names and one regressor name "
+                             f"per column of each equation; {fix}")
+        if self.added_constant and len(self.added_constant) != K:
+            raise ValueError(f"SURData.added_constant needs one flag per equation (K = {K}); "
+                             f"{fix}")
+
     @property
     def nobs(self) -> int:
         return int(self.X.shape[0])
