@@ -141,12 +141,10 @@ class GLSResult:
             message names the equation and how many rows).
         """
         from ..kernels import woodbury_factor
-        from ..kernels.devices import is_cupy_array
+        from .data import _to_host
         from .fit import loglik
 
-        Y = np.asarray(Y.get() if is_cupy_array(Y) else Y)
-        if Y.dtype.kind not in "fiub":
-            raise TypeError(f"Y must be numeric, got dtype {Y.dtype}")
+        Y, _ = _to_host(Y, "Y")  # the fit's conversion and dtype check
         U = self.predict(Xs)
         if Y.shape != U.shape:
             raise ValueError(f"Y must have shape {U.shape} (the rows of Xs, one column per "

@@ -30,7 +30,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from ..reference.linalg import equation_of_column
 from ._cro import CHUNK, LANES, lane_step
@@ -133,44 +133,26 @@ def _cached_weight_plan(key: bytes) -> WeightPlan:
 
 
 @njit(cache=True)
-def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
+def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span, steps,
                   compensated):
     """:func:`.simd.weighted_lane_axpy` over the columns ``m0 .. m0 + body - 1`` (both
-    multiples of 8) for four rows, with the literal ``span`` (2 or 4) and
-    ``compensated``."""
+    multiples of 8) for ``steps`` rows (a constant at every call site, made literal by
+    ``numba.literally``: four, or one for a short last block's rows), with the literal
+    ``span`` (2 or 4) and ``compensated``."""
+    literally(steps)
     if compensated:
         if span == 2:
             weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                               BLOCK, True)
+                               steps, True)
         else:
             weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
-                               BLOCK, True)
+                               steps, True)
     elif span == 2:
         weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                           BLOCK, False)
+                           steps, False)
     else:
         weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
-                           BLOCK, False)
-
-
-@njit(cache=True)
-def _vector_step(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
-                 compensated):
-    """:func:`_vector_steps` for the one row ``i`` (a short last block's rows, one call
-    each, in order)."""
-    if compensated:
-        if span == 2:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                               1, True)
-        else:
-            weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
-                               1, True)
-    elif span == 2:
-        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 2,
-                           1, False)
-    else:
-        weighted_lane_axpy(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, 4,
-                           1, False)
+                           steps, False)
 
 
 @njit(cache=True)
@@ -184,12 +166,12 @@ def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of
     fourteenth session a short block took this scalar loop for every column.)"""
     body = width - width % 8
     if body and steps == BLOCK:
-        _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span,
+        _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span, BLOCK,
                       compensated)
     elif body:
         for r in range(steps):
-            _vector_step(S, E, X, i + LANES * r, m0, body, W, w0 + r * w_step, w_step,
-                         w_stride, eqv, pick, span, compensated)
+            _vector_steps(S, E, X, i + LANES * r, m0, body, W, w0 + r * w_step, w_step,
+                          w_stride, eqv, pick, span, 1, compensated)
     for m in range(body, width):
         j = eq_of_column[m0 + m]
         for r in range(steps):
