@@ -314,6 +314,45 @@ def test_summary_renders_text_html_and_latex_from_the_same_numbers():
     assert all(len(line) <= 78 for line in header) and "AIC: " in summary
 
 
+def test_to_frame_holds_the_summary_numbers_unrounded_by_equation_and_regressor():
+    pytest.importorskip("pandas")
+    Xs, Y, *_ = simulate(N=300, K=3, p=2, k=1, seed=6)
+    names = ["first", "second", "third"]
+    res = gls.fit({n: (Y[:, j], Xs[j]) for j, n in enumerate(names)}, rank=1,
+                  add_constant=True)
+    frame = res.to_frame(alpha=0.1)
+    assert list(frame.columns) == ["coef", "std err", "z", "P>|z|", "[0.05", "0.95]"]
+    assert frame.index.names == ["equation", "regressor"]
+    assert list(frame.index) == [(n, r) for n, regs in zip(names, res.regressor_names,
+                                                           strict=True) for r in regs]
+    assert frame.loc[("second", "const"), "coef"] == res.params[3]
+    expected = np.column_stack([res.params, res.bse, res.tvalues, res.pvalues,
+                                res.conf_int(0.1)])
+    got = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
+    assert np.array_equal(got.view(np.uint64), expected.view(np.uint64))
+    # the summary's table shows the same numbers (its default alpha 0.05)
+    row = res.to_frame().loc[("third", "x1")]
+    line = next(ln for ln in res.summary().split("Equation: third")[1].splitlines()
+                if ln.startswith("x1 "))
+    assert line.split()[1:] == [f"{row['coef']:.4f}", f"{row['std err']:.4f}",
+                                f"{row['z']:.3f}", f"{row['P>|z|']:.3f}",
+                                f"{row['[0.025']:.3f}", f"{row['0.975]']:.3f}"]
+    none = gls.fit(Xs, Y, rank=1, cov_type="none").to_frame()
+    assert none["coef"].notna().all() and none.drop(columns="coef").isna().all().all()
+    with pytest.raises(ValueError, match="alpha"):
+        res.to_frame(alpha=1.5)
+
+
+def test_to_frame_names_pandas_when_it_is_missing(monkeypatch):
+    import sys
+
+    Xs, Y, *_ = simulate(N=60, K=3, p=1, k=1, seed=1)
+    res = gls.fit(Xs, Y, rank=1)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
+    with pytest.raises(ImportError, match="pip install pandas"):
+        res.to_frame()
+
+
 @pytest.mark.parametrize("solver", ["gram", "cg"])
 def test_both_beta_solvers_agree(solver):
     """The two solvers reach the same optimum by different paths (the CG's early sweeps

@@ -217,15 +217,53 @@ class GLSResult:
                   ("Iterations", str(self.n_iter)), ("Device", self.device),
                   ("Mode", self.mode), ("Covariance", self.cov_type),
                   ("Fingerprint", self.fingerprint[:16])]
-        ci, bse, z, pv = self.conf_int(), self.bse, self.tvalues, self.pvalues
-        tables = []
-        for j, name in enumerate(self.equation_names):
-            o0 = int(self.offsets[j])
-            rows = [(reg, float(self.params[o0 + q]), float(bse[o0 + q]), float(z[o0 + q]),
-                     float(pv[o0 + q]), float(ci[o0 + q, 0]), float(ci[o0 + q, 1]))
-                    for q, reg in enumerate(self.regressor_names[j])]
-            tables.append(EquationTable(name, float(self.equation(j)["rsquared"]), rows))
+        tables = [EquationTable(name, float(self.equation(j)["rsquared"]), rows)
+                  for j, (name, rows) in enumerate(zip(self.equation_names,
+                                                       self._coefficient_rows(0.05),
+                                                       strict=True))]
         return Summary(header, tables)
+
+    def _coefficient_rows(self, alpha: float) -> list[list[tuple]]:
+        """Per equation, ``(regressor, coef, se, z, p, lo, hi)`` for each coefficient:
+        the numbers of :meth:`summary` and :meth:`to_frame`."""
+        ci, bse, z, pv = self.conf_int(alpha), self.bse, self.tvalues, self.pvalues
+        return [[(reg, float(self.params[o0 + q]), float(bse[o0 + q]), float(z[o0 + q]),
+                  float(pv[o0 + q]), float(ci[o0 + q, 0]), float(ci[o0 + q, 1]))
+                 for q, reg in enumerate(names)]
+                for o0, names in zip(self.offsets[:-1].tolist(), self.regressor_names,
+                                     strict=True)]
+
+    def to_frame(self, alpha: float = 0.05):
+        """The coefficient tables of :meth:`summary` as one pandas ``DataFrame``.
+
+        One row per coefficient, indexed by ``(equation, regressor)`` (the names given to
+        :func:`~reprogls.gls.fit`, or ``y0``/``x0``-style defaults), in the order of
+        ``params``; columns ``coef``, ``std err``, ``z``, ``P>|z|`` and the Wald interval
+        ``params -+ z_{1-alpha/2} bse`` as ``[alpha/2`` and ``1-alpha/2]`` (statsmodels'
+        labels, e.g. ``[0.025`` and ``0.975]``). The values are the result's own floats
+        (``params``, ``bse``, ``tvalues``, ``pvalues``, ``conf_int(alpha)``), not rounded;
+        with ``cov_type="none"`` every column but ``coef`` is NaN.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed (it is optional: ``pip install pandas``).
+        ValueError
+            ``alpha`` outside (0, 1).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("GLSResult.to_frame needs pandas, an optional dependency: "
+                              "pip install pandas") from exc
+        rows = self._coefficient_rows(alpha)
+        index = pd.MultiIndex.from_arrays(
+            [[eq for eq, eq_rows in zip(self.equation_names, rows, strict=True)
+              for _ in eq_rows], [row[0] for eq_rows in rows for row in eq_rows]],
+            names=["equation", "regressor"])
+        columns = ["coef", "std err", "z", "P>|z|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
+        return pd.DataFrame([row[1:] for eq_rows in rows for row in eq_rows], index=index,
+                            columns=columns)
 
     def __repr__(self) -> str:
         return (f"GLSResult(K={len(self.equation_names)}, P={self.params.shape[0]}, "
