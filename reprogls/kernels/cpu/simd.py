@@ -24,10 +24,11 @@ cannot express them efficiently:
   (:data:`GRAM_ROW_GROUPS`), and on AMD Zen some TwoSum additions are exact FMAs
   (:data:`GRAM_ADDS_ON_FMA`): same bits.
 * :func:`chunk_partial` runs CRO-1 steps 2 and 3 of one chunk (a whole long dot or sum)
-  with the 32 lanes in four vector registers, the lane tree by vector halves and
-  shuffles, and software prefetch of the input streams 4 KiB ahead (``llvm.prefetch``, a
-  hint without effect on values): the lane loops of :mod:`._cro` and ``gemv``'s rows
-  (on Zen with AVX-512 some TwoSum additions are exact FMAs, :data:`CHUNK_ADDS_ON_FMA`).
+  with the 32 lanes in four vector registers and the lane tree by vector halves and
+  shuffles, without software prefetch (measured: the comment above
+  :func:`_chunk_lanes`): the lane loops of
+  :mod:`._cro` and ``gemv``'s rows (on Zen with AVX-512 some TwoSum additions are exact
+  FMAs, :data:`CHUNK_ADDS_ON_FMA`).
 * :func:`lane_axpy` / :func:`axpy_run` step runs of lane accumulators (one per column)
   with rows read in place (``A^T B``, ``gemv_t``; the plain steps of 17-32-term trees);
   :func:`lane_sums` runs all of one CRO-1 lane's terms for 16 or 32 sequences with the
@@ -542,18 +543,22 @@ def _merge8(builder, sa, ca, sb, cb, compensated):
     return t, builder.fadd(builder.fadd(ca, cb), err)
 
 
-#: How far ahead (in elements) :func:`chunk_partial` prefetches its input streams: 4 KiB.
-#: Measured on the 2-core EPYC (best of four alternating rounds, 2 threads): gemv
-#: 50000 x 1000 plain / compensated 11.8 / 9.9 ms without, 8.0 / 7.5 ms at 512, 9.0 / 7.1
-#: ms at 1024, 8.8 / 8.2 ms at 2048; long dots and sums unchanged within the noise.
-PREFETCH_AHEAD = 512
+# No software prefetch in chunk_partial. Until the fifteenth session it asked for both
+# input streams 4 KiB ahead (llvm.prefetch), which the 2-core Zen 3 box of 2026-12-02
+# measured faster (gemv 50000 x 1000, 2 threads, plain / compensated 11.8 / 9.9 ms
+# without, 8.0 / 7.5 ms with). On the 2-core Zen 4 (AVX-512) box it costs instead
+# (fifteenth session, one process per variant, three alternating rounds, best of seven
+# per process): one thread, gemv 18.5-30.5 / 19.2-19.3 ms with it, 14.1-16.6 / 16.5-18.9
+# ms without (BLAS A @ x 21-25 ms), compensated dot of two 400 MB vectors 32.3-34.6
+# against 27.2-32.8 ms; two threads, where the memory bandwidth is the limit, the same
+# within the noise (gemv 0.84-1.09x BLAS's time with it, 0.89-1.07x without).
 
 
 def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
     """CRO-1 step 2 of one chunk's terms ``x[i]`` (times ``y[i]`` unless ``y_ptr`` is
     None), ``i < n``, from pointers to the chunk's first terms: the 32 lane sums as four
     ``<8 x double>`` (then four compensations when ``comp``). The whole rows of 32 terms
-    run as a loop with prefetch; the partial last row, if any, gives lane
+    run as a loop; the partial last row, if any, gives lane
     ``l < n - 32 rows`` its term and the others -0.0, by masked vector loads
     (``vmaskmovpd``: the slots past ``n`` are never read). The scalar loads, selects and
     inserts it replaced were most of a short dot's instructions: compensated dots of 3 /
@@ -583,10 +588,6 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
     r, phis, close = _counted_loop(builder, rows, "chunk", [ident] * (8 if comp else 4))
     base = builder.mul(r, ir.Constant(_I64, 32))
     acc = list(phis)
-    for ptr in (x_ptr, y_ptr) if has_y else (x_ptr,):  # the 4 lines of row r + 16
-        for line in range(4):
-            ahead = ir.Constant(_I64, PREFETCH_AHEAD + 8 * line)
-            _prefetch(builder, builder.gep(ptr, [builder.add(base, ahead)]))
     for v in range(4):
         step(acc, v, term_at(builder.add(base, ir.Constant(_I64, 8 * v))))
     close(acc)
