@@ -339,8 +339,10 @@ def test_to_frame_holds_the_summary_numbers_unrounded_by_equation_and_regressor(
                                 f"{row['[0.025']:.3f}", f"{row['0.975]']:.3f}"]
     none = gls.fit(Xs, Y, rank=1, cov_type="none").to_frame()
     assert none["coef"].notna().all() and none.drop(columns="coef").isna().all().all()
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
         res.to_frame(alpha=1.5)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        res.conf_int(alpha="0.05")
 
 
 def test_to_frame_names_pandas_when_it_is_missing(monkeypatch):

@@ -233,6 +233,8 @@ def test_collinear_design_names_equation_and_column():
     with pytest.raises(gls.CollinearityError, match=r"equation 'y1': column 'x2' \(index 2\)"):
         gls.ols(data)
     assert np.all(np.isfinite(gls.ols(data, ridge=1e-3)))  # a ridge makes it solvable
+    with pytest.raises(TypeError, match="ridge must be a real number"):
+        gls.ols(data, ridge="1e-3")
     Xs[0] = Xs[0].copy()
     Xs[0][:, 1] = 0.0
     with pytest.raises(gls.CollinearityError, match="equation 'y0': column 'x1'"):
@@ -249,6 +251,11 @@ def test_collinear_design_names_equation_and_column():
     ({"cg_tol": 0.0}, ValueError, "cg_tol must be > 0 and finite"),
     ({"ridge": float("inf")}, ValueError, "ridge must be >= 0 and finite"),
     ({"ridge": float("nan")}, ValueError, "ridge must be >= 0 and finite"),
+    ({"ridge": None}, TypeError, "ridge must be a real number"),
+    ({"tol": "1e-8"}, TypeError, "tol must be a real number"),
+    ({"cg_tol": np.array([1e-8])}, TypeError, "cg_tol must be a real number"),
+    ({"min_uniqueness": True}, TypeError, "min_uniqueness must be a real number"),
+    ({"min_uniqueness": 1.0}, ValueError, r"min_uniqueness must be in \[0, 1\)"),
 ])
 def test_fit_options_are_checked(options, error, match):
     """Iteration counts and tolerances that would end in a bare Python error (``cg_tol =

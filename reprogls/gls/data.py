@@ -284,6 +284,29 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
                    added_constant=tuple(bool(c) for c in constants))
 
 
+def check_real(name: str, value: Any, *, low: float, high: float = np.inf,
+               low_open: bool = False, rule: str) -> float:
+    """A real-valued option ``value`` in ``[low, high)`` (``(low, high)`` with
+    ``low_open``), as a float; ``rule`` (e.g. ``">= 0 and finite"``) completes the
+    message ``"{name} must be {rule}"``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (``None``, a string, a bool, an array).
+    ValueError
+        NaN, or outside the range.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
+                                                            | np.floating):
+        raise TypeError(f"{name} must be a real number ({rule}), got "
+                        f"{type(value).__name__}")
+    v = float(value)
+    if not ((low < v) if low_open else (low <= v)) or not v < high:
+        raise ValueError(f"{name} must be {rule}, got {value}")
+    return v
+
+
 def check_rank(rank: Any, K: int) -> int:
     """Validate the factor rank ``k``: an integer in ``1..K-1``.
 

@@ -31,7 +31,7 @@ from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
 from .covariance import inverse_normal_matrix, robust_covariance
-from .data import check_rank, fixed_sigma, prepare
+from .data import check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .precondition import design_coupling
 from .results import GLSResult
@@ -219,13 +219,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                          f"{sigma_step!r}")
     if cov_type not in ("plugin", "robust", "none"):
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
-    if not 0 <= ridge < np.inf:
-        raise ValueError(f"ridge must be >= 0 and finite, got {ridge}")
-    if not 0.0 <= min_uniqueness < 1.0:
-        raise ValueError(f"min_uniqueness must be in [0, 1), got {min_uniqueness}")
-    for name, value in (("tol", tol), ("cg_tol", cg_tol)):
-        if not 0 < value < np.inf:
-            raise ValueError(f"{name} must be > 0 and finite, got {value}")
+    ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
+    min_uniqueness = check_real("min_uniqueness", min_uniqueness, low=0.0, high=1.0,
+                                rule="in [0, 1)")
+    tol, cg_tol = (check_real(name, value, low=0.0, low_open=True, rule="> 0 and finite")
+                   for name, value in (("tol", tol), ("cg_tol", cg_tol)))
     for name, value in (("max_iter", max_iter), ("cg_max_iter", cg_max_iter)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise TypeError(f"{name} must be an integer, got {type(value).__name__}")

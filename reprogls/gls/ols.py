@@ -16,7 +16,7 @@ from ..kernels.cpu.gram import block_pair_plan, column_pair_grams
 from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
 from ..kernels.linalg import sur_rmatvec
 from ._dense import on_device
-from .data import SURData
+from .data import SURData, check_real
 
 __all__ = ["CollinearityError", "block_grams", "diagonal_blocks", "factor_blocks", "ols"]
 
@@ -128,8 +128,7 @@ def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
     every device and thread count. ``factors`` (from :func:`factor_blocks`) may be passed
     when the caller has them already.
     """
-    if not 0 <= ridge < np.inf:
-        raise ValueError(f"ridge must be >= 0 and finite, got {ridge}")
+    ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
     if factors is None:
         factors = factor_blocks(block_grams(data, mode, device), ridge, data, mode)
     rhs = sur_rmatvec(data.X, data.offsets, data.Y, mode, device)

@@ -64,8 +64,9 @@ class GLSResult:
         """(P, 2) Wald intervals ``params -+ z_{1-alpha/2} bse``."""
         from scipy import stats
 
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        from .data import check_real
+
+        alpha = check_real("alpha", alpha, low=0.0, low_open=True, high=1.0, rule="in (0, 1)")
         z = stats.norm.ppf(1.0 - alpha / 2.0)
         return np.column_stack([self.params - z * self.bse, self.params + z * self.bse])
 
