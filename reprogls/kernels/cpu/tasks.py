@@ -123,7 +123,12 @@ def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
         take_ranges()
     finally:
         for future in futures:
-            future.result()
+            # a worker that has not started yet finds no range left: cancel it rather
+            # than wait for its thread to wake up (fifteenth session, 2-core Zen 4 VM:
+            # run_tasks of a trivial kernel, 2 threads, 2 tasks 62.7 -> 16.1 us, 16
+            # tasks 55.0 -> 37.3 us; the S fit the same within the noise)
+            if not future.cancel():
+                future.result()
 
 
 def lpt_schedule(costs: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
