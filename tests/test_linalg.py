@@ -48,6 +48,35 @@ def test_gemv_and_gemv_t(shape, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", [1, 31, 160, 8193, 20_000])
+def test_reductions_over_rows_with_whole_chunk_tasks_on_one_thread(n_rows, mode):
+    """On one thread ``gemv_t``, ``A^T B`` and ``sur_rmatvec`` give a task all 32 lanes
+    of a chunk (:func:`.rowgroups.lanes_per_task`); the bits are the reference's, as with
+    the 8-lane tasks of several threads."""
+    import numba
+
+    from reprogls.kernels.cpu.multi import rows_transposed_times
+    from reprogls.kernels.cpu.rowgroups import lanes_per_task
+    from tests.digests import reference_rows_transposed_times
+
+    assert lanes_per_task(1, 300) == 32 and lanes_per_task(2, 300) == 8
+    assert lanes_per_task(1, 4096) == 8  # 32 lanes' accumulators would pass 512 KiB
+    rng = np.random.default_rng(n_rows)
+    A, B = wide(rng, (n_rows, 300)), wide(rng, (n_rows, 3))
+    X, offsets, _, W = sur_problem(n_rows, WIDTHS, seed=1)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert same_bits(kernels.gemv_t(A, B[:, 0], mode, "cpu"), ref.gemv_t(A, B[:, 0], mode))
+        assert same_bits(rows_transposed_times(A, B, mode == "compensated"),
+                         reference_rows_transposed_times(A, B, mode))
+        assert same_bits(kernels.sur_rmatvec(X, offsets, W, mode, "cpu"),
+                         ref.sur_rmatvec(X, offsets, W, mode))
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("widths", [WIDTHS, INTERLEAVED], ids=["widths", "interleaved"])
 @pytest.mark.parametrize("n_rows", ROWS)
 def test_sur_matvec_and_rmatvec(n_rows, widths, mode):

@@ -23,9 +23,9 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, dot_segment, lane_step, segment_scratch
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
-from .rowgroups import BLOCK, GROUP, balanced_tasks, lane_trees, tile_task  # (same lanes)
+from .rowgroups import BLOCK, balanced_tasks, lane_trees, lanes_per_task, tile_task
 from .simd import lane_axpy
-from .tasks import run_tasks, schedule_bins
+from .tasks import run_tasks, schedule_bins, threads
 from .views import unmanaged
 
 __all__ = ["rows_times", "rows_transposed_times"]
@@ -92,12 +92,13 @@ def _lane_steps(S, E, A, i, m0, width, wts, steps, compensated):
 
 
 @njit(nogil=True, cache=True)
-def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
+def _transposed_lanes(t0, t1, A, B, compensated, tile, group, order, starts, LS, LC):
     """Lane accumulators ``LS[c, l, q * P + m]`` (compensations ``LC``) of ``A^T B``: lane
     ``l`` of chunk ``c`` sums rows ``c*CHUNK + l + 32 t`` of ``fl(A[i, m] * B[i, q])`` in
     order.
 
-    A task is (chunk, group of 8 lanes, column tile); thread ``t`` (``t0 <= t < t1``) runs
+    A task is (chunk, group of ``group`` lanes -- 8, or all 32 --, column tile); thread
+    ``t`` (``t0 <= t < t1``) runs
     the tasks ``order[starts[t]:starts[t + 1]]`` (:func:`.rowgroups.balanced_tasks`). It
     reads its rows in place, four
     row groups at a time (rows ``i + 32 r`` for ``r < 4`` are four consecutive terms of
@@ -108,14 +109,14 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
     k = B.shape[1]
     n_tiles = (P + tile - 1) // tile
     for task in order[starts[t0]:starts[t1]]:
-        c, g, m0, width = tile_task(task, n_tiles, tile, P)
-        S = np.full((k, GROUP, width), -0.0)
-        E = np.full((k, GROUP, width), -0.0)
+        c, g, m0, width = tile_task(task, n_tiles, tile, P, LANES // group)
+        S = np.full((k, group, width), -0.0)
+        E = np.full((k, group, width), -0.0)
         wts = np.empty(BLOCK)
         Av, Bv, Sv, Ev = unmanaged(A), unmanaged(B), unmanaged(S), unmanaged(E)
         stop = min(N, (c + 1) * CHUNK)
-        for i0 in range(c * CHUNK + g * GROUP, stop, BLOCK * LANES):
-            for b in range(min(GROUP, stop - i0)):
+        for i0 in range(c * CHUNK + g * group, stop, BLOCK * LANES):
+            for b in range(min(group, stop - i0)):
                 i = i0 + b
                 steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
                 for q in range(k):
@@ -128,10 +129,10 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, order, starts, LS, LC):
         # not count, and a task's accumulators of 1 MiB come from mmap: freed, the views
         # pointed at unmapped memory)
         for q in range(k):
-            for b in range(GROUP):
+            for b in range(group):
                 for m in range(width):
-                    LS[c, g * GROUP + b, q * P + m0 + m] = S[q, b, m]
-                    LC[c, g * GROUP + b, q * P + m0 + m] = E[q, b, m]
+                    LS[c, g * group + b, q * P + m0 + m] = S[q, b, m]
+                    LC[c, g * group + b, q * P + m0 + m] = E[q, b, m]
 
 
 def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np.ndarray:
@@ -145,9 +146,10 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     LS = np.empty((n_ch, LANES, k * P))
     LC = np.empty((n_ch, LANES, k * P))
     tile = max(8, COLUMN_TILE // k // 8 * 8)  # whole vectors: no scalar columns per tile
-    order, starts = balanced_tasks(N, schedule_bins(), P, tile)
-    run_tasks(_transposed_lanes, starts.shape[0] - 1, A, B, compensated, tile, order,
-              starts, LS, LC)
+    group = lanes_per_task(threads(), k * min(P, tile))
+    order, starts = balanced_tasks(N, schedule_bins(), P, tile, group)
+    run_tasks(_transposed_lanes, starts.shape[0] - 1, A, B, compensated, tile, group,
+              order, starts, LS, LC)
     PS = np.empty((n_ch, k * P))
     PC = np.empty((n_ch, k * P))
     lane_trees(LS, LC, compensated, PS, PC)

@@ -383,32 +383,60 @@ def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
             block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
 
 
-def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1
+def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1, group: int = GROUP
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Tasks (chunk, lane group, column tile) of the reductions over rows shared among
     ``threads`` by the longest-processing-time rule on their rows times columns:
     ``order[starts[t]:starts[t+1]]`` are thread ``t``'s tasks; task ``(c, g, q)`` is
-    number ``(c * 4 + g) * n_tiles + q`` with ``n_tiles = ceil(P / tile)`` (one tile by
-    default). Only the schedule depends on the thread count; every task's arithmetic is
-    the same. (Contiguous ranges of tasks left one thread with twice the other's rows at
-    N = 25000: three full chunks and a short one.)"""
+    number ``(c * n_groups + g) * n_tiles + q`` with ``n_groups = 32 / group`` lane groups
+    of ``group`` lanes (:func:`lanes_per_task`) and ``n_tiles = ceil(P / tile)`` (one tile
+    by default). Only the schedule depends on the thread count; every task's arithmetic
+    is the same. (Contiguous ranges of tasks left one thread with twice the other's rows
+    at N = 25000: three full chunks and a short one.)"""
     from .linalg import n_chunks
 
+    n_groups = LANES // group
     n_tiles = -(-P // tile)
-    tasks = np.arange(n_chunks(N) * N_GROUPS * n_tiles)
-    c, g = tasks // (N_GROUPS * n_tiles), (tasks // n_tiles) % N_GROUPS
+    tasks = np.arange(n_chunks(N) * n_groups * n_tiles)
+    c, g = tasks // (n_groups * n_tiles), (tasks // n_tiles) % n_groups
     widths = np.minimum(P - (tasks % n_tiles) * tile, tile)
     rows_in_chunk = np.minimum(N - c * CHUNK, CHUNK)
     full, rest = rows_in_chunk // LANES, rows_in_chunk % LANES
-    return lpt_schedule((full * GROUP + np.clip(rest - g * GROUP, 0, GROUP)) * widths,
+    return lpt_schedule((full * group + np.clip(rest - g * group, 0, group)) * widths,
                         threads)
 
 
+#: Bytes of lane accumulators (sums and compensations) one task of the reductions over
+#: rows may keep when it takes a whole chunk's 32 lanes: half the 1 MiB L2 per core of
+#: the Zen 4 box, so that the rows being read fit beside them (at 1 MiB -- P = 2000,
+#: ``sur_rmatvec`` at M's width -- one thread measured no faster: 24.1-26.7 against
+#: 23.4-25.4 ms plain, three alternating rounds).
+WHOLE_CHUNK_BYTES = 1 << 19
+
+
+def lanes_per_task(threads: int, columns: int) -> int:
+    """Lanes per task of the reductions over rows (``gemv_t``, ``A^T B``,
+    ``sur_rmatvec``) whose tasks keep ``columns`` accumulators per lane: all 32 -- a task
+    then reads its chunk's rows in order -- on one thread when the 32 lanes' sums and
+    compensations fit in :data:`WHOLE_CHUNK_BYTES`, else :data:`GROUP` (8 lanes: runs of
+    8 rows out of every 32, four times as many tasks to share among threads). Same terms
+    in the same order either way, so the same bits.
+
+    Fifteenth session, 2-core Zen 4 (1 MiB L2), ``gemv_t`` 50000 x 1000 on one thread,
+    previous and new code in four alternating rounds of one process each: 16.8-18.3 /
+    19.9-20.4 ms against 19.0-21.7 / 23.5-26.7 ms (plain / compensated; BLAS ``A.T @ y``
+    18.9-19.8 ms). Two threads with 32-lane tasks and column tiles to balance them took
+    18.4-25.4 ms against 11.0-14.9 (each task read half rows), so only one thread."""
+    if threads == 1 and LANES * columns * 16 <= WHOLE_CHUNK_BYTES:
+        return LANES
+    return GROUP
+
+
 @njit(inline="always", cache=True)
-def tile_task(task, n_tiles, tile, P):
-    """``(c, g, m0, width)`` of task number ``(c * 4 + g) * n_tiles + q`` of
+def tile_task(task, n_tiles, tile, P, n_groups):
+    """``(c, g, m0, width)`` of task number ``(c * n_groups + g) * n_tiles + q`` of
     :func:`balanced_tasks`: chunk, lane group, first column and width of tile ``q``."""
-    per_chunk = N_GROUPS * n_tiles
+    per_chunk = n_groups * n_tiles
     m0 = (task % n_tiles) * tile
     return task // per_chunk, (task % per_chunk) // n_tiles, m0, min(P, m0 + tile) - m0
 

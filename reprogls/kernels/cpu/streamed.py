@@ -46,11 +46,12 @@ from .rowgroups import (
     block_call_arrays,
     block_scratch,
     finish_lanes,
+    lanes_per_task,
     rows_to_block,
     tile_task,
 )
 from .simd import weighted_lane_axpy
-from .tasks import run_tasks, schedule_bins
+from .tasks import run_tasks, schedule_bins, threads
 from .views import unmanaged
 from .woodbury_rows import call_woodbury_block
 
@@ -181,10 +182,11 @@ def _lane_steps(S, E, X, i, m0, width, W, w0, w_step, w_stride, eqv, pick, eq_of
 
 @njit(nogil=True, cache=True)
 def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span, compensated,
-                    tile, order, starts, LS, LC):
+                    tile, group, order, starts, LS, LC):
     """Lane accumulators ``LS[q, c, l, m]`` (compensations ``LC``) of ``X^T W_q`` over
     rows, ``q < n_out`` (1 or 2; ``W_2`` ignored for 1); thread ``t`` (``t0 <= t < t1``)
-    runs the tasks ``order[starts[t]:starts[t + 1]]`` of (chunk, lane group, column tile).
+    runs the tasks ``order[starts[t]:starts[t + 1]]`` of (chunk, group of ``group``
+    lanes, column tile) (:func:`.rowgroups.lanes_per_task`).
     With two weight matrices each group of four rows is stepped for ``W_1``, then at once
     for ``W_2`` while the rows are in cache: X is read from memory once."""
     N, P = X.shape
@@ -194,12 +196,12 @@ def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span
     W1v, W2v = unmanaged(W1.reshape(N * K)), unmanaged(W2.reshape(N * K))
     for t in range(t0, t1):
         for task in order[starts[t]:starts[t + 1]]:
-            c, g, m0, width = tile_task(task, n_tiles, tile, P)
-            S = np.full((n_out, GROUP, width), -0.0)
-            E = np.full((n_out, GROUP, width), -0.0)
+            c, g, m0, width = tile_task(task, n_tiles, tile, P, LANES // group)
+            S = np.full((n_out, group, width), -0.0)
+            E = np.full((n_out, group, width), -0.0)
             stop = min(N, (c + 1) * CHUNK)
-            for i0 in range(c * CHUNK + g * GROUP, stop, BLOCK * LANES):
-                for b in range(min(GROUP, stop - i0)):
+            for i0 in range(c * CHUNK + g * group, stop, BLOCK * LANES):
+                for b in range(min(group, stop - i0)):
                     i = i0 + b
                     steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
                     for q in range(n_out):
@@ -207,8 +209,8 @@ def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span
                                     W1v if q == 0 else W2v, i * K, LANES * K, 1, plan_eqv,
                                     pick, eq_of_column, span, steps, compensated)
             for q in range(n_out):
-                LS[q, c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = S[q]
-                LC[q, c, g * GROUP:(g + 1) * GROUP, m0:m0 + width] = E[q]
+                LS[q, c, g * group:(g + 1) * group, m0:m0 + width] = S[q]
+                LC[q, c, g * group:(g + 1) * group, m0:m0 + width] = E[q]
 
 
 def streamed_rmatvec(X, offsets, W, compensated, W2=None):
@@ -223,10 +225,11 @@ def streamed_rmatvec(X, offsets, W, compensated, W2=None):
     tile = COLUMN_TILE // n_out
     LS = np.empty((n_out, n_ch, LANES, P))
     LC = np.empty((n_out, n_ch, LANES, P))
-    order, starts = balanced_tasks(N, schedule_bins(), P, tile)
+    group = lanes_per_task(threads(), n_out * min(P, tile))
+    order, starts = balanced_tasks(N, schedule_bins(), P, tile, group)
     run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, W if W2 is None else W2, n_out,
-              plan.eqv, plan.pick, plan.eq_of_column, plan.span, compensated, tile, order,
-              starts, LS, LC)
+              plan.eqv, plan.pick, plan.eq_of_column, plan.span, compensated, tile, group,
+              order, starts, LS, LC)
     gs = [finish_lanes(LS[q], LC[q], compensated) for q in range(n_out)]
     return gs[0] if W2 is None else gs
 
