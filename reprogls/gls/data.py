@@ -307,15 +307,30 @@ def check_real(name: str, value: Any, *, low: float, high: float = np.inf,
     return v
 
 
+def check_int(name: str, value: Any, *, low: int | None = None) -> int:
+    """An integer option ``value`` (``>= low`` when given), as an ``int``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (a float, a bool, ``None``, a string).
+    ValueError
+        ``value < low``.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
 def check_rank(rank: Any, K: int) -> int:
     """Validate the factor rank ``k``: an integer in ``1..K-1``.
 
     Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
     ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
     """
-    if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
-        raise TypeError(f"rank must be an integer, got {type(rank).__name__}")
-    rank = int(rank)
+    rank = check_int("rank", rank)
     if K < 2:
         raise ValueError("a low-rank error covariance needs K >= 2 equations")
     if not 1 <= rank <= K - 1:

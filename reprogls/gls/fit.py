@@ -31,7 +31,7 @@ from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
 from .covariance import inverse_normal_matrix, robust_covariance
-from .data import check_rank, check_real, fixed_sigma, prepare
+from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .precondition import design_coupling
 from .results import GLSResult
@@ -224,11 +224,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                                 rule="in [0, 1)")
     tol, cg_tol = (check_real(name, value, low=0.0, low_open=True, rule="> 0 and finite")
                    for name, value in (("tol", tol), ("cg_tol", cg_tol)))
-    for name, value in (("max_iter", max_iter), ("cg_max_iter", cg_max_iter)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    max_iter = check_int("max_iter", max_iter, low=1)
+    cg_max_iter = check_int("cg_max_iter", cg_max_iter, low=1)
     data = prepare(Xs, Y, add_constant=add_constant)
     dev = str(resolve_device("cuda" if (device == "auto" and data.on_gpu) else
                              ("cpu" if device == "auto" else device)))
