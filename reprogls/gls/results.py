@@ -257,14 +257,13 @@ class GLSResult:
         except ImportError as exc:
             raise ImportError("GLSResult.to_frame needs pandas, an optional dependency: "
                               "pip install pandas") from exc
-        rows = self._coefficient_rows(alpha)
-        index = pd.MultiIndex.from_arrays(
-            [[eq for eq, eq_rows in zip(self.equation_names, rows, strict=True)
-              for _ in eq_rows], [row[0] for eq_rows in rows for row in eq_rows]],
-            names=["equation", "regressor"])
+        rows = [(eq, *row) for eq, eq_rows in zip(self.equation_names,
+                                                   self._coefficient_rows(alpha), strict=True)
+                for row in eq_rows]
+        index = pd.MultiIndex.from_arrays([[r[0] for r in rows], [r[1] for r in rows]],
+                                          names=["equation", "regressor"])
         columns = ["coef", "std err", "z", "P>|z|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
-        return pd.DataFrame([row[1:] for eq_rows in rows for row in eq_rows], index=index,
-                            columns=columns)
+        return pd.DataFrame([r[2:] for r in rows], index=index, columns=columns)
 
     def __repr__(self) -> str:
         return (f"GLSResult(K={len(self.equation_names)}, P={self.params.shape[0]}, "
