@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels.cpu._cro import dot_segment, nrm2_segment, segment_scratch
+from ..kernels.cpu._cro import dot_segment, nrm2_segment
 from ..kernels.cpu.elementwise import log_scalar
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
@@ -39,12 +39,11 @@ def orthonormalize(Z, compensated):
     ``b < c`` in order, ``v <- v - fl(dot(q_b, v) * q_b)``; CRO-1 dots and norm."""
     K, k = Z.shape
     Q = np.empty((K, k))
-    ps, pc = segment_scratch(K)
     for c in range(k):
         v = Z[:, c].copy()
         for b in range(c):
             q = np.ascontiguousarray(Q[:, b])
-            d = dot_segment(q, v, compensated, ps, pc)
+            d = dot_segment(q, v, compensated)
             for i in range(K):
                 v[i] = v[i] - d * q[i]
         norm = nrm2_segment(v, compensated)
@@ -58,13 +57,12 @@ def rayleigh_matrix(Q, MQ, compensated):
     """``T = (G + G^T) / 2`` with ``G[a, b]`` the CRO-1 dot of ``Q[:, a]`` and
     ``MQ[:, b]`` (the Rayleigh-Ritz matrix ``Q^T M Q``, symmetrised entry by entry as
     ``(G[a, b] + G[b, a]) * 0.5``)."""
-    K, k = Q.shape
-    ps, pc = segment_scratch(K)
+    k = Q.shape[1]
     QT, MQT = np.ascontiguousarray(Q.T), np.ascontiguousarray(MQ.T)  # contiguous columns
     G = np.empty((k, k))
     for a in range(k):
         for b in range(k):
-            G[a, b] = dot_segment(QT[a], MQT[b], compensated, ps, pc)
+            G[a, b] = dot_segment(QT[a], MQT[b], compensated)
     T = np.empty((k, k))
     for a in range(k):
         for b in range(k):
@@ -181,8 +179,7 @@ def _log_sum(x, compensated):
     logs = np.empty(x.shape[0])
     for i in range(x.shape[0]):
         logs[i] = log_scalar(x[i])
-    ps, pc = segment_scratch(logs.shape[0])
-    return dot_segment(logs, None, compensated, ps, pc)
+    return dot_segment(logs, None, compensated)
 
 
 @njit(cache=True)
@@ -211,11 +208,10 @@ def profile_moment(S, diag_S, N, d, Q0, compensated, max_iter, tol, sweeps, log_
             F[i, q] = (sqrt_d[i] * Q[i, q]) * root_gain[q]
             FF[i, q] = F[i, q] * F[i, q]
     ones = np.ones(k)
-    ps, pc = segment_scratch(max(K, k))
     update = np.empty(K)
     ratio = np.empty(K)
     for i in range(K):
-        update[i] = diag_S[i] - dot_segment(FF[i], ones, compensated, ps, pc)
+        update[i] = diag_S[i] - dot_segment(FF[i], ones, compensated)
         ratio[i] = update[i] / d[i]
     above = np.empty(n_above)
     n_above = 0
@@ -224,7 +220,7 @@ def profile_moment(S, diag_S, N, d, Q0, compensated, max_iter, tol, sweeps, log_
             above[n_above] = lam[q]
             n_above += 1
     log_terms = _log_sum(d, compensated) + _log_sum(above, compensated)
-    nll2 = (K * log_2pi + log_terms) + dot_segment(ratio, None, compensated, ps, pc)
+    nll2 = (K * log_2pi + log_terms) + dot_segment(ratio, None, compensated)
     grad = np.empty(K)
     for i in range(K):
         grad[i] = 0.5 * (1.0 - ratio[i])

@@ -55,7 +55,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels.cpu._cro import dot_segment, segment_scratch
+from ..kernels.cpu._cro import dot_segment
 from ..kernels.cpu.linalg import (
     backward_substitution,
     block_factor,
@@ -63,6 +63,7 @@ from ..kernels.cpu.linalg import (
     cholesky_solve_kernel,
     forward_substitution,
 )
+from ..kernels.cpu.views import unmanaged
 
 __all__ = ["COUPLING_MIN", "COUPLING_ROWS", "CoupledPreconditioner", "coupling_matrix",
            "design_coupling", "pack_block_factors"]
@@ -103,7 +104,6 @@ def _whitening_rows(factors, factor_ptr, offsets, p_max, compensated):
     :func:`forward_substitution` of the unit vector ``e_t``."""
     K = offsets.shape[0] - 1
     WT = np.zeros((p_max, offsets[K]))
-    ps, pc = segment_scratch(max(p_max, 1))
     for j in range(K):
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
@@ -112,7 +112,7 @@ def _whitening_rows(factors, factor_ptr, offsets, p_max, compensated):
         z = np.empty(p)
         for t in range(p):
             unit[t] = 1.0
-            forward_substitution(L, unit, compensated, ps, pc, z)
+            forward_substitution(L, unit, compensated, z)
             unit[t] = 0.0
             for c in range(p):
                 WT[c, o0 + t] = z[c]
@@ -216,14 +216,13 @@ def _coupled_setup(F, G, d, sinv_diag, rho, compensated):
             H[j, q] = G[j, q] / lam[j]
     FT, GT, HT = (np.ascontiguousarray(F.T), np.ascontiguousarray(G.T),
                   np.ascontiguousarray(H.T))
-    ps, pc = segment_scratch(K)
     Cc = np.zeros((k, k))
     for r in range(k):
         for q in range(r + 1):
-            c = dot_segment(FT[r], GT[q], compensated, ps, pc)
+            c = dot_segment(FT[r], GT[q], compensated)
             if r == q:
                 c = c + 1.0
-            Cc[r, q] = c / rho - dot_segment(GT[r], HT[q], compensated, ps, pc)
+            Cc[r, q] = c / rho - dot_segment(GT[r], HT[q], compensated)
     Lc = np.empty((k, k))
     failed = cholesky_kernel(Cc, compensated, Lc)
     return H, lam, Lc, failed
@@ -240,15 +239,14 @@ def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensat
     3. ``out_j = L_j^-T Z[:p_j, j]`` (backward substitution).
     """
     K, k = H.shape
-    ps, pc = segment_scratch(max(K, p_max))
+    Hv = unmanaged(H)  # (an argument: the caller holds it)
     Y = np.zeros((p_max, K))
     z = np.empty(p_max)
     for j in range(K):
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        forward_substitution(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, ps, pc,
-                             z)
+        forward_substitution(L, np.ascontiguousarray(r[o0:o0 + p]), compensated, z)
         for c in range(p):
             Y[c, j] = z[c]
     HT = np.ascontiguousarray(H.T)
@@ -257,15 +255,15 @@ def _coupled_solve(factors, factor_ptr, offsets, p_max, H, lam, Lc, r, compensat
     Z = np.empty((p_max, K))
     for c in range(p_max):
         for q in range(k):
-            t[q] = dot_segment(HT[q], Y[c], compensated, ps, pc)
+            t[q] = dot_segment(HT[q], Y[c], compensated)
         cholesky_solve_kernel(Lc, t, compensated, u)
         for j in range(K):
-            Z[c, j] = Y[c, j] / lam[j] + dot_segment(H[j], u, compensated, ps, pc)
+            Z[c, j] = Y[c, j] / lam[j] + dot_segment(Hv[j], u, compensated)
     for j in range(K):
         o0, p, L = block_factor(factors, factor_ptr, offsets, j)
         if p == 0:
             continue
-        backward_substitution(L, np.ascontiguousarray(Z[:p, j]), compensated, ps, pc, z)
+        backward_substitution(L, np.ascontiguousarray(Z[:p, j]), compensated, z)
         for c in range(p):
             out[o0 + c] = z[c]
 

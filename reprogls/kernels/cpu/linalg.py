@@ -24,8 +24,8 @@ from ._cro import (
     dot_segment,
     finalize,
     merge,
-    segment_scratch,
 )
+from .views import unmanaged
 
 __all__ = [
     "backward_substitution",
@@ -130,11 +130,12 @@ def gemv_t(A, y, compensated):
 
 
 @njit(cache=True)
-def cholesky_entry(C, L, i, j, compensated, ps, pc):
+def cholesky_entry(C, L, i, j, compensated):
     """``L[i, j]`` (``j <= i``) of the fixed-order Cholesky from the finished ``L[i, :j]``
     and ``L[j, :j]`` (see the reference); False when the pivot (``i == j``) is not
-    positive and finite. ``ps, pc``: :func:`segment_scratch` of ``n``."""
-    acc = dot_segment(L[i, :j], L[j, :j], compensated, ps, pc)
+    positive and finite. Callers in loops pass :func:`.views.unmanaged` views of ``C``
+    and ``L`` (slices then cost no reference counts)."""
+    acc = dot_segment(L[i, :j], L[j, :j], compensated)
     if i == j:
         pivot = C[i, i] - acc
         if not 0.0 < pivot < np.inf:
@@ -149,11 +150,11 @@ def cholesky_entry(C, L, i, j, compensated, ps, pc):
 def cholesky_kernel(C, compensated, L):
     """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
     n = C.shape[0]
-    ps, pc = segment_scratch(n)
     L[:, :] = 0.0
+    Cv, Lv = unmanaged(C), unmanaged(L)  # (the caller holds C and L)
     for i in range(n):
         for j in range(i + 1):
-            if not cholesky_entry(C, L, i, j, compensated, ps, pc):
+            if not cholesky_entry(Cv, Lv, i, j, compensated):
                 return i
     return -1
 
@@ -161,12 +162,12 @@ def cholesky_kernel(C, compensated, L):
 @njit(cache=True)
 def capacitance_kernel(FT, GT, compensated, C):
     """``C[r, s] = [r == s] + CRO-1 dot(F[:, r], G[:, s])`` for ``r >= s`` (F^T, G^T given)."""
-    k, K = FT.shape
-    ps, pc = segment_scratch(K)
+    k = FT.shape[0]
     C[:, :] = 0.0
+    FTv, GTv = unmanaged(FT), unmanaged(GT)
     for r in range(k):
         for c in range(r + 1):
-            C[r, c] = dot_segment(FT[r], GT[c], compensated, ps, pc)
+            C[r, c] = dot_segment(FTv[r], GTv[c], compensated)
         C[r, r] = C[r, r] + 1.0
 
 
@@ -240,33 +241,32 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated, overwrite=()):
 
 
 @njit(cache=True)
-def forward_substitution(L, t, compensated, ps, pc, z):
+def forward_substitution(L, t, compensated, z):
     """``z = L^-1 t``: ``z[i] = (t[i] - CRO-1 over l < i of fl(L[i, l] z[l])) / L[i, i]``
-    (the forward half of ``reference.cholesky_solve``). ``ps, pc``:
-    :func:`segment_scratch` of ``n``."""
+    (the forward half of ``reference.cholesky_solve``)."""
+    Lv, zv = unmanaged(L), unmanaged(z)
     for i in range(L.shape[0]):
-        z[i] = (t[i] - dot_segment(L[i, :i], z[:i], compensated, ps, pc)) / L[i, i]
+        z[i] = (t[i] - dot_segment(Lv[i, :i], zv[:i], compensated)) / L[i, i]
 
 
 @njit(cache=True)
-def backward_substitution(L, z, compensated, ps, pc, u):
+def backward_substitution(L, z, compensated, u):
     """``u = L^-T z``: ``u[i] = (z[i] - CRO-1 over l > i of fl(L[l, i] u[l])) / L[i, i]``,
     ``i = n-1 .. 0`` (the backward half of ``reference.cholesky_solve``)."""
     n = L.shape[0]
-    LT = np.ascontiguousarray(L.T)
+    LT = np.ascontiguousarray(L.T)  # (a local: its rows stay managed, see views.py)
+    uv = unmanaged(u)
     for i in range(n - 1, -1, -1):
-        u[i] = (z[i] - dot_segment(LT[i, i + 1:], u[i + 1:], compensated, ps, pc)
-                ) / L[i, i]
+        u[i] = (z[i] - dot_segment(LT[i, i + 1:], uv[i + 1:], compensated)) / L[i, i]
 
 
 @njit(cache=True)
 def cholesky_solve_kernel(L, t, compensated, out):
     """Solve ``L L^T u = t`` for one vector in the fixed order of ``reference.cholesky_solve``
     (:func:`forward_substitution`, then :func:`backward_substitution`)."""
-    ps, pc = segment_scratch(L.shape[0])
     z = np.empty(L.shape[0])
-    forward_substitution(L, t, compensated, ps, pc, z)
-    backward_substitution(L, z, compensated, ps, pc, out)
+    forward_substitution(L, t, compensated, z)
+    backward_substitution(L, z, compensated, out)
 
 
 @njit(cache=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cro import CHUNK, LANES, dot_segment, lane_step, segment_scratch
+from ._cro import CHUNK, LANES, dot_segment, lane_step
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .rowgroups import BLOCK, balanced_tasks, lane_trees, lanes_per_task, tile_task
 from .simd import lane_axpy
@@ -46,14 +46,13 @@ COLUMN_TILE = 8192
 @njit(nogil=True, cache=True)
 def _rows_times_tasks(b0, b1, A, BT, compensated, out):
     """Blocks ``b0 .. b1 - 1`` of ``ROW_BLOCK`` rows of ``A B``."""
-    m, n = A.shape
+    m = A.shape[0]
     k = BT.shape[0]
     for blk in range(b0, b1):
-        ps, pc = segment_scratch(n)
         Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
         for i in range(blk * ROW_BLOCK, min(m, (blk + 1) * ROW_BLOCK)):
             for q in range(k):
-                out[i, q] = dot_segment(Av[i], BTv[q], compensated, ps, pc)
+                out[i, q] = dot_segment(Av[i], BTv[q], compensated)
 
 
 def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:

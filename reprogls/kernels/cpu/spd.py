@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cro import dot_segment, segment_scratch
+from ._cro import dot_segment
 from .linalg import cholesky_entry, cholesky_kernel
 from .tasks import run_tasks, threads
 from .views import unmanaged
@@ -76,10 +76,10 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
 def _diagonal_block(C, L, j0, j1, compensated):
     """Rows ``j0 .. j1 - 1`` of L within the column block ``j0 .. j1 - 1``, in row order;
     the first failing pivot row, or -1."""
-    ps, pc = segment_scratch(C.shape[0])
+    Cv, Lv = unmanaged(C), unmanaged(L)  # row slices without atomic reference counts
     for i in range(j0, j1):
         for j in range(j0, i + 1):
-            if not cholesky_entry(C, L, i, j, compensated, ps, pc):
+            if not cholesky_entry(Cv, Lv, i, j, compensated):
                 return i
     return -1
 
@@ -92,10 +92,9 @@ def _below_block(t0, t1, C, L, j0, j1, n_tasks, compensated):
     n = C.shape[0]
     Cv, Lv = unmanaged(C), unmanaged(L)  # row slices without atomic reference counts
     for task in range(t0, t1):
-        tps, tpc = segment_scratch(n)
         for i in range(j1 + task, n, n_tasks):
             for j in range(j0, j1):
-                cholesky_entry(Cv, Lv, i, j, compensated, tps, tpc)
+                cholesky_entry(Cv, Lv, i, j, compensated)
 
 
 def _cholesky_blocks(C, compensated, L, tasks_per_block):
@@ -126,7 +125,6 @@ def _inverse_factor_rows(L, compensated, Z, u0, u1):
     block (each row's entries still in increasing ``i``, as its forward solve needs)."""
     n = L.shape[0]
     n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
-    ps, pc = segment_scratch(n)
     Lv, Zv = unmanaged(L), unmanaged(Z)
     for u in range(u0, u1):
         c0 = _balanced(u, n_blocks) * ROW_BLOCK
@@ -136,7 +134,7 @@ def _inverse_factor_rows(L, compensated, Z, u0, u1):
             Zv[c, c] = 1.0 / Lv[c, c]
         for i in range(c0 + 1, n):
             for c in range(c0, min(c1, i)):
-                acc = dot_segment(Lv[i, c:i], Zv[c, c:i], compensated, ps, pc)
+                acc = dot_segment(Lv[i, c:i], Zv[c, c:i], compensated)
                 Zv[c, i] = -acc / Lv[i, i]
 
 
@@ -146,14 +144,13 @@ def _gram_rows(Z, compensated, out, u0, u1):
     lower triangle of ``Z Z^T``, column ``b`` by column."""
     n = Z.shape[0]
     n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
-    ps, pc = segment_scratch(n)
     Zv, outv = unmanaged(Z), unmanaged(out)
     for u in range(u0, u1):
         a0 = _balanced(u, n_blocks) * ROW_BLOCK
         a1 = min(n, a0 + ROW_BLOCK)
         for b in range(a1):
             for a in range(max(a0, b), a1):
-                outv[a, b] = dot_segment(Zv[a, a:], Zv[b, a:], compensated, ps, pc)
+                outv[a, b] = dot_segment(Zv[a, a:], Zv[b, a:], compensated)
 
 
 @njit(nogil=True, cache=True)
