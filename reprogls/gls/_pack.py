@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..kernels.cpu import scratch
 from ..kernels.cpu.tasks import run_tasks
 from ..kernels.cpu.views import borrowed_matrix, borrowed_vector
 
@@ -69,10 +70,11 @@ def pack_designs(designs: list[np.ndarray], add_constant: list[bool],
 
     ``designs``: float64 2-D arrays of N rows (any strides); equation ``j`` owns the
     columns ``offsets[j]:offsets[j + 1]``, the first of them ``1.0`` where
-    ``add_constant[j]``. The designs are only read.
+    ``add_constant[j]``. The designs are only read. ``X`` may be a reused buffer
+    (:mod:`reprogls.kernels.cpu.scratch`: at most 64 MiB, so only small systems).
     """
     N, K = designs[0].shape[0], len(designs)
-    X = np.empty((N, int(offsets[-1])))
+    X = scratch.empty((N, int(offsets[-1])))  # (every element is written below)
     sources = np.array([(d.ctypes.data, d.shape[1], d.strides[0], d.strides[1])
                         for d in designs], dtype=np.int64).reshape(K, 4)
     constant = np.array(add_constant, dtype=np.bool_)

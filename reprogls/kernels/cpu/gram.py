@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import scratch
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t, runtime_int
 from .linalg import chunk_tree_columns, n_chunks
@@ -376,7 +377,9 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
     # one chunk at a time has enough tiles for every thread (and holds one chunk's strips)
     batch = 1 if tile_m.size >= 4 * n_threads else min(n_ch, n_threads)
     lane_rows = min(LANE_ROWS, -(-N // LANES))  # rows of a lane in the longest chunk
-    XS = np.empty((batch * nb * LANES * lane_rows, TILE))
+    # a reused buffer when small enough (scratch: no page faults); every value the tiles
+    # read is written by _strips first
+    XS = scratch.empty((batch * nb * LANES * lane_rows, TILE))
     blocks = _register_blocks(tile_m, tile_a, P)
     for c0 in range(0, n_ch, batch):
         c1 = min(n_ch, c0 + batch)

@@ -1,0 +1,112 @@
+"""The pool of reused buffers (reprogls.kernels.cpu.scratch): an array from it never
+shares memory with a live array, idle buffers come back, and the pool stays bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from reprogls.kernels.cpu import scratch
+
+pytestmark = pytest.mark.skipif(scratch._IDLE_REFERENCES is None,
+                                reason="no pool where reference counts are not exact")
+
+
+@pytest.fixture(autouse=True)
+def empty_pool():
+    scratch.clear()
+    yield
+    scratch.clear()
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_like_numpy_empty():
+    a = scratch.empty((300, 7))
+    assert a.shape == (300, 7) and a.dtype == np.float64 and a.flags.c_contiguous
+    assert a.flags.writeable
+    assert scratch.empty(5).shape == (5,)
+    assert scratch.empty((0, 4)).shape == (0, 4)
+
+
+def test_a_live_array_or_view_keeps_its_buffer():
+    a = scratch.empty((1000, 10))
+    a[:] = 1.0
+    b = scratch.empty((1000, 10))  # a is alive: new memory
+    assert not np.shares_memory(a, b)
+    column = a[:, 3]
+    del a
+    c = scratch.empty((1000, 10))  # a's view is alive: still new memory
+    assert not np.shares_memory(column, c)
+    c[:] = 2.0
+    assert np.all(column == 1.0)
+
+
+def test_a_released_buffer_comes_back():
+    a = scratch.empty((1000, 10))
+    address = _address(a)
+    del a
+    b = scratch.empty((500, 10))  # smaller requests reuse it too
+    assert _address(b) == address
+    del b
+    assert _address(scratch.empty(10_000)) == address
+    assert scratch.pooled_bytes() == 80_000
+
+
+def test_the_smallest_idle_buffer_that_fits_is_lent():
+    big, small = scratch.empty(10_000), scratch.empty(2_000)
+    small_address = _address(small)
+    del big, small
+    assert _address(scratch.empty(1_500)) == small_address
+
+
+def test_bounded(monkeypatch):
+    monkeypatch.setattr(scratch, "POOL_BYTES", 8 * 5_000)
+    huge = scratch.empty(6_000)  # larger than the pool: fresh memory, not kept
+    assert scratch.pooled_bytes() == 0
+    a = scratch.empty(3_000)
+    b = scratch.empty(1_000)
+    assert scratch.pooled_bytes() == 8 * 4_000
+    c = scratch.empty(2_000)  # does not fit while a and b are lent: not kept
+    assert scratch.pooled_bytes() == 8 * 4_000
+    del a
+    d = scratch.empty(4_000)  # evicts the idle 3000 to make room
+    assert scratch.pooled_bytes() == 8 * 5_000
+    assert not any(np.shares_memory(d, x) for x in (b, c, huge))
+
+
+def test_clear_keeps_lent_buffers():
+    a = scratch.empty(1_000)
+    b = scratch.empty(2_000)
+    del b
+    scratch.clear()
+    assert scratch.pooled_bytes() == 8_000
+    a[:] = 3.0
+    assert not np.shares_memory(a, scratch.empty(1_000))
+
+
+def test_threads_never_share_a_buffer():
+    errors: list[str] = []
+    start = threading.Barrier(4)
+
+    def worker(tag: float) -> None:
+        start.wait()
+        for _ in range(200):
+            a = scratch.empty((64, 64))
+            a[:] = tag
+            time.sleep(0)  # let the other threads run in between
+            if not np.all(a == tag):
+                errors.append(f"thread {tag}: buffer shared")
+            del a
+
+    threads = [threading.Thread(target=worker, args=(float(t),)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
