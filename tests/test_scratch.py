@@ -3,6 +3,7 @@ shares memory with a live array, idle buffers come back, and the pool stays boun
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -110,3 +111,33 @@ def test_threads_never_share_a_buffer():
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_can_use_the_pool_while_a_parent_thread_holds_the_lock():
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with scratch._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock was held at the fork, by a thread it lacks
+            ok = scratch.empty(100).shape == (100,)
+            os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:  # a child stuck on the parent's lock: fail, don't hang
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child blocked on the pool's lock")
+    finally:
+        release.set()
+        holder.join()
+    assert os.waitstatus_to_exitcode(done[1]) == 0

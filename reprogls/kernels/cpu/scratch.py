@@ -29,6 +29,7 @@ be trusted to mean this (a free-threaded CPython). :func:`clear` drops the idle 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 
@@ -41,6 +42,16 @@ POOL_BYTES = 64 << 20
 
 _lock = threading.Lock()
 _buffers: list[np.ndarray] = []  # 1-D float64 owners of their memory
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: a fresh lock (the parent's may have been held by a thread that
+    the child does not have)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _references(i: int) -> int:
