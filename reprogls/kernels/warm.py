@@ -32,11 +32,11 @@ def _reductions() -> None:
     CRO-1 helpers (one worker compiles both: ~5 s less than two)."""
     from . import dispatch
 
-    v = np.array([1.0, 2.0, 3.0])
-    for mode in MODES:
-        dispatch.sum(v, mode=mode, device="cpu")
-        dispatch.dot(v, v, mode=mode, device="cpu")
-        dispatch.nrm2(v, mode=mode, device="cpu")
+    for v in (np.array([1.0, 2.0, 3.0]), np.ones(8193)):  # one chunk, and several
+        for mode in MODES:
+            dispatch.sum(v, mode=mode, device="cpu")
+            dispatch.dot(v, v, mode=mode, device="cpu")
+            dispatch.nrm2(v, mode=mode, device="cpu")
     _subspace()
 
 
