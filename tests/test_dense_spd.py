@@ -103,10 +103,11 @@ def test_parallel_cholesky_reports_the_failing_pivot(bad_row):
 
 
 def test_dispatch_by_order_is_bitwise_neutral():
-    """From ``PARALLEL_MIN`` on the default (``parallel=None``) takes the parallel
-    drivers; the bits equal both forced paths at order 400."""
+    """From ``PARALLEL_MIN`` (``CHOLESKY_PARALLEL_MIN`` for the factor) on the default
+    (``parallel=None``) takes the parallel drivers; the bits equal both forced paths at
+    order 400."""
     C = spd_problem(400)
-    assert C.shape[0] >= spd.PARALLEL_MIN
+    assert C.shape[0] >= max(spd.PARALLEL_MIN, spd.CHOLESKY_PARALLEL_MIN)
     L, inv = cpu_cholesky_inverse(C, "compensated", parallel=None)
     lower = np.tril_indices(400)
     for parallel in (True, False):

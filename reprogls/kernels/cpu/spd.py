@@ -34,8 +34,8 @@ from .linalg import cholesky_entry, cholesky_kernel
 from .tasks import run_tasks, threads
 from .views import unmanaged
 
-__all__ = ["BLOCK", "PARALLEL_MIN", "cholesky", "gram_of_rows_from_diagonal",
-           "inverse_factor"]
+__all__ = ["BLOCK", "CHOLESKY_PARALLEL_MIN", "PARALLEL_MIN", "cholesky",
+           "gram_of_rows_from_diagonal", "inverse_factor"]
 
 #: Columns per block of the parallel :func:`cholesky` (one parallel region per block).
 BLOCK = 32
@@ -46,6 +46,14 @@ BLOCK = 32
 #: 1.37 / 0.88 at 128 (it was 384 before 2026-12-02, sixth session, when the parallel
 #: drivers still used ``prange``). The S-size fit (P = 250) went from 65-72 to 59-63 ms.
 PARALLEL_MIN = 128
+#: The same for :func:`cholesky` alone. Sixteenth session, 2-core Zen 4, two threads,
+#: serial and parallel alternating in one process (25 times each, medians, ms, plain /
+#: compensated): order 250 1.78 / 1.50 serial against 1.90 / 1.70 parallel, 320 1.70 /
+#: 2.55 against 2.40 / 3.10, 384 3.02 / 4.26 against 3.84 / 3.87, 500 8.89 / 8.09
+#: against 6.53 / 8.41. Since ``dot_segment`` lost its reference counts an entry costs
+#: about half as much, and a column block's dispatch to the threads (one per 32
+#: columns) no longer pays for itself below ~384; the inverse still gains from 192 on.
+CHOLESKY_PARALLEL_MIN = 384
 
 
 @njit(cache=True)
@@ -54,8 +62,8 @@ def _balanced(u, n):
     return u // 2 if u % 2 == 0 else n - 1 - u // 2
 
 
-def _use_threads(n: int, parallel: bool | None) -> bool:
-    return n >= PARALLEL_MIN if parallel is None else parallel
+def _use_threads(n: int, parallel: bool | None, minimum: int = PARALLEL_MIN) -> bool:
+    return n >= minimum if parallel is None else parallel
 
 
 def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
@@ -63,11 +71,11 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
     """Fixed-order Cholesky of the lower triangle of the C-contiguous ``C`` into ``L``;
     returns the first failing pivot index (not positive and finite) or -1.
 
-    ``parallel``: ``None`` uses the threads from order ``PARALLEL_MIN`` on (column
-    blocks, module docstring), else :func:`.linalg.cholesky_kernel`; the bits are the
-    same either way.
+    ``parallel``: ``None`` uses the threads from order ``CHOLESKY_PARALLEL_MIN`` on
+    (column blocks, module docstring), else :func:`.linalg.cholesky_kernel`; the bits
+    are the same either way.
     """
-    if not _use_threads(C.shape[0], parallel):
+    if not _use_threads(C.shape[0], parallel, CHOLESKY_PARALLEL_MIN):
         return cholesky_kernel(C, compensated, L)
     return _cholesky_blocks(C, compensated, L, 4 * threads())
 
