@@ -136,3 +136,30 @@ def test_unmanaged_views_share_the_data_and_leave_the_owner_intact():
     expected[:, 1] += np.array([4.0, 3.0, 3.0])
     assert write_through(M, 10) == 0.0
     assert same_bits(M, expected)
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 8192, 8193, 20000, 3 * 8192 + 5])
+@pytest.mark.parametrize("compensated", MODES)
+def test_dot_segment_of_any_length_is_the_cro1_dot(n, compensated):
+    """``_cro.dot_segment`` (a dot inlined into the dense kernels' loops): one chunk in
+    registers, longer segments through ``dot_chunks`` and its own chunk slots -- the bits
+    of the reference dot (and sum, without ``y``) at every length."""
+    from numba import njit
+
+    from reprogls.kernels.cpu._cro import dot_segment
+    from reprogls.kernels.reference.cro import cro_dot, cro_sum
+
+    @njit
+    def segment(x, y, compensated):
+        return dot_segment(x, y, compensated)
+
+    @njit
+    def segment_sum(x, compensated):
+        return dot_segment(x, None, compensated)
+
+    rng = np.random.default_rng(n)
+    x = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-12, 12, n)
+    y = rng.standard_normal(n)
+    mode = "compensated" if compensated else "plain"
+    assert same_bits(np.float64(segment(x, y, compensated)), np.float64(cro_dot(x, y, mode)))
+    assert same_bits(np.float64(segment_sum(x, compensated)), np.float64(cro_sum(x, mode)))
