@@ -141,3 +141,15 @@ def test_a_forked_child_can_use_the_pool_while_a_parent_thread_holds_the_lock():
         release.set()
         holder.join()
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_no_idle_buffer_is_dropped_for_one_that_cannot_be_kept(monkeypatch):
+    monkeypatch.setattr(scratch, "POOL_BYTES", 8 * 5_000)
+    lent = scratch.empty(3_000)
+    idle = scratch.empty(1_000)
+    idle_address = _address(idle)
+    del idle
+    big = scratch.empty(2_500)  # 3000 lent + 2500 > 5000: not kept, and 1000 stays
+    assert scratch.pooled_bytes() == 8 * 4_000
+    assert _address(scratch.empty(1_000)) == idle_address
+    assert not np.shares_memory(lent, big)

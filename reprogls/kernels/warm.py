@@ -31,8 +31,9 @@ def _reductions() -> None:
     """``sum``/``dot``/``nrm2``, then the Sigma-step's subspace steps, which reuse their
     CRO-1 helpers (one worker compiles both: ~5 s less than two)."""
     from . import dispatch
+    from .cpu._cro import CHUNK
 
-    for v in (np.array([1.0, 2.0, 3.0]), np.ones(8193)):  # one chunk, and several
+    for v in (np.array([1.0, 2.0, 3.0]), np.ones(CHUNK + 1)):  # one chunk, and two
         for mode in MODES:
             dispatch.sum(v, mode=mode, device="cpu")
             dispatch.dot(v, v, mode=mode, device="cpu")

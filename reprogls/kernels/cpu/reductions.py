@@ -3,7 +3,8 @@
 Each kernel's tasks are the CRO-1 chunks, run over the threads by :func:`.tasks.run_tasks`;
 every chunk owns one output slot (its lane-tree partial), and the chunk tree runs after
 the parallel loop, so the result does not depend on the number of threads. Inputs are
-validated 1-D float64 NumPy arrays (contiguous or strided); see
+validated C-contiguous 1-D float64 NumPy arrays (the public kernels copy strided ones,
+:func:`reprogls.kernels._validate.as_vector`); see
 :mod:`reprogls.kernels.reference` for the exact order.
 """
 

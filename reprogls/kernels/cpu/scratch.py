@@ -99,13 +99,14 @@ def empty(shape: int | tuple[int, ...]) -> np.ndarray:
 
 
 def _make_room(nbytes: int) -> bool:
-    """Drop idle buffers, largest first, until ``nbytes`` more fit; False when they
-    cannot (the rest are lent out)."""
+    """Drop idle buffers, largest first, until ``nbytes`` more fit; False (dropping
+    none) when even the lent-out buffers leave no room for them."""
+    idle = set(_idle_indices())
+    lent = sum(b.nbytes for i, b in enumerate(_buffers) if i not in idle)
+    if lent + nbytes > POOL_BYTES:
+        return False
     while pooled_bytes() + nbytes > POOL_BYTES:
-        idle = _idle_indices()
-        if not idle:
-            return False
-        del _buffers[max(idle, key=lambda i: _buffers[i].size)]
+        del _buffers[max(_idle_indices(), key=lambda i: _buffers[i].size)]
     return True
 
 
