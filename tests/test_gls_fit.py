@@ -539,6 +539,54 @@ def test_gpu_fit_moves_x_to_the_device_a_few_times_not_once_per_kernel(monkeypat
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("solver, sigma_step, cov", [("cg", "moment", "plugin"),
+                                                     ("gram", "residuals", "robust"),
+                                                     ("cg", "residuals", "none")])
+def test_gpu_fit_keeps_its_n_by_k_arrays_on_the_device(monkeypatch, solver, sigma_step,
+                                                       cov):
+    """The N x K arrays of a GPU fit stay in GPU memory (``reprogls.gls._resident``):
+    ``Y`` crosses to the GPU once and X once more only for the robust scores; no
+    N-vector crosses (the large-K Sigma-step's ``E V`` stays there); and, counted on the
+    emulator, only the result's fitted values and residuals (and the robust scores'
+    ``E Sigma^-1``) come back. Built from the public kernels, which return NumPy arrays,
+    the three-sweep CG fit moved 35 N x K arrays across and the residual Sigma-step 378
+    N-vectors each way. The bits stay the CPU's."""
+    import cupy
+
+    from tests import cuda_emulator
+
+    Xs, Y = simulate(700, 6, 3, 2, 11, True)[:2]
+    N, K, P = 700, 6, sum(x.shape[1] for x in Xs)
+    to_gpu, to_host = [], []
+    real_asarray = cupy.asarray
+
+    def counting_asarray(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.shape[:1] == (N,):
+            to_gpu.append(a.shape)
+        return real_asarray(a, *args, **kwargs)
+
+    monkeypatch.setattr(cupy, "asarray", counting_asarray)
+    emulated = cuda_emulator.requested()
+    if emulated:  # (a real CuPy array's get() cannot be wrapped)
+        real_get = cupy.ndarray.get
+
+        def counting_get(self):
+            if self.shape[:1] == (N,):
+                to_host.append(self.shape)
+            return real_get(self)
+
+        monkeypatch.setattr(cupy.ndarray, "get", counting_get)
+    options = dict(rank=2, beta_solver=solver, sigma_step=sigma_step, cov_type=cov)
+    res = gls.fit(Xs, Y, device="cuda", **options)
+    monkeypatch.undo()
+    assert res.fingerprint == gls.fit(Xs, Y, device="cpu", **options).fingerprint
+    assert sorted(to_gpu) == sorted([(N, K)] + [(N, P)] * (2 if cov == "robust" else 1)), \
+        to_gpu
+    if emulated:
+        assert sorted(to_host) == [(N, K)] * (3 if cov == "robust" else 2), to_host
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("mode", ["compensated", "plain"])
 def test_gpu_sigma_step_from_residuals_has_the_cpu_bits(mode):
     """The large-K Sigma-step's products ``M Q`` and ``diag(S)`` on the GPU (E copied once,

@@ -23,6 +23,7 @@ from ..kernels.cpu import spd
 from ..kernels.cpu.linalg import block_cholesky_solves, cholesky_solve_kernel, solved_rmatvecs
 from ..kernels.linalg import NotPositiveDefiniteError, WoodburyFactor
 from ._dense import mirror_lower
+from ._resident import resident_solve
 from .precondition import CoupledPreconditioner, pack_block_factors
 
 __all__ = ["normal_matrix", "rhs", "rhs_and_residual", "solve_cg", "solve_dense",
@@ -37,12 +38,13 @@ def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str,
 
     On the CPU one or two right-hand sides share one pass over X
     (:func:`reprogls.kernels.cpu.linalg.solved_rmatvecs`); elsewhere the two kernels
-    run in turn. ``Rs``: C-contiguous float64 (N, K).
+    run in turn, ``R Sigma^-1`` left in GPU memory (:mod:`._resident`). ``Rs``:
+    C-contiguous float64 (N, K), in GPU memory for a GPU fit.
     """
     if str(device) == "cpu" and 1 <= len(Rs) <= 2:
         return solved_rmatvecs(X, offsets, list(Rs), factor.G, factor.d, factor.L,
                                factor.mode == "compensated", overwrite)
-    return [sur_rmatvec(X, offsets, woodbury_solve(factor, R, device), factor.mode, device)
+    return [sur_rmatvec(X, offsets, resident_solve(factor, R, device), factor.mode, device)
             for R in Rs]
 
 

@@ -25,11 +25,12 @@ import warnings
 
 import numpy as np
 
-from ..kernels import sur_matvec, woodbury_factor, woodbury_logdet, woodbury_solve
+from ..kernels import dot, woodbury_factor, woodbury_logdet
 from ..kernels.devices import resolve_device
 from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
+from ._resident import host_copy, on_host, resident_matvec, resident_solve
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
@@ -62,41 +63,41 @@ class ConvergenceWarning(UserWarning):
 QUAD_SLAB_CHUNKS = 128
 
 
-def quadratic_form(E: np.ndarray, factor, device: str) -> float:
+def quadratic_form(E, factor, device: str) -> float:
     """``tr(Sigma^-1 E^T E)`` as the CRO-1 ``dot(E.ravel(), (E Sigma^-1).ravel())``.
 
-    ``E Sigma^-1`` is formed ``QUAD_SLAB_CHUNKS`` chunks of the flat index at a time
-    (the rows those chunks touch, by ``woodbury_solve``, whose rows do not depend on
-    each other); each slab's chunk partials go into one array and the chunk tree runs
+    On the CPU ``E Sigma^-1`` is formed ``QUAD_SLAB_CHUNKS`` chunks of the flat index at
+    a time (the rows those chunks touch, by ``woodbury_solve``, whose rows do not depend
+    on each other); each slab's chunk partials go into one array and the chunk tree runs
     once at the end: the bits of the dot over the whole matrices, without holding
-    ``E Sigma^-1`` (N x K). ``E``: C-contiguous float64.
+    ``E Sigma^-1`` (N x K). ``E``: C-contiguous float64. On a GPU (``E`` in its memory)
+    the whole solve and the dot run there: the same bits.
     """
     from ..kernels.cpu import rowgroups
     from ..kernels.cpu._cro import CHUNK
     from ..kernels.cpu.reductions import dot_chunk_partials, finish_partials
 
+    if not on_host(device):
+        W = resident_solve(factor, E, device)
+        return dot(E.reshape(-1), W.reshape(-1), factor.mode, device)
     N, K = E.shape
     compensated = factor.mode == "compensated"
     n = N * K
     flat = E.reshape(-1)
     n_ch = -(-n // CHUNK)
     ps, pc = np.empty(n_ch), np.empty(n_ch)
-    # on the CPU every slab's E Sigma^-1 goes into one buffer: a fresh 8 MB array per
-    # slab came from newly mapped pages after the fit's other allocations (12 -> 29 ms
-    # per log-likelihood at M inside the fit, 12 ms alone)
-    on_cpu = str(device) == "cpu"
+    # every slab's E Sigma^-1 goes into one buffer: a fresh 8 MB array per slab came
+    # from newly mapped pages after the fit's other allocations (12 -> 29 ms per
+    # log-likelihood at M inside the fit, 12 ms alone)
     slab_rows = min(N, -(-QUAD_SLAB_CHUNKS * CHUNK // K) + 1)
-    buffer = np.empty(slab_rows * K) if on_cpu else None
+    buffer = np.empty(slab_rows * K)
     for c0 in range(0, n_ch, QUAD_SLAB_CHUNKS):
         c1 = min(n_ch, c0 + QUAD_SLAB_CHUNKS)
         lo, hi = c0 * CHUNK, min(n, c1 * CHUNK)
         r0, r1 = lo // K, -(-hi // K)
-        if on_cpu:
-            W = buffer[:(r1 - r0) * K]
-            rowgroups.woodbury_solve(E[r0:r1], factor.G, factor.d, factor.L, compensated,
-                                     W.reshape(r1 - r0, K))
-        else:
-            W = woodbury_solve(factor, E[r0:r1], device).reshape(-1)
+        W = buffer[:(r1 - r0) * K]
+        rowgroups.woodbury_solve(E[r0:r1], factor.G, factor.d, factor.L, compensated,
+                                 W.reshape(r1 - r0, K))
         dot_chunk_partials(flat[lo:hi], W[lo - r0 * K:hi - r0 * K], compensated,
                            ps[c0:c1], pc[c0:c1])
     return finish_partials(ps, pc, compensated)
@@ -106,14 +107,17 @@ def loglik(E: np.ndarray, factor, device: str) -> float:
     """``-N/2 (K log 2pi + log|Sigma| + tr(Sigma^-1 E^T E) / N)`` via Woodbury
     (:func:`quadratic_form`)."""
     N, K = E.shape
-    quad = quadratic_form(np.ascontiguousarray(E), factor, device)
+    quad = quadratic_form(np.ascontiguousarray(E) if on_host(device) else E, factor, device)
     return -0.5 * ((N * K) * LOG_2PI + N * woodbury_logdet(factor) + quad)
 
 
 def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
     """``E = Y - U`` with ``U = sur_matvec(X, beta)``, subtracting into U's buffer (one
-    N x K array instead of two at the peak)."""
-    U = sur_matvec(X, offsets, beta, mode, device)
+    N x K array instead of two at the peak). On a GPU ``X`` and ``Y`` are there and so is
+    ``E`` (:mod:`._resident`)."""
+    U = resident_matvec(X, offsets, beta, mode, device)
+    if not on_host(device):
+        return Y - U
     return np.subtract(Y, U, out=U)
 
 
@@ -125,17 +129,18 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     starts, so that the last one is the result's ``fittedvalues`` without another pass.
 
     ``buffers``: N x K C-contiguous float64 arrays (or None) to write ``U`` and ``E``
-    into on the CPU, whatever they hold (:func:`fit` recycles the previous sweep's).
+    into on the CPU, whatever they hold (:func:`fit` recycles the previous sweep's). On a
+    GPU (``X`` and ``Y`` there) both stay there and ``buffers`` is not used.
     """
-    U_buffer, E_buffer = buffers
-    if str(device) == "cpu":
-        from ..kernels.cpu import linalg as cpu_linalg
+    if not on_host(device):
+        U = resident_matvec(X, offsets, beta, mode, device)
+        return U, Y - U
+    from ..kernels.cpu import linalg as cpu_linalg
 
-        U = cpu_linalg.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
-                                  mode == "compensated",
-                                  U_buffer if U_buffer is not None else np.empty(Y.shape))
-    else:
-        U = sur_matvec(X, offsets, beta, mode, device)
+    U_buffer, E_buffer = buffers
+    U = cpu_linalg.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
+                              mode == "compensated",
+                              U_buffer if U_buffer is not None else np.empty(Y.shape))
     return U, np.subtract(Y, U, out=E_buffer)
 
 
@@ -242,14 +247,19 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
     # there, so that no CG step or sweep moves X to the GPU again
     Xk = on_device(X, dev)
+    # likewise Y, and every N x K array the loops make stays where the kernels run
+    # (:mod:`._resident`); the result gets host copies of the last fitted values and
+    # residuals
+    Yk = on_device(Yd, dev)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
     from_residuals = fixed is None and (
         sigma_step == "residuals" or
         (sigma_step == "auto" and K > RESIDUAL_SIGMA_PER_RANK * rank))
 
     # the gram solver needs X^T X, which holds every X_j^T X_j: one pass over X, not two
-    XtX = gram(X, mode, dev) if solver == "gram" else None
-    grams = block_grams(data, mode, dev) if XtX is None else diagonal_blocks(XtX, offsets)
+    XtX = gram(Xk, mode, dev) if solver == "gram" else None
+    grams = (block_grams(data, mode, dev, Xk) if XtX is None else
+             diagonal_blocks(XtX, offsets))
     block_factors = factor_blocks(grams, ridge, data, mode)
     # how alike the equations' designs are: the CG's preconditioner couples the blocks
     # by this much (0: block-Jacobi; :mod:`.precondition`)
@@ -264,7 +274,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         the CG's residual at ``beta0``, likewise). Returns ``(beta, b, finished)``;
         ``finished`` is false when the CG stopped early by ``reduction`` (always true for
         the direct solver)."""
-        b = beta_step.rhs(Xk, offsets, Yd, factor, dev) if b is None else b
+        b = beta_step.rhs(Xk, offsets, Yk, factor, dev) if b is None else b
         if solver == "gram":
             L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
                                    mode)
@@ -277,17 +287,17 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         return beta, b, finished
 
     # 1. OLS start
-    beta = ols(data, ridge, mode, dev, factors=block_factors)
+    beta = ols(data, ridge, mode, dev, factors=block_factors, on_device_XY=(Xk, Yk))
     converged, n_iter = False, 0
     if fixed is not None:
         factor, F, d = fixed, fixed.F, fixed.d
         beta = gls_beta(factor, beta)[0]
-        fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev)
+        fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
     else:
         F = d = None
         nll_prev = np.inf
-        E = residuals(Xk, offsets, Yd, beta, mode, dev)  # then once per sweep, below
+        E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
         # the new residuals are written over the old ones once the right-hand side no
         # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
         # array comes from newly mapped pages, which cost about as much as the pass that
@@ -306,11 +316,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             b = r0 = None
             if solver == "cg":  # the CG starts from the residuals E at the current beta:
                 # b and r0 = X^T vec(E Sigma^-1) - ridge beta in one pass over X
-                b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yd, E, factor, beta, ridge,
+                b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yk, E, factor, beta, ridge,
                                                    dev)
             spare, E = (None, E), None  # (the buffer of the new residuals)
             beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
-            fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev, spare)
+            fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
             converged = abs(nll_prev - nll) <= tol * abs(nll)
@@ -320,7 +330,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         if not finished:  # the last solve stopped early: finish it at the final Sigma
             spare, E, fitted = (fitted, E), None, None
             beta = gls_beta(factor, beta, b)[0]
-            fitted, E = fitted_and_residuals(Xk, offsets, Yd, beta, mode, dev, spare)
+            fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
         llf = -nll
@@ -333,15 +343,16 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         cov = None  # (a P x P matrix of NaN would be 800 MB at P = 10^4)
     else:
         if XtX is None:
-            XtX = gram(X, mode, dev)
+            XtX = gram(Xk, mode, dev)
         L = normal_factor["L"] if normal_factor.get("factor") is factor else None
         cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
         if cov_type == "robust":
             cov = robust_covariance(cov, X, offsets, E, factor, dev)
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
-    return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, resid=E,
-                     fittedvalues=fitted, n_iter=n_iter, converged=converged, device=dev,
+    return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N,
+                     resid=host_copy(E), fittedvalues=host_copy(fitted), n_iter=n_iter,
+                     converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
                      regressor_names=data.regressor_names, cov_type=cov_type,
                      added_constant=data.added_constant)

@@ -29,15 +29,16 @@ class CollinearityError(ValueError):
     """A design X_j has (nearly) linearly dependent columns and no ridge was given."""
 
 
-def block_grams(data: SURData, mode: str = "compensated",
-                device: str = "cpu") -> list[np.ndarray]:
+def block_grams(data: SURData, mode: str = "compensated", device: str = "cpu",
+                X_device=None) -> list[np.ndarray]:
     """``[X_j^T X_j for j]``, each (p_j, p_j); entry ``[c, a]`` is the CRO-1 reduction over
     rows of ``fl(X[i, o_j + c] * X[i, o_j + a])``, the lower triangle mirrored.
 
     On the CPU one pass over X computes every block
     (:func:`reprogls.kernels.cpu.gram.column_pair_grams`); elsewhere ``max p_j`` calls of
-    :func:`sur_rmatvec` with ``W[:, j] = X[:, o_j + a]`` give column ``a`` of every block.
-    Both give the same bits.
+    :func:`sur_rmatvec` with ``W[:, j] = X[:, o_j + a]`` give column ``a`` of every block,
+    ``W`` gathered in GPU memory from ``X_device`` (the fit's copy of X there; copied
+    now when None). Both give the same bits.
     """
     X, offsets = data.X, data.offsets
     widths = np.diff(offsets)
@@ -57,12 +58,21 @@ def block_grams(data: SURData, mode: str = "compensated",
         buffer[starts[j] + col * p + row] = values
         return [buffer[starts[i]:starts[i + 1]].reshape(widths[i], widths[i])
                 for i in range(K)]
+    import cupy
+
+    from ..kernels.devices import resolve_device
+    from ..kernels.dispatch import cuda_context
+
     grams = [np.empty((p, p)) for p in widths]
-    Xd = on_device(X, device)  # X crosses to the GPU once, not once per column
+    # X crosses to the GPU once (if not there already), not once per column, and the
+    # N x K weights are gathered there
+    Xd = on_device(X, device) if X_device is None else X_device
     for a in range(int(widths.max(initial=0))):
-        W = np.zeros((X.shape[0], K))
         has = widths > a
-        W[:, has] = X[:, offsets[:-1][has] + a]
+        with cuda_context(resolve_device(device)):
+            W = cupy.zeros((X.shape[0], K))
+            W[:, cupy.asarray(np.flatnonzero(has))] = \
+                Xd[:, cupy.asarray(offsets[:-1][has] + a)]
         g = sur_rmatvec(Xd, offsets, W, mode, device)
         for j in np.flatnonzero(has):
             grams[j][:, a] = g[offsets[j]:offsets[j + 1]]
@@ -118,7 +128,8 @@ def _singular_block_message(data: SURData, j: int, c: int, A: np.ndarray) -> str
 
 
 def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
-        device: str = "cpu", factors: list[np.ndarray] | None = None) -> np.ndarray:
+        device: str = "cpu", factors: list[np.ndarray] | None = None,
+        on_device_XY: tuple | None = None) -> np.ndarray:
     """Equation-by-equation (ridge) least squares, stacked: ``beta`` (P,).
 
     .. math:: \\hat\\beta_j = (X_j^T X_j + \\lambda I)^{-1} X_j^T y_j
@@ -126,12 +137,14 @@ def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
     ``X_j^T y_j`` for all j is one :func:`sur_rmatvec` with ``W = Y``; each system is solved
     with the fixed-order Cholesky solve of the reference, so the result is identical on
     every device and thread count. ``factors`` (from :func:`factor_blocks`) may be passed
-    when the caller has them already.
+    when the caller has them already, and ``on_device_XY``: the fit's ``(X, Y)`` where
+    the kernels read them (on a GPU: its copies there, so that neither crosses again).
     """
     ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
     if factors is None:
         factors = factor_blocks(block_grams(data, mode, device), ridge, data, mode)
-    rhs = sur_rmatvec(data.X, data.offsets, data.Y, mode, device)
+    X, Y = (data.X, data.Y) if on_device_XY is None else on_device_XY
+    rhs = sur_rmatvec(X, data.offsets, Y, mode, device)
     beta = np.empty(data.X.shape[1])
     for j, L in enumerate(factors):
         o0, o1 = data.offsets[j], data.offsets[j + 1]

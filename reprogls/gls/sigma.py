@@ -41,6 +41,7 @@ import numpy as np
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t, on_device
+from ._resident import resident_moment_times
 from ._subspace import (
     jacobi_rotations,
     orthonormalize,
@@ -241,16 +242,18 @@ class MomentMatrix:
 class ResidualMoment:
     """``S = E^T E / N`` given by the N x K residuals ``E`` (never formed).
 
-    On a GPU (``device`` other than ``"cpu"``) E is copied there once and every product
-    is a ``gemv``/``gemv_t`` per column of Q: the bits of the CPU's one-pass
+    On a GPU (``device`` other than ``"cpu"``) E is read there (copied once if it is a
+    NumPy array; a GPU fit's residuals are there already) and every product is a
+    ``gemv``/``gemv_t`` per column of Q: the bits of the CPU's one-pass
     :func:`._dense.matmul`/:func:`._dense.matmul_t` (their columns are those calls).
     """
 
-    def __init__(self, E: np.ndarray, mode: str, device: str = "cpu"):
-        self.E, self.mode = np.ascontiguousarray(E, dtype=np.float64), mode
+    def __init__(self, E, mode: str, device: str = "cpu"):
+        self.device, self.mode = str(device), mode
+        # the E the kernels read: C-contiguous float64, on the device
+        self.E = (np.ascontiguousarray(E, dtype=np.float64) if self.device == "cpu"
+                  else on_device(E, self.device))
         self.nobs, self.size = self.E.shape
-        self.device = str(device)
-        self._E_kernels = on_device(self.E, self.device)  # the E the kernels read
         self._diagonal = None
 
     def diagonal(self) -> np.ndarray:
@@ -260,35 +263,22 @@ class ResidualMoment:
 
         if self._diagonal is None:
             one_per_column = np.arange(self.size + 1, dtype=np.int64)
-            self._diagonal = sur_rmatvec(self._E_kernels, one_per_column, self._E_kernels,
+            self._diagonal = sur_rmatvec(self.E, one_per_column, self.E,
                                          self.mode, self.device) / self.nobs
         return self._diagonal
-
-    def _times(self, V: np.ndarray) -> np.ndarray:
-        """``E V`` (N x k)."""
-        if self.device == "cpu":
-            return matmul(self.E, V, self.mode)
-        from ..kernels import gemv
-
-        return np.stack([gemv(self._E_kernels, np.ascontiguousarray(V[:, q]), self.mode,
-                              self.device) for q in range(V.shape[1])], axis=1)
-
-    def _transposed_times(self, Z: np.ndarray) -> np.ndarray:
-        """``E^T Z`` (K x k)."""
-        if self.device == "cpu":
-            return matmul_t(self.E, Z, self.mode)
-        from ..kernels import gemv_t
-
-        return np.stack([gemv_t(self._E_kernels, np.ascontiguousarray(Z[:, q]), self.mode,
-                                self.device) for q in range(Z.shape[1])], axis=1)
 
     def scaled(self, sqrt_d: np.ndarray):
         """``M = D^-1/2 S D^-1/2`` as the function
         ``Q -> M Q = ((E^T (E (Q / sqrt_d))) / N) / sqrt_d``: two passes over E, each a
-        CRO-1 ``gemv``/``gemv_t`` per column of Q, ``O(N K k)``."""
+        CRO-1 ``gemv``/``gemv_t`` per column of Q, ``O(N K k)`` (on a GPU ``E V`` stays
+        there: :func:`._resident.resident_moment_times`)."""
         def product(Q):
-            Y = self._times(Q / sqrt_d[:, None])
-            return (self._transposed_times(Y) / self.nobs) / sqrt_d[:, None]
+            V = Q / sqrt_d[:, None]
+            if self.device == "cpu":
+                EtEV = matmul_t(self.E, matmul(self.E, V, self.mode), self.mode)
+            else:
+                EtEV = resident_moment_times(self.E, V, self.mode, self.device)
+            return (EtEV / self.nobs) / sqrt_d[:, None]
         return product
 
 

@@ -1,0 +1,85 @@
+"""The estimator's N x K arrays where the kernels run: in GPU memory for a GPU fit.
+
+The public kernels (:mod:`reprogls.kernels`) return NumPy arrays on every device, so a
+GPU fit built from them alone copied every N x K matrix it made across the bus and back:
+``Y`` into each Woodbury solve, ``Y Sigma^-1`` and ``E Sigma^-1`` out of it and into
+``sur_rmatvec``, the fitted values out of ``sur_matvec``, the residuals into ``E^T E``
+and into the log-likelihood's solve -- 35 N x K transfers in a three-sweep CG fit
+(counted on the host emulator; 1.1 GB at the size M of the estimator issue, against
+0.3 GB for X, which stays there). Here the same CUDA kernels are called with the
+validated device arrays the fit already holds and their results stay on the GPU; the
+fit copies ``Y`` there once and the fitted values and residuals back once, for its
+result. On the CPU these are the CPU kernels. The kernels and their order are the same
+either way, so are the bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..kernels._validate import to_device
+from ..kernels.devices import is_cupy_array, resolve_device
+from ..kernels.dispatch import cuda_context
+from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
+from ._dense import on_device
+
+__all__ = ["host_copy", "on_host", "resident_matvec", "resident_solve"]
+
+
+def on_host(device: str) -> bool:
+    """Whether ``device`` is the CPU (whose arrays are NumPy's)."""
+    return str(device) == "cpu"
+
+
+def host_copy(a: Any) -> Any:
+    """``a`` as a NumPy array: a GPU array copied to the host, anything else as it is."""
+    return a.get() if is_cupy_array(a) else a
+
+
+def resident_matvec(X, offsets: np.ndarray, beta: np.ndarray, mode: str, device: str):
+    """``U = sur_matvec(X, offsets, beta)`` (N x K) left on ``device``: a CuPy array on a
+    GPU (``X`` there already, as the fit keeps it), a NumPy array on the CPU."""
+    if on_host(device):
+        return sur_matvec(X, offsets, beta, mode, "cpu")
+    from ..kernels.cuda import linalg as cuda_linalg
+
+    dev = resolve_device(device)
+    with cuda_context(dev):
+        return cuda_linalg.sur_matvec(
+            on_device(X, dev), to_device(offsets, dev, dtype=np.int64),
+            on_device(beta, dev), mode == "compensated")
+
+
+def resident_solve(factor: WoodburyFactor, R, device: str):
+    """``R Sigma^-1`` (``woodbury_solve``) left on ``device``, like
+    :func:`resident_matvec`; ``R`` is read where it is (copied to the GPU only if it is a
+    NumPy array)."""
+    if on_host(device):
+        return woodbury_solve(factor, R, "cpu")
+    from ..kernels.cuda import linalg as cuda_linalg
+
+    dev = resolve_device(device)
+    with cuda_context(dev):
+        return cuda_linalg.woodbury_solve(on_device(R, dev), factor.G, factor.d, factor.L,
+                                          factor.mode == "compensated")
+
+
+def resident_moment_times(E, V: np.ndarray, mode: str, device: str) -> np.ndarray:
+    """``E^T (E V)`` (K x k, on the host) for ``E`` (N x K) in GPU memory: per column
+    ``v`` of ``V``, ``u = gemv(E, v)`` and then ``gemv_t(E, u)`` there -- the bits of the
+    public kernels' ``gemv_t(E, gemv(E, v))``, without taking the N-vector ``u`` to the
+    host and back (two transfers per column of every product of the large-K
+    Sigma-step)."""
+    from ..kernels.cuda import linalg as cuda_linalg
+
+    compensated = mode == "compensated"
+    dev = resolve_device(device)
+    with cuda_context(dev):
+        columns = []
+        for q in range(V.shape[1]):
+            u = cuda_linalg.gemv(E, on_device(np.ascontiguousarray(V[:, q]), dev),
+                                 compensated)
+            columns.append(host_copy(cuda_linalg.gemv_t(E, u, compensated)))
+    return np.stack(columns, axis=1) if columns else np.zeros((E.shape[1], 0))
