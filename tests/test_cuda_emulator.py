@@ -236,3 +236,20 @@ def test_the_gpu_fit_script_runs_on_the_emulator():
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "fingerprints equal" in run.stdout, run.stdout
+
+
+def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
+    """``profiling/gpu_session.sh`` is the one prepared call for a session that is lent
+    a GPU (about 15 minutes of device time in all). Its dry run (``--emulator``: the
+    golden-fingerprint gpu tests and the S fit on the emulated device) must pass here,
+    so that the call does not fail on the GPU machine for a reason visible here."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    run = subprocess.run(["bash", "profiling/gpu_session.sh", "--emulator"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert [line.split(":")[0] for line in summary.splitlines()] == [
+        "sanity", "tests", "fits"], summary
+    assert all(": exit 0 after" in line for line in summary.splitlines()), summary
+    assert "fingerprints equal" in run.stdout, run.stdout[-3000:]
+    assert (tmp_path / "sanity.log").read_text().count("equal") == 1

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Everything a session with a lent GPU should check, in one call of about 8 minutes.
+#
+#   bash profiling/gpu_session.sh              # on the GPU machine, from the repository root
+#                                              # (device tool: run with timeout_s=600)
+#   bash profiling/gpu_session.sh --emulator   # dry run here: the host emulator of the CUDA
+#                                              # kernels, small sizes (times mean nothing)
+#
+# Why one script: a task that is lent a GPU gets about 15 minutes of device time in all,
+# starting the machine included (/work/.library/device/README.md), so the checks run in
+# one prepared call, most valuable first, each under its own time limit:
+#
+#   1. sanity   versions, the GPU, one CPU and one CUDA kernel call (stops here on failure)
+#   2. tests    pytest -m gpu: every CUDA kernel and fit bitwise against the reference
+#   3. fits     profiling/gpu_fits.py: S, M and L on the GPU against the CPU, fingerprints
+#   4. roofline profiling/roofline.py --device cuda --quick: GB/s against the copy peak,
+#               with the fused normal operator next to the three kernels it fuses
+#
+# Logs go to $OUT (the device tool's folder that comes back; default profiling/out/gpu):
+# summary.txt, sanity/tests/fits/fits-plugin/roofline.log, roofline-cuda.md and .png --
+# the 8 files the tool brings back at most. The last lines printed are the summary.
+set -u
+emulator=0
+if [ "${1:-}" = "--emulator" ]; then emulator=1; fi
+OUT=${OUT:-profiling/out/gpu}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+summary="$OUT/summary.txt"
+: > "$summary"
+
+# the whole script stays inside one device call (at most 600 s): every step's limit is
+# cut to what is left of BUDGET seconds, and a step with under 15 s left is skipped
+BUDGET=${GPU_SESSION_SECONDS:-560}
+began=$(date +%s)
+
+# step NAME SECONDS CMD...: run CMD under a time limit, output to $OUT/NAME.log
+step() {
+    local name=$1 limit=$2 start rc left
+    shift 2
+    left=$(( BUDGET - ($(date +%s) - began) ))
+    if [ "$left" -lt 15 ]; then
+        echo "$name: skipped, $left s of the budget left" | tee -a "$summary"
+        return 124
+    fi
+    if [ "$limit" -gt "$left" ]; then limit=$left; fi
+    start=$(date +%s)
+    timeout -k 5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    echo "$name: exit $rc after $(( $(date +%s) - start )) s (limit $limit s)" | tee -a "$summary"
+    return $rc
+}
+
+if [ $emulator = 1 ]; then
+    export REPROGLS_CUDA_EMULATOR=1
+    tests=(-m gpu -k golden)
+    fit_sizes=(S)
+    repeat=1
+else
+    tests=(-m gpu)
+    fit_sizes=(S M L)
+    repeat=3
+fi
+
+# 1. sanity: the versions, the card, and one call per device (compiles the CPU kernels)
+sanity='
+import os, subprocess, sys, numpy as np
+if os.environ.get("REPROGLS_CUDA_EMULATOR"):
+    from tests import cuda_emulator
+    cuda_emulator.install()
+else:
+    print(subprocess.run(["nvidia-smi"], capture_output=True, text=True).stdout)
+import numba, reprogls
+from reprogls import kernels
+print("python", sys.version.split()[0], "numpy", np.__version__, "numba", numba.__version__)
+try:
+    import cupy
+    print("cupy", cupy.__version__)
+except ImportError as e:
+    print("cupy missing:", e)
+print("devices", kernels.available_devices())
+x = np.random.default_rng(0).standard_normal(1 << 20)
+cpu = kernels.sum(x, device="cpu")
+gpu = kernels.sum(x, device="cuda")
+print("sum cpu", cpu.hex(), "cuda", float(gpu).hex(), "equal" if cpu == float(gpu) else "DIFFERENT")
+kernels.warmup()
+print("warm-up done")
+'
+if ! step sanity 150 "$PY" -c "$sanity"; then
+    echo "sanity failed: see $OUT/sanity.log (last lines below)"
+    tail -n 30 "$OUT/sanity.log"
+    exit 1
+fi
+
+# 2. the gpu tests (the CPU kernels are compiled by now: Numba's cache)
+step tests 240 "$PY" -m pytest -q -p no:cacheprovider --maxfail=50 \
+    "${tests[@]}" tests
+
+# 3. fits on the GPU against the CPU (without SEs: S, M, L; with: S, M)
+step fits 120 "$PY" profiling/gpu_fits.py --sizes "${fit_sizes[@]}" --repeat "$repeat"
+if [ $emulator = 0 ]; then
+    step fits-plugin 60 "$PY" profiling/gpu_fits.py --sizes S M --repeat 1 --cov plugin
+fi
+
+# 4. the roofline on the GPU (writes roofline-cuda.md and .png into $OUT)
+if [ $emulator = 0 ]; then
+    step roofline 90 "$PY" profiling/roofline.py --device cuda --quick --out "$OUT"
+fi
+
+echo "---- summary ($OUT)"
+cat "$summary"
+echo "---- tests"
+tail -n 3 "$OUT/tests.log"
+echo "---- fits"
+for log in "$OUT/fits.log" "$OUT/fits-plugin.log"; do
+    if [ -f "$log" ]; then grep -E "^fit " "$log" || tail -n 5 "$log"; fi
+done
+if [ -f "$OUT/roofline-cuda.md" ]; then
+    echo "---- roofline"
+    cat "$OUT/roofline-cuda.md"
+fi
