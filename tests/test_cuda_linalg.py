@@ -212,3 +212,38 @@ def test_elementwise():
     mine = kernels.fista_step(z, g, 0.1, xp, 0.6, lam, 0.5, -3.0, 3.0, "cuda")
     spec = ref.fista_step(z, g, 0.1, xp, 0.6, lam, 0.5, -3.0, 3.0)
     assert same_bits(mine[0], spec[0]) and same_bits(mine[1], spec[1])
+
+
+def test_device_copies_of_a_layout_and_a_factor_are_reused_and_keyed_by_value(monkeypatch):
+    """The launchers keep the device copies of a SUR layout (offsets, column-to-equation
+    map) and of a Woodbury factor (``G``, ``d``, ``L``, ``L^T``) for the next call: a
+    repeated call copies only its data across. The keys are the values, so a factor
+    changed in place is copied again and the result is the reference's for the new
+    values."""
+    import cupy
+
+    rng = np.random.default_rng(41)
+    N, K, p, k = 60, 7, 3, 2
+    X = rng.standard_normal((N, K * p))
+    offsets = np.arange(0, K * p + 1, p)
+    v = rng.standard_normal(K * p)
+    factor = kernels.woodbury_factor(rng.standard_normal((K, k)), 0.5 + rng.uniform(size=K))
+    copies = []
+    real_asarray = cupy.asarray
+
+    def counting_asarray(a, *args, **kwargs):
+        if isinstance(a, np.ndarray):
+            copies.append(a.shape)
+        return real_asarray(a, *args, **kwargs)
+
+    kernels.sur_normal_matvec(X, offsets, factor, v, device="cuda")
+    monkeypatch.setattr(cupy, "asarray", counting_asarray)
+    again = kernels.sur_normal_matvec(X, offsets, factor, v, device="cuda")
+    assert sorted(copies) == sorted([(N, K * p), (K * p,)]), copies  # X and v only
+    assert same_bits(again, kernels.sur_normal_matvec(X, offsets, factor, v, device="cpu"))
+    copies.clear()
+    factor.G[0, 0] *= 2.0  # (in place: the cached copy is stale)
+    changed = kernels.sur_normal_matvec(X, offsets, factor, v, device="cuda")
+    assert (K, k) in copies, copies
+    assert same_bits(changed, kernels.sur_normal_matvec(X, offsets, factor, v, device="cpu"))
+    assert not same_bits(changed, again)

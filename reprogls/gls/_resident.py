@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels._validate import to_device
 from ..kernels.devices import is_cupy_array, resolve_device
 from ..kernels.dispatch import cuda_context
 from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
@@ -48,7 +47,7 @@ def resident_matvec(X, offsets: np.ndarray, beta: np.ndarray, mode: str, device:
     dev = resolve_device(device)
     with cuda_context(dev):
         return cuda_linalg.sur_matvec(
-            on_device(X, dev), to_device(offsets, dev, dtype=np.int64),
+            on_device(X, dev), np.ascontiguousarray(offsets, dtype=np.int64),
             on_device(beta, dev), mode == "compensated")
 
 

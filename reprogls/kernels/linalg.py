@@ -20,7 +20,6 @@ from ._validate import (
     as_vector,
     check_shape,
     host_vector,
-    to_device,
 )
 from .devices import Device, is_cupy_array, resolve_device
 from .dispatch import cuda_context
@@ -140,9 +139,10 @@ def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sur_inputs(X, offsets, dev):
+    """``X`` on ``dev`` and the validated offsets, host int64 for every backend (the CUDA
+    launchers keep their device copy per layout)."""
     Xd = as_matrix(X, "X", dev)
-    off = as_offsets(offsets, Xd.shape[1])
-    return Xd, off, to_device(off, dev, dtype=np.int64)
+    return Xd, as_offsets(offsets, Xd.shape[1])
 
 
 def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
@@ -176,14 +176,14 @@ def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, X, beta)
     with cuda_context(dev):
-        Xd, off, offd = _sur_inputs(X, offsets, dev)
+        Xd, off = _sur_inputs(X, offsets, dev)
         bd = as_vector(beta, "beta", dev)
         check_shape(bd, (Xd.shape[1],), "beta", "one coefficient per column of X")
         if out is not None:
             as_output(out, (Xd.shape[0], off.shape[0] - 1), {"X": X, "beta": beta})
         if dev.kind == "cpu":
-            return _backend(dev).sur_matvec(Xd, offd, bd, compensated, out)
-        return _into(_backend(dev).sur_matvec(Xd, offd, bd, compensated), out)
+            return _backend(dev).sur_matvec(Xd, off, bd, compensated, out)
+        return _into(_backend(dev).sur_matvec(Xd, off, bd, compensated), out)
 
 
 def sur_rmatvec(X: Any, offsets: Any, W: Any, mode: str = "compensated",
@@ -197,10 +197,10 @@ def sur_rmatvec(X: Any, offsets: Any, W: Any, mode: str = "compensated",
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, X, W)
     with cuda_context(dev):
-        Xd, off, offd = _sur_inputs(X, offsets, dev)
+        Xd, off = _sur_inputs(X, offsets, dev)
         Wd = as_matrix(W, "W", dev)
         check_shape(Wd, (Xd.shape[0], off.shape[0] - 1), "W", "one column per equation")
-        return _to_host(_backend(dev).sur_rmatvec(Xd, offd, Wd, compensated))
+        return _to_host(_backend(dev).sur_rmatvec(Xd, off, Wd, compensated))
 
 
 def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor:
@@ -317,13 +317,13 @@ def sur_normal_matvec(X: Any, offsets: Any, factor: WoodburyFactor, v: Any,
     compensated = factor.mode == "compensated"
     dev = resolve_device(device, X, v)
     with cuda_context(dev):
-        Xd, off, offd = _sur_inputs(X, offsets, dev)
+        Xd, off = _sur_inputs(X, offsets, dev)
         if off.shape[0] - 1 != factor.K:
             raise ValueError(f"offsets define {off.shape[0] - 1} equations but the factor "
                              f"is for K = {factor.K}")
         vd = as_vector(v, "v", dev)
         check_shape(vd, (Xd.shape[1],), "v", "one entry per column of X")
-        return _to_host(_backend(dev).sur_normal_matvec(Xd, offd, vd, factor.G, factor.d,
+        return _to_host(_backend(dev).sur_normal_matvec(Xd, off, vd, factor.G, factor.d,
                                                         factor.L, compensated))
 
 

@@ -1,7 +1,11 @@
 """CuPy launchers of the linear-algebra kernels (``linalg.cu``).
 
-Inputs are validated C-contiguous float64 CuPy arrays on the current device (offsets
-int64). The Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
+Inputs are validated C-contiguous float64 CuPy arrays on the current device; offsets
+int64, preferably on the host (the device copy of each layout and the column-to-equation
+map are kept per layout, :func:`_layout`, and so are the device copies of a Woodbury
+factor, :func:`_factor_arrays`: a fit calls these launchers dozens of times with one
+layout and a dozen times per factor, and each call used to copy them anew). The
+Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
 ``O(K k^2)``) and copied here; the bits are the same by construction. The normal operator
 reads each row of X from device memory once (``sur_normal_lanes``: per CRO-1 lane of a
 chunk, a block takes the lane's rows eight at a time, one per warp through ``X v`` and
@@ -23,6 +27,9 @@ GPU: their bits are checked there, their speed nowhere.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import cupy as cp
 import numpy as np
@@ -48,10 +55,65 @@ def _k(name):
     return kernel("linalg.cu", name)
 
 
-def _column_equations(widths):
-    """``eq[m]``: the equation that owns column ``m`` (int32, on the device), from the
-    equations' widths on the host."""
-    return cp.asarray(np.repeat(np.arange(widths.shape[0], dtype=np.int32), widths))
+@dataclass(frozen=True)
+class _Layout:
+    """A SUR layout as the launchers need it: ``widths`` and ``widest`` on the host,
+    ``offsets`` (int64) and ``eq`` (``eq[m]``: the equation that owns column ``m``, int32)
+    on the device."""
+
+    widths: np.ndarray
+    widest: int
+    offsets: object
+    eq: object
+
+
+#: Layouts and factors whose device copies are kept (least recently used dropped).
+_CACHED = 16
+#: Largest Woodbury factor (``K k`` values) whose device copies are kept: its bytes are
+#: the cache key, hashed at every call.
+FACTOR_CACHE_MAX = 1 << 16
+
+
+def _layout(offsets) -> _Layout:
+    """The :class:`_Layout` of ``offsets`` (host int64, or a device array: then copied
+    back once per call), from a cache keyed on the offsets' bytes and the current
+    device. A fit calls the SUR kernels dozens of times with one layout; each call used
+    to copy the offsets to the host and the equation of every column to the device."""
+    host = offsets if isinstance(offsets, np.ndarray) else cp.asnumpy(offsets)
+    return _cached_layout(np.ascontiguousarray(host, dtype=np.int64).tobytes(),
+                          cp.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _cached_layout(key: bytes, device_id: int) -> _Layout:
+    offsets = np.frombuffer(key, dtype=np.int64)
+    widths = np.diff(offsets)
+    return _Layout(widths=widths, widest=int(widths.max(initial=0)),
+                   offsets=cp.asarray(offsets),
+                   eq=cp.asarray(np.repeat(np.arange(widths.shape[0], dtype=np.int32), widths)))
+
+
+def _factor_arrays(G, d, L):
+    """``(G, d, L, L^T)`` of a Woodbury factor (host arrays) on the current device, kept
+    for the next call with the same values (a CG fit solves with one factor a dozen
+    times): the key is their bytes, so a factor changed in place is copied again.
+    Factors above :data:`FACTOR_CACHE_MAX` values are copied every call."""
+    if G.size > FACTOR_CACHE_MAX:
+        return _factor_to_device(G, d, L)
+    key = tuple((np.ascontiguousarray(a, dtype=np.float64).tobytes(), a.shape)
+                for a in (G, d, L))
+    return _cached_factor(key, cp.cuda.Device().id)
+
+
+def _factor_to_device(G, d, L):
+    Ld = cp.asarray(L)
+    return cp.asarray(G), cp.asarray(d), Ld, cp.ascontiguousarray(Ld.T)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _cached_factor(key, device_id: int):
+    G, d, L = (np.frombuffer(data, dtype=np.float64).reshape(shape) for data, shape in key)
+    return _factor_to_device(G, d, L)
 
 
 def sur_matvec(X, offsets, beta, compensated):
@@ -60,8 +122,8 @@ def sur_matvec(X, offsets, beta, compensated):
     U = cp.empty((N, K), dtype=cp.float64)
     if U.size == 0:
         return U
-    offsets_host = cp.asnumpy(offsets)
-    widest = int(np.diff(offsets_host).max(initial=0))
+    layout = _layout(offsets)
+    offsets, widest = layout.offsets, layout.widest
     if widest <= 32:  # a thread per output
         grid, block = thread_grid(N * K)
         _k("sur_matvec_short")(grid, block, (X, offsets, beta, np.int64(N), np.int32(K),
@@ -87,7 +149,7 @@ def sur_rmatvec(X, offsets, W, compensated):
     LS, LC = cp.empty((n_chunks * 32, P)), cp.empty((n_chunks * 32, P))
     n_tasks = n_chunks * 32 * -(-P // THREADS)
     _k("sur_rmatvec_lanes")((min(n_tasks, 2**31 - 1),), (THREADS,), (
-        X, _column_equations(np.diff(cp.asnumpy(offsets))), cp.ascontiguousarray(W),
+        X, _layout(offsets).eq, cp.ascontiguousarray(W),
         np.int64(N), np.int64(P), np.int32(K), np.int32(compensated), LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
 
@@ -160,13 +222,12 @@ def gram_lower(X, compensated):
 
 
 def gemv(A, x, compensated):
-    return sur_matvec(A, cp.asarray(np.array([0, A.shape[1]], dtype=np.int64)), x,
-                      compensated)[:, 0]
+    return sur_matvec(A, np.array([0, A.shape[1]], dtype=np.int64), x, compensated)[:, 0]
 
 
 def gemv_t(A, y, compensated):
-    return sur_rmatvec(A, cp.asarray(np.array([0, A.shape[1]], dtype=np.int64)),
-                       y.reshape(-1, 1), compensated)
+    return sur_rmatvec(A, np.array([0, A.shape[1]], dtype=np.int64), y.reshape(-1, 1),
+                       compensated)
 
 
 def woodbury_solve(R, G, d, L, compensated):
@@ -178,8 +239,7 @@ def woodbury_solve(R, G, d, L, compensated):
     out = cp.empty((N, K), dtype=cp.float64)
     if out.size == 0:
         return out
-    Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
-    LT = cp.ascontiguousarray(Ld.T)
+    Gd, dd, Ld, LT = _factor_arrays(G, d, L)
     grid, block = warp_grid(N)
     _k("woodbury_solve")(grid, block, (R, Gd, dd, Ld, LT, np.int64(N), np.int32(K),
                                        np.int32(k), np.int32(compensated), out))
@@ -190,8 +250,8 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
-    widths = np.diff(cp.asnumpy(offsets))  # one copy to the host per call
-    widest = int(widths.max(initial=0))
+    layout = _layout(offsets)
+    offsets, widest = layout.offsets, layout.widest
     if not (N and P and k <= MAX_RANK and K <= _ref.CHUNK and widest <= _ref.CHUNK):
         U = sur_matvec(X, offsets, v, compensated)
         return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
@@ -206,9 +266,9 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
         uw_global = cp.empty(blocks * FUSED_ROWS * K)
     LS = cp.empty((n_tasks, P))
     LC = cp.empty((n_tasks, P))
-    Gd, dd, Ld = cp.asarray(G), cp.asarray(d), cp.asarray(L)
+    Gd, dd, Ld, LT = _factor_arrays(G, d, L)
     _k("sur_normal_lanes")((blocks,), (FUSED_THREADS,), (
-        X, offsets, _column_equations(widths), v, Gd, dd, Ld, cp.ascontiguousarray(Ld.T),
+        X, offsets, layout.eq, v, Gd, dd, Ld, LT,
         np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated),
         np.int32(widest <= 32), np.int32(P <= FUSED_MAX_P), np.int32(uw_in_shared),
         uw_global, LS, LC))
