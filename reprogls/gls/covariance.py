@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import woodbury_solve
 from ..kernels.cpu import spd
 from ..kernels.linalg import WoodburyFactor
 from . import beta as beta_step
 from ._dense import gram, matmul, mirror_lower
+from ._resident import on_host, resident_solve
 
 __all__ = ["inverse_normal_matrix", "robust_covariance"]
 
@@ -56,13 +56,20 @@ def inverse_normal_matrix(XtX: np.ndarray, offsets: np.ndarray, factor: Woodbury
     return mirror_lower(inv)
 
 
-def score_gram(X: np.ndarray, offsets: np.ndarray, E: np.ndarray, factor: WoodburyFactor,
-               device: str) -> np.ndarray:
+def score_gram(X, offsets: np.ndarray, E, factor: WoodburyFactor, device: str
+               ) -> np.ndarray:
     """``B = sum_i s_i s_i^T`` with ``s_i[m] = fl(X[i, m] * W[i, eq(m)])``,
-    ``W = E Sigma^-1`` (``woodbury_solve``); one pass over the (N, P) scores."""
-    W = woodbury_solve(factor, E, device)
+    ``W = E Sigma^-1`` (``woodbury_solve``); one pass over the (N, P) scores. On a GPU
+    ``X`` and ``E`` are there (the fit's copies) and ``W`` and the scores are formed
+    there too (:mod:`._resident`): the products are the same IEEE multiplications."""
+    W = resident_solve(factor, E, device)
     eq = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
-    scores = np.multiply(X, W[:, eq])
+    if on_host(device):
+        scores = np.multiply(X, W[:, eq])
+    else:
+        import cupy
+
+        scores = X * W[:, cupy.asarray(eq)]
     return gram(scores, factor.mode, device)
 
 

@@ -347,7 +347,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         L = normal_factor["L"] if normal_factor.get("factor") is factor else None
         cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
         if cov_type == "robust":
-            cov = robust_covariance(cov, X, offsets, E, factor, dev)
+            cov = robust_covariance(cov, Xk, offsets, E, factor, dev)
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N,
