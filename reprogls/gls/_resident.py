@@ -24,7 +24,8 @@ from ..kernels.dispatch import cuda_context
 from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
 from ._dense import on_device
 
-__all__ = ["host_copy", "on_host", "resident_matvec", "resident_solve"]
+__all__ = ["host_copy", "on_host", "resident_matvec", "resident_moment_times",
+           "resident_solve"]
 
 
 def on_host(device: str) -> bool:
