@@ -241,8 +241,9 @@ def test_the_gpu_fit_script_runs_on_the_emulator():
 def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
     """``profiling/gpu_session.sh`` is the one prepared call for a session that is lent
     a GPU (about 15 minutes of device time in all). Its dry run (``--emulator``: the
-    golden-fingerprint gpu tests and the S fit on the emulated device) must pass here,
-    so that the call does not fail on the GPU machine for a reason visible here."""
+    gram path's golden-fingerprint gpu test and the S fit on the emulated device) must
+    pass here, so that the call does not fail on the GPU machine for a reason visible
+    here."""
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     run = subprocess.run(["bash", "profiling/gpu_session.sh", "--emulator"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
