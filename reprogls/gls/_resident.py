@@ -15,27 +15,20 @@ either way, so are the bits.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..kernels.devices import is_cupy_array, resolve_device
+from ..kernels.devices import resolve_device, to_host
 from ..kernels.dispatch import cuda_context
 from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
 from ._dense import on_device
 
-__all__ = ["host_copy", "on_host", "resident_matvec", "resident_moment_times",
+__all__ = ["on_host", "resident_matvec", "resident_moment_times",
            "resident_solve"]
 
 
 def on_host(device: str) -> bool:
     """Whether ``device`` is the CPU (whose arrays are NumPy's)."""
     return str(device) == "cpu"
-
-
-def host_copy(a: Any) -> Any:
-    """``a`` as a NumPy array: a GPU array copied to the host, anything else as it is."""
-    return a.get() if is_cupy_array(a) else a
 
 
 def resident_matvec(X, offsets: np.ndarray, beta: np.ndarray, mode: str, device: str):
@@ -79,7 +72,6 @@ def resident_moment_times(E, V: np.ndarray, mode: str, device: str) -> np.ndarra
     with cuda_context(dev):
         columns = []
         for q in range(V.shape[1]):
-            u = cuda_linalg.gemv(E, on_device(np.ascontiguousarray(V[:, q]), dev),
-                                 compensated)
-            columns.append(host_copy(cuda_linalg.gemv_t(E, u, compensated)))
+            u = cuda_linalg.gemv(E, on_device(V[:, q], dev), compensated)
+            columns.append(to_host(cuda_linalg.gemv_t(E, u, compensated)))
     return np.stack(columns, axis=1) if columns else np.zeros((E.shape[1], 0))

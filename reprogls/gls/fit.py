@@ -26,11 +26,11 @@ import warnings
 import numpy as np
 
 from ..kernels import dot, woodbury_factor, woodbury_logdet
-from ..kernels.devices import resolve_device
+from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
-from ._resident import host_copy, on_host, resident_matvec, resident_solve
+from ._resident import on_host, resident_matvec, resident_solve
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
@@ -287,7 +287,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         return beta, b, finished
 
     # 1. OLS start
-    beta = ols(data, ridge, mode, dev, factors=block_factors, on_device_XY=(Xk, Yk))
+    beta = ols(data, ridge, mode, dev, factors=block_factors, X_device=Xk, Y_device=Yk)
     converged, n_iter = False, 0
     if fixed is not None:
         factor, F, d = fixed, fixed.F, fixed.d
@@ -351,7 +351,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N,
-                     resid=host_copy(E), fittedvalues=host_copy(fitted), n_iter=n_iter,
+                     resid=to_host(E), fittedvalues=to_host(fitted), n_iter=n_iter,
                      converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
                      regressor_names=data.regressor_names, cov_type=cov_type,

@@ -129,7 +129,7 @@ def _singular_block_message(data: SURData, j: int, c: int, A: np.ndarray) -> str
 
 def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
         device: str = "cpu", factors: list[np.ndarray] | None = None,
-        on_device_XY: tuple | None = None) -> np.ndarray:
+        X_device=None, Y_device=None) -> np.ndarray:
     """Equation-by-equation (ridge) least squares, stacked: ``beta`` (P,).
 
     .. math:: \\hat\\beta_j = (X_j^T X_j + \\lambda I)^{-1} X_j^T y_j
@@ -137,14 +137,16 @@ def ols(data: SURData, ridge: float = 0.0, mode: str = "compensated",
     ``X_j^T y_j`` for all j is one :func:`sur_rmatvec` with ``W = Y``; each system is solved
     with the fixed-order Cholesky solve of the reference, so the result is identical on
     every device and thread count. ``factors`` (from :func:`factor_blocks`) may be passed
-    when the caller has them already, and ``on_device_XY``: the fit's ``(X, Y)`` where
-    the kernels read them (on a GPU: its copies there, so that neither crosses again).
+    when the caller has them already, and ``X_device``/``Y_device``: the fit's copies of
+    ``X`` and ``Y`` where the kernels read them (on a GPU, so that neither crosses
+    again; as :func:`block_grams`).
     """
     ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
     if factors is None:
-        factors = factor_blocks(block_grams(data, mode, device), ridge, data, mode)
-    X, Y = (data.X, data.Y) if on_device_XY is None else on_device_XY
-    rhs = sur_rmatvec(X, data.offsets, Y, mode, device)
+        factors = factor_blocks(block_grams(data, mode, device, X_device), ridge, data,
+                                mode)
+    rhs = sur_rmatvec(data.X if X_device is None else X_device, data.offsets,
+                      data.Y if Y_device is None else Y_device, mode, device)
     beta = np.empty(data.X.shape[1])
     for j, L in enumerate(factors):
         o0, o1 = data.offsets[j], data.offsets[j + 1]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .devices import Device, is_cupy_array
+from .devices import Device, is_cupy_array, to_host
 
 
 def as_vector(x: Any, name: str, device: Device) -> Any:
@@ -85,7 +85,7 @@ def host_vector(x: Any, name: str) -> np.ndarray:
 
 def as_offsets(offsets: Any, n_columns: int) -> np.ndarray:
     """Validate SUR ``offsets`` (K+1 non-decreasing ints from 0 to ``n_columns``); host int64."""
-    arr = np.asarray(offsets.get() if is_cupy_array(offsets) else offsets)
+    arr = np.asarray(to_host(offsets))
     if arr.ndim != 1 or arr.shape[0] < 2:
         raise ValueError("offsets must be a 1-D array of K+1 >= 2 column offsets "
                          "(equation j owns columns offsets[j]:offsets[j+1])")

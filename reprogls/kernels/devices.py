@@ -24,6 +24,7 @@ __all__ = [
     "cuda_status",
     "is_cupy_array",
     "resolve_device",
+    "to_host",
 ]
 
 _INSTALL_HINT = "install the CUDA extra matching your driver: pip install 'reprogls[cuda12]' " \
@@ -95,6 +96,11 @@ def available_devices() -> list[str]:
 def is_cupy_array(x: Any) -> bool:
     """True for a CuPy ndarray, decided without importing CuPy."""
     return type(x).__module__.split(".")[0] == "cupy" and hasattr(x, "device")
+
+
+def to_host(a: Any) -> Any:
+    """``a`` on the host: a CuPy array copied into a NumPy one, anything else as it is."""
+    return a.get() if is_cupy_array(a) else a
 
 
 def _require_cuda(index: int | None) -> Device:

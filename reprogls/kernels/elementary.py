@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_vector
-from .devices import Device, is_cupy_array, resolve_device
+from .devices import Device, resolve_device, to_host
 from .dispatch import cuda_context
 
 __all__ = ["exp", "log"]
@@ -22,7 +22,7 @@ def _apply(name: str, x: Any, device: str | Device) -> np.ndarray:
         xd = as_vector(x, "x", dev)
         out = getattr(importlib.import_module(f"reprogls.kernels.{dev.kind}.elementwise"),
                       name)(xd)
-        return out.get() if is_cupy_array(out) else out
+        return to_host(out)
 
 
 def log(x: Any, device: str | Device = "auto") -> np.ndarray:

@@ -21,7 +21,7 @@ from ._validate import (
     check_shape,
     host_vector,
 )
-from .devices import Device, is_cupy_array, resolve_device
+from .devices import Device, resolve_device, to_host
 from .dispatch import cuda_context
 from .reference import NotPositiveDefiniteError, WoodburyFactor
 
@@ -45,14 +45,10 @@ def _backend(device: Device):
         "reprogls.kernels.cpu.linalg" if device.kind == "cpu" else "reprogls.kernels.cuda.linalg")
 
 
-def _to_host(a: Any) -> np.ndarray:
-    return a.get() if is_cupy_array(a) else a
-
-
 def _into(result: Any, out: np.ndarray | None) -> np.ndarray:
     """The result on the host, written into ``out`` when the caller gave one (the CPU
     kernels write there directly; a GPU result is copied in)."""
-    host = _to_host(result)
+    host = to_host(result)
     if out is None or host is out:
         return host
     out[...] = host
@@ -82,7 +78,7 @@ def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto
         Ad = as_matrix(A, "A", dev)
         xd = as_vector(x, "x", dev)
         check_shape(xd, (Ad.shape[1],), "x", "one entry per column of A")
-        return _to_host(_backend(dev).gemv(Ad, xd, compensated))
+        return to_host(_backend(dev).gemv(Ad, xd, compensated))
 
 
 def gemv_t(A: Any, y: Any, mode: str = "compensated", device: str | Device = "auto") -> np.ndarray:
@@ -98,7 +94,7 @@ def gemv_t(A: Any, y: Any, mode: str = "compensated", device: str | Device = "au
         Ad = as_matrix(A, "A", dev)
         yd = as_vector(y, "y", dev)
         check_shape(yd, (Ad.shape[0],), "y", "one entry per row of A")
-        return _to_host(_backend(dev).gemv_t(Ad, yd, compensated))
+        return to_host(_backend(dev).gemv_t(Ad, yd, compensated))
 
 
 def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +120,7 @@ def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
                          "(N, p_j)")
     blocks = []
     for j, Xj in enumerate(Xs):
-        arr = np.asarray(Xj.get() if is_cupy_array(Xj) else Xj)
+        arr = np.asarray(to_host(Xj))
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -200,7 +196,7 @@ def sur_rmatvec(X: Any, offsets: Any, W: Any, mode: str = "compensated",
         Xd, off = _sur_inputs(X, offsets, dev)
         Wd = as_matrix(W, "W", dev)
         check_shape(Wd, (Xd.shape[0], off.shape[0] - 1), "W", "one column per equation")
-        return _to_host(_backend(dev).sur_rmatvec(Xd, off, Wd, compensated))
+        return to_host(_backend(dev).sur_rmatvec(Xd, off, Wd, compensated))
 
 
 def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor:
@@ -323,7 +319,7 @@ def sur_normal_matvec(X: Any, offsets: Any, factor: WoodburyFactor, v: Any,
                              f"is for K = {factor.K}")
         vd = as_vector(v, "v", dev)
         check_shape(vd, (Xd.shape[1],), "v", "one entry per column of X")
-        return _to_host(_backend(dev).sur_normal_matvec(Xd, off, vd, factor.G, factor.d,
+        return to_host(_backend(dev).sur_normal_matvec(Xd, off, vd, factor.G, factor.d,
                                                         factor.L, compensated))
 
 

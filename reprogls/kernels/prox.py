@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_param, as_vector, check_shape
-from .devices import Device, is_cupy_array, resolve_device
+from .devices import Device, resolve_device, to_host
 from .dispatch import cuda_context
 
 __all__ = ["fista_step", "prox_elastic_net", "soft_threshold", "soft_threshold_box"]
@@ -20,10 +20,6 @@ __all__ = ["fista_step", "prox_elastic_net", "soft_threshold", "soft_threshold_b
 
 def _backend(device: Device):
     return importlib.import_module(f"reprogls.kernels.{device.kind}.elementwise")
-
-
-def _host(a):
-    return a.get() if is_cupy_array(a) else a
 
 
 def _box(lo, hi, n):
@@ -67,7 +63,7 @@ def soft_threshold(x: Any, lam: Any, device: str | Device = "auto") -> np.ndarra
     with cuda_context(dev):
         xd = as_vector(x, "x", dev)
         lam_p = as_param(lam, "lam", xd.shape[0], nonnegative=True)
-        return _host(_backend(dev).soft_threshold(xd, lam_p))
+        return to_host(_backend(dev).soft_threshold(xd, lam_p))
 
 
 def soft_threshold_box(x: Any, lam: Any, lo: Any, hi: Any,
@@ -79,7 +75,7 @@ def soft_threshold_box(x: Any, lam: Any, lo: Any, hi: Any,
         n = xd.shape[0]
         lam_p = as_param(lam, "lam", n, nonnegative=True)
         lo_p, hi_p = _box(lo, hi, n)
-        return _host(_backend(dev).soft_threshold_box(xd, lam_p, lo_p, hi_p))
+        return to_host(_backend(dev).soft_threshold_box(xd, lam_p, lo_p, hi_p))
 
 
 def prox_elastic_net(x: Any, lam: Any, l1_ratio: float = 1.0, step: float = 1.0,
@@ -97,7 +93,7 @@ def prox_elastic_net(x: Any, lam: Any, l1_ratio: float = 1.0, step: float = 1.0,
         n = xd.shape[0]
         lam_p = as_param(lam, "lam", n, nonnegative=True)
         lo_p, hi_p = _box(lo, hi, n)
-        return _host(_backend(dev).prox_elastic_net(xd, lam_p, l1_ratio, step, lo_p, hi_p))
+        return to_host(_backend(dev).prox_elastic_net(xd, lam_p, l1_ratio, step, lo_p, hi_p))
 
 
 def fista_step(z: Any, grad: Any, step: float, x_prev: Any, momentum: float, lam: Any,
@@ -126,4 +122,4 @@ def fista_step(z: Any, grad: Any, step: float, x_prev: Any, momentum: float, lam
         lo_p, hi_p = _box(lo, hi, n)
         x_new, z_next = _backend(dev).fista_step(zd, gd, step, xp, momentum, lam_p, l1_ratio,
                                                  lo_p, hi_p)
-        return _host(x_new), _host(z_next)
+        return to_host(x_new), to_host(z_next)

@@ -57,11 +57,10 @@ def _k(name):
 
 @dataclass(frozen=True)
 class _Layout:
-    """A SUR layout as the launchers need it: ``widths`` and ``widest`` on the host,
-    ``offsets`` (int64) and ``eq`` (``eq[m]``: the equation that owns column ``m``, int32)
-    on the device."""
+    """A SUR layout as the launchers need it: ``widest`` (the most columns of an
+    equation) on the host, ``offsets`` (int64) and ``eq`` (``eq[m]``: the equation that
+    owns column ``m``, int32) on the device."""
 
-    widths: np.ndarray
     widest: int
     offsets: object
     eq: object
@@ -88,7 +87,7 @@ def _layout(offsets) -> _Layout:
 def _cached_layout(key: bytes, device_id: int) -> _Layout:
     offsets = np.frombuffer(key, dtype=np.int64)
     widths = np.diff(offsets)
-    return _Layout(widths=widths, widest=int(widths.max(initial=0)),
+    return _Layout(widest=int(widths.max(initial=0)),
                    offsets=cp.asarray(offsets),
                    eq=cp.asarray(np.repeat(np.arange(widths.shape[0], dtype=np.int32), widths)))
 
