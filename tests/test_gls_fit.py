@@ -585,6 +585,55 @@ def test_gpu_fit_keeps_its_n_by_k_arrays_on_the_device(monkeypatch, solver, sigm
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("solver, add_constant", [("cg", False), ("gram", True)])
+def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkeypatch,
+                                                                          solver,
+                                                                          add_constant):
+    """CuPy designs and Y with ``device="auto"``: packed and fitted on their GPU with the
+    CPU's fingerprint. No N-row array crosses to the GPU (``prepare`` copied every design
+    and Y to the host and the fit copied the packed X and Y back: ~0.7 GB at N = 20000,
+    K = 200, p = 10) and, counted on the emulator, the only N-row arrays that come back
+    are the result's fitted values and residuals (the CG's coupling estimate gathers its
+    1024 sampled rows on the GPU first). With ``device="cpu"`` the same inputs are
+    fitted on the host, again with the same bits."""
+    import cupy
+
+    from tests import cuda_emulator
+
+    Xs, Y = simulate(1500, 5, 3, 2, 4, True)[:2]
+    N, K = Y.shape
+    options = dict(rank=2, beta_solver=solver, add_constant=add_constant)
+    expect = gls.fit(Xs, Y, device="cpu", **options).fingerprint
+    Xd, Yd = [cupy.asarray(x) for x in Xs], cupy.asarray(Y)
+    to_gpu, to_host = [], []
+    real_asarray = cupy.asarray
+
+    def counting_asarray(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.shape[:1] == (N,):
+            to_gpu.append(a.shape)
+        return real_asarray(a, *args, **kwargs)
+
+    monkeypatch.setattr(cupy, "asarray", counting_asarray)
+    emulated = cuda_emulator.requested()
+    if emulated:  # (a real CuPy array's get() cannot be wrapped)
+        real_get = cupy.ndarray.get
+
+        def counting_get(self):
+            if self.shape[:1] == (N,):
+                to_host.append(self.shape)
+            return real_get(self)
+
+        monkeypatch.setattr(cupy.ndarray, "get", counting_get)
+    res = gls.fit(Xd, Yd, **options)
+    monkeypatch.undo()
+    assert res.device.startswith("cuda") and res.fingerprint == expect
+    assert to_gpu == [], to_gpu
+    if emulated:
+        assert sorted(to_host) == [(N, K)] * 2, to_host
+    assert gls.fit(Xd, Yd, device="cpu", **options).fingerprint == expect
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("mode", ["compensated", "plain"])
 def test_gpu_sigma_step_from_residuals_has_the_cpu_bits(mode):
     """The large-K Sigma-step's products ``M Q`` and ``diag(S)`` on the GPU (E copied once,

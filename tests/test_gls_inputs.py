@@ -339,3 +339,82 @@ def test_hand_built_surdata_is_checked():
     for change, match in bad:
         with pytest.raises(ValueError, match=match):
             gls.SURData(**{**fields, **change})
+
+
+# --- CuPy inputs: validated and packed on their GPU ---------------------------------------
+
+@pytest.mark.gpu
+def test_cupy_inputs_are_packed_on_their_gpu_with_the_host_bits():
+    """CuPy designs and Y are packed where they are (``gls._pack.pack_designs_on_device``):
+    ``X`` and ``Y`` come back as CuPy arrays on that GPU, equal bit for bit to the host
+    packing of the same data, whatever the designs' layout and dtype (a Fortran-ordered
+    and a strided view, a 1-D, an integer, a bool and an empty design, an existing
+    constant), with the same names; the caller's arrays are not modified."""
+    import cupy
+
+    rng = np.random.default_rng(3)
+    N = 150
+    host = [rng.standard_normal((N, 3)), rng.standard_normal((N, 9)),
+            rng.standard_normal(N), rng.integers(-5, 5, (N, 2)), rng.random((N, 2)) < 0.5,
+            np.zeros((N, 0))]
+    host[0][:, 1] = 1.0  # already has a constant: none is added
+    Y = rng.standard_normal((N, len(host)))
+    devs = [cupy.asarray(np.ascontiguousarray(host[0].T)).T,  # Fortran order
+            cupy.asarray(host[1])[:, ::4], *[cupy.asarray(h) for h in host[2:]]]
+    host[1] = host[1][:, ::4]
+    before = [d.get() for d in devs]
+    expect = gls.prepare(host, Y, add_constant=True)
+    data = gls.prepare(devs, cupy.asarray(Y), add_constant=True)
+    assert data.on_gpu and data.location == "cuda:0"
+    assert type(data.X).__module__.split(".")[0] == "cupy" and data.X.flags.c_contiguous
+    assert np.array_equal(data.X.get().view(np.uint64), expect.X.view(np.uint64))
+    assert np.array_equal(data.Y.get().view(np.uint64), expect.Y.view(np.uint64))
+    assert data.offsets.tolist() == expect.offsets.tolist()
+    assert data.regressor_names == expect.regressor_names
+    assert data.added_constant == expect.added_constant
+    for b, d in zip(before, devs, strict=True):
+        assert np.array_equal(b, d.get())
+    named = gls.prepare({"a": (cupy.asarray(Y[:, 0]), devs[0]),
+                         "b": (cupy.asarray(Y[:, 1:2]), devs[1])})
+    assert np.array_equal(named.Y.get().view(np.uint64), Y[:, :2].copy().view(np.uint64))
+    assert named.to_host().location == "cpu"
+    assert np.array_equal(named.to_host().X.view(np.uint64),
+                          gls.prepare({"a": (Y[:, 0], host[0]),
+                                       "b": (Y[:, 1], host[1])}).X.view(np.uint64))
+
+
+@pytest.mark.gpu
+def test_cupy_inputs_get_the_host_messages():
+    """NaN/inf in a CuPy design or y, mixed host and GPU inputs, a complex CuPy design and
+    a CuPy ``SURData.X`` without ``on_gpu``: the same messages as for host data."""
+    import cupy
+
+    Xs, Y = small_system()
+    Xs[2] = Xs[2].copy()
+    Xs[2][[3, 7, 9], 1] = [np.nan, np.inf, np.nan]
+    devs = [cupy.asarray(x) for x in Xs]
+    with pytest.raises(ValueError, match=r"equation 'y2' \(Xs\[2\]\), column 'x1': 3 row"):
+        gls.prepare(devs, cupy.asarray(Y))
+    Y2 = Y.copy()
+    Y2[0, 1] = np.inf
+    devs[2] = cupy.asarray(small_system()[0][2])
+    with pytest.raises(ValueError, match=r"y of equation 'y1'.*1 row"):
+        gls.prepare(devs, cupy.asarray(Y2))
+    with pytest.raises(ValueError, match=r"different devices \(cpu, cuda:0\)"):
+        gls.prepare([Xs[0], *devs[1:]], cupy.asarray(Y))
+    with pytest.raises(ValueError, match=r"different devices \(cpu, cuda:0\)"):
+        gls.prepare(devs, Y)
+    with pytest.raises(TypeError, match="dtype"):
+        gls.prepare([cupy.asarray(np.ones((200, 1), dtype=complex)), *devs[1:]],
+                    cupy.asarray(Y))
+    collinear = [devs[0], devs[1], cupy.asarray(np.column_stack([Xs[1], Xs[1] * 2.0]))]
+    with pytest.raises(gls.CollinearityError, match=r"equation 'y2': column 'x1' \(index 1\)"):
+        gls.fit(collinear, cupy.asarray(Y), rank=1)
+    good = gls.prepare(devs, cupy.asarray(Y))
+    fields = dict(X=good.X, offsets=good.offsets, Y=good.Y,
+                  equation_names=good.equation_names, regressor_names=good.regressor_names)
+    assert gls.SURData(**fields, on_gpu=True).location == "cuda:0"
+    with pytest.raises(ValueError, match=r"X must be a C-contiguous.*on_gpu=True"):
+        gls.SURData(**fields)
+    with pytest.raises(ValueError, match="X is on cuda:0 but Y on cpu"):
+        gls.SURData(**{**fields, "Y": Y}, on_gpu=True)

@@ -1,5 +1,6 @@
 """Packing the K per-equation designs into the SUR layout ``X`` (N, P), with the
-finiteness check, in one parallel pass.
+finiteness check: in one parallel pass on the CPU (:func:`pack_designs`), or on the
+inputs' GPU for CuPy inputs (:func:`pack_designs_on_device`, :func:`pack_columns_on_device`).
 
 ``X[i, o_j + a_j + c] = X_j[i, c]`` and ``X[i, o_j] = 1.0`` where equation ``j`` gets an
 added constant (``a_j = 1``). The copy moves values without arithmetic, so it cannot
@@ -12,6 +13,12 @@ Why compiled: NumPy's ``X[:, o:o + p] = X_j`` per equation makes K strided passe
 plus 0.04 s for the per-equation ``np.isfinite`` checks. Here each task writes a slab of
 whole rows, every equation's columns in turn, so ``X`` is written (and faulted in) once,
 front to back, by every thread.
+
+CuPy inputs are packed where they are: copying them to the host to pack them there, and
+the fit copying the packed ``X`` back, moved ~0.7 GB across the bus at that size (and
+cost a host packing pass) before the GPU did any work. On the device each equation is
+one strided copy (a CuPy elementwise kernel, no arithmetic) and the finiteness test one
+``isfinite(X).all(axis=0)``; only its ``P`` flags cross to the host.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ..kernels.cpu import scratch
 from ..kernels.cpu.tasks import run_tasks
 from ..kernels.cpu.views import borrowed_matrix, borrowed_vector
 
-__all__ = ["pack_designs"]
+__all__ = ["pack_columns_on_device", "pack_designs", "pack_designs_on_device"]
 
 #: Rows per task (a slab of X: 64 rows x P values).
 SLAB_ROWS = 64
@@ -83,3 +90,51 @@ def pack_designs(designs: list[np.ndarray], add_constant: list[bool],
     nonfinite = np.zeros((max(n_tasks, 1), K), dtype=np.bool_)
     run_tasks(_pack_tasks, n_tasks, sources, dest, constant, X, nonfinite)
     return X, nonfinite.any(axis=0)
+
+
+def pack_designs_on_device(designs: list, add_constant: list[bool],
+                           offsets: np.ndarray) -> tuple[object, np.ndarray]:
+    """:func:`pack_designs` for CuPy designs (all on one GPU): ``(X, bad)`` with ``X`` a
+    new C-contiguous float64 CuPy array (N, P) on that GPU (the same values: a copy,
+    integer and bool designs converted as by ``astype``) and ``bad`` a host bool array
+    (K,) flagging the designs that hold a NaN or an infinity."""
+    import cupy
+
+    N, P = designs[0].shape[0], int(offsets[-1])
+    with designs[0].device:
+        X = cupy.empty((N, P))
+        for Xj, constant, o0, o1 in zip(designs, add_constant, offsets[:-1].tolist(),
+                                        offsets[1:].tolist(), strict=True):
+            if constant:
+                X[:, o0] = 1.0
+            if o1 > o0 + constant:
+                X[:, o0 + constant:o1] = Xj
+        finite = (cupy.isfinite(X).all(axis=0).get() if X.size else
+                  np.ones(P, dtype=bool))
+    return X, _any_per_equation(~finite, offsets)
+
+
+def pack_columns_on_device(columns) -> tuple[object, np.ndarray]:
+    """``(Y, bad)``: the CuPy columns (a list of K vectors of length N, or one (N, K)
+    array) as a new C-contiguous float64 CuPy array (N, K) on their GPU, and a host bool
+    array (K,) flagging the columns that hold a NaN or an infinity."""
+    import cupy
+
+    first = columns if not isinstance(columns, list) else columns[0]
+    N = first.shape[0]
+    K = columns.shape[1] if not isinstance(columns, list) else len(columns)
+    with first.device:
+        Y = cupy.empty((N, K))
+        if isinstance(columns, list):
+            for j, y in enumerate(columns):
+                Y[:, j] = y
+        else:
+            Y[...] = columns
+        finite = cupy.isfinite(Y).all(axis=0).get() if Y.size else np.ones(K, dtype=bool)
+    return Y, ~finite
+
+
+def _any_per_equation(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per equation ``j``, whether any of ``flags[offsets[j]:offsets[j + 1]]`` is set."""
+    counts = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+    return counts[offsets[1:]] > counts[offsets[:-1]]

@@ -4,7 +4,9 @@ Accepted forms
 --------------
 * ``prepare(Xs, Y)``: a list of K designs ``X_j`` (N, p_j) and ``Y`` (N, K) (or (N,) when
   K = 1). NumPy arrays, pandas DataFrames/Series (their column names become regressor
-  names) or CuPy arrays (moved to the host here; the fit moves them back).
+  names) or CuPy arrays (validated and packed on their GPU: only the per-column
+  finiteness flags and, for ``add_constant``, the per-column "all ones" flags cross to
+  the host, plus a failing column for its message).
 * ``prepare({name: (y, X_j), ...})``: named equations; names flow into summaries.
 
 Checks (``ValueError``/``TypeError`` naming the equation, the column and the fix): non-
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from ..kernels.devices import is_cupy_array
-from ._pack import pack_designs
+from ..kernels.devices import is_cupy_array, to_host
+from ._pack import pack_columns_on_device, pack_designs, pack_designs_on_device
 
 __all__ = ["IdentificationWarning", "SURData", "check_rank", "prepare"]
 
@@ -44,14 +46,16 @@ class SURData:
     ----------
     X : ndarray (N, P)
         C-contiguous float64; equation ``j`` owns columns ``offsets[j]:offsets[j+1]``.
+        A CuPy array on the inputs' GPU when they were CuPy arrays (``on_gpu``).
     offsets : ndarray of int64 (K+1,)
+        Always a NumPy array.
     Y : ndarray (N, K)
-        C-contiguous float64.
+        C-contiguous float64, where ``X`` is.
     equation_names : list of str
     regressor_names : list of list of str
         One list per equation (``"x0", "x1", ...`` when the input had no names).
     on_gpu : bool
-        Whether the inputs were CuPy arrays (``device="auto"`` then runs on the GPU).
+        Whether the inputs were CuPy arrays (``device="auto"`` then runs on their GPU).
     added_constant : tuple of bool
         Per equation, whether ``add_constant=True`` prepended a ``const`` column (so that
         predictions on new designs can add it too).
@@ -73,10 +77,13 @@ class SURData:
         fix = "build it with reprogls.gls.prepare(Xs, Y)"
         for name in ("X", "Y"):
             a = getattr(self, name)
-            if not (isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype == np.float64
-                    and a.flags.c_contiguous):
+            if not ((isinstance(a, np.ndarray) or (self.on_gpu and is_cupy_array(a)))
+                    and a.ndim == 2 and a.dtype == np.float64 and a.flags.c_contiguous):
                 raise ValueError(f"SURData.{name} must be a C-contiguous 2-D float64 NumPy "
-                                 f"array; {fix}")
+                                 f"array (or CuPy, with on_gpu=True); {fix}")
+        if _location(self.X) != _location(self.Y):
+            raise ValueError(f"SURData.X is on {_location(self.X)} but Y on "
+                             f"{_location(self.Y)}; {fix}")
         N, P = self.X.shape
         offsets = as_offsets(self.offsets, P)
         if not (isinstance(self.offsets, np.ndarray) and self.offsets.dtype == np.int64):
@@ -107,6 +114,22 @@ class SURData:
         """``p_j``, the number of regressors of every equation."""
         return np.diff(self.offsets)
 
+    @property
+    def location(self) -> str:
+        """Where ``X`` and ``Y`` are: ``"cpu"`` or ``"cuda:N"``."""
+        return _location(self.X)
+
+    def to_host(self) -> SURData:
+        """The same system with ``X`` and ``Y`` in host memory (itself when they are)."""
+        if self.location == "cpu":
+            return self
+        return replace(self, X=to_host(self.X), Y=to_host(self.Y))
+
+
+def _location(a: Any) -> str:
+    """``"cuda:N"`` for a CuPy array on GPU N, else ``"cpu"``."""
+    return f"cuda:{int(a.device.id)}" if is_cupy_array(a) else "cpu"
+
 
 def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
     columns = getattr(obj, "columns", None)
@@ -118,10 +141,14 @@ def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
     return [f"{prefix}{i}" for i in range(count)]
 
 
-def _to_host(obj: Any, what: str) -> tuple[np.ndarray, bool]:
-    """``(array, came_from_gpu)``; pandas objects become their values."""
+def _as_array(obj: Any, what: str) -> Any:
+    """``obj`` as an array of real numbers where it is: a CuPy array as it is (on its
+    GPU), pandas objects as their values, anything else through ``np.asarray``."""
     if is_cupy_array(obj):
-        return obj.get(), True
+        if obj.dtype.kind not in "fiub":
+            raise TypeError(f"{what} has dtype {obj.dtype}; the estimator needs real "
+                            "numbers (float64, or integer/bool, which are converted)")
+        return obj
     values = getattr(obj, "to_numpy", None)
     arr = np.asarray(values() if callable(values) else obj)
     if arr.dtype == object:
@@ -133,7 +160,7 @@ def _to_host(obj: Any, what: str) -> tuple[np.ndarray, bool]:
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{what} has dtype {arr.dtype}; the estimator needs real numbers "
                         "(float64, or integer/bool, which are converted)")
-    return arr, False
+    return arr
 
 
 def _check_finite(arr: np.ndarray, names: list[str], where: str) -> None:
@@ -168,8 +195,10 @@ def _check_aligned(*groups: list[tuple[str, Any]]) -> None:
                              "X.loc[y.index]) or pass NumPy arrays")
 
 
-def _has_constant(Xj: np.ndarray) -> bool:
-    return bool(Xj.shape[0] > 0 and np.any(np.all(Xj == 1.0, axis=0)))
+def _has_constant(Xj: Any) -> bool:
+    """Whether a column of ``Xj`` is all ones (decided on the GPU for a CuPy ``Xj``: only
+    its ``p_j`` flags cross)."""
+    return bool(Xj.shape[0] > 0 and to_host((Xj == 1.0).all(axis=0)).any())
 
 
 def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
@@ -208,7 +237,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if isinstance(Xs, np.ndarray) or is_cupy_array(Xs) or len(Xs) == 0:
             raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
         designs = list(Xs)
-        Y_arr, y_on_gpu = _to_host(Y, "Y")
+        Y_arr = _as_array(Y, "Y")
         if Y_arr.ndim == 1:
             Y_arr = Y_arr[:, None]
         if Y_arr.ndim != 2:
@@ -217,43 +246,48 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             raise ValueError(f"len(Xs) = {len(designs)} equations but Y has "
                              f"{Y_arr.shape[1]} columns; pass one design per column of Y")
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
-        ys = None  # Y_arr is already one validated host array
+        ys = None  # Y_arr is already one validated array
 
     _check_aligned([(f"y of equation {n!r}", y) for n, y in zip(eq_names, ys, strict=True)]
                    if ys is not None else [("Y", Y)],
                    [(f"the design of equation {n!r}", d)
                     for n, d in zip(eq_names, designs, strict=True)])
-    on_gpu = set() if ys is not None else {y_on_gpu}
-    arrays, reg_names, wheres, constants, y_cols = [], [], [], [], []
+    arrays = [_as_array(Xj, f"equation {name!r} (Xs[{j}])")
+              for j, (name, Xj) in enumerate(zip(eq_names, designs, strict=True))]
+    y_arrays = ([Y_arr] if ys is None else
+                [_as_array(y, f"y of equation {name!r}")
+                 for name, y in zip(eq_names, ys, strict=True)])
+    locations = sorted({_location(a) for a in arrays + y_arrays})
+    if len(locations) > 1:  # before any work on a GPU
+        raise ValueError(f"the inputs are on different devices ({', '.join(locations)}); "
+                         "put them all on one device (CuPy arrays on one GPU, or NumPy / "
+                         "pandas on the host)")
+    on_gpu = locations[0] != "cpu"
+    reg_names, wheres, constants = [], [], []
     for j, (name, Xj) in enumerate(zip(eq_names, designs, strict=True)):
         where = f"equation {name!r} (Xs[{j}])"
-        arr, gpu = _to_host(Xj, where)
-        on_gpu.add(gpu)
+        arr = arrays[j]
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
             raise ValueError(f"{where}: the design must be 2-D (N, p_j), got {arr.shape}")
-        arr = arr.astype(np.float64, copy=False)
+        arrays[j] = arr = arr.astype(np.float64, copy=False)
         names = _names_of(Xj, arr.shape[1], "x")
         add_const = add_constant and not _has_constant(arr)
-        arrays.append(arr)
         reg_names.append(["const", *names] if add_const else names)
         wheres.append(where)
         constants.append(add_const)
-        if ys is not None:
-            y_arr, gpu = _to_host(ys[j], f"y of equation {name!r}")
-            on_gpu.add(gpu)
+    if ys is None:
+        y_cols = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
+    else:
+        y_cols = []
+        for name, y_arr in zip(eq_names, y_arrays, strict=True):
             if y_arr.ndim == 2 and y_arr.shape[1] == 1:
                 y_arr = y_arr[:, 0]
             if y_arr.ndim != 1:
                 raise ValueError(f"y of equation {name!r} must be one column (N,), got "
                                  f"shape {y_arr.shape}; give each column its own equation")
-            y_cols.append(np.asarray(y_arr, dtype=np.float64))
-    if ys is None:
-        y_cols = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
-    if len(on_gpu) > 1:
-        raise ValueError("some inputs are CuPy (GPU) arrays and others are not; put them "
-                         "all on one device")
+            y_cols.append(y_arr.astype(np.float64, copy=False))
     n_rows = {a.shape[0] for a in arrays} | {y.shape[0] for y in y_cols}
     if len(n_rows) != 1:
         detail = ", ".join(f"{n}: X {a.shape[0]}, y {y.shape[0]}"
@@ -268,19 +302,25 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
     # one copy of the data, written straight into the packed layout (peak memory), with
     # the NaN/inf test on the way; a failing equation is then examined for the message
-    X, x_bad = pack_designs(arrays, constants, offsets)
-    Yp = (np.array(Y_arr, dtype=np.float64, order="C") if ys is None else
-          np.ascontiguousarray(np.column_stack(y_cols)))
-    y_bad = ~np.isfinite(Yp).all(axis=0)
+    # (on the host: a CuPy input's failing design or y is copied there only then)
+    if on_gpu:
+        X, x_bad = pack_designs_on_device(arrays, constants, offsets)
+        Yp, y_bad = pack_columns_on_device(Y_arr if ys is None else y_cols)
+    else:
+        X, x_bad = pack_designs(arrays, constants, offsets)
+        Yp = (np.array(Y_arr, dtype=np.float64, order="C") if ys is None else
+              np.ascontiguousarray(np.column_stack(y_cols)))
+        y_bad = ~np.isfinite(Yp).all(axis=0)
     bad = np.flatnonzero(x_bad | y_bad)
     if bad.size:  # the first equation with a NaN/inf: its design first, then its y
         j = int(bad[0])
         if x_bad[j]:
-            _check_finite(arrays[j], reg_names[j][int(constants[j]):], wheres[j])
-        _check_finite(Yp[:, j:j + 1], [eq_names[j]], f"y of equation {eq_names[j]!r}")
+            _check_finite(to_host(arrays[j]), reg_names[j][int(constants[j]):], wheres[j])
+        _check_finite(to_host(Yp[:, j:j + 1]), [eq_names[j]],
+                      f"y of equation {eq_names[j]!r}")
     return SURData(X=X, offsets=offsets, Y=Yp,
                    equation_names=eq_names, regressor_names=reg_names,
-                   on_gpu=on_gpu == {True},
+                   on_gpu=on_gpu,
                    added_constant=tuple(bool(c) for c in constants))
 
 

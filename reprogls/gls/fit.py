@@ -232,8 +232,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     max_iter = check_int("max_iter", max_iter, low=1)
     cg_max_iter = check_int("cg_max_iter", cg_max_iter, low=1)
     data = prepare(Xs, Y, add_constant=add_constant)
-    dev = str(resolve_device("cuda" if (device == "auto" and data.on_gpu) else
-                             ("cpu" if device == "auto" else device)))
+    # "auto" follows the data (CuPy inputs: their GPU, where prepare packed them)
+    dev = str(resolve_device(device, data.X))
+    if data.location != dev:  # packed on one GPU, fitted on the CPU or another GPU
+        data = data.to_host()
     K, N = data.n_equations, data.nobs
     X, offsets, Yd = data.X, data.offsets, data.Y
     P = X.shape[1]

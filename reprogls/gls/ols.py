@@ -14,6 +14,7 @@ import numpy as np
 
 from ..kernels.cpu.gram import block_pair_plan, column_pair_grams
 from ..kernels.cpu.linalg import cholesky_kernel, cholesky_solve_kernel
+from ..kernels.devices import to_host
 from ..kernels.linalg import sur_rmatvec
 from ._dense import on_device
 from .data import SURData, check_real
@@ -116,7 +117,7 @@ def _singular_block_message(data: SURData, j: int, c: int, A: np.ndarray) -> str
     I)``: its squares overflow or underflow float64 (a scale problem, fixed by
     rescaling), or it is zero or (nearly) a combination of the previous columns."""
     eq, col = data.equation_names[j], data.regressor_names[j][c]
-    column = data.X[:, data.offsets[j] + c]
+    column = to_host(data.X[:, data.offsets[j] + c])
     largest = float(np.max(np.abs(column))) if column.size else 0.0
     where = f"equation {eq!r}: column {col!r} (index {c})"
     if not np.isfinite(A[c, c]) or (A[c, c] == 0 and largest > 0):

@@ -64,6 +64,7 @@ from ..kernels.cpu.linalg import (
     forward_substitution,
 )
 from ..kernels.cpu.views import unmanaged
+from ..kernels.devices import is_cupy_array
 
 __all__ = ["COUPLING_MIN", "COUPLING_ROWS", "CoupledPreconditioner", "coupling_matrix",
            "design_coupling", "pack_block_factors"]
@@ -147,8 +148,19 @@ def coupling_matrix(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.n
     compensated = mode == "compensated"
     WT = _whitening_rows(factors, factor_ptr, np.asarray(offsets, dtype=np.int64), p_max,
                          compensated)
-    Z = rows_times(np.ascontiguousarray(X[rows]), WT, compensated)
+    Z = rows_times(_host_rows(X, rows), WT, compensated)
     return gram(Z, mode) * (N / n), counts
+
+
+def _host_rows(X, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` as a C-contiguous host array: for a CuPy ``X`` gathered on its GPU, so
+    that only the sampled rows cross."""
+    if is_cupy_array(X):
+        import cupy
+
+        with X.device:
+            return X[cupy.asarray(rows)].get()
+    return np.ascontiguousarray(X[rows])
 
 
 def design_coupling(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.ndarray],

@@ -274,6 +274,10 @@ def ascontiguousarray(a, dtype=None):
     return a if a.flags.c_contiguous else a.copy()
 
 
+def isfinite(a):
+    return _new(np.isfinite(_operand(a)))
+
+
 def copyto(dst, src):
     dst._host[...] = _operand(src)
 
