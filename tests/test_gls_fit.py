@@ -630,7 +630,12 @@ def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkey
     assert to_gpu == [], to_gpu
     if emulated:
         assert sorted(to_host) == [(N, K)] * 2, to_host
-    assert gls.fit(Xd, Yd, device="cpu", **options).fingerprint == expect
+    host = gls.fit(Xd, Yd, device="cpu", **options)
+    assert host.fingerprint == expect
+    # the result's predict and score take CuPy data too (they run on the host)
+    assert np.array_equal(res.predict(Xd).view(np.uint64),
+                          host.predict(Xs).view(np.uint64))
+    assert res.score(Xd, Yd) == host.score(Xs, Y)
 
 
 @pytest.mark.gpu

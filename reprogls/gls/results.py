@@ -142,10 +142,11 @@ class GLSResult:
             message names the equation and how many rows).
         """
         from ..kernels import woodbury_factor
-        from .data import _to_host
+        from ..kernels.devices import to_host
+        from .data import _as_array
         from .fit import loglik
 
-        Y, _ = _to_host(Y, "Y")  # the fit's conversion and dtype check
+        Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self.predict(Xs)
         if Y.shape != U.shape:
             raise ValueError(f"Y must have shape {U.shape} (the rows of Xs, one column per "
