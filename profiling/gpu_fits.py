@@ -8,9 +8,10 @@ Needs CuPy and an NVIDIA GPU. The S and M systems of the alsgls comparison and t
 scale case L (N=5000, K=2000, p=5, k=10: the fused operator's accumulators and rows in
 device memory, the Sigma-step from the residuals), data from
 :func:`reprogls.gls.simulate_sur`, fitted with ``device="cuda"`` and ``device="cpu"``
-(``--cov``: without SEs by default): the best of ``--repeat`` fits after one warm-up fit
-(NVRTC and Numba compilation are not fit time), and the two fingerprints, which must be
-equal. The
+(``--cov``: without SEs by default), and once more from the same data already in GPU
+memory as CuPy arrays (``device="auto"``: packed on the GPU, nothing crosses but the
+result): the best of ``--repeat`` fits after one warm-up fit (NVRTC and Numba
+compilation are not fit time), and the three fingerprints, which must be equal. The
 kernels' own GB/s against a device-to-device copy: ``profiling/roofline.py --device
 cuda``.
 
@@ -46,19 +47,23 @@ def fits(names, repeat: int, cov: str = "none") -> None:
     for name in names:
         N, K, p, k = sizes[name]
         Xs, Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
+        import cupy
+
+        on_gpu = ([cupy.asarray(x) for x in Xs], cupy.asarray(Y))
+        runs = {"cuda": (Xs, Y, "cuda"), "cupy": (*on_gpu, "auto"), "cpu": (Xs, Y, "cpu")}
         seconds, prints = {}, {}
-        for device in ("cuda", "cpu"):
-            gls.fit(Xs, Y, rank=k, cov_type=cov, device=device)  # compile / warm up
+        for key, (designs, responses, device) in runs.items():
+            gls.fit(designs, responses, rank=k, cov_type=cov, device=device)  # warm up
             best = np.inf
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                res = gls.fit(Xs, Y, rank=k, cov_type=cov, device=device)
+                res = gls.fit(designs, responses, rank=k, cov_type=cov, device=device)
                 best = min(best, time.perf_counter() - t0)
-            seconds[device], prints[device] = best, res.fingerprint
-        same = "equal" if prints["cuda"] == prints["cpu"] else "DIFFERENT"
+            seconds[key], prints[key] = best, res.fingerprint
+        same = "equal" if len(set(prints.values())) == 1 else "DIFFERENT"
         print(f"fit {name} (N={N} K={K} p={p} k={k}, SEs {cov}): cuda "
-              f"{seconds['cuda']:.3f} s   cpu {seconds['cpu']:.3f} s   fingerprints {same} "
-              f"({prints['cpu'][:16]})")
+              f"{seconds['cuda']:.3f} s   cuda from CuPy inputs {seconds['cupy']:.3f} s   "
+              f"cpu {seconds['cpu']:.3f} s   fingerprints {same} ({prints['cpu'][:16]})")
 
 
 def main(argv: list[str] | None = None) -> int:
