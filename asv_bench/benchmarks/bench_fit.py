@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from reprogls import gls, kernels
 
+from ._common import require_device
+
 SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
 
 
@@ -27,6 +29,32 @@ class Fit:
 
     def peakmem_fit(self, size):
         gls.fit(self.Xs, self.Y, rank=self.k, cov_type=self.cov)
+
+
+class FitOnGPU:
+    """The S and M fits on the GPU (``device="cuda"``), from host data (X and Y cross to
+    the GPU once) and from the same data already there as CuPy arrays (packed on the GPU,
+    only the result crosses). Skipped without a usable CUDA device."""
+
+    params = (["S", "M"], ["numpy", "cupy"])
+    param_names = ["size", "inputs"]
+    timeout = 900
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, size, inputs):
+        require_device("cuda")
+        N, K, p, k = SIZES[size]
+        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, p, k, seed=0)
+        if inputs == "cupy":
+            import cupy
+
+            self.Xs, self.Y = [cupy.asarray(x) for x in self.Xs], cupy.asarray(self.Y)
+        self.k = k
+        self.time_fit(size, inputs)  # NVRTC compilation and the CPU kernels are not fit time
+
+    def time_fit(self, size, inputs):
+        gls.fit(self.Xs, self.Y, rank=self.k, cov_type="none", device="cuda")
 
 
 class FitFewEquations:
