@@ -366,6 +366,8 @@ def test_cupy_inputs_are_packed_on_their_gpu_with_the_host_bits():
     expect = gls.prepare(host, Y, add_constant=True)
     data = gls.prepare(devs, cupy.asarray(Y), add_constant=True)
     assert data.on_gpu and data.location == "cuda:0"
+    integer_y = gls.prepare(devs, cupy.asarray(np.round(Y * 4).astype(np.int64)))
+    assert np.array_equal(integer_y.Y.get(), np.round(Y * 4))
     assert type(data.X).__module__.split(".")[0] == "cupy" and data.X.flags.c_contiguous
     assert np.array_equal(data.X.get().view(np.uint64), expect.X.view(np.uint64))
     assert np.array_equal(data.Y.get().view(np.uint64), expect.Y.view(np.uint64))

@@ -94,10 +94,10 @@ def pack_designs(designs: list[np.ndarray], add_constant: list[bool],
 
 def pack_designs_on_device(designs: list, add_constant: list[bool],
                            offsets: np.ndarray) -> tuple[object, np.ndarray]:
-    """:func:`pack_designs` for CuPy designs (all on one GPU): ``(X, bad)`` with ``X`` a
-    new C-contiguous float64 CuPy array (N, P) on that GPU (the same values: a copy,
-    integer and bool designs converted as by ``astype``) and ``bad`` a host bool array
-    (K,) flagging the designs that hold a NaN or an infinity."""
+    """:func:`pack_designs` for float64 CuPy designs (all on one GPU; any strides):
+    ``(X, bad)`` with ``X`` a new C-contiguous float64 CuPy array (N, P) on that GPU (the
+    same values: a copy) and ``bad`` a host bool array (K,) flagging the designs that
+    hold a NaN or an infinity."""
     import cupy
 
     N, P = designs[0].shape[0], int(offsets[-1])
@@ -125,11 +125,12 @@ def pack_columns_on_device(columns) -> tuple[object, np.ndarray]:
     K = columns.shape[1] if not isinstance(columns, list) else len(columns)
     with first.device:
         Y = cupy.empty((N, K))
+        # (cast first: how CuPy's assignment converts another dtype is its own choice)
         if isinstance(columns, list):
             for j, y in enumerate(columns):
-                Y[:, j] = y
+                Y[:, j] = y.astype(np.float64, copy=False)
         else:
-            Y[...] = columns
+            Y[...] = columns.astype(np.float64, copy=False)
         finite = cupy.isfinite(Y).all(axis=0).get() if Y.size else np.ones(K, dtype=bool)
     return Y, ~finite
 
