@@ -85,3 +85,39 @@ def test_shape_constants_are_defined_once():
         for key, value in SHAPE_CONSTANTS.items():
             assert f"#define {key} {value}\n" in text
             assert text.index(f"#define {key}") < text.index(f'#line 1 "{name}"')
+
+
+#: Static shared memory a block may declare without an opt-in (``cudaFuncSetAttribute``),
+#: on every architecture the package targets.
+STATIC_SHARED_LIMIT = 48 * 1024
+_ENTRY = re.compile(r"\.entry\s+(\w+)\(")
+_SHARED = re.compile(r"\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\];")
+
+
+def static_shared_bytes(ptx: str) -> dict[str, int]:
+    """Per kernel entry of ``ptx``: the bytes of the ``__shared__`` arrays it declares."""
+    starts = [(m.start(), m.group(1)) for m in _ENTRY.finditer(ptx)]
+    ends = [s for s, _ in starts[1:]] + [len(ptx)]
+    return {name: sum(int(n) for n in _SHARED.findall(ptx[start:end]))
+            for (start, name), end in zip(starts, ends, strict=True)}
+
+
+@pytest.mark.parametrize("name", SOURCE_FILES)
+def test_every_kernel_fits_the_static_shared_memory_limit(name):
+    """A kernel whose ``__shared__`` arrays pass 48 KiB compiles but fails to launch on a
+    GPU ("too many resources requested"), which the host emulator cannot show: e.g.
+    ``FUSED_MAX_K`` raised to 1024 would give the fused operator 68 KiB. The sizes are
+    read from the PTX; the fused operator's are pinned (8 rows of 512 U/W values and 8
+    of 64 u values), so that a parse finding nothing fails here."""
+    from reprogls.kernels.cuda.sources import SHAPE_CONSTANTS
+
+    ptx = compile_to_ptx(source(name), name, (*NVRTC_OPTIONS, "--gpu-architecture=compute_90"))
+    sizes = static_shared_bytes(ptx)
+    assert sizes, "no kernel entry points found in the PTX"
+    over = {k: v for k, v in sizes.items() if v > STATIC_SHARED_LIMIT}
+    assert over == {}, f"static shared memory above {STATIC_SHARED_LIMIT} bytes: {over}"
+    if name == "linalg.cu":
+        rows, max_k, rank = (SHAPE_CONSTANTS[k] for k in
+                             ("FUSED_ROWS", "FUSED_MAX_K", "CRO_MAX_RANK"))
+        assert sizes["sur_normal_lanes"] == 8 * rows * (max_k + rank)
+        assert sizes["woodbury_solve"] == 8 * 32 * rank
