@@ -420,3 +420,30 @@ def test_cupy_inputs_get_the_host_messages():
         gls.SURData(**fields)
     with pytest.raises(ValueError, match="X is on cuda:0 but Y on cpu"):
         gls.SURData(**{**fields, "Y": Y}, on_gpu=True)
+
+
+@pytest.mark.gpu
+def test_cupy_inputs_without_a_usable_gpu_name_the_way_out(monkeypatch):
+    """CUDA disabled (``REPROGLS_DISABLE_CUDA=1``) with CuPy inputs: ``device="auto"``
+    follows the arrays to their GPU and says why it cannot run there and that only
+    ``device="cpu"`` runs on the CPU (it said "device='cuda' was requested ... or
+    device='auto'", which the caller had not asked and which would not help);
+    ``device="cpu"`` fits them on the host with the NumPy inputs' fingerprint."""
+    import cupy
+
+    from reprogls.kernels import devices
+    from reprogls.kernels.devices import CudaUnavailableError
+
+    Xs, Y = small_system()
+    expect = gls.fit(Xs, Y, rank=1, device="cpu").fingerprint
+    devs, Yd = [cupy.asarray(x) for x in Xs], cupy.asarray(Y)
+    monkeypatch.setenv("REPROGLS_DISABLE_CUDA", "1")
+    devices.cuda_status.cache_clear()
+    try:
+        with pytest.raises(CudaUnavailableError,
+                           match=r"CuPy arrays on cuda:0.*disabled.*device='cpu'"):
+            gls.fit(devs, Yd, rank=1)
+        assert gls.fit(devs, Yd, rank=1, device="cpu").fingerprint == expect
+    finally:
+        monkeypatch.delenv("REPROGLS_DISABLE_CUDA")
+        devices.cuda_status.cache_clear()

@@ -103,9 +103,17 @@ def to_host(a: Any) -> Any:
     return a.get() if is_cupy_array(a) else a
 
 
-def _require_cuda(index: int | None) -> Device:
+def _require_cuda(index: int | None, followed_arrays: bool = False) -> Device:
+    """The CUDA device ``index`` (the current one when None), checked to be usable;
+    ``followed_arrays``: ``device="auto"`` chose it because the data are CuPy arrays
+    there (the message then says so, and that only ``device="cpu"`` runs on the CPU)."""
     status = cuda_status()
     if not status.usable:
+        if followed_arrays:
+            raise CudaUnavailableError(
+                f"the inputs are CuPy arrays on cuda:{index}, which device='auto' follows, "
+                f"but {status.reason}. Pass device='cpu' to have them copied to the host "
+                "and run on the CPU.")
         raise CudaUnavailableError(f"device='cuda' was requested but {status.reason}. "
                                    "Use device='cpu' or device='auto' to run on the CPU.")
     if index is None:
@@ -165,5 +173,5 @@ def resolve_device(device: str | Device, *arrays: Any) -> Device:
                          "them to one device or pass device='cpu' / device='cuda:N' to have "
                          "them moved")
     if gpu_ids:
-        return _require_cuda(gpu_ids.pop())
+        return _require_cuda(gpu_ids.pop(), followed_arrays=True)
     return Device("cpu")
