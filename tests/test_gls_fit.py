@@ -605,6 +605,7 @@ def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkey
     options = dict(rank=2, beta_solver=solver, add_constant=add_constant)
     expect = gls.fit(Xs, Y, device="cpu", **options).fingerprint
     Xd, Yd = [cupy.asarray(x) for x in Xs], cupy.asarray(Y)
+    before = [a.get() for a in (*Xd, Yd)]
     to_gpu, to_host = [], []
     real_asarray = cupy.asarray
 
@@ -636,6 +637,8 @@ def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkey
     assert np.array_equal(res.predict(Xd).view(np.uint64),
                           host.predict(Xs).view(np.uint64))
     assert res.score(Xd, Yd) == host.score(Xs, Y)
+    for b, a in zip(before, (*Xd, Yd), strict=True):  # the caller's arrays are untouched
+        assert np.array_equal(b.view(np.uint64), a.get().view(np.uint64))
 
 
 @pytest.mark.gpu
