@@ -133,7 +133,9 @@ def coupling_matrix(X: np.ndarray, offsets: np.ndarray, block_factors: list[np.n
     (counts[c'] - 1))``. Bits: ``Z = X_s W`` by :func:`reprogls.kernels.cpu.multi.
     rows_times` (row ``s`` of ``Z`` is, per ``c``, one CRO-1 dot of the sampled row of X
     with ``WT[c]``, :func:`_whitening_rows`), ``Z^T Z`` by :func:`._dense.gram`, then
-    one multiplication by ``N / n`` (rounded once, ``fl(N / n)``).
+    one multiplication by ``N / n`` (rounded once, ``fl(N / n)``). ``X`` may be a CuPy
+    array (a fit of CuPy inputs): the sampled rows are gathered on its GPU and only they
+    are copied to the host.
     """
     from ..kernels.cpu.multi import rows_times
     from ._dense import gram
