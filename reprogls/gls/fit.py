@@ -166,6 +166,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     Parameters
     ----------
     Xs : list of array_like (N, p_j), or dict ``{name: (y, X_j)}``
+        NumPy arrays, pandas objects or CuPy arrays (all on one device; CuPy inputs are
+        validated and packed on their GPU, :func:`.data.prepare`).
     Y : array_like (N, K), optional (with a list)
     rank : int
         Number of factors k, ``1 <= k <= K - 1``.
