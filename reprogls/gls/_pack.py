@@ -120,17 +120,17 @@ def pack_columns_on_device(columns) -> tuple[object, np.ndarray]:
     array (K,) flagging the columns that hold a NaN or an infinity."""
     import cupy
 
-    first = columns if not isinstance(columns, list) else columns[0]
-    N = first.shape[0]
-    K = columns.shape[1] if not isinstance(columns, list) else len(columns)
+    one_array = not isinstance(columns, list)
+    first = columns if one_array else columns[0]
+    N, K = first.shape[0], columns.shape[1] if one_array else len(columns)
     with first.device:
         Y = cupy.empty((N, K))
         # (cast first: how CuPy's assignment converts another dtype is its own choice)
-        if isinstance(columns, list):
+        if one_array:
+            Y[...] = columns.astype(np.float64, copy=False)
+        else:
             for j, y in enumerate(columns):
                 Y[:, j] = y.astype(np.float64, copy=False)
-        else:
-            Y[...] = columns.astype(np.float64, copy=False)
         finite = cupy.isfinite(Y).all(axis=0).get() if Y.size else np.ones(K, dtype=bool)
     return Y, ~finite
 

@@ -22,8 +22,8 @@ from ..kernels.dispatch import cuda_context
 from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
 from ._dense import on_device
 
-__all__ = ["on_host", "resident_matvec", "resident_moment_times",
-           "resident_solve"]
+__all__ = ["on_host", "resident_fitted_and_residuals", "resident_matvec",
+           "resident_moment_times", "resident_solve"]
 
 
 def on_host(device: str) -> bool:
@@ -43,6 +43,16 @@ def resident_matvec(X, offsets: np.ndarray, beta: np.ndarray, mode: str, device:
         return cuda_linalg.sur_matvec(
             on_device(X, dev), np.ascontiguousarray(offsets, dtype=np.int64),
             on_device(beta, dev), mode == "compensated")
+
+
+def resident_fitted_and_residuals(X, offsets: np.ndarray, Y, beta: np.ndarray, mode: str,
+                                  device: str):
+    """``(U, Y - U)`` with ``U = sur_matvec(X, offsets, beta)``, both left in the memory of
+    the GPU ``device`` (``X`` and ``Y`` there already); the subtraction runs there too,
+    under that device (CuPy refuses arrays of another GPU than the current one)."""
+    U = resident_matvec(X, offsets, beta, mode, device)
+    with cuda_context(resolve_device(device)):
+        return U, Y - U
 
 
 def resident_solve(factor: WoodburyFactor, R, device: str):

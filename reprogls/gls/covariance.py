@@ -69,7 +69,11 @@ def score_gram(X, offsets: np.ndarray, E, factor: WoodburyFactor, device: str
     else:
         import cupy
 
-        scores = X * W[:, cupy.asarray(eq)]
+        from ..kernels.devices import resolve_device
+        from ..kernels.dispatch import cuda_context
+
+        with cuda_context(resolve_device(device)):  # (CuPy works on the current GPU)
+            scores = X * W[:, cupy.asarray(eq)]
     return gram(scores, factor.mode, device)
 
 

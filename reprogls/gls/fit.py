@@ -30,7 +30,12 @@ from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
 from . import beta as beta_step
 from ._dense import gram, on_device
-from ._resident import on_host, resident_matvec, resident_solve
+from ._resident import (
+    on_host,
+    resident_fitted_and_residuals,
+    resident_matvec,
+    resident_solve,
+)
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
@@ -115,9 +120,9 @@ def residuals(X, offsets, Y, beta, mode: str, device: str) -> np.ndarray:
     """``E = Y - U`` with ``U = sur_matvec(X, beta)``, subtracting into U's buffer (one
     N x K array instead of two at the peak). On a GPU ``X`` and ``Y`` are there and so is
     ``E`` (:mod:`._resident`)."""
-    U = resident_matvec(X, offsets, beta, mode, device)
     if not on_host(device):
-        return Y - U
+        return resident_fitted_and_residuals(X, offsets, Y, beta, mode, device)[1]
+    U = resident_matvec(X, offsets, beta, mode, device)
     return np.subtract(Y, U, out=U)
 
 
@@ -133,8 +138,7 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     GPU (``X`` and ``Y`` there) both stay there and ``buffers`` is not used.
     """
     if not on_host(device):
-        U = resident_matvec(X, offsets, beta, mode, device)
-        return U, Y - U
+        return resident_fitted_and_residuals(X, offsets, Y, beta, mode, device)
     from ..kernels.cpu import linalg as cpu_linalg
 
     U_buffer, E_buffer = buffers

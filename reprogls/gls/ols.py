@@ -68,9 +68,10 @@ def block_grams(data: SURData, mode: str = "compensated", device: str = "cpu",
     # X crosses to the GPU once (if not there already), not once per column, and the
     # N x K weights are gathered there
     Xd = on_device(X, device) if X_device is None else X_device
+    dev = resolve_device(device)
     for a in range(int(widths.max(initial=0))):
         has = widths > a
-        with cuda_context(resolve_device(device)):
+        with cuda_context(dev):
             W = cupy.zeros((X.shape[0], K))
             W[:, cupy.asarray(np.flatnonzero(has))] = \
                 Xd[:, cupy.asarray(offsets[:-1][has] + a)]
