@@ -538,6 +538,37 @@ def test_gpu_fit_moves_x_to_the_device_a_few_times_not_once_per_kernel(monkeypat
     assert len(moved) == 1, len(moved)
 
 
+def count_n_row_transfers(monkeypatch, N: int):
+    """``(to_gpu, to_host, emulated)``: lists that record the shape of every array of
+    ``N`` rows copied to the GPU (``cupy.asarray`` of a NumPy array) and, on the emulator
+    only (``emulated``; a real CuPy array's ``get`` cannot be wrapped), back to the host
+    (``ndarray.get``), until ``monkeypatch.undo()``."""
+    import cupy
+
+    from tests import cuda_emulator
+
+    to_gpu, to_host = [], []
+    real_asarray = cupy.asarray
+
+    def counting_asarray(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.shape[:1] == (N,):
+            to_gpu.append(a.shape)
+        return real_asarray(a, *args, **kwargs)
+
+    monkeypatch.setattr(cupy, "asarray", counting_asarray)
+    emulated = cuda_emulator.requested()
+    if emulated:
+        real_get = cupy.ndarray.get
+
+        def counting_get(self):
+            if self.shape[:1] == (N,):
+                to_host.append(self.shape)
+            return real_get(self)
+
+        monkeypatch.setattr(cupy.ndarray, "get", counting_get)
+    return to_gpu, to_host, emulated
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("solver, sigma_step, cov", [("cg", "moment", "plugin"),
                                                      ("gram", "residuals", "robust"),
@@ -550,31 +581,9 @@ def test_gpu_fit_keeps_its_n_by_k_arrays_on_the_device(monkeypatch, solver, sigm
     the result's fitted values and residuals come back. Built from the public kernels,
     which return NumPy arrays, the three-sweep CG fit moved 35 N x K arrays across and
     the residual Sigma-step 378 N-vectors each way. The bits stay the CPU's."""
-    import cupy
-
-    from tests import cuda_emulator
-
     Xs, Y = simulate(700, 6, 3, 2, 11, True)[:2]
     N, K, P = 700, 6, sum(x.shape[1] for x in Xs)
-    to_gpu, to_host = [], []
-    real_asarray = cupy.asarray
-
-    def counting_asarray(a, *args, **kwargs):
-        if isinstance(a, np.ndarray) and a.shape[:1] == (N,):
-            to_gpu.append(a.shape)
-        return real_asarray(a, *args, **kwargs)
-
-    monkeypatch.setattr(cupy, "asarray", counting_asarray)
-    emulated = cuda_emulator.requested()
-    if emulated:  # (a real CuPy array's get() cannot be wrapped)
-        real_get = cupy.ndarray.get
-
-        def counting_get(self):
-            if self.shape[:1] == (N,):
-                to_host.append(self.shape)
-            return real_get(self)
-
-        monkeypatch.setattr(cupy.ndarray, "get", counting_get)
+    to_gpu, to_host, emulated = count_n_row_transfers(monkeypatch, N)
     options = dict(rank=2, beta_solver=solver, sigma_step=sigma_step, cov_type=cov)
     res = gls.fit(Xs, Y, device="cuda", **options)
     monkeypatch.undo()
@@ -598,33 +607,13 @@ def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkey
     fitted on the host, again with the same bits."""
     import cupy
 
-    from tests import cuda_emulator
-
     Xs, Y = simulate(1500, 5, 3, 2, 4, True)[:2]
     N, K = Y.shape
     options = dict(rank=2, beta_solver=solver, add_constant=add_constant)
     expect = gls.fit(Xs, Y, device="cpu", **options).fingerprint
     Xd, Yd = [cupy.asarray(x) for x in Xs], cupy.asarray(Y)
     before = [a.get() for a in (*Xd, Yd)]
-    to_gpu, to_host = [], []
-    real_asarray = cupy.asarray
-
-    def counting_asarray(a, *args, **kwargs):
-        if isinstance(a, np.ndarray) and a.shape[:1] == (N,):
-            to_gpu.append(a.shape)
-        return real_asarray(a, *args, **kwargs)
-
-    monkeypatch.setattr(cupy, "asarray", counting_asarray)
-    emulated = cuda_emulator.requested()
-    if emulated:  # (a real CuPy array's get() cannot be wrapped)
-        real_get = cupy.ndarray.get
-
-        def counting_get(self):
-            if self.shape[:1] == (N,):
-                to_host.append(self.shape)
-            return real_get(self)
-
-        monkeypatch.setattr(cupy.ndarray, "get", counting_get)
+    to_gpu, to_host, emulated = count_n_row_transfers(monkeypatch, N)
     res = gls.fit(Xd, Yd, **options)
     monkeypatch.undo()
     assert res.device.startswith("cuda") and res.fingerprint == expect
