@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -103,6 +104,37 @@ def test_add_constant_skips_existing_constant():
     Xs[0] = np.column_stack([np.ones(200), Xs[0]])
     data = gls.prepare(Xs, Y, add_constant=True)
     assert data.widths.tolist() == [4, 2, 5]
+
+
+def constant_test_designs(N: int = 40) -> list[np.ndarray]:
+    """Designs that probe the "already has a constant" test's shortcut (only columns
+    whose first value is 1.0 are read in full): a first value of 1.0 in a column that is
+    not all ones, ones except the first or the last row, a constant column last, a NaN
+    first row, a bool column of True, an empty design."""
+    rng = np.random.default_rng(11)
+    designs = [rng.standard_normal((N, 3)) for _ in range(7)]
+    designs[0][0, :] = 1.0  # first row ones, no constant column
+    designs[1][1:, 2] = 1.0  # ones but the first row (a random value there)
+    designs[2][:-1, 0] = 1.0  # ones but the last row
+    designs[2][0, 1] = 1.0
+    designs[3][:, 2] = 1.0  # a constant, last
+    designs[4][:, 1] = 1.0
+    designs[4][0, 1] = np.nan  # (a NaN there: prepare then names it)
+    designs[5] = np.column_stack([designs[5], np.ones(N, dtype=bool)])
+    designs[6] = np.zeros((N, 0))
+    return designs
+
+
+def test_add_constant_detects_a_constant_column_as_a_full_comparison_does():
+    designs = constant_test_designs()
+    oracle = [bool((d.astype(np.float64) == 1.0).all(axis=0).any()) for d in designs]
+    assert oracle == [False, False, False, True, False, True, False]
+    data_mod = importlib.import_module("reprogls.gls.data")
+    arrays = [d.astype(np.float64) for d in designs]
+    assert data_mod._constant_column_flags(arrays, on_gpu=False) == oracle
+    clean = [d for j, d in enumerate(designs) if j != 4]
+    data = gls.prepare(clean, np.zeros((40, len(clean))), add_constant=True)
+    assert list(data.added_constant) == [not h for j, h in enumerate(oracle) if j != 4]
 
 
 def test_nan_is_reported_with_equation_column_and_rows():
@@ -383,6 +415,29 @@ def test_cupy_inputs_are_packed_on_their_gpu_with_the_host_bits():
     assert np.array_equal(named.to_host().X.view(np.uint64),
                           gls.prepare({"a": (Y[:, 0], host[0]),
                                        "b": (Y[:, 1], host[1])}).X.view(np.uint64))
+
+
+@pytest.mark.gpu
+def test_cupy_designs_constant_test_matches_the_host_in_one_transfer(monkeypatch):
+    """``add_constant``'s test on CuPy designs gives the host's flags, and only one array
+    (the flags of every column) comes back to the host, whatever K (on the emulator,
+    where ``get`` can be counted)."""
+    import cupy
+
+    from tests import cuda_emulator
+
+    data_mod = importlib.import_module("reprogls.gls.data")
+    arrays = [d.astype(np.float64) for d in constant_test_designs()]
+    expect = data_mod._constant_column_flags(arrays, on_gpu=False)
+    devs = [cupy.asarray(a) for a in arrays]
+    transfers = []
+    if cuda_emulator.requested():
+        real_get = cupy.ndarray.get
+        monkeypatch.setattr(cupy.ndarray, "get",
+                            lambda self: transfers.append(self.shape) or real_get(self))
+    assert data_mod._constant_column_flags(devs, on_gpu=True) == expect
+    if cuda_emulator.requested():
+        assert transfers == [(sum(a.shape[1] for a in arrays),)]
 
 
 @pytest.mark.gpu
