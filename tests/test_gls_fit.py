@@ -314,6 +314,26 @@ def test_summary_renders_text_html_and_latex_from_the_same_numbers():
     assert all(len(line) <= 78 for line in header) and "AIC: " in summary
 
 
+def test_summary_text_keeps_every_cell_apart_and_every_name_whole():
+    """A number too wide for its column (a z of 1.7e7, as an exactly fitted equation
+    gives) switches to scientific notation instead of running into its neighbour, and
+    a long regressor name widens the name column instead of being cut."""
+    from reprogls.gls.summary import EquationTable, Summary
+
+    long_name = "log_household_income_per_capita"
+    rows = [("x2", 1.0, 5.94e-8, 16830876.411, 0.0, 1.0, 1.0),
+            (long_name, -123456789.5, 1e-300, -float("inf"), float("nan"), -1e300, 1e300)]
+    text = Summary([("Equations", "1")], [EquationTable("y1", 1.0, rows)])
+    table = text.split("Equation: y1")[1].splitlines()[2:4]
+    fields = [line.split() for line in table]
+    assert [f[0] for f in fields] == ["x2", long_name] and all(len(f) == 7 for f in fields)
+    assert [float(v) for v in fields[0][1:]] == pytest.approx(
+        [1.0, 0.0, 1.68e7, 0.0, 1.0, 1.0], rel=1e-3)
+    assert fields[1][1:] == ["-1.2346e+08", "0.0000", "-inf", "nan", "-1.0e+300",
+                             "1.00e+300"]
+    assert len({len(line) for line in table}) == 1
+
+
 def test_to_frame_holds_the_summary_numbers_unrounded_by_equation_and_regressor():
     pytest.importorskip("pandas")
     Xs, Y, *_ = simulate(N=300, K=3, p=2, k=1, seed=6)

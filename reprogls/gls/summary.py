@@ -95,18 +95,42 @@ class Summary(str):
         return "\n".join(out)
 
 
+#: Coefficient table: (heading, width, decimals) per number column, as statsmodels'.
+_NUMBER_COLUMNS = tuple(zip(COLUMNS, (12, 12, 9, 9, 10, 10), (4, 4, 3, 3, 3, 3),
+                            strict=True))
+#: The narrowest regressor-name column (wider when a name needs it: names are not cut).
+_NAME_WIDTH = 16
+
+
+def _cell(value: float, width: int, decimals: int) -> str:
+    """``value`` right-aligned in ``width`` characters, at least one of them a leading
+    space: fixed-point with ``decimals`` digits when that fits, else scientific with as
+    many significant digits as fit (so a huge z-value such as 16830876.411 cannot run
+    into the next column)."""
+    text = f"{value:.{decimals}f}"
+    digits = decimals
+    while len(text) > width - 1 and digits >= 0:
+        text = f"{value:.{digits}e}"
+        digits -= 1
+    return text.rjust(width)
+
+
 def _render_text(header: list[tuple[str, str]], equations: list[EquationTable]) -> str:
-    lines = [TITLE.center(_WIDTH), "=" * _WIDTH]
+    name_width = max([_NAME_WIDTH, *(len(name) + 1 for eq in equations
+                                     for name, *_ in eq.rows)])
+    width = max(_WIDTH, name_width + sum(w for _, w, _ in _NUMBER_COLUMNS))
+    lines = [TITLE.center(width).rstrip(), "=" * width]
     cells = [f"{label}: {value}" for label, value in header]
     for start in range(0, len(cells), 2):
         lines.append("  ".join(f"{c:<38}" for c in cells[start:start + 2]).rstrip())
-    lines.append("=" * _WIDTH)
+    lines.append("=" * width)
     for eq in equations:
         lines.append(f"Equation: {eq.name}   R-squared: {eq.rsquared:.4f}")
-        lines.append(f"{'':<16}{COLUMNS[0]:>12}{COLUMNS[1]:>12}{COLUMNS[2]:>9}"
-                     f"{COLUMNS[3]:>9}{COLUMNS[4]:>10}{COLUMNS[5]:>10}")
-        for name, coef, se, z, p, lo, hi in eq.rows:
-            lines.append(f"{name[:16]:<16}{coef:>12.4f}{se:>12.4f}{z:>9.3f}{p:>9.3f}"
-                         f"{lo:>10.3f}{hi:>10.3f}")
-        lines.append("-" * _WIDTH)
+        lines.append(" " * name_width + "".join(f"{heading:>{w}}"
+                                                for heading, w, _ in _NUMBER_COLUMNS))
+        for name, *values in eq.rows:
+            lines.append(f"{name:<{name_width}}" + "".join(
+                _cell(v, w, decimals)
+                for v, (_, w, decimals) in zip(values, _NUMBER_COLUMNS, strict=True)))
+        lines.append("-" * width)
     return "\n".join(lines)
