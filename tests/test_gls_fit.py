@@ -156,6 +156,44 @@ def test_sigma_step_keeps_the_uniqueness_bound():
             gls.fit(*simulate(N=50, K=3, p=1, k=1)[:2], rank=1, min_uniqueness=bad)
 
 
+def test_fit_is_equivariant_to_each_equations_units():
+    """``y_j -> c_j y_j`` gives ``beta_j -> c_j beta_j``, ``d_j -> c_j^2 d_j`` and
+    ``llf -> llf - N sum(log c_j)``, up to the fit's tolerances, for units from 2^-24 to
+    2^30 (powers of two: the data are scaled exactly). The bounds of ``d`` used to hold
+    an absolute floor of 1e-12, which moved beta by 17% and ``d`` by a factor 2700 here."""
+    Xs, Y, *_ = simulate(N=500, K=6, p=3, k=2, seed=1)
+    units = 2.0 ** np.array([-24, -20, 0, 3, 20, 30])
+    base = gls.fit(Xs, Y, rank=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no ExactFitWarning, no ConvergenceWarning)
+        scaled = gls.fit(Xs, Y * units, rank=2)
+    per_coefficient = np.repeat(units, np.diff(base.offsets))
+    np.testing.assert_allclose(scaled.params / per_coefficient, base.params, rtol=1e-5)
+    np.testing.assert_allclose(scaled.bse / per_coefficient, base.bse, rtol=1e-4)
+    np.testing.assert_allclose(scaled.d / units**2, base.d, rtol=1e-3)
+    np.testing.assert_allclose(scaled.llf, base.llf - 500 * np.sum(np.log(units)),
+                               rtol=1e-9)
+
+
+def test_an_exactly_fitted_equation_warns_and_keeps_its_variance_at_the_floor():
+    """``y_j`` among its own regressors: the likelihood is unbounded in ``d_j``. The fit
+    holds ``d_j`` at ``1e-12 mean(y_j^2)``, converges in a few sweeps (it would
+    otherwise chase the shrinking rounding residuals sweep after sweep) and says which
+    equation with an ``ExactFitWarning``. A ``y_j`` of zeros is fitted exactly too."""
+    Xs, Y, *_ = simulate(N=300, K=3, p=2, k=1, seed=0)
+    Xs = list(Xs)
+    Xs[1] = np.column_stack([Xs[1], 1e-3 * Y[:, 1]])  # y_1 = 1000 x_{1,2}
+    with pytest.warns(gls.ExactFitWarning, match=r"1 equation\(s\) \('y1'\)"):
+        res = gls.fit(Xs, Y, rank=1)
+    assert res.converged and res.n_iter <= 10
+    assert res.d[1] == pytest.approx(1e-12 * np.mean(Y[:, 1] ** 2), rel=1e-12)
+    assert res.params[res.offsets[1] + 2] == pytest.approx(1e3, rel=1e-9)
+    assert np.all(res.d[[0, 2]] > 0.01 * np.var(Y[:, [0, 2]], axis=0))
+    with pytest.warns(gls.ExactFitWarning, match=r"2 equation\(s\) \('y0', 'y1'\)"):
+        zero = gls.fit(Xs, np.column_stack([np.zeros(300), Y[:, 1:]]), rank=1)
+    assert zero.d[0] == pytest.approx(1e-12 * np.max(np.mean(Y[:, 1:] ** 2, axis=0)), rel=1e-12)
+
+
 def test_sigma_step_without_curvature_pairs_takes_the_closed_form_update():
     """The quasi-Newton direction with no pairs is scikit-learn's closed-form update
     ``d <- max(diag(S - F F^T), lower)``, written in ``log d``."""

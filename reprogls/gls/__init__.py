@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from .data import IdentificationWarning, SURData, check_rank, prepare
 from .estimator import LowRankGLS, NotFittedError
-from .fit import ConvergenceWarning, fit
+from .fit import ConvergenceWarning, ExactFitWarning, fit
 from .ols import CollinearityError, block_grams, ols
 from .results import GLSResult
 from .simulate import simulate_sur
 
-__all__ = ["CollinearityError", "ConvergenceWarning", "GLSResult", "IdentificationWarning",
-           "LowRankGLS", "NotFittedError", "SURData", "block_grams", "check_rank", "fit",
-           "ols", "prepare", "simulate_sur"]
+__all__ = ["CollinearityError", "ConvergenceWarning", "ExactFitWarning", "GLSResult",
+           "IdentificationWarning", "LowRankGLS", "NotFittedError", "SURData", "block_grams",
+           "check_rank", "fit", "ols", "prepare", "simulate_sur"]

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels import dot, woodbury_factor, woodbury_logdet
+from ..kernels import dot, sur_rmatvec, woodbury_factor, woodbury_logdet
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
 from . import beta as beta_step
@@ -41,9 +41,16 @@ from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .precondition import design_coupling
 from .results import GLSResult
-from .sigma import LOG_2PI, MomentMatrix, ResidualMoment, factor_analysis, residual_moment
+from .sigma import (
+    D_FLOOR,
+    LOG_2PI,
+    MomentMatrix,
+    ResidualMoment,
+    factor_analysis,
+    residual_moment,
+)
 
-__all__ = ["ConvergenceWarning", "fit"]
+__all__ = ["ConvergenceWarning", "ExactFitWarning", "fit"]
 
 #: Above this many coefficients the "auto" beta solver uses CG instead of the dense Gram.
 GRAM_MAX_P = 600
@@ -60,6 +67,11 @@ CG_SWEEP_REDUCTION = 1e-3
 
 class ConvergenceWarning(UserWarning):
     """The alternating fit stopped at ``max_iter`` before reaching ``tol``."""
+
+
+class ExactFitWarning(UserWarning):
+    """An equation's regressors fit its ``y`` exactly (to rounding), so its variance
+    ``d_j`` sits at its floor, where the likelihood is unbounded."""
 
 
 #: Values of ``E Sigma^-1`` the log-likelihood forms at a time (a slab of whole CRO-1
@@ -160,6 +172,22 @@ def _check_cuda_limits(rank: int, K: int) -> None:
             f"rank {rank}, K {K}); use device='cpu'")
 
 
+def _warn_exact_fits(d: np.ndarray, y_moments: np.ndarray, names: list[str]) -> None:
+    """An :class:`ExactFitWarning` naming the equations whose ``d_j`` is held at its
+    floor ``D_FLOOR * mean(y_j^2)`` (:func:`.sigma.uniqueness_bounds`): their regressors
+    fit ``y_j`` exactly, to rounding (as when ``y_j`` is among them), or ``y_j`` is all
+    zeros."""
+    exact = [name for name, dj, vj in zip(names, d, y_moments, strict=True)
+             if dj <= D_FLOOR * vj or vj == 0.0]
+    if exact:
+        shown = ", ".join(repr(n) for n in exact[:5]) + (", ..." if len(exact) > 5 else "")
+        warnings.warn(f"{len(exact)} equation(s) ({shown}) are fitted exactly by their "
+                      "regressors (residual variance below 1e-12 of mean(y^2); is y among "
+                      "them?): their error variance d_j is held at that floor, where the "
+                      "likelihood is unbounded, so llf, aic, bic and their standard errors "
+                      "are not meaningful", ExactFitWarning, stacklevel=3)
+
+
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
@@ -221,6 +249,16 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     ------
     NotImplementedError
         On a GPU, a rank above 64 or more than 8192 equations (before any GPU work).
+
+    Warns
+    -----
+    ConvergenceWarning
+        ``max_iter`` sweeps ran out before ``tol`` was reached (``converged=False``).
+    ExactFitWarning
+        An equation's regressors fit its ``y`` exactly (its residual variance is below
+        ``1e-12 mean(y_j^2)``, e.g. ``y_j`` among them): ``d_j`` is held at that floor.
+    IdentificationWarning
+        ``rank`` beyond Ledermann's bound: ``F`` is not identified (``Sigma`` is).
     """
     check_mode(mode)
     if beta_solver not in ("auto", "gram", "cg"):
@@ -306,6 +344,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F = d = None
         nll_prev = np.inf
         E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
+        # mean squares of the y_j: the units of d's floor (sigma.uniqueness_bounds)
+        y_moments = sur_rmatvec(Yk, np.arange(K + 1), Yk, mode, dev) / N
         # the new residuals are written over the old ones once the right-hand side no
         # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
         # array comes from newly mapped pages, which cost about as much as the pass that
@@ -318,7 +358,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             S = (ResidualMoment(E, mode, dev) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
             F, d, _, _ = factor_analysis(S, N, rank, mode, F, d,
-                                         min_uniqueness=min_uniqueness)
+                                         min_uniqueness=min_uniqueness, y_moments=y_moments)
             S = None
             factor = woodbury_factor(F, d, mode)
             b = r0 = None
@@ -345,6 +385,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         if not converged:
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+        _warn_exact_fits(d, y_moments, data.equation_names)
 
     # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
     if cov_type == "none":

@@ -51,9 +51,11 @@ from ._subspace import (
 )
 
 __all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
-           "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs"]
+           "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs",
+           "uniqueness_bounds"]
 
-#: Floor of the specific variances d (as scikit-learn's SMALL).
+#: Floor of the specific variances relative to the modelled variables' mean squares:
+#: ``d_j >= D_FLOOR * V_j`` (scikit-learn's SMALL, made relative; :func:`uniqueness_bounds`).
 D_FLOOR = 1e-12
 #: log(2 pi) by the portable log (same bits everywhere).
 LOG_2PI = log_scalar(2.0 * math.pi)
@@ -386,15 +388,40 @@ def _update_scale(at: Profile, lower: np.ndarray) -> np.ndarray:
     return np.where(moving, -step / np.where(moving, at.grad, 1.0), 2.0)
 
 
+def uniqueness_bounds(diag_S: np.ndarray, min_uniqueness: float,
+                      y_moments: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, hi)``: the box ``lower_j <= d_j <= hi_j`` of the uniquenesses,
+
+    ``lower_j = max(min_uniqueness S_jj, D_FLOOR V_j)``, ``hi_j = max(S_jj, D_FLOOR V_j)``,
+
+    with ``V = y_moments``, the mean squares of the ``y_j`` (``diag(S)`` by default).
+    Both bounds scale with each equation's units, so the fit is equivariant to them
+    (``y_j -> c y_j`` gives ``d_j -> c^2 d_j``). An absolute floor of ``1e-12``
+    (scikit-learn's) held every ``d_j`` of data in small units (residual variances near
+    1e-13) above its maximum-likelihood value: 5% off in beta and 10x in ``d`` for
+    ``1e-6 Y``. Measured against ``y_j`` rather than its residuals, the floor still
+    stops an equation that its regressors fit exactly (``S_jj`` at rounding level) from
+    driving ``d_j`` down sweep after sweep (the likelihood is unbounded there):
+    ``d_j`` stays at ``D_FLOOR V_j``. Where ``V_j`` is 0 too (``y_j`` all zeros) the
+    floor is ``D_FLOOR`` times the largest ``V`` (``D_FLOOR`` when all are 0).
+    """
+    V = diag_S if y_moments is None else np.asarray(y_moments, dtype=np.float64)
+    largest = float(np.max(V)) if V.size else 0.0
+    floor = np.where(V > 0.0, D_FLOOR * V, D_FLOOR * largest if largest > 0.0 else D_FLOOR)
+    return np.maximum(min_uniqueness * diag_S, floor), np.maximum(diag_S, floor)
+
+
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
                     max_iter: int = 1000, tol: float = 1e-10,
-                    min_uniqueness: float = 1e-8
+                    min_uniqueness: float = 1e-8, y_moments: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """ML factor analysis of ``S``: ``Sigma = F F^T + diag(d)`` maximising the likelihood.
 
     ``F`` has a closed form for given ``d`` (:func:`profile`), so the likelihood is
     maximised over ``z = log d`` alone, inside the box
-    ``max(min_uniqueness * S_jj, 1e-12) <= d_j <= S_jj``, by a projected quasi-Newton
+    ``max(min_uniqueness S_jj, 1e-12 V_j) <= d_j <= S_jj`` (:func:`uniqueness_bounds`), by
+    a projected quasi-Newton
     method (L-BFGS with the bound coordinates held, a backtracking Armijo line search along
     the projected path) -- R's ``factanal`` and alsgls take the same route with L-BFGS-B.
     Iterating the closed-form update ``d <- diag(S - F F^T)`` alone (scikit-learn's
@@ -430,6 +457,9 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         relative, or the projected gradient is at most ``1e-9`` in every coordinate.
     min_uniqueness : float
         Lower bound of ``d_j / S_jj`` (R's ``factanal`` uses 0.005).
+    y_moments : ndarray (K,), optional
+        The mean squares ``V_j`` of the modelled variables, for the floor
+        ``d_j >= 1e-12 V_j`` (:func:`uniqueness_bounds`; ``diag(S)`` by default).
 
     Returns
     -------
@@ -442,16 +472,14 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     if isinstance(S, np.ndarray):
         S = MomentMatrix(S, mode)
     K = S.size
-    diag_S = S.diagonal()
-    hi = np.maximum(diag_S, D_FLOOR)
-    lower = np.maximum(min_uniqueness * diag_S, D_FLOOR)
+    lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
 
     def at(z, Q):
         return profile(S, N, mode, hi * _cpu_ew.exp(z), Q)
 
     d = np.array(d0, dtype=np.float64) if d0 is not None else hi
-    z = np.clip(_cpu_ew.log(np.maximum(d, D_FLOOR) / hi), z_lo, 0.0)
+    z = np.clip(_cpu_ew.log(np.maximum(d, lower) / hi), z_lo, 0.0)
     if F0 is not None:
         Q = np.array(F0, dtype=np.float64) / np.sqrt(hi * _cpu_ew.exp(z))[:, None]
     else:
