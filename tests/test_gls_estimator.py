@@ -122,7 +122,8 @@ def test_predict_adds_the_constant_again_and_accepts_names():
     np.testing.assert_array_equal(bits(model.predict(by_name)), expected)
     with pytest.raises(ValueError, match="missing"):
         model.predict({"eq0": Xs[0]})
-    with pytest.raises(ValueError, match="equation widths"):
+    with pytest.raises(ValueError, match=r"equation widths \[1, 1, 1\], the fit had "
+                       r"\[3, 3, 3\] \(\[2, 2, 2\] before the added constants\)"):
         model.predict([X[:, :1] for X in Xs])
 
 

@@ -159,6 +159,21 @@ def test_shape_errors():
         gls.prepare([np.ones((3, 3)), np.ones((3, 1))], np.ones((3, 2)))
     with pytest.raises(ValueError, match="Y is required"):
         gls.prepare(Xs)
+    with pytest.raises(ValueError, match=r"Y looks transposed.*pass Y\.T"):
+        gls.prepare(Xs, Y.T)
+    with pytest.raises(ValueError, match="not one array"):
+        gls.prepare(np.column_stack(Xs), Y)
+    for not_a_list in (5, "Xs", None):
+        with pytest.raises(TypeError, match="Xs must be a list of per-equation designs"):
+            gls.prepare(not_a_list, Y)
+
+
+def test_designs_may_come_as_any_iterable():
+    Xs, Y = small_system()
+    expect = gls.prepare(Xs, Y)
+    for designs in (tuple(Xs), (x for x in Xs)):
+        got = gls.prepare(designs, Y)
+        assert np.array_equal(got.X.view(np.uint64), expect.X.view(np.uint64))
 
 
 def test_non_numeric_data():

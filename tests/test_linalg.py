@@ -297,6 +297,14 @@ def test_pack_sur_layout_and_validation():
         kernels.pack_sur([np.ones((3, 1), dtype=np.float32)])
     with pytest.raises(TypeError, match=r"not a dict; pass list\(Xs.values\(\)\)"):
         kernels.pack_sur({"a": np.ones((3, 1))})
+    for designs in (tuple(Xs), (x for x in Xs)):  # any iterable of designs
+        again, again_offsets = kernels.pack_sur(designs)
+        assert np.array_equal(again, X) and again_offsets.tolist() == offsets.tolist()
+    with pytest.raises(ValueError, match="not one array"):
+        kernels.pack_sur(np.ones((6, 3)))
+    for not_a_list in (3, "Xs"):
+        with pytest.raises(TypeError, match="Xs must be a list of per-equation designs"):
+            kernels.pack_sur(not_a_list)
 
 
 @pytest.mark.parametrize("offsets,match", [([0, 3, 2, 5], "non-decreasing"),

@@ -256,17 +256,31 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if Y is None:
             raise ValueError("Y is required when Xs is a list: fit(Xs, Y) with Y of shape "
                              "(N, K)")
-        if isinstance(Xs, np.ndarray) or is_cupy_array(Xs) or len(Xs) == 0:
+        if isinstance(Xs, np.ndarray) or is_cupy_array(Xs):
+            raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j), "
+                             "not one array: split it into the equations' designs")
+        try:
+            if isinstance(Xs, str | bytes):
+                raise TypeError
+            designs = list(Xs)  # (a tuple or any iterable of designs)
+        except TypeError:
+            raise TypeError("Xs must be a list of per-equation designs (N, p_j) or a dict "
+                            f"{{name: (y, X)}}, got {type(Xs).__name__}") from None
+        if not designs:
             raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
-        designs = list(Xs)
         Y_arr = _as_array(Y, "Y")
         if Y_arr.ndim == 1:
             Y_arr = Y_arr[:, None]
         if Y_arr.ndim != 2:
             raise ValueError(f"Y must have shape (N, K), got {Y_arr.shape}")
         if Y_arr.shape[1] != len(designs):
+            transposed = (Y_arr.shape[0] == len(designs) and
+                          Y_arr.shape[1] == getattr(designs[0], "shape", (None,))[0])
+            hint = (" (Y looks transposed, one row per equation: pass Y.T, or "
+                    "np.column_stack of the columns)" if transposed else "")
             raise ValueError(f"len(Xs) = {len(designs)} equations but Y has "
-                             f"{Y_arr.shape[1]} columns; pass one design per column of Y")
+                             f"{Y_arr.shape[1]} columns; pass one design per column of "
+                             f"Y{hint}")
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
         ys = None  # Y_arr is already one validated array
 

@@ -123,8 +123,10 @@ class GLSResult:
                                    if a else X[:, o0:o1] for o0, o1, a in
                                    zip(offsets[:-1], offsets[1:], added, strict=True)])
         if not np.array_equal(offsets, self.offsets):
+            without = (f" ({(fit_widths - added).tolist()} before the added constants)"
+                       if added.any() else "")
             raise ValueError(f"Xs_new has equation widths {widths.tolist()}, the fit had "
-                             f"{fit_widths.tolist()}")
+                             f"{fit_widths.tolist()}{without}")
         return sur_matvec(X, offsets, self.params, self.mode, "cpu")
 
     def score(self, Xs, Y) -> float:
