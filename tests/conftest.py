@@ -42,3 +42,14 @@ def pytest_collection_finish(session):
         from reprogls.kernels import warm
 
         warm.warm_parallel()
+
+
+@pytest.fixture
+def second_gpu() -> str:
+    """``"cuda:1"``, for the tests of work on a GPU other than the current one (CuPy runs
+    its own kernels on the current GPU and refuses arrays that live on another). The
+    emulator reports two devices; a machine with one GPU skips these tests."""
+    status = cuda_status()
+    if not status.usable or status.device_count < 2:
+        pytest.skip("needs a second CUDA device")
+    return "cuda:1"

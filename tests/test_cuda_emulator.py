@@ -187,6 +187,36 @@ def test_device_arrays_refuse_implicit_host_conversion():
         fake_cupy.ones(3) + np.ones(3)
 
 
+def test_the_emulator_has_two_devices_and_refuses_arrays_of_the_other_one():
+    """As CuPy without peer access: arrays live where they were allocated (views where
+    their base is), CuPy's own kernels (arithmetic, assignment, copies, reductions) and
+    the package's launches refuse an array of a GPU other than the current one, and
+    ``get`` works from anywhere."""
+    with cuda_emulator.installed():
+        from reprogls.kernels.cuda import reductions
+
+        assert fake_cupy.cuda.runtime.getDeviceCount() == 2
+        assert fake_cupy.cuda.Device().id == 0
+        with fake_cupy.cuda.Device(1):
+            a = fake_cupy.ones(10)
+            assert fake_cupy.cuda.Device().id == 1 and (a + 1).device.id == 1
+        assert fake_cupy.cuda.Device().id == 0 and a.device.id == 1
+        assert a[2:5].device.id == 1 and a.reshape(2, 5).T.device.id == 1
+        assert a.get().tolist() == [1.0] * 10
+        for refused in (lambda: a * 2, lambda: -a, lambda: a.copy(), lambda: a.all(),
+                        lambda: fake_cupy.isfinite(a), lambda: fake_cupy.zeros(10) + a,
+                        lambda: a.__setitem__(slice(None), 0.0)):
+            with pytest.raises(ValueError, match=r"resides \(1\) is different from the "
+                                                 r"current device \(0\)"):
+                refused()
+        with pytest.raises(EmulatorError, match="got arrays on another device"):
+            reductions.cro_sum(a, True)
+        with fake_cupy.cuda.Device(1):
+            assert reductions.cro_sum(a, True) == 10.0
+        with pytest.raises(ValueError, match="has 2 CUDA device"):
+            fake_cupy.cuda.Device(2)
+
+
 def test_a_wrong_kernel_is_caught(monkeypatch):
     """Mutation check: with the lane tree's loop reversed (w = 1, 2, ..., 16 instead of
     16, ..., 1) the CUDA sum is wrong, and the emulated kernel must show it."""

@@ -85,3 +85,60 @@ def test_caller_cupy_array_not_modified():
     before = x.copy()
     kernels.nrm2(x)
     assert bool((x.view(cp.uint64) == before.view(cp.uint64)).all())
+
+
+def _public_kernel_calls():
+    """``{name: call(args, device)}`` for every public kernel, with its NumPy arguments:
+    the inputs that :func:`test_every_public_kernel_runs_on_a_second_gpu` moves."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal(20_011), rng.standard_normal(20_011)
+    A = rng.standard_normal((301, 37))
+    X, offsets = kernels.pack_sur([rng.standard_normal((301, p)) for p in (3, 0, 5, 1)])
+    beta, W = rng.standard_normal(X.shape[1]), rng.standard_normal((301, 4))
+    factor = kernels.woodbury_factor(rng.standard_normal((4, 2)), rng.uniform(0.5, 1.5, 4))
+    lam = np.abs(rng.standard_normal(20_011))
+    calls = {
+        "sum": ((x,), lambda a, dev: kernels.sum(*a, device=dev)),
+        "dot": ((x, y), lambda a, dev: kernels.dot(*a, device=dev)),
+        "nrm2": ((x,), lambda a, dev: kernels.nrm2(*a, device=dev)),
+        "exp": ((x,), lambda a, dev: kernels.exp(*a, device=dev)),
+        "log": ((np.abs(x),), lambda a, dev: kernels.log(*a, device=dev)),
+        "gemv": ((A, A[0]), lambda a, dev: kernels.gemv(*a, device=dev)),
+        "gemv_t": ((A, A[:, 0]), lambda a, dev: kernels.gemv_t(*a, device=dev)),
+        "sur_matvec": ((X, beta),
+                       lambda a, dev: kernels.sur_matvec(a[0], offsets, a[1], device=dev)),
+        "sur_rmatvec": ((X, W),
+                        lambda a, dev: kernels.sur_rmatvec(a[0], offsets, a[1], device=dev)),
+        "sur_normal_matvec": ((X, beta), lambda a, dev: kernels.sur_normal_matvec(
+            a[0], offsets, factor, a[1], device=dev)),
+        "woodbury_solve": ((W,), lambda a, dev: kernels.woodbury_solve(factor, *a,
+                                                                        device=dev)),
+        "soft_threshold": ((x, lam), lambda a, dev: kernels.soft_threshold(*a, device=dev)),
+        "soft_threshold_box": ((x, lam), lambda a, dev: kernels.soft_threshold_box(
+            *a, -1.0, 0.5, device=dev)),
+        "prox_elastic_net": ((x, lam), lambda a, dev: kernels.prox_elastic_net(
+            *a, 0.5, 0.1, device=dev)),
+        "fista_step": ((x, y, x[::-1].copy(), lam), lambda a, dev: kernels.fista_step(
+            a[0], a[1], 0.1, a[2], 0.3, a[3], device=dev)),
+    }
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(_public_kernel_calls()))
+def test_every_public_kernel_runs_on_a_second_gpu(second_gpu, name):
+    """Each public kernel on ``device="cuda:1"`` from NumPy inputs, and on CuPy inputs
+    that live on GPU 1 (``device="auto"`` follows them), while the current device is 0:
+    the launches and CuPy's own steps run on that GPU (the emulator, as CuPy, refuses
+    an array of another GPU) and give the CPU's bits."""
+    import cupy as cp
+
+    args, call = _public_kernel_calls()[name]
+    expect = call(args, "cpu")
+    with cp.cuda.Device(1):
+        on_gpu1 = tuple(cp.asarray(a) for a in args)
+    for got in (call(args, second_gpu), call(on_gpu1, "auto")):
+        assert cp.cuda.Device().id == 0
+        pairs = zip(*(r if isinstance(r, tuple) else (r,) for r in (expect, got)), strict=True)
+        for e, g in pairs:
+            assert np.array_equal(np.asarray(g).view(np.uint64),
+                                  np.asarray(e).view(np.uint64)), name

@@ -652,6 +652,38 @@ def test_gpu_fit_keeps_its_n_by_k_arrays_on_the_device(monkeypatch, solver, sigm
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("options", [dict(beta_solver="gram"),
+                                     dict(beta_solver="cg", add_constant=True),
+                                     dict(sigma_step="residuals", cov_type="robust"),
+                                     dict(sigma="fixed")])
+def test_a_second_gpu_fits_with_the_cpu_bits(second_gpu, options):
+    """``device="cuda:1"`` from NumPy inputs, and CuPy inputs that live on that GPU
+    (``device="auto"`` follows them), while CuPy's current device is 0: every step runs
+    under the fit's device (CuPy refuses arrays of another GPU in its own kernels, and
+    the emulator does too, so an elementwise step outside the fit's device context
+    fails here), and the fingerprint is the CPU's; ``predict`` and ``score`` on CuPy
+    data there equal the host result's."""
+    import cupy
+
+    Xs, Y = simulate(300, 5, 3, 2, 3, True)[:2]
+    if options.get("sigma") == "fixed":
+        options = dict(sigma=(np.full((5, 1), 0.3), np.linspace(0.5, 1.5, 5)))
+    options = dict(rank=2, **options)
+    host = gls.fit(Xs, Y, device="cpu", **options)
+    assert cupy.cuda.Device().id == 0
+    res = gls.fit(Xs, Y, device=second_gpu, **options)
+    assert res.device == second_gpu and res.fingerprint == host.fingerprint
+    with cupy.cuda.Device(1):
+        Xd, Yd = [cupy.asarray(x) for x in Xs], cupy.asarray(Y)
+    on_their_gpu = gls.fit(Xd, Yd, **options)
+    assert on_their_gpu.device == second_gpu
+    assert on_their_gpu.fingerprint == host.fingerprint
+    assert np.array_equal(on_their_gpu.predict(Xd).view(np.uint64),
+                          host.predict(Xs).view(np.uint64))
+    assert on_their_gpu.score(Xd, Yd) == host.score(Xs, Y)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("solver, add_constant", [("cg", False), ("gram", True)])
 def test_cupy_inputs_are_fitted_on_their_gpu_without_crossing_to_the_host(monkeypatch,
                                                                           solver,

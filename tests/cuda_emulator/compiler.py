@@ -188,6 +188,13 @@ class HostKernel:
         if len(args) != len(self.params):
             raise EmulatorError(f"{self.name} takes {len(self.params)} arguments "
                                 f"({', '.join(p.name for p in self.params)}), got {len(args)}")
+        elsewhere = [p.name for p, v in zip(self.params, args, strict=True)
+                     if isinstance(v, fake_cupy.ndarray)
+                     and v.device_id != fake_cupy.current_device()]
+        if elsewhere:  # (on a GPU: an illegal address, or another device's memory)
+            raise EmulatorError(f"{self.name} launched on device "
+                                f"{fake_cupy.current_device()} got arrays on another device: "
+                                f"{', '.join(elsewhere)}")
         holders = [self._argument(p, v) for p, v in zip(self.params, args, strict=True)]
         argv = (ctypes.c_void_p * max(1, len(holders)))(
             *[ctypes.cast(ctypes.pointer(h), ctypes.c_void_p) for h in holders])

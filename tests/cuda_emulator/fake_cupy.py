@@ -12,6 +12,13 @@ NumPy arrays in arithmetic raises. Each allocation is its own mapping whose data
 reading or writing past that side kills the process with SIGSEGV; guard bytes on the
 other side are checked after every launch. Fresh ``empty`` memory is filled with NaN
 bytes, so a kernel that reads what it never wrote shows it.
+
+It reports two devices (``REPROGLS_CUDA_EMULATOR_DEVICES``), with CuPy's notion of the
+current one (``with cupy.cuda.Device(n):``): each array lives on the device that was
+current when it was allocated, and CuPy's own kernels (arithmetic, assignment, copies,
+``isfinite``, ``all``) and the package's launches refuse an array of another device, as
+CuPy does where the GPUs cannot reach each other's memory. A step of a ``device="cuda:1"``
+fit that runs outside that device's context fails here, not only on a multi-GPU machine.
 """
 
 from __future__ import annotations
@@ -89,25 +96,71 @@ def check_guards(kernel_name: str) -> None:
     _allocations[:] = alive
 
 
+#: ``REPROGLS_CUDA_EMULATOR_DEVICES``: how many devices the emulator reports (2 by
+#: default, so that ``device="cuda:1"`` and CuPy arrays on a second GPU are tested).
+DEVICES_ENV = "REPROGLS_CUDA_EMULATOR_DEVICES"
+#: The current device: the innermost ``with Device(n)`` block's, else the one ``use()``
+#: chose (0 at the start), as in CuPy.
+_current: list[int] = [0]
+
+
+def device_count() -> int:
+    value = os.environ.get(DEVICES_ENV, "2").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise EmulatorError(f"{DEVICES_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def current_device() -> int:
+    return _current[-1]
+
+
 class _Device:
-    """``cupy.cuda.Device``: there is one emulated device, id 0."""
+    """``cupy.cuda.Device``: ``Device()`` is the current device; ``with Device(n):``
+    makes ``n`` current inside the block."""
 
     def __init__(self, device=None):
-        if device not in (None, 0):
-            raise ValueError(f"the emulator has one CUDA device (0), not {device!r}")
-        self.id = 0
+        if device is None:
+            device = current_device()
+        if isinstance(device, bool) or not isinstance(device, int | np.integer) or not (
+                0 <= int(device) < device_count()):
+            raise ValueError(f"the emulator has {device_count()} CUDA device(s), not "
+                             f"{device!r}")
+        self.id = int(device)
 
     def __enter__(self):
+        _current.append(self.id)
         return self
 
     def __exit__(self, *exc):
+        _current.pop()
         return False
 
     def use(self):
+        _current[0] = self.id
         return self
 
     def synchronize(self):  # every emulated launch has finished when it returns
         return None
+
+    def __eq__(self, other):
+        return isinstance(other, _Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+def check_on_current_device(arrays, what: str) -> None:
+    """CuPy's rule for its kernels (without peer access between the GPUs): every array
+    they touch lives on the current device."""
+    for a in arrays:
+        if isinstance(a, ndarray) and a.device_id != current_device():
+            raise ValueError(f"The device where the array resides ({a.device_id}) is "
+                             f"different from the current device ({current_device()}). "
+                             f"Peer access could not be activated automatically. ({what})")
 
 
 class ndarray:  # noqa: N801 (CuPy's name)
@@ -115,8 +168,10 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     __array_priority__ = 100
 
-    def __init__(self, host: np.ndarray):
+    def __init__(self, host: np.ndarray, device_id: int | None = None):
         self._host = host
+        #: the device the memory lives on: where it was allocated (views: their base's)
+        self.device_id = current_device() if device_id is None else device_id
 
     # --- what a device array tells about itself
     shape = property(lambda self: self._host.shape)
@@ -127,8 +182,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
     itemsize = property(lambda self: self._host.itemsize)
     strides = property(lambda self: self._host.strides)
     flags = property(lambda self: self._host.flags)
-    device = property(lambda self: _Device(0))
-    T = property(lambda self: ndarray(self._host.T))
+    device = property(lambda self: _Device(self.device_id))
+    T = property(lambda self: ndarray(self._host.T, self.device_id))
     data_pointer = property(lambda self: self._host.ctypes.data)
 
     def __len__(self):
@@ -145,7 +200,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def __array_ufunc__(self, *args, **kwargs):
         return NotImplemented
 
-    def get(self) -> np.ndarray:
+    def get(self) -> np.ndarray:  # (CuPy switches to the array's device for the copy)
         return self._host.copy()
 
     def __bool__(self):
@@ -153,24 +208,34 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     # --- views and copies stay on the device
     def __getitem__(self, key):
-        return ndarray(np.asarray(self._host[_host_key(key)]))
+        host = self._host[_host_key(key)]
+        if isinstance(host, np.ndarray) and np.shares_memory(host, self._host):
+            return ndarray(host, self.device_id)  # a view: no kernel, where its base is
+        check_on_current_device([self, *_index_arrays(key)], "indexing")
+        return _new(np.asarray(host))  # gathered by a kernel into a new array
 
     def __setitem__(self, key, value):
+        check_on_current_device([self, value, *_index_arrays(key)], "assignment")
         self._host[_host_key(key)] = _operand(value)
 
     def reshape(self, *shape, order="C"):
-        return ndarray(self._host.reshape(*shape, order=order))
+        host = self._host.reshape(*shape, order=order)
+        if np.shares_memory(host, self._host):
+            return ndarray(host, self.device_id)
+        check_on_current_device([self], "reshape copy")
+        return _new(host)
 
     def ravel(self):
-        return ndarray(self._host.ravel()) if self.flags.c_contiguous else self.copy().ravel()
+        return self.reshape(-1)
 
     def view(self, dtype):
-        return ndarray(self._host.view(dtype))
+        return ndarray(self._host.view(dtype), self.device_id)
 
     def transpose(self, *axes):
-        return ndarray(self._host.transpose(*axes))
+        return ndarray(self._host.transpose(*axes), self.device_id)
 
     def copy(self):
+        check_on_current_device([self], "copy")
         out = _allocate(self.shape, self.dtype)
         out[...] = self._host
         return ndarray(out)
@@ -178,13 +243,20 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def astype(self, dtype, copy=True):
         if not copy and self.dtype == np.dtype(dtype):
             return self
+        check_on_current_device([self], "astype")
         out = _allocate(self.shape, dtype)
         out[...] = self._host
         return ndarray(out)
 
-    # --- the one reduction the tests ask of a device array (bitwise comparisons)
+    # --- the reductions reprogls asks of a device array (flags, not audited numbers)
     def all(self, axis=None):
+        check_on_current_device([self], "all")
         return _new(np.asarray(self._host.all(axis=axis)))
+
+
+def _index_arrays(key) -> list:
+    keys = key if isinstance(key, tuple) else (key,)
+    return [k for k in keys if isinstance(k, ndarray)]
 
 
 def _host_key(key):
@@ -214,9 +286,11 @@ def _new(host_result) -> ndarray:
 def _binary(op, reflected=False):
     def method(self, other):
         try:
-            other = _operand(other)
+            operand = _operand(other)
         except TypeError:
             return NotImplemented
+        check_on_current_device([self, other], "elementwise")
+        other = operand
         return _new(op(other, self._host) if reflected else op(self._host, other))
     return method
 
@@ -230,8 +304,15 @@ for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operato
 for _name, _op in [("eq", operator.eq), ("ne", operator.ne), ("lt", operator.lt),
                    ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge)]:
     setattr(ndarray, f"__{_name}__", _binary(_op))
-ndarray.__neg__ = lambda self: _new(-self._host)
-ndarray.__abs__ = lambda self: _new(abs(self._host))
+def _unary(op):
+    def method(self):
+        check_on_current_device([self], "elementwise")
+        return _new(op(self._host))
+    return method
+
+
+ndarray.__neg__ = _unary(operator.neg)
+ndarray.__abs__ = _unary(abs)
 ndarray.__hash__ = None
 ndarray.__module__ = "cupy"  # what reprogls.kernels.devices.is_cupy_array looks at
 
@@ -275,10 +356,12 @@ def ascontiguousarray(a, dtype=None):
 
 
 def isfinite(a):
+    check_on_current_device([a], "isfinite")
     return _new(np.isfinite(_operand(a)))
 
 
 def copyto(dst, src):
+    check_on_current_device([dst, src], "copyto")
     dst._host[...] = _operand(src)
 
 
@@ -308,7 +391,7 @@ def RawKernel(code: str, name: str, options=(), **kwargs):
 
 
 class _Runtime:
-    """``cupy.cuda.runtime``: a driver that reports one device."""
+    """``cupy.cuda.runtime``: a driver that reports :func:`device_count` devices."""
 
     @staticmethod
     def driverGetVersion():
@@ -316,7 +399,7 @@ class _Runtime:
 
     @staticmethod
     def getDeviceCount():
-        return 1
+        return device_count()
 
 
 class cuda:  # noqa: N801 (a namespace standing in for the ``cupy.cuda`` module)
