@@ -520,6 +520,25 @@ def test_cov_type_none_skips_the_covariance_without_a_dense_nan_matrix():
     np.testing.assert_array_equal(res.params, gls.fit(Xs, Y, rank=1).params)
 
 
+def test_fits_in_concurrent_threads_have_the_bits_of_sequential_ones():
+    """Fits run from several Python threads at once (a thread pool over data sets)
+    share the kernels' task threads, the reused scratch buffers and the compiled
+    kernels; each gives the fingerprint it gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(simulate(1500, 12, 3, 2, seed, True)[:2], options) for seed in range(3)
+            for options in (dict(rank=2, beta_solver="cg"),
+                            dict(rank=2, beta_solver="gram", cov_type="robust"))]
+
+    def run(job):
+        (Xs, Y), options = job
+        return gls.fit(Xs, Y, **options).fingerprint
+
+    alone = [run(job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, jobs * 2)) == alone * 2
+
+
 def test_non_convergence_warns_not_raises():
     Xs, Y, *_ = simulate(N=300, K=5, seed=4)
     with pytest.warns(gls.ConvergenceWarning):

@@ -16,9 +16,9 @@ end, or with ``REPROGLS_CUDA_EMULATOR_ALIGN=start`` before its start) or reads s
 memory its block did not write, and (with ``REPROGLS_CUDA_EMULATOR_SCHEDULE=reverse``,
 warps and lanes in descending order) no result depends on the order in which threads
 run between barriers, and (two emulated devices, each array on the one it was allocated
-on) that work for ``device="cuda:1"`` runs under that device. What it cannot: see a race directly (fibers never run
-concurrently), accesses past the ends of a view inside a larger array, and anything
-about speed. The GPU's arithmetic
+on) that work for ``device="cuda:1"`` runs under that device. What it cannot: see a
+race directly (fibers never run concurrently), accesses past the ends of a view inside
+a larger array, and anything about speed. The GPU's arithmetic
 itself is not emulated but specified: ``__dadd_rn`` & co. are IEEE-754 operations rounded
 to nearest, which is what the host's SSE2 double operations are (no FMA contraction:
 ``-ffp-contract=off`` here, ``--fmad=false`` there).
