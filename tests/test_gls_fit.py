@@ -370,6 +370,9 @@ def test_summary_text_keeps_every_cell_apart_and_every_name_whole():
     assert fields[1][1:] == ["-1.2346e+08", "0.0000", "-inf", "nan", "-1.0e+300",
                              "1.00e+300"]
     assert len({len(line) for line in table}) == 1
+    for markup in (text.as_html(), text.as_latex()):  # (1e300 was 300 digits there)
+        assert "1.0000e+300" in markup and "-1.2346e+08" in markup and "0000000" not in markup
+        assert long_name.replace("_", r"\_") in markup or long_name in markup
 
 
 def test_to_frame_holds_the_summary_numbers_unrounded_by_equation_and_regressor():

@@ -67,7 +67,7 @@ class Summary(str):
             out.append("<tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
                        + "</tr>")
             for name, *values in eq.rows:
-                cells = "".join(f"<td>{v:.4f}</td>" for v in values)
+                cells = "".join(f"<td>{_markup_number(v)}</td>" for v in values)
                 out.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
             out.append("</table>")
         return "\n".join(out)
@@ -88,8 +88,8 @@ class Summary(str):
                     r"\hline", " & " + " & ".join(_latex(c) for c in COLUMNS) + r" \\",
                     r"\hline"]
             for name, *values in eq.rows:
-                out.append(_latex(name) + " & " + " & ".join(f"{v:.4f}" for v in values)
-                           + r" \\")
+                out.append(_latex(name) + " & " + " & ".join(_markup_number(v)
+                                                             for v in values) + r" \\")
             out += [r"\hline", r"\end{tabular}"]
         out.append(r"\end{center}")
         return "\n".join(out)
@@ -113,6 +113,12 @@ def _cell(value: float, width: int, decimals: int) -> str:
         text = f"{value:.{digits}e}"
         digits -= 1
     return text.rjust(width)
+
+
+def _markup_number(value: float) -> str:
+    """An HTML/LaTeX cell: 4 decimals, scientific beyond 14 characters (``1e300`` would
+    otherwise print 300 digits)."""
+    return _cell(value, 15, 4).strip()
 
 
 def _render_text(header: list[tuple[str, str]], equations: list[EquationTable]) -> str:
