@@ -160,7 +160,8 @@ def test_fit_is_equivariant_to_each_equations_units():
     """``y_j -> c_j y_j`` gives ``beta_j -> c_j beta_j``, ``d_j -> c_j^2 d_j`` and
     ``llf -> llf - N sum(log c_j)``, up to the fit's tolerances, for units from 2^-24 to
     2^30 (powers of two: the data are scaled exactly). The bounds of ``d`` used to hold
-    an absolute floor of 1e-12, which moved beta by 17% and ``d`` by a factor 2700 here."""
+    an absolute floor of 1e-12, which moved beta by 17% and ``d`` by a factor 2700 here.
+    The number of sweeps does not depend on the units either."""
     Xs, Y, *_ = simulate(N=500, K=6, p=3, k=2, seed=1)
     units = 2.0 ** np.array([-24, -20, 0, 3, 20, 30])
     base = gls.fit(Xs, Y, rank=2)
@@ -173,6 +174,12 @@ def test_fit_is_equivariant_to_each_equations_units():
     np.testing.assert_allclose(scaled.d / units**2, base.d, rtol=1e-3)
     np.testing.assert_allclose(scaled.llf, base.llf - 500 * np.sum(np.log(units)),
                                rtol=1e-9)
+    # the units at which llf crosses 0: the stopping rule is relative to max(|nll|, N K)
+    # (relative to |nll| alone, this fit took 19 sweeps instead of 3)
+    Xs, Y, *_ = simulate(N=2000, K=20, p=4, k=2, seed=1)
+    base = gls.fit(Xs, Y, rank=2)
+    at_zero = gls.fit(Xs, Y * np.exp(base.llf / Y.size), rank=2)
+    assert abs(at_zero.llf) < 1e-3 and at_zero.n_iter == base.n_iter == 3
 
 
 def test_an_exactly_fitted_equation_warns_and_keeps_its_variance_at_the_floor():

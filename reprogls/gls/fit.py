@@ -9,7 +9,8 @@ Model: ``y_ij = x_ij^T beta_j + e_ij``, ``e_i ~ N(0, Sigma)``, ``Sigma = F F^T +
    as a K x K matrix for moderate K, applied from the N x K residuals for large K), then
    beta-step (GLS given Sigma, :mod:`.beta`; with CG, solved only until the residual
    has fallen by ``CG_SWEEP_REDUCTION``), until the relative change of the negative
-   log-likelihood is at most ``tol`` (``converged=True``) or ``max_iter`` sweeps
+   log-likelihood is at most ``tol`` (relative to ``max(|nll|, N K)``: see ``fit``'s
+   ``tol``) (``converged=True``) or ``max_iter`` sweeps
    (``ConvergenceWarning``, ``converged=False``); either way the last sweep's CG is then
    finished to ``cg_tol``.
 3. Covariance of beta (:mod:`.covariance`): plug-in ``A^-1`` of the GLS normal matrix at
@@ -211,7 +212,11 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     ridge : float
         L2 penalty on beta (0 by default).
     tol, max_iter : float, int
-        Stop when the relative change of the negative log-likelihood is <= tol.
+        Stop when the relative change of the negative log-likelihood is <= tol:
+        ``|nll_prev - nll| <= tol * max(|nll|, N K)``. (Changes of the likelihood do not
+        depend on the units of Y, its value does, and it crosses 0 at some units: there
+        the plain relative change took 19 sweeps instead of 3. The floor ``N K`` -- one
+        per observed value -- keeps the test unit-free where ``|nll|`` is small.)
     beta_solver : {"auto", "gram", "cg"}
         ``"gram"``: dense normal matrix from ``X^T X`` (moderate P); ``"cg"``:
         preconditioned CG on the fused operator (large P; the preconditioner couples
@@ -371,7 +376,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
-            converged = abs(nll_prev - nll) <= tol * abs(nll)
+            # (relative to |nll|, floored at N K: the nll's zero depends on Y's units)
+            converged = abs(nll_prev - nll) <= tol * max(abs(nll), N * K)
             if converged:
                 break
             nll_prev = nll
