@@ -275,7 +275,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             raise ValueError(f"Y must have shape (N, K), got {Y_arr.shape}")
         if Y_arr.shape[1] != len(designs):
             transposed = (Y_arr.shape[0] == len(designs) and
-                          Y_arr.shape[1] == getattr(designs[0], "shape", (None,))[0])
+                          Y_arr.shape[1] == (getattr(designs[0], "shape", ()) or (None,))[0])
             hint = (" (Y looks transposed, one row per equation: pass Y.T, or "
                     "np.column_stack of the columns)" if transposed else "")
             raise ValueError(f"len(Xs) = {len(designs)} equations but Y has "
