@@ -143,6 +143,21 @@ def test_sigma_step_in_a_heywood_case_beats_thousands_of_closed_form_steps():
     np.testing.assert_allclose(at.ll, ll, rtol=1e-12)
 
 
+def test_sigma_step_takes_as_many_evaluations_at_any_units():
+    """The factor analysis' stopping rule is relative to ``max(|ll|, 1e-3 N K)``: at
+    the units where ``ll`` crosses 0 (and within 1e-4 N K of it) the rule relative to
+    ``|ll|`` alone took up to 214 evaluations instead of 14."""
+    Xs, Y, *_ = simulate(N=2000, K=20, p=4, k=2, seed=1)
+    S = residual_moment(np.ascontiguousarray(gls.fit(Xs, Y, rank=2).resid), "compensated")
+    N, K = 2000, 20
+    _, d, ll, evaluations = factor_analysis(S, N, 2, "compensated")
+    zero = np.exp(ll / (N * K))  # the units at which ll is 0
+    for unit in (zero, zero * (1 + 1e-6), zero * (1 + 1e-4)):
+        _, d_u, ll_u, evaluations_u = factor_analysis(S * unit**2, N, 2, "compensated")
+        assert abs(ll_u) < 5e-4 * N * K and abs(evaluations_u - evaluations) <= 3
+        np.testing.assert_allclose(d_u / unit**2, d, rtol=1e-3)
+
+
 def test_sigma_step_keeps_the_uniqueness_bound():
     E = heywood_residuals()
     S = residual_moment(E, "compensated")
