@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels._validate import design_list
 from ..kernels.devices import is_cupy_array, to_host
 from ._pack import pack_columns_on_device, pack_designs, pack_designs_on_device
 
@@ -256,18 +257,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if Y is None:
             raise ValueError("Y is required when Xs is a list: fit(Xs, Y) with Y of shape "
                              "(N, K)")
-        if isinstance(Xs, np.ndarray) or is_cupy_array(Xs):
-            raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j), "
-                             "not one array: split it into the equations' designs")
-        try:
-            if isinstance(Xs, str | bytes):
-                raise TypeError
-            designs = list(Xs)  # (a tuple or any iterable of designs)
-        except TypeError:
-            raise TypeError("Xs must be a list of per-equation designs (N, p_j) or a dict "
-                            f"{{name: (y, X)}}, got {type(Xs).__name__}") from None
-        if not designs:
-            raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
+        designs = design_list(Xs, " or a dict {name: (y, X)}")
         Y_arr = _as_array(Y, "Y")
         if Y_arr.ndim == 1:
             Y_arr = Y_arr[:, None]

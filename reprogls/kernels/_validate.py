@@ -20,6 +20,26 @@ import numpy as np
 from .devices import Device, is_cupy_array, to_host
 
 
+def design_list(Xs: Any, or_else: str = "") -> list:
+    """``Xs`` (a list, tuple or any iterable of per-equation designs) as a non-empty
+    list. One array (NumPy or CuPy) gets a ``ValueError`` saying to split it, anything
+    that is not iterable (or a string) a ``TypeError`` naming its type; ``or_else``
+    names another accepted form in that message (e.g. a dict)."""
+    if isinstance(Xs, np.ndarray) or is_cupy_array(Xs):
+        raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j), "
+                         "not one array: split it into the equations' designs")
+    try:
+        if isinstance(Xs, str | bytes):
+            raise TypeError
+        designs = list(Xs)
+    except TypeError:
+        raise TypeError(f"Xs must be a list of per-equation designs (N, p_j){or_else}, "
+                        f"got {type(Xs).__name__}") from None
+    if not designs:
+        raise ValueError("Xs must be a non-empty list of per-equation designs (N, p_j)")
+    return designs
+
+
 def as_vector(x: Any, name: str, device: Device) -> Any:
     """Return ``x`` as a C-contiguous 1-D float64 array on ``device``.
 

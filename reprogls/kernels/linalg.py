@@ -19,6 +19,7 @@ from ._validate import (
     as_output,
     as_vector,
     check_shape,
+    design_list,
     host_vector,
 )
 from .devices import Device, resolve_device, to_host
@@ -115,19 +116,7 @@ def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(Xs, Mapping):
         raise TypeError("Xs must be a list of per-equation designs (N, p_j), not a dict; "
                         "pass list(Xs.values()) to take the designs in the dict's order")
-    if isinstance(Xs, np.ndarray):
-        raise ValueError("Xs must be a non-empty list of per-equation design matrices "
-                         "(N, p_j), not one array: split it into the equations' designs")
-    try:
-        if isinstance(Xs, str | bytes):
-            raise TypeError
-        Xs = list(Xs)  # (a tuple or any iterable of designs)
-    except TypeError:
-        raise TypeError("Xs must be a list of per-equation designs (N, p_j), got "
-                        f"{type(Xs).__name__}") from None
-    if not Xs:
-        raise ValueError("Xs must be a non-empty list of per-equation design matrices "
-                         "(N, p_j)")
+    Xs = design_list(Xs)
     blocks = []
     for j, Xj in enumerate(Xs):
         arr = np.asarray(to_host(Xj))
