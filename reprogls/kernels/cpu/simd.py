@@ -236,14 +236,23 @@ def _two_sum_step(builder, s, e, term, signs=None):
 
 def _host_target() -> tuple[str, list[str]]:
     """The LLVM CPU name and feature list Numba compiles for (``NUMBA_CPU_NAME`` /
-    ``NUMBA_CPU_FEATURES`` if set, else the host's); Numba's cache is keyed on both."""
+    ``NUMBA_CPU_FEATURES`` if set, else the host's); Numba's cache is keyed on both.
+
+    An empty ``NUMBA_CPU_FEATURES`` (Numba's default for ``NUMBA_CPU_NAME=generic``) is a
+    set value, as in Numba's codegen: LLVM then gives the named CPU its own default
+    features, which llvmlite cannot list, so none are reported here and every choice
+    below takes its no-FMA, no-AVX-512 branch (the same bits; only speed could differ).
+    It used to fall back to the host's features, so ``NUMBA_CPU_NAME=x86-64
+    NUMBA_CPU_FEATURES=`` on an AVX-512 host chose the AVX-512 register blocking for
+    SSE2 code."""
     import llvmlite.binding as llvm
     from numba.core import config
 
     name = config.CPU_NAME if config.CPU_NAME not in (None, "", "host") else \
         llvm.get_host_cpu_name()
-    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
-    return str(name), str(features).split(",")
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else \
+        llvm.get_host_cpu_features().flatten()
+    return str(name), [f for f in str(features).split(",") if f]
 
 
 def _fma_override() -> bool | None:
