@@ -29,6 +29,7 @@ from functools import partial
 import numpy as np
 
 from reprogls import gls, kernels
+from reprogls.kernels.cpu.pages import page_policy
 
 SIZES = {"S": dict(N=2000, K=50, p=5, k=3), "M": dict(N=20000, K=200, p=10, k=5)}
 #: Seconds of idling before each timed fit: OpenBLAS threads spin for a while after a call
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="back-to-back fits of each library for the medians (M: at "
                              "most 2)")
     args = parser.parse_args(argv)
-    print(f"alsgls {getattr(alsgls, '__version__', '?')}")
+    print(f"alsgls {getattr(alsgls, '__version__', '?')}; reprogls {page_policy()}")
     # compile (or load from Numba's cache) every CPU kernel first: the CG path's kernels
     # are not reached by a small warm-up fit, and compilation is not fit time
     kernels.warmup(("cpu",))

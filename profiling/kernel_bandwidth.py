@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 
 from reprogls import kernels
+from reprogls.kernels.cpu.pages import page_policy
 
 try:
     from ._timing import best_seconds, blas_read_bandwidth
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kernels.warmup(("cpu",))
     blas = blas_read_bandwidth()
-    print(f"BLAS ddot read bandwidth: {blas:.1f} GB/s; threads = {kernels.cpu_threads()}")
+    print(f"BLAS ddot read bandwidth: {blas:.1f} GB/s; threads = {kernels.cpu_threads()}; "
+          f"{page_policy()}")
     print(f"{'kernel':<20} {'mode':<12} {'seconds':>8} {'GB/s':>6} {'vs BLAS':>8} "
           f"{'numpy s':>8} {'speed-up':>8}")
     rng = np.random.default_rng(0)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels._validate import design_list
+from ..kernels.cpu.pages import fresh
 from ..kernels.devices import is_cupy_array, to_host
 from ._pack import pack_columns_on_device, pack_designs, pack_designs_on_device
 
@@ -335,8 +336,12 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         Yp, y_bad = pack_columns_on_device(Y_arr if ys is None else y_cols)
     else:
         X, x_bad = pack_designs(arrays, constants, offsets)
-        Yp = (np.array(Y_arr, dtype=np.float64, order="C") if ys is None else
-              np.ascontiguousarray(np.column_stack(y_cols)))
+        Yp = fresh((N, len(eq_names)))  # (small pages where huge ones are slow)
+        if ys is None:
+            np.copyto(Yp, Y_arr, casting="unsafe")
+        else:
+            for j, y in enumerate(y_cols):
+                Yp[:, j] = y
         y_bad = ~np.isfinite(Yp).all(axis=0)
     bad = np.flatnonzero(x_bad | y_bad)
     if bad.size:  # the first equation with a NaN/inf: its design first, then its y

@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from ..reference import cro as _cro
 from ..reference import elementary as _elem
+from .pages import fresh
 from .tasks import run_tasks
 
 CANONICAL_NAN = _cro.CANONICAL_NAN
@@ -129,39 +130,39 @@ def _param(v):
 
 
 def log(x):
-    out = np.empty_like(x)
+    out = fresh(x.shape)
     run_tasks(log_tasks, _blocks(x), x, out)
     return out
 
 
 def exp(x):
-    out = np.empty_like(x)
+    out = fresh(x.shape)
     run_tasks(exp_tasks, _blocks(x), x, out)
     return out
 
 
 def soft_threshold(x, lam):
-    out = np.empty_like(x)
+    out = fresh(x.shape)
     run_tasks(soft_threshold_tasks, _blocks(x), x, _param(lam), out)
     return out
 
 
 def soft_threshold_box(x, lam, lo, hi):
-    out = np.empty_like(x)
+    out = fresh(x.shape)
     run_tasks(soft_threshold_box_tasks, _blocks(x), x, _param(lam), _param(lo), _param(hi),
               out)
     return out
 
 
 def prox_elastic_net(x, lam, l1_ratio, step, lo, hi):
-    out = np.empty_like(x)
+    out = fresh(x.shape)
     run_tasks(prox_elastic_net_tasks, _blocks(x), x, _param(lam), float(l1_ratio),
               float(step), _param(lo), _param(hi), out)
     return out
 
 
 def fista_step(z, grad, step, x_prev, momentum, lam, l1_ratio, lo, hi):
-    x_new, z_next = np.empty_like(z), np.empty_like(z)
+    x_new, z_next = fresh(z.shape), fresh(z.shape)
     run_tasks(fista_step_tasks, _blocks(z), z, grad, float(step), x_prev, float(momentum),
               _param(lam), float(l1_ratio), _param(lo), _param(hi), x_new, z_next)
     return x_new, z_next

@@ -25,6 +25,7 @@ from ._cro import (
     finalize,
     merge,
 )
+from .pages import fresh
 from .views import unmanaged
 
 __all__ = [
@@ -98,7 +99,7 @@ def sur_matvec(X, offsets, beta, compensated, out=None):
 
     shape = (X.shape[0], offsets.shape[0] - 1)
     if out is None:
-        out = np.empty(shape)
+        out = fresh(shape)
     if out.size and X.shape[1] and streamed_matvec(X, offsets, beta, compensated, out):
         return out
     return rowgroups.sur_matvec(X, offsets, beta, compensated, out)

@@ -23,6 +23,7 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, dot_segment, lane_step
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
+from .pages import fresh
 from .rowgroups import BLOCK, balanced_tasks, lane_trees, lanes_per_task, tile_task
 from .simd import lane_axpy
 from .tasks import run_tasks, schedule_bins, threads
@@ -58,7 +59,7 @@ def _rows_times_tasks(b0, b1, A, BT, compensated, out):
 def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
     """``A B`` (m x k) with ``BT = B^T`` (k x n); entry ``[i, q]`` has the bits of
     ``gemv(A, B[:, q])[i]``. Inputs C-contiguous float64 (not validated here)."""
-    out = np.empty((A.shape[0], BT.shape[0]))
+    out = fresh((A.shape[0], BT.shape[0]))
     if out.size:
         run_tasks(_rows_times_tasks, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
     return out

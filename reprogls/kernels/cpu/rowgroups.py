@@ -47,6 +47,7 @@ from numba import njit
 
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
+from .pages import fresh
 from .segments import dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
 from .tasks import lpt_schedule, run_tasks, schedule_bins
@@ -659,7 +660,7 @@ def woodbury_solve(R, G, d, L, compensated, out=None):
     """``R Sigma^-1`` row by row (validated inputs), into ``out`` (C-contiguous, the shape
     of ``R``, or ``R`` itself: each block of 32 rows is gathered before it is written)
     when given."""
-    out = np.empty_like(R) if out is None else out
+    out = fresh(R.shape) if out is None else out
     if R.size:
         run_tasks(_woodbury_tasks, _slabs(R.shape[0]), R, *factor_arrays(G, d, L),
                   compensated, out)

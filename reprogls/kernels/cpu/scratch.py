@@ -22,8 +22,9 @@ none does (the callers overwrite every element they read), so the bits are the s
 whichever memory comes back.
 
 Idle buffers are kept up to :data:`POOL_BYTES` in all (64 MiB); a request larger than
-that always gets fresh memory, and the pool is not used where reference counts cannot
-be trusted to mean this (a free-threaded CPython). :func:`clear` drops the idle buffers.
+that always gets fresh memory (:func:`.pages.fresh`), and the pool is not used where reference
+counts cannot be trusted to mean this (a free-threaded CPython). :func:`clear` drops the
+idle buffers.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import sys
 import threading
 
 import numpy as np
+
+from .pages import fresh
 
 __all__ = ["POOL_BYTES", "clear", "empty", "pooled_bytes"]
 
@@ -86,7 +89,7 @@ def empty(shape: int | tuple[int, ...]) -> np.ndarray:
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     n = math.prod(shape)
     if _IDLE_REFERENCES is None or n == 0 or 8 * n > POOL_BYTES:
-        return np.empty(shape)
+        return fresh(shape)
     with _lock:
         fits = [i for i in _idle_indices() if _buffers[i].size >= n]
         if fits:
@@ -120,3 +123,4 @@ def clear() -> None:
     with _lock:
         for i in sorted(_idle_indices(), reverse=True):
             del _buffers[i]
+

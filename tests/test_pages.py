@@ -1,0 +1,129 @@
+"""New memory for large arrays (:mod:`reprogls.kernels.cpu.pages`): small pages where the
+machine reports free memory to its host, NumPy's choice elsewhere; never a changed value."""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import sys
+
+import numpy as np
+import pytest
+
+from reprogls import kernels
+from reprogls.kernels import reference as ref
+from reprogls.kernels.cpu import pages
+
+linux_only = pytest.mark.skipif(not (sys.platform.startswith("linux") and
+                                     hasattr(mmap, "MADV_NOHUGEPAGE")),
+                                reason="MADV_NOHUGEPAGE is Linux's")
+
+
+@pytest.fixture
+def policy(monkeypatch):
+    """Set REPROGLS_HUGE_PAGES for one test (None: unset) and forget the cached choice."""
+    def set_policy(value):
+        if value is None:
+            monkeypatch.delenv("REPROGLS_HUGE_PAGES", raising=False)
+        else:
+            monkeypatch.setenv("REPROGLS_HUGE_PAGES", value)
+        pages.small_pages.cache_clear()
+    yield set_policy
+    pages.small_pages.cache_clear()
+
+
+def _vm_flags(address: int) -> list[str] | None:
+    """The VmFlags of the mapping of this process that holds ``address`` (None: none)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(part, 16) for part in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    return None
+
+
+def _features_file(tmp_path, bits: str) -> str:
+    device = tmp_path / "virtio0"
+    device.mkdir()
+    (device / "features").write_text(bits + "\n")
+    return str(tmp_path / "virtio*" / "features")
+
+
+@pytest.mark.parametrize(("bits", "reports"), [("0110010100000000", True),
+                                               ("0110000100000000", False), ("0110", False)])
+def test_free_page_reporting_is_read_from_the_balloon_features(tmp_path, monkeypatch,
+                                                               policy, bits, reports):
+    monkeypatch.setattr(pages, "_BALLOON_FEATURES", _features_file(tmp_path, bits))
+    assert pages._balloon_reports_free_pages() is reports
+    policy(None)
+    assert pages.small_pages() is (reports and hasattr(mmap, "MADV_NOHUGEPAGE"))
+
+
+def test_no_balloon_device_means_numpy_pages(tmp_path, monkeypatch, policy):
+    monkeypatch.setattr(pages, "_BALLOON_FEATURES", str(tmp_path / "none" / "features"))
+    policy(None)
+    assert not pages.small_pages()
+    a = pages.fresh((1024, 1024))
+    assert a.flags.owndata and a.shape == (1024, 1024) and a.dtype == np.float64
+
+
+@linux_only
+def test_the_environment_overrides_the_detection(tmp_path, monkeypatch, policy):
+    monkeypatch.setattr(pages, "_BALLOON_FEATURES", _features_file(tmp_path, "0000010"))
+    policy("1")
+    assert not pages.small_pages()
+    policy("0")
+    assert pages.small_pages()
+
+
+@linux_only
+def test_a_large_array_gets_its_own_mapping_without_huge_pages(policy):
+    policy("0")
+    a = pages.fresh((700, 1000))  # 5.6 MB
+    assert a.shape == (700, 1000) and a.dtype == np.float64 and a.flags.c_contiguous
+    assert a.flags.writeable and not a.flags.owndata
+    assert a.ctypes.data % mmap.PAGESIZE == 0
+    flags = _vm_flags(a.ctypes.data)
+    assert flags is not None and "nh" in flags and "hg" not in flags
+    a[:] = 2.5
+    assert float(a[-1, -1]) == 2.5
+    # a view keeps the mapping; dropping every reference unmaps it
+    view, address = a[10:], a.ctypes.data
+    del a
+    gc.collect()
+    assert float(view[0, 0]) == 2.5 and _vm_flags(address) is not None
+    del view
+    gc.collect()
+    assert _vm_flags(address) is None
+
+
+@linux_only
+def test_small_arrays_and_the_huge_page_setting_use_numpy_empty(policy):
+    policy("0")
+    small = pages.fresh(1000)
+    assert small.flags.owndata and small.shape == (1000,)
+    policy("1")
+    large = pages.fresh((700, 1000))
+    assert large.flags.owndata and large.shape == (700, 1000)
+
+
+@linux_only
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_kernel_outputs_have_the_same_bits_in_either_kind_of_page(policy, setting):
+    policy(setting)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(600_000)  # 4.8 MB: past the mapping threshold
+    X = rng.standard_normal((200_000, 30))  # U: 200000 x 4, 6.4 MB
+    offsets = np.array([0, 7, 7, 19, 30])
+    beta = rng.standard_normal(30)
+    reference = ref.soft_threshold(x, 0.3)
+    assert np.array_equal(kernels.soft_threshold(x, 0.3).view(np.uint64),
+                          reference.view(np.uint64))
+    U = kernels.sur_matvec(X, offsets, beta)
+    assert U.nbytes >= pages.FRESH_MAPPING_BYTES and U.flags.owndata == (setting == "1")
+    assert np.array_equal(U.view(np.uint64),
+                          ref.sur_matvec(X, offsets, beta).view(np.uint64))
