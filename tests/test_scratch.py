@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from reprogls.kernels.cpu import scratch
+from reprogls.kernels.cpu import pages, scratch
 
 pytestmark = pytest.mark.skipif(scratch._IDLE_REFERENCES is None,
                                 reason="no pool where reference counts are not exact")
@@ -35,14 +35,21 @@ def test_like_numpy_empty():
     assert scratch.empty((0, 4)).shape == (0, 4)
 
 
-def test_a_live_array_or_view_keeps_its_buffer():
-    a = scratch.empty((1000, 10))
+@pytest.mark.parametrize("shape", [(1000, 10), (1000, 700)])
+def test_a_live_array_or_view_keeps_its_buffer(monkeypatch, request, shape):
+    # (1000, 700): 5.6 MB, where pages.fresh would map small pages of its own; the pool
+    # must still count a view as a use of its buffer (it would not, were the buffer an
+    # array that does not own its memory)
+    monkeypatch.setenv("REPROGLS_HUGE_PAGES", "0")
+    pages.small_pages.cache_clear()
+    request.addfinalizer(pages.small_pages.cache_clear)
+    a = scratch.empty(shape)
     a[:] = 1.0
-    b = scratch.empty((1000, 10))  # a is alive: new memory
+    b = scratch.empty(shape)  # a is alive: new memory
     assert not np.shares_memory(a, b)
     column = a[:, 3]
     del a
-    c = scratch.empty((1000, 10))  # a's view is alive: still new memory
+    c = scratch.empty(shape)  # a's view is alive: still new memory
     assert not np.shares_memory(column, c)
     c[:] = 2.0
     assert np.all(column == 1.0)

@@ -95,6 +95,10 @@ def empty(shape: int | tuple[int, ...]) -> np.ndarray:
         if fits:
             buffer = _buffers[min(fits, key=lambda i: _buffers[i].size)]
             return buffer[:n].reshape(shape)
+        # (np.empty, never pages.fresh: an array that does not own its memory, as
+        # fresh's are not, is skipped when NumPy bases a view, so the views of the
+        # buffer would not count as references to it and it would look idle while
+        # they use it)
         buffer = np.empty(n)
         if _make_room(8 * n):
             _buffers.append(buffer)
