@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import mmap
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +99,10 @@ def test_a_large_array_gets_its_own_mapping_without_huge_pages(policy):
     assert float(view[0, 0]) == 2.5 and _vm_flags(address) is not None
     del view
     gc.collect()
+    # the mapping is kept a moment for the next request (below), then unmapped
+    assert _vm_flags(address) is not None and len(pages._kept) == 1
+    pages._kept.clear()
+    gc.collect()
     assert _vm_flags(address) is None
 
 
@@ -127,3 +132,77 @@ def test_kernel_outputs_have_the_same_bits_in_either_kind_of_page(policy, settin
     assert U.nbytes >= pages.FRESH_MAPPING_BYTES and U.flags.owndata == (setting == "1")
     assert np.array_equal(U.view(np.uint64),
                           ref.sur_matvec(X, offsets, beta).view(np.uint64))
+
+
+def _mapping_of(a: np.ndarray) -> mmap.mmap:
+    """The mmap under an array from :func:`pages.fresh`."""
+    owner = a if isinstance(a.base, memoryview) else a.base
+    return owner.base.obj
+
+
+@pytest.fixture
+def kept(monkeypatch, policy):
+    """Small pages forced and no kept mappings before or after the test."""
+    policy("0")
+    gc.collect()  # (arrays an earlier test left behind would be kept during this one)
+    pages._kept.clear()
+    yield pages._kept
+    pages._kept.clear()
+
+
+@linux_only
+def test_a_freed_mapping_serves_the_next_request_that_fits(kept):
+    a = pages.fresh((700, 1000))
+    memory = _mapping_of(a)
+    view = a[100:]
+    del a
+    gc.collect()
+    assert not kept  # a view is alive: the memory is still in use
+    del view
+    gc.collect()
+    assert [m for _, m in kept] == [memory]
+    larger = pages.fresh((1000, 701))  # (held: freed, it would be kept too)
+    assert _mapping_of(larger) is not memory and kept  # larger: a new mapping
+    b = pages.fresh((600, 1000))  # smaller by less than a quarter: the kept one
+    assert _mapping_of(b) is memory and not kept
+    assert b.shape == (600, 1000) and b.flags.c_contiguous and b.flags.writeable
+    del b
+    gc.collect()
+    assert _mapping_of(pages.fresh((530, 1000))) is not memory  # smaller by more
+
+
+@linux_only
+def test_kept_mappings_are_few_and_expire(kept, monkeypatch):
+    arrays = [pages.fresh(600_000 + i) for i in range(4)]
+    memories = [_mapping_of(a) for a in arrays]
+    while arrays:  # freed in order
+        del arrays[0]
+    gc.collect()
+    assert [m for _, m in kept] == memories[-pages.KEEP_MAPPINGS:]
+    monkeypatch.setattr(pages, "KEEP_SECONDS", 0.05)
+    pages._expire()  # what the timers call; kept ones are older than 0.05 s after this
+    time.sleep(0.1)
+    pages._expire()
+    assert not kept
+
+
+@linux_only
+def test_kernel_outputs_in_reused_memory_have_the_reference_bits(kept):
+    x = np.random.default_rng(3).standard_normal(700_000)
+    poison = pages.fresh(x.shape)
+    poison[:] = np.nan  # what the reused memory holds before the kernel writes it
+    memory = _mapping_of(poison)
+    del poison
+    gc.collect()
+    out = kernels.soft_threshold(x, 0.2)
+    assert _mapping_of(out) is memory
+    assert np.array_equal(out.view(np.uint64), ref.soft_threshold(x, 0.2).view(np.uint64))
+
+
+@linux_only
+def test_a_mapping_larger_than_its_share_of_memory_is_not_kept(kept, monkeypatch):
+    monkeypatch.setattr(pages, "_physical_bytes", lambda: 32_000_000)
+    big = pages.fresh(600_000)  # 4.8 MB, more than an eighth of a 32 MB machine
+    del big
+    gc.collect()
+    assert not kept
