@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from ..kernels import dot, sur_rmatvec, woodbury_factor, woodbury_logdet
+from ..kernels.cpu.pages import fresh
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
 from . import beta as beta_step
@@ -157,8 +158,8 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     U_buffer, E_buffer = buffers
     U = cpu_linalg.sur_matvec(X, offsets, np.ascontiguousarray(beta, dtype=np.float64),
                               mode == "compensated",
-                              U_buffer if U_buffer is not None else np.empty(Y.shape))
-    return U, np.subtract(Y, U, out=E_buffer)
+                              U_buffer if U_buffer is not None else fresh(Y.shape))
+    return U, np.subtract(Y, U, out=E_buffer if E_buffer is not None else fresh(Y.shape))
 
 
 def _check_cuda_limits(rank: int, K: int) -> None:

@@ -34,8 +34,7 @@ loop 35 ms, and in
 0.18 s against 0.24 s with huge pages and 0.42 s with new small ones, ``soft_threshold``
 0.069 s against 0.11 and 0.33 s. On bare metal, or a VM without
 page reporting, they have no such cost and save the 4 KiB faults, so :func:`fresh`
-keeps NumPy's choice there. The fit's per-sweep N x K arrays, freed and requested again
-within milliseconds, keep NumPy's choice everywhere.
+keeps NumPy's choice there.
 
 ``REPROGLS_HUGE_PAGES=1`` keeps huge pages everywhere, ``=0`` uses small pages
 everywhere (Linux); unset, small pages exactly where a virtio balloon device offers
