@@ -58,51 +58,45 @@ def _without_avx512(features: list[str]) -> str:
                     for f in features)
 
 
-def _targets() -> dict[str, dict]:
+def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool,
+             gram_rows: int, lane_sum_width: int) -> dict:
+    """The code-path choices a child reports (``_CHILD``), by name."""
+    return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
+            "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
+            "gram_rows": gram_rows, "lane_sum_width": lane_sum_width}
+
+
+def _targets() -> dict[str, tuple]:
     """name -> (environment, expected ``(zen, avx512)``, expected choices, widest vector
     register the Gram kernel should use), for the targets this host can run."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return {}
     host = _host_features()
     has = set(host)
+
+    def env(name: str, features: str) -> dict:
+        return {"NUMBA_CPU_NAME": name, "NUMBA_CPU_FEATURES": features}
+
     targets = {
         # SSE2 only (the x86-64 baseline): no FMA, 16 two-wide registers
-        "x86-64": ({"NUMBA_CPU_NAME": "x86-64", "NUMBA_CPU_FEATURES": ""},
-                   [False, False],
-                   {"ADDS_ON_FMA": False, "GRAM_ADDS_ON_FMA": False,
-                    "CHUNK_ADDS_ON_FMA": False, "LANE_SUMS_ADDS_ON_FMA": False,
-                    "gram_rows": 2, "lane_sum_width": 16}, "xmm"),
+        "x86-64": (env("x86-64", ""), [False, False],
+                   _choices(False, False, False, False, 2, 16), "xmm"),
     }
     if {"+avx2", "+fma"} <= has:
+        avx2 = _without_avx512(host)
         # AMD Zen 3: AVX2, TwoSum additions on the FMA units
-        targets["znver3"] = ({"NUMBA_CPU_NAME": "znver3",
-                              "NUMBA_CPU_FEATURES": _without_avx512(host)},
-                             [True, False],
-                             {"ADDS_ON_FMA": True, "GRAM_ADDS_ON_FMA": True,
-                              "CHUNK_ADDS_ON_FMA": False, "LANE_SUMS_ADDS_ON_FMA": True,
-                              "gram_rows": 1, "lane_sum_width": 16}, "ymm")
+        targets["znver3"] = (env("znver3", avx2), [True, False],
+                             _choices(True, True, False, True, 1, 16), "ymm")
         # Intel Haswell: AVX2 with FMA, additions on the adders
-        targets["haswell"] = ({"NUMBA_CPU_NAME": "haswell",
-                               "NUMBA_CPU_FEATURES": _without_avx512(host)},
-                              [False, False],
-                              {"ADDS_ON_FMA": False, "GRAM_ADDS_ON_FMA": False,
-                               "CHUNK_ADDS_ON_FMA": False, "LANE_SUMS_ADDS_ON_FMA": False,
-                               "gram_rows": 2, "lane_sum_width": 16}, "ymm")
+        targets["haswell"] = (env("haswell", avx2), [False, False],
+                              _choices(False, False, False, False, 2, 16), "ymm")
     if {"+avx512f", "+fma"} <= has:
         # AMD Zen 4: AVX-512, some additions on the FMA units
-        targets["znver4"] = ({"NUMBA_CPU_NAME": "znver4", "NUMBA_CPU_FEATURES": ",".join(host)},
-                             [True, True],
-                             {"ADDS_ON_FMA": False, "GRAM_ADDS_ON_FMA": True,
-                              "CHUNK_ADDS_ON_FMA": True, "LANE_SUMS_ADDS_ON_FMA": True,
-                              "gram_rows": 2, "lane_sum_width": 32}, "zmm")
+        targets["znver4"] = (env("znver4", ",".join(host)), [True, True],
+                             _choices(False, True, True, True, 2, 32), "zmm")
         # Intel Skylake-X and later: AVX-512, additions on the adders
-        targets["skylake-avx512"] = ({"NUMBA_CPU_NAME": "skylake-avx512",
-                                      "NUMBA_CPU_FEATURES": ",".join(host)},
-                                     [False, True],
-                                     {"ADDS_ON_FMA": False, "GRAM_ADDS_ON_FMA": False,
-                                      "CHUNK_ADDS_ON_FMA": False,
-                                      "LANE_SUMS_ADDS_ON_FMA": False,
-                                      "gram_rows": 4, "lane_sum_width": 32}, "zmm")
+        targets["skylake-avx512"] = (env("skylake-avx512", ",".join(host)), [False, True],
+                                     _choices(False, False, False, False, 4, 32), "zmm")
     # a target that makes the host's own choices is what test_golden.py runs already
     from reprogls.kernels.cpu import simd
 

@@ -28,12 +28,11 @@ ago come straight back -- a loop of equal calls -- and there by up to 2x; anywhe
 cost 3-7x, which is the case this module guards against. The loop case is then served
 better than by either: a freed mapping is kept for a second and reused (:func:`fresh`),
 so a loop touches no new page at all -- M fits back to back 0.71-0.72 s (the packed
-``X`` and every 32 MB array of the fit from kept mappings), ``soft_threshold`` in a
-loop 35 ms, and in
-``kernel_bandwidth.py`` ``sur_matvec`` 74% of ddot, ``woodbury_solve`` (800 MB out)
-0.18 s against 0.24 s with huge pages and 0.42 s with new small ones, ``soft_threshold``
-0.069 s against 0.11 and 0.33 s. On bare metal, or a VM without
-page reporting, they have no such cost and save the 4 KiB faults, so :func:`fresh`
+``X`` and every 32 MB array of the fit from kept mappings), ``soft_threshold`` in a loop
+35 ms, and in ``kernel_bandwidth.py`` ``sur_matvec`` 74% of ddot, ``woodbury_solve``
+(800 MB out) 0.18 s against 0.24 s with huge pages and 0.42 s with new small ones,
+``soft_threshold`` 0.069 s against 0.11 and 0.33 s. On bare metal, or a VM without page
+reporting, huge pages have no such cost and save the 4 KiB faults, so :func:`fresh`
 keeps NumPy's choice there.
 
 ``REPROGLS_HUGE_PAGES=1`` keeps huge pages everywhere, ``=0`` uses small pages
@@ -188,15 +187,15 @@ def fresh(shape: int | tuple[int, ...]) -> np.ndarray:
     """An uninitialised C-contiguous float64 array in new memory, like
     ``numpy.empty(shape)``. From :data:`FRESH_MAPPING_BYTES` up, where
     :func:`small_pages` says so, the memory is an anonymous mapping of its own, advised
-    ``MADV_NOHUGEPAGE`` before its first touch; the array owns it (it is unmapped when
-    the array and every view of it are gone).
+    ``MADV_NOHUGEPAGE`` before its first touch, which the array holds (it is released
+    when the array and every view of it are gone).
 
     A loop of equal calls does not pay for new pages each time: the mapping of an array
     from here that has been freed (with every view of it) is kept for
     :data:`KEEP_SECONDS` and given to the next request of at most its size that it
     exceeds by at most a quarter (the kept mappings take at most :data:`KEEP_SHARE` of
-    the memory in all; a timer unmaps them). Its contents are
-    whatever the last array left, as with ``numpy.empty``.
+    the memory in all; a timer unmaps them). Its contents are whatever the last array
+    left, as with ``numpy.empty``.
 
     (Why not huge pages in a loop: memory freed in 4 KiB pages does not come back as
     backed huge pages -- a loop that switched to ``numpy.empty`` once the previous

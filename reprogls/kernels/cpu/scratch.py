@@ -22,9 +22,9 @@ none does (the callers overwrite every element they read), so the bits are the s
 whichever memory comes back.
 
 Idle buffers are kept up to :data:`POOL_BYTES` in all (64 MiB); a request larger than
-that always gets fresh memory (:func:`.pages.fresh`), and the pool is not used where reference
-counts cannot be trusted to mean this (a free-threaded CPython). :func:`clear` drops the
-idle buffers.
+that always gets fresh memory (:func:`.pages.fresh`), and the pool is not used where
+reference counts cannot be trusted to mean this (a free-threaded CPython). :func:`clear`
+drops the idle buffers.
 """
 
 from __future__ import annotations
@@ -127,4 +127,3 @@ def clear() -> None:
     with _lock:
         for i in sorted(_idle_indices(), reverse=True):
             del _buffers[i]
-
