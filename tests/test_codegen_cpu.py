@@ -119,6 +119,27 @@ def test_cpu_kernels_contain_no_fma(assembly):
     assert not offenders
 
 
+def test_software_prefetch_only_where_rows_stream(assembly):
+    """``prefetcht1`` (:data:`.simd.CHUNK_PREFETCH_AHEAD`, a hint: no bits depend on it)
+    in the kernels whose CRO-1 chunks read each term once from memory -- long sums and
+    dots, ``gemv``'s rows -- where this target gets it, and never in the dense kernels
+    whose rows are in cache (the Cholesky and the SPD inverse measured slower with it)."""
+    from reprogls.kernels.cpu import simd
+
+    prefetch = re.compile(r"\bprefetcht1\b")
+    streaming = ["reprogls.kernels.cpu.reductions._sum_tasks",
+                 "reprogls.kernels.cpu.reductions._dot_tasks",
+                 "reprogls.kernels.cpu.multi._rows_times_tasks"]
+    in_cache = ["reprogls.kernels.cpu.spd._below_block",
+                "reprogls.kernels.cpu.spd._inverse_factor_rows",
+                "reprogls.kernels.cpu.linalg.cholesky_kernel"]
+    assert set(streaming + in_cache) <= set(assembly)
+    for name in streaming:
+        assert bool(prefetch.search(assembly[name])) == bool(simd.CHUNK_PREFETCH_AHEAD), name
+    for name in in_cache:
+        assert not prefetch.search(assembly[name]), name
+
+
 def test_negative_control_fastmath_kernel_shows_fma(assembly):
     # The detector must see FMA where it is present, or the test above proves nothing.
     # Only meaningful on a CPU with FMA (x86-64 with AVX2/FMA3, or aarch64).

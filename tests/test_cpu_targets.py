@@ -41,7 +41,8 @@ print(json.dumps({
                 "CHUNK_ADDS_ON_FMA": simd.CHUNK_ADDS_ON_FMA,
                 "LANE_SUMS_ADDS_ON_FMA": simd.LANE_SUMS_ADDS_ON_FMA,
                 "gram_rows": len(simd.GRAM_ROW_GROUPS[0]),
-                "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED},
+                "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED,
+                "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD},
     "registers": sorted({r for r in ("xmm", "ymm", "zmm") if re.search(r"%" + r, asm)}),
     "fingerprints": prints}))
 """
@@ -59,11 +60,12 @@ def _without_avx512(features: list[str]) -> str:
 
 
 def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool,
-             gram_rows: int, lane_sum_width: int) -> dict:
+             gram_rows: int, lane_sum_width: int, chunk_prefetch: int = 512) -> dict:
     """The code-path choices a child reports (``_CHILD``), by name."""
     return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
             "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
-            "gram_rows": gram_rows, "lane_sum_width": lane_sum_width}
+            "gram_rows": gram_rows, "lane_sum_width": lane_sum_width,
+            "chunk_prefetch": chunk_prefetch}
 
 
 def _targets() -> dict[str, tuple]:
@@ -93,7 +95,7 @@ def _targets() -> dict[str, tuple]:
     if {"+avx512f", "+fma"} <= has:
         # AMD Zen 4: AVX-512, some additions on the FMA units
         targets["znver4"] = (env("znver4", ",".join(host)), [True, True],
-                             _choices(False, True, True, True, 2, 32), "zmm")
+                             _choices(False, True, True, True, 2, 32, 0), "zmm")
         # Intel Skylake-X and later: AVX-512, additions on the adders
         targets["skylake-avx512"] = (env("skylake-avx512", ",".join(host)), [False, True],
                                      _choices(False, False, False, False, 4, 32), "zmm")

@@ -3,8 +3,9 @@
 The scalar helpers are the reference module's own functions compiled by Numba, so the
 spec and the CPU kernels share one definition of TwoSum, the merge and the final step.
 One chunk's lane loop and lane tree are a single vector intrinsic
-(:func:`.simd.chunk_partial`, through :func:`lanes_partial`); :func:`dot_segment` chains
-the chunks of a contiguous segment for the dense kernels (Cholesky, solves, ``A B``).
+(:func:`.simd.chunk_partial`, through :func:`chunk_root`); :func:`dot_segment` chains
+the chunks of a contiguous segment for the dense kernels (Cholesky, solves), and
+:func:`streamed_dot_segment` for rows read once from memory (``gemv``, ``A B``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from ..reference import cro as _ref
 from .simd import chunk_partial
@@ -86,14 +87,29 @@ def chunk_tree(ps, pc, compensated):
 
 
 @njit(inline="always", cache=True)
-def lanes_partial(x, y, start, n, compensated):
+def chunk_root(x, y, start, n, compensated, stream):
     """CRO-1 steps 2 and 3 for the terms ``x[start + i] * y[start + i]`` (``y`` None:
     ``x[start + i]``), ``i < n``, of one chunk: the lane-tree root ``(s, comp)``, with the
     lanes in vector registers (:func:`.simd.chunk_partial`; the mode must be a literal
-    there, hence the branch)."""
+    there, hence the branch). ``stream`` (a constant at every call site): the terms are
+    read once, from memory (long sums and dots, ``gemv``'s rows), so the loop prefetches
+    ahead where the target gains from it (:data:`.simd.CHUNK_PREFETCH_AHEAD`); the same
+    bits either way."""
     if compensated:
-        return chunk_partial(x, y, start, n, True)
-    return chunk_partial(x, y, start, n, False)
+        return chunk_partial(x, y, start, n, True, stream)
+    return chunk_partial(x, y, start, n, False, stream)
+
+
+@njit(inline="always", cache=True)
+def lanes_partial(x, y, start, n, compensated):
+    """:func:`chunk_root` of terms already in cache (no prefetch)."""
+    return chunk_root(x, y, start, n, compensated, False)
+
+
+@njit(inline="always", cache=True)
+def streamed_lanes_partial(x, y, start, n, compensated):
+    """:func:`chunk_root` of terms read once from memory."""
+    return chunk_root(x, y, start, n, compensated, True)
 
 
 @njit(cache=True)
@@ -161,8 +177,8 @@ finalize_inline = njit(inline="always", cache=True)(_ref.finalize)
 def dot_segment(x, y, compensated):
     """Finalized CRO-1 dot product of two equal-length C-contiguous segments.
 
-    A segment of one chunk (the dense kernels' rows: Cholesky entries, solves, ``A B``)
-    is one :func:`lanes_partial` -- its lane-tree root is the chunk tree's root as it
+    A segment of one chunk (the dense kernels' rows: Cholesky entries, solves) is one
+    :func:`chunk_root` -- its lane-tree root is the chunk tree's root as it
     is -- finalized, all inlined into the caller: a call with its array arguments, the
     scratch round trip and the chunk-tree call cost ~25 ns, a third of a short
     compensated dot (order-250 Cholesky 2.0 -> 1.7 ms). Longer segments go through
@@ -177,19 +193,34 @@ def dot_segment(x, y, compensated):
     without it; the order-250 Cholesky 1.55 / 2.04 -> 1.05 / 1.48 ms (plain /
     compensated). The bits do not change.
     """
+    return _segment(x, y, compensated, False)
+
+
+@njit(inline="always", cache=True)
+def streamed_dot_segment(x, y, compensated):
+    """:func:`dot_segment` for segments read once from memory (``gemv``'s and ``A B``'s
+    rows of a large A): :func:`chunk_root` with prefetch. The same bits."""
+    return _segment(x, y, compensated, True)
+
+
+@njit(inline="always", cache=True)
+def _segment(x, y, compensated, stream):
+    """:func:`dot_segment` (``stream`` a constant: :func:`chunk_root`'s)."""
     n = x.shape[0]
     if n == 0:
         return 0.0
     if n <= CHUNK:
-        r, rc = lanes_partial(x, y, 0, n, compensated)
+        r, rc = chunk_root(x, y, 0, n, compensated, stream)
         return finalize_inline(r, rc, compensated)
-    return dot_chunks(x, y, compensated)
+    return dot_chunks(x, y, compensated, stream)
 
 
 @njit(cache=True)
-def dot_chunks(x, y, compensated):
+def dot_chunks(x, y, compensated, stream):
     """:func:`dot_segment` of any length: each chunk's lane-tree root from
-    :func:`lanes_partial`, then the chunk tree and finalize."""
+    :func:`chunk_root` (``stream`` made a literal, so each variant compiles only its own
+    loop), then the chunk tree and finalize."""
+    literally(stream)
     n = x.shape[0]
     if n == 0:
         return 0.0
@@ -197,6 +228,7 @@ def dot_chunks(x, y, compensated):
     ps, pc = np.empty(n_chunks), np.empty(n_chunks)
     for c in range(n_chunks):
         start = c * CHUNK
-        ps[c], pc[c] = lanes_partial(x, y, start, min(n, start + CHUNK) - start, compensated)
+        ps[c], pc[c] = chunk_root(x, y, start, min(n, start + CHUNK) - start, compensated,
+                                  stream)
     r, rc = chunk_tree(ps[:n_chunks], pc[:n_chunks], compensated)
     return finalize(r, rc, compensated)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cro import CHUNK, LANES, dot_segment, lane_step
+from ._cro import CHUNK, LANES, lane_step, streamed_dot_segment
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .pages import fresh
 from .rowgroups import BLOCK, balanced_tasks, lane_trees, lanes_per_task, tile_task
@@ -53,7 +53,7 @@ def _rows_times_tasks(b0, b1, A, BT, compensated, out):
         Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
         for i in range(blk * ROW_BLOCK, min(m, (blk + 1) * ROW_BLOCK)):
             for q in range(k):
-                out[i, q] = dot_segment(Av[i], BTv[q], compensated)
+                out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
 
 
 def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:

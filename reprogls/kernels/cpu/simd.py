@@ -25,8 +25,8 @@ cannot express them efficiently:
   (:data:`GRAM_ADDS_ON_FMA`): same bits.
 * :func:`chunk_partial` runs CRO-1 steps 2 and 3 of one chunk (a whole long dot or sum)
   with the 32 lanes in four vector registers and the lane tree by vector halves and
-  shuffles, without software prefetch (measured: the comment above
-  :func:`_chunk_lanes`): the lane loops of
+  shuffles, with software prefetch 4 KiB ahead except on Zen 4 (measured:
+  :func:`_chunk_prefetch_ahead`): the lane loops of
   :mod:`._cro` and ``gemv``'s rows (on Zen with AVX-512 some TwoSum additions are exact
   FMAs, :data:`CHUNK_ADDS_ON_FMA`).
 * :func:`lane_axpy` / :func:`axpy_run` step runs of lane accumulators (one per column)
@@ -138,15 +138,15 @@ def transpose8x8(typingctx, A, a_row, a_col, B, b_row, b_col):
     return sig, codegen
 
 
-def _prefetch(builder, ptr):
-    """``llvm.prefetch`` of the cache line holding ``*ptr`` (read, high locality, data):
-    a hint, with no effect on values (an address past the end of an array does not
-    fault)."""
+def _prefetch(builder, ptr, locality=3):
+    """``llvm.prefetch`` of the cache line holding ``*ptr`` (read, data; ``locality`` 3
+    is x86's ``prefetcht0``, into L1, 2 is ``prefetcht1``, into L2): a hint, with no
+    effect on values (an address past the end of an array does not fault)."""
     i8p = ir.IntType(8).as_pointer()
     fnty = ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32])
     fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
-    builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
-                      ir.Constant(_I32, 1)])
+    builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0),
+                      ir.Constant(_I32, locality), ir.Constant(_I32, 1)])
 
 
 @intrinsic
@@ -552,22 +552,46 @@ def _merge8(builder, sa, ca, sb, cb, compensated):
     return t, builder.fadd(builder.fadd(ca, cb), err)
 
 
-# No software prefetch in chunk_partial. Until the fifteenth session it asked for both
-# input streams 4 KiB ahead (llvm.prefetch), which the 2-core Zen 3 box of 2026-12-02
-# measured faster (gemv 50000 x 1000, 2 threads, plain / compensated 11.8 / 9.9 ms
-# without, 8.0 / 7.5 ms with). On the 2-core Zen 4 (AVX-512) box it costs instead
-# (fifteenth session, one process per variant, three alternating rounds, best of seven
-# per process): one thread, gemv 18.5-30.5 / 19.2-19.3 ms with it, 14.1-16.6 / 16.5-18.9
-# ms without (BLAS A @ x 21-25 ms), compensated dot of two 400 MB vectors 32.3-34.6
-# against 27.2-32.8 ms; two threads, where the memory bandwidth is the limit, the same
-# within the noise (gemv 0.84-1.09x BLAS's time with it, 0.89-1.07x without).
+def _chunk_prefetch_ahead() -> int:
+    """How far ahead, in elements, :func:`chunk_partial` prefetches its input streams
+    (``prefetcht1``, into L2): 512 (4 KiB), or 0 for no software prefetch.
+
+    Measured three ways, so it depends on the target: on by default except on AMD Zen
+    with AVX-512 (Zen 4); ``REPROGLS_PREFETCH=0|1`` overrides (with a fresh
+    ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this variable). The bits
+    are the same either way.
+
+    * 2-core Zen 3 (2026-12-02; ``prefetcht0``): gemv 50000 x 1000, 2 threads, plain /
+      compensated 11.8 / 9.9 ms without, 8.0 / 7.5 ms with.
+    * 2-core Zen 4 (fifteenth session, one process per variant, three alternating
+      rounds, best of seven per process; ``prefetcht0``): one thread, gemv 18.5-30.5 /
+      19.2-19.3 ms with it, 14.1-16.6 / 16.5-18.9 ms without (BLAS ``A @ x`` 21-25 ms),
+      compensated dot of two 400 MB vectors 32.3-34.6 against 27.2-32.8 ms; two
+      threads the same within the noise. Off there since then.
+    * 2-core Intel Emerald Rapids VM (AVX-512; twenty-first session, one process per
+      variant, fresh caches, best of seven, two rounds): one thread, gemv 27.7-28.6 /
+      38.9-45.4 ms without, 23.5-23.6 / 26.7-27.2 ms with ``prefetcht1`` 4 KiB ahead
+      (24.7-24.9 / 28.0-28.2 with ``prefetcht0``; BLAS ``A @ x`` 24.2-25.0 ms); two
+      threads 14.7 / 20.3-25.1 ms without, 12.7-12.9 / 14.0-16.5 ms with (BLAS
+      12.3-13.0 ms). 8 and 16 KiB ahead measured the same as 4.
+    """
+    override = os.environ.get("REPROGLS_PREFETCH", "")
+    if override in ("0", "1"):
+        return 512 if override == "1" else 0
+    return 0 if all(_zen_target()) else 512
 
 
-def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
+#: Elements ahead of the current row of 32 terms that :func:`chunk_partial` prefetches
+#: (:func:`_chunk_prefetch_ahead`), fixed at import.
+CHUNK_PREFETCH_AHEAD = _chunk_prefetch_ahead()
+
+
+def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp, stream):
     """CRO-1 step 2 of one chunk's terms ``x[i]`` (times ``y[i]`` unless ``y_ptr`` is
     None), ``i < n``, from pointers to the chunk's first terms: the 32 lane sums as four
     ``<8 x double>`` (then four compensations when ``comp``). The whole rows of 32 terms
-    run as a loop; the partial last row, if any, gives lane
+    run as a loop (with ``stream``, software prefetch where :data:`CHUNK_PREFETCH_AHEAD`
+    is set); the partial last row, if any, gives lane
     ``l < n - 32 rows`` its term and the others -0.0, by masked vector loads
     (``vmaskmovpd``: the slots past ``n`` are never read). The scalar loads, selects and
     inserts it replaced were most of a short dot's instructions: compensated dots of 3 /
@@ -597,6 +621,11 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp):
     r, phis, close = _counted_loop(builder, rows, "chunk", [ident] * (8 if comp else 4))
     base = builder.mul(r, ir.Constant(_I64, 32))
     acc = list(phis)
+    if stream and CHUNK_PREFETCH_AHEAD:  # the 4 lines of each stream's row r + ahead / 32
+        for ptr in (x_ptr, y_ptr) if has_y else (x_ptr,):
+            for line in range(4):
+                ahead = ir.Constant(_I64, CHUNK_PREFETCH_AHEAD + 8 * line)
+                _prefetch(builder, builder.gep(ptr, [builder.add(base, ahead)]), locality=2)
     for v in range(4):
         step(acc, v, term_at(builder.add(base, ir.Constant(_I64, 8 * v))))
     close(acc)
@@ -662,7 +691,7 @@ def _contiguous_f64(*arrays) -> bool:
 
 
 @intrinsic
-def chunk_partial(typingctx, x, y, start, n, compensated):
+def chunk_partial(typingctx, x, y, start, n, compensated, stream):
     """CRO-1 steps 2 and 3 for one chunk, with the 32 lanes in vector registers: the
     lane-tree root ``(s, comp)`` of the terms ``x[start + i]`` (times ``y[start + i]``,
     rounded once, when ``y`` is an array; ``y`` None: a sum) for ``i < n``.
@@ -673,19 +702,25 @@ def chunk_partial(typingctx, x, y, start, n, compensated):
     tree ``w = 16, 8, 4, 2, 1`` merges lane ``l + w`` into lane ``l`` (vector halves, then
     shuffles). Plain mode returns ``comp = -0.0``. ``x``, ``y``: 1-D C-contiguous float64;
     ``compensated`` a literal bool; no bounds checks (``start + n`` must be in range).
+    ``stream`` (a literal bool): the terms are read once, from memory (long sums and
+    dots, ``gemv``'s rows), so the loop prefetches ahead where
+    :data:`CHUNK_PREFETCH_AHEAD` says; else (rows already in cache: the Cholesky, the
+    SPD inverse and the solves) it does not, which measured faster there (SPD inverse
+    of order 2000 on the Emerald Rapids VM, plain / compensated: 398-411 / 574-591 ms
+    without, 467-481 / 608-643 ms with). A hint only: the same bits.
 
     As Numba loops the plain lane step stayed scalar or needed an array temporary per
     row (LLVM cannot prove the accumulators and the terms do not alias), and the lane
     tree was 31 scalar merges per dot: long plain dots (gemv's rows) ran at half the speed
     of compensated ones.
     """
-    if not isinstance(compensated, types.BooleanLiteral):
+    if not all(isinstance(f, types.BooleanLiteral) for f in (compensated, stream)):
         return None
     has_y = not isinstance(y, types.NoneType)
     if not _contiguous_f64(*((x, y) if has_y else (x,))):
         return None
-    comp = compensated.literal_value
-    sig = types.UniTuple(types.float64, 2)(x, y, start, n, compensated)
+    comp, streamed = compensated.literal_value, stream.literal_value
+    sig = types.UniTuple(types.float64, 2)(x, y, start, n, compensated, stream)
 
     def codegen(context, builder, signature, args):
         x_val, y_val, start_val, n_val = args[:4]
@@ -695,8 +730,8 @@ def chunk_partial(typingctx, x, y, start, n, compensated):
 
         x_ptr = builder.gep(data(0, x_val), [start_val])
         y_ptr = builder.gep(data(1, y_val), [start_val]) if has_y else None
-        root = _lane_tree_root(builder, _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp),
-                               comp)
+        root = _lane_tree_root(builder, _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp,
+                                                     streamed), comp)
         return context.make_tuple(builder, signature.return_type, list(root))
 
     return sig, codegen
