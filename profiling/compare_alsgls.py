@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 from functools import partial
+from importlib.metadata import version
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="back-to-back fits of each library for the medians (M: at "
                              "most 2)")
     args = parser.parse_args(argv)
-    print(f"alsgls {getattr(alsgls, '__version__', '?')}; reprogls {page_policy()}")
+    print(f"alsgls {version('alsgls')}; reprogls {page_policy()}")
     # compile (or load from Numba's cache) every CPU kernel first: the CG path's kernels
     # are not reached by a small warm-up fit, and compilation is not fit time
     kernels.warmup(("cpu",))
