@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from reprogls import kernels
-from reprogls.kernels.cpu._cro import lanes_partial
+from reprogls.kernels.cpu._cro import chunk_root
 from reprogls.kernels.cpu.tasks import run_tasks
 
 
@@ -44,7 +44,7 @@ from reprogls.kernels.cpu.tasks import run_tasks
 def _self_dot_rows(i0, i1, A, out):
     """``out[i]`` = CRO-1 plain dot of row ``i`` with itself, for ``i0 <= i < i1``."""
     for i in range(i0, i1):
-        s, _ = lanes_partial(A[i], A[i], 0, A.shape[1], False)
+        s, _ = chunk_root(A[i], A[i], 0, A.shape[1], False, True)
         out[i] = s
 
 

@@ -100,18 +100,6 @@ def chunk_root(x, y, start, n, compensated, stream):
     return chunk_partial(x, y, start, n, False, stream)
 
 
-@njit(inline="always", cache=True)
-def lanes_partial(x, y, start, n, compensated):
-    """:func:`chunk_root` of terms already in cache (no prefetch)."""
-    return chunk_root(x, y, start, n, compensated, False)
-
-
-@njit(inline="always", cache=True)
-def streamed_lanes_partial(x, y, start, n, compensated):
-    """:func:`chunk_root` of terms read once from memory."""
-    return chunk_root(x, y, start, n, compensated, True)
-
-
 @njit(cache=True)
 def lanes_scaled_squares(xc, f1, f2, s, comp, compensated):
     """Step 2 for ``v[i] = a * a``, ``a = (xc[i] * f1) * f2``, of one chunk (nrm2).

@@ -16,11 +16,11 @@ from numba import njit
 from ..reference import cro as _ref
 from ._cro import (
     CHUNK,
+    chunk_root,
     chunk_tree,
     dot_segment,
     finalize,
     scaled_squares_partial,
-    streamed_lanes_partial,
 )
 from .tasks import run_tasks
 
@@ -35,8 +35,8 @@ def _sum_tasks(c0, c1, x, compensated, ps, pc):
     n = x.shape[0]
     for c in range(c0, c1):
         start = c * CHUNK
-        ps[c], pc[c] = streamed_lanes_partial(x, None, start, min(n, start + CHUNK) - start,
-                                              compensated)
+        ps[c], pc[c] = chunk_root(x, None, start, min(n, start + CHUNK) - start,
+                                  compensated, True)  # streamed: prefetch where it pays
 
 
 @njit(nogil=True, cache=True)
@@ -44,8 +44,8 @@ def _dot_tasks(c0, c1, x, y, compensated, ps, pc):
     n = x.shape[0]
     for c in range(c0, c1):
         start = c * CHUNK
-        ps[c], pc[c] = streamed_lanes_partial(x, y, start, min(n, start + CHUNK) - start,
-                                              compensated)
+        ps[c], pc[c] = chunk_root(x, y, start, min(n, start + CHUNK) - start, compensated,
+                                  True)
 
 
 @njit(nogil=True, cache=True)
