@@ -174,6 +174,56 @@ def test_sur_matvec_long_equation_spans_chunks():
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths", [tuple(range(33)), (32, 1, 0, 31), (10,) * 7],
+                         ids=["0-32", "edges", "ten"])
+def test_row_dots8_equals_reference_for_eight_rows_and_fewer(widths, mode):
+    """The fused operator's eight-row dots (every width up to 32, a column count that is
+    not a multiple of 8, inf / NaN / -0.0 products): slot ``b`` of each equation's vector
+    holds row ``i0 + b``'s dot, and with fewer than eight rows the spare slots repeat
+    row ``i0``'s; the stride between equations is the caller's."""
+    from numba import njit
+
+    from reprogls.kernels.cpu.row_trees import row_dots8
+
+    @njit
+    def dots8(X, offsets, beta, i0, n_rows, out, compensated):
+        if compensated:
+            row_dots8(X, offsets, beta, i0, n_rows, out, 3, 11, True)
+        else:
+            row_dots8(X, offsets, beta, i0, n_rows, out, 3, 11, False)
+
+    X, offsets, beta, _ = sur_problem(13, widths, seed=8)
+    X[2, :3], X[9, ::4], beta[1::7] = np.inf, np.nan, -0.0
+    expect = ref.sur_matvec(X, offsets, beta, mode)
+    K = len(widths)
+    for i0, n_rows in ((0, 8), (5, 8), (9, 4), (12, 1)):
+        out = np.full(3 + 11 * K, 7.0)
+        dots8(X, offsets, beta, i0, n_rows, out, mode == "compensated")
+        got = out[3:].reshape(K, 11)
+        for b in range(8):
+            assert same_bits(got[:, b], expect[i0 + (b if b < n_rows else 0)])
+        assert (got[:, 8:] == 7.0).all() and (out[:3] == 7.0).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows", [1, 31, 100, 8195])
+def test_fused_rows_in_place_every_width_up_to_32(n_rows, mode):
+    """The streamed fused operator over equations of every width 0 .. 32 (each tree of
+    :func:`.row_trees.row_dots8`), with partial row groups and non-finite products."""
+    widths = tuple(range(33))
+    X, offsets, v, _ = sur_problem(n_rows, widths=widths, seed=n_rows)
+    if n_rows > 1:
+        X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
+    F, d = factor_problem(len(widths), 3)
+    factor = kernels.woodbury_factor(F, d, mode)
+    rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
+                                           mode == "compensated")
+    assert rows is not None
+    assert same_bits(rows, ref.sur_normal_matvec(X, offsets, ref.woodbury_factor(F, d, mode),
+                                                 v))
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (40, 33), (1, 1),
                                  (5, 0), (8200, 2)])
 def test_woodbury_kernels(K, k, mode):

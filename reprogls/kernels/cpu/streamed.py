@@ -36,7 +36,7 @@ from ..reference.linalg import equation_of_column
 from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
 from .linalg import n_chunks
-from .row_trees import MAX_ROW_TERMS, row_dots
+from .row_trees import MAX_ROW_TERMS, row_dots, row_dots8
 from .rowgroups import (
     BLOCK,
     GROUP,
@@ -47,7 +47,6 @@ from .rowgroups import (
     block_scratch,
     finish_lanes,
     lanes_per_task,
-    rows_to_block,
     tile_task,
 )
 from .simd import weighted_lane_axpy
@@ -236,7 +235,12 @@ def streamed_rmatvec(X, offsets, W, compensated, W2=None):
 
 @njit(nogil=True, cache=True)
 def _row_dots_tasks(i0, i1, X, offsets, beta, compensated, U):
-    """Rows ``i0 .. i1 - 1`` of ``U = X v`` per equation (:func:`.row_trees.row_dots`)."""
+    """Rows ``i0 .. i1 - 1`` of ``U = X v`` per equation (:func:`.row_trees.row_dots`).
+    (:func:`.row_trees.row_dots8`, the fused operator's, writes eight rows of one
+    equation as a vector; transposed into the rows of U it was slower here: 42.4 ms for
+    N = 25000, K = 200, p = 10 on one thread with 8 x 8 vector transposes -- U's rows
+    are not 64-byte aligned, so each vector store splits across two lines -- and 32.7 ms
+    with scalar stores, against 29.6 ms for this.)"""
     if compensated:
         row_dots(X, offsets, beta, i0, i1, U, i0, True)
     else:
@@ -262,7 +266,8 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
                  compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
     32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
-    rows (:func:`.row_trees.row_dots`), ``W = U Sigma^-1``
+    rows, eight rows of an equation per vector straight into the block's layout
+    (:func:`.row_trees.row_dots8`), ``W = U Sigma^-1``
     (:func:`.woodbury_rows.woodbury_block`, called through ``block_fn``), then the lane
     steps of ``X^T W`` over the same rows, read again while they are still in cache."""
     N, P = X.shape
@@ -270,22 +275,18 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
     c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
     one = runtime_int(1)
     _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
-    rows = np.zeros((ROWS, K))
     SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
     Xv, Wv = unmanaged(X), unmanaged(W)
     stop = min(N, (c + 1) * CHUNK)
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-        n_rows = 0
         for s in range(BLOCK):
             first = i0 + s * LANES
             nb = min(GROUP, stop - first)
-            if nb > 0:
+            if nb > 0:  # block rows 8 s + b of every equation: U[j * 32 + 8 s + b]
                 if compensated:
-                    row_dots(Xv, offsets, v, first, first + nb, rows, s * GROUP, True)
+                    row_dots8(Xv, offsets, v, first, nb, U, s * GROUP, ROWS, True)
                 else:
-                    row_dots(Xv, offsets, v, first, first + nb, rows, s * GROUP, False)
-                n_rows = s * GROUP + nb
-        rows_to_block(rows, 0, n_rows, U.reshape((K, ROWS)), GROUP)
+                    row_dots8(Xv, offsets, v, first, nb, U, s * GROUP, ROWS, False)
         call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         for b in range(min(GROUP, stop - i0)):
             i = i0 + b
