@@ -331,6 +331,61 @@ def _column_tree(builder, ring, start, n, compensated):
     return _finalize(builder, *lanes[0])
 
 
+def emit_row_dots8(builder, x_arr, off_arr, beta_ptr, i0, n_rows, u_ptr, u0, u_stride, comp,
+                   after_equation=None):
+    """The IR of :func:`row_dots8` (its arrays as Numba array structs, ``beta_ptr`` and
+    ``u_ptr`` data pointers). ``after_equation(end)``, if given, emits code that runs
+    after each equation's dots are stored, with ``end`` its first column past the
+    equation (:mod:`.fused_rows` steps lane accumulators there)."""
+    P = builder.extract_value(x_arr.shape, 1)
+    K = builder.sub(builder.extract_value(off_arr.shape, 0), ir.Constant(_I64, 1))
+    last = builder.sub(n_rows, ir.Constant(_I64, 1))
+    rows = []
+    for b in range(8):
+        row = builder.add(i0, builder.select(
+            builder.icmp_signed("<=", ir.Constant(_I64, b), last),
+            ir.Constant(_I64, b), ir.Constant(_I64, 0)))
+        rows.append(builder.gep(x_arr.data, [builder.mul(row, P)]))
+    ring = cgutils.alloca_once(builder, _VEC8, size=RING, name="ring")
+    produced = cgutils.alloca_once_value(builder, ir.Constant(_I64, 0))
+
+    j, _, close_eqs = _counted_loop(builder, K, "equations8")
+    start = builder.load(builder.gep(off_arr.data, [j]))
+    end = builder.load(builder.gep(off_arr.data, [builder.add(j, ir.Constant(_I64, 1))]))
+    # transpose tiles of eight columns until the ring holds this equation's columns
+    head = builder.append_basic_block("tiles_head")
+    body = builder.append_basic_block("tiles_body")
+    ready = builder.append_basic_block("tiles_ready")
+    builder.branch(head)
+    builder.position_at_end(head)
+    column = builder.load(produced)
+    builder.cbranch(builder.icmp_signed("<", column, end), body, ready)
+    builder.position_at_end(body)
+    _produce_tile(builder, rows, beta_ptr, column, P, ring)
+    builder.store(builder.add(column, ir.Constant(_I64, 8)), produced)
+    builder.branch(head)
+    builder.position_at_end(ready)
+    width = builder.sub(end, start)
+    out = builder.bitcast(builder.gep(u_ptr, [builder.add(
+        u0, builder.mul(j, u_stride))]), _VEC8.as_pointer())
+    after = builder.append_basic_block("equation8_done")
+    switch = builder.switch(width, after)
+    for n in range(MAX_ROW_TERMS + 1):
+        case = builder.append_basic_block(f"width8_{n}")
+        switch.add_case(ir.Constant(_I64, n), case)
+        builder.position_at_end(case)
+        if n == 0:
+            value = ir.Constant(_VEC8, [0.0] * 8)
+        else:
+            value = _column_tree(builder, ring, start, n, comp)
+        builder.store(value, out, align=8)
+        builder.branch(after)
+    builder.position_at_end(after)
+    if after_equation is not None:
+        after_equation(end)
+    close_eqs()
+
+
 @intrinsic
 def row_dots8(typingctx, X, offsets, beta, i0, n_rows, UT, u0, u_stride, compensated):
     """``UT[u0 + j u_stride + b]`` = finalized CRO-1 dot of ``X[i0 + b, o_j:o_{j+1}]``
@@ -356,51 +411,8 @@ def row_dots8(typingctx, X, offsets, beta, i0, n_rows, UT, u0, u_stride, compens
         x_arr, off_arr, b_arr, u_arr = (
             context.make_array(signature.args[k])(context, builder, v)
             for k, v in ((0, x_val), (1, off_val), (2, b_val), (5, u_val)))
-        P = builder.extract_value(x_arr.shape, 1)
-        K = builder.sub(builder.extract_value(off_arr.shape, 0), ir.Constant(_I64, 1))
-        last = builder.sub(n_rows_val, ir.Constant(_I64, 1))
-        rows = []
-        for b in range(8):
-            row = builder.add(i0_val, builder.select(
-                builder.icmp_signed("<=", ir.Constant(_I64, b), last),
-                ir.Constant(_I64, b), ir.Constant(_I64, 0)))
-            rows.append(builder.gep(x_arr.data, [builder.mul(row, P)]))
-        ring = cgutils.alloca_once(builder, _VEC8, size=RING, name="ring")
-        produced = cgutils.alloca_once_value(builder, ir.Constant(_I64, 0))
-
-        j, _, close_eqs = _counted_loop(builder, K, "equations8")
-        start = builder.load(builder.gep(off_arr.data, [j]))
-        end = builder.load(builder.gep(off_arr.data, [builder.add(j, ir.Constant(_I64, 1))]))
-        # transpose tiles of eight columns until the ring holds this equation's columns
-        head = builder.append_basic_block("tiles_head")
-        body = builder.append_basic_block("tiles_body")
-        ready = builder.append_basic_block("tiles_ready")
-        builder.branch(head)
-        builder.position_at_end(head)
-        column = builder.load(produced)
-        builder.cbranch(builder.icmp_signed("<", column, end), body, ready)
-        builder.position_at_end(body)
-        _produce_tile(builder, rows, b_arr.data, column, P, ring)
-        builder.store(builder.add(column, ir.Constant(_I64, 8)), produced)
-        builder.branch(head)
-        builder.position_at_end(ready)
-        width = builder.sub(end, start)
-        out = builder.bitcast(builder.gep(u_arr.data, [builder.add(
-            u0_val, builder.mul(j, stride_val))]), _VEC8.as_pointer())
-        after = builder.append_basic_block("equation8_done")
-        switch = builder.switch(width, after)
-        for n in range(MAX_ROW_TERMS + 1):
-            case = builder.append_basic_block(f"width8_{n}")
-            switch.add_case(ir.Constant(_I64, n), case)
-            builder.position_at_end(case)
-            if n == 0:
-                value = ir.Constant(_VEC8, [0.0] * 8)
-            else:
-                value = _column_tree(builder, ring, start, n, comp)
-            builder.store(value, out, align=8)
-            builder.branch(after)
-        builder.position_at_end(after)
-        close_eqs()
+        emit_row_dots8(builder, x_arr, off_arr, b_arr.data, i0_val, n_rows_val, u_arr.data,
+                       u0_val, stride_val, comp)
         return context.get_dummy_value()
 
     return sig, codegen

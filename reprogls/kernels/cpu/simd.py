@@ -791,6 +791,41 @@ def _column_weights(builder, w_ptr, eq_ptr, w_stride, picks):
     return w
 
 
+def weighted_vector_steps(builder, j, m0, s_ptr, e_ptr, a_rows, a_ld, w_rows, w_stride,
+                          eqv_ptr, pick_ptr, n_span, comp, signs):
+    """The IR of :func:`weighted_lane_axpy` for its vector ``j`` (columns ``m0 + 8 j ..
+    m0 + 8 j + 7``, accumulators ``s_ptr[8 j ..]``, ``e_ptr[8 j ..]``): the lane steps of
+    the rows at ``a_rows`` (pointers to their column ``m0``), weighted from ``w_rows``,
+    in order. Shared with the fused operator's row pass (:mod:`.fused_rows`)."""
+    at = builder.mul(j, ir.Constant(_I64, 8))
+    column = builder.add(m0, at)
+    vector = builder.ashr(column, ir.Constant(_I64, 3))
+    eq_ptr = builder.gep(eqv_ptr, [builder.mul(vector, ir.Constant(_I64, n_span))])
+    pick_vec = builder.load(builder.bitcast(builder.gep(pick_ptr, [column]),
+                                            _VEC8_I64.as_pointer()), align=8)
+    picks = [builder.icmp_signed("==", pick_vec, ir.Constant(_VEC8_I64, [q] * 8))
+             for q in range(1, n_span)]
+
+    def vptr(ptr, offset):
+        return builder.bitcast(builder.gep(ptr, [offset]), _VEC8.as_pointer())
+
+    sv = builder.load(vptr(s_ptr, at), align=8)
+    ev = builder.load(vptr(e_ptr, at), align=8) if comp else None
+    if CHUNK_PREFETCH_AHEAD:  # the first row of the lane's next pass, into L2
+        _prefetch(builder, builder.gep(a_rows[0], [builder.add(at, builder.mul(
+            a_ld, ir.Constant(_I64, 32 * len(a_rows))))]), 2)
+    for a_row, w_row in zip(a_rows, w_rows, strict=True):
+        weight = _column_weights(builder, w_row, eq_ptr, w_stride, picks)
+        term = builder.fmul(builder.load(vptr(a_row, at), align=8), weight)
+        if comp:
+            sv, ev = _two_sum_step(builder, sv, ev, term, signs)
+        else:
+            sv = builder.fadd(sv, term)
+    builder.store(sv, vptr(s_ptr, at), align=8)
+    if comp:
+        builder.store(ev, vptr(e_ptr, at), align=8)
+
+
 @intrinsic
 def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, w0, w_step, w_stride, eqv, pick, span,
                        steps, compensated):
@@ -850,33 +885,9 @@ def weighted_lane_axpy(typingctx, s, e, A, i, m0, n, W, w0, w_step, w_stride, eq
         signs = _fma_signs(builder) if comp else None
         j, _, close = _counted_loop(builder, builder.ashr(n_val, ir.Constant(_I64, 3)),
                                     "weighted")
-        at = builder.mul(j, ir.Constant(_I64, 8))
-        column = builder.add(m0_val, at)
-        vector = builder.ashr(column, ir.Constant(_I64, 3))
-        eq_ptr = builder.gep(eqv_arr.data, [builder.mul(vector, ir.Constant(_I64, n_span))])
-        pick_vec = builder.load(builder.bitcast(builder.gep(pick_arr.data, [column]),
-                                                _VEC8_I64.as_pointer()), align=8)
-        picks = [builder.icmp_signed("==", pick_vec, ir.Constant(_VEC8_I64, [q] * 8))
-                 for q in range(1, n_span)]
-
-        def vptr(ptr, offset):
-            return builder.bitcast(builder.gep(ptr, [offset]), _VEC8.as_pointer())
-
-        sv = builder.load(vptr(s_arr.data, at), align=8)
-        ev = builder.load(vptr(e_arr.data, at), align=8) if comp else None
-        if CHUNK_PREFETCH_AHEAD:  # the first row of the lane's next pass, into L2
-            _prefetch(builder, builder.gep(a_rows[0], [builder.add(at, builder.mul(
-                a_ld, ir.Constant(_I64, 32 * n_steps)))]), 2)
-        for a_row, w_row in zip(a_rows, w_rows, strict=True):
-            weight = _column_weights(builder, w_row, eq_ptr, w_stride_val, picks)
-            term = builder.fmul(builder.load(vptr(a_row, at), align=8), weight)
-            if comp:
-                sv, ev = _two_sum_step(builder, sv, ev, term, signs)
-            else:
-                sv = builder.fadd(sv, term)
-        builder.store(sv, vptr(s_arr.data, at), align=8)
-        if comp:
-            builder.store(ev, vptr(e_arr.data, at), align=8)
+        weighted_vector_steps(builder, j, m0_val, s_arr.data, e_arr.data, a_rows, a_ld,
+                              w_rows, w_stride_val, eqv_arr.data, pick_arr.data, n_span,
+                              comp, signs)
         close()
         return context.get_dummy_value()
 

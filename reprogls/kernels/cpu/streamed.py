@@ -35,8 +35,9 @@ from numba import literally, njit
 from ..reference.linalg import equation_of_column
 from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
+from .fused_rows import LANES_PER_GROUP, dots8_with_steps
 from .linalg import n_chunks
-from .row_trees import MAX_ROW_TERMS, row_dots, row_dots8
+from .row_trees import MAX_ROW_TERMS, row_dots
 from .rowgroups import (
     BLOCK,
     GROUP,
@@ -262,14 +263,35 @@ def streamed_matvec(X, offsets, beta, compensated, out):
 
 
 @njit(cache=True)
+def _dots_and_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eqv, pick,
+                    span, compensated):
+    """:func:`.fused_rows.dots8_with_steps` with the literal ``span`` (2 or 4) and
+    ``compensated``."""
+    if compensated:
+        if span == 2:
+            dots8_with_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eqv,
+                             pick, 2, True)
+        else:
+            dots8_with_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eqv,
+                             pick, 4, True)
+    elif span == 2:
+        dots8_with_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eqv, pick,
+                         2, False)
+    else:
+        dots8_with_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eqv, pick,
+                         4, False)
+
+
+@njit(cache=True)
 def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, DE,
                  compensated, task, LS, LC):
     """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
     32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
-    rows, eight rows of an equation per vector straight into the block's layout
-    (:func:`.row_trees.row_dots8`), ``W = U Sigma^-1``
-    (:func:`.woodbury_rows.woodbury_block`, called through ``block_fn``), then the lane
-    steps of ``X^T W`` over the same rows, read again while they are still in cache."""
+    rows, eight rows of an equation per vector straight into the block's layout, then
+    ``W = U Sigma^-1`` (:func:`.woodbury_rows.woodbury_block`, called through
+    ``block_fn``); the lane steps of ``X^T W`` over the same rows run during the next
+    block's dots, lanes ``2 s, 2 s + 1`` with row group ``s``
+    (:func:`.fused_rows.dots8_with_steps`), and the last block's after the loop."""
     N, P = X.shape
     k, K = GT.shape
     c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
@@ -278,21 +300,31 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
     SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
     Xv, Wv = unmanaged(X), unmanaged(W)
     stop = min(N, (c + 1) * CHUNK)
+    body = P - P % 8
+    prev = -1  # the previous block's first row: its lanes are stepped during this block
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
         for s in range(BLOCK):
             first = i0 + s * LANES
             nb = min(GROUP, stop - first)
+            b0 = LANES_PER_GROUP * s
             if nb > 0:  # block rows 8 s + b of every equation: U[j * 32 + 8 s + b]
-                if compensated:
-                    row_dots8(Xv, offsets, v, first, nb, U, s * GROUP, ROWS, True)
-                else:
-                    row_dots8(Xv, offsets, v, first, nb, U, s * GROUP, ROWS, False)
+                _dots_and_steps(Xv, offsets, v, first, nb, U, s * GROUP, SA, EA, Wv, prev, b0,
+                                eqv, pick, span, compensated)
+                lo, hi = body, P  # the columns after the last whole vector
+            else:
+                lo, hi = 0, P
+            if prev >= 0 and lo < hi:  # a previous block is never short: four steps
+                for b in range(b0, b0 + LANES_PER_GROUP):
+                    _lane_steps(unmanaged(SA[b, lo:]), unmanaged(EA[b, lo:]), Xv, prev + b,
+                                lo, hi - lo, Wv, b, GROUP, ROWS, eqv, pick, eq_of_column,
+                                span, BLOCK, compensated)
         call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
-        for b in range(min(GROUP, stop - i0)):
-            i = i0 + b
-            steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-            _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, Wv, b, GROUP, ROWS,
-                        eqv, pick, eq_of_column, span, steps, compensated)
+        prev = i0
+    for b in range(min(GROUP, stop - prev) if prev >= 0 else 0):  # the last block
+        i = prev + b
+        steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+        _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, Wv, b, GROUP, ROWS,
+                    eqv, pick, eq_of_column, span, steps, compensated)
     LS[c, lane0:lane0 + GROUP] = SA
     LC[c, lane0:lane0 + GROUP] = EA
 

@@ -1,0 +1,125 @@
+"""Where the fused normal operator's time goes: its three phases per block of 32 rows,
+alone and together, with the rows in cache and from memory, on one thread.
+
+Usage::
+
+    python profiling/fused_phases.py [--equations 200 --width 10 --rank 5] [--chunks 3]
+
+The loop is :func:`reprogls.kernels.cpu.streamed._normal_task`'s, run over every task
+of ``--chunks`` chunks of 8192 rows in order, with each phase switched on or off:
+``dots`` (``U = X v`` for the block's four row groups, :func:`.row_trees.row_dots8`),
+``woodbury`` (``W = U Sigma^-1``, the compiled block) and ``steps`` (the weighted lane
+steps of ``X^T W`` over the same rows). "in cache" re-reads the first block every time;
+"memory" walks all rows (X of ``8192 chunks`` rows, beyond the L3 of the 2-core VMs at
+the default sizes when ``--chunks`` is 3 or more). ns per row; the results are not
+used (the phases alone compute nothing meaningful).
+
+Twenty-second session (Emerald Rapids VM, K = 200, p = 10, k = 5, before ``row_dots8``),
+plain / compensated, in cache and from memory: dots 472 / 1026 and 1104 / 1306, the
+Woodbury block 358 / 568 and 344 / 586, lane steps 450 / 559 and 1063 / 1182 (alone,
+reading the rows), all three 1271 / 2154 and 2044 / 2583.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+from reprogls import kernels
+from reprogls.kernels.cpu._cro import CHUNK, LANES
+from reprogls.kernels.cpu.blocked import runtime_int
+from reprogls.kernels.cpu.row_trees import row_dots8
+from reprogls.kernels.cpu.rowgroups import (
+    BLOCK,
+    GROUP,
+    N_GROUPS,
+    ROWS,
+    block_call_arrays,
+    block_scratch,
+)
+from reprogls.kernels.cpu.streamed import _lane_steps, weight_plan
+from reprogls.kernels.cpu.views import unmanaged
+from reprogls.kernels.cpu.woodbury_rows import call_woodbury_block
+
+
+@njit(cache=True)
+def _phases(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, DE,
+            compensated, dots, woodbury, steps, in_cache):
+    """The fused task loop over all whole blocks of X with the chosen phases."""
+    N, P = X.shape
+    k, K = GT.shape
+    one = runtime_int(1)
+    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
+    SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
+    Xv, Wv = unmanaged(X), unmanaged(W)
+    W[:] = 0.5
+    for task in range(N // CHUNK * N_GROUPS):
+        c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+        for i0 in range(c * CHUNK + lane0, (c + 1) * CHUNK, BLOCK * LANES):
+            first_row = lane0 if in_cache else i0
+            if dots:
+                for s in range(BLOCK):
+                    if compensated:
+                        row_dots8(Xv, offsets, v, first_row + s * LANES, GROUP, U, s * GROUP,
+                                  ROWS, True)
+                    else:
+                        row_dots8(Xv, offsets, v, first_row + s * LANES, GROUP, U, s * GROUP,
+                                  ROWS, False)
+            if woodbury:
+                call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ,
+                                    acc, W)
+            if steps:
+                for b in range(GROUP):
+                    _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, first_row + b, 0, P,
+                                Wv, b, GROUP, ROWS, eqv, pick, eq_of_column, span, BLOCK,
+                                compensated)
+    return SA[0, 0] + EA[0, 0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--equations", type=int, default=200)
+    parser.add_argument("--width", type=int, default=10)
+    parser.add_argument("--rank", type=int, default=5)
+    parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    K, p = args.equations, args.width
+    N = args.chunks * CHUNK
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((N, K * p))
+    offsets = np.arange(0, K * p + 1, p)
+    v = rng.standard_normal(K * p)
+    F = rng.standard_normal((K, args.rank))
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    plan = weight_plan(offsets)
+    if plan.most > 4 or p > 32:
+        raise SystemExit("this layout does not take the streamed fused operator")
+    print(f"N = {N}, K = {K}, p = {p}, k = {args.rank} (X of {X.nbytes / 1e6:.0f} MB), "
+          "one thread; ns per row")
+    phases = {"dots": (1, 0, 0), "woodbury": (0, 1, 0), "steps": (0, 0, 1),
+              "all three": (1, 1, 1)}
+    for mode in ("plain", "compensated"):
+        factor = kernels.woodbury_factor(F, d, mode)
+        fixed = (X, offsets, v, plan.eqv, plan.pick, plan.eq_of_column, plan.span,
+                 *block_call_arrays(factor.G, factor.d, factor.L), mode == "compensated")
+        for name, flags in phases.items():
+            cells = []
+            for in_cache in (True, False):
+                _phases(*fixed, *flags, in_cache)
+                best = np.inf
+                for _ in range(args.repeat):
+                    t0 = time.perf_counter()
+                    _phases(*fixed, *flags, in_cache)
+                    best = min(best, time.perf_counter() - t0)
+                cells.append(f"{best / N * 1e9:6.0f}")
+            print(f"  {mode:<12} {name:<10} in cache {cells[0]}   memory {cells[1]}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
