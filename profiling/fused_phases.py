@@ -5,8 +5,11 @@ Usage::
 
     python profiling/fused_phases.py [--equations 200 --width 10 --rank 5] [--chunks 3]
 
-The loop is :func:`reprogls.kernels.cpu.streamed._normal_task`'s, run over every task
-of ``--chunks`` chunks of 8192 rows in order, with each phase switched on or off:
+First the kernel itself (:func:`reprogls.kernels.cpu.streamed._normal_lanes`, every task
+on this thread), which since the twenty-second session steps each block's lanes during
+the next block's dots (:mod:`reprogls.kernels.cpu.fused_rows`). Then the phases one
+after the other, as the kernel ran them before: the loop runs over every task of
+``--chunks`` chunks of 8192 rows in order, with each phase switched on or off:
 ``dots`` (``U = X v`` for the block's four row groups, :func:`.row_trees.row_dots8`),
 ``woodbury`` (``W = U Sigma^-1``, the compiled block) and ``steps`` (the weighted lane
 steps of ``X^T W`` over the same rows). "in cache" re-reads the first block every time;
@@ -14,10 +17,13 @@ steps of ``X^T W`` over the same rows). "in cache" re-reads the first block ever
 the default sizes when ``--chunks`` is 3 or more). ns per row; the results are not
 used (the phases alone compute nothing meaningful).
 
-Twenty-second session (Emerald Rapids VM, K = 200, p = 10, k = 5, before ``row_dots8``),
-plain / compensated, in cache and from memory: dots 472 / 1026 and 1104 / 1306, the
-Woodbury block 358 / 568 and 344 / 586, lane steps 450 / 559 and 1063 / 1182 (alone,
-reading the rows), all three 1271 / 2154 and 2044 / 2583.
+Twenty-second session (Emerald Rapids VM, K = 200, p = 10, k = 5), plain / compensated,
+in cache and from memory, three runs. With ``row_dots8``: dots 330-395 / 515-653 and
+1094-1132 / 1087-1143, the Woodbury block 293-360 / 539-618 and 328-368 / 566-603, lane
+steps 465-499 / 520-613 and 1038-1096 / 1162-1210 (alone, reading the rows), the three
+in sequence 1129-1271 / 1570-1838 and 1812-1925 / 2169-2326 -- the dots wait on memory
+with little to compute, the other two compute with memory idle. The interleaved kernel
+(two runs): 1470-1606 / 2072-2125 ns per row from memory.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from reprogls.kernels.cpu.rowgroups import (
     block_call_arrays,
     block_scratch,
 )
-from reprogls.kernels.cpu.streamed import _lane_steps, weight_plan
+from reprogls.kernels.cpu.streamed import _lane_steps, _normal_lanes, weight_plan
 from reprogls.kernels.cpu.views import unmanaged
 from reprogls.kernels.cpu.woodbury_rows import call_woodbury_block
 
@@ -106,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         factor = kernels.woodbury_factor(F, d, mode)
         fixed = (X, offsets, v, plan.eqv, plan.pick, plan.eq_of_column, plan.span,
                  *block_call_arrays(factor.G, factor.d, factor.L), mode == "compensated")
+        kernel_best = np.inf
+        order, starts = np.arange(N // CHUNK * N_GROUPS), np.array([0, N // CHUNK * N_GROUPS])
+        LS, LC = np.empty((N // CHUNK, LANES, K * p)), np.empty((N // CHUNK, LANES, K * p))
+        for _ in range(args.repeat + 1):  # the first run compiles
+            t0 = time.perf_counter()
+            _normal_lanes(0, 1, *fixed, order, starts, LS, LC)
+            kernel_best = min(kernel_best, time.perf_counter() - t0)
+        print(f"  {mode:<12} the kernel (interleaved)         memory {kernel_best / N * 1e9:6.0f}")
         for name, flags in phases.items():
             cells = []
             for in_cache in (True, False):

@@ -220,13 +220,15 @@ def _prox() -> None:
 #: Tenth session (2-core Zen 4, the Woodbury block of the fused operators and the
 #: block kernels behind one compiled entry point, :mod:`.cpu.woodbury_rows`): woodbury
 #: 18.1, sur_rmatvec 7.3 after it, fused 10.8 after both (with the entry point), blocks
-#: 13.7 after those (20.3 after woodbury alone).
+#: 13.7 after those (20.3 after woodbury alone). Twenty-second session (Emerald Rapids
+#: VM): fused 10.2 -> 14.5 s after woodbury, once it interleaved the lane steps with the
+#: eight-row dots (:mod:`.cpu.fused_rows`: the dots' trees in four variants, span x mode).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 16.0),
     "large": (_large, 15.0),
     "sur_matvec": (_sur_matvec, 4.5),
     "dense": (_dense, 7.7),
-    "fused": (_fused, 11.0),
+    "fused": (_fused, 15.0),
     "blocks": (_block_layouts, 17.0),
     "sur_rmatvec": (_sur_rmatvec, 6.0),
     "gemv_t": (_gemv_t, 3.5),
