@@ -206,21 +206,30 @@ def test_row_dots8_equals_reference_for_eight_rows_and_fewer(widths, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widths,span", [(tuple(range(33)), 4), ((10,) * 7, 2),
+                                         ((32, 1, 0, 31), 2)], ids=["0-32", "ten", "edges"])
 @pytest.mark.parametrize("n_rows", [1, 31, 100, 8195])
-def test_fused_rows_in_place_every_width_up_to_32(n_rows, mode):
+def test_fused_rows_in_place_every_width_up_to_32(n_rows, widths, span, mode):
     """The streamed fused operator over equations of every width 0 .. 32 (each tree of
-    :func:`.row_trees.row_dots8`), with partial row groups and non-finite products."""
-    widths = tuple(range(33))
+    :func:`.row_trees.row_dots8`), both weight spans of the interleaved lane steps
+    (:mod:`.fused_rows`), a column count with a partial last vector (70) and partial row
+    groups; on finite data (finite results, so every lane's steps count) and with
+    inf / NaN / -0.0 in X and v (a non-finite row makes every output NaN through the
+    Woodbury solve, so that case checks only the canonical NaN)."""
     X, offsets, v, _ = sur_problem(n_rows, widths=widths, seed=n_rows)
-    if n_rows > 1:
-        X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
+    assert streamed.weight_plan(offsets).span == span
     F, d = factor_problem(len(widths), 3)
     factor = kernels.woodbury_factor(F, d, mode)
-    rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
-                                           mode == "compensated")
-    assert rows is not None
-    assert same_bits(rows, ref.sur_normal_matvec(X, offsets, ref.woodbury_factor(F, d, mode),
-                                                 v))
+    spec_factor = ref.woodbury_factor(F, d, mode)
+    for finite in (True, False):
+        if not finite and n_rows > 1:
+            X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
+        rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
+                                               mode == "compensated")
+        assert rows is not None
+        if finite:
+            assert np.isfinite(rows).all()
+        assert same_bits(rows, ref.sur_normal_matvec(X, offsets, spec_factor, v))
 
 
 @pytest.mark.parametrize("mode", MODES)
