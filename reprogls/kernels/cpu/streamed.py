@@ -320,10 +320,12 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
                                 span, BLOCK, compensated)
         call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         prev = i0
-    for b in range(min(GROUP, stop - prev) if prev >= 0 else 0):  # the last block
+    # the last block; W itself, not its view Wv: Numba frees W after its last use, and
+    # a view does not count (tests/test_scratch_lifetime.py faulted here with Wv)
+    for b in range(min(GROUP, stop - prev) if prev >= 0 else 0):
         i = prev + b
         steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-        _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, Wv, b, GROUP, ROWS,
+        _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, W, b, GROUP, ROWS,
                     eqv, pick, eq_of_column, span, steps, compensated)
     LS[c, lane0:lane0 + GROUP] = SA
     LC[c, lane0:lane0 + GROUP] = EA
