@@ -25,17 +25,18 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._cro import LANES
 from .row_trees import emit_row_dots8
+from .rowgroups import BLOCK, GROUP, ROWS
 from .simd import _counted_loop, _fma_signs, weighted_vector_steps
 
 __all__ = ["dots8_with_steps"]
 
 _I64 = ir.IntType(64)
 
-#: Lanes of the previous block stepped per row group (8 lanes over 4 row groups).
-LANES_PER_GROUP = 2
-#: Rows of a lane stepped per block (the block's four row groups).
-STEPS = 4
+#: Lanes of the previous block stepped per row group: a block's ``GROUP`` lanes over its
+#: ``BLOCK`` row groups (2).
+LANES_PER_GROUP = GROUP // BLOCK
 
 
 def _step_vectors(builder, lo, hi, lanes):
@@ -86,15 +87,15 @@ def dots8_with_steps(typingctx, X, offsets, beta, i0, n_rows, UT, u0, SA, EA, W,
             b = builder.add(b0_val, ir.Constant(_I64, q))
             first = builder.add(prev_val, b)
             a_rows = [builder.gep(x_arr.data, [builder.mul(builder.add(
-                first, ir.Constant(_I64, 32 * r)), P)]) for r in range(STEPS)]
-            w_rows = [builder.gep(w_arr.data, [builder.add(b, ir.Constant(_I64, 8 * r))])
-                      for r in range(STEPS)]
+                first, ir.Constant(_I64, LANES * r)), P)]) for r in range(BLOCK)]
+            w_rows = [builder.gep(w_arr.data, [builder.add(b, ir.Constant(_I64, GROUP * r))])
+                      for r in range(BLOCK)]
             s_ptr = builder.gep(sa_arr.data, [builder.mul(b, P)])
             e_ptr = builder.gep(ea_arr.data, [builder.mul(b, P)])
 
             def lane(vector, a_rows=a_rows, w_rows=w_rows, s_ptr=s_ptr, e_ptr=e_ptr):
                 weighted_vector_steps(builder, vector, zero, s_ptr, e_ptr, a_rows, P,
-                                      w_rows, ir.Constant(_I64, 32), eqv_arr.data,
+                                      w_rows, ir.Constant(_I64, ROWS), eqv_arr.data,
                                       pick_arr.data, n_span, comp, signs)
 
             lanes.append(lane)
@@ -109,7 +110,7 @@ def dots8_with_steps(typingctx, X, offsets, beta, i0, n_rows, UT, u0, SA, EA, W,
                     builder.store(hi, done)
 
         emit_row_dots8(builder, x_arr, off_arr, b_arr.data, i0_val, n_rows_val, u_arr.data,
-                       u0_val, ir.Constant(_I64, 32), comp, steps_up_to)
+                       u0_val, ir.Constant(_I64, ROWS), comp, steps_up_to)
         steps_up_to(P)
         return context.get_dummy_value()
 

@@ -48,7 +48,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .simd import _counted_loop, _masked_load, _splat, _transpose8, _two_sum
+from .simd import _counted_loop, _join, _masked_load, _splat, _transpose8, _two_sum
 
 __all__ = ["MAX_ROW_TERMS", "RING", "row_dots", "row_dots8"]
 
@@ -200,6 +200,21 @@ def _four_tree_dots(builder, x_ptrs, b_ptr, n, compensated):
     return _finalize(builder, *result)
 
 
+def _width_switch(builder, width, case, name):
+    """A ``switch`` on an equation's ``width``: ``case(n)`` emits the code of width ``n``
+    for ``n = 0 .. MAX_ROW_TERMS`` (other widths do nothing); the builder is left after
+    it."""
+    after = builder.append_basic_block(f"{name}done")
+    switch = builder.switch(width, after)
+    for n in range(MAX_ROW_TERMS + 1):
+        block = builder.append_basic_block(f"{name}{n}")
+        switch.add_case(ir.Constant(_I64, n), block)
+        builder.position_at_end(block)
+        case(n)
+        builder.branch(after)
+    builder.position_at_end(after)
+
+
 @intrinsic
 def row_dots(typingctx, X, offsets, beta, i0, i1, U, u0, compensated):
     """``U[u0 + i - i0, j]`` = finalized CRO-1 dot of ``X[i, o_j:o_{j+1}]`` with
@@ -237,12 +252,8 @@ def row_dots(typingctx, X, offsets, beta, i0, i1, U, u0, compensated):
             x_ptrs = [builder.gep(x_row, [start]) for x_row in x_rows]
             b_ptr = builder.gep(b_arr.data, [start])
             u_ptrs = [builder.gep(u_row, [j]) for u_row in u_rows]
-            after = builder.append_basic_block("equation_done")
-            switch = builder.switch(width, after)
-            for n in range(MAX_ROW_TERMS + 1):
-                case = builder.append_basic_block(f"width{n}")
-                switch.add_case(ir.Constant(_I64, n), case)
-                builder.position_at_end(case)
+
+            def case(n):
                 if n == 0:
                     for u_ptr in u_ptrs:
                         builder.store(ir.Constant(_F64, 0.0), u_ptr)
@@ -253,8 +264,8 @@ def row_dots(typingctx, X, offsets, beta, i0, i1, U, u0, compensated):
                     for r, u_ptr in enumerate(u_ptrs):
                         builder.store(builder.extract_element(
                             values, ir.Constant(_I32, FOUR_ROWS_SLOT[r])), u_ptr)
-                builder.branch(after)
-            builder.position_at_end(after)
+
+            _width_switch(builder, width, case, "width")
             close_eqs()
 
         group, _, close_groups = _counted_loop(builder, fours, "four_rows")
@@ -287,25 +298,20 @@ def _produce_tile(builder, rows, b_ptr, column, n_cols, ring):
     inside = builder.icmp_signed("<", ir.Constant(_VEC8_I64, list(range(8))),
                                  _splat(builder, live))
     whole = builder.icmp_signed(">=", live, ir.Constant(_I64, 8))
+
+    def terms(load):
+        beta = load(builder.gep(b_ptr, [column]))
+        return [builder.fmul(load(builder.gep(row, [column])), beta) for row in rows]
+
     with builder.if_else(whole) as (then, otherwise):
         with then:
-            beta = builder.load(builder.bitcast(builder.gep(b_ptr, [column]),
-                                                _VEC8.as_pointer()), align=8)
-            full = [builder.fmul(builder.load(builder.bitcast(
-                builder.gep(row, [column]), _VEC8.as_pointer()), align=8), beta)
-                for row in rows]
+            full = terms(lambda ptr: builder.load(builder.bitcast(ptr, _VEC8.as_pointer()),
+                                                  align=8))
             block_full = builder.block
         with otherwise:
-            beta = _masked_load(builder, builder.gep(b_ptr, [column]), inside)
-            part = [builder.fmul(_masked_load(builder, builder.gep(row, [column]), inside),
-                                 beta) for row in rows]
+            part = terms(lambda ptr: _masked_load(builder, ptr, inside))
             block_part = builder.block
-    terms = []
-    for f, p in zip(full, part, strict=True):
-        phi = builder.phi(_VEC8)
-        phi.add_incoming(f, block_full)
-        phi.add_incoming(p, block_part)
-        terms.append(phi)
+    terms = _join(builder, full, block_full, part, block_part)
     slot = builder.and_(column, ir.Constant(_I64, RING - 1))
     for c, col in enumerate(_transpose8(builder, terms)):
         ptr = builder.gep(ring, [builder.add(slot, ir.Constant(_I64, c))])
@@ -368,19 +374,13 @@ def emit_row_dots8(builder, x_arr, off_arr, beta_ptr, i0, n_rows, u_ptr, u0, u_s
     width = builder.sub(end, start)
     out = builder.bitcast(builder.gep(u_ptr, [builder.add(
         u0, builder.mul(j, u_stride))]), _VEC8.as_pointer())
-    after = builder.append_basic_block("equation8_done")
-    switch = builder.switch(width, after)
-    for n in range(MAX_ROW_TERMS + 1):
-        case = builder.append_basic_block(f"width8_{n}")
-        switch.add_case(ir.Constant(_I64, n), case)
-        builder.position_at_end(case)
-        if n == 0:
-            value = ir.Constant(_VEC8, [0.0] * 8)
-        else:
-            value = _column_tree(builder, ring, start, n, comp)
+
+    def case(n):
+        value = (ir.Constant(_VEC8, [0.0] * 8) if n == 0
+                 else _column_tree(builder, ring, start, n, comp))
         builder.store(value, out, align=8)
-        builder.branch(after)
-    builder.position_at_end(after)
+
+    _width_switch(builder, width, case, "width8_")
     if after_equation is not None:
         after_equation(end)
     close_eqs()

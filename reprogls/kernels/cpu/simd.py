@@ -649,12 +649,18 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp, stream):
     partial_end = builder.block
     builder.branch(joined)
     builder.position_at_end(joined)
+    return _join(builder, phis, tail, acc, partial_end)
+
+
+def _join(builder, a, block_a, b, block_b):
+    """At the block where ``block_a`` and ``block_b`` meet: one ``<8 x double>`` phi per
+    pair, ``a[q]`` if control came from ``block_a``, ``b[q]`` from ``block_b``."""
     merged = []
-    for phi, val in zip(phis, acc, strict=True):
-        out = builder.phi(_VEC8)
-        out.add_incoming(phi, tail)
-        out.add_incoming(val, partial_end)
-        merged.append(out)
+    for va, vb in zip(a, b, strict=True):
+        phi = builder.phi(_VEC8)
+        phi.add_incoming(va, block_a)
+        phi.add_incoming(vb, block_b)
+        merged.append(phi)
     return merged
 
 
