@@ -62,6 +62,7 @@ def _phases(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, D
     SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
     Xv, Wv = unmanaged(X), unmanaged(W)
     W[:] = 0.5
+    U[:] = 0.25  # the Woodbury phase alone: nonzero rows, as the dots would leave
     for task in range(N // CHUNK * N_GROUPS):
         c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
         for i0 in range(c * CHUNK + lane0, (c + 1) * CHUNK, BLOCK * LANES):

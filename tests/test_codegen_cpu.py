@@ -1,6 +1,8 @@
 """No FMA instruction in the Numba kernels' machine code (and the check can fail); the
-one deliberate exception -- additions issued as exact ``fma(x, +-1, y)`` on AMD Zen
-(``simd.*_ADDS_ON_FMA``) -- gives the reference's bits."""
+two deliberate exceptions -- additions issued as exact ``fma(x, +-1, y)`` on AMD Zen
+(``simd.*_ADDS_ON_FMA``) and the Woodbury solve's division by reciprocals
+(``reciprocal.RECIPROCAL_DIVISION``, tested in ``test_reciprocal_division.py``) -- give
+the reference's bits."""
 
 from __future__ import annotations
 
@@ -70,8 +72,10 @@ def assembly(tmp_path_factory) -> dict[str, str]:
     children = []
     for i, share in enumerate(shares):
         cache = tmp_path_factory.mktemp(f"numba-cache-{i}")
-        # without the deliberate exact-FMA additions (tested below, by their bits)
+        # without the deliberate exact-FMA additions (tested below, by their bits) and
+        # the division by reciprocals (test_reciprocal_division.py)
         env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), REPROGLS_ADDS_ON_FMA="0",
+                   REPROGLS_RECIPROCAL_DIVISION="0",
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         children.append(subprocess.Popen([sys.executable, "-c", _CHILD, *share], env=env,
                                          cwd=ROOT, stdout=subprocess.PIPE,
@@ -163,11 +167,13 @@ def test_negative_control_fastmath_kernel_shows_fma(assembly):
 # simd.TREE_ADDS_ON_FMA) and the one-chunk CRO-1 dots of the SPD inverse (simd.chunk_partial,
 # simd.CHUNK_ADDS_ON_FMA) likewise: on any x86-64 CPU with FMA, each variant in a fresh cache
 # must give the reference's bits. The children cover the FMA additions on and off with
-# this machine's row groups, and on with four rows (the variant no default picks).
+# this machine's row groups, and on with four rows (the variant no default picks); the
+# child without them divides by reciprocals in the Woodbury block (reciprocal.py), the
+# others divide.
 _GRAM_CHILD = r"""
 import json
 import numpy as np
-from reprogls.kernels.cpu import gram, simd
+from reprogls.kernels.cpu import gram, reciprocal, simd
 from tests.corpus import same_bits
 from tests.digests import reference_lower_gram
 from tests.linalg_cases import sur_problem
@@ -210,6 +216,7 @@ print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
                   "chunk_flag": simd.CHUNK_ADDS_ON_FMA,
                   "lane_sums_flag": simd.LANE_SUMS_ADDS_ON_FMA,
                   "tree_flag": simd.TREE_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
+                  "reciprocal_flag": reciprocal.RECIPROCAL_DIVISION,
                   "casm": casm,
                   "equal": equal, "asm": asm, "wasm": wasm}))
 """
@@ -221,14 +228,17 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
     if os.uname().machine != "x86_64" or "+fma" not in llvm.get_host_cpu_features().flatten():
         pytest.skip("the exact-FMA additions are an x86-64 (FMA3) code path")
     children = {}
-    for flag, rows in (("1", ""), ("0", ""), ("1", "4")):
+    # (additions on FMA, Gram rows, division by reciprocals): the child without the FMA
+    # additions divides by reciprocals, so its Woodbury block's FMAs are those alone
+    for flag, rows, reciprocal in (("1", "", "0"), ("0", "", "1"), ("1", "4", "0")):
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache-{flag}{rows}"),
                    REPROGLS_ADDS_ON_FMA=flag, REPROGLS_GRAM_ROWS=rows,
+                   REPROGLS_RECIPROCAL_DIVISION=reciprocal,
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        children[flag, rows] = subprocess.Popen([sys.executable, "-c", _GRAM_CHILD], env=env,
-                                                cwd=ROOT, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, text=True)
-    for (flag, rows), child in children.items():
+        children[flag, rows, reciprocal] = subprocess.Popen(
+            [sys.executable, "-c", _GRAM_CHILD], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+    for (flag, rows, reciprocal), child in children.items():
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
@@ -241,6 +251,7 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
                                 "spd compensated": True, "spd plain": True,
                                 "fused compensated": True, "fused plain": True}
         # the variant really ran: FMA instructions exactly when the flag is on
+        assert got["reciprocal_flag"] is (reciprocal == "1")
         assert bool(_fma_lines(got["asm"])) is (flag == "1")
-        assert bool(_fma_lines(got["wasm"])) is (flag == "1")
+        assert bool(_fma_lines(got["wasm"])) is (flag == "1" or reciprocal == "1")
         assert bool(_fma_lines(got["casm"])) is (flag == "1")

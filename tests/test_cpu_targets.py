@@ -31,7 +31,7 @@ GOLDEN = json.loads(PATH.read_text())
 
 _CHILD = r"""
 import json, re
-from reprogls.kernels.cpu import gram, simd
+from reprogls.kernels.cpu import gram, reciprocal, simd
 from tests.golden import fingerprints
 prints = fingerprints()  # compiles the kernels the fits use, in this fresh cache
 asm = "\n".join(gram._tile_partials.inspect_asm().values())
@@ -42,7 +42,8 @@ print(json.dumps({
                 "LANE_SUMS_ADDS_ON_FMA": simd.LANE_SUMS_ADDS_ON_FMA,
                 "gram_rows": len(simd.GRAM_ROW_GROUPS[0]),
                 "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED,
-                "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD},
+                "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD,
+                "reciprocal_division": reciprocal.RECIPROCAL_DIVISION},
     "registers": sorted({r for r in ("xmm", "ymm", "zmm") if re.search(r"%" + r, asm)}),
     "fingerprints": prints}))
 """
@@ -60,12 +61,13 @@ def _without_avx512(features: list[str]) -> str:
 
 
 def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool,
-             gram_rows: int, lane_sum_width: int, chunk_prefetch: int = 512) -> dict:
+             gram_rows: int, lane_sum_width: int, chunk_prefetch: int = 512,
+             reciprocal_division: bool = True) -> dict:
     """The code-path choices a child reports (``_CHILD``), by name."""
     return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
             "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
             "gram_rows": gram_rows, "lane_sum_width": lane_sum_width,
-            "chunk_prefetch": chunk_prefetch}
+            "chunk_prefetch": chunk_prefetch, "reciprocal_division": reciprocal_division}
 
 
 def _targets() -> dict[str, tuple]:
@@ -80,9 +82,11 @@ def _targets() -> dict[str, tuple]:
         return {"NUMBA_CPU_NAME": name, "NUMBA_CPU_FEATURES": features}
 
     targets = {
-        # SSE2 only (the x86-64 baseline): no FMA, 16 two-wide registers
+        # SSE2 only (the x86-64 baseline): no FMA (the Woodbury solve divides), 16
+        # two-wide registers
         "x86-64": (env("x86-64", ""), [False, False],
-                   _choices(False, False, False, False, 2, 16), "xmm"),
+                   _choices(False, False, False, False, 2, 16, reciprocal_division=False),
+                   "xmm"),
     }
     if {"+avx2", "+fma"} <= has:
         avx2 = _without_avx512(host)

@@ -48,6 +48,7 @@ from numba import njit
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .pages import fresh
+from .reciprocal import reciprocals
 from .segments import dot_tree, merge_segments
 from .simd import lane_steps8, prefetch_tile, transpose8x8, transpose8x8_scatter
 from .tasks import lpt_schedule, run_tasks, schedule_bins
@@ -626,9 +627,10 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
 
 
 def factor_arrays(G, d, L):
-    """``(G^T, L, L^T, DE)`` in the layouts of :func:`.woodbury_rows.woodbury_block`."""
+    """``(G^T, L, L^T, DE)`` in the layouts of :func:`.woodbury_rows.woodbury_block`
+    (``DE``: ``d`` and its reciprocals, each repeated for the 32 rows of a block)."""
     return (np.ascontiguousarray(G.T), np.ascontiguousarray(L), np.ascontiguousarray(L.T),
-            np.repeat(d, ROWS))
+            np.concatenate([np.repeat(d, ROWS), np.repeat(reciprocals(d), ROWS)]))
 
 
 def block_call_arrays(G, d, L):

@@ -41,6 +41,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .blocked import runtime_int
+from .reciprocal import RECIPROCAL_DIVISION, subtract_from_quotients
 from .segments import dot_segments, dot_tree
 from .views import borrowed_vector, unmanaged
 
@@ -63,7 +64,11 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         t[q] = CRO-1_j fl(U[j] G[j, q]);  L L^T u = t (fixed order);
         W[j] = fl(U[j] / d[j]) - CRO-1_q fl(G[j, q] u[q])
 
-    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``.
+    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``
+    and ``DE[32 K + j * 32 + y] = RN(1 / d[j])`` (:func:`.reciprocal.reciprocals`): where
+    the target has FMA, ``fl(U / d)`` is computed from the reciprocal by one multiply and
+    two FMAs, which is division's result bit for bit, and a tile that leaves the proven
+    range is divided (:func:`.reciprocal.subtract_from_quotients`).
     Compiled with NumPy's error model: IEEE division without Numba's zero-divisor branch,
     which kept the ``U / d`` loop from vectorising (``d > 0`` is validated by the caller).
     Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
@@ -102,6 +107,9 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         dot_tree(UQ, width, GTf[j0:], K, b5, k, Lt, compensated, S, E, acc)
         o = j0 * R
         u, de, w, a = U[o:o + Lt], DE[o:o + Lt], W[o:o + Lt], acc[:Lt]
+        if RECIPROCAL_DIVISION and subtract_from_quotients(
+                u, de, DE[K * R + o:K * R + o + Lt], a, w, Lt):
+            continue
         for x in range(Lt):
             w[x] = u[x] / de[x] - a[x]
 
