@@ -233,6 +233,30 @@ def test_fused_rows_in_place_every_width_up_to_32(n_rows, widths, span, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_rows,widths,k", [
+    (300, (2, 3, 0, 5) * 25, 5), (8195, (2, 3, 0, 5) * 25, 1), (97, (3,) * 70, 33),
+    (40, (2,) * 8200, 2), (70, (4,) * 9, 0)], ids=["K100", "K100-k1", "k33", "K8200", "k0"])
+def test_fused_rows_many_equations_and_ranks(n_rows, widths, k, mode):
+    """The streamed fused operator where the Woodbury block's ``t = G^T u`` has lanes of
+    several equations (K = 100, 70), more ranks than lanes (k = 33), K past one chunk of
+    terms (8200) and no rank (k = 0, a diagonal Sigma); finite data with finite results,
+    then inf / NaN / -0.0."""
+    X, offsets, v, _ = sur_problem(n_rows, widths=widths, seed=k)
+    F, d = factor_problem(len(widths), k)
+    factor = kernels.woodbury_factor(F, d, mode)
+    spec_factor = ref.woodbury_factor(F, d, mode)
+    for finite in (True, False):
+        if not finite:
+            X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
+        rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
+                                               mode == "compensated")
+        assert rows is not None
+        if finite:
+            assert np.isfinite(rows).all()
+        assert same_bits(rows, ref.sur_normal_matvec(X, offsets, spec_factor, v))
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (40, 33), (1, 1),
                                  (5, 0), (8200, 2)])
 def test_woodbury_kernels(K, k, mode):
