@@ -25,23 +25,39 @@ The order is the reference's (:mod:`reprogls.kernels.reference.cro`) step by ste
   chunk, then the chunk tree. With one B value per 32 sequences a lane runs all its
   terms with the partials in registers (:func:`.simd.lane_sums`); otherwise one flat
   pass over the lane partials per block of 32 terms;
-* the result of each sequence is ``finalize(s, comp)``.
+* the result of each sequence is ``finalize(s, comp)``. With one chunk and all 32
+  lanes live, the lane tree and finalize run with each sequence's 32 lane partials in
+  vector registers, eight sequences at a time (:func:`lane_tree_rows`); as flat passes
+  (:func:`merge_segments`) they were 31 Numba calls per reduction and cost more than
+  the lane sums themselves at K = 200 (twenty-third session: the Woodbury block's ``t =
+  G^T u``, K = 200, k = 5, one core in cache, lane sums 76 / 159 ns per row plain /
+  compensated, lane tree 48 / 113, finalize 11 / 13).
 
 Only ``+ - *`` of IEEE binary64 (no FMA; Numba's default ``fastmath=False``).
 """
 
 from __future__ import annotations
 
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, DBL_MAX, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
 from .register_trees import MAX_TERMS, tree_dots
-from .simd import LANE_SUM_WIDTH_COMPENSATED, LANE_SUM_WIDTH_PLAIN, axpy_run, lane_sums
+from .row_trees import _finalize
+from .simd import (
+    LANE_SUM_WIDTH_COMPENSATED,
+    LANE_SUM_WIDTH_PLAIN,
+    _counted_loop,
+    _merge8,
+    axpy_run,
+    lane_sums,
+)
 from .views import unmanaged
 
-__all__ = ["dot_segments", "dot_tree", "finalize_segment", "merge_segments"]
+__all__ = ["dot_segments", "dot_tree", "finalize_segment", "lane_tree_rows", "merge_segments"]
 
 
 @njit(cache=True)
@@ -99,6 +115,53 @@ def finalize_segment(S, E, src, L, compensated, out):
         for x in range(L):
             r = ss[x]
             o[x] = r if r == r else CANONICAL_NAN
+
+
+_I64 = ir.IntType(64)
+_VEC8 = ir.VectorType(ir.DoubleType(), 8)
+
+
+@intrinsic
+def lane_tree_rows(typingctx, S, E, L, compensated, out):
+    """``out[x] = finalize(root)`` for ``x < L`` (a multiple of 8), ``root`` the CRO-1
+    lane tree over the 32 lane partials ``(S, E)[l * L + x]`` (all 32 lanes live):
+    :func:`_lane_tree` over 32 lanes and :func:`finalize_segment` of
+    :func:`dot_segments` for one chunk, with a sequence's lanes in registers, eight
+    sequences per vector. ``S``, ``E``, ``out``: 1-D C-contiguous float64;
+    ``compensated`` a literal bool; no bounds checks."""
+    if not isinstance(compensated, types.BooleanLiteral):
+        return None
+    comp = compensated.literal_value
+    sig = types.void(S, E, L, compensated, out)
+
+    def codegen(context, builder, signature, args):
+        s_arr, e_arr, o_arr = (context.make_array(signature.args[k])(context, builder, v)
+                               for k, v in ((0, args[0]), (1, args[1]), (4, args[4])))
+        L_val = args[2]
+        v, _, close = _counted_loop(builder, builder.ashr(L_val, ir.Constant(_I64, 3)),
+                                    "lane_tree_rows")
+        x = builder.shl(v, ir.Constant(_I64, 3))
+
+        def load(arr, lane):
+            at = builder.add(builder.mul(ir.Constant(_I64, lane), L_val), x)
+            return builder.load(builder.bitcast(builder.gep(arr.data, [at]),
+                                                _VEC8.as_pointer()), align=8)
+
+        lanes = [(load(s_arr, lane), load(e_arr, lane) if comp else None)
+                 for lane in range(LANES)]
+        w = LANES // 2
+        while w >= 1:
+            for lane in range(w):
+                (sa, ca), (sb, cb) = lanes[lane], lanes[lane + w]
+                lanes[lane] = _merge8(builder, sa, ca, sb, cb, comp)
+            w //= 2
+        root = _finalize(builder, *lanes[0])
+        builder.store(root, builder.bitcast(builder.gep(o_arr.data, [x]), _VEC8.as_pointer()),
+                      align=8)
+        close()
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True)
@@ -182,6 +245,7 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
         return
     flat = sa == L and sb == L
     n_ch = (n + CHUNK - 1) // CHUNK
+    registers = n_ch == 1 and n >= LANES and L % 8 == 0  # lane tree: lane_tree_rows
     for c in range(n_ch):
         t0, t1 = c * CHUNK, min(n, (c + 1) * CHUNK)
         lanes = c * LANES * L  # this chunk's 32 lane segments
@@ -198,6 +262,12 @@ def dot_segments(A, sa, B, sb, bshift, n, L, compensated, S, E, out):
                         t = first + lane
                         _products_into(S, E, lanes + lane * L, A, t * sa, B, t * sb, bshift,
                                        L, compensated, first > t0)
+        if registers:
+            if compensated:
+                lane_tree_rows(S, E, L, True, out)
+            else:
+                lane_tree_rows(S, E, L, False, out)
+            return
         _lane_tree(S, E, c * LANES, min(LANES, t1 - t0), L, compensated)
     _chunk_tree(S, E, n_ch, LANES * L, L, compensated)
     finalize_segment(S, E, runtime_int(0), L, compensated, out)
