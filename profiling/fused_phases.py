@@ -24,6 +24,13 @@ steps 465-499 / 520-613 and 1038-1096 / 1162-1210 (alone, reading the rows), the
 in sequence 1129-1271 / 1570-1838 and 1812-1925 / 2169-2326 -- the dots wait on memory
 with little to compute, the other two compute with memory idle. The interleaved kernel
 (two runs): 1470-1606 / 2072-2125 ns per row from memory.
+
+Twenty-third session, same box, two runs each: at the session's start the Woodbury
+block took 285-369 / 521-561 in cache and the kernel 1541-1568 / 1825-2109; leaving
+its ``t = G^T u`` out (wrong results, only to size it) gave 160-182 / 278-308 and
+1375-1401 / 1583-1713. After the division by reciprocals and the lane trees in
+registers (:mod:`reprogls.kernels.cpu.reciprocal`, ``segments.lane_tree_rows``): the
+block 228-265 / 473-492, the kernel 1459-1591 / 1905-1955.
 """
 
 from __future__ import annotations
