@@ -218,11 +218,17 @@ def test_fused_rows_in_place_every_width_up_to_32(n_rows, widths, span, mode):
     Woodbury solve, so that case checks only the canonical NaN)."""
     X, offsets, v, _ = sur_problem(n_rows, widths=widths, seed=n_rows)
     assert streamed.weight_plan(offsets).span == span
-    F, d = factor_problem(len(widths), 3)
+    _check_streamed_fused(X, offsets, v, *factor_problem(len(widths), 3), mode,
+                          poison=n_rows > 1)
+
+
+def _check_streamed_fused(X, offsets, v, F, d, mode, poison=True):
+    """The streamed fused operator equals the reference bit for bit, on the finite data
+    (with finite results), then, if ``poison``, with inf / NaN / -0.0 in X and v."""
     factor = kernels.woodbury_factor(F, d, mode)
     spec_factor = ref.woodbury_factor(F, d, mode)
     for finite in (True, False):
-        if not finite and n_rows > 1:
+        if not finite and poison:
             X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
         rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
                                                mode == "compensated")
@@ -242,18 +248,7 @@ def test_fused_rows_many_equations_and_ranks(n_rows, widths, k, mode):
     terms (8200) and no rank (k = 0, a diagonal Sigma); finite data with finite results,
     then inf / NaN / -0.0."""
     X, offsets, v, _ = sur_problem(n_rows, widths=widths, seed=k)
-    F, d = factor_problem(len(widths), k)
-    factor = kernels.woodbury_factor(F, d, mode)
-    spec_factor = ref.woodbury_factor(F, d, mode)
-    for finite in (True, False):
-        if not finite:
-            X[0, :3], X[-1, ::9], v[1::7] = np.inf, np.nan, -0.0
-        rows = streamed.streamed_normal_matvec(X, offsets, v, factor.G, factor.d, factor.L,
-                                               mode == "compensated")
-        assert rows is not None
-        if finite:
-            assert np.isfinite(rows).all()
-        assert same_bits(rows, ref.sur_normal_matvec(X, offsets, spec_factor, v))
+    _check_streamed_fused(X, offsets, v, *factor_problem(len(widths), k), mode)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -48,6 +48,8 @@ from .blocked import runtime_flag, runtime_int
 from .register_trees import MAX_TERMS, tree_dots
 from .row_trees import _finalize
 from .simd import (
+    _I64,
+    _VEC8,
     LANE_SUM_WIDTH_COMPENSATED,
     LANE_SUM_WIDTH_PLAIN,
     _counted_loop,
@@ -115,10 +117,6 @@ def finalize_segment(S, E, src, L, compensated, out):
         for x in range(L):
             r = ss[x]
             o[x] = r if r == r else CANONICAL_NAN
-
-
-_I64 = ir.IntType(64)
-_VEC8 = ir.VectorType(ir.DoubleType(), 8)
 
 
 @intrinsic
