@@ -628,9 +628,9 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
 
 def factor_arrays(G, d, L):
     """``(G^T, L, L^T, DE)`` in the layouts of :func:`.woodbury_rows.woodbury_block`
-    (``DE``: ``d`` and its reciprocals, each repeated for the 32 rows of a block)."""
+    (``DE``: ``d``, then its reciprocals :func:`.reciprocal.reciprocals`)."""
     return (np.ascontiguousarray(G.T), np.ascontiguousarray(L), np.ascontiguousarray(L.T),
-            np.concatenate([np.repeat(d, ROWS), np.repeat(reciprocals(d), ROWS)]))
+            np.concatenate([d, reciprocals(d)]))
 
 
 def block_call_arrays(G, d, L):

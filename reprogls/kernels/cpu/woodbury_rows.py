@@ -64,11 +64,11 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         t[q] = CRO-1_j fl(U[j] G[j, q]);  L L^T u = t (fixed order);
         W[j] = fl(U[j] / d[j]) - CRO-1_q fl(G[j, q] u[q])
 
-    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j * 32 + y] = d[j]``
-    and ``DE[32 K + j * 32 + y] = RN(1 / d[j])`` (:func:`.reciprocal.reciprocals`): where
-    the target has FMA, ``fl(U / d)`` is computed from the reciprocal by one multiply and
-    two FMAs, which is division's result bit for bit, and a tile that leaves the proven
-    range is divided (:func:`.reciprocal.subtract_from_quotients`).
+    ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j] = d[j]`` and
+    ``DE[K + j] = RN(1 / d[j])`` (:func:`.reciprocal.reciprocals`): where the target has
+    FMA, ``fl(U / d)`` is computed from the reciprocal by one multiply and two FMAs,
+    which is division's result bit for bit, and a tile that leaves the proven range is
+    divided (:func:`.reciprocal.subtract_from_quotients`).
     Compiled with NumPy's error model: IEEE division without Numba's zero-divisor branch,
     which kept the ``U / d`` loop from vectorising (``d > 0`` is validated by the caller).
     Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
@@ -98,20 +98,24 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         for y in range(R):
             u[y] = (z[y] - a[y]) / lii
     width = TILE_EQUATIONS * R
-    for q in range(k):  # UQ[q * width + x] = u[q, x % 32]
-        for x in range(width):
-            UQ[q * width + x] = T[q * R + x % R]
+    for q in range(k):  # UQ[q * width + e * 32 + y] = u[q, y]
+        for e in range(TILE_EQUATIONS):
+            for y in range(R):
+                UQ[q * width + e * R + y] = T[q * R + y]
+    D, Y = DE[:K], DE[K:]
     for j0 in range(0, K, TILE_EQUATIONS):  # W = U / d - G u, one tile of equations
-        Lt = min(TILE_EQUATIONS, K - j0) * R
+        n_eq = min(TILE_EQUATIONS, K - j0)
+        Lt = n_eq * R
         # term q: fl(G[j0 + x // 32, q] * u[q, x % 32])
         dot_tree(UQ, width, GTf[j0:], K, b5, k, Lt, compensated, S, E, acc)
         o = j0 * R
-        u, de, w, a = U[o:o + Lt], DE[o:o + Lt], W[o:o + Lt], acc[:Lt]
-        if RECIPROCAL_DIVISION and subtract_from_quotients(
-                u, de, DE[K * R + o:K * R + o + Lt], a, w, Lt):
+        u, w, a = U[o:o + Lt], W[o:o + Lt], acc[:Lt]
+        if RECIPROCAL_DIVISION and subtract_from_quotients(u, D, Y, a, w, j0, n_eq):
             continue
-        for x in range(Lt):
-            w[x] = u[x] / de[x] - a[x]
+        for e in range(n_eq):
+            dj = D[j0 + e]
+            for y in range(R):
+                w[e * R + y] = u[e * R + y] / dj - a[e * R + y]
 
 
 #: Entries of a frame: ``k, K``, then (address, length) of ``U, G^T, L, L^T, DE, S, E,
