@@ -42,6 +42,7 @@ print(json.dumps({
                 "LANE_SUMS_ADDS_ON_FMA": simd.LANE_SUMS_ADDS_ON_FMA,
                 "gram_rows": len(simd.GRAM_ROW_GROUPS[0]),
                 "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED,
+                "lane_sum_ranks": simd.LANE_SUM_RANKS_PLAIN,
                 "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD,
                 "reciprocal_division": reciprocal.RECIPROCAL_DIVISION},
     "registers": sorted({r for r in ("xmm", "ymm", "zmm") if re.search(r"%" + r, asm)}),
@@ -67,6 +68,8 @@ def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool
     return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
             "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
             "gram_rows": gram_rows, "lane_sum_width": lane_sum_width,
+            # ranks per plain lane-sum call: four where AVX-512's 32 registers hold them
+            "lane_sum_ranks": 4 if lane_sum_width == 32 else 1,
             "chunk_prefetch": chunk_prefetch, "reciprocal_division": reciprocal_division}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reprogls.kernels.cpu.segments import dot_segments, dot_tree
+from reprogls.kernels.cpu.segments import dot_segments, dot_segments_ranks, dot_tree
 from reprogls.kernels.cpu.simd import transpose8x8, transpose8x8_scatter
 from reprogls.kernels.reference.cro import reduce_rows
 from tests.corpus import same_bits
@@ -59,6 +59,35 @@ def test_reductions_over_several_chunks(n, compensated):
         A, B, V = terms(rng, n, L, bshift, L, L >> bshift)
         assert same_bits(run(dot_tree, A, L, B, L >> bshift, bshift, n, L, compensated),
                          reduce_rows(V, compensated))
+
+
+@pytest.mark.parametrize("compensated", MODES)
+@pytest.mark.parametrize("n", [31, 32, 33, 200, 1000, 8192, 8193])
+def test_reductions_of_several_ranks_equal_the_reference(n, compensated):
+    # dot_segments_ranks (the Woodbury block's t = G^T u): k ranks share A; groups of
+    # 4, 2 and 1 ranks per lane-sum call (k = 1 .. 11), or rank by rank where the
+    # scratch holds fewer than two ranks' lanes or n is outside one chunk of >= 32 terms
+    L = 32  # one coefficient per sequence: the block's 32 rows
+    rng = np.random.default_rng(n)
+    A = rng.choice([-1.0, 1.0], n * L + L) * 10.0 ** rng.uniform(-20, 20, n * L + L)
+    A[rng.integers(0, n * L, 4)] = [-0.0, np.inf, 1e300, 5e-324]
+    for k in range(1, 12):
+        BT = rng.standard_normal((k, n))
+        BT[k - 1, rng.integers(0, n)] = -0.0
+        t, x = np.meshgrid(np.arange(n), np.arange(L), indexing="ij")
+        with np.errstate(all="ignore"):
+            expected = np.concatenate([reduce_rows((A[t * L + x] * BT[q, t]).T, compensated)
+                                       for q in range(k)])
+        for ranks_held in (1, 4):
+            chunks = max(1, -(-n // 8192))
+            S = np.full(max(32 * L * chunks, 32 * L * ranks_held) + 16 * L, np.nan)
+            E = np.full_like(S, np.nan)
+            out = np.full(k * L, np.nan)
+            dot_segments_ranks(A, L, BT, n, L, compensated, S, E, out)
+            rank_by_rank = np.concatenate([run(dot_segments, A, L, BT[q], 1, 5, n, L,
+                                               compensated) for q in range(k)])
+            assert same_bits(out, rank_by_rank), (k, ranks_held)
+            assert same_bits(out, expected), (k, ranks_held)
 
 
 def test_transposes_move_tiles_exactly():

@@ -46,7 +46,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
-           "lane_sums", "prefetch_tile", "transpose8x8", "transpose8x8_scatter",
+           "lane_sums", "lane_sums_ranks", "prefetch_tile", "transpose8x8", "transpose8x8_scatter",
            "weighted_lane_axpy"]
 
 _I32 = ir.IntType(32)
@@ -939,6 +939,72 @@ LANE_SUM_WIDTH_PLAIN = 32
 LANE_SUM_WIDTH_COMPENSATED = 32 if _zen_target()[1] else 16
 
 
+#: Coefficient sequences (Woodbury ranks) per :func:`lane_sums_ranks` call in plain mode:
+#: their ``4 ranks`` vectors of partials and the four vectors of ``A`` they share fit in
+#: AVX-512's 32 registers; AVX2's 16 hold one (:func:`.segments.dot_segments_ranks`).
+LANE_SUM_RANKS_PLAIN = 4 if _zen_target()[1] else 1
+
+
+def _lane_sums_ir(context, builder, signature, args, comp, nv, ranks):
+    """The code of :func:`lane_sums_ranks` (``args`` in its order)."""
+    (s_val, e_val, dst_val, dst_step, a_val, a0_val, as_val, b_val, b0_val, bs_val,
+     b_step, n_val) = args[:12]
+    s_arr, e_arr, a_arr, b_arr = (
+        context.make_array(signature.args[k])(context, builder, v)
+        for k, v in ((0, s_val), (1, e_val), (4, a_val), (7, b_val)))
+    signs = _fma_signs(builder, LANE_SUMS_ADDS_ON_FMA) if comp else None
+
+    def vptr(ptr, index, part):
+        at = builder.add(index, ir.Constant(_I64, 8 * part))
+        return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
+
+    def terms(r):
+        """Term ``r`` of every rank: ``ranks * nv`` vectors, rank-major."""
+        a_at = builder.add(a0_val, builder.mul(r, as_val))
+        values = [builder.load(vptr(a_arr.data, a_at, h), align=8) for h in range(nv)]
+        out = []
+        for q in range(ranks):
+            b_at = builder.add(builder.add(b0_val, builder.mul(r, bs_val)),
+                               builder.mul(b_step, ir.Constant(_I64, q)))
+            weight = _splat(builder, builder.load(builder.gep(b_arr.data, [b_at])))
+            out += [builder.fmul(value, weight) for value in values]
+        return out
+
+    n_vec = ranks * nv
+    sums = terms(ir.Constant(_I64, 0))
+    errs = [ir.Constant(_VEC8, [0.0] * 8)] * n_vec if comp else []
+    limit = builder.sub(n_val, ir.Constant(_I64, 1))
+    j, carried, close = _counted_loop(builder, limit, "lane_terms", sums + errs)
+    new_s, new_e = [], []
+    for h, term in enumerate(terms(builder.add(j, ir.Constant(_I64, 1)))):
+        if comp:
+            s, e = _two_sum_step(builder, carried[h], carried[n_vec + h], term, signs)
+            new_e.append(e)
+        else:
+            s = builder.fadd(carried[h], term)
+        new_s.append(s)
+    close(new_s + new_e)
+    for q in range(ranks):  # (after the loop the phis hold the final partials)
+        dst = builder.add(dst_val, builder.mul(dst_step, ir.Constant(_I64, q)))
+        for h in range(nv):
+            builder.store(carried[q * nv + h], vptr(s_arr.data, dst, h), align=8)
+            if comp:
+                builder.store(carried[n_vec + q * nv + h], vptr(e_arr.data, dst, h),
+                              align=8)
+    return context.get_dummy_value()
+
+
+def _lane_sums_types(S, E, A, B, width, compensated, ranks) -> bool:
+    """Whether :func:`lane_sums` / :func:`lane_sums_ranks` accept these argument types."""
+    if not isinstance(compensated, types.BooleanLiteral) or not isinstance(
+            width, types.IntegerLiteral) or width.literal_value % 8:
+        return False
+    if not isinstance(ranks, types.IntegerLiteral) or ranks.literal_value < 1:
+        return False
+    return all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1
+               and x.dtype == types.float64 for x in (S, E, A, B))
+
+
 @intrinsic
 def lane_sums(typingctx, S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, width,
               compensated):
@@ -955,51 +1021,40 @@ def lane_sums(typingctx, S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, w
     once per term; here a lane's terms stay in registers. Where
     :data:`LANE_SUMS_ADDS_ON_FMA` holds, three TwoSum additions are exact FMAs.
     """
-    if not isinstance(compensated, types.BooleanLiteral) or not isinstance(
-            width, types.IntegerLiteral) or width.literal_value % 8:
-        return None
-    if any(not isinstance(x, types.Array) or x.layout != "C" or x.ndim != 1
-           or x.dtype != types.float64 for x in (S, E, A, B)):
+    if not _lane_sums_types(S, E, A, B, width, compensated, types.IntegerLiteral(1)):
         return None
     comp, nv = compensated.literal_value, width.literal_value // 8
     sig = types.void(S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, width,
                      compensated)
 
     def codegen(context, builder, signature, args):
-        s_val, e_val, dst_val, a_val, a0_val, as_val, b_val, b0_val, bs_val, n_val = args[:10]
-        s_arr, e_arr, a_arr, b_arr = (
-            context.make_array(signature.args[k])(context, builder, v)
-            for k, v in ((0, s_val), (1, e_val), (3, a_val), (6, b_val)))
-        signs = _fma_signs(builder, LANE_SUMS_ADDS_ON_FMA) if comp else None
+        zero = ir.Constant(_I64, 0)
+        ranked = types.void(*signature.args[:3], types.int64, *signature.args[3:9],
+                            types.int64, *signature.args[9:])
+        return _lane_sums_ir(context, builder, ranked,
+                             [*args[:3], zero, *args[3:9], zero, args[9]], comp, nv, 1)
 
-        def vptr(ptr, index, part):
-            at = builder.add(index, ir.Constant(_I64, 8 * part))
-            return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
+    return sig, codegen
 
-        def terms(r):
-            a_at = builder.add(a0_val, builder.mul(r, as_val))
-            weight = _splat(builder, builder.load(builder.gep(
-                b_arr.data, [builder.add(b0_val, builder.mul(r, bs_val))])))
-            return [builder.fmul(builder.load(vptr(a_arr.data, a_at, h), align=8), weight)
-                    for h in range(nv)]
 
-        sums = terms(ir.Constant(_I64, 0))
-        errs = [ir.Constant(_VEC8, [0.0] * 8)] * nv if comp else []
-        limit = builder.sub(n_val, ir.Constant(_I64, 1))
-        j, carried, close = _counted_loop(builder, limit, "lane_terms", sums + errs)
-        new_s, new_e = [], []
-        for h, term in enumerate(terms(builder.add(j, ir.Constant(_I64, 1)))):
-            if comp:
-                s, e = _two_sum_step(builder, carried[h], carried[nv + h], term, signs)
-                new_e.append(e)
-            else:
-                s = builder.fadd(carried[h], term)
-            new_s.append(s)
-        close(new_s + new_e)
-        for h in range(nv):  # (after the loop the phis hold the final partials)
-            builder.store(carried[h], vptr(s_arr.data, dst_val, h), align=8)
-            if comp:
-                builder.store(carried[nv + h], vptr(e_arr.data, dst_val, h), align=8)
-        return context.get_dummy_value()
+@intrinsic
+def lane_sums_ranks(typingctx, S, E, dst, dst_step, A, a0, a_stride, B, b0, b_stride, b_step,
+                    n_terms, width, ranks, compensated):
+    """:func:`lane_sums` for ``ranks`` coefficient sequences at once (a literal): rank
+    ``q`` takes the terms ``fl(A[a0 + r a_stride + x] * B[b0 + q b_step + r b_stride])``
+    and stores ``S[dst + q dst_step + x]``. Each rank's sums are :func:`lane_sums`'s,
+    term for term in the same order (the same bits); the loads of ``A`` are shared and
+    the ranks' additions are independent, so a lane of few terms (the Woodbury block's
+    ``t = G^T u`` at K = 200 has six) runs ``ranks`` times fewer loops, each with
+    ``ranks`` times as many independent additions in flight."""
+    if not _lane_sums_types(S, E, A, B, width, compensated, ranks):
+        return None
+    comp, nv, n_ranks = (compensated.literal_value, width.literal_value // 8,
+                         ranks.literal_value)
+    sig = types.void(S, E, dst, dst_step, A, a0, a_stride, B, b0, b_stride, b_step, n_terms,
+                     width, ranks, compensated)
+
+    def codegen(context, builder, signature, args):
+        return _lane_sums_ir(context, builder, signature, args, comp, nv, n_ranks)
 
     return sig, codegen

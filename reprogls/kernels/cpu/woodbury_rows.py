@@ -42,7 +42,7 @@ from numba.extending import intrinsic
 
 from .blocked import runtime_int
 from .reciprocal import RECIPROCAL_DIVISION, subtract_from_quotients
-from .segments import dot_segments, dot_tree
+from .segments import dot_segments_ranks, dot_tree
 from .views import borrowed_vector, unmanaged
 
 __all__ = ["BROADCAST32", "ROWS", "TILE_EQUATIONS", "call_woodbury_block", "woodbury_block",
@@ -81,8 +81,7 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     UQ, acc, W = unmanaged(UQ), unmanaged(acc), unmanaged(W)
     R, one, b5 = runtime_int(ROWS), runtime_int(1), runtime_int(BROADCAST32)
     GTf = GT.reshape(k * K)
-    for q in range(k):  # t = G^T u: terms j, sequences y
-        dot_segments(U, R, GT[q], one, b5, K, R, compensated, S, E, T[q * R:])
+    dot_segments_ranks(U, R, GT, K, R, compensated, S, E, T)  # t = G^T u: terms j, rows y
     for i in range(k):  # forward: z[i] = (t[i] - CRO-1_{l<i} fl(L[i, l] z[l])) / L[i, i]
         dot_tree(Z, R, L[i], one, b5, i, R, compensated, S, E, acc)
         lii = L[i, i]
