@@ -44,10 +44,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .simd import _counted_loop, _host_target, _splat
+from .simd import _VEC8, _counted_loop, _host_target, _splat
 
-__all__ = ["DIVISOR_RANGE", "GROUP", "LARGEST", "RECIPROCAL_DIVISION", "SMALLEST", "reciprocals",
-           "subtract_from_quotients"]
+__all__ = ["DIVISOR_RANGE", "GROUP", "LARGEST", "RECIPROCAL_DIVISION", "SMALLEST",
+           "quotient_ir", "reciprocals", "subtract_from_quotients"]
 
 #: ``d`` whose reciprocal is used (:func:`reciprocals`); others divide.
 DIVISOR_RANGE = (2.0 ** -500, 2.0 ** 500)
@@ -78,6 +78,26 @@ def reciprocals(d: np.ndarray) -> np.ndarray:
     lo, hi = DIVISOR_RANGE
     inside = (d >= lo) & (d <= hi)
     return np.where(inside, 1.0 / np.where(inside, d, 1.0), 0.0)
+
+
+def quotient_ir(builder, a, d, y):
+    """``(q', good)`` for vectors ``a``, ``d``, ``y = RN(1/d)`` (``<8 x double>``):
+    ``q = RN(a y)``, ``r = fma(d, q, -a)`` (exact), ``q' = fma(-r, y, q)``, and the mask
+    of the slots where ``q'`` is proven to be ``RN(a / d)`` (``|q'|`` in ``[SMALLEST,
+    LARGEST]``, or ``a`` zero; NaN fails every comparison)."""
+    fma8 = builder.module.declare_intrinsic("llvm.fma.v8f64",
+                                            fnty=ir.FunctionType(_VEC8, [_VEC8] * 3))
+    fabs8 = builder.module.declare_intrinsic("llvm.fabs.v8f64",
+                                             fnty=ir.FunctionType(_VEC8, [_VEC8]))
+    q = builder.fmul(a, y)
+    r = builder.call(fma8, [d, q, builder.fneg(a)])  # d q - a, exact
+    q = builder.call(fma8, [builder.fneg(r), y, q])
+    size = builder.call(fabs8, [q])
+    good = builder.or_(
+        builder.and_(builder.fcmp_ordered(">=", size, ir.Constant(_VEC8, [SMALLEST] * 8)),
+                     builder.fcmp_ordered("<=", size, ir.Constant(_VEC8, [LARGEST] * 8))),
+        builder.fcmp_ordered("==", a, ir.Constant(_VEC8, [0.0] * 8)))
+    return q, good
 
 
 #: Values that share one divisor in :func:`subtract_from_quotients`: the 32 rows of a
@@ -114,14 +134,8 @@ def subtract_from_quotients(typingctx, a, d, y, b, out, j0, n_eq):
         a_ptr, d_ptr, y_ptr, b_ptr, o_ptr = (
             context.make_array(signature.args[k])(context, builder, args[k]).data
             for k in range(5))
-        i64, f64 = ir.IntType(64), ir.DoubleType()
-        vec = ir.VectorType(f64, 8)
-        vfn = ir.FunctionType(vec, [vec] * 3)
-        fma8 = builder.module.declare_intrinsic("llvm.fma.v8f64", fnty=vfn)
-        fabs8 = builder.module.declare_intrinsic("llvm.fabs.v8f64",
-                                                 fnty=ir.FunctionType(vec, [vec]))
-        smallest, largest = ir.Constant(vec, [SMALLEST] * 8), ir.Constant(vec, [LARGEST] * 8)
-        zero, one = ir.Constant(vec, [0.0] * 8), ir.Constant(vec, [1.0] * 8)
+        i64 = ir.IntType(64)
+        zero, one = ir.Constant(_VEC8, [0.0] * 8), ir.Constant(_VEC8, [1.0] * 8)
         j, (bad_before,), close = _counted_loop(builder, args[6], "quotients",
                                                 carried=[zero])
         bad = bad_before  # 1.0 in a slot where some value so far needs division
@@ -132,16 +146,9 @@ def subtract_from_quotients(typingctx, a, d, y, b, out, j0, n_eq):
             at = builder.add(builder.mul(j, ir.Constant(i64, GROUP)), ir.Constant(i64, 8 * v))
 
             def vptr(ptr, at=at):
-                return builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer())
+                return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
 
-            av = builder.load(vptr(a_ptr), align=8)
-            q = builder.fmul(av, yv)
-            r = builder.call(fma8, [dv, q, builder.fneg(av)])  # d q - a, exact
-            q = builder.call(fma8, [builder.fneg(r), yv, q])
-            size = builder.call(fabs8, [q])
-            good = builder.or_(builder.and_(builder.fcmp_ordered(">=", size, smallest),
-                                            builder.fcmp_ordered("<=", size, largest)),
-                               builder.fcmp_ordered("==", av, zero))
+            q, good = quotient_ir(builder, builder.load(vptr(a_ptr), align=8), dv, yv)
             bad = builder.select(good, bad, one)
             builder.store(builder.fsub(q, builder.load(vptr(b_ptr), align=8)), vptr(o_ptr),
                           align=8)

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
+from .reciprocal import quotient_ir
 from .simd import TREE_ADDS_ON_FMA, _counted_loop, _exact_add, _fma_signs, _splat, _two_sum
 
-__all__ = ["MAX_TERMS", "tree_dots"]
+__all__ = ["MAX_TERMS", "tree_dots", "woodbury_output_rows"]
 
 #: Largest number of terms with a register tree (longer dots use :mod:`.segments`).
 MAX_TERMS = 16
@@ -143,5 +145,77 @@ def tree_dots(typingctx, A, sa, B, sb, n, length, compensated, out):
             _emit_loop(builder, n_terms, arrays, sa_val, sb_val, len_val, comp, exit_block)
         builder.position_at_end(exit_block)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _emit_output_loop(builder, n, arrays, K, compensated, exit_block, flag):
+    """The loop of :func:`woodbury_output_rows` for ``n`` terms; ORs into ``*flag`` (i8)
+    whether a quotient needs division, and ends at ``exit_block``."""
+    T, GT, U, D, Y, W = arrays
+    zero, one = ir.Constant(_VEC8, [0.0] * 8), ir.Constant(_VEC8, [1.0] * 8)
+    length = builder.mul(K, ir.Constant(_I64, LANES))
+    j, (bad_before,), close = _counted_loop(
+        builder, builder.ashr(length, ir.Constant(_I64, 3)), f"output{n}", carried=[zero])
+    x0 = builder.mul(j, ir.Constant(_I64, 8))
+    eq = builder.ashr(x0, ir.Constant(_I64, 5))
+    row = builder.and_(x0, ir.Constant(_I64, LANES - 1))
+
+    def vector(arr, at):
+        return builder.load(builder.bitcast(builder.gep(arr.data, [at]), _VEC8.as_pointer()),
+                            align=8)
+
+    leaves = []
+    for t in range(n):  # fl(u[t, row] * G[eq, t])
+        u = vector(T, builder.add(row, ir.Constant(_I64, LANES * t)))
+        g = builder.load(builder.gep(GT.data, [builder.add(eq, builder.mul(
+            K, ir.Constant(_I64, t)))]))
+        leaves.append(builder.fmul(u, _splat(builder, g)))
+    s, c = _tree(builder, leaves, compensated)
+    dv = _splat(builder, builder.load(builder.gep(D.data, [eq])))
+    yv = _splat(builder, builder.load(builder.gep(Y.data, [eq])))
+    q, good = quotient_ir(builder, vector(U, x0), dv, yv)
+    out_ptr = builder.bitcast(builder.gep(W.data, [x0]), _VEC8.as_pointer())
+    builder.store(builder.fsub(q, _finalize(builder, s, c)), out_ptr, align=8)
+    close([builder.select(good, bad_before, one)])
+    any_bad = builder.bitcast(builder.fcmp_ordered("!=", bad_before, zero), ir.IntType(8))
+    builder.store(builder.or_(builder.load(flag), any_bad), flag)
+    builder.branch(exit_block)
+
+
+@intrinsic
+def woodbury_output_rows(typingctx, T, GT, K, n, U, D, Y, W, compensated):
+    """The Woodbury block's output for all ``K`` equations of its 32 rows in one pass:
+    ``W[32 j + y] = fl(U[32 j + y] / D[j]) - finalize(CRO-1_{t < n} fl(T[32 t + y]
+    GT[t K + j]))`` -- :func:`tree_dots` of the ``n`` terms ``u[t, y] G[j, t]`` (the
+    reference's ``fl(G[j, t] u[t])``, the same product), with the quotient from ``Y =
+    RN(1/D)`` by one multiply and two FMAs (:func:`.reciprocal.quotient_ir`). Returns
+    False when some quotient is outside the range proven equal to division; ``W`` then
+    holds unusable values and the caller recomputes it by division. ``1 <= n <=
+    MAX_TERMS`` (other ``n``: nothing is written, returns True); ``compensated`` a
+    literal bool; 1-D C-contiguous float64 arrays; no bounds checks.
+
+    Twenty-fourth session: the block's tile loop did this in three passes per tile of
+    eight equations -- ``u`` copied eight times into a tile-wide array, :func:`tree_dots`
+    into scratch, then the quotients -- with a call per tile."""
+    if not isinstance(compensated, types.BooleanLiteral):
+        return None
+    comp = compensated.literal_value
+    sig = types.boolean(T, GT, K, n, U, D, Y, W, compensated)
+
+    def codegen(context, builder, signature, args):
+        arrays = tuple(context.make_array(signature.args[i])(context, builder, args[i])
+                       for i in (0, 1, 4, 5, 6, 7))
+        K_val, n_val = args[2], args[3]
+        flag = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(8), 0))
+        exit_block = builder.append_basic_block("output_exit")
+        switch = builder.switch(n_val, exit_block)
+        for n_terms in range(1, MAX_TERMS + 1):
+            case = builder.append_basic_block(f"output{n_terms}")
+            switch.add_case(ir.Constant(_I64, n_terms), case)
+            builder.position_at_end(case)
+            _emit_output_loop(builder, n_terms, arrays, K_val, comp, exit_block, flag)
+        builder.position_at_end(exit_block)
+        return builder.icmp_unsigned("==", builder.load(flag), ir.Constant(ir.IntType(8), 0))
 
     return sig, codegen

@@ -42,6 +42,7 @@ from numba.extending import intrinsic
 
 from .blocked import runtime_int
 from .reciprocal import RECIPROCAL_DIVISION, subtract_from_quotients
+from .register_trees import MAX_TERMS, woodbury_output_rows
 from .segments import dot_segments_ranks, dot_tree
 from .views import borrowed_vector, unmanaged
 
@@ -96,12 +97,20 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
         z, u, a = Z[i * R:(i + 1) * R], T[i * R:(i + 1) * R], acc[:R]
         for y in range(R):
             u[y] = (z[y] - a[y]) / lii
+    D, Y = DE[:K], DE[K:]
+    if RECIPROCAL_DIVISION and 1 <= k <= MAX_TERMS:  # W = U / d - G u in one pass
+        if compensated:
+            done = woodbury_output_rows(T, GTf, K, k, U, D, Y, W, True)
+        else:
+            done = woodbury_output_rows(T, GTf, K, k, U, D, Y, W, False)
+        if done:
+            return
+    # else (or a quotient outside the reciprocals' proven range): by tiles of equations
     width = TILE_EQUATIONS * R
     for q in range(k):  # UQ[q * width + e * 32 + y] = u[q, y]
         for e in range(TILE_EQUATIONS):
             for y in range(R):
                 UQ[q * width + e * R + y] = T[q * R + y]
-    D, Y = DE[:K], DE[K:]
     for j0 in range(0, K, TILE_EQUATIONS):  # W = U / d - G u, one tile of equations
         n_eq = min(TILE_EQUATIONS, K - j0)
         Lt = n_eq * R
