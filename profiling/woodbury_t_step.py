@@ -7,9 +7,11 @@ Usage::
 
 For each ``K x k`` it times, per row of the 32-row block, ``k`` calls of
 :func:`reprogls.kernels.cpu.segments.dot_segments` (what
-:func:`reprogls.kernels.cpu.woodbury_rows.woodbury_block` runs) and, separately, the
-lane sums alone (``segments._lane_sums``) and the lane sums plus the register lane tree
-(``segments.lane_tree_rows``), in both modes, and prints MAC/ns (``K k`` products per
+:func:`reprogls.kernels.cpu.woodbury_rows.woodbury_block` ran until the twenty-fourth
+session), the lane sums alone (``segments._lane_sums``), the lane sums plus the register
+lane tree (``segments.lane_tree_rows``), and what the block runs now,
+:func:`reprogls.kernels.cpu.segments.dot_segments_ranks` (in plain mode up to four ranks
+per lane-sum call on AVX-512), in both modes, and prints MAC/ns (``K k`` products per
 row). At the adders' limit one core of the Emerald Rapids VM (two 8-wide ports, ~3.45
 GHz) does ~27 plain MAC/ns; plain ``lane_sums`` keeps four independent sums per lane
 (32 rows), so each step waits on the add latency and reaches about half of that.
@@ -38,10 +40,14 @@ from reprogls.kernels.cpu.rowgroups import ROWS, aligned_empty
 @njit(cache=True)
 def _t_step(U, GT, S, E, T, repeat, compensated, part):
     """``repeat`` times the ``k`` reductions of ``t``: ``part`` 0 the whole
-    ``dot_segments``, 1 the lane sums alone, 2 the lane sums and the register tree."""
+    ``dot_segments`` per rank, 1 the lane sums alone, 2 the lane sums and the register
+    tree, 3 ``dot_segments_ranks`` (the block's, several ranks per lane-sum call)."""
     k, K = GT.shape
     R, one, b5 = runtime_int(ROWS), runtime_int(1), runtime_int(5)
     for _ in range(repeat):
+        if part == 3:
+            segments.dot_segments_ranks(U, R, GT, K, R, compensated, S, E, T)
+            continue
         for q in range(k):
             if part == 0:
                 segments.dot_segments(U, R, GT[q], one, b5, K, R, compensated, S, E,
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="*", default=["200x5", "1000x10"])
     parser.add_argument("--repeat", type=int, default=2000)
     args = parser.parse_args(argv)
-    parts = {0: "dot_segments", 1: "lane sums", 2: "sums + tree"}
+    parts = {0: "dot_segments", 1: "lane sums", 2: "sums + tree", 3: "block (ranks)"}
     print("one thread, block in cache; ns per row (MAC/ns)")
     for size in args.sizes:
         K, k = (int(v) for v in size.split("x"))
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         U = aligned_empty(K * ROWS)
         U[:] = rng.standard_normal(K * ROWS)
         GT = rng.standard_normal((k, K))
-        S, E, T = (aligned_empty(32 * ROWS), aligned_empty(32 * ROWS),
+        # four ranks' lane partials: what the block's scratch holds (dot_segments_ranks)
+        S, E, T = (aligned_empty(4 * 32 * ROWS), aligned_empty(4 * 32 * ROWS),
                    aligned_empty(ROWS * k))
         for compensated in (False, True):
             cells = []

@@ -29,6 +29,12 @@ Where the theorem's conditions could fail the quotient is recomputed by division
   overflows; infinities and NaN fail the comparisons (``inf / d`` would otherwise give
   the default NaN of ``inf - inf``).
 
+Two users, both eight quotients per vector with ``d`` and ``y`` broadcast per equation:
+:func:`subtract_from_quotients` (the Woodbury block's tiles of equations) and
+:func:`.register_trees.woodbury_output_rows` (the block's whole output in one pass for
+``k <= 16``), through :func:`quotient_ir`. Either reports when any quotient of its range
+failed the check, and the block then divides (a tile, or the whole block by tiles).
+
 The tests compare this with division on random and near-midpoint quotients (the hard
 cases of rounding) and on the special values. :data:`RECIPROCAL_DIVISION` is on where
 the compile target has FMA (x86-64 with FMA3, aarch64); elsewhere ``llvm.fma`` would be
