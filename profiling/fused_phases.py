@@ -31,6 +31,15 @@ its ``t = G^T u`` out (wrong results, only to size it) gave 160-182 / 278-308 an
 1375-1401 / 1583-1713. After the division by reciprocals and the lane trees in
 registers (:mod:`reprogls.kernels.cpu.reciprocal`, ``segments.lane_tree_rows``): the
 block 228-265 / 473-492, the kernel 1459-1591 / 1905-1955.
+
+Twenty-fourth session, same box: at the session's start the kernel took 1682 / 2146,
+dots 399 / 671 in cache and 1152 / 1204 from memory, the Woodbury block 295 / 525, the
+lane steps 477 / 621 in cache, the three in cache 1207 / 1813. After the block's
+one-pass output, quotients by broadcast reciprocals and ranks sharing lane-sum calls
+(:mod:`reprogls.kernels.cpu.register_trees`, ``segments.dot_segments_ranks``): the
+kernel 1377 / 1848, the block 158 / 450, dots 341 / 591 and 1063 / 1093, lane steps 475
+/ 508, the three in cache 1043 / 1594 -- the arithmetic now about equals one core's
+reads.
 """
 
 from __future__ import annotations
