@@ -68,13 +68,17 @@ def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     ``GT`` is ``G^T`` (k, K) C-contiguous; ``L``, ``LT = L^T``; ``DE[j] = d[j]`` and
     ``DE[K + j] = RN(1 / d[j])`` (:func:`.reciprocal.reciprocals`): where the target has
     FMA, ``fl(U / d)`` is computed from the reciprocal by one multiply and two FMAs,
-    which is division's result bit for bit, and a tile that leaves the proven range is
-    divided (:func:`.reciprocal.subtract_from_quotients`).
+    which is division's result bit for bit. ``t`` runs several ranks per lane-sum call
+    in plain mode (:func:`.segments.dot_segments_ranks`). For ``1 <= k <= 16`` with
+    reciprocals the output is one pass over all equations
+    (:func:`.register_trees.woodbury_output_rows`); otherwise, or when a quotient leaves
+    the proven range, it runs by tiles of :data:`TILE_EQUATIONS` equations, where a tile
+    that leaves the range is divided (:func:`.reciprocal.subtract_from_quotients`).
     Compiled with NumPy's error model: IEEE division without Numba's zero-divisor branch,
     which kept the ``U / d`` loop from vectorising (``d > 0`` is validated by the caller).
-    Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS``;
-    ``T``, ``Z`` of ``32 k``; ``UQ`` of ``32 TILE_EQUATIONS k``; ``acc`` of
-    ``32 TILE_EQUATIONS``.
+    Scratch: ``S``, ``E`` of ``1024 ceil(K / 8192)`` and ``16 * 32 TILE_EQUATIONS`` (the
+    latter holds four ranks' lane partials for ``dot_segments_ranks``); ``T``, ``Z`` of
+    ``32 k``; ``UQ`` of ``32 TILE_EQUATIONS k``; ``acc`` of ``32 TILE_EQUATIONS``.
     """
     k, K = GT.shape
     U, GT, L, LT, DE = unmanaged(U), unmanaged(GT), unmanaged(L), unmanaged(LT), unmanaged(DE)
