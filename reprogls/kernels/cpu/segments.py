@@ -284,8 +284,9 @@ def dot_segments_ranks(A, sa, BT, n, L, compensated, S, E, out):
     each) run in one :func:`.simd.lane_sums_ranks` call, then each rank's register lane
     tree: every rank's lanes, terms and tree are :func:`dot_segments`' (the same bits),
     with the loads of ``A`` shared. Otherwise rank by rank. Twenty-fourth session, one
-    core of the Emerald Rapids VM, block in cache, K = 200, k = 5: ~98 -> ~55 ns per row
-    (plain); ``LANES`` calls of six terms each per rank had been mostly loop overhead.
+    core of the Emerald Rapids VM, block in cache, K = 200, k = 5: ~98 -> ~61 ns per row
+    (plain; K = 1000, k = 10: ~711 -> ~468); ``LANES`` calls of six terms each per rank
+    had been mostly loop overhead.
     """
     k = BT.shape[0]
     group = LANES * L

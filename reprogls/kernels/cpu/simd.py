@@ -940,8 +940,9 @@ LANE_SUM_WIDTH_COMPENSATED = 32 if _zen_target()[1] else 16
 
 
 #: Coefficient sequences (Woodbury ranks) per :func:`lane_sums_ranks` call in plain mode:
-#: their ``4 ranks`` vectors of partials and the four vectors of ``A`` they share fit in
-#: AVX-512's 32 registers; AVX2's 16 hold one (:func:`.segments.dot_segments_ranks`).
+#: four ranks' 16 vectors of partials (32 sequences each) and the four vectors of ``A``
+#: they share fit in AVX-512's 32 registers; AVX2's 16 hold one rank's
+#: (:func:`.segments.dot_segments_ranks`).
 LANE_SUM_RANKS_PLAIN = 4 if _zen_target()[1] else 1
 
 
