@@ -53,7 +53,8 @@ from numba.extending import intrinsic
 from .simd import _VEC8, _counted_loop, _host_target, _splat
 
 __all__ = ["DIVISOR_RANGE", "GROUP", "LARGEST", "RECIPROCAL_DIVISION", "SMALLEST",
-           "quotient_ir", "reciprocals", "subtract_from_quotients"]
+           "any_unproven", "mark_unproven", "quotient_ir", "reciprocals",
+           "subtract_from_quotients"]
 
 #: ``d`` whose reciprocal is used (:func:`reciprocals`); others divide.
 DIVISOR_RANGE = (2.0 ** -500, 2.0 ** 500)
@@ -106,6 +107,18 @@ def quotient_ir(builder, a, d, y):
     return q, good
 
 
+def mark_unproven(builder, good, unproven):
+    """The loop-carried vector ``unproven`` (1.0 in each slot where some quotient so far
+    needs division, else 0.0) updated with a vector's ``good`` mask (:func:`quotient_ir`)."""
+    return builder.select(good, unproven, ir.Constant(_VEC8, [1.0] * 8))
+
+
+def any_unproven(builder, unproven):
+    """An ``i8``, nonzero when some slot of ``unproven`` (:func:`mark_unproven`) is set."""
+    return builder.bitcast(builder.fcmp_ordered("!=", unproven, ir.Constant(_VEC8, [0.0] * 8)),
+                           ir.IntType(8))
+
+
 #: Values that share one divisor in :func:`subtract_from_quotients`: the 32 rows of a
 #: Woodbury block (one equation).
 GROUP = 32
@@ -141,10 +154,9 @@ def subtract_from_quotients(typingctx, a, d, y, b, out, j0, n_eq):
             context.make_array(signature.args[k])(context, builder, args[k]).data
             for k in range(5))
         i64 = ir.IntType(64)
-        zero, one = ir.Constant(_VEC8, [0.0] * 8), ir.Constant(_VEC8, [1.0] * 8)
-        j, (bad_before,), close = _counted_loop(builder, args[6], "quotients",
-                                                carried=[zero])
-        bad = bad_before  # 1.0 in a slot where some value so far needs division
+        j, (unproven,), close = _counted_loop(builder, args[6], "quotients",
+                                              carried=[ir.Constant(_VEC8, [0.0] * 8)])
+        updated = unproven  # (after the loop the phi holds the final flags)
         eq = builder.add(args[5], j)
         dv = _splat(builder, builder.load(builder.gep(d_ptr, [eq])))
         yv = _splat(builder, builder.load(builder.gep(y_ptr, [eq])))
@@ -155,12 +167,11 @@ def subtract_from_quotients(typingctx, a, d, y, b, out, j0, n_eq):
                 return builder.bitcast(builder.gep(ptr, [at]), _VEC8.as_pointer())
 
             q, good = quotient_ir(builder, builder.load(vptr(a_ptr), align=8), dv, yv)
-            bad = builder.select(good, bad, one)
+            updated = mark_unproven(builder, good, updated)
             builder.store(builder.fsub(q, builder.load(vptr(b_ptr), align=8)), vptr(o_ptr),
                           align=8)
-        close([bad])
-        any_bad = builder.bitcast(builder.fcmp_ordered("!=", bad_before, zero),
-                                  ir.IntType(8))
-        return builder.icmp_unsigned("==", any_bad, ir.Constant(ir.IntType(8), 0))
+        close([updated])
+        return builder.icmp_unsigned("==", any_unproven(builder, unproven),
+                                     ir.Constant(ir.IntType(8), 0))
 
     return sig, codegen

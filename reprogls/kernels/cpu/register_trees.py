@@ -36,7 +36,7 @@ from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import DBL_MAX, LANES
-from .reciprocal import quotient_ir
+from .reciprocal import any_unproven, mark_unproven, quotient_ir
 from .simd import TREE_ADDS_ON_FMA, _counted_loop, _exact_add, _fma_signs, _splat, _two_sum
 
 __all__ = ["MAX_TERMS", "tree_dots", "woodbury_output_rows"]
@@ -120,6 +120,21 @@ def _emit_loop(builder, n, arrays, sa, sb, length, compensated, exit_block):
     builder.branch(exit_block)
 
 
+def _switch_on_terms(builder, n_val, name, emit_case):
+    """A ``switch`` on the runtime term count ``n_val``: one block per ``n = 1 ..
+    MAX_TERMS`` in which ``emit_case(n, exit_block)`` emits that count's specialised
+    loop and branches to ``exit_block``; other counts go straight there. The builder is
+    left at ``exit_block``."""
+    exit_block = builder.append_basic_block(f"{name}_exit")
+    switch = builder.switch(n_val, exit_block)
+    for n_terms in range(1, MAX_TERMS + 1):
+        case = builder.append_basic_block(f"{name}{n_terms}")
+        switch.add_case(ir.Constant(_I64, n_terms), case)
+        builder.position_at_end(case)
+        emit_case(n_terms, exit_block)
+    builder.position_at_end(exit_block)
+
+
 @intrinsic
 def tree_dots(typingctx, A, sa, B, sb, n, length, compensated, out):
     """``out[x]`` for ``x < length`` (a multiple of 8; the eight ``x`` of a vector share
@@ -136,14 +151,8 @@ def tree_dots(typingctx, A, sa, B, sb, n, length, compensated, out):
         a_val, sa_val, b_val, sb_val, n_val, len_val, _, out_val = args
         arrays = tuple(context.make_array(signature.args[i])(context, builder, v)
                        for i, v in ((0, a_val), (2, b_val), (7, out_val)))
-        exit_block = builder.append_basic_block("tree_exit")
-        switch = builder.switch(n_val, exit_block)
-        for n_terms in range(1, MAX_TERMS + 1):
-            case = builder.append_basic_block(f"tree{n_terms}")
-            switch.add_case(ir.Constant(_I64, n_terms), case)
-            builder.position_at_end(case)
-            _emit_loop(builder, n_terms, arrays, sa_val, sb_val, len_val, comp, exit_block)
-        builder.position_at_end(exit_block)
+        _switch_on_terms(builder, n_val, "tree", lambda n_terms, exit_block: _emit_loop(
+            builder, n_terms, arrays, sa_val, sb_val, len_val, comp, exit_block))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -153,10 +162,10 @@ def _emit_output_loop(builder, n, arrays, K, compensated, exit_block, flag):
     """The loop of :func:`woodbury_output_rows` for ``n`` terms; ORs into ``*flag`` (i8)
     whether a quotient needs division, and ends at ``exit_block``."""
     T, GT, U, D, Y, W = arrays
-    zero, one = ir.Constant(_VEC8, [0.0] * 8), ir.Constant(_VEC8, [1.0] * 8)
     length = builder.mul(K, ir.Constant(_I64, LANES))
-    j, (bad_before,), close = _counted_loop(
-        builder, builder.ashr(length, ir.Constant(_I64, 3)), f"output{n}", carried=[zero])
+    j, (unproven,), close = _counted_loop(
+        builder, builder.ashr(length, ir.Constant(_I64, 3)), f"output{n}",
+        carried=[ir.Constant(_VEC8, [0.0] * 8)])
     x0 = builder.mul(j, ir.Constant(_I64, 8))
     eq = builder.ashr(x0, ir.Constant(_I64, 5))
     row = builder.and_(x0, ir.Constant(_I64, LANES - 1))
@@ -177,9 +186,8 @@ def _emit_output_loop(builder, n, arrays, K, compensated, exit_block, flag):
     q, good = quotient_ir(builder, vector(U, x0), dv, yv)
     out_ptr = builder.bitcast(builder.gep(W.data, [x0]), _VEC8.as_pointer())
     builder.store(builder.fsub(q, _finalize(builder, s, c)), out_ptr, align=8)
-    close([builder.select(good, bad_before, one)])
-    any_bad = builder.bitcast(builder.fcmp_ordered("!=", bad_before, zero), ir.IntType(8))
-    builder.store(builder.or_(builder.load(flag), any_bad), flag)
+    close([mark_unproven(builder, good, unproven)])
+    builder.store(builder.or_(builder.load(flag), any_unproven(builder, unproven)), flag)
     builder.branch(exit_block)
 
 
@@ -208,14 +216,8 @@ def woodbury_output_rows(typingctx, T, GT, K, n, U, D, Y, W, compensated):
                        for i in (0, 1, 4, 5, 6, 7))
         K_val, n_val = args[2], args[3]
         flag = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(8), 0))
-        exit_block = builder.append_basic_block("output_exit")
-        switch = builder.switch(n_val, exit_block)
-        for n_terms in range(1, MAX_TERMS + 1):
-            case = builder.append_basic_block(f"output{n_terms}")
-            switch.add_case(ir.Constant(_I64, n_terms), case)
-            builder.position_at_end(case)
-            _emit_output_loop(builder, n_terms, arrays, K_val, comp, exit_block, flag)
-        builder.position_at_end(exit_block)
+        _switch_on_terms(builder, n_val, "output", lambda n_terms, exit_block: (
+            _emit_output_loop(builder, n_terms, arrays, K_val, comp, exit_block, flag)))
         return builder.icmp_unsigned("==", builder.load(flag), ir.Constant(ir.IntType(8), 0))
 
     return sig, codegen

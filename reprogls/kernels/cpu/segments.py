@@ -57,7 +57,6 @@ from .simd import (
     _merge8,
     axpy_run,
     lane_sums,
-    lane_sums_ranks,
 )
 from .views import unmanaged
 
@@ -217,14 +216,14 @@ def _lane_sums(S, E, lanes, A, sa, B, sb, t0, t1, L, compensated):
         count = (t1 - 1 - t) // LANES + 1
         if compensated:
             for x0 in range(0, L, LANE_SUM_WIDTH_COMPENSATED):
-                lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,
-                          t * sb + (x0 >> 5), LANES * sb, count,
-                          LANE_SUM_WIDTH_COMPENSATED, True)
+                lane_sums(S, E, lanes + lane * L + x0, 0, A, t * sa + x0, LANES * sa, B,
+                          t * sb + (x0 >> 5), LANES * sb, 0, count,
+                          LANE_SUM_WIDTH_COMPENSATED, 1, True)
         else:
             for x0 in range(0, L, LANE_SUM_WIDTH_PLAIN):
-                lane_sums(S, E, lanes + lane * L + x0, A, t * sa + x0, LANES * sa, B,
-                          t * sb + (x0 >> 5), LANES * sb, count, LANE_SUM_WIDTH_PLAIN,
-                          False)
+                lane_sums(S, E, lanes + lane * L + x0, 0, A, t * sa + x0, LANES * sa, B,
+                          t * sb + (x0 >> 5), LANES * sb, 0, count, LANE_SUM_WIDTH_PLAIN,
+                          1, False)
 
 
 @njit(cache=True)
@@ -281,7 +280,7 @@ def dot_segments_ranks(A, sa, BT, n, L, compensated, S, E, out):
 
     In plain mode with one chunk of at least 32 terms, the lanes of up to
     :data:`.simd.LANE_SUM_RANKS_PLAIN` ranks (as many as ``S`` holds, ``32 L`` values
-    each) run in one :func:`.simd.lane_sums_ranks` call, then each rank's register lane
+    each) run in one :func:`.simd.lane_sums` call, then each rank's register lane
     tree: every rank's lanes, terms and tree are :func:`dot_segments`' (the same bits),
     with the loads of ``A`` shared. Otherwise rank by rank. Twenty-fourth session, one
     core of the Emerald Rapids VM, block in cache, K = 200, k = 5: ~98 -> ~61 ns per row
@@ -311,7 +310,10 @@ def dot_segments_ranks(A, sa, BT, n, L, compensated, S, E, out):
 def _lane_sums_ranks(S, A, sa, B, b0, n, L, ranks):
     """The plain lane sums of :func:`dot_segments_ranks` for the ``ranks`` (4, 2 or 1)
     coefficient rows at ``B[b0 + q n]``, into ``S[q 32 L + l L + x]``: lane ``l`` takes
-    terms ``l + 32 r`` (:func:`_lane_sums` with ``bshift = 5``, all 32 lanes live)."""
+    terms ``l + 32 r`` (:func:`_lane_sums` with ``bshift = 5``, all 32 lanes live). A
+    loop of its own rather than a ``ranks`` argument of :func:`_lane_sums`: every kernel
+    that reaches :func:`dot_segments` would then compile the four- and two-rank loops
+    too (Numba re-optimises a helper inside each caller)."""
     S, A, B = unmanaged(S), unmanaged(A), unmanaged(B)
     group = LANES * L
     for lane in range(LANES):
@@ -319,14 +321,14 @@ def _lane_sums_ranks(S, A, sa, B, b0, n, L, ranks):
         for x0 in range(0, L, LANE_SUM_WIDTH_PLAIN):
             b = b0 + lane + (x0 >> 5)
             if ranks == 4:
-                lane_sums_ranks(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B,
-                                b, LANES, n, count, LANE_SUM_WIDTH_PLAIN, 4, False)
+                lane_sums(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B, b,
+                          LANES, n, count, LANE_SUM_WIDTH_PLAIN, 4, False)
             elif ranks == 2:
-                lane_sums_ranks(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B,
-                                b, LANES, n, count, LANE_SUM_WIDTH_PLAIN, 2, False)
+                lane_sums(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B, b,
+                          LANES, n, count, LANE_SUM_WIDTH_PLAIN, 2, False)
             else:
-                lane_sums_ranks(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B,
-                                b, LANES, n, count, LANE_SUM_WIDTH_PLAIN, 1, False)
+                lane_sums(S, S, lane * L + x0, group, A, lane * sa + x0, LANES * sa, B, b,
+                          LANES, n, count, LANE_SUM_WIDTH_PLAIN, 1, False)
 
 
 # --- short dot products: the lane tree over products formed where they are read -------

@@ -46,7 +46,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["axpy_run", "chunk_partial", "gram_block", "lane_axpy", "lane_steps8",
-           "lane_sums", "lane_sums_ranks", "prefetch_tile", "transpose8x8", "transpose8x8_scatter",
+           "lane_sums", "prefetch_tile", "transpose8x8", "transpose8x8_scatter",
            "weighted_lane_axpy"]
 
 _I32 = ir.IntType(32)
@@ -939,7 +939,7 @@ LANE_SUM_WIDTH_PLAIN = 32
 LANE_SUM_WIDTH_COMPENSATED = 32 if _zen_target()[1] else 16
 
 
-#: Coefficient sequences (Woodbury ranks) per :func:`lane_sums_ranks` call in plain mode:
+#: Coefficient sequences (Woodbury ranks) per :func:`lane_sums` call in plain mode:
 #: four ranks' 16 vectors of partials (32 sequences each) and the four vectors of ``A``
 #: they share fit in AVX-512's 32 registers; AVX2's 16 hold one rank's
 #: (:func:`.segments.dot_segments_ranks`).
@@ -947,7 +947,7 @@ LANE_SUM_RANKS_PLAIN = 4 if _zen_target()[1] else 1
 
 
 def _lane_sums_ir(context, builder, signature, args, comp, nv, ranks):
-    """The code of :func:`lane_sums_ranks` (``args`` in its order)."""
+    """The code of :func:`lane_sums` (``args`` in its order)."""
     (s_val, e_val, dst_val, dst_step, a_val, a0_val, as_val, b_val, b0_val, bs_val,
      b_step, n_val) = args[:12]
     s_arr, e_arr, a_arr, b_arr = (
@@ -996,7 +996,7 @@ def _lane_sums_ir(context, builder, signature, args, comp, nv, ranks):
 
 
 def _lane_sums_types(S, E, A, B, width, compensated, ranks) -> bool:
-    """Whether :func:`lane_sums` / :func:`lane_sums_ranks` accept these argument types."""
+    """Whether :func:`lane_sums` accepts these argument types."""
     if not isinstance(compensated, types.BooleanLiteral) or not isinstance(
             width, types.IntegerLiteral) or width.literal_value % 8:
         return False
@@ -1007,47 +1007,27 @@ def _lane_sums_types(S, E, A, B, width, compensated, ranks) -> bool:
 
 
 @intrinsic
-def lane_sums(typingctx, S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, width,
-              compensated):
-    """One CRO-1 lane of ``width`` sequences at once (a literal multiple of 8), its
-    partial sums in registers: for ``x < width``, the lane takes the terms
-    ``fl(A[a0 + r a_stride + x] * B[b0 + r b_stride])`` for ``r = 0 .. n_terms - 1`` in
-    order, starting from the first term with compensation 0 (a lane's first step from
-    the identity), then ``s += term`` (plain) or ``(s, err) = TwoSum(s, term);
-    e += err`` (compensated), and stores ``S[dst + x]`` (and ``E[dst + x]``).
+def lane_sums(typingctx, S, E, dst, dst_step, A, a0, a_stride, B, b0, b_stride, b_step,
+              n_terms, width, ranks, compensated):
+    """One CRO-1 lane of ``width`` sequences at once (a literal multiple of 8) for
+    ``ranks`` coefficient sequences (a literal), its partial sums in registers: for ``x
+    < width`` and ``q < ranks``, the lane takes the terms ``fl(A[a0 + r a_stride + x] *
+    B[b0 + q b_step + r b_stride])`` for ``r = 0 .. n_terms - 1`` in order, starting
+    from the first term with compensation 0 (a lane's first step from the identity),
+    then ``s += term`` (plain) or ``(s, err) = TwoSum(s, term); e += err``
+    (compensated), and stores ``S[dst + q dst_step + x]`` (and ``E[...]``).
     ``n_terms >= 1``; ``S``, ``E``, ``A``, ``B``: 1-D C-contiguous float64;
     ``compensated`` a literal bool; no bounds checks.
 
     The flat passes of :func:`.segments.dot_segments` load and store every lane partial
     once per term; here a lane's terms stay in registers. Where
-    :data:`LANE_SUMS_ADDS_ON_FMA` holds, three TwoSum additions are exact FMAs.
+    :data:`LANE_SUMS_ADDS_ON_FMA` holds, three TwoSum additions are exact FMAs. Each
+    rank's sums are those of a call with ``ranks = 1``, term for term in the same order
+    (the same bits); the loads of ``A`` are shared and the ranks' additions are
+    independent, so a lane of few terms (the Woodbury block's ``t = G^T u`` at K = 200
+    has six) runs ``ranks`` times fewer loops, each with ``ranks`` times as many
+    independent additions in flight (twenty-fourth session).
     """
-    if not _lane_sums_types(S, E, A, B, width, compensated, types.IntegerLiteral(1)):
-        return None
-    comp, nv = compensated.literal_value, width.literal_value // 8
-    sig = types.void(S, E, dst, A, a0, a_stride, B, b0, b_stride, n_terms, width,
-                     compensated)
-
-    def codegen(context, builder, signature, args):
-        zero = ir.Constant(_I64, 0)
-        ranked = types.void(*signature.args[:3], types.int64, *signature.args[3:9],
-                            types.int64, *signature.args[9:])
-        return _lane_sums_ir(context, builder, ranked,
-                             [*args[:3], zero, *args[3:9], zero, args[9]], comp, nv, 1)
-
-    return sig, codegen
-
-
-@intrinsic
-def lane_sums_ranks(typingctx, S, E, dst, dst_step, A, a0, a_stride, B, b0, b_stride, b_step,
-                    n_terms, width, ranks, compensated):
-    """:func:`lane_sums` for ``ranks`` coefficient sequences at once (a literal): rank
-    ``q`` takes the terms ``fl(A[a0 + r a_stride + x] * B[b0 + q b_step + r b_stride])``
-    and stores ``S[dst + q dst_step + x]``. Each rank's sums are :func:`lane_sums`'s,
-    term for term in the same order (the same bits); the loads of ``A`` are shared and
-    the ranks' additions are independent, so a lane of few terms (the Woodbury block's
-    ``t = G^T u`` at K = 200 has six) runs ``ranks`` times fewer loops, each with
-    ``ranks`` times as many independent additions in flight."""
     if not _lane_sums_types(S, E, A, B, width, compensated, ranks):
         return None
     comp, nv, n_ranks = (compensated.literal_value, width.literal_value // 8,
