@@ -832,3 +832,25 @@ def test_random_small_fits_have_the_cpu_fingerprint_on_the_gpu(seed):
         cpu = gls.fit(Xs, Y, device="cpu", **options)
         gpu = gls.fit(Xs, Y, device="cuda", **options)
     assert gpu.fingerprint == cpu.fingerprint
+
+
+@pytest.mark.parametrize("mode", ["compensated", "plain"])
+@pytest.mark.parametrize("N", [1, 31, 8193, 20001])
+def test_mean_squares_are_the_one_column_rmatvec(mode, N):
+    """The fit's mean squares of the y_j (the units of d's floor) come from ``gemv_t(Y *
+    Y, 1)`` on the CPU; by definition they are ``sur_rmatvec(Y, arange(K + 1), Y) / N``.
+    Same terms, same CRO-1 order: the same bits, for magnitudes far apart, squares that
+    overflow or underflow, and row counts around the chunk size."""
+    from reprogls.gls.fit import mean_squares
+    from reprogls.kernels import sur_rmatvec
+
+    rng = np.random.default_rng(N)
+    K = 7
+    Y = rng.standard_normal((N, K)) * 10.0 ** rng.uniform(-150, 150, (N, K))
+    Y[:, 3] = 0.0
+    Y[: N // 2 + 1, 4] = 1e160  # squares overflow: +inf
+    Y[:, 5] *= 1e-170  # squares underflow to subnormals and zeros
+    expected = sur_rmatvec(Y, np.arange(K + 1), Y, mode, "cpu") / N
+    got = mean_squares(Y, mode, "cpu")
+    assert (got.view(np.uint64) == expected.view(np.uint64)).all()
+    assert np.isinf(got[4]) and got[3] == 0.0

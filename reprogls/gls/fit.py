@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels import dot, sur_rmatvec, woodbury_factor, woodbury_logdet
+from ..kernels import dot, gemv_t, sur_rmatvec, woodbury_factor, woodbury_logdet
 from ..kernels.cpu.pages import fresh
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
@@ -120,6 +120,27 @@ def quadratic_form(E, factor, device: str) -> float:
         dot_chunk_partials(flat[lo:hi], W[lo - r0 * K:hi - r0 * K], compensated,
                            ps[c0:c1], pc[c0:c1])
     return finish_partials(ps, pc, compensated)
+
+
+def mean_squares(Y, mode: str, device: str) -> np.ndarray:
+    """The mean squares of the columns of ``Y`` (N x K), the units of the floor of
+    ``d`` (:func:`.sigma.uniqueness_bounds`):
+
+    .. math:: V_j = \\frac{1}{N} \\sum_i \\operatorname{fl}(Y_{ij}^2)
+
+    with the sum in CRO-1 order over the rows: ``sur_rmatvec(Y, arange(K + 1), Y) / N``,
+    each ``y_j`` its own one-column equation. On the CPU the sums come from ``gemv_t(Y
+    * Y, 1)`` instead, whose terms ``fl(fl(Y_ij^2) * 1) = fl(Y_ij^2)`` are the same
+    values in the same order, so the bits are the same: a layout of one column per
+    equation takes ``sur_rmatvec``'s block kernels, which nothing else in a fit of wider
+    equations needs, and compiling them was 2.4 s of the demo's first fit on a fresh
+    install (twenty-fifth session; ``gemv_t`` is in :data:`.kernels.warm.FIT_TASKS`)."""
+    N, K = Y.shape
+    if not on_host(device):
+        return sur_rmatvec(Y, np.arange(K + 1), Y, mode, device) / N
+    with np.errstate(over="ignore"):  # an overflowing square is +inf, as in the kernel
+        squares = np.multiply(Y, Y)
+    return gemv_t(squares, np.ones(N), mode, "cpu") / N
 
 
 def loglik(E: np.ndarray, factor, device: str) -> float:
@@ -350,8 +371,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F = d = None
         nll_prev = np.inf
         E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
-        # mean squares of the y_j: the units of d's floor (sigma.uniqueness_bounds)
-        y_moments = sur_rmatvec(Yk, np.arange(K + 1), Yk, mode, dev) / N
+        y_moments = mean_squares(Yk, mode, dev)  # the units of d's floor
         # the new residuals are written over the old ones once the right-hand side no
         # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
         # array comes from newly mapped pages, which cost about as much as the pass that

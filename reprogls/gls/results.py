@@ -56,18 +56,20 @@ class GLSResult:
 
     @property
     def pvalues(self) -> np.ndarray:
-        from scipy import stats
+        # scipy.special's ndtr is what scipy.stats.norm.sf evaluates (the same values),
+        # without importing scipy.stats: 0.66 s against 0.2 s, on the demo's first summary
+        from scipy.special import ndtr
 
-        return 2.0 * stats.norm.sf(np.abs(self.tvalues))
+        return 2.0 * ndtr(-np.abs(self.tvalues))
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """(P, 2) Wald intervals ``params -+ z_{1-alpha/2} bse``."""
-        from scipy import stats
+        from scipy.special import ndtri  # scipy.stats.norm.ppf's function (see pvalues)
 
         from .data import check_real
 
         alpha = check_real("alpha", alpha, low=0.0, low_open=True, high=1.0, rule="in (0, 1)")
-        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        z = ndtri(1.0 - alpha / 2.0)
         return np.column_stack([self.params - z * self.bse, self.params + z * self.bse])
 
     def cov_params(self) -> np.ndarray:

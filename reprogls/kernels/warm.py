@@ -237,7 +237,8 @@ TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "prox": (_prox, 2.1),
 }
 #: What :func:`reprogls.gls.fit` on the gram path needs (the demo's fit).
-FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "reductions", "elementary")
+FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "gemv_t", "reductions",
+             "elementary")
 
 
 def _checked(names: Iterable[str]) -> list[str]:
