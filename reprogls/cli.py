@@ -27,16 +27,23 @@ def demo(n: int = 10_000_000, seed: int = 0) -> int:
 
     devices = kernels.available_devices()
     print(f"reprogls {__version__}, CRO-{kernels.CRO_VERSION}; devices: {', '.join(devices)}")
+    data = {}
+
+    def make_data() -> None:
+        """The vector and its NumPy sums, made while the last warm-up worker compiles."""
+        rng = np.random.default_rng(seed)
+        # x = N(0, 1) 10^U(-8, 8) in place: every new 80 MB array costs its first touch
+        # (0.4-0.8 s each on the 2-core test VMs: :mod:`.kernels.cpu.pages`)
+        x = rng.standard_normal(n)
+        scale = rng.uniform(-8, 8, n)
+        x *= np.power(10.0, scale, out=scale)
+        data.update(x=x, reference=kernels.reference.cro_sum(x), pairwise=float(np.sum(x)))
+
     jobs = os.cpu_count() or 1
-    seconds = warm.warm_parallel(warm.FIT_TASKS, jobs)
+    seconds = warm.warm_parallel(warm.FIT_TASKS, jobs, meanwhile=make_data)
     print(f"CPU kernels compiled (or loaded from the cache) in {seconds:.1f} s, "
-          f"{jobs} processes")
-    rng = np.random.default_rng(seed)
-    # x = N(0, 1) 10^U(-8, 8) in place: every new 80 MB array costs its first touch
-    # (0.4-0.8 s each on the 2-core test VMs: :mod:`.kernels.cpu.pages`)
-    x = rng.standard_normal(n)
-    scale = rng.uniform(-8, 8, n)
-    x *= np.power(10.0, scale, out=scale)
+          f"{jobs} processes (the data below made meanwhile)")
+    x = data["x"]
     print(f"sum of {n:,} float64 values (seed {seed}), compensated mode:")
     results = {}
     for device in devices:
@@ -45,9 +52,9 @@ def demo(n: int = 10_000_000, seed: int = 0) -> int:
         dt = time.perf_counter() - t0
         results[device] = value
         print(f"  {device:<8} {value!r:>26}  bits {_bits(value)}  ({dt * 1e3:.1f} ms)")
-    reference = kernels.reference.cro_sum(x)
+    reference, pairwise = data["reference"], data["pairwise"]
     print(f"  {'spec':<8} {reference!r:>26}  bits {_bits(reference)}  (NumPy reference)")
-    print(f"  {'np.sum':<8} {float(np.sum(x))!r:>26}  bits {_bits(float(np.sum(x)))}  "
+    print(f"  {'np.sum':<8} {pairwise!r:>26}  bits {_bits(pairwise)}  "
           "(NumPy pairwise order, for comparison)")
     agree = len({_bits(v) for v in [*results.values(), reference]}) == 1
     print("all devices agree bit for bit with the spec" if agree else "MISMATCH between devices")

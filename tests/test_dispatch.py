@@ -243,3 +243,26 @@ def test_demo_fit_needs_nothing_beyond_the_fit_warmup():
                          text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout
+
+
+def test_warm_parallel_runs_the_callers_work_when_the_first_worker_is_done(monkeypatch):
+    """``meanwhile`` runs once, in the caller, after the first worker has exited and
+    while another still runs (here stand-in workers that sleep 0.3 s and 3 s), and with
+    one job before compiling."""
+    import time
+
+    from reprogls.kernels import warm
+
+    def sleeper(share):
+        seconds = 0.3 if share == ["elementary"] else 3.0
+        return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+
+    monkeypatch.setattr(warm, "worker_command", sleeper)
+    monkeypatch.setattr(warm, "compile_tasks", lambda names: None)
+    calls = []
+    t0 = time.perf_counter()
+    total = warm.warm_parallel(["elementary", "reductions"], jobs=2,
+                               meanwhile=lambda: calls.append(time.perf_counter() - t0))
+    assert len(calls) == 1 and 0.3 <= calls[0] < 2.5 <= total
+    warm.warm_parallel(["elementary"], jobs=1, meanwhile=lambda: calls.append(None))
+    assert len(calls) == 2
