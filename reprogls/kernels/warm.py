@@ -91,19 +91,17 @@ def _block_layouts() -> None:
 
 
 def _woodbury() -> None:
-    """Woodbury factor/solve/logdet and the Cholesky kernels (one task: they share the
-    fixed-order Cholesky and the short-dot helpers)."""
+    """Woodbury factor/solve/logdet (the capacitance's fixed-order Cholesky with them).
+    The Cholesky solves of the beta-step and the OLS start are :func:`_dense`'s since the
+    twenty-fifth session: in the demo's warm-up this task and ``sur_rmatvec`` (whose
+    ``X^T vec(R Sigma^-1)`` inlines the Woodbury block) share one worker, which finished
+    5 s after the other one; with the solves moved, 18.6 and 17.1 s."""
     from . import linalg
-    from .cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
 
-    offsets, ptr = np.array([0, 2], dtype=np.int64), np.array([0, 4], dtype=np.int64)
     for mode in MODES:
         factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
         linalg.woodbury_solve(factor, np.ones((4, 2)), "cpu")
         linalg.woodbury_logdet(factor)
-        cholesky_solve_kernel(np.eye(2), np.ones(2), mode == "compensated", np.empty(2))
-        block_cholesky_solves(np.eye(2).ravel(), ptr, offsets, np.ones(2), np.ones(1),
-                              mode == "compensated", np.empty(2))
 
 
 def _spd_problem(compensated: bool, parallel: bool) -> None:
@@ -120,17 +118,23 @@ def _spd_problem(compensated: bool, parallel: bool) -> None:
 
 def _dense() -> None:
     """The dense kernels of the gram solver, the Sigma-step and the standard errors: the
-    tiled lower Gram, ``A B`` with a few columns and the SPD Cholesky and inverse, serial
+    tiled lower Gram, ``A B`` with a few columns, the SPD Cholesky and inverse, serial
     and parallel (the gram solver's normal matrix reaches the parallel drivers from
-    order ``spd.PARALLEL_MIN = 128`` on: the demo's fit, P = 250, does)."""
+    order ``spd.PARALLEL_MIN = 128`` on: the demo's fit, P = 250, does), and the
+    Cholesky solves of the beta-step and of the OLS start's per-equation blocks."""
     from ..gls._dense import mirror_lower
     from .cpu import multi
+    from .cpu.linalg import block_cholesky_solves, cholesky_solve_kernel
 
     mirror_lower(np.eye(2))
+    offsets, ptr = np.array([0, 2], dtype=np.int64), np.array([0, 4], dtype=np.int64)
     for compensated in (True, False):
         _spd_problem(compensated, parallel=False)
         _spd_problem(compensated, parallel=True)
         multi.rows_times(np.ones((3, 40)), np.ones((2, 40)), compensated)
+        cholesky_solve_kernel(np.eye(2), np.ones(2), compensated, np.empty(2))
+        block_cholesky_solves(np.eye(2).ravel(), ptr, offsets, np.ones(2), np.ones(1),
+                              compensated, np.empty(2))
 
 
 def _large() -> None:
@@ -223,6 +227,11 @@ def _prox() -> None:
 #: 13.7 after those (20.3 after woodbury alone). Twenty-second session (Emerald Rapids
 #: VM): fused 10.2 -> 14.5 s after woodbury, once it interleaved the lane steps with the
 #: eight-row dots (:mod:`.cpu.fused_rows`: the dots' trees in four variants, span x mode).
+#: Twenty-fifth session (same VM): the Cholesky solves moved from woodbury to dense, and
+#: gemv_t joined FIT_TASKS; the weights were left as they were, which split the demo's
+#: tasks into woodbury + sur_rmatvec + gemv_t (18.6 s) and reductions + dense +
+#: sur_matvec + elementary (17.1 s); woodbury measured 15.8 s alone before the move,
+#: sur_rmatvec 5.5 after it and 18 without it, reductions 10.5, dense 4.7 after it.
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 16.0),
     "large": (_large, 15.0),
