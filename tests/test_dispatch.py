@@ -248,7 +248,7 @@ def test_demo_fit_needs_nothing_beyond_the_fit_warmup():
 def test_warm_parallel_runs_the_callers_work_when_the_first_worker_is_done(monkeypatch):
     """``meanwhile`` runs once, in the caller, after the first worker has exited and
     while another still runs (here stand-in workers that sleep 0.3 s and 3 s), and with
-    one job before compiling."""
+    one job before compiling; an error in it is raised after the workers are done."""
     import time
 
     from reprogls.kernels import warm
@@ -266,3 +266,11 @@ def test_warm_parallel_runs_the_callers_work_when_the_first_worker_is_done(monke
     assert len(calls) == 1 and 0.3 <= calls[0] < 2.5 <= total
     warm.warm_parallel(["elementary"], jobs=1, meanwhile=lambda: calls.append(None))
     assert len(calls) == 2
+
+    def fail():
+        raise RuntimeError("boom")
+
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="boom"):
+        warm.warm_parallel(["elementary", "reductions"], jobs=2, meanwhile=fail)
+    assert time.perf_counter() - t0 >= 2.5  # raised once the 3 s worker was done

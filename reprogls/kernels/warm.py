@@ -316,12 +316,14 @@ def warm_parallel(names: Iterable[str] = tuple(TASKS), jobs: int | None = None,
         workers = [subprocess.Popen(worker_command(share), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
                    for share in _shares(names, jobs)]
-        if meanwhile is not None:
-            while all(worker.poll() is None for worker in workers):
-                time.sleep(_POLL_SECONDS)
-            meanwhile()
-        for worker in workers:
-            worker.wait()
+        try:
+            if meanwhile is not None:
+                while all(worker.poll() is None for worker in workers):
+                    time.sleep(_POLL_SECONDS)
+                meanwhile()
+        finally:  # (an error in ``meanwhile`` is raised once the workers are done)
+            for worker in workers:
+                worker.wait()
     elif meanwhile is not None:
         meanwhile()
     compile_tasks(names)
