@@ -6,6 +6,13 @@ emulation of the CUDA kernels (:mod:`tests.cuda_emulator`)."""
 
 from __future__ import annotations
 
+import os
+
+# Small inputs take the threads too, as they did before the serial cutoff (kernels.cpu
+# .tasks.SERIAL_BYTES): the thread-count tests use small arrays. Set before reprogls is
+# imported, and inherited by the subprocess tests; tests/test_tasks.py covers the cutoff.
+os.environ.setdefault("REPROGLS_SERIAL_BYTES", "0")
+
 import pytest
 
 from tests import cuda_emulator

@@ -48,6 +48,38 @@ def test_every_task_runs_once_in_contiguous_ranges(n_tasks, n_threads):
     assert sorted(set(owner.tolist())) == expected
 
 
+@pytest.mark.parametrize(("serial_bytes", "work", "ranges"),
+                         [(1 << 20, None, 1), (1 << 20, 1 << 20, 16), (0, None, 16)])
+def test_small_work_runs_on_the_calling_thread(monkeypatch, serial_bytes, work, ranges):
+    """Below ``SERIAL_BYTES`` of work (by default the bytes of the array arguments) the
+    whole call is one range on the calling thread; at or above it, the threads' ranges."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    monkeypatch.setattr(tasks, "SERIAL_BYTES", serial_bytes)
+    hits = np.zeros(64, dtype=np.int64)
+    owner = np.full(64, -1, dtype=np.int64)
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        tasks.run_tasks(_count_tasks, 64, hits, owner, work=work)
+    finally:
+        numba.set_num_threads(before)
+    assert (hits == 1).all()
+    assert len(set(owner.tolist())) == ranges
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", 1 << 20), ("0", 0), (" 4096 ", 4096)])
+def test_serial_bytes_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("REPROGLS_SERIAL_BYTES", value)
+    assert tasks._serial_bytes() == expected
+
+
+def test_a_malformed_serial_bytes_names_the_variable(monkeypatch):
+    monkeypatch.setenv("REPROGLS_SERIAL_BYTES", "1MB")
+    with pytest.raises(ValueError, match="REPROGLS_SERIAL_BYTES must be a whole number"):
+        tasks._serial_bytes()
+
+
 def test_an_exception_in_any_range_reaches_the_caller():
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two Numba threads")

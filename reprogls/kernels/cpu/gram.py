@@ -234,7 +234,8 @@ def column_pair_grams(X: np.ndarray, plan: PairPlan, compensated: bool) -> np.nd
     PS = np.empty((n_chunks(X.shape[0]), plan.n_pairs))
     PC = np.empty_like(PS)
     run_tasks(_pair_partials, PS.shape[0] * (plan.col_ptr.shape[0] - 1), X, plan.cols,
-              plan.col_ptr, plan.pairs, plan.pair_ptr, compensated, PS, PC)
+              plan.col_ptr, plan.pairs, plan.pair_ptr, compensated, PS, PC,
+              work=8 * X.shape[0] * plan.n_pairs)  # a term per pair and row
     chunk_tree_columns(PS, PC, compensated, out)
     return out
 
@@ -388,7 +389,8 @@ def lower_gram(X: np.ndarray, compensated: bool) -> np.ndarray:
         bins = min(schedule_bins(), (c1 - c0) * tile_m.size)
         order, starts = lpt_schedule((rows[:, None] * blocks[None, :]).ravel(), bins)
         run_tasks(_tile_partials, bins, XS, N, P, c0, nb, lane_rows, tile_m,
-                  tile_a, compensated, order, starts, PS, PC)
+                  tile_a, compensated, order, starts, PS, PC,
+                  work=4 * int(rows.sum()) * P * P)  # a term per row and pair, m >= a
     flat = np.empty(PS.shape[1])
     chunk_tree_columns(PS, PC, compensated, flat)
     padded = np.zeros((nb, TILE, nb, TILE))

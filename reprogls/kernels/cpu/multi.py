@@ -61,7 +61,8 @@ def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
     ``gemv(A, B[:, q])[i]``. Inputs C-contiguous float64 (not validated here)."""
     out = fresh((A.shape[0], BT.shape[0]))
     if out.size:
-        run_tasks(_rows_times_tasks, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
+        run_tasks(_rows_times_tasks, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out,
+                  work=A.nbytes * BT.shape[0])  # each value of A enters k products
     return out
 
 

@@ -385,6 +385,7 @@ def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
             block_to_rows(W.reshape((K, ROWS)), i0, min(ROWS, N - i0), out)
 
 
+@functools.lru_cache(maxsize=64)
 def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1, group: int = GROUP
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Tasks (chunk, lane group, column tile) of the reductions over rows shared among
@@ -394,7 +395,10 @@ def balanced_tasks(N: int, threads: int, P: int = 1, tile: int = 1, group: int =
     of ``group`` lanes (:func:`lanes_per_task`) and ``n_tiles = ceil(P / tile)`` (one tile
     by default). Only the schedule depends on the thread count; every task's arithmetic
     is the same. (Contiguous ranges of tasks left one thread with twice the other's rows
-    at N = 25000: three full chunks and a short one.)"""
+    at N = 25000: three full chunks and a short one.)
+
+    Cached per arguments (a fit asks for the same schedule at every call; building it
+    took ~25 µs): the arrays are shared, read them only."""
     from .linalg import n_chunks
 
     n_groups = LANES // group

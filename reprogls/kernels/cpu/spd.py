@@ -116,7 +116,8 @@ def _cholesky_blocks(C, compensated, L, tasks_per_block):
         if failed >= 0:
             return int(failed)
         n_tasks = min(n - j1, tasks_per_block)
-        run_tasks(_below_block, n_tasks, C, L, j0, j1, n_tasks, compensated)
+        run_tasks(_below_block, n_tasks, C, L, j0, j1, n_tasks, compensated,
+                  work=8 * (n - j1) * (j1 - j0) * j1)  # entries times their dots' terms
     return -1
 
 
@@ -181,7 +182,8 @@ def _rows(M: np.ndarray, compensated: bool, out: np.ndarray, stage: int,
     n_blocks = -(-n // ROW_BLOCK)
     if _use_threads(n, parallel):
         n_tasks = min(n_blocks, 8 * threads())
-        run_tasks(_parallel_rows, n_tasks, M, compensated, out, stage, n_tasks)
+        run_tasks(_parallel_rows, n_tasks, M, compensated, out, stage, n_tasks,
+                  work=8 * n ** 3 // 6)  # n^2 / 2 entries, dots of n / 3 terms on average
     else:
         (_inverse_factor_rows if stage == 0 else _gram_rows)(M, compensated, out, 0,
                                                              n_blocks)

@@ -16,9 +16,14 @@ do not change.
 
 The thread count is Numba's (:func:`numba.get_num_threads`: ``NUMBA_NUM_THREADS``, or
 :func:`numba.set_num_threads` in the calling thread). Costs: a dispatch to the pool
-takes ~30 µs (Numba's spinning OpenMP threads took ~2 µs), which shows only in many
-small calls; and a pool thread needs the GIL for a moment to start its range, so a
-program whose other Python threads hold the GIL can delay it.
+takes ~30 µs (Numba's spinning OpenMP threads took ~2 µs), and a pool thread needs the
+GIL for a moment to start its range, so a program whose other Python threads hold the
+GIL can delay it.
+
+Small calls run on the calling thread alone (:data:`SERIAL_BYTES`): on the 2-core
+Emerald Rapids VM a pool thread that has work to do costs ~50 µs per call (waking it and
+being woken by it, a futex wake-up each on this VM), more than a one-core call of a few
+hundred KB takes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["PIECES_PER_THREAD", "lpt_schedule", "run_tasks", "schedule_bins", "threads"]
+__all__ = ["PIECES_PER_THREAD", "SERIAL_BYTES", "lpt_schedule", "run_tasks", "schedule_bins",
+           "threads"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -78,6 +84,39 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 PIECES_PER_THREAD = 8
 
 
+def _serial_bytes() -> int:
+    """:data:`SERIAL_BYTES` from ``REPROGLS_SERIAL_BYTES`` (a byte count; 0 never runs
+    serially for size), else 1 MiB."""
+    value = os.environ.get("REPROGLS_SERIAL_BYTES", "").strip()
+    if not value:
+        return 1 << 20
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ValueError(f"REPROGLS_SERIAL_BYTES must be a whole number of bytes, got "
+                         f"{value!r}; unset it for the default (1048576)") from None
+
+
+#: :func:`run_tasks` runs a call whose work is less than this many bytes (its arrays'
+#: bytes, or the caller's count, a term as 8 bytes) on the calling thread alone, whatever
+#: the thread count; ``REPROGLS_SERIAL_BYTES`` overrides it at import (the test suite
+#: sets 0, so that its small inputs still take the threads). Which thread runs a task
+#: never changes its bits. Twenty-sixth session, 2-core Emerald Rapids VM, one / two
+#: threads, µs per call, plain unless noted: ``gemv`` 10 x 10 19 / 91, 512 x 512 (2 MiB)
+#: 101 / 161, 1024 x 1024 (8 MiB) 385 / 367; ``sum`` of 2 MiB 77 / 164, of 8 MiB 337 /
+#: 328; ``sur_matvec`` (K = 50, p = 5) with X of 0.5 MiB 45 / 155, 2 MiB 130 / 234
+#: (compensated 233 / 220); ``woodbury_solve`` (K = 50, k = 3) compensated, R and its
+#: output 1.6 MiB, 343 / 277; ``A B`` (:func:`.multi.rows_times`) compensated, 2000 x 60
+#: times 60 x 3 (2.9 MiB of terms) 162 / 177, times 60 x 10 (9.6 MiB) 512 / 335. Below
+#: 1 MiB one thread was faster for every kernel measured.
+SERIAL_BYTES = _serial_bytes()
+
+
+def _array_bytes(args: tuple) -> int:
+    """Bytes held by the NumPy arrays among ``args`` (the default work of a call)."""
+    return sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+
+
 def schedule_bins() -> int:
     """How many bins a caller that balances its own tasks (:func:`lpt_schedule`) should
     fill: :data:`PIECES_PER_THREAD` per thread (one when single-threaded), so that
@@ -89,11 +128,14 @@ def schedule_bins() -> int:
     return 1 if n == 1 else n * PIECES_PER_THREAD
 
 
-def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
+def run_tasks(kernel: Callable[..., object], n_tasks: int, *args,
+              work: int | None = None) -> None:
     """Run ``kernel(t0, t1, *args)`` over contiguous ranges covering ``0 .. n_tasks - 1``.
 
     With ``T = min(threads(), n_tasks)`` threads (the calling one and ``T - 1`` of the
-    pool), the tasks are cut into ``R = min(n_tasks, PIECES_PER_THREAD T)`` ranges,
+    pool; one when ``work`` -- the bytes the call reads and writes, a value counted once
+    per product it enters; by default the bytes of the arrays among ``args`` -- is below
+    :data:`SERIAL_BYTES`), the tasks are cut into ``R = min(n_tasks, PIECES_PER_THREAD T)`` ranges,
     range ``r`` being ``[r n / R, (r + 1) n / R)``, and each thread runs the next range
     not yet taken until none is left (a dynamic schedule: which thread runs a range
     depends on timing, never what the range computes). ``T <= 1`` runs ``kernel(0, n)``
@@ -106,6 +148,8 @@ def run_tasks(kernel: Callable[..., object], n_tasks: int, *args) -> None:
     if n_tasks <= 0:
         return
     n_threads = min(threads(), n_tasks)
+    if n_threads > 1 and (_array_bytes(args) if work is None else work) < SERIAL_BYTES:
+        n_threads = 1
     if n_threads == 1:
         kernel(0, n_tasks, *args)
         return
