@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import scratch
 from ._cro import CHUNK, LANES, lane_step, streamed_dot_segment
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .pages import fresh
@@ -144,8 +145,8 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     if N == 0 or P == 0 or k == 0:
         return np.zeros((P, k))
     n_ch = n_chunks(N)
-    LS = np.empty((n_ch, LANES, k * P))
-    LC = np.empty((n_ch, LANES, k * P))
+    LS = scratch.empty((n_ch, LANES, k * P))
+    LC = scratch.empty((n_ch, LANES, k * P))
     tile = max(8, COLUMN_TILE // k // 8 * 8)  # whole vectors: no scalar columns per tile
     group = lanes_per_task(threads(), k * min(P, tile))
     order, starts = balanced_tasks(N, schedule_bins(), P, tile, group)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from . import scratch
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
 from .pages import fresh
@@ -585,8 +586,8 @@ def _over_rows(X, kernel, *args):
     if N == 0 or P == 0:
         return np.zeros(P)
     n_ch = n_chunks(N)
-    LS = np.empty((n_ch, LANES, P))
-    LC = np.empty((n_ch, LANES, P))
+    LS = scratch.empty((n_ch, LANES, P))
+    LC = scratch.empty((n_ch, LANES, P))
     order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
     return finish_lanes(LS, LC, args[-1])
@@ -621,8 +622,8 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
         return [np.zeros(P) for _ in Rs]
     plan = sur_plan(offsets)
     n_ch = n_chunks(N)
-    LS = np.empty((n_out, n_ch, LANES, P))
-    LC = np.empty((n_out, n_ch, LANES, P))
+    LS = scratch.empty((n_out, n_ch, LANES, P))
+    LC = scratch.empty((n_out, n_ch, LANES, P))
     order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,

@@ -1,5 +1,9 @@
 """Reused buffers for the large temporaries of one call: the packed design of a fit, the
-column strips of ``X^T X`` and ``E^T E``.
+column strips of ``X^T X`` and ``E^T E``, the lane accumulators of the reductions over
+rows (``gemv_t``, ``A^T B``, ``sur_rmatvec``, the fused operator: 4 MB at N = 25000,
+P = 2000, where each call took ~1040 page faults; twenty-sixth session, best of seven
+calls after 0.3 s pauses, three alternating rounds: ``sur_rmatvec`` plain 17.5-18.0 ->
+17.1-17.2 ms, the others within the noise).
 
 Why: a fresh array of a few MB comes from newly mapped pages, and the first touch of
 each 4 KiB page is a page fault (~1.8 us each on the 2-core Zen 4 test VM: 0.9 ms per
