@@ -127,3 +127,39 @@ class SeveralRightHandSides:
         return timed_gbps(self.fn, self.nbytes)
 
     track_gbps.unit = "GB/s"
+
+
+class SmallCalls:
+    """The cost of one call on small inputs (CPU, compensated): validation, dispatch and
+    the thread decision, with next to no arithmetic (64 rows, K = 5 equations of 4
+    regressors, rank 2). Calls below ``kernels.cpu.tasks.SERIAL_BYTES`` of work run on
+    the calling thread; before that cutoff (twenty-sixth session) two threads cost
+    70-160 us more per call on the 2-core test VM."""
+
+    params = ["gemv", "gemv_t", "sur_matvec", "sur_rmatvec", "sur_normal_matvec",
+              "woodbury_solve", "dot"]
+    param_names = ["kernel"]
+
+    def setup(self, kernel):
+        rng = np.random.default_rng(0)
+        n, k_eq, p = 64, 5, 4
+        X = rng.standard_normal((n, k_eq * p))
+        offsets = np.arange(0, k_eq * p + 1, p)
+        beta = rng.standard_normal(k_eq * p)
+        W = rng.standard_normal((n, k_eq))
+        factor = kernels.woodbury_factor(rng.standard_normal((k_eq, 2)),
+                                         0.1 + rng.uniform(size=k_eq))
+        self.fn = {
+            "gemv": lambda: kernels.gemv(X, beta, device="cpu"),
+            "gemv_t": lambda: kernels.gemv_t(X, W[:, 0].copy(), device="cpu"),
+            "sur_matvec": lambda: kernels.sur_matvec(X, offsets, beta, device="cpu"),
+            "sur_rmatvec": lambda: kernels.sur_rmatvec(X, offsets, W, device="cpu"),
+            "sur_normal_matvec": lambda: kernels.sur_normal_matvec(X, offsets, factor, beta,
+                                                                   "cpu"),
+            "woodbury_solve": lambda: kernels.woodbury_solve(factor, W, "cpu"),
+            "dot": lambda: kernels.dot(beta, beta, device="cpu"),
+        }[kernel]
+        self.fn()
+
+    def time_call(self, kernel):
+        self.fn()
