@@ -160,3 +160,22 @@ def test_no_idle_buffer_is_dropped_for_one_that_cannot_be_kept(monkeypatch):
     assert scratch.pooled_bytes() == 8 * 4_000
     assert _address(scratch.empty(1_000)) == idle_address
     assert not np.shares_memory(lent, big)
+
+
+def test_lane_accumulators_come_from_the_pool_only_when_large():
+    """The reductions over rows take their lane sums and compensations from the pool from
+    ``POOLED_LANE_BYTES`` up (no page faults per call), smaller ones from NumPy (the
+    pool's bookkeeping would cost more than it saves); the two never share memory."""
+    from reprogls.kernels.cpu.rowgroups import POOLED_LANE_BYTES, lane_accumulators
+
+    LS, LC = lane_accumulators((1, 32, 10))
+    assert scratch.pooled_bytes() == 0
+    assert LS.shape == LC.shape == (1, 32, 10) and not np.shares_memory(LS, LC)
+    columns = POOLED_LANE_BYTES // (8 * 32)
+    LS, LC = lane_accumulators((1, 32, columns))
+    assert scratch.pooled_bytes() == 2 * POOLED_LANE_BYTES
+    assert LS.flags.c_contiguous and LC.flags.c_contiguous and not np.shares_memory(LS, LC)
+    del LS, LC  # idle now: the next pair reuses both buffers
+    again = lane_accumulators((1, 32, columns))
+    assert scratch.pooled_bytes() == 2 * POOLED_LANE_BYTES
+    assert not np.shares_memory(*again)

@@ -21,11 +21,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import scratch
 from ._cro import CHUNK, LANES, lane_step, streamed_dot_segment
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .pages import fresh
-from .rowgroups import BLOCK, balanced_tasks, lane_trees, lanes_per_task, tile_task
+from .rowgroups import (
+    BLOCK,
+    balanced_tasks,
+    lane_accumulators,
+    lane_trees,
+    lanes_per_task,
+    tile_task,
+)
 from .simd import lane_axpy
 from .tasks import run_tasks, schedule_bins, threads
 from .views import unmanaged
@@ -145,8 +151,7 @@ def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np
     if N == 0 or P == 0 or k == 0:
         return np.zeros((P, k))
     n_ch = n_chunks(N)
-    LS = scratch.empty((n_ch, LANES, k * P))
-    LC = scratch.empty((n_ch, LANES, k * P))
+    LS, LC = lane_accumulators((n_ch, LANES, k * P))
     tile = max(8, COLUMN_TILE // k // 8 * 8)  # whole vectors: no scalar columns per tile
     group = lanes_per_task(threads(), k * min(P, tile))
     order, starts = balanced_tasks(N, schedule_bins(), P, tile, group)

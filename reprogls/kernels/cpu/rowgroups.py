@@ -40,6 +40,7 @@ tasks share an accumulator, so the bits do not depend on the number of threads.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -576,6 +577,21 @@ def lane_trees(LS, LC, compensated, PS, PC):
     run_tasks(_lane_tree_tasks, LS.shape[0], LS, LC, compensated, PS, PC)
 
 
+#: Lane accumulators of at least this many bytes come from the scratch pool; smaller
+#: ones from NumPy, whose C heap reuses them without new pages (the pool's bookkeeping
+#: cost ~5 us a request, a tenth of a small call).
+POOLED_LANE_BYTES = 1 << 18
+
+
+def lane_accumulators(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Uninitialised sums and compensations ``(LS, LC)`` of ``shape`` for the lane steps
+    of a reduction over rows (every slot is written before it is read): reused
+    :mod:`.scratch` buffers when large (no page faults per call), else ``numpy.empty``."""
+    if 8 * math.prod(shape) < POOLED_LANE_BYTES:
+        return np.empty(shape), np.empty(shape)
+    return scratch.empty(shape), scratch.empty(shape)
+
+
 def _over_rows(X, kernel, *args):
     """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``, from the
     lane accumulators that ``kernel(t0, t1, X, *args, compensated, order, starts, LS,
@@ -586,8 +602,7 @@ def _over_rows(X, kernel, *args):
     if N == 0 or P == 0:
         return np.zeros(P)
     n_ch = n_chunks(N)
-    LS = scratch.empty((n_ch, LANES, P))
-    LC = scratch.empty((n_ch, LANES, P))
+    LS, LC = lane_accumulators((n_ch, LANES, P))
     order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(kernel, starts.shape[0] - 1, X, *args, order, starts, LS, LC)
     return finish_lanes(LS, LC, args[-1])
@@ -622,8 +637,7 @@ def solved_rmatvecs(X, offsets, Rs, G, d, L, compensated):
         return [np.zeros(P) for _ in Rs]
     plan = sur_plan(offsets)
     n_ch = n_chunks(N)
-    LS = scratch.empty((n_out, n_ch, LANES, P))
-    LC = scratch.empty((n_out, n_ch, LANES, P))
+    LS, LC = lane_accumulators((n_out, n_ch, LANES, P))
     order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(_solved_rmatvec_lanes, starts.shape[0] - 1, X, plan.perm, plan.dest,
               plan.tiles, plan.eqs, plan.widest_tile, Rs[0], Rs[-1], n_out,

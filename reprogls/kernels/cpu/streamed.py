@@ -33,7 +33,6 @@ import numpy as np
 from numba import literally, njit
 
 from ..reference.linalg import equation_of_column
-from . import scratch
 from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
 from .fused_rows import LANES_PER_GROUP, dots8_with_steps
@@ -48,6 +47,7 @@ from .rowgroups import (
     block_call_arrays,
     block_scratch,
     finish_lanes,
+    lane_accumulators,
     lanes_per_task,
     tile_task,
 )
@@ -224,8 +224,7 @@ def streamed_rmatvec(X, offsets, W, compensated, W2=None):
     N, P = X.shape
     n_out, n_ch = (1 if W2 is None else 2), n_chunks(N)
     tile = COLUMN_TILE // n_out
-    LS = scratch.empty((n_out, n_ch, LANES, P))
-    LC = scratch.empty((n_out, n_ch, LANES, P))
+    LS, LC = lane_accumulators((n_out, n_ch, LANES, P))
     group = lanes_per_task(threads(), n_out * min(P, tile))
     order, starts = balanced_tasks(N, schedule_bins(), P, tile, group)
     run_tasks(_streamed_lanes, starts.shape[0] - 1, X, W, W if W2 is None else W2, n_out,
@@ -355,8 +354,7 @@ def streamed_normal_matvec(X, offsets, v, G, d, L, compensated):
         return None
     N, P = X.shape
     n_ch = n_chunks(N)
-    LS = scratch.empty((n_ch, LANES, P))
-    LC = scratch.empty((n_ch, LANES, P))
+    LS, LC = lane_accumulators((n_ch, LANES, P))
     order, starts = balanced_tasks(N, schedule_bins())
     run_tasks(_normal_lanes, starts.shape[0] - 1, X, offsets, np.ascontiguousarray(v),
               plan.eqv, plan.pick, plan.eq_of_column, plan.span, *block_call_arrays(G, d, L),
