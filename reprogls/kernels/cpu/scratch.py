@@ -1,7 +1,8 @@
 """Reused buffers for the large temporaries of one call: the packed design of a fit, the
 column strips of ``X^T X`` and ``E^T E``, the lane accumulators of the reductions over
-rows (``gemv_t``, ``A^T B``, ``sur_rmatvec``, the fused operator: 4 MB at N = 25000,
-P = 2000, where each call took ~1040 page faults; twenty-sixth session, best of seven
+rows from 256 KiB up (``gemv_t``, ``A^T B``, ``sur_rmatvec``, the fused operator, through
+:func:`.rowgroups.lane_accumulators`: 4 MB at N = 25000, P = 2000, where each call took
+~1040 page faults; twenty-sixth session, best of seven
 calls after 0.3 s pauses, three alternating rounds: ``sur_rmatvec`` plain 17.5-18.0 ->
 17.1-17.2 ms, the others within the noise).
 
