@@ -15,15 +15,13 @@ against 1.7 s serial; the demo's kernels 64.5 s of single-core compile work agai
 do not change.
 
 The thread count is Numba's (:func:`numba.get_num_threads`: ``NUMBA_NUM_THREADS``, or
-:func:`numba.set_num_threads` in the calling thread). Costs: a dispatch to the pool
-takes ~30 µs (Numba's spinning OpenMP threads took ~2 µs), and a pool thread needs the
-GIL for a moment to start its range, so a program whose other Python threads hold the
-GIL can delay it.
-
-Small calls run on the calling thread alone (:data:`SERIAL_BYTES`): on the 2-core
-Emerald Rapids VM a pool thread that has work to do costs ~50 µs per call (waking it and
-being woken by it, a futex wake-up each on this VM), more than a one-core call of a few
-hundred KB takes.
+:func:`numba.set_num_threads` in the calling thread). Costs: a call that a pool thread
+takes part in pays for waking it and for being woken by it (a futex wake-up each: ~30 µs
+on the 2-core Zen 4 VM, ~50 µs on the Emerald Rapids VM; Numba's spinning OpenMP
+threads took ~2 µs), more than a one-core call of a few hundred KB takes, so small calls
+run on the calling thread alone (:data:`SERIAL_BYTES`). A pool thread also needs the GIL
+for a moment to start its range, so a program whose other Python threads hold the GIL
+can delay it.
 """
 
 from __future__ import annotations
