@@ -15,7 +15,7 @@ Cholesky (:mod:`reprogls.kernels.cpu.spd`, in parallel), ``B`` by the tiled Gram
 on the scores, the products by CRO-1 dots. Cost: ``O(N P^2)`` for ``X^T X`` and ``B``,
 ``O(P^3)`` for the inverse and products; at P = 2000, N = 20000 the compensated plug-in
 covariance takes 4.5-5.4 s on two Zen 4 cores and ~13 s on two Zen 3 cores (AVX2),
-mostly ``X^T X`` (``profiling/compare_alsgls.py``, README "Dense kernels"), so
+mostly ``X^T X`` (``profiling/compare_alsgls.py``, docs/performance.md, "Dense kernels"), so
 ``cov_type="none"`` skips it.
 """
 
