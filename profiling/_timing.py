@@ -32,12 +32,7 @@ def best_seconds_back_to_back(fn: Callable[[], object], repeat: int,
     workers of an earlier call off the cores."""
     time.sleep(settle)
     fn()
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_seconds(fn, repeat, pause=0.0)
 
 
 def blas_read_bandwidth(n: int = 50_000_000, repeat: int = 5,

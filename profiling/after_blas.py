@@ -19,7 +19,8 @@ median seconds:
 * ``after BLAS``: right after a 2000 x 2000 matrix product by NumPy;
 * ``after BLAS + 0.5 s``: the same product, then a 0.5 s pause.
 
-Nothing here changes a value (each call's result digest is printed).
+Nothing here changes a value: the script prints how many distinct results (fingerprints
+or SHA-256 digests) each call gave over all settings -- one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ import numpy as np
 from reprogls import gls, kernels
 from reprogls.gls.simulate import simulate_sur
 
-SIZES = {"S": dict(N=2000, K=50, p=5, k=3), "M": dict(N=20000, K=200, p=10, k=5)}
+try:
+    from .compare_alsgls import SIZES
+except ImportError:  # run as a script
+    from compare_alsgls import SIZES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,16 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset")
     print(f"threads = {kernels.cpu_threads()}; OPENBLAS_THREAD_TIMEOUT={timeout}")
     for label, call in calls.items():
-        result = call()  # compiles what the call needs
+        call()  # compiles what the call needs
         times = {name: [] for name in settings}
+        results = set()
         for _ in range(args.repeat):
             for name, before in settings.items():
                 before()
                 t0 = time.perf_counter()
                 result = call()
                 times[name].append(time.perf_counter() - t0)
-        bits = getattr(result, "fingerprint", None) or hashlib.sha256(result).hexdigest()
-        print(f"{label} (result {bits[:16]})")
+                results.add(getattr(result, "fingerprint", None)
+                            or hashlib.sha256(result).hexdigest())
+        print(f"{label} ({len(results)} distinct result(s): "
+              f"{', '.join(sorted(r[:16] for r in results))})")
         for name in settings:
             print(f"  {name:<20} median {np.median(times[name]):.4f} s "
                   f"(min {min(times[name]):.4f}, max {max(times[name]):.4f})")
