@@ -12,13 +12,17 @@
 #
 #   1. sanity   versions, the GPU, one CPU and one CUDA kernel call (stops here on failure)
 #   2. tests    pytest -m gpu: every CUDA kernel and fit bitwise against the reference
-#   3. fits     profiling/gpu_fits.py: S, M and L on the GPU against the CPU, fingerprints
-#   4. roofline profiling/roofline.py --device cuda --quick: GB/s against the copy peak,
+#   3. audit    reprogls audit on the CPU (2 and 1 threads) and the GPU: the JSON report
+#               comes back as audit.json, for 'reprogls compare' against other machines'
+#   4. fits     profiling/gpu_fits.py: S, M and L on the GPU against the CPU, fingerprints
+#               (then S and M with plug-in SEs, into the same log)
+#   5. roofline profiling/roofline.py --device cuda --quick: GB/s against the copy peak,
 #               with the fused normal operator next to the three kernels it fuses
 #
 # Logs go to $OUT (the device tool's folder that comes back; default profiling/out/gpu):
-# summary.txt, sanity/tests/fits/fits-plugin/roofline.log, roofline-cuda.md and .png --
-# the 8 files the tool brings back at most. The last lines printed are the summary.
+# summary.txt (with the audit's verdict), sanity/tests/fits/roofline.log, audit.json,
+# roofline-cuda.md and .png -- the 8 files the tool brings back at most. The last lines
+# printed are the summary.
 set -u
 emulator=0
 if [ "${1:-}" = "--emulator" ]; then emulator=1; fi
@@ -56,10 +60,12 @@ if [ $emulator = 1 ]; then
     tests=(-m gpu -k "golden and gram-compensated")  # (the whole suite runs in CI anyway)
     fit_sizes=(S)
     repeat=1
+    audit_args='"--devices", "cpu", "cuda:0", "--problems", "gram-compensated", '  # quick
 else
     tests=(-m gpu)
     fit_sizes=(S M L)
     repeat=3
+    audit_args=""
 fi
 
 # 1. sanity: the versions, the card, and one call per device (compiles the CPU kernels)
@@ -96,13 +102,27 @@ fi
 step tests 240 "$PY" -m pytest -q -p no:cacheprovider --maxfail=50 \
     "${tests[@]}" tests
 
-# 3. fits on the GPU against the CPU (without SEs: S, M, L; with: S, M)
-step fits 120 "$PY" profiling/gpu_fits.py --sizes "${fit_sizes[@]}" --repeat "$repeat"
-if [ $emulator = 0 ]; then
-    step fits-plugin 60 "$PY" profiling/gpu_fits.py --sizes S M --repeat 1 --cov plugin
-fi
+# 3. the determinism audit on every device (its verdict goes into the summary, its log
+#    away: 8 files come back at most)
+audit='
+import os, sys
+if os.environ.get("REPROGLS_CUDA_EMULATOR"):
+    from tests import cuda_emulator
+    cuda_emulator.install()
+from reprogls import cli
+sys.exit(cli.main(["audit", %s"--threads", "1", "--output", sys.argv[1]]))
+'
+step audit 90 "$PY" -c "$(printf "$audit" "$audit_args")" "$OUT/audit.json"
+cat "$OUT/audit.log" >> "$summary" && rm -f "$OUT/audit.log"
 
-# 4. the roofline on the GPU (writes roofline-cuda.md and .png into $OUT)
+# 4. fits on the GPU against the CPU (without SEs: S, M, L; with: S, M; one log)
+plugin=""
+if [ $emulator = 0 ]; then
+    plugin="&& $PY profiling/gpu_fits.py --sizes S M --repeat 1 --cov plugin"
+fi
+step fits 180 bash -c "$PY profiling/gpu_fits.py --sizes ${fit_sizes[*]} --repeat $repeat $plugin"
+
+# 5. the roofline on the GPU (writes roofline-cuda.md and .png into $OUT)
 if [ $emulator = 0 ]; then
     step roofline 90 "$PY" profiling/roofline.py --device cuda --quick --out "$OUT"
 fi
@@ -112,9 +132,7 @@ cat "$summary"
 echo "---- tests"
 tail -n 3 "$OUT/tests.log"
 echo "---- fits"
-for log in "$OUT/fits.log" "$OUT/fits-plugin.log"; do
-    if [ -f "$log" ]; then grep -E "^fit " "$log" || tail -n 5 "$log"; fi
-done
+if [ -f "$OUT/fits.log" ]; then grep -E "^fit " "$OUT/fits.log" || tail -n 5 "$OUT/fits.log"; fi
 if [ -f "$OUT/roofline-cuda.md" ]; then
     echo "---- roofline"
     cat "$OUT/roofline-cuda.md"

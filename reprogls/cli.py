@@ -1,5 +1,9 @@
-"""Command-line interface: ``reprogls demo`` (also ``python -m reprogls demo``): the
-kernels compiled, a sum and a GLS fit on every available device, their bits compared."""
+"""Command-line interface (also ``python -m reprogls``).
+
+``reprogls demo``: the kernels compiled, a sum and a GLS fit on every available device,
+their bits compared. ``reprogls audit``: the determinism audit (:mod:`reprogls.audit`) of
+this machine, optionally written to a JSON report. ``reprogls compare A.json B.json``:
+where two machines' reports part."""
 
 from __future__ import annotations
 
@@ -91,6 +95,60 @@ def demo_fit(N: int = 2000, K: int = 50, p: int = 5, k: int = 3, seed: int = 0,
     return 0 if agree else 1
 
 
+def audit(args: argparse.Namespace) -> int:
+    """``reprogls audit``: run the audit, print the verdict (or the JSON report with
+    ``--json``), write the report, compare with another machine's; exit 1 on divergence."""
+    import json
+
+    from . import audit as aud
+    from .kernels import warm
+
+    if not args.json:  # compile (or load) the CPU kernels in parallel first, as the demo
+        seconds = warm.warm_parallel()
+        print(f"CPU kernels compiled (or loaded from the cache) in {seconds:.1f} s")
+    report = aud.run_audit(args.devices, args.problems, args.threads or (),
+                           not args.no_kernels)
+    findings = aud.check(report)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+    if args.json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(aud.summary(report, findings))
+        if args.output:
+            print(f"report written to {args.output}")
+    if args.against:
+        other = aud.load(args.against)
+        cross = [f for f in aud.compare(other, report, (args.against, "this machine"))
+                 if not f.detail.startswith("this machine: ")]  # already listed above
+        print(f"\nagainst {args.against}:")
+        print("\n".join(str(f) for f in cross) or "the same bits everywhere")
+        findings += cross
+    return 1 if any(f.divergence for f in findings) else 0
+
+
+def compare(paths: list[str]) -> int:
+    """``reprogls compare A.json B.json``: print where the two reports part."""
+    from . import audit as aud
+
+    a, b = aud.load(paths[0]), aud.load(paths[1])
+    findings = aud.compare(a, b, (paths[0], paths[1]))
+    print("\n".join(str(f) for f in findings))
+    failed = any(f.divergence for f in findings)
+    print("verdict: DIVERGES (see above)" if failed else
+          "verdict: the two reports hold the same bits")
+    return 1 if failed else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``reprogls`` console script."""
     parser = argparse.ArgumentParser(prog="reprogls", description=__doc__)
@@ -107,7 +165,50 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--n", type=int, default=10_000_000,
                         help="length of the summed vector (default 10,000,000)")
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
+    p_audit = sub.add_parser(
+        "audit", help="determinism audit of this machine: kernels against the spec, fits "
+                      "against the committed fingerprints",
+        description="Fit the canonical audit problems and run every kernel on fixed "
+                    "adversarial inputs on each device (and, with --threads, at other CPU "
+                    "thread counts); check the kernels against the NumPy spec and the fits "
+                    "against the fingerprints committed with the package. Exit status 1 "
+                    "on any divergence. Write the report with --output and compare it "
+                    "with another machine's with 'reprogls compare'.")
+    p_audit.add_argument("--output", "-o", metavar="FILE", help="write the JSON report here")
+    p_audit.add_argument("--against", metavar="FILE",
+                         help="also compare with another machine's report")
+    p_audit.add_argument("--devices", nargs="+", metavar="DEVICE",
+                         help="devices to audit (default: every usable one)")
+    p_audit.add_argument("--threads", nargs="+", type=_positive, metavar="N",
+                         help="repeat the CPU run with NUMBA_NUM_THREADS=N, in a child "
+                              "process each (e.g. --threads 1 8)")
+    p_audit.add_argument("--problems", nargs="+", metavar="NAME",
+                         help="audit problems to fit (default: all)")
+    p_audit.add_argument("--no-kernels", action="store_true",
+                         help="fits only, no kernel probes")
+    p_audit.add_argument("--json", action="store_true",
+                         help="print the JSON report instead of the verdict")
+    p_compare = sub.add_parser(
+        "compare", help="where two audit reports (two machines, say) part",
+        description="Compare two reports written by 'reprogls audit --output': environment "
+                    "differences, then every kernel result and fit of B against A's (the "
+                    "first differing element, its bits and the ulp distance). Exit status 1 "
+                    "on any divergence.")
+    p_compare.add_argument("reports", nargs=2, metavar="REPORT")
     args = parser.parse_args(argv)
+    if args.command == "audit" and args.json and args.against:
+        parser.error("--json prints the report alone; compare it afterwards with "
+                     "'reprogls compare' instead of --against")
+    if args.command == "audit":
+        try:
+            return audit(args)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.command == "compare":
+        try:
+            return compare(args.reports)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
     if args.command == "demo":
         if args.n < 0:
             parser.error("--n must be >= 0")

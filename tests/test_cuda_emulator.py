@@ -8,6 +8,7 @@ Needs a C++17 compiler on x86-64 Linux; without one these tests skip, except whe
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -294,8 +295,17 @@ def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     summary = (tmp_path / "summary.txt").read_text()
-    assert [line.split(":")[0] for line in summary.splitlines()] == [
-        "sanity", "tests", "fits"], summary
-    assert all(": exit 0 after" in line for line in summary.splitlines()), summary
+    steps = [line for line in summary.splitlines() if re.match(r"^[\w-]+: exit ", line)]
+    assert [line.split(":")[0] for line in steps] == ["sanity", "tests", "audit", "fits"], \
+        summary
+    assert all(": exit 0 after" in line for line in steps), summary
+    assert "verdict: every run gives the same bits" in summary, summary
+    report = json.loads((tmp_path / "audit.json").read_text())
+    labels = [r["label"] for r in report["runs"]]
+    # the dry run audits one problem on cuda:0 beside the CPU at its own thread count
+    assert labels[0] == "spec" and labels[1].startswith("cpu (") and \
+        labels[2:] == ["cuda:0", "cpu (1 thread)"], labels
     assert "fingerprints equal" in run.stdout, run.stdout[-3000:]
     assert (tmp_path / "sanity.log").read_text().count("equal") == 1
+    # the device tool brings back 8 files at most
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) <= 8

@@ -235,7 +235,7 @@ def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor
         raise ValueError("F must be finite (found NaN or inf)")
     if not (np.isfinite(dh).all() and (dh > 0).all()):
         bad = int(np.argmax(~(np.isfinite(dh) & (dh > 0))))
-        raise ValueError(f"d must be positive and finite: d[{bad}] = {dh[bad]!r}")
+        raise ValueError(f"d must be positive and finite: d[{bad}] = {float(dh[bad])!r}")
     from .cpu import linalg as cpu_linalg
 
     G, L, failed, _ = cpu_linalg.woodbury_factor(Fh, dh, mode == "compensated")

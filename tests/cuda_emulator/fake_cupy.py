@@ -401,6 +401,14 @@ class _Runtime:
     def getDeviceCount():
         return device_count()
 
+    @staticmethod
+    def getDeviceProperties(index):
+        """A few of CUDA's ``cudaDeviceProp`` fields, as CuPy returns them (a dict; the
+        name as bytes)."""
+        if not 0 <= int(index) < device_count():
+            raise RuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal {index}")
+        return {"name": b"reprogls host emulator", "major": 9, "minor": 0}
+
 
 class cuda:  # noqa: N801 (a namespace standing in for the ``cupy.cuda`` module)
     Device = _Device

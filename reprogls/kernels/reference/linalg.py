@@ -123,7 +123,7 @@ def cholesky(C: np.ndarray, mode: str = "compensated") -> np.ndarray:
                 if not 0.0 < pivot < np.inf:
                     raise NotPositiveDefiniteError(
                         f"matrix is not positive definite (or overflows): pivot {i} is "
-                        f"{pivot!r}")
+                        f"{float(pivot)!r}")
                 L[i, i] = np.sqrt(pivot)
             else:
                 L[i, j] = (C[i, j] - acc) / L[j, j]

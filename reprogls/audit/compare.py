@@ -1,0 +1,157 @@
+"""Judge audit reports: does every run reproduce the committed fingerprints and the NumPy
+spec, and where exactly do two runs -- or two machines' reports -- part?
+
+The kernel probes come first in every listing: the fits are built on the kernels, so a
+kernel that parts from the spec is where a divergence begins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bits import difference
+
+#: Fields of the environment worth naming when two reports differ in them.
+_ENVIRONMENT_FIELDS = ("reprogls", "cro_version", "python", "numpy", "numba", "llvmlite",
+                       "cupy", "machine", "system", "cpu_model", "cpu_threads")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of an audit verdict.
+
+    Attributes
+    ----------
+    divergence : bool
+        True where the audit fails: bits differ that the contract says must be equal, or
+        the process flushes subnormals (the contract keeps them, DESIGN.md section 3, so
+        no result of such a process can vouch for another machine's). False for a note
+        (an environment difference that is allowed).
+    where : str
+        The kernel probe or fit problem, and its component where known.
+    detail : str
+        Which runs part, and how (:class:`reprogls.audit.bits.ArrayDifference`).
+    """
+
+    divergence: bool
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{'DIVERGES' if self.divergence else 'note'}  {self.where}: {self.detail}"
+
+
+def _kernel_findings(base: dict, other: dict, base_name: str, other_name: str):
+    for probe in base["kernels"]:
+        if probe not in other["kernels"]:
+            continue
+        for key, entry in base["kernels"][probe].items():
+            if key not in other["kernels"][probe]:
+                continue
+            diff = difference(entry, other["kernels"][probe][key])
+            if diff is not None:
+                yield Finding(True, f"kernel {key} ({probe})",
+                              f"{base_name} vs {other_name}: {diff.detail}")
+
+
+def _fit_findings(base: dict, other: dict, base_name: str, other_name: str):
+    for name, a in base["fits"].items():
+        b = other["fits"].get(name)
+        if b is None or a["fingerprint"] == b["fingerprint"]:
+            continue
+        parts = [] if a["n_iter"] == b["n_iter"] else [
+            f"iterations {a['n_iter']} vs {b['n_iter']} (control flow parted)"]
+        for key, entry in a["components"].items():
+            diff = difference(entry, b["components"][key])
+            if diff is not None:
+                parts.append(f"{key}: {diff.detail}")
+        yield Finding(True, f"fit {name}", f"{base_name} vs {other_name}: " + "; ".join(parts))
+
+
+def _runs(report: dict) -> tuple[dict | None, list[dict]]:
+    """The report's spec run (or None) and its device runs."""
+    spec = next((r for r in report["runs"] if r["device"] is None), None)
+    return spec, [r for r in report["runs"] if r["device"] is not None]
+
+
+def check(report: dict) -> list[Finding]:
+    """Findings of one report: subnormal flushing in the process, every device run's
+    kernels against the spec, every run's fits against the committed fingerprints, and
+    every run against the first device run (to name the components that part)."""
+    findings = []
+    flags = [name.upper() for name, on in report["environment"]["subnormals"].items() if on]
+    if flags:
+        findings.append(Finding(True, "environment",
+                                f"the process has {' and '.join(flags)} set: subnormal "
+                                "inputs or results become zero, so bits differ from other "
+                                "machines wherever they occur (a library built with "
+                                "-ffast-math can set this when it is loaded)"))
+    spec, runs = _runs(report)
+    if spec is not None:
+        for run in runs:
+            findings += _kernel_findings(spec, run, "spec", run["label"])
+    for run in runs:
+        for name, fit in run["fits"].items():
+            want = report["golden"].get(name)
+            if want is not None and fit["fingerprint"] != want:
+                findings.append(Finding(True, f"fit {name}",
+                                        f"{run['label']}: fingerprint {fit['fingerprint'][:16]}"
+                                        f" is not the committed {want[:16]}"))
+    for run in runs[1:]:
+        findings += _fit_findings(runs[0], run, runs[0]["label"], run["label"])
+    return sorted(findings, key=lambda f: (not f.where.startswith(("environment", "kernel")),
+                                           f.where))
+
+
+def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Finding]:
+    """Findings between two reports (two machines, say): environment differences (notes),
+    B's spec against A's, and every device run of B against A's first device run; then
+    each report's own :func:`check`."""
+    na, nb = names
+    findings = []
+    for field in _ENVIRONMENT_FIELDS:
+        va, vb = a["environment"].get(field), b["environment"].get(field)
+        if va != vb:
+            findings.append(Finding(False, "environment", f"{field}: {va} ({na}) vs {vb} ({nb})"))
+    if a["golden"] != b["golden"]:
+        findings.append(Finding(False, "environment", "the committed golden fingerprints "
+                                "differ (different package versions?)"))
+    spec_a, runs_a = _runs(a)
+    spec_b, runs_b = _runs(b)
+    if spec_a is not None and spec_b is not None:
+        findings += _kernel_findings(spec_a, spec_b, f"spec {na}", f"spec {nb}")
+    if runs_a:
+        base = runs_a[0]
+        for run in runs_b:
+            findings += _kernel_findings(base, run, f"{base['label']} {na}",
+                                         f"{run['label']} {nb}")
+            findings += _fit_findings(base, run, f"{base['label']} {na}",
+                                      f"{run['label']} {nb}")
+    findings += [Finding(f.divergence, f.where, f"{na}: {f.detail}") for f in check(a)]
+    findings += [Finding(f.divergence, f.where, f"{nb}: {f.detail}") for f in check(b)]
+    return sorted(findings, key=lambda f: (not f.where.startswith(("environment", "kernel")),
+                                           f.where))
+
+
+def summary(report: dict, findings: list[Finding]) -> str:
+    """A few lines for a person: what ran, and the verdict with every finding."""
+    env = report["environment"]
+    spec, runs = _runs(report)
+    n_kernels = sum(len(v) for v in spec["kernels"].values()) if spec else 0
+    n_fits = len(runs[0]["fits"]) if runs else 0
+    flush = [k.upper() for k, on in env["subnormals"].items() if on]
+    lines = [f"reprogls {env['reprogls']} determinism audit (CRO-{env['cro_version']}) on "
+             f"{env['cpu_model'] or env['machine']} (LLVM target {env['cpu']['llvm_cpu']}), "
+             f"NumPy {env['numpy']}, Numba {env['numba']}",
+             f"subnormals: {'FLUSHED (' + ', '.join(flush) + ')' if flush else 'kept'}; "
+             f"GPUs: {', '.join(d['name'] for d in env['cuda']['devices']) or 'none'}",
+             f"runs: {', '.join(r['label'] for r in runs)}",
+             f"checked: {n_kernels} kernel results against the NumPy spec, "
+             f"{n_fits} fit{'s' * (n_fits != 1)} against the committed fingerprints and "
+             "across runs"]
+    lines += [str(f) for f in findings]
+    failed = any(f.divergence for f in findings)
+    lines.append("verdict: DIVERGES (see above)" if failed else
+                 "verdict: every run gives the same bits (kernels equal the spec, fits "
+                 "equal the committed fingerprints)")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Kernel probes: every public kernel on fixed adversarial inputs, on a device and in the
+NumPy spec (:mod:`reprogls.kernels.reference`).
+
+A fit is built on the kernels, so when two machines' fits part, the kernels' results on
+the same inputs say where it began: a kernel that differs from the spec on one machine is
+the origin; if every kernel agrees everywhere, the difference lies in the estimator's own
+code. Each probe returns named float64 arrays. The inputs come from a seeded NumPy
+generator (the same draws everywhere) and are large enough (over 1 MiB where the kernel
+reduces) for the CPU kernels to split their work across threads and chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import kernels
+from ..kernels import reference as ref
+
+MODES = ("compensated", "plain")
+#: Equation widths of the probes' SUR design: an empty and a one-regressor equation, a
+#: full lane and one past it.
+WIDTHS = (3, 0, 1, 32, 33, 5)
+
+
+def _wide(rng: np.random.Generator, shape, low: float = -12.0, high: float = 12.0):
+    """Magnitudes ``10**U(low, high)``, both signs: reductions that cancel."""
+    return rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(low, high, shape)
+
+
+def _vector(n: int, seed: int) -> np.ndarray:
+    """Wide magnitudes with subnormals, signed zeros and exact cancellations mixed in."""
+    rng = np.random.default_rng([seed, n])
+    x = _wide(rng, n)
+    x[rng.integers(0, n, 64)] = rng.uniform(-1.0, 1.0, 64) * 2.0 ** -1022  # subnormal
+    x[rng.integers(0, n, 16)] = -0.0
+    x[1000:1003] = (1e16, 1.0, -1e16)
+    return x
+
+
+def _sur(n_rows: int, seed: int):
+    rng = np.random.default_rng([seed, n_rows])
+    offsets = np.concatenate([[0], np.cumsum(WIDTHS)]).astype(np.int64)
+    P = int(offsets[-1])
+    return (_wide(rng, (n_rows, P), -6, 6), offsets, _wide(rng, P, -6, 6),
+            _wide(rng, (n_rows, len(WIDTHS)), -6, 6))
+
+
+def _factor(K: int, k: int, seed: int):
+    rng = np.random.default_rng([seed, K, k])
+    return rng.standard_normal((K, k)), 0.05 + 0.2 * rng.uniform(size=K)
+
+
+def _elementwise(seed: int):
+    """Values on both sides of the thresholds, exactly on them, zeros and infinities."""
+    rng = np.random.default_rng(seed)
+    n = 1024
+    x = rng.standard_normal(n) * 2.0
+    lam = np.abs(rng.standard_normal(n))
+    x[:64] = lam[:64]                     # exactly at +lam
+    x[64:128] = -lam[64:128]              # exactly at -lam
+    x[128:136] = (0.0, -0.0, np.inf, -np.inf, 1e300, -1e300, 5e-324, -5e-324)
+    return x, lam
+
+
+def _log_exp_inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 5e-324, 2.0 ** -1022,
+                        1.7976931348623157e308, 0.5, 2.0, np.e])
+    logs = np.concatenate([special, 10.0 ** rng.uniform(-320, 308, 700),
+                           1.0 + rng.uniform(-1e-3, 1e-3, 300)])
+    exps = np.concatenate([special, rng.uniform(-750, 710, 700), rng.uniform(-1, 1, 300)])
+    return logs, exps
+
+
+Probe = Callable[[str | None], dict[str, np.ndarray]]
+
+
+def _reductions(mode: str) -> Probe:
+    x, y = _vector(200_003, 1), _vector(200_003, 2)
+    # subnormals only: their sum is a normal number, and 0 where the CPU flushes them
+    tiny = np.random.default_rng(13).uniform(-1.0, 1.0, 200_003) * 2.0 ** -1022
+
+    def run(device):
+        if device is None:
+            return {"sum": ref.cro_sum(x, mode), "dot": ref.cro_dot(x, y, mode),
+                    "nrm2": ref.cro_nrm2(x, mode), "sum_subnormal": ref.cro_sum(tiny, mode)}
+        return {"sum": kernels.sum(x, mode, device), "dot": kernels.dot(x, y, mode, device),
+                "nrm2": kernels.nrm2(x, mode, device),
+                "sum_subnormal": kernels.sum(tiny, mode, device)}
+    return run
+
+
+def _gemv(mode: str) -> Probe:
+    rng = np.random.default_rng(3)
+    A, x = _wide(rng, (1000, 192)), _wide(rng, 192)
+    At, yt = _wide(rng, (20000, 13)), _wide(rng, 20000)
+
+    def run(device):
+        if device is None:
+            return {"gemv": ref.gemv(A, x, mode), "gemv_t": ref.gemv_t(At, yt, mode)}
+        return {"gemv": kernels.gemv(A, x, mode, device),
+                "gemv_t": kernels.gemv_t(At, yt, mode, device)}
+    return run
+
+
+def _sur_operators(mode: str) -> Probe:
+    X, offsets, beta, W = _sur(5000, 4)
+
+    def run(device):
+        if device is None:
+            return {"sur_matvec": ref.sur_matvec(X, offsets, beta, mode),
+                    "sur_rmatvec": ref.sur_rmatvec(X, offsets, W, mode)}
+        return {"sur_matvec": kernels.sur_matvec(X, offsets, beta, mode, device),
+                "sur_rmatvec": kernels.sur_rmatvec(X, offsets, W, mode, device)}
+    return run
+
+
+def _woodbury(mode: str) -> Probe:
+    F, d = _factor(40, 3, 5)
+    R = np.random.default_rng(6).standard_normal((4000, 40))
+    X, offsets, _, _ = _sur(5000, 7)
+    Fs, ds = _factor(len(WIDTHS), 2, 8)
+    v = np.random.default_rng(9).standard_normal(int(offsets[-1]))
+
+    def run(device):
+        if device is None:
+            factor, small = ref.woodbury_factor(F, d, mode), ref.woodbury_factor(Fs, ds, mode)
+            return {"woodbury_solve": ref.woodbury_solve(factor, R),
+                    "woodbury_logdet": ref.woodbury_logdet(factor),
+                    "sur_normal_matvec": ref.sur_normal_matvec(X, offsets, small, v)}
+        factor = kernels.woodbury_factor(F, d, mode)
+        small = kernels.woodbury_factor(Fs, ds, mode)
+        return {"woodbury_solve": kernels.woodbury_solve(factor, R, device),
+                "woodbury_logdet": kernels.woodbury_logdet(factor),
+                "sur_normal_matvec": kernels.sur_normal_matvec(X, offsets, small, v, device)}
+    return run
+
+
+def _proximal() -> Probe:
+    x, lam = _elementwise(10)
+    rng = np.random.default_rng(11)
+    grad, prev = rng.standard_normal(x.size), rng.standard_normal(x.size)
+    lo, hi = -1.0 - rng.uniform(size=x.size), 1.0 + rng.uniform(size=x.size)
+
+    def run(device):
+        impl, extra = (ref, {}) if device is None else (kernels, {"device": device})
+        x_new, z_new = impl.fista_step(x, grad, 0.7, prev, 0.3, lam, 0.6, lo, hi, **extra)
+        return {"soft_threshold": impl.soft_threshold(x, lam, **extra),
+                "soft_threshold_scalar": impl.soft_threshold(x, 0.75, **extra),
+                "soft_threshold_box": impl.soft_threshold_box(x, lam, lo, hi, **extra),
+                "prox_elastic_net": impl.prox_elastic_net(x, lam, 0.6, 0.7, **extra),
+                "fista_x": x_new, "fista_z": z_new}
+    return run
+
+
+def _elementary() -> Probe:
+    logs, exps = _log_exp_inputs(12)
+
+    def run(device):
+        if device is None:
+            return {"log": ref.log(logs), "exp": ref.exp(exps)}
+        return {"log": kernels.log(logs, device), "exp": kernels.exp(exps, device)}
+    return run
+
+
+def probes() -> dict[str, Probe]:
+    """name -> probe; a probe called with a device returns that device's results, called
+    with None the spec's."""
+    out: dict[str, Probe] = {}
+    for mode in MODES:
+        out[f"reductions/{mode}"] = _reductions(mode)
+        out[f"gemv/{mode}"] = _gemv(mode)
+        out[f"sur/{mode}"] = _sur_operators(mode)
+        out[f"woodbury/{mode}"] = _woodbury(mode)
+    out["proximal"] = _proximal()
+    out["log-exp"] = _elementary()
+    return out

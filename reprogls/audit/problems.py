@@ -1,0 +1,91 @@
+"""The canonical audit problems: small GLS fits whose fingerprints are committed.
+
+``golden_fingerprints.json`` (beside this module, installed with the package) holds the
+fingerprint (SHA-256 of params, F, d, llf and bse; :attr:`reprogls.gls.GLSResult
+.fingerprint`) of each problem below, as computed when the file was written. Every
+machine, thread count and device must reproduce them (DESIGN.md section 7): CI checks them
+on a fresh machine, ``reprogls audit`` checks them wherever the package is installed, and
+a kernel rewrite that changes one bit of a fit fails there. Regenerate only for a
+deliberate change of the bits (a new CRO version or a changed algorithm), and say so in
+the commit::
+
+    python -m tests.golden --write
+
+Together the problems take every branch that decides bits: the Gram and CG beta-steps,
+both reduction modes, the moment and residual Sigma-steps, plug-in and robust standard
+errors, ridge, added constants, equations of different widths and a design large enough
+(17000 x 160) for the kernels to split their work across threads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..gls.simulate import simulate_sur
+
+#: Where the committed fingerprints live.
+GOLDEN_PATH = Path(__file__).with_name("golden_fingerprints.json")
+
+
+def golden() -> dict[str, str]:
+    """The committed fingerprint of every problem, by name."""
+    return json.loads(GOLDEN_PATH.read_text())
+
+
+def _named_unequal():
+    """Named equations of different widths (1-3 regressors) with added constants."""
+    Xs, Y, *_ = simulate_sur(500, 5, 3, 2, 21, False)
+    return {f"eq{j}": (Y[:, j], Xs[j][:, : 1 + j % 3]) for j in range(5)}
+
+
+def _unequal_shared():
+    """Equations of 1-3 regressors from shared designs (a common base plus noise): the CG
+    path's coupled preconditioner with zero-padded widths, plus constants."""
+    Xs, Y, *_ = simulate_sur(900, 6, 3, 2, 23, True)
+    return [X[:, : 1 + j % 3] for j, X in enumerate(Xs)], Y
+
+
+def _small():
+    return simulate_sur(700, 6, 3, 2, 11, True)[:2]
+
+
+#: name -> (data builder returning ``(Xs, Y)``, fit keyword arguments)
+PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
+    "gram-compensated": (_small, {"rank": 2, "beta_solver": "gram"}),
+    "gram-plain": (_small, {"rank": 2, "beta_solver": "gram", "mode": "plain"}),
+    "cg-compensated": (_small, {"rank": 2, "beta_solver": "cg"}),
+    "cg-plain-residuals": (_small, {"rank": 2, "beta_solver": "cg",
+                                    "sigma_step": "residuals", "mode": "plain"}),
+    "robust": (_small, {"rank": 2, "cov_type": "robust"}),
+    "named-unequal-constant": (lambda: (_named_unequal(), None),
+                               {"rank": 1, "add_constant": True, "ridge": 0.25}),
+    "wide-cg": (lambda: simulate_sur(17000, 40, 4, 3, 5, True)[:2],
+                {"rank": 3, "beta_solver": "cg", "cov_type": "none"}),
+    "unequal-cg-constant": (_unequal_shared,
+                            {"rank": 2, "beta_solver": "cg", "add_constant": True}),
+}
+
+
+def check_names(names: Iterable[str] | None) -> list[str]:
+    """``names`` (all problems when None) as a list; an unknown name is a ValueError."""
+    chosen = list(PROBLEMS) if names is None else list(names)
+    unknown = [n for n in chosen if n not in PROBLEMS]
+    if unknown:
+        raise ValueError(f"unknown audit problem(s) {unknown}; choose from {list(PROBLEMS)}")
+    return chosen
+
+
+def fit_problem(name: str, device: str = "cpu"):
+    """Fit one problem on ``device`` and return its :class:`~reprogls.gls.GLSResult`."""
+    from .. import gls
+
+    build, kwargs = PROBLEMS[check_names([name])[0]]
+    Xs, Y = build()
+    return gls.fit(Xs, Y, **kwargs, device=device)
+
+
+def fingerprints(names: Iterable[str] | None = None, device: str = "cpu") -> dict[str, str]:
+    """Fit every problem (or those in ``names``) on ``device``; name -> fingerprint."""
+    return {name: fit_problem(name, device).fingerprint for name in check_names(names)}
