@@ -109,8 +109,12 @@ def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Findi
     each report's own :func:`check`."""
     na, nb = names
     findings = []
-    for field in _ENVIRONMENT_FIELDS:
-        va, vb = a["environment"].get(field), b["environment"].get(field)
+    cpu_a, cpu_b = a["environment"].get("cpu", {}), b["environment"].get("cpu", {})
+    pairs = [(field, a["environment"].get(field), b["environment"].get(field))
+             for field in _ENVIRONMENT_FIELDS]
+    pairs += [(f"cpu.{key}", cpu_a.get(key), cpu_b.get(key))
+              for key in sorted(set(cpu_a) | set(cpu_b)) if key != "vector_features"]
+    for field, va, vb in pairs:
         if va != vb:
             findings.append(Finding(False, "environment", f"{field}: {va} ({na}) vs {vb} ({nb})"))
     if a["golden"] != b["golden"]:
