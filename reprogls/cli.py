@@ -106,8 +106,8 @@ def audit(args: argparse.Namespace) -> int:
     if not args.json:  # compile (or load) the CPU kernels in parallel first, as the demo
         seconds = warm.warm_parallel()
         print(f"CPU kernels compiled (or loaded from the cache) in {seconds:.1f} s")
-    report = aud.run_audit(args.devices, args.problems, args.threads or (),
-                           not args.no_kernels)
+    threads = [] if args.single_process else args.threads  # None: the default
+    report = aud.run_audit(args.devices, args.problems, threads, not args.no_kernels)
     findings = aud.check(report)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
@@ -179,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                          help="also compare with another machine's report")
     p_audit.add_argument("--devices", nargs="+", metavar="DEVICE",
                          help="devices to audit (default: every usable one)")
-    p_audit.add_argument("--threads", nargs="+", type=_positive, metavar="N",
+    threads = p_audit.add_mutually_exclusive_group()
+    threads.add_argument("--threads", nargs="+", type=_positive, metavar="N",
                          help="repeat the CPU run with NUMBA_NUM_THREADS=N, in a child "
-                              "process each (e.g. --threads 1 8)")
+                              "process each (default: 1, where this process runs more "
+                              "threads; e.g. --threads 1 8)")
+    threads.add_argument("--single-process", action="store_true",
+                         help="no child processes: the CPU at this process's thread count "
+                              "only")
     p_audit.add_argument("--problems", nargs="+", metavar="NAME",
                          help="audit problems to fit (default: all)")
     p_audit.add_argument("--no-kernels", action="store_true",

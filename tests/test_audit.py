@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprogls import audit, cli
+from reprogls import audit, cli, kernels
 from reprogls.audit.bits import BLOCK, decode, encode, ulp_distance
 from tests.cuda_emulator import compiler
 
@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    """This machine's audit: every problem and kernel probe on the CPU."""
-    return audit.run_audit(devices=["cpu"])
+    """This machine's audit: every problem and kernel probe on the CPU, in this process
+    (the thread-count children are tested below)."""
+    return audit.run_audit(devices=["cpu"], threads=[])
 
 
 def test_the_audit_of_this_machine_passes(report):
@@ -169,6 +170,9 @@ def test_cli_writes_a_report_and_compares_two(tmp_path, capsys):
     assert "verdict: every run gives the same bits" in out and f"written to {a}" in out
     assert cli.main(["audit", "--problems", "robust", "--no-kernels", "--against", str(a)]) == 0
     report = json.loads(a.read_text())
+    # by default the CPU run is repeated on one thread, where the process runs more
+    labels = [run["label"] for run in report["runs"]]
+    assert labels[1:] == (["cpu (1 thread)"] if kernels.cpu_threads() > 1 else []), labels
     fit = report["runs"][0]["fits"]["robust"]
     fit["fingerprint"] = "0" * 64
     fit["components"]["llf"] = encode(np.nextafter(decode(fit["components"]["llf"]), 0.0))
@@ -203,6 +207,7 @@ def test_compare_rejects_a_file_that_is_not_a_report(tmp_path, capsys):
 @pytest.mark.gpu
 def test_the_gpu_gives_the_cpu_bits_in_the_audit():
     report = audit.run_audit(devices=["cpu", "cuda:0"], problems=["gram-compensated",
-                                                                  "cg-compensated"])
+                                                                  "cg-compensated"],
+                             threads=[])
     assert [r["label"] for r in report["runs"]][2] == "cuda:0"
     assert audit.check(report) == []

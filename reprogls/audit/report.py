@@ -81,6 +81,13 @@ def _check_devices(devices: Iterable[str] | None) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def default_threads(devices: Sequence[str]) -> list[int]:
+    """The thread counts a CPU audit repeats its run at unless told otherwise: one
+    thread, where the process itself runs more (so that every audit also checks that the
+    bits do not depend on the thread count)."""
+    return [1] if "cpu" in devices and cpu_threads() > 1 else []
+
+
 def _check_threads(threads: Iterable[int]) -> list[int]:
     counts = list(threads)
     bad = [t for t in counts if not isinstance(t, int) or isinstance(t, bool) or t < 1]
@@ -96,8 +103,8 @@ def thread_runs(threads: Iterable[int], problems: Sequence[str], kernels: bool =
     count (Numba fixes its thread pool at start-up, so each count needs a process)."""
     runs = []
     for count in _check_threads(threads):
-        cmd = [sys.executable, "-m", "reprogls", "audit", "--json", "--devices", "cpu",
-               "--problems", *problems]
+        cmd = [sys.executable, "-m", "reprogls", "audit", "--json", "--single-process",
+               "--devices", "cpu", "--problems", *problems]
         if not kernels:
             cmd.append("--no-kernels")
         env = {**os.environ, "NUMBA_NUM_THREADS": str(count)}
@@ -111,7 +118,7 @@ def thread_runs(threads: Iterable[int], problems: Sequence[str], kernels: bool =
 
 
 def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | None = None,
-              threads: Iterable[int] = (), kernels: bool = True) -> dict:
+              threads: Iterable[int] | None = None, kernels: bool = True) -> dict:
     """Run the determinism audit in this process (and one child per entry of ``threads``).
 
     Parameters
@@ -120,8 +127,10 @@ def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | No
         Devices to run on (default: every usable one, :func:`reprogls.available_devices`).
     problems : list of str, optional
         Audit problems to fit (default: all of :data:`reprogls.audit.problems.PROBLEMS`).
-    threads : list of int
-        CPU thread counts to repeat the CPU run at, each in a child process.
+    threads : list of int, optional
+        CPU thread counts to repeat the CPU run at, each in a child process (default:
+        :func:`default_threads`, one thread where this process runs more; ``[]`` for
+        none).
     kernels : bool
         Also run the kernel probes (default True).
 
@@ -132,7 +141,7 @@ def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | No
     """
     names = check_names(problems)
     chosen = _check_devices(devices)
-    counts = _check_threads(threads)
+    counts = _check_threads(default_threads(chosen) if threads is None else threads)
     runs = [spec_run()] if kernels else []
     runs += [device_run(d, names, kernels) for d in chosen]
     if counts:
