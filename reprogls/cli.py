@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                       "against the committed fingerprints",
         description="Fit the canonical audit problems and run every kernel on fixed "
                     "adversarial inputs on each device, and on the CPU again at one thread "
-                    "(or the --threads counts), in a child process; check the kernels against the NumPy spec and the fits "
-                    "against the fingerprints committed with the package. Exit status 1 "
+                    "(or the --threads counts), in a child process; check the kernels "
+                    "against the NumPy spec and the fits against the fingerprints "
+                    "committed with the package. Exit status 1 "
                     "on any divergence. Write the report with --output and compare it "
                     "with another machine's with 'reprogls compare'.")
     p_audit.add_argument("--output", "-o", metavar="FILE", help="write the JSON report here")

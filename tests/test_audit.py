@@ -109,6 +109,7 @@ def test_a_changed_fit_is_named_with_its_components(report):
     other = copy.deepcopy(report)
     fit = other["runs"][1]["fits"]["gram-compensated"]
     fit["components"]["bse"] = _changed(fit["components"]["bse"], 2, flip=3)
+    fit["llf_history"] = _changed(fit["llf_history"], 1)
     fit["fingerprint"] = "f" * 64
     second = copy.deepcopy(other["runs"][1])
     second["label"] = "cpu (copy)"
@@ -118,7 +119,9 @@ def test_a_changed_fit_is_named_with_its_components(report):
     assert [f.where for f in found] == ["fit gram-compensated"] * 2
     golden_line, pair_line = sorted(found, key=lambda f: "committed" not in f.detail)
     assert "is not the committed" in golden_line.detail
-    assert pair_line.detail.startswith("cpu (2 threads) vs cpu (copy): bse: 1 of ")
+    label = report["runs"][1]["label"]
+    assert pair_line.detail.startswith(f"{label} vs cpu (copy): the log-likelihood first "
+                                       "parts after sweep 2; bse: 1 of ")
     assert "first at [2]" in pair_line.detail and "params" not in pair_line.detail
 
 

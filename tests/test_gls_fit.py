@@ -569,6 +569,24 @@ def test_non_convergence_warns_not_raises():
     with pytest.warns(gls.ConvergenceWarning):
         res = gls.fit(Xs, Y, rank=2, max_iter=1, tol=1e-15)
     assert not res.converged
+    assert len(res.llf_history) == 1
+
+
+@pytest.mark.parametrize("solver", ["gram", "cg"])
+def test_llf_history_is_the_convergence_path(solver):
+    """One log-likelihood per sweep; the alternating maximisation raises it every sweep;
+    the last entry is llf itself (with the last CG finished, the same to ~1e-9)."""
+    Xs, Y, _, F, d = simulate(N=700, K=6, seed=11)
+    res = gls.fit(Xs, Y, rank=2, beta_solver=solver, tol=1e-12)
+    path = np.array(res.llf_history)
+    assert res.converged and path.size == res.n_iter >= 3
+    assert (np.diff(path) > 0).all(), path
+    if solver == "gram":
+        assert path[-1] == res.llf
+    else:
+        assert abs(path[-1] - res.llf) <= 1e-9 * abs(res.llf)
+    fixed = gls.fit(Xs, Y, sigma=(F, d))
+    assert fixed.llf_history == (fixed.llf,) and fixed.n_iter == 1
 
 
 def test_bad_arguments():

@@ -89,11 +89,15 @@ class ArrayDifference:
         Number of differing elements (None when only block digests were compared).
     max_ulp : int or None
         Largest ulp distance (``-1`` if a NaN meets a number; None without values).
+    first : tuple of int or None
+        Index of the first differing element (None without values, or for shapes that
+        differ).
     """
 
     detail: str
     differing: int | None
     max_ulp: int | None
+    first: tuple[int, ...] | None = None
 
 
 def _bits(x: float) -> str:
@@ -127,4 +131,4 @@ def difference(a: dict, b: dict) -> ArrayDifference | None:
         f"{len(where)} of {va.size} elements differ ({shown}); first at [{index}]: "
         f"{x!r} ({_bits(x)}) vs {y!r} ({_bits(y)})" if va.ndim else
         f"{x!r} ({_bits(x)}) vs {y!r} ({_bits(y)}) ({shown})",
-        len(where), max_ulp)
+        len(where), max_ulp, first)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bits import difference
+import numpy as np
+
+from .bits import decode, difference
 
 #: Fields of the environment worth naming when two reports differ in them.
 _ENVIRONMENT_FIELDS = ("reprogls", "cro_version", "python", "numpy", "numba", "llvmlite",
@@ -54,6 +56,22 @@ def _kernel_findings(base: dict, other: dict, base_name: str, other_name: str):
                               f"{base_name} vs {other_name}: {diff.detail}")
 
 
+def _first_parting_sweep(a: dict, b: dict) -> int | None:
+    """The first sweep (from 1) after which two fits' log-likelihoods differ in their
+    bits, or the sweep after the shorter run's last where one path extends the other;
+    None where the paths are equal or were not stored."""
+    if "llf_history" not in a or "llf_history" not in b:
+        return None
+    pa, pb = decode(a["llf_history"]), decode(b["llf_history"])
+    if pa is None or pb is None:
+        return None
+    n = min(pa.size, pb.size)
+    parted = np.flatnonzero(pa[:n].view(np.uint64) != pb[:n].view(np.uint64))
+    if parted.size:
+        return int(parted[0]) + 1
+    return n + 1 if pa.size != pb.size else None
+
+
 def _fit_findings(base: dict, other: dict, base_name: str, other_name: str):
     for name, a in base["fits"].items():
         b = other["fits"].get(name)
@@ -61,6 +79,9 @@ def _fit_findings(base: dict, other: dict, base_name: str, other_name: str):
             continue
         parts = [] if a["n_iter"] == b["n_iter"] else [
             f"iterations {a['n_iter']} vs {b['n_iter']} (control flow parted)"]
+        sweep = _first_parting_sweep(a, b)
+        if sweep is not None:
+            parts.append(f"the log-likelihood first parts after sweep {sweep}")
         for key, entry in a["components"].items():
             diff = difference(entry, b["components"][key])
             if diff is not None:

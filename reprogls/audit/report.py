@@ -1,5 +1,5 @@
 """Run the determinism audit: the audit problems' fits and the kernel probes on every
-device (and, on request, at several CPU thread counts), stored bit for bit.
+device (and again at other CPU thread counts, in child processes), stored bit for bit.
 
 A report is a JSON-ready dict::
 
@@ -9,10 +9,12 @@ A report is a JSON-ready dict::
      "runs": [run, ...]}
 
 and a run is ``{"label", "device", "threads", "fits", "kernels"}``: ``fits`` maps each
-problem to its fingerprint, iteration count and the stored bits of params, F, d, llf and
-bse (:func:`reprogls.audit.bits.encode`); ``kernels`` maps each probe to its stored
-results. The first run is ``"spec"``: the kernel probes in the NumPy reference (no fits),
-which every device must equal. :mod:`reprogls.audit.compare` reads reports.
+problem to its fingerprint, iteration count, log-likelihood after each sweep
+(``llf_history``: where two runs part, its first differing entry is the first sweep that
+differs) and the stored bits of params, F, d, llf and bse
+(:func:`reprogls.audit.bits.encode`); ``kernels`` maps each probe to its stored results.
+The first run is ``"spec"``: the kernel probes in the NumPy reference (no fits), which
+every device must equal. :mod:`reprogls.audit.compare` reads reports.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def _fits(device: str, names: list[str]) -> dict:
         res = fit_problem(name, device)
         out[name] = {"fingerprint": res.fingerprint, "n_iter": int(res.n_iter),
                      "converged": bool(res.converged),
+                     "llf_history": encode(res.llf_history),
                      "seconds": round(time.perf_counter() - t0, 3),
                      "components": {"params": encode(res.params), "F": encode(res.F),
                                     "d": encode(res.d), "llf": encode(res.llf),

@@ -21,7 +21,10 @@ class GLSResult:
     Attributes follow statsmodels/linearmodels: ``params`` (P,), ``bse``, ``tvalues``,
     ``pvalues`` (normal reference distribution), ``llf``, ``aic``, ``bic``, ``nobs``,
     ``resid`` and ``fittedvalues`` (N, K), the covariance factors ``F`` (K, k) and ``d``
-    (K,), ``n_iter``, ``converged``, ``device``, ``fingerprint``.
+    (K,), ``n_iter``, ``converged``, ``device``, ``fingerprint``, and ``llf_history``:
+    the log-likelihood after each sweep, in order (the convergence path; with ``sigma``
+    fixed, the one GLS step's). ``llf`` is the last entry, except where the last sweep's
+    CG had stopped early and was finished at the final Sigma before the fit returned.
     """
 
     params: np.ndarray
@@ -41,6 +44,7 @@ class GLSResult:
     regressor_names: list[list[str]]
     cov_type: str = "plugin"
     added_constant: tuple[bool, ...] = ()  # per equation: add_constant prepended 'const'
+    llf_history: tuple[float, ...] = ()
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
