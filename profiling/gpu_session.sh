@@ -60,12 +60,12 @@ if [ $emulator = 1 ]; then
     tests=(-m gpu -k "golden and gram-compensated")  # (the whole suite runs in CI anyway)
     fit_sizes=(S)
     repeat=1
-    audit_args='"--devices", "cpu", "cuda:0", "--problems", "gram-compensated", '  # quick
+    audit_args=(--devices cpu cuda:0 --problems gram-compensated)  # quick
 else
     tests=(-m gpu)
     fit_sizes=(S M L)
     repeat=3
-    audit_args=""
+    audit_args=()
 fi
 
 # 1. sanity: the versions, the card, and one call per device (compiles the CPU kernels)
@@ -110,9 +110,9 @@ if os.environ.get("REPROGLS_CUDA_EMULATOR"):
     from tests import cuda_emulator
     cuda_emulator.install()
 from reprogls import cli
-sys.exit(cli.main(["audit", %s"--threads", "1", "--output", sys.argv[1]]))
+sys.exit(cli.main(["audit", "--threads", "1", "--output", *sys.argv[1:]]))
 '
-step audit 90 "$PY" -c "$(printf "$audit" "$audit_args")" "$OUT/audit.json"
+step audit 90 "$PY" -c "$audit" "$OUT/audit.json" ${audit_args[@]+"${audit_args[@]}"}
 cat "$OUT/audit.log" >> "$summary" && rm -f "$OUT/audit.log"
 
 # 4. fits on the GPU against the CPU (without SEs: S, M, L; with: S, M; one log)

@@ -121,8 +121,9 @@ def audit(args: argparse.Namespace) -> int:
             print(f"report written to {args.output}")
     if args.against:
         other = aud.load(args.against)
-        cross = [f for f in aud.compare(other, report, (args.against, "this machine"))
-                 if not f.detail.startswith("this machine: ")]  # already listed above
+        # (this machine's own findings are listed above)
+        cross = (aud.between(other, report, (args.against, "this machine"))
+                 + aud.labelled(aud.check(other), args.against))
         print(f"\nagainst {args.against}:")
         print("\n".join(str(f) for f in cross) or "the same bits everywhere")
         findings += cross

@@ -12,9 +12,9 @@ committed fingerprints and against each other); ``reprogls compare A.json B.json
 array element and ulp distance at which they part.
 """
 
-from .compare import Finding, check, compare, summary
+from .compare import Finding, between, check, compare, labelled, summary
 from .problems import PROBLEMS, fingerprints, golden
 from .report import FORMAT, load, run_audit
 
-__all__ = ["FORMAT", "PROBLEMS", "Finding", "check", "compare", "fingerprints", "golden",
-           "load", "run_audit", "summary"]
+__all__ = ["FORMAT", "PROBLEMS", "Finding", "between", "check", "compare", "fingerprints",
+           "golden", "labelled", "load", "run_audit", "summary"]

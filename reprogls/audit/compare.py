@@ -120,14 +120,24 @@ def check(report: dict) -> list[Finding]:
                                         f" is not the committed {want[:16]}"))
     for run in runs[1:]:
         findings += _fit_findings(runs[0], run, runs[0]["label"], run["label"])
+    return _ordered(findings)
+
+
+def _ordered(findings: list[Finding]) -> list[Finding]:
+    """Environment and kernel findings first (the kernels are where a divergence
+    begins), then the fits; by place within each."""
     return sorted(findings, key=lambda f: (not f.where.startswith(("environment", "kernel")),
                                            f.where))
 
 
-def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Finding]:
-    """Findings between two reports (two machines, say): environment differences (notes),
-    B's spec against A's, and every device run of B against A's first device run; then
-    each report's own :func:`check`."""
+def labelled(findings: list[Finding], name: str) -> list[Finding]:
+    """``findings`` with ``name: `` before each detail (whose report they are)."""
+    return [Finding(f.divergence, f.where, f"{name}: {f.detail}") for f in findings]
+
+
+def between(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Finding]:
+    """Findings between two reports only: environment differences (notes), B's spec
+    against A's, and every device run of B against A's first device run."""
     na, nb = names
     findings = []
     cpu_a, cpu_b = a["environment"].get("cpu", {}), b["environment"].get("cpu", {})
@@ -152,10 +162,14 @@ def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Findi
                                          f"{run['label']} {nb}")
             findings += _fit_findings(base, run, f"{base['label']} {na}",
                                       f"{run['label']} {nb}")
-    findings += [Finding(f.divergence, f.where, f"{na}: {f.detail}") for f in check(a)]
-    findings += [Finding(f.divergence, f.where, f"{nb}: {f.detail}") for f in check(b)]
-    return sorted(findings, key=lambda f: (not f.where.startswith(("environment", "kernel")),
-                                           f.where))
+    return _ordered(findings)
+
+
+def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Finding]:
+    """Findings of two reports (two machines, say): those :func:`between` them, then each
+    report's own :func:`check`, labelled with its name."""
+    return _ordered(between(a, b, names) + labelled(check(a), names[0])
+                    + labelled(check(b), names[1]))
 
 
 def summary(report: dict, findings: list[Finding]) -> str:
