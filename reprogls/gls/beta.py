@@ -26,8 +26,8 @@ from ._dense import mirror_lower
 from ._resident import resident_solve
 from .precondition import CoupledPreconditioner, pack_block_factors
 
-__all__ = ["normal_matrix", "rhs", "rhs_and_residual", "solve_cg", "solve_dense",
-           "whitened_rmatvecs"]
+__all__ = ["normal_matrix", "normal_operator", "rhs", "rhs_and_residual", "solve_cg",
+           "solve_dense", "whitened_rmatvecs"]
 
 
 def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str,
@@ -106,6 +106,17 @@ def solve_dense(L: np.ndarray, b: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+def normal_operator(X, offsets, factor: WoodburyFactor, ridge: float, device: str):
+    """``v -> A v = X^T vec((X v) Sigma^-1) + ridge v``: the fused normal operator (one
+    pass over X), then ``fl(out + fl(ridge * v))`` elementwise when ``ridge > 0``."""
+
+    def apply_A(v):
+        out = sur_normal_matvec(X, offsets, factor, v, device)
+        return out + ridge * v if ridge else out
+
+    return apply_A
+
+
 def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_diag,
              ridge: float, tol: float, max_iter: int, device: str,
              reduction: float = 0.0, r0: np.ndarray | None = None,
@@ -134,10 +145,7 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
         ``||r|| <= tol ||b||`` (running out of ``max_iter`` steps counts as finished).
     """
     mode = factor.mode
-
-    def apply_A(v):
-        out = sur_normal_matvec(X, offsets, factor, v, device)
-        return out + ridge * v if ridge else out
+    apply_A = normal_operator(X, offsets, factor, ridge, device)
 
     # the block-Jacobi preconditioner z_j = (Sinv_jj X_j^T X_j)^-1 r_j from the blocks'
     # Cholesky factors, packed once for the compiled per-block solves

@@ -45,6 +45,10 @@ class LowRankGLS:
         Fix ``Sigma = F F^T + diag(d)``: one GLS step.
     ridge : float
         L2 penalty on the coefficients.
+    l1 : float or array_like (P,)
+        L1 penalty on the coefficients (with ``ridge``: the elastic net).
+    bounds : tuple (lo, hi), optional
+        Box constraints on the coefficients.
     tol, max_iter, beta_solver, cg_tol, cg_max_iter, sigma_step, min_uniqueness, cov_type,
     mode, device
         As in :func:`reprogls.gls.fit`.
@@ -77,14 +81,17 @@ class LowRankGLS:
     """
 
     def __init__(self, rank: int = 1, *, add_constant: bool = False, sigma=None,
-                 ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
-                 beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
-                 sigma_step: str = "auto", min_uniqueness: float = 1e-8,
-                 cov_type: str = "plugin", mode: str = "compensated", device: str = "auto"):
+                 ridge: float = 0.0, l1=0.0, bounds=None, tol: float = 1e-8,
+                 max_iter: int = 200, beta_solver: str = "auto", cg_tol: float = 1e-10,
+                 cg_max_iter: int = 500, sigma_step: str = "auto",
+                 min_uniqueness: float = 1e-8, cov_type: str | None = None,
+                 mode: str = "compensated", device: str = "auto"):
         self.rank = rank
         self.add_constant = add_constant
         self.sigma = sigma
         self.ridge = ridge
+        self.l1 = l1
+        self.bounds = bounds
         self.tol = tol
         self.max_iter = max_iter
         self.beta_solver = beta_solver

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels import dot, gemv_t, sur_rmatvec, woodbury_factor, woodbury_logdet
+from ..kernels import dot, gemv, gemv_t, sur_rmatvec, woodbury_factor, woodbury_logdet
 from ..kernels.cpu.pages import fresh
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
@@ -41,6 +41,7 @@ from ._resident import (
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
+from .penalty import make_penalty, penalty_value, solve_penalised
 from .precondition import design_coupling
 from .results import GLSResult
 from .sigma import (
@@ -212,9 +213,9 @@ def _warn_exact_fits(d: np.ndarray, y_moments: np.ndarray, names: list[str]) -> 
 
 
 def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
-        ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 200,
+        ridge: float = 0.0, l1=0.0, bounds=None, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
-        sigma_step: str = "auto", min_uniqueness: float = 1e-8, cov_type: str = "plugin",
+        sigma_step: str = "auto", min_uniqueness: float = 1e-8, cov_type: str | None = None,
         mode: str = "compensated", device: str = "auto") -> GLSResult:
     """Fit a SUR system with a low-rank-plus-diagonal error covariance.
 
@@ -232,7 +233,24 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         Fix ``Sigma = F F^T + diag(d)`` (``F`` (K, k), ``0 <= k <= K``; ``d`` (K,),
         positive): one GLS step, no Sigma-step; ``rank`` is then ignored.
     ridge : float
-        L2 penalty on beta (0 by default).
+        L2 penalty on beta (0 by default): ``ridge / 2 ||beta||^2`` is added to the
+        negative log-likelihood (every coefficient, constants included).
+    l1 : float or array_like (P,)
+        L1 penalty ``sum_m l1_m |beta_m|`` added to the negative log-likelihood (0 by
+        default); with ``ridge`` the elastic net. A scalar applies to every coefficient
+        except the constants ``add_constant=True`` added (unpenalised, as scikit-learn's
+        ``fit_intercept``); an array gives each coefficient's weight in the order of
+        ``params`` (0 leaves it unpenalised). Coefficients it sets to zero are exactly
+        ``0.0``.
+    bounds : tuple (lo, hi), optional
+        Box constraints ``lo <= beta <= hi``, each a scalar or an array (P,); ``None`` or
+        ``-inf``/``inf`` for no bound (``(0, None)``: non-negative coefficients). Scalars
+        skip the added constants, as ``l1``.
+        With ``l1`` or ``bounds`` the beta-step is the penalised GLS solved by an
+        accelerated proximal gradient method (FISTA with restarts, :mod:`.penalty`) on
+        the dense normal matrix or the fused operator (``beta_solver``), to ``cg_tol``
+        within ``cg_max_iter`` iterations per step; the Sigma-step is unchanged, so the
+        fit maximises the penalised likelihood.
     tol, max_iter : float, int
         Stop when the relative change of the negative log-likelihood is <= tol:
         ``|nll_prev - nll| <= tol * max(|nll|, N K)``. (Changes of the likelihood do not
@@ -257,8 +275,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         residuals, ``M Q = D^-1/2 E^T (E D^-1/2 Q) / N`` (``O(N K k)`` per product, no
         K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``. The two give
         different bits; each is deterministic.
-    cov_type : {"plugin", "robust", "none"}
-        ``"plugin"``: inverse GLS normal matrix ``A^-1`` at the estimated Sigma;
+    cov_type : {"plugin", "robust", "none"}, optional
+        Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
+        ``bounds``, where neither covariance is valid (``"plugin"``/``"robust"`` are
+        refused there). ``"plugin"``: inverse GLS normal matrix ``A^-1`` at the estimated Sigma;
         ``"robust"``: the sandwich ``A^-1 B A^-1`` clustered by observation across
         equations (:mod:`.covariance`); ``"none"``: skip standard errors (``bse`` is
         NaN). Both need the P x P matrix ``X^T X`` (one pass, ``O(N P^2)``) and an
@@ -280,7 +300,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     Warns
     -----
     ConvergenceWarning
-        ``max_iter`` sweeps ran out before ``tol`` was reached (``converged=False``).
+        ``max_iter`` sweeps ran out before ``tol`` was reached (``converged=False``); or
+        (``l1``/``bounds``) the last penalised beta-step ran out of ``cg_max_iter``
+        iterations before ``cg_tol``.
     ExactFitWarning
         An equation's regressors fit its ``y`` exactly (its residual variance is below
         ``1e-12 mean(y_j^2)``, e.g. ``y_j`` among them): ``d_j`` is held at that floor.
@@ -293,7 +315,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     if sigma_step not in ("auto", "moment", "residuals"):
         raise ValueError("sigma_step must be 'auto', 'moment' or 'residuals', got "
                          f"{sigma_step!r}")
-    if cov_type not in ("plugin", "robust", "none"):
+    if cov_type not in (None, "plugin", "robust", "none"):
         raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
     min_uniqueness = check_real("min_uniqueness", min_uniqueness, low=0.0, high=1.0,
@@ -310,6 +332,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     K, N = data.n_equations, data.nobs
     X, offsets, Yd = data.X, data.offsets, data.Y
     P = X.shape[1]
+    constant_columns = np.zeros(P, dtype=bool)
+    constant_columns[offsets[:-1][np.asarray(data.added_constant, dtype=bool)]] = True
+    penalty = make_penalty(l1, bounds, P, constant_columns)
+    if cov_type is None:
+        cov_type = "plugin" if penalty is None else "none"
+    elif penalty is not None and cov_type != "none":
+        raise ValueError(f"cov_type={cov_type!r} is not valid for a fit with l1 or bounds: "
+                         "the covariance of a penalised or constrained estimate is not the "
+                         "inverse normal matrix; pass cov_type='none' (or leave it out)")
     # a fixed Sigma, validated against the K equations before any work (a mismatched F
     # once reached the kernels, which trust their inputs, and corrupted memory)
     fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
@@ -341,6 +372,30 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # the gram solver's last Cholesky factor of A and the Sigma it was formed at: the
     # plug-in covariance at that Sigma inverts the same A (one P^3 / 6 factorisation less)
     normal_factor: dict = {}
+    # the penalised solves: the last one's step bound L (the next starts from it) and
+    # whether it reached cg_tol
+    penalised: dict = {}
+    if penalty is not None:
+        eq_of_column = np.repeat(np.arange(K), np.diff(offsets))
+        gram_diagonal = np.concatenate([np.diag(g) for g in grams])
+
+    def penalised_beta(factor, beta0, b, reduction):
+        """The L1/box beta-step (:mod:`.penalty`) on the dense normal matrix (gram) or the
+        fused operator (cg); the diagonal of A has the same bits either way."""
+        if solver == "gram":
+            A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
+            diag_A = np.diag(A).copy()
+            apply_A = lambda v: gemv(A, v, mode, "cpu")  # noqa: E731
+        else:
+            Sinv_diag = np.diag(beta_step.sigma_inverse(factor))
+            diag_A = gram_diagonal * Sinv_diag[eq_of_column]
+            diag_A = diag_A + ridge if ridge else diag_A
+            apply_A = beta_step.normal_operator(Xk, offsets, factor, ridge, dev)
+        solved = solve_penalised(apply_A, b, diag_A, penalty, beta0, mode, cg_tol,
+                                 cg_max_iter, reduction, penalised.get("lipschitz"))
+        penalised.update(lipschitz=solved.lipschitz, reached_tol=solved.reached_tol,
+                         stalled=solved.stalled, residual=solved.residual)
+        return solved.beta, b, solved.finished
 
     def gls_beta(factor, beta0, b=None, reduction=0.0, r0=None):
         """GLS beta given Sigma (``b``: the right-hand side if already formed; ``r0``:
@@ -348,6 +403,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ``finished`` is false when the CG stopped early by ``reduction`` (always true for
         the direct solver)."""
         b = beta_step.rhs(Xk, offsets, Yk, factor, dev) if b is None else b
+        if penalty is not None:
+            return penalised_beta(factor, beta0, b, reduction)
         if solver == "gram":
             L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
                                    mode)
@@ -400,11 +457,14 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             spare = (None, None)
             nll = -loglik(E, factor, dev)
             history.append(float(-nll))
+            # what the sweeps minimise: the nll, plus the penalty with l1 / bounds
+            objective = nll if penalty is None else nll + penalty_value(penalty, beta, ridge,
+                                                                         mode)
             # (relative to |nll|, floored at N K: the nll's zero depends on Y's units)
-            converged = abs(nll_prev - nll) <= tol * max(abs(nll), N * K)
+            converged = abs(nll_prev - objective) <= tol * max(abs(objective), N * K)
             if converged:
                 break
-            nll_prev = nll
+            nll_prev = objective
         if not finished:  # the last solve stopped early: finish it at the final Sigma
             spare, E, fitted = (fitted, E), None, None
             beta = gls_beta(factor, beta, b)[0]
@@ -416,6 +476,18 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
         _warn_exact_fits(d, y_moments, data.equation_names)
+    if penalised and penalised["stalled"]:
+        warnings.warn("the penalised beta-step stalled at a gradient-mapping norm "
+                      f"{penalised['residual']:.2e} relative to ||b||, above cg_tol={cg_tol}: "
+                      "the rounding level of the fused normal operator at this Sigma (a "
+                      f"uniqueness near zero: min d = {float(np.min(factor.d)):.2e}); "
+                      "beta_solver='gram' (a fixed normal matrix) solves it further",
+                      ConvergenceWarning, stacklevel=2)
+    elif penalised and not penalised["reached_tol"]:
+        warnings.warn(f"the penalised beta-step stopped after cg_max_iter={cg_max_iter} "
+                      f"iterations at a gradient-mapping norm {penalised['residual']:.2e} "
+                      f"relative to ||b|| (cg_tol={cg_tol}); raise cg_max_iter",
+                      ConvergenceWarning, stacklevel=2)
 
     # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
     if cov_type == "none":
