@@ -238,6 +238,11 @@ def test_the_estimator_class_takes_the_penalties():
     direct = gls.fit(Xs, Y, rank=1, l1=25.0, bounds=(-2, 2))
     assert model.result_.fingerprint == direct.fingerprint
     assert "l1=25.0" in repr(model)
+    assert model.result_.penalty == "l1=25, bounds"
+    assert "Penalty: l1=25, bounds" in model.result_.summary()
+    assert gls.fit(Xs, Y, rank=1, l1=np.arange(12.0), ridge=0.5).penalty == \
+        "l1 (per coefficient), ridge=0.5"
+    assert "Penalty" not in gls.fit(Xs, Y, rank=1).summary()
 
 
 _CHILD = """

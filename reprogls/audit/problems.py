@@ -13,8 +13,9 @@ the commit::
 
 Together the problems take every branch that decides bits: the Gram and CG beta-steps,
 both reduction modes, the moment and residual Sigma-steps, plug-in and robust standard
-errors, ridge, added constants, equations of different widths and a design large enough
-(17000 x 160) for the kernels to split their work across threads.
+errors, ridge, added constants, equations of different widths, the L1-penalised and
+box-constrained beta-step on either operator (:mod:`reprogls.gls.penalty`) and a design
+large enough (17000 x 160) for the kernels to split their work across threads.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
                 {"rank": 3, "beta_solver": "cg", "cov_type": "none"}),
     "unequal-cg-constant": (_unequal_shared,
                             {"rank": 2, "beta_solver": "cg", "add_constant": True}),
+    # (exact zeros and coefficients at a bound in both)
+    "penalised-gram": (_small, {"rank": 2, "beta_solver": "gram", "l1": 150.0,
+                                "bounds": (-0.8, 0.8)}),
+    "penalised-cg-plain": (_unequal_shared,
+                           {"rank": 2, "beta_solver": "cg", "add_constant": True,
+                            "l1": 150.0, "ridge": 5.0, "bounds": (-0.8, None),
+                            "mode": "plain"}),
 }
 
 

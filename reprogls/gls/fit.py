@@ -41,7 +41,7 @@ from ._resident import (
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
-from .penalty import make_penalty, penalty_value, solve_penalised
+from .penalty import describe, make_penalty, penalty_value, solve_penalised
 from .precondition import design_coupling
 from .results import GLSResult
 from .sigma import (
@@ -506,4 +506,5 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                      converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
                      regressor_names=data.regressor_names, cov_type=cov_type,
-                     added_constant=data.added_constant, llf_history=tuple(history))
+                     added_constant=data.added_constant, llf_history=tuple(history),
+                     penalty=describe(penalty, ridge))

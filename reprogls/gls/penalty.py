@@ -48,7 +48,8 @@ import numpy as np
 
 from ..kernels import dot, fista_step
 
-__all__ = ["PenalisedSolve", "Penalty", "make_penalty", "penalty_value", "solve_penalised"]
+__all__ = ["PenalisedSolve", "Penalty", "describe", "make_penalty", "penalty_value",
+           "solve_penalised"]
 
 #: Power-iteration steps for the first estimate of the largest eigenvalue of ``A~``.
 POWER_STEPS = 12
@@ -140,6 +141,20 @@ def make_penalty(l1: Any, bounds: Any, P: int, constant_columns: np.ndarray) -> 
     if not np.any(weights) and np.all(lo == -np.inf) and np.all(hi == np.inf):
         return None
     return Penalty(l1=weights, lo=lo, hi=hi)
+
+
+def describe(penalty: Penalty | None, ridge: float) -> str:
+    """The penalty in a few words for the summary: ``"l1=50, ridge=10, bounds"``; a
+    per-coefficient ``l1`` is ``"l1 (per coefficient)"``; ``""`` for none."""
+    parts = []
+    if penalty is not None and np.any(penalty.l1):
+        weights = np.unique(penalty.l1[penalty.l1 != 0])
+        parts.append(f"l1={weights[0]:g}" if weights.size == 1 else "l1 (per coefficient)")
+    if ridge:
+        parts.append(f"ridge={ridge:g}")
+    if penalty is not None and (np.any(penalty.lo > -np.inf) or np.any(penalty.hi < np.inf)):
+        parts.append("bounds")
+    return ", ".join(parts)
 
 
 def penalty_value(penalty: Penalty, beta: np.ndarray, ridge: float, mode: str) -> float:

@@ -25,6 +25,8 @@ class GLSResult:
     the log-likelihood after each sweep, in order (the convergence path; with ``sigma``
     fixed, the one GLS step's). ``llf`` is the last entry, except where the last sweep's
     CG had stopped early and was finished at the final Sigma before the fit returned.
+    ``llf`` is the log-likelihood without the penalty; ``penalty`` names the penalty
+    (``"l1=50, ridge=10, bounds"``; ``""`` for none).
     """
 
     params: np.ndarray
@@ -45,6 +47,7 @@ class GLSResult:
     cov_type: str = "plugin"
     added_constant: tuple[bool, ...] = ()  # per equation: add_constant prepended 'const'
     llf_history: tuple[float, ...] = ()
+    penalty: str = ""  # e.g. "l1=50, ridge=10, bounds" ("" for none); in the summary
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -227,6 +230,8 @@ class GLSResult:
                   ("Iterations", str(self.n_iter)), ("Device", self.device),
                   ("Mode", self.mode), ("Covariance", self.cov_type),
                   ("Fingerprint", self.fingerprint[:16])]
+        if self.penalty:
+            header.append(("Penalty", self.penalty))
         tables = [EquationTable(name, float(self.equation(j)["rsquared"]), rows)
                   for j, (name, rows) in enumerate(zip(self.equation_names,
                                                        self._coefficient_rows(0.05),
