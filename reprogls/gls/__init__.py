@@ -1,8 +1,9 @@
 """Low-rank GLS / SUR estimator: ``from reprogls import gls; res = gls.fit(Xs, Y, rank=k)``.
 
 Modules: :mod:`.data` (validation, packing), :mod:`.ols` (Gram blocks, OLS), :mod:`.beta`
-(GLS given Sigma), :mod:`.sigma` (factor analysis), :mod:`.fit`, :mod:`.results`,
-:mod:`.estimator` (the scikit-learn style :class:`LowRankGLS`).
+(GLS given Sigma), :mod:`.penalty` (the L1 / box beta-step), :mod:`.sigma` (factor
+analysis), :mod:`.fit`, :mod:`.results`, :mod:`.estimator` (the scikit-learn style
+:class:`LowRankGLS`).
 """
 
 from __future__ import annotations
