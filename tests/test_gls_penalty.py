@@ -229,6 +229,20 @@ def test_make_penalty_copies_and_does_not_touch_the_callers_arrays():
     assert np.array_equal(weights, before[0]) and np.array_equal(lo, before[1])
     # a scalar upper bound skips the constant column, arrays do not
     assert penalty.hi.tolist() == [np.inf, 5.0, 5.0]
+    # bounds as a (2, P) array; a coefficient pinned by lo = hi
+    pinned = make_penalty(0.0, np.array([[-1.0, 0.5, 0.0], [1.0, 0.5, np.inf]]), 3,
+                          np.zeros(3, dtype=bool))
+    assert pinned.lo.tolist() == [-1.0, 0.5, 0.0] and pinned.hi.tolist() == [1.0, 0.5, np.inf]
+
+
+def test_a_coefficient_pinned_by_equal_bounds_keeps_its_value():
+    Xs, Y, *_ = simulate(N=200, K=3, p=2, k=1, seed=3)
+    lo, hi = np.full(6, -np.inf), np.full(6, np.inf)
+    lo[2] = hi[2] = 0.3
+    lo[4] = hi[4] = 0.0
+    res = gls.fit(Xs, Y, rank=1, bounds=(lo, hi), l1=1.0)
+    assert res.params[2] == 0.3 and res.params[4] == 0.0
+    assert np.count_nonzero(res.params) == 5
 
 
 def test_the_estimator_class_takes_the_penalties():

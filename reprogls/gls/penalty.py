@@ -120,14 +120,14 @@ def make_penalty(l1: Any, bounds: Any, P: int, constant_columns: np.ndarray) -> 
     if bounds is None:
         lo, hi = np.full(P, -np.inf), np.full(P, np.inf)
     else:
-        if isinstance(bounds, str | bytes) or not isinstance(bounds, Sequence) \
+        if isinstance(bounds, str | bytes) or not isinstance(bounds, Sequence | np.ndarray) \
                 or len(bounds) != 2:
             raise TypeError("bounds must be a pair (lo, hi) of scalars or arrays of P = "
                             f"{P} values (None or +-inf for no bound), got "
                             f"{type(bounds).__name__}")
-        lo, hi = (_per_coefficient(f"bounds[{i}]", -np.inf * (1 - 2 * i) if v is None else v,
-                                   P, penalised, -np.inf * (1 - 2 * i))
-                  for i, v in enumerate(bounds))
+        lo, hi = (_per_coefficient(f"bounds[{i}]", none if v is None else v, P, penalised,
+                                   none)
+                  for i, (v, none) in enumerate(zip(bounds, (-np.inf, np.inf), strict=True)))
         for name, arr in (("lo", lo), ("hi", hi)):
             if np.any(np.isnan(arr)):
                 raise ValueError(f"bounds: {name} holds NaN at coefficient "
