@@ -15,7 +15,7 @@ import pytest
 
 from reprogls import gls
 from reprogls.gls import LowRankGLS
-from reprogls.gls.penalty import make_penalty
+from reprogls.gls.penalty import free_coefficients, make_penalty
 from tests.test_gls_fit import ROOT, simulate, whitened_stack
 
 
@@ -233,6 +233,22 @@ def test_make_penalty_copies_and_does_not_touch_the_callers_arrays():
     pinned = make_penalty(0.0, np.array([[-1.0, 0.5, 0.0], [1.0, 0.5, np.inf]]), 3,
                           np.zeros(3, dtype=bool))
     assert pinned.lo.tolist() == [-1.0, 0.5, 0.0] and pinned.hi.tolist() == [1.0, 0.5, np.inf]
+
+
+def test_aic_counts_the_coefficients_the_penalty_leaves_free():
+    """``df_model`` counts a coefficient unless the L1 term zeroed it or a bound holds it
+    (an unpenalised coefficient that happens to be zero still counts)."""
+    Xs, Y, *_ = simulate(N=400, K=5, p=4, k=2, seed=10)
+    plain = gls.fit(Xs, Y, rank=2)
+    res = gls.fit(Xs, Y, rank=2, l1=40.0, bounds=(-1.0, 1.0))
+    held = np.count_nonzero((res.params == 0) | (np.abs(res.params) == 1.0))
+    assert held >= 3 and res.free_coefficients == res.params.size - held
+    assert plain.df_model - res.df_model == held
+    assert res.aic == -2 * res.llf + 2 * res.df_model
+    # a zero where l1_m = 0 is a free coefficient that happens to be zero
+    penalty = make_penalty(np.array([0.0, 1.0, 1.0]), (-1.0, 1.0), 3, np.zeros(3, bool))
+    assert free_coefficients(penalty, np.array([0.0, 0.0, 0.5])) == 2
+    assert free_coefficients(penalty, np.array([0.0, 0.5, 1.0])) == 2
 
 
 def test_a_coefficient_pinned_by_equal_bounds_keeps_its_value():

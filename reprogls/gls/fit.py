@@ -41,7 +41,13 @@ from ._resident import (
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
-from .penalty import describe, make_penalty, penalty_value, solve_penalised
+from .penalty import (
+    describe,
+    free_coefficients,
+    make_penalty,
+    penalty_value,
+    solve_penalised,
+)
 from .precondition import design_coupling
 from .results import GLSResult
 from .sigma import (
@@ -507,4 +513,6 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,
                      regressor_names=data.regressor_names, cov_type=cov_type,
                      added_constant=data.added_constant, llf_history=tuple(history),
-                     penalty=describe(penalty, ridge))
+                     penalty=describe(penalty, ridge),
+                     free_coefficients=(None if penalty is None
+                                        else free_coefficients(penalty, beta)))

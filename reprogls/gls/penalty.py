@@ -48,8 +48,8 @@ import numpy as np
 
 from ..kernels import dot, fista_step
 
-__all__ = ["PenalisedSolve", "Penalty", "describe", "make_penalty", "penalty_value",
-           "solve_penalised"]
+__all__ = ["PenalisedSolve", "Penalty", "describe", "free_coefficients", "make_penalty",
+           "penalty_value", "solve_penalised"]
 
 #: Power-iteration steps for the first estimate of the largest eigenvalue of ``A~``.
 POWER_STEPS = 12
@@ -155,6 +155,13 @@ def describe(penalty: Penalty | None, ridge: float) -> str:
     if penalty is not None and (np.any(penalty.lo > -np.inf) or np.any(penalty.hi < np.inf)):
         parts.append("bounds")
     return ", ".join(parts)
+
+
+def free_coefficients(penalty: Penalty, beta: np.ndarray) -> int:
+    """How many coefficients are neither an L1 zero (``beta_m = 0`` with ``l1_m > 0``)
+    nor at a bound: the penalised fit's degrees of freedom in ``beta``."""
+    free = ((beta != 0) | (penalty.l1 == 0)) & (beta > penalty.lo) & (beta < penalty.hi)
+    return int(np.count_nonzero(free))
 
 
 def penalty_value(penalty: Penalty, beta: np.ndarray, ridge: float, mode: str) -> float:

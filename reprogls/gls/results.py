@@ -48,6 +48,9 @@ class GLSResult:
     added_constant: tuple[bool, ...] = ()  # per equation: add_constant prepended 'const'
     llf_history: tuple[float, ...] = ()
     penalty: str = ""  # e.g. "l1=50, ridge=10, bounds" ("" for none); in the summary
+    # with l1 / bounds: the coefficients not set to zero by the L1 term nor held at a
+    # bound (the degrees of freedom they count in aic / bic); None: all P
+    free_coefficients: int | None = None
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -91,9 +94,14 @@ class GLSResult:
 
     @property
     def df_model(self) -> int:
-        """Free parameters: P coefficients, K variances and K k - k (k - 1) / 2 loadings."""
+        """Free parameters: P coefficients, K variances and K k - k (k - 1) / 2 loadings.
+
+        With ``l1`` or ``bounds``, the coefficients count only where neither the L1 term
+        set them to zero nor a bound holds them (the lasso's degrees of freedom, Zou,
+        Hastie and Tibshirani 2007; with ``ridge`` as well, an upper bound)."""
         K, k = self.F.shape
-        return int(self.params.shape[0] + K + K * k - k * (k - 1) // 2)
+        P = self.params.shape[0] if self.free_coefficients is None else self.free_coefficients
+        return int(P + K + K * k - k * (k - 1) // 2)
 
     @property
     def aic(self) -> float:
