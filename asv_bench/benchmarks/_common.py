@@ -15,6 +15,17 @@ from reprogls import kernels
 DEVICES = ["cpu", "cuda"]
 MODES = ["plain", "compensated"]
 
+#: ``REPROGLS_ASV_SMOKE=1`` (CI's quick pass): each size list keeps its first (smallest)
+#: entry only, so that CI checks that every benchmark runs -- every kernel, device, mode
+#: and fit variant -- without the large sizes' setup, which made up half of the pass.
+#: Real runs (and the dashboard's results) use every size.
+SMOKE = os.environ.get("REPROGLS_ASV_SMOKE") == "1"
+
+
+def sizes(full: list) -> list:
+    """``full``, or its first entry under ``REPROGLS_ASV_SMOKE=1``."""
+    return list(full[:1]) if SMOKE else list(full)
+
 
 def require_device(device: str) -> None:
     """Skip (asv: NotImplementedError in setup) when the device is not usable here."""

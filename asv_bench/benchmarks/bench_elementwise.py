@@ -6,9 +6,9 @@ import numpy as np
 
 from reprogls import kernels
 
-from ._common import DEVICES, require_device, timed_gbps
+from ._common import DEVICES, require_device, sizes, timed_gbps
 
-SIZES = [2**16, 2**23]
+SIZES = sizes([2**16, 2**23])
 
 
 class Elementwise:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from reprogls import gls, kernels
 
-from ._common import require_device
+from ._common import require_device, sizes
 
 SIZES = {"S": (2000, 50, 5, 3), "M": (20000, 200, 10, 5)}
 
 
 class Fit:
-    params = (["S", "M"],)
+    params = (sizes(["S", "M"]),)
     param_names = ["size"]
     timeout = 900
     number = 1
@@ -36,7 +36,7 @@ class FitOnGPU:
     the GPU once) and from the same data already there as CuPy arrays (packed on the GPU,
     only the result crosses). Skipped without a usable CUDA device."""
 
-    params = (["S", "M"], ["numpy", "cupy"])
+    params = (sizes(["S", "M"]), ["numpy", "cupy"])
     param_names = ["size", "inputs"]
     timeout = 900
     number = 1
@@ -155,7 +155,7 @@ class FitL1:
 class PeerAlsgls:
     """alsgls 2.2.0 ``ALSGLS(rank=k)`` on the same data (skipped when not installed)."""
 
-    params = (["S", "M"],)
+    params = (sizes(["S", "M"]),)
     param_names = ["size"]
     timeout = 900
     number = 1

@@ -6,10 +6,10 @@ import numpy as np
 
 from reprogls import kernels
 
-from ._common import DEVICES, MODES, machine_read_bandwidth, require_device, timed_gbps
+from ._common import DEVICES, MODES, machine_read_bandwidth, require_device, sizes, timed_gbps
 
 K, P_PER_EQ, RANK = 200, 10, 5
-ROWS = [1_000, 8_000]  # X of 16 MB and 128 MB
+ROWS = sizes([1_000, 8_000])  # X of 16 MB and 128 MB
 
 
 def _problem(n_rows):
