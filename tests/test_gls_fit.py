@@ -612,9 +612,12 @@ a = gls.fit(Xs, Y, rank=2, beta_solver="gram")
 b = gls.fit(Xs, Y, rank=2, beta_solver="cg")
 r = gls.fit(Xs, Y, rank=2, cov_type="robust")
 e = gls.fit(Xs, Y, rank=2, sigma_step="residuals")
+lasso = [gls.fit(Xs, Y, rank=2, l1=30.0, bounds=(-1.0, 1.0), beta_solver=solver)
+         for solver in ("gram", "cg")]
 print(json.dumps({"threads": numba.get_num_threads(), "gram": a.fingerprint,
                   "cg": b.fingerprint, "robust": r.fingerprint, "residuals": e.fingerprint,
-                  "iters": [a.n_iter, b.n_iter]}))
+                  "lasso": [f.fingerprint for f in lasso],
+                  "iters": [a.n_iter, b.n_iter] + [f.n_iter for f in lasso]}))
 """
 
 
@@ -628,8 +631,8 @@ def test_fingerprint_does_not_depend_on_thread_count():
                              capture_output=True, text=True, timeout=900)
         outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert [o["threads"] for o in outs] == [1, 2, 8]
-    assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], tuple(o["iters"]))
-                for o in outs}) == 1
+    assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], tuple(o["lasso"]),
+                 tuple(o["iters"])) for o in outs}) == 1
 
 
 @pytest.mark.gpu
