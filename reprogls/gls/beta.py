@@ -26,8 +26,8 @@ from ._dense import mirror_lower
 from ._resident import resident_solve
 from .precondition import CoupledPreconditioner, pack_block_factors
 
-__all__ = ["normal_matrix", "normal_operator", "rhs", "rhs_and_residual", "solve_cg",
-           "solve_dense", "whitened_rmatvecs"]
+__all__ = ["conjugate_gradients", "normal_matrix", "normal_operator", "rhs",
+           "rhs_and_residual", "solve_cg", "solve_dense", "whitened_rmatvecs"]
 
 
 def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str,
@@ -165,6 +165,17 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
                                         coupling)
         precondition = coupled if coupled.ok else block_jacobi
 
+    return conjugate_gradients(apply_A, precondition, b, beta0, mode, tol, max_iter,
+                               reduction, r0)
+
+
+def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
+                        max_iter: int, reduction: float = 0.0,
+                        r0: np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
+    """Preconditioned CG for ``A beta = b`` with the operator ``apply_A`` and the
+    preconditioner ``precondition`` (``z = M^-1 r``), from ``beta0``; the stopping rule
+    and the return value of :func:`solve_cg`. Every scalar is a CRO-1 dot, every vector
+    update one IEEE operation per element."""
     beta = np.array(beta0, dtype=np.float64)
     r = b - apply_A(beta) if r0 is None else np.array(r0, dtype=np.float64)
     z = precondition(r)

@@ -44,6 +44,8 @@ from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .penalty import (
     describe,
     free_coefficients,
+    free_set_solver_cg,
+    free_set_solver_dense,
     make_penalty,
     penalty_value,
     solve_penalised,
@@ -392,13 +394,17 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
             diag_A = np.diag(A).copy()
             apply_A = lambda v: gemv(A, v, mode, "cpu")  # noqa: E731
+            solve_free = free_set_solver_dense(A, mode)
         else:
             Sinv_diag = np.diag(beta_step.sigma_inverse(factor))
             diag_A = gram_diagonal * Sinv_diag[eq_of_column]
             diag_A = diag_A + ridge if ridge else diag_A
             apply_A = beta_step.normal_operator(Xk, offsets, factor, ridge, dev)
+            solve_free = free_set_solver_cg(apply_A, grams, offsets, Sinv_diag, ridge, mode,
+                                            cg_tol, cg_max_iter)
         solved = solve_penalised(apply_A, b, diag_A, penalty, beta0, mode, cg_tol,
-                                 cg_max_iter, reduction, penalised.get("lipschitz"))
+                                 cg_max_iter, reduction, penalised.get("lipschitz"),
+                                 solve_free)
         penalised.update(lipschitz=solved.lipschitz, reached_tol=solved.reached_tol,
                          stalled=solved.stalled, residual=solved.residual)
         return solved.beta, b, solved.finished
