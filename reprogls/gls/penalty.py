@@ -27,7 +27,14 @@ whose unit diagonal makes one step length fit every equation's units. Each itera
   power-iteration estimate of the largest eigenvalue of ``A~``);
 * adaptive restart (O'Donoghue and Candes 2015): the momentum is reset when the step
   ``x+ - x`` points back against the last move ``z - x+`` (``(z - x+)^T (x+ - x) > 0``),
-  which gives linear convergence on these strongly convex problems.
+  which gives linear convergence on these strongly convex problems;
+* every ``POLISH_EVERY`` iterations, active-set Newton steps on the coefficients that
+  are neither zero nor at a bound (:func:`_newton_on_free_set`): FISTA's rate depends on
+  the conditioning of ``A~``, which the Jacobi scaling does not fix within an equation
+  (regressors around 100 beside a constant: 500 iterations per step without reaching
+  ``tol``); once FISTA has found the signs and the active bounds, a Newton step with
+  the free block's Cholesky factor (dense ``A``) or block-preconditioned CG (fused
+  operator) solves the step, and FISTA's next iteration confirms it.
 
 It stops when the gradient mapping ``L (z - x+)`` (the residual ``b~ - A~ x`` when
 nothing is thresholded or clipped) has CRO-1 norm ``<= tol ||b~||`` -- the CG's rule in
