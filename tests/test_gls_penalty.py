@@ -307,9 +307,15 @@ def test_the_estimator_class_takes_the_penalties():
 @pytest.mark.parametrize("options", [dict(l1=30.0, beta_solver="cg"),
                                      dict(l1=30.0, ridge=5.0, beta_solver="gram"),
                                      dict(bounds=(0.0, None), add_constant=True),
-                                     dict(l1=10.0, sigma="fixed")])
+                                     dict(l1=10.0, sigma="fixed"),
+                                     dict(l1=20.0, add_constant=True, uncentred=True,
+                                          beta_solver="cg")])
 def test_penalised_fits_have_the_cpu_fingerprint_on_the_gpu(options):
+    """Including a fit whose steps take the active-set Newton steps (regressors around
+    100 beside constants: CG on the free set with the fused operator on the GPU)."""
     Xs, Y, *_ = simulate(N=300, K=5, p=3, k=2, seed=12)
+    if options.pop("uncentred", False):
+        Xs = [X + 100.0 for X in Xs]
     if options.get("sigma") == "fixed":
         options = dict(options, sigma=(np.full((5, 1), 0.3), np.linspace(0.5, 1.5, 5)))
     with warnings.catch_warnings():
