@@ -261,7 +261,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         fit maximises the penalised likelihood.
     tol, max_iter : float, int
         Stop when the relative change of the negative log-likelihood is <= tol:
-        ``|nll_prev - nll| <= tol * max(|nll|, N K)``. (Changes of the likelihood do not
+        ``|nll_prev - nll| <= tol * max(|nll|, N K)`` (with ``l1``/``bounds``, of the
+        penalised objective ``nll + penalty``). (Changes of the likelihood do not
         depend on the units of Y, its value does, and it crosses 0 at some units: there
         the plain relative change took 19 sweeps instead of 3. The floor ``N K`` -- one
         per observed value -- keeps the test unit-free where ``|nll|`` is small.)
@@ -439,7 +440,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         history = [float(llf)]
     else:
         F = d = None
-        nll_prev = np.inf
+        objective_prev = np.inf
         E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
         y_moments = mean_squares(Yk, mode, dev)  # the units of d's floor
         # the new residuals are written over the old ones once the right-hand side no
@@ -459,8 +460,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             S = None
             factor = woodbury_factor(F, d, mode)
             b = r0 = None
-            if solver == "cg":  # the CG starts from the residuals E at the current beta:
-                # b and r0 = X^T vec(E Sigma^-1) - ridge beta in one pass over X
+            if solver == "cg" and penalty is None:  # the CG starts from the residuals E
+                # at the current beta: b and r0 = X^T vec(E Sigma^-1) - ridge beta in one
+                # pass over X (the penalised step needs b only: gls_beta forms it)
                 b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yk, E, factor, beta, ridge,
                                                    dev)
             spare, E = (None, E), None  # (the buffer of the new residuals)
@@ -473,10 +475,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             objective = nll if penalty is None else nll + penalty_value(penalty, beta, ridge,
                                                                          mode)
             # (relative to |nll|, floored at N K: the nll's zero depends on Y's units)
-            converged = abs(nll_prev - objective) <= tol * max(abs(objective), N * K)
+            converged = abs(objective_prev - objective) <= tol * max(abs(objective), N * K)
             if converged:
                 break
-            nll_prev = objective
+            objective_prev = objective
         if not finished:  # the last solve stopped early: finish it at the final Sigma
             spare, E, fitted = (fitted, E), None, None
             beta = gls_beta(factor, beta, b)[0]

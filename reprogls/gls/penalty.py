@@ -170,11 +170,16 @@ def describe(penalty: Penalty | None, ridge: float) -> str:
     return ", ".join(parts)
 
 
+def _free(x: np.ndarray, weights: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The coefficients that are neither an L1 zero (``x_m = 0`` with ``weights_m > 0``)
+    nor at a bound (a (P,) bool mask)."""
+    return ((x != 0) | (weights == 0)) & (x > lo) & (x < hi)
+
+
 def free_coefficients(penalty: Penalty, beta: np.ndarray) -> int:
-    """How many coefficients are neither an L1 zero (``beta_m = 0`` with ``l1_m > 0``)
-    nor at a bound: the penalised fit's degrees of freedom in ``beta``."""
-    free = ((beta != 0) | (penalty.l1 == 0)) & (beta > penalty.lo) & (beta < penalty.hi)
-    return int(np.count_nonzero(free))
+    """How many coefficients are free (:func:`_free`): the penalised fit's degrees of
+    freedom in ``beta``."""
+    return int(np.count_nonzero(_free(beta, penalty.l1, penalty.lo, penalty.hi)))
 
 
 def penalty_value(penalty: Penalty, beta: np.ndarray, ridge: float, mode: str) -> float:
@@ -297,7 +302,7 @@ def _newton_on_free_set(x, Ax, b_scaled, s, lam, lo, hi, apply_scaled, solve_fre
     from ..kernels.linalg import NotPositiveDefiniteError
 
     for _ in range(NEWTON_STEPS):
-        free = ((x != 0) | (lam == 0)) & (x > lo) & (x < hi)
+        free = _free(x, lam, lo, hi)
         if not free.any():
             break
         g = np.where(free, b_scaled - Ax - lam * np.sign(x), 0.0)
