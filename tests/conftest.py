@@ -1,6 +1,11 @@
 """Shared fixtures: the ``gpu`` marker skips cleanly without a usable CUDA device, and a
 session that runs many tests compiles the CPU kernels up front, in parallel.
 
+Under pytest-xdist (the README's ``-n auto``; ``--dist loadfile`` in pyproject.toml keeps
+each file on one worker, so a module fixture is built once) the controller compiles the
+kernels before the workers start, and the files run longest first
+(:data:`LONGEST_FIRST`), so that the workers finish together.
+
 With ``REPROGLS_CUDA_EMULATOR=1`` the session runs only the ``gpu`` tests, on the host
 emulation of the CUDA kernels (:mod:`tests.cuda_emulator`)."""
 
@@ -27,8 +32,48 @@ from reprogls.kernels.devices import cuda_status
 #: them, ~2 s). Single-file runs skip it and compile what they use.
 WARM_UP_FROM = 200
 
+#: The test files that take longest (seconds on the 2-core test VM, run alone, twenty-
+#: ninth session: most of it compiling the kernels in child processes with fresh Numba
+#: caches), run first and in this order; the rest follow in collection order. With two
+#: xdist workers the last of these no longer ends the run alone (with pytest-xdist's
+#: default order, fewest tests last, the codegen and CPU-target files ran last: 620 s).
+LONGEST_FIRST = (
+    "test_codegen_cpu.py",     # ~190 s: every kernel's assembly, the FMA variants
+    "test_cuda_emulator.py",   # ~150 s: the gpu suite and scripts on the host emulator
+    "test_cpu_targets.py",     # ~95 s: the golden fits compiled for other CPUs
+    "test_linalg.py",
+    "test_threads.py",
+    "test_dashboard.py",
+    "test_audit.py",
+)
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _xdist_workers(config) -> bool:
+    """Whether ``-n`` asked for xdist workers (``-n 0``: none, the tests run here)."""
+    return getattr(config.option, "numprocesses", None) not in (None, 0, "0")
+
+
+def pytest_configure(config):
+    # the xdist controller collects nothing and runs no test: it compiles the kernels
+    # once, before its workers start, instead of every worker compiling them at once
+    if _xdist_workers(config) and not _is_xdist_worker(config) \
+            and not cuda_emulator.requested():
+        from reprogls.kernels import warm
+
+        warm.warm_parallel()
+
+
+def _longest_first(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    return sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 def pytest_collection_modifyitems(config, items):
+    items[:] = _longest_first(items)  # a stable sort: each file keeps its order
     if cuda_emulator.requested():  # the emulated device is for the ``gpu`` tests only
         keep = [item for item in items if item.get_closest_marker("gpu") is not None]
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
@@ -44,6 +89,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
+    if _is_xdist_worker(session.config) or _xdist_workers(session.config):
+        return  # the controller has compiled them (pytest_configure)
     runnable = [item for item in session.items if item.get_closest_marker("skip") is None]
     if len(runnable) >= WARM_UP_FROM:
         from reprogls.kernels import warm
