@@ -91,8 +91,11 @@ def test_hyper_parameters_are_those_of_gls_fit_with_the_same_defaults():
 
     mine = inspect.signature(LowRankGLS.__init__).parameters
     fit = inspect.signature(gls.fit).parameters
-    assert list(mine)[1:] == [n for n in fit if n not in ("Xs", "Y")]
-    assert all(mine[n].default == fit[n].default for n in list(mine)[1:])
+    # fit's per-call start is the estimator's warm_start (the previous result_)
+    assert list(mine)[1:] == [n for n in fit if n not in ("Xs", "Y", "start")] + \
+        ["warm_start"]
+    assert all(mine[n].default == fit[n].default for n in list(mine)[1:-1])
+    assert mine["warm_start"].default is False and fit["start"].default is None
     assert tuple(LowRankGLS().get_params()) == tuple(list(mine)[1:])
 
 

@@ -2,8 +2,8 @@
 
 Modules: :mod:`.data` (validation, packing), :mod:`.ols` (Gram blocks, OLS), :mod:`.beta`
 (GLS given Sigma), :mod:`.penalty` (the L1 / box beta-step), :mod:`.sigma` (factor
-analysis), :mod:`.fit`, :mod:`.results`, :mod:`.estimator` (the scikit-learn style
-:class:`LowRankGLS`).
+analysis), :mod:`.fit`, :mod:`.start` (warm starts), :mod:`.results`, :mod:`.estimator`
+(the scikit-learn style :class:`LowRankGLS`).
 """
 
 from __future__ import annotations

@@ -52,6 +52,12 @@ class LowRankGLS:
     tol, max_iter, beta_solver, cg_tol, cg_max_iter, sigma_step, min_uniqueness, cov_type,
     mode, device
         As in :func:`reprogls.gls.fit`.
+    warm_start : bool
+        When true, each ``fit`` after the first starts from the previous fit's result
+        (``start=result_`` of :func:`reprogls.gls.fit`: its coefficients and Sigma), as
+        scikit-learn's ``warm_start``: e.g. going on, with a larger ``max_iter``, from
+        a fit that did not converge. The data must be those of the same system (same
+        equations, regressors and rank).
 
     Attributes
     ----------
@@ -85,7 +91,7 @@ class LowRankGLS:
                  max_iter: int = 200, beta_solver: str = "auto", cg_tol: float = 1e-10,
                  cg_max_iter: int = 500, sigma_step: str = "auto",
                  min_uniqueness: float = 1e-8, cov_type: str | None = None,
-                 mode: str = "compensated", device: str = "auto"):
+                 mode: str = "compensated", device: str = "auto", warm_start: bool = False):
         self.rank = rank
         self.add_constant = add_constant
         self.sigma = sigma
@@ -102,6 +108,7 @@ class LowRankGLS:
         self.cov_type = cov_type
         self.mode = mode
         self.device = device
+        self.warm_start = warm_start
 
     # --- scikit-learn parameter protocol ------------------------------------------------
 
@@ -130,8 +137,11 @@ class LowRankGLS:
 
     def fit(self, Xs, Y=None) -> LowRankGLS:
         """Fit to K designs ``Xs`` (list of (N, p_j), or dict ``{name: (y, X_j)}``) and
-        ``Y`` (N, K). Returns ``self``."""
-        res = _fit(Xs, Y, **self.get_params())
+        ``Y`` (N, K). Returns ``self``. With ``warm_start=True`` and an earlier fit, it
+        starts from that fit's result."""
+        params = self.get_params()
+        start = getattr(self, "result_", None) if params.pop("warm_start") else None
+        res = _fit(Xs, Y, **params, start=start)
         self.result_ = res
         self.coef_ = [res.params[o0:o1].copy()
                       for o0, o1 in zip(res.offsets[:-1], res.offsets[1:], strict=True)]

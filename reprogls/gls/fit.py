@@ -60,6 +60,7 @@ from .sigma import (
     factor_analysis,
     residual_moment,
 )
+from .start import check_start
 
 __all__ = ["ConvergenceWarning", "ExactFitWarning", "fit"]
 
@@ -224,7 +225,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, l1=0.0, bounds=None, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
         sigma_step: str = "auto", min_uniqueness: float = 1e-8, cov_type: str | None = None,
-        mode: str = "compensated", device: str = "auto") -> GLSResult:
+        mode: str = "compensated", device: str = "auto", start=None) -> GLSResult:
     """Fit a SUR system with a low-rank-plus-diagonal error covariance.
 
     Parameters
@@ -296,6 +297,14 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``"auto"``: the GPU when the data are CuPy arrays, else the CPU. On a GPU the
         rank is at most 64 and K at most 8192.
+    start : GLSResult or tuple (params, F, d), optional
+        A warm start (:mod:`.start`): the result of a fit of the same system, e.g. one
+        that ran out of ``max_iter`` (going on from it). The sweeps begin at ``params``
+        instead of the OLS coefficients, and the first Sigma-step's factor analysis at
+        ``(F, d)`` (the same rank; ``(params, None, None)`` starts the coefficients
+        only; with ``sigma`` fixed only ``params`` is used, as the iterative solvers'
+        first point). Deterministic as any fit; it reaches the same optimum to ``tol``,
+        in other bits than a fit from OLS.
 
     Returns
     -------
@@ -355,6 +364,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
     if fixed is None:
         rank = check_rank(rank, K)
+    warm = check_start(start, P, K, None if fixed is not None else rank)
     if dev != "cpu":
         _check_cuda_limits(rank if fixed is None else fixed.rank, K)
     # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
@@ -429,8 +439,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                                                dev, reduction, r0, coupling)
         return beta, b, finished
 
-    # 1. OLS start
-    beta = ols(data, ridge, mode, dev, factors=block_factors, X_device=Xk, Y_device=Yk)
+    # 1. OLS start (or the caller's warm start)
+    beta = (warm.params if warm is not None else
+            ols(data, ridge, mode, dev, factors=block_factors, X_device=Xk, Y_device=Yk))
     converged, n_iter = False, 0
     if fixed is not None:
         factor, F, d = fixed, fixed.F, fixed.d
@@ -439,7 +450,7 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
         history = [float(llf)]
     else:
-        F = d = None
+        F, d = (warm.F, warm.d) if warm is not None else (None, None)
         objective_prev = np.inf
         E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
         y_moments = mean_squares(Yk, mode, dev)  # the units of d's floor
