@@ -1,10 +1,11 @@
 """Shared fixtures: the ``gpu`` marker skips cleanly without a usable CUDA device, and a
 session that runs many tests compiles the CPU kernels up front, in parallel.
 
-Under pytest-xdist (the README's ``-n auto``; ``--dist loadfile`` in pyproject.toml keeps
-each file on one worker, so a module fixture is built once) the controller compiles the
-kernels before the workers start, and the files run longest first
-(:data:`LONGEST_FIRST`), so that the workers finish together.
+Under pytest-xdist (the README's ``-n auto``) each test file runs whole on one worker, so
+that a module fixture is built once (:func:`pytest_xdist_make_scheduler`), the files run
+longest first (:data:`LONGEST_FIRST`), so that the workers finish together, and the
+controller compiles the kernels before the workers start. Without xdist (it is in the
+test extra) the suite runs in one process as before.
 
 With ``REPROGLS_CUDA_EMULATOR=1`` the session runs only the ``gpu`` tests, on the host
 emulation of the CUDA kernels (:mod:`tests.cuda_emulator`)."""
@@ -32,11 +33,10 @@ from reprogls.kernels.devices import cuda_status
 #: them, ~2 s). Single-file runs skip it and compile what they use.
 WARM_UP_FROM = 200
 
-#: The test files that take longest (seconds on the 2-core test VM, run alone, twenty-
-#: ninth session: most of it compiling the kernels in child processes with fresh Numba
-#: caches), run first and in this order; the rest follow in collection order. With two
-#: xdist workers the last of these no longer ends the run alone (with pytest-xdist's
-#: default order, fewest tests last, the codegen and CPU-target files ran last: 620 s).
+#: The test files that take longest (seconds on the 2-core test VM, run alone, thirtieth
+#: session: most of it compiling the kernels in child processes with fresh Numba
+#: caches), run first and in this order; the rest follow in collection order, so that
+#: with two xdist workers none of these ends the run alone.
 LONGEST_FIRST = (
     "test_codegen_cpu.py",     # ~190 s: every kernel's assembly, the FMA variants
     "test_cuda_emulator.py",   # ~150 s: the gpu suite and scripts on the host emulator
@@ -65,6 +65,17 @@ def pytest_configure(config):
         from reprogls.kernels import warm
 
         warm.warm_parallel()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's ``--dist loadfile`` whatever ``--dist`` says, with the files in the order
+    of :func:`pytest_collection_modifyitems` (xdist's own order, the files with most
+    tests first, put the codegen and CPU-target files last: 620 s instead of ~530)."""
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
 
 
 def _longest_first(items):
