@@ -33,7 +33,7 @@ from reprogls.kernels.devices import cuda_status
 #: them, ~2 s). Single-file runs skip it and compile what they use.
 WARM_UP_FROM = 200
 
-#: The test files that take longest (seconds on the 2-core test VM, run alone, thirtieth
+#: The test files that take longest (seconds on the 2-core AMD EPYC VM, run alone, thirtieth
 #: session: most of it compiling the kernels in child processes with fresh Numba
 #: caches), run first and in this order; the rest follow in collection order, so that
 #: with two xdist workers none of these ends the run alone.
