@@ -192,8 +192,9 @@ for mode in ("compensated", "plain"):
     f = kernels.woodbury_factor(F, d, mode)
     equal["woodbury " + mode] = bool(same_bits(kernels.woodbury_solve(f, R, "cpu"),
                                                reference.woodbury_solve(f, R)))
-# the fused operator: the Woodbury block through its C entry point (woodbury_rows)
-Xs, offs, v, _ = sur_problem(100, widths=(3, 0, 1, 5, 12))
+# the fused operator: the Woodbury block through its C entry point (woodbury_rows), over
+# several blocks of 128 rows and a short last one (simd.FUSED_INTERLEAVED: either schedule)
+Xs, offs, v, _ = sur_problem(1000, widths=(3, 0, 1, 5, 12))
 F2, d2 = factor_problem(5, 2)
 for mode in ("compensated", "plain"):
     f = kernels.woodbury_factor(F2, d2, mode)
@@ -213,6 +214,7 @@ asm = "\n".join(gram._tile_partials.inspect_asm().values())
 casm = "\n".join(spd._parallel_rows.inspect_asm().values())
 wasm = woodbury_rows.woodbury_block_entry()._library.get_asm_str()  # the block's cfunc
 print(json.dumps({"flag": simd.ADDS_ON_FMA, "gram_flag": simd.GRAM_ADDS_ON_FMA,
+                  "interleaved": simd.FUSED_INTERLEAVED,
                   "chunk_flag": simd.CHUNK_ADDS_ON_FMA,
                   "lane_sums_flag": simd.LANE_SUMS_ADDS_ON_FMA,
                   "tree_flag": simd.TREE_ADDS_ON_FMA, "groups": simd.GRAM_ROW_GROUPS,
@@ -228,17 +230,20 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
     if os.uname().machine != "x86_64" or "+fma" not in llvm.get_host_cpu_features().flatten():
         pytest.skip("the exact-FMA additions are an x86-64 (FMA3) code path")
     children = {}
-    # (additions on FMA, Gram rows, division by reciprocals): the child without the FMA
-    # additions divides by reciprocals, so its Woodbury block's FMAs are those alone
-    for flag, rows, reciprocal in (("1", "", "0"), ("0", "", "1"), ("1", "4", "0")):
+    # (additions on FMA, Gram rows, division by reciprocals, the fused operator's
+    # schedule): the child without the FMA additions divides by reciprocals, so its
+    # Woodbury block's FMAs are those alone; both schedules run whatever the host's default
+    for flag, rows, reciprocal, interleaved in (("1", "", "0", "1"), ("0", "", "1", "0"),
+                                                ("1", "4", "0", "0")):
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache-{flag}{rows}"),
                    REPROGLS_ADDS_ON_FMA=flag, REPROGLS_GRAM_ROWS=rows,
                    REPROGLS_RECIPROCAL_DIVISION=reciprocal,
+                   REPROGLS_FUSED_INTERLEAVED=interleaved,
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        children[flag, rows, reciprocal] = subprocess.Popen(
+        children[flag, rows, reciprocal, interleaved] = subprocess.Popen(
             [sys.executable, "-c", _GRAM_CHILD], env=env, cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-    for (flag, rows, reciprocal), child in children.items():
+    for (flag, rows, reciprocal, interleaved), child in children.items():
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
@@ -246,6 +251,7 @@ def test_additions_on_fma_units_give_reference_bits(tmp_path):
                 is got["tree_flag"] is (flag == "1"))
         if rows:
             assert got["groups"] == [[0, 1, 2, 3]]
+        assert got["interleaved"] is (interleaved == "1")
         assert got["equal"] == {"compensated": True, "plain": True,
                                 "woodbury compensated": True, "woodbury plain": True,
                                 "spd compensated": True, "spd plain": True,

@@ -342,6 +342,31 @@ def _gram_row_groups() -> tuple[tuple[int, ...], ...]:
 GRAM_ROW_GROUPS = _gram_row_groups()
 
 
+def _fused_interleaved() -> bool:
+    """Whether the fused normal operator (:func:`.streamed._normal_task`) steps a block's
+    lanes of ``X^T W`` during the next block's dots (:mod:`.fused_rows`) or after its own
+    Woodbury block (``REPROGLS_FUSED_INTERLEAVED=0|1`` overrides, in a fresh Numba cache).
+
+    Interleaved where the target has AVX-512 (32 vector registers): on the Emerald
+    Rapids VM (twenty-second session, one thread, K = 200, p = 10, ns per row from
+    memory) 1470-1606 interleaved against 1812-1925 for the three phases in sequence.
+    Without it (16 registers) the interleaved loop carries the dots' and the steps'
+    vectors at once: on a 2-core Zen 3 VM (AVX2, thirtieth session,
+    ``profiling/fused_phases.py``) the interleaved kernel took 2731 / 3698 ns per row,
+    plain / compensated, against 1860 / 2829 for the phases in sequence. The bits are
+    the same either way: each lane takes a block's terms in row order for every column,
+    and every step of a block before the next block's.
+    """
+    override = os.environ.get("REPROGLS_FUSED_INTERLEAVED", "")
+    if override not in ("", "0", "1"):
+        raise ValueError(f"REPROGLS_FUSED_INTERLEAVED must be 0 or 1, got {override!r}")
+    return override == "1" if override else _zen_target()[1]
+
+
+#: The fused operator's schedule (:func:`_fused_interleaved`), fixed at import.
+FUSED_INTERLEAVED = _fused_interleaved()
+
+
 def _chunk_adds_on_fma() -> bool:
     """Whether :func:`chunk_partial`'s compensated steps issue some TwoSum additions on
     the FMA units (:func:`_adds_on_fma` for why): on Zen with AVX-512, whose 32 vector

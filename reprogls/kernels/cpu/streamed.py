@@ -51,7 +51,7 @@ from .rowgroups import (
     lanes_per_task,
     tile_task,
 )
-from .simd import weighted_lane_axpy
+from .simd import FUSED_INTERLEAVED, weighted_lane_axpy
 from .tasks import run_tasks, schedule_bins, threads
 from .views import unmanaged
 from .woodbury_rows import call_woodbury_block
@@ -300,6 +300,24 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
     SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
     Xv, Wv = unmanaged(X), unmanaged(W)
     stop = min(N, (c + 1) * CHUNK)
+    if not FUSED_INTERLEAVED:  # each block's three phases in turn (16 vector registers)
+        for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+            for s in range(BLOCK):
+                first = i0 + s * LANES
+                nb = min(GROUP, stop - first)
+                if nb > 0:  # the dots alone: no previous block to step
+                    _dots_and_steps(Xv, offsets, v, first, nb, U, s * GROUP, SA, EA, Wv, -1,
+                                    0, eqv, pick, span, compensated)
+            call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc,
+                                W)
+            for b in range(min(GROUP, stop - i0)):
+                i = i0 + b
+                steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+                _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, W, b, GROUP,
+                            ROWS, eqv, pick, eq_of_column, span, steps, compensated)
+        LS[c, lane0:lane0 + GROUP] = SA
+        LC[c, lane0:lane0 + GROUP] = EA
+        return
     body = P - P % 8
     prev = -1  # the previous block's first row: its lanes are stepped during this block
     for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
