@@ -9,7 +9,7 @@ scikit-learn's ``warm_start`` (:class:`.estimator.LowRankGLS`). The result is
 deterministic in the start's bits as in the data's; it reaches the same optimum to
 ``tol`` (in other bits than a fit from OLS).
 
-A start does not make a coarse regularisation path cheaper (twenty-ninth session, S
+A start does not make a coarse regularisation path cheaper (thirtieth session, S
 data, ``l1`` = 1000, 300, 100, 30, 10): each ``l1`` from the previous one's result took
 44, 9, 3, 3, 3 sweeps, from OLS 44, 4, 4, 3, 3 (in increasing order 3, 3, 3, 4, 44
 against 3, 3, 4, 4, 44). A strong penalty leaves the residuals, and so Sigma, far from

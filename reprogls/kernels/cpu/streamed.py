@@ -283,44 +283,28 @@ def _dots_and_steps(X, offsets, v, first, n_rows, U, u0, SA, EA, W, prev, b0, eq
 
 
 @njit(cache=True)
-def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, DE,
-                 compensated, task, LS, LC):
-    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
-    32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
-    rows, eight rows of an equation per vector straight into the block's layout, then
-    ``W = U Sigma^-1`` (:func:`.woodbury_rows.woodbury_block`, called through
-    ``block_fn``); the lane steps of ``X^T W`` over the same rows run during the next
-    block's dots, lanes ``2 s, 2 s + 1`` with row group ``s``
+def _block_lane_steps(SA, EA, X, first, stop, W, eqv, pick, eq_of_column, span,
+                      compensated):
+    """Every lane step of the block of rows from ``first`` (before ``stop``): lane ``b``
+    over rows ``first + b + 32 r`` and all columns, weighted by the block's ``W``."""
+    P = X.shape[1]
+    for b in range(min(GROUP, stop - first)):
+        i = first + b
+        steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
+        _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), X, i, 0, P, W, b, GROUP, ROWS,
+                    eqv, pick, eq_of_column, span, steps, compensated)
+
+
+@njit(cache=True)
+def _interleaved_blocks(Xv, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT,
+                        DE, compensated, begin, stop, SA, EA, U, W, Wv, S, E, T, Z, UQ, acc):
+    """The blocks of rows ``begin, begin + 128, ... < stop`` with each block's lane steps
+    during the next block's dots, lanes ``2 s, 2 s + 1`` with row group ``s``
     (:func:`.fused_rows.dots8_with_steps`), and the last block's after the loop."""
-    N, P = X.shape
-    k, K = GT.shape
-    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
-    one = runtime_int(1)
-    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
-    SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
-    Xv, Wv = unmanaged(X), unmanaged(W)
-    stop = min(N, (c + 1) * CHUNK)
-    if not FUSED_INTERLEAVED:  # each block's three phases in turn (16 vector registers)
-        for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
-            for s in range(BLOCK):
-                first = i0 + s * LANES
-                nb = min(GROUP, stop - first)
-                if nb > 0:  # the dots alone: no previous block to step
-                    _dots_and_steps(Xv, offsets, v, first, nb, U, s * GROUP, SA, EA, Wv, -1,
-                                    0, eqv, pick, span, compensated)
-            call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc,
-                                W)
-            for b in range(min(GROUP, stop - i0)):
-                i = i0 + b
-                steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-                _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, W, b, GROUP,
-                            ROWS, eqv, pick, eq_of_column, span, steps, compensated)
-        LS[c, lane0:lane0 + GROUP] = SA
-        LC[c, lane0:lane0 + GROUP] = EA
-        return
+    P = Xv.shape[1]
     body = P - P % 8
     prev = -1  # the previous block's first row: its lanes are stepped during this block
-    for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+    for i0 in range(begin, stop, BLOCK * LANES):
         for s in range(BLOCK):
             first = i0 + s * LANES
             nb = min(GROUP, stop - first)
@@ -338,13 +322,47 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
                                 span, BLOCK, compensated)
         call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W)
         prev = i0
-    # the last block; W itself, not its view Wv: Numba frees W after its last use, and
-    # a view does not count (tests/test_scratch_lifetime.py faulted here with Wv)
-    for b in range(min(GROUP, stop - prev) if prev >= 0 else 0):
-        i = prev + b
-        steps = min(BLOCK, (stop - 1 - i) // LANES + 1)
-        _lane_steps(unmanaged(SA[b]), unmanaged(EA[b]), Xv, i, 0, P, W, b, GROUP, ROWS,
-                    eqv, pick, eq_of_column, span, steps, compensated)
+    if prev >= 0:  # the last block
+        _block_lane_steps(SA, EA, Xv, prev, stop, W, eqv, pick, eq_of_column, span,
+                          compensated)
+
+
+@njit(cache=True)
+def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT, DE,
+                 compensated, task, LS, LC):
+    """Chunk ``task // 4``, lane group ``task % 4`` of :func:`_normal_lanes`: per block of
+    32 rows (rows ``i0 + 32 s + b`` are block rows ``8 s + b``), ``U = X v`` along the
+    rows, eight rows of an equation per vector straight into the block's layout, then
+    ``W = U Sigma^-1`` (:func:`.woodbury_rows.woodbury_block`, called through
+    ``block_fn``); the lane steps of ``X^T W`` over the same rows, during the next
+    block's dots (:func:`_interleaved_blocks`) or after the block's Woodbury block
+    (:data:`.simd.FUSED_INTERLEAVED`). W itself goes to the lane steps, not its view
+    ``Wv``: Numba frees W after its last use, and a view does not count
+    (tests/test_scratch_lifetime.py faulted with ``Wv`` in the last block's steps)."""
+    N, P = X.shape
+    k, K = GT.shape
+    c, lane0 = task // N_GROUPS, (task % N_GROUPS) * GROUP
+    one = runtime_int(1)
+    _, S, E, _, U, W, T, Z, UQ, acc, _ = block_scratch(runtime_int(0), K, k, one, one)
+    SA, EA = np.full((GROUP, P), -0.0), np.full((GROUP, P), -0.0)
+    Xv, Wv = unmanaged(X), unmanaged(W)
+    stop = min(N, (c + 1) * CHUNK)
+    if FUSED_INTERLEAVED:
+        _interleaved_blocks(Xv, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L,
+                            LT, DE, compensated, c * CHUNK + lane0, stop, SA, EA, U, W, Wv,
+                            S, E, T, Z, UQ, acc)
+    else:  # each block's three phases in turn (16 vector registers: simd.FUSED_INTERLEAVED)
+        for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
+            for s in range(BLOCK):
+                first = i0 + s * LANES
+                nb = min(GROUP, stop - first)
+                if nb > 0:  # the dots alone: no previous block to step
+                    _dots_and_steps(Xv, offsets, v, first, nb, U, s * GROUP, SA, EA, Wv, -1,
+                                    0, eqv, pick, span, compensated)
+            call_woodbury_block(block_fn, U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc,
+                                W)
+            _block_lane_steps(SA, EA, Xv, i0, stop, W, eqv, pick, eq_of_column, span,
+                              compensated)
     LS[c, lane0:lane0 + GROUP] = SA
     LC[c, lane0:lane0 + GROUP] = EA
 
