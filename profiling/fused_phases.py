@@ -54,7 +54,6 @@ from reprogls import kernels
 from reprogls.kernels.cpu._cro import CHUNK, LANES
 from reprogls.kernels.cpu.blocked import runtime_int
 from reprogls.kernels.cpu.row_trees import row_dots8
-from reprogls.kernels.cpu.simd import FUSED_INTERLEAVED
 from reprogls.kernels.cpu.rowgroups import (
     BLOCK,
     GROUP,
@@ -63,6 +62,7 @@ from reprogls.kernels.cpu.rowgroups import (
     block_call_arrays,
     block_scratch,
 )
+from reprogls.kernels.cpu.simd import FUSED_INTERLEAVED
 from reprogls.kernels.cpu.streamed import _lane_steps, _normal_lanes, weight_plan
 from reprogls.kernels.cpu.views import unmanaged
 from reprogls.kernels.cpu.woodbury_rows import call_woodbury_block
