@@ -124,10 +124,12 @@ def test_cpu_kernels_contain_no_fma(assembly):
 
 
 def test_software_prefetch_only_where_rows_stream(assembly):
-    """``prefetcht1`` (:data:`.simd.CHUNK_PREFETCH_AHEAD`, a hint: no bits depend on it)
-    in the kernels whose CRO-1 chunks read each term once from memory -- long sums and
-    dots, ``gemv``'s rows -- where this target gets it, and never in the dense kernels
-    whose rows are in cache (the Cholesky and the SPD inverse measured slower with it)."""
+    """``prefetcht1`` (:data:`.simd.CHUNK_PREFETCH_AHEAD`, in plain mode
+    :data:`.simd.CHUNK_PREFETCH_AHEAD_PLAIN`; a hint: no bits depend on it) in the
+    kernels whose CRO-1 chunks read each term once from memory -- long sums and dots,
+    ``gemv``'s rows -- where this target gets it in either mode (each kernel holds both
+    modes' loops), and never in the dense kernels whose rows are in cache (the Cholesky
+    and the SPD inverse measured slower with it)."""
     from reprogls.kernels.cpu import simd
 
     prefetch = re.compile(r"\bprefetcht1\b")
@@ -139,9 +141,43 @@ def test_software_prefetch_only_where_rows_stream(assembly):
                 "reprogls.kernels.cpu.linalg.cholesky_kernel"]
     assert set(streaming + in_cache) <= set(assembly)
     for name in streaming:
-        assert bool(prefetch.search(assembly[name])) == bool(simd.CHUNK_PREFETCH_AHEAD), name
+        expected = bool(simd.CHUNK_PREFETCH_AHEAD or simd.CHUNK_PREFETCH_AHEAD_PLAIN)
+        assert bool(prefetch.search(assembly[name])) == expected, name
     for name in in_cache:
         assert not prefetch.search(assembly[name]), name
+
+
+@pytest.mark.parametrize("compensated", [False, True], ids=["plain", "compensated"])
+def test_streamed_chunk_prefetches_as_its_mode_says(compensated):
+    """One streamed chunk loop per mode, compiled here (uncached, so its machine code can
+    be read): ``prefetcht1`` exactly where :data:`.simd.CHUNK_PREFETCH_AHEAD` (compensated)
+    or :data:`.simd.CHUNK_PREFETCH_AHEAD_PLAIN` (plain) is set -- on the Zen 3 target
+    only the compensated loop prefetches -- and the same bits as without."""
+    import numpy as np
+    from numba import njit
+
+    from reprogls.kernels.cpu import simd
+    from reprogls.kernels.reference.cro import cro_dot
+
+    if compensated:
+        @njit
+        def streamed_dot(x, y):
+            return simd.chunk_partial(x, y, 0, x.shape[0], True, True)
+        ahead = simd.CHUNK_PREFETCH_AHEAD
+    else:
+        @njit
+        def streamed_dot(x, y):
+            return simd.chunk_partial(x, y, 0, x.shape[0], False, True)
+        ahead = simd.CHUNK_PREFETCH_AHEAD_PLAIN
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(1000), rng.standard_normal(1000)
+    s, c = streamed_dot(x, y)
+    total = s if not compensated or c == 0.0 else s + c
+    mode = "compensated" if compensated else "plain"
+    want = cro_dot(x, y, mode=mode)
+    assert np.float64(total).view(np.uint64) == np.float64(want).view(np.uint64)
+    asm = "\n".join(streamed_dot.inspect_asm().values())
+    assert bool(re.search(r"\bprefetcht1\b", asm)) == bool(ahead)
 
 
 def test_negative_control_fastmath_kernel_shows_fma(assembly):

@@ -44,6 +44,7 @@ print(json.dumps({
                 "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED,
                 "lane_sum_ranks": simd.LANE_SUM_RANKS_PLAIN,
                 "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD,
+                "chunk_prefetch_plain": simd.CHUNK_PREFETCH_AHEAD_PLAIN,
                 "reciprocal_division": reciprocal.RECIPROCAL_DIVISION},
     "registers": sorted({r for r in ("xmm", "ymm", "zmm") if re.search(r"%" + r, asm)}),
     "fingerprints": prints}))
@@ -63,14 +64,19 @@ def _without_avx512(features: list[str]) -> str:
 
 def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool,
              gram_rows: int, lane_sum_width: int, chunk_prefetch: int = 512,
-             reciprocal_division: bool = True) -> dict:
+             reciprocal_division: bool = True, chunk_prefetch_plain: int | None = None
+             ) -> dict:
     """The code-path choices a child reports (``_CHILD``), by name."""
     return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
             "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
             "gram_rows": gram_rows, "lane_sum_width": lane_sum_width,
             # ranks per plain lane-sum call: four where AVX-512's 32 registers hold them
             "lane_sum_ranks": 4 if lane_sum_width == 32 else 1,
-            "chunk_prefetch": chunk_prefetch, "reciprocal_division": reciprocal_division}
+            "chunk_prefetch": chunk_prefetch,
+            # plain chunks prefetch as compensated ones unless a target says otherwise
+            "chunk_prefetch_plain": (chunk_prefetch if chunk_prefetch_plain is None
+                                     else chunk_prefetch_plain),
+            "reciprocal_division": reciprocal_division}
 
 
 def _targets() -> dict[str, tuple]:
@@ -93,9 +99,11 @@ def _targets() -> dict[str, tuple]:
     }
     if {"+avx2", "+fma"} <= has:
         avx2 = _without_avx512(host)
-        # AMD Zen 3: AVX2, TwoSum additions on the FMA units
+        # AMD Zen 3: AVX2, TwoSum additions on the FMA units, plain chunks without
+        # software prefetch
         targets["znver3"] = (env("znver3", avx2), [True, False],
-                             _choices(True, True, False, True, 1, 16), "ymm")
+                             _choices(True, True, False, True, 1, 16,
+                                      chunk_prefetch_plain=0), "ymm")
         # Intel Haswell: AVX2 with FMA, additions on the adders
         targets["haswell"] = (env("haswell", avx2), [False, False],
                               _choices(False, False, False, False, 2, 16), "ymm")

@@ -16,7 +16,7 @@ import numpy as np
 from numba import literally, njit
 
 from ..reference import cro as _ref
-from .simd import chunk_partial
+from .simd import chunk_partial, chunk_partials2
 
 LANES = _ref.LANES
 CHUNK = _ref.CHUNK
@@ -189,6 +189,21 @@ def streamed_dot_segment(x, y, compensated):
     """:func:`dot_segment` for segments read once from memory (``gemv``'s and ``A B``'s
     rows of a large A): :func:`chunk_root` with prefetch. The same bits."""
     return _segment(x, y, compensated, True)
+
+
+@njit(inline="always", cache=True)
+def streamed_dot_pair(A, i, j, y, compensated):
+    """:func:`streamed_dot_segment` of rows ``i`` and ``j`` of the 2-D C-contiguous ``A``
+    with ``y``, for rows of at most one chunk (``A.shape[1] <= CHUNK``): both in one loop
+    (:func:`.simd.chunk_partials2`), two streams from memory at once; each result has
+    that row's bits."""
+    if A.shape[1] == 0:
+        return 0.0, 0.0
+    if compensated:
+        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, A.shape[1], True, True)
+    else:
+        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, A.shape[1], False, True)
+    return finalize_inline(s0, c0, compensated), finalize_inline(s1, c1, compensated)
 
 
 @njit(inline="always", cache=True)

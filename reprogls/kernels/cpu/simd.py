@@ -577,12 +577,15 @@ def _merge8(builder, sa, ca, sb, cb, compensated):
     return t, builder.fadd(builder.fadd(ca, cb), err)
 
 
-def _chunk_prefetch_ahead() -> int:
+def _chunk_prefetch_ahead(compensated: bool = True) -> int:
     """How far ahead, in elements, :func:`chunk_partial` prefetches its input streams
-    (``prefetcht1``, into L2): 512 (4 KiB), or 0 for no software prefetch.
+    (``prefetcht1``, into L2) in the given mode: 512 (4 KiB), or 0 for no software
+    prefetch. The compensated value also serves the streamed lane steps
+    (:func:`weighted_lane_axpy`).
 
-    Measured three ways, so it depends on the target: on by default except on AMD Zen
-    with AVX-512 (Zen 4); ``REPROGLS_PREFETCH=0|1`` overrides (with a fresh
+    Measured four ways, so it depends on the target and, on Zen 3, on the mode: on by
+    default except on AMD Zen with AVX-512 (Zen 4) and for plain chunks on Zen without
+    it (Zen 3); ``REPROGLS_PREFETCH=0|1`` overrides both modes (with a fresh
     ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on this variable). The bits
     are the same either way.
 
@@ -599,39 +602,67 @@ def _chunk_prefetch_ahead() -> int:
       (24.7-24.9 / 28.0-28.2 with ``prefetcht0``; BLAS ``A @ x`` 24.2-25.0 ms); two
       threads 14.7 / 20.3-25.1 ms without, 12.7-12.9 / 14.0-16.5 ms with (BLAS
       12.3-13.0 ms). 8 and 16 KiB ahead measured the same as 4.
+    * 2-core Zen 3 again (thirty-first session, ``prefetcht1`` 4 KiB ahead; three
+      alternating rounds of one process per variant with its own cache, best of nine,
+      read GB/s without / with; 400 MB operands): one thread, plain ``dot`` 24.7-25.3 /
+      19.9-20.5, ``sum`` 20.6-21.3 / 17.6-17.8, ``gemv`` 17.9-18.6 / 15.5-15.9 (BLAS
+      ``A @ x`` 19.9-22.8); compensated ``sum`` 13.6-15.0 / 18.2-18.5 and ``gemv``
+      11.1-14.0 / 17.8-18.5, ``dot`` 21.3-23.1 / 20.3-20.8. Two threads, plain
+      ``gemv`` 27.7-31.3 / 25.1-26.4, ``dot`` 30.4-32.7 / 29.4-30.3; compensated
+      ``gemv`` 22.7-25.0 / 25.0-27.8. The plain loop there keeps up with memory on the
+      hardware prefetcher alone and the prefetch instructions only cost it; the
+      compensated loop needs them. So Zen 3 prefetches in compensated mode only.
     """
     override = os.environ.get("REPROGLS_PREFETCH", "")
     if override in ("0", "1"):
         return 512 if override == "1" else 0
-    return 0 if all(_zen_target()) else 512
+    zen, avx512 = _zen_target()
+    if zen and (avx512 or not compensated):
+        return 0
+    return 512
 
 
 #: Elements ahead of the current row of 32 terms that :func:`chunk_partial` prefetches
+#: in compensated mode, and the streamed lane steps in either mode
 #: (:func:`_chunk_prefetch_ahead`), fixed at import.
-CHUNK_PREFETCH_AHEAD = _chunk_prefetch_ahead()
+CHUNK_PREFETCH_AHEAD = _chunk_prefetch_ahead(True)
+#: The same for :func:`chunk_partial` in plain mode.
+CHUNK_PREFETCH_AHEAD_PLAIN = _chunk_prefetch_ahead(False)
 
 
 def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp, stream):
     """CRO-1 step 2 of one chunk's terms ``x[i]`` (times ``y[i]`` unless ``y_ptr`` is
     None), ``i < n``, from pointers to the chunk's first terms: the 32 lane sums as four
     ``<8 x double>`` (then four compensations when ``comp``). The whole rows of 32 terms
-    run as a loop (with ``stream``, software prefetch where :data:`CHUNK_PREFETCH_AHEAD`
-    is set); the partial last row, if any, gives lane
-    ``l < n - 32 rows`` its term and the others -0.0, by masked vector loads
-    (``vmaskmovpd``: the slots past ``n`` are never read). The scalar loads, selects and
-    inserts it replaced were most of a short dot's instructions: compensated dots of 3 /
-    31 / 83 terms 73 / 72 / 90 -> 63 / 63 / 83 ns, plain ones of 31 terms 62 -> 39 ns."""
+    run as a loop (with ``stream``, software prefetch where :data:`CHUNK_PREFETCH_AHEAD`,
+    or in plain mode :data:`CHUNK_PREFETCH_AHEAD_PLAIN`, is set); the partial last row,
+    if any, gives lane ``l < n - 32 rows`` its term and the others -0.0, by masked vector
+    loads (``vmaskmovpd``: the slots past ``n`` are never read). The scalar loads,
+    selects and inserts it replaced were most of a short dot's instructions: compensated
+    dots of 3 / 31 / 83 terms 73 / 72 / 90 -> 63 / 63 / 83 ns, plain ones of 31 terms 62
+    -> 39 ns."""
+    return _chunk_lanes_rows(builder, [x_ptr], y_ptr, n_val, comp, stream)[0]
+
+
+def _chunk_lanes_rows(builder, x_ptrs, y_ptr, n_val, comp, stream):
+    """:func:`_chunk_lanes` for several sequences ``x_ptrs`` of ``n`` terms sharing one
+    ``y`` (the rows of ``A`` in ``A x``), in one loop: each sequence's lanes take exactly
+    its own terms in its own order (its result is its one-sequence result, bit for bit);
+    ``y`` is loaded once per vector for all of them, and the rows stream from memory side
+    by side. Returns one list of lane vectors per sequence. With several sequences only
+    the ``x`` streams are prefetched (``y`` is shared, in cache)."""
     ident = ir.Constant(_VEC8, [-0.0] * 8)
     has_y = y_ptr is not None
+    n_acc = 8 if comp else 4
 
-    def term_at(index):
-        xv = builder.load(builder.bitcast(builder.gep(x_ptr, [index]), _VEC8.as_pointer()),
-                          align=8)
+    def terms_at(index):
+        xs = [builder.load(builder.bitcast(builder.gep(x_ptr, [index]), _VEC8.as_pointer()),
+                           align=8) for x_ptr in x_ptrs]
         if not has_y:
-            return xv
+            return xs
         yv = builder.load(builder.bitcast(builder.gep(y_ptr, [index]), _VEC8.as_pointer()),
                           align=8)
-        return builder.fmul(xv, yv)
+        return [builder.fmul(xv, yv) for xv in xs]
 
     signs = _fma_signs(builder, CHUNK_ADDS_ON_FMA) if comp else None
 
@@ -643,17 +674,21 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp, stream):
             acc[v] = builder.fadd(acc[v], term)
 
     rows = builder.sdiv(n_val, ir.Constant(_I64, 32))
-    r, phis, close = _counted_loop(builder, rows, "chunk", [ident] * (8 if comp else 4))
+    r, phis, close = _counted_loop(builder, rows, "chunk", [ident] * (n_acc * len(x_ptrs)))
     base = builder.mul(r, ir.Constant(_I64, 32))
-    acc = list(phis)
-    if stream and CHUNK_PREFETCH_AHEAD:  # the 4 lines of each stream's row r + ahead / 32
-        for ptr in (x_ptr, y_ptr) if has_y else (x_ptr,):
+    accs = [list(phis[q * n_acc:(q + 1) * n_acc]) for q in range(len(x_ptrs))]
+    prefetch_ahead = CHUNK_PREFETCH_AHEAD if comp else CHUNK_PREFETCH_AHEAD_PLAIN
+    if stream and prefetch_ahead:  # the 4 lines of each stream's row r + ahead / 32
+        streams = list(x_ptrs) + ([y_ptr] if has_y and len(x_ptrs) == 1 else [])
+        for ptr in streams:
             for line in range(4):
-                ahead = ir.Constant(_I64, CHUNK_PREFETCH_AHEAD + 8 * line)
+                ahead = ir.Constant(_I64, prefetch_ahead + 8 * line)
                 _prefetch(builder, builder.gep(ptr, [builder.add(base, ahead)]), locality=2)
     for v in range(4):
-        step(acc, v, term_at(builder.add(base, ir.Constant(_I64, 8 * v))))
-    close(acc)
+        for acc, term in zip(accs, terms_at(builder.add(base, ir.Constant(_I64, 8 * v))),
+                             strict=True):
+            step(acc, v, term)
+    close([value for acc in accs for value in acc])
 
     tail = builder.block
     base = builder.mul(rows, ir.Constant(_I64, 32))
@@ -661,20 +696,24 @@ def _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp, stream):
     joined = builder.append_basic_block("chunk_lanes_done")
     builder.cbranch(builder.icmp_signed("<", base, n_val), partial, joined)
     builder.position_at_end(partial)
-    acc = list(phis)
+    accs = [list(phis[q * n_acc:(q + 1) * n_acc]) for q in range(len(x_ptrs))]
     remaining = _splat(builder, builder.sub(n_val, base))
     for v in range(4):
         lanes = ir.Constant(_VEC8_I64, [8 * v + j for j in range(8)])
         inside = builder.icmp_signed("<", lanes, remaining)
         at = builder.add(base, ir.Constant(_I64, 8 * v))
-        term = _masked_load(builder, builder.gep(x_ptr, [at]), inside)
-        if has_y:
-            term = builder.fmul(term, _masked_load(builder, builder.gep(y_ptr, [at]), inside))
-        step(acc, v, builder.select(inside, term, ident))
+        yv = _masked_load(builder, builder.gep(y_ptr, [at]), inside) if has_y else None
+        for acc, x_ptr in zip(accs, x_ptrs, strict=True):
+            term = _masked_load(builder, builder.gep(x_ptr, [at]), inside)
+            if has_y:
+                term = builder.fmul(term, yv)
+            step(acc, v, builder.select(inside, term, ident))
     partial_end = builder.block
     builder.branch(joined)
     builder.position_at_end(joined)
-    return _join(builder, phis, tail, acc, partial_end)
+    merged = _join(builder, phis, tail, [value for acc in accs for value in acc],
+                   partial_end)
+    return [merged[q * n_acc:(q + 1) * n_acc] for q in range(len(x_ptrs))]
 
 
 def _join(builder, a, block_a, b, block_b):
@@ -735,8 +774,9 @@ def chunk_partial(typingctx, x, y, start, n, compensated, stream):
     ``compensated`` a literal bool; no bounds checks (``start + n`` must be in range).
     ``stream`` (a literal bool): the terms are read once, from memory (long sums and
     dots, ``gemv``'s rows), so the loop prefetches ahead where
-    :data:`CHUNK_PREFETCH_AHEAD` says; else (rows already in cache: the Cholesky, the
-    SPD inverse and the solves) it does not, which measured faster there (SPD inverse
+    :data:`CHUNK_PREFETCH_AHEAD` (plain mode: :data:`CHUNK_PREFETCH_AHEAD_PLAIN`) says;
+    else (rows already in cache: the Cholesky, the SPD inverse and the solves) it does
+    not, which measured faster there (SPD inverse
     of order 2000 on the Emerald Rapids VM, plain / compensated: 398-411 / 574-591 ms
     without, 467-481 / 608-643 ms with). A hint only: the same bits.
 
@@ -764,6 +804,36 @@ def chunk_partial(typingctx, x, y, start, n, compensated, stream):
         root = _lane_tree_root(builder, _chunk_lanes(builder, x_ptr, y_ptr, n_val, comp,
                                                      streamed), comp)
         return context.make_tuple(builder, signature.return_type, list(root))
+
+    return sig, codegen
+
+
+@intrinsic
+def chunk_partials2(typingctx, A, row, other, y, n, compensated, stream):
+    """:func:`chunk_partial` of rows ``row`` and ``other`` of the 2-D C-contiguous ``A``
+    with ``y``, terms ``0 .. n - 1`` (one chunk: ``n <= CHUNK``), in one loop: ``(s0, c0,
+    s1, c1)``, each pair bit for bit that row's :func:`chunk_partial`. The two rows
+    stream from memory side by side and share each load of ``y`` (``gemv`` and ``A B``:
+    :func:`.multi.rows_times`, which pairs rows 32 apart). ``compensated`` and ``stream``
+    literal bools; no bounds checks."""
+    if not all(isinstance(f, types.BooleanLiteral) for f in (compensated, stream)):
+        return None
+    if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
+            and A.dtype == types.float64 and _contiguous_f64(y)):
+        return None
+    comp, streamed = compensated.literal_value, stream.literal_value
+    sig = types.UniTuple(types.float64, 4)(A, row, other, y, n, compensated, stream)
+
+    def codegen(context, builder, signature, args):
+        a_val, row_val, other_val, y_val, n_val = args[:5]
+        a_arr = context.make_array(signature.args[0])(context, builder, a_val)
+        y_arr = context.make_array(signature.args[3])(context, builder, y_val)
+        ld = builder.extract_value(a_arr.shape, 1)
+        x_ptrs = [builder.gep(a_arr.data, [builder.mul(r, ld)]) for r in (row_val, other_val)]
+        roots = []
+        for acc in _chunk_lanes_rows(builder, x_ptrs, y_arr.data, n_val, comp, streamed):
+            roots.extend(_lane_tree_root(builder, acc, comp))
+        return context.make_tuple(builder, signature.return_type, roots)
 
     return sig, codegen
 
