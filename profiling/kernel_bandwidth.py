@@ -3,6 +3,7 @@
 Usage::
 
     python profiling/kernel_bandwidth.py [--repeat 5] [--only NAME ...] [--back-to-back]
+        [--threads N]
 
 For each kernel: bytes of its inputs read once and of its outputs written once (the
 vectors of ``gemv``/``gemv_t`` and the fused operator, under 0.5 MB, left out), best
@@ -16,6 +17,11 @@ Each timed call comes after a 0.3 s pause (the numbers of the README); with
 ``--back-to-back`` every call (BLAS ``ddot`` and the NumPy equivalents included) runs
 in a row after one untimed call, as in a loop -- faster for the SUR kernels on the
 2-core test VMs, the same for ``ddot`` (``profiling/README.md``).
+
+``--threads N`` runs the kernels and BLAS (NumPy's, through ``threadpoolctl``) on ``N``
+threads each. On the shared 2-core VMs one-thread runs were the steadier comparison: in
+the thirty-first session two-thread BLAS ``A @ x`` ranged 9.1-14.1 ms between runs of
+one hour, one-thread 17-20 ms.
 """
 
 from __future__ import annotations
@@ -95,7 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="kernel names to run")
     parser.add_argument("--back-to-back", action="store_true",
                         help="time calls in a row instead of each after a 0.3 s pause")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of the kernels and of BLAS (default: Numba's and "
+                             "BLAS's own)")
     args = parser.parse_args(argv)
+    if args.threads is None:
+        return _run(args)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        parser.error("--threads needs threadpoolctl to limit BLAS: pip install threadpoolctl")
+    import numba
+
+    numba.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     timer = best_seconds_back_to_back if args.back_to_back else best_seconds
     kernels.warmup(("cpu",))
     blas = blas_read_bandwidth(back_to_back=args.back_to_back)
