@@ -60,15 +60,16 @@ def _rows_times_tasks(b0, b1, A, BT, compensated, out):
     pairs half a block apart (:func:`._cro.streamed_dot_pair`: rows ``i`` and ``i + h``
     of a block of ``2 h`` or ``2 h + 1`` rows, the odd last row alone), so that two
     streams come from memory at once; each entry keeps its bits. Thirty-first session,
-    2-core Zen 3, ``gemv`` 50000 x 1000, best of eleven, alternating processes, GB/s
-    row by row / in pairs (BLAS ``A @ x`` in the same runs): one thread, plain 15.9-16.7
-    / 23.1-25.9 (22.0-23.6), compensated 18.6-20.1 / 20.6-21.1; two threads, plain
-    27.8-28.9 / 32.6-42.2 (33.9-42.5), compensated 28.6-33.3 / 31.3-35.2. Pairs of
-    neighbouring rows gained less (one stream to the hardware prefetcher: 19.7-22.8 on
-    one thread, plain). With three right-hand sides each row is read once and used
-    three times from cache, and pairs measured slower on two threads (20000 x 1000,
-    plain 21.2-21.6 -> 19.7-20.4 GB/s, compensated 14.0-15.3 -> 12.9-13.1, its two rows'
-    compensated lanes no longer fit the registers), so ``A B`` keeps one row at a time.
+    2-core Zen 3, ``gemv`` 50000 x 1000, best of eleven, seven alternating pairs of
+    processes, GB/s row by row / in pairs (BLAS ``A @ x`` in the same runs): one thread,
+    plain 15.9-16.7 / 22.9-25.9 (22.0-24.5), compensated 18.2-20.1 / 20.3-21.1; two
+    threads, plain 26.1-29.9 / 32.1-42.2 (32.3-42.5), compensated 28.0-33.7 / 31.2-35.2.
+    Pairs of neighbouring rows gained nothing (17.4-17.8 against 17.4-17.5 GB/s row by
+    row, one thread, plain: to the hardware prefetcher they are still one stream). With
+    three right-hand sides each row is read once and used three times from cache, and
+    pairs measured slower on two threads (20000 x 1000, plain 21.2-21.6 -> 19.7-20.4
+    GB/s, compensated 14.0-15.3 -> 12.9-13.1: two rows' compensated lanes no longer fit
+    the registers), so ``A B`` keeps one row at a time.
     """
     m, n = A.shape
     k = BT.shape[0]
