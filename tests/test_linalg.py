@@ -257,11 +257,14 @@ def test_fused_rows_many_equations_and_ranks(n_rows, widths, k, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (40, 33), (1, 1),
                                  (5, 0), (8200, 2), (40, 16), (40, 17), (200, 5), (200, 10),
-                                 (64, 11)])
+                                 (64, 11), (256, 3), (257, 3), (1000, 10), (8192, 1),
+                                 (300, 0)])
 def test_woodbury_kernels(K, k, mode):
     """Ranks past one lane (k = 33) and K past one chunk (t = G^T r over 8200 terms);
     the one-pass output of ``k <= 16`` ranks (16) and the tiles past it (17); groups of
-    four, two and one ranks in the plain lane sums (5, 10, 11)."""
+    four, two and one ranks in the plain lane sums (5, 10, 11); lanes of more than eight
+    terms, whose terms compete for L1 sets (K = 257 .. 8192, docs/performance.md), and a
+    diagonal Sigma there (300, 0)."""
     F, d = factor_problem(K, k)
     mine, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
     assert same_bits(mine.G, spec.G) and same_bits(mine.L, spec.L)
