@@ -38,11 +38,12 @@ def test_column_pair_grams_equal_reference_gemv_t(n_rows, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 7), (40, 33), (8193, 5), (100, 8193),
-                                   (2, 40_000), (0, 5), (4, 0), (127, 100), (129, 8192)])
+                                   (2, 40_000), (0, 5), (4, 0), (127, 100), (129, 8192),
+                                   (2, 100), (65, 64)])
 def test_gemv_and_gemv_t(shape, mode):
     """Also rows taken in pairs half a block apart (``multi._rows_times_tasks``), with an
-    odd row left alone (127 = 64 + 63 rows) and a last block of one row, at a chunk's
-    full length (129 x 8192)."""
+    odd row left alone (127 = 64 + 63 rows), a last block of one row, at a chunk's full
+    length (129 x 8192, and 65 x 64), and one pair (2 x 100)."""
     rng = np.random.default_rng(list(shape))
     A = wide(rng, shape)
     x, y = wide(rng, shape[1]), wide(rng, shape[0])
