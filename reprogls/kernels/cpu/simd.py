@@ -269,7 +269,8 @@ def _zen_target() -> tuple[bool, bool]:
 
 
 def _adds_on_fma() -> bool:
-    """Whether the streamed lane steps (:func:`weighted_lane_axpy`)
+    """Whether the streamed lane steps (:func:`weighted_lane_axpy`, and since the
+    thirty-first session :func:`lane_axpy` and :func:`axpy_run`)
     issue some TwoSum additions on the FMA units.
 
     On AMD Zen floating-point additions run on two pipes and multiplies/FMAs on two
@@ -279,7 +280,12 @@ def _adds_on_fma() -> bool:
     faster: Zen without AVX-512 (Zen 3). On a Zen 4 (AVX-512), tenth session: the
     streamed ``X^T W`` at N = 20000, K = 200, p = 10 took 13.6 / 13.4 ms without / with
     (best of five alternating processes; 22.4 / 26.5 ms for two right-hand sides), so off
-    there. Elsewhere (Intel runs both on the same ports; no FMA) off.
+    there. Elsewhere (Intel runs both on the same ports; no FMA) off. Thirty-first
+    session, Zen 3, compensated, three alternating rounds of one process per variant,
+    GB/s without / with (ratio to BLAS in the same run): one thread, ``gemv_t`` 50000 x
+    1000 0.95-0.99x / 0.99-1.03x BLAS ``A.T @ y``, ``A^T B`` with three columns (20000 x
+    1000) 1.14-1.23x / 1.32-1.45x ``X.T @ B``; two threads 1.03-1.07x / 1.05-1.10x and
+    1.19-1.24x / 1.15-1.35x.
     ``REPROGLS_ADDS_ON_FMA=0|1`` overrides this, :data:`GRAM_ADDS_ON_FMA`,
     :data:`CHUNK_ADDS_ON_FMA`, :data:`LANE_SUMS_ADDS_ON_FMA` and :data:`TREE_ADDS_ON_FMA`
     (x86-64 only; use a fresh ``NUMBA_CACHE_DIR``: Numba's cache keys on the CPU, not on
@@ -482,7 +488,9 @@ def _counted_loop(builder, limit, name, carried=()):
 def _run_steps(builder, s_ptr, e_ptr, rows, weights, blocks, compensated):
     """The loop ``j < blocks`` of lane steps on slots ``8 j .. 8 j + 7``: the accumulators
     at ``s_ptr``/``e_ptr`` take the terms ``fl(rows[r][8 j + b] * weights[r])`` for
-    ``r`` in order (``weights``: splatted vectors), loaded once and stored once."""
+    ``r`` in order (``weights``: splatted vectors), loaded once and stored once; in
+    compensated mode three TwoSum additions are exact FMAs where :data:`ADDS_ON_FMA`
+    holds (the same bits)."""
     j, _, close = _counted_loop(builder, blocks, "steps")
     at = builder.mul(j, ir.Constant(_I64, 8))
 
@@ -491,10 +499,11 @@ def _run_steps(builder, s_ptr, e_ptr, rows, weights, blocks, compensated):
 
     sv = builder.load(vptr(s_ptr), align=8)
     ev = builder.load(vptr(e_ptr), align=8) if compensated else None
+    signs = _fma_signs(builder) if compensated else None
     for row, weight in zip(rows, weights, strict=True):
         term = builder.fmul(builder.load(vptr(row), align=8), weight)
         if compensated:
-            sv, ev = _two_sum_step(builder, sv, ev, term)
+            sv, ev = _two_sum_step(builder, sv, ev, term, signs)
         else:
             sv = builder.fadd(sv, term)
     builder.store(sv, vptr(s_ptr), align=8)
