@@ -140,8 +140,8 @@ def test_software_prefetch_only_where_rows_stream(assembly):
                 "reprogls.kernels.cpu.spd._inverse_factor_rows",
                 "reprogls.kernels.cpu.linalg.cholesky_kernel"]
     assert set(streaming + in_cache) <= set(assembly)
+    expected = bool(simd.CHUNK_PREFETCH_AHEAD or simd.CHUNK_PREFETCH_AHEAD_PLAIN)
     for name in streaming:
-        expected = bool(simd.CHUNK_PREFETCH_AHEAD or simd.CHUNK_PREFETCH_AHEAD_PLAIN)
         assert bool(prefetch.search(assembly[name])) == expected, name
     for name in in_cache:
         assert not prefetch.search(assembly[name]), name

@@ -586,7 +586,7 @@ def _merge8(builder, sa, ca, sb, cb, compensated):
     return t, builder.fadd(builder.fadd(ca, cb), err)
 
 
-def _chunk_prefetch_ahead(compensated: bool = True) -> int:
+def _chunk_prefetch_ahead(compensated: bool) -> int:
     """How far ahead, in elements, :func:`chunk_partial` prefetches its input streams
     (``prefetcht1``, into L2) in the given mode: 512 (4 KiB), or 0 for no software
     prefetch. The compensated value also serves the streamed lane steps
@@ -822,9 +822,9 @@ def chunk_partials2(typingctx, A, row, other, y, n, compensated, stream):
     """:func:`chunk_partial` of rows ``row`` and ``other`` of the 2-D C-contiguous ``A``
     with ``y``, terms ``0 .. n - 1`` (one chunk: ``n <= CHUNK``), in one loop: ``(s0, c0,
     s1, c1)``, each pair bit for bit that row's :func:`chunk_partial`. The two rows
-    stream from memory side by side and share each load of ``y`` (``gemv`` and ``A B``:
-    :func:`.multi.rows_times`, which pairs rows 32 apart). ``compensated`` and ``stream``
-    literal bools; no bounds checks."""
+    stream from memory side by side and share each load of ``y`` (``gemv``'s rows:
+    :func:`.multi._rows_times_tasks` pairs them half a block apart). ``compensated`` and
+    ``stream`` literal bools; no bounds checks."""
     if not all(isinstance(f, types.BooleanLiteral) for f in (compensated, stream)):
         return None
     if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
