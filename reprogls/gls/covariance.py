@@ -14,8 +14,10 @@ Everything runs on the audited path: ``A^-1 = L^-T L^-1`` from the fixed-order
 Cholesky (:mod:`reprogls.kernels.cpu.spd`, in parallel), ``B`` by the tiled Gram kernel
 on the scores, the products by CRO-1 dots. Cost: ``O(N P^2)`` for ``X^T X`` and ``B``,
 ``O(P^3)`` for the inverse and products; at P = 2000, N = 20000 the compensated plug-in
-covariance takes 4.5-5.4 s on two Zen 4 cores and ~13 s on two Zen 3 cores (AVX2),
-mostly ``X^T X`` (``profiling/compare_alsgls.py``, docs/performance.md, "Dense kernels"), so
+covariance takes 4.5-5.4 s on two Zen 4 cores and 6.2-7.0 s on two Zen 3 cores (AVX2),
+~85% of it ``X^T X``; plain mode 2.2-3.3 s, where BLAS ``X.T @ X`` and LAPACK's inverse
+take 1.4-1.7 s on the same Zen 3 box (``profiling/compare_alsgls.py``,
+``profiling/dense_kernels.py``, docs/performance.md, "Dense kernels"), so
 ``cov_type="none"`` skips it.
 """
 
