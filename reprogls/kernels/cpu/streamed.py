@@ -297,11 +297,12 @@ def _block_lane_steps(SA, EA, X, first, stop, W, eqv, pick, eq_of_column, span,
 
 @njit(cache=True)
 def _interleaved_blocks(Xv, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, LT,
-                        DE, compensated, begin, stop, SA, EA, U, W, Wv, S, E, T, Z, UQ, acc):
+                        DE, compensated, begin, stop, SA, EA, U, W, S, E, T, Z, UQ, acc):
     """The blocks of rows ``begin, begin + 128, ... < stop`` with each block's lane steps
     during the next block's dots, lanes ``2 s, 2 s + 1`` with row group ``s``
     (:func:`.fused_rows.dots8_with_steps`), and the last block's after the loop."""
     P = Xv.shape[1]
+    Wv = unmanaged(W)  # (W itself stays alive: the last block's steps read it)
     body = P - P % 8
     prev = -1  # the previous block's first row: its lanes are stepped during this block
     for i0 in range(begin, stop, BLOCK * LANES):
@@ -349,8 +350,8 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
     stop = min(N, (c + 1) * CHUNK)
     if FUSED_INTERLEAVED:
         _interleaved_blocks(Xv, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L,
-                            LT, DE, compensated, c * CHUNK + lane0, stop, SA, EA, U, W, Wv,
-                            S, E, T, Z, UQ, acc)
+                            LT, DE, compensated, c * CHUNK + lane0, stop, SA, EA, U, W, S,
+                            E, T, Z, UQ, acc)
     else:  # each block's three phases in turn (16 vector registers: simd.FUSED_INTERLEAVED)
         for i0 in range(c * CHUNK + lane0, stop, BLOCK * LANES):
             for s in range(BLOCK):
