@@ -141,7 +141,7 @@ def _times(A, B, compensated):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
     """Top-k eigenpairs of the symmetric ``M`` (K x K, C-contiguous) from the start
     ``Q0`` (K x k): the loop of :func:`.sigma.top_eigenpairs` in one compiled call, step

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["FIT_TASKS", "TASKS", "compile_tasks", "warm_parallel", "worker_command"]
+__all__ = ["FIT_TASKS", "PARTNERS", "TASKS", "compile_tasks", "warm_parallel",
+           "worker_command"]
 
 MODES = ("compensated", "plain")
 
@@ -139,8 +140,9 @@ def _dense() -> None:
 
 def _large() -> None:
     """Kernels only large problems reach: the sparse pair Gram of the CG path's
-    per-equation blocks, its coupled preconditioner (:mod:`reprogls.gls.precondition`)
-    and ``A^T B`` of the Sigma-step from residuals (large K)."""
+    per-equation blocks, its coupled preconditioner (:mod:`reprogls.gls.precondition`),
+    ``A^T B`` of the Sigma-step from residuals and the subspace iteration's steps
+    called one by one there (large K, :func:`_subspace_steps`)."""
     from ..gls import precondition
     from . import linalg
     from .cpu import gram, multi
@@ -157,6 +159,7 @@ def _large() -> None:
         factor = linalg.woodbury_factor(np.ones((2, 1)), np.ones(2), mode)
         precondition.CoupledPreconditioner(packed, ptr, offsets, factor, np.ones(2),
                                            0.5)(np.ones(3))
+    _subspace_steps()
 
 
 def _gemv_t() -> None:
@@ -186,19 +189,31 @@ def _elementary() -> None:
 
 
 def _subspace() -> None:
-    """The compiled steps of the Sigma-step's subspace iteration (:mod:`reprogls.gls._subspace`),
-    the Jacobi rotations of its k x k eigenproblem included."""
+    """The compiled profile of the Sigma-step (:func:`reprogls.gls._subspace.profile_moment`,
+    its subspace iteration inlined) and the Jacobi rotations of the k x k eigenproblem,
+    which the fits with ``K^2 k`` up to ``sigma.COMPILED_MAX_WORK`` use (S and M). The
+    steps on their own (Python's loop for larger K) are :func:`_large`'s."""
     from ..gls import _subspace
 
     Z = np.arange(6.0).reshape(3, 2)
     M = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     for compensated in (True, False):
-        Q = _subspace.orthonormalize(Z, compensated)
-        _subspace.rayleigh_matrix(Q, Z, compensated)
-        _subspace.subspace_iteration(M, Z, compensated, 2, 1e-13, 30)
         _subspace.profile_moment(M, np.diag(M).copy(), 10.0, np.ones(3), Z, compensated, 2,
                                  1e-13, 30, 1.8)
     _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30)
+
+
+def _subspace_steps() -> None:
+    """The subspace iteration's steps that the loop of ``sigma.top_eigenpairs`` calls
+    from Python (large K): orthonormalisation and the Rayleigh-Ritz matrix. (No fit
+    calls the compiled loop ``_subspace.subspace_iteration`` on its own: it runs inside
+    :func:`_subspace`'s ``profile_moment``.)"""
+    from ..gls import _subspace
+
+    Z = np.arange(6.0).reshape(3, 2)
+    for compensated in (True, False):
+        Q = _subspace.orthonormalize(Z, compensated)
+        _subspace.rayleigh_matrix(Q, Z, compensated)
 
 
 def _prox() -> None:
@@ -232,19 +247,37 @@ def _prox() -> None:
 #: tasks into woodbury + sur_rmatvec + gemv_t (18.6 s) and reductions + dense +
 #: sur_matvec + elementary (17.1 s); woodbury measured 15.8 s alone before the move,
 #: sur_rmatvec 5.5 after it and 18 without it, reductions 10.5, dense 4.7 after it.
+#: Thirty-third session (2-core Zen 3 VM; ``woodbury_rows.woodbury_block`` and
+#: ``_subspace.subspace_iteration`` inlined into their one compiled caller each, no
+#: array slice assignments in ``streamed``, the subspace steps called from Python moved
+#: to ``large``): FIT_TASKS in one process, in their order, three runs: woodbury
+#: 15.9-17.0, dense 8.2-8.7, sur_matvec 2.0-2.4, sur_rmatvec 2.7-3.0 (6.7-7.7 before),
+#: gemv_t 1.1, reductions 10.8-12.1 (12.1-12.8), elementary 0.3; 41-45 s in all against
+#: 48-53 s for the previous commit running beside it on the other core. Each task alone
+#: (a fresh process each, both cores busy): woodbury 21.9, blocks 38.5, fused 26.2,
+#: reductions 14.4, dense 10.6, large 18.9, sur_matvec 4.4, prox 2.0, sur_rmatvec 18.3
+#: (2.9 after woodbury), gemv_t 3.4, elementary 1.4; blocks 19.0 after fused. The
+#: weights below are rounded from these, a partnered task's (:data:`PARTNERS`) after its
+#: partner.
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
-    "woodbury": (_woodbury, 16.0),
-    "large": (_large, 15.0),
-    "sur_matvec": (_sur_matvec, 4.5),
-    "dense": (_dense, 7.7),
-    "fused": (_fused, 15.0),
-    "blocks": (_block_layouts, 17.0),
-    "sur_rmatvec": (_sur_rmatvec, 6.0),
-    "gemv_t": (_gemv_t, 3.5),
-    "reductions": (_reductions, 11.8),
-    "elementary": (_elementary, 1.4),
-    "prox": (_prox, 2.1),
+    "woodbury": (_woodbury, 19.0),
+    "large": (_large, 17.0),
+    "sur_matvec": (_sur_matvec, 3.5),
+    "dense": (_dense, 9.5),
+    "fused": (_fused, 25.0),
+    "blocks": (_block_layouts, 19.0),
+    "sur_rmatvec": (_sur_rmatvec, 3.0),
+    "gemv_t": (_gemv_t, 2.0),
+    "reductions": (_reductions, 13.0),
+    "elementary": (_elementary, 1.0),
+    "prox": (_prox, 2.0),
 }
+#: task -> the task it shares a worker with when both are compiled: most of what it
+#: compiles, its partner has compiled already (``sur_rmatvec``'s ``X^T vec(R Sigma^-1)``
+#: runs ``woodbury_solve``: 18.3 s alone, 2.9 after ``woodbury``; ``blocks`` reuses the
+#: fused operator's block kernels and Woodbury entry point: 38.5 alone, 19.0 after
+#: ``fused``).
+PARTNERS: dict[str, str] = {"sur_rmatvec": "woodbury", "blocks": "fused"}
 #: What :func:`reprogls.gls.fit` on the gram path needs (the demo's fit).
 FIT_TASKS = ("woodbury", "dense", "sur_matvec", "sur_rmatvec", "gemv_t", "reductions",
              "elementary")
@@ -265,14 +298,25 @@ def compile_tasks(names: Iterable[str]) -> None:
         TASKS[name][0]()
 
 
+def _groups(names: list[str]) -> list[list[str]]:
+    """The tasks in groups that go to one worker together: each task of
+    :data:`PARTNERS` joins its partner's group when both are named (in the order named)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        partner = PARTNERS.get(name)
+        groups.setdefault(partner if partner in names else name, []).append(name)
+    return list(groups.values())
+
+
 def _shares(names: list[str], jobs: int) -> list[list[str]]:
-    """Split the tasks over ``jobs`` workers, longest first onto the least loaded."""
+    """Split the tasks over ``jobs`` workers: the groups of :func:`_groups`, costliest
+    first, each onto the least loaded worker (the longest-processing-time rule)."""
     shares: list[list[str]] = [[] for _ in range(jobs)]
     loads = [0.0] * jobs
-    for name in sorted(names, key=lambda n: -TASKS[n][1]):
+    for group in sorted(_groups(names), key=lambda g: -sum(TASKS[n][1] for n in g)):
         w = loads.index(min(loads))
-        shares[w].append(name)
-        loads[w] += TASKS[name][1]
+        shares[w].extend(group)
+        loads[w] += sum(TASKS[n][1] for n in group)
     return [s for s in shares if s]
 
 

@@ -368,7 +368,7 @@ def _dots_tasks(s0, s1, X, dest, tiles, eqs, widest, longest, vT, compensated, U
             block_to_rows(Ub.reshape((K, ROWS)), i0, n_rows, U)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
     """``out = R Sigma^-1`` for the slabs ``s0 .. s1 - 1`` of blocks of 32 consecutive
     rows. The one kernel that calls :func:`.woodbury_rows.woodbury_block` directly

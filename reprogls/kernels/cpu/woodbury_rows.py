@@ -57,7 +57,7 @@ TILE_EQUATIONS = 8
 BROADCAST32 = 5
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def woodbury_block(U, GT, L, LT, DE, compensated, S, E, T, Z, UQ, acc, W):
     """``W[j * 32 + y] = (U Sigma^-1)`` for the 32 rows of a block, in the order of
     ``reference.woodbury_solve``::
@@ -168,7 +168,7 @@ def _entry(frame, compensated):
 def woodbury_block_entry():
     """The compiled C entry point ``void(int64 frame, int64 compensated)`` (a Numba
     ``CFunc``; compiled, or loaded from Numba's cache, on first use)."""
-    return cfunc(types.void(types.int64, types.int64), cache=True)(_entry)
+    return cfunc(types.void(types.int64, types.int64), cache=True, error_model="numpy")(_entry)
 
 
 def woodbury_block_address() -> int:
