@@ -148,7 +148,12 @@ def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
     for step (each product one CRO-1 dot per entry, :func:`orthonormalize`,
     :func:`rayleigh_matrix`, :func:`jacobi_rotations` with at most ``sweeps`` sweeps, the
     Ritz values sorted by :func:`descending_order`), so the same bits. Returns
-    ``(values, Q)``."""
+    ``(values, Q)``.
+
+    ``inline="always"``: its one compiled caller, :func:`profile_moment`, takes its typed
+    IR, so it is not also compiled and optimised on its own there (the ``reductions``
+    warm-up task, thirty-third session: 1-2 s less of ~13). Called from Python it
+    compiles as usual."""
     k = Q0.shape[1]
     Q = orthonormalize(Q0, compensated)
     lam = np.full(k, np.inf)

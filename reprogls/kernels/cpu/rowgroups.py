@@ -373,7 +373,9 @@ def _woodbury_tasks(s0, s1, R, GT, L, LT, DE, compensated, out):
     """``out = R Sigma^-1`` for the slabs ``s0 .. s1 - 1`` of blocks of 32 consecutive
     rows. The one kernel that calls :func:`.woodbury_rows.woodbury_block` directly
     (inlined): the demo's fit needs it, and the block's entry point would add ~2-4 s to
-    the demo's warm-up (measured on a Zen 4 box, tenth session)."""
+    the demo's warm-up (measured on a Zen 4 box, tenth session). NumPy's error model is
+    the block's own: its inlined divisions take this function's flags, and Python's
+    model puts a zero-divisor branch in each (``d > 0`` is validated up front)."""
     N, K = R.shape
     k = GT.shape[0]
     n_blocks = (N + ROWS - 1) // ROWS

@@ -19,6 +19,15 @@ keeps the direct, inlined call: routed through the entry point it made the demo'
 warm-up 2-4 s slower (three alternating pairs of fresh-cache runs on a 2-core Zen 4,
 tenth session: ``FIT_TASKS`` 25.5-29.5 s before, 28.9-30.0 s with it).
 
+Since the thirty-third session :func:`woodbury_block` is ``inline="always"``: Numba
+inlines its typed IR into its two callers (``_woodbury_tasks`` and the entry point),
+so it is no longer compiled, optimised and cached as a function of its own and then
+optimised again inside each caller. Both callers therefore compile with NumPy's error
+model, as the block did (its divisions are lowered with the caller's flags). The
+``woodbury`` warm-up task, one process, fresh cache, three alternating runs on the
+2-core Zen 3 box: 19.3-21.2 -> 15.7-18.2 s (CPU seconds); ``woodbury_solve``'s speed and
+bits unchanged.
+
 Measured compile times (same box, one process, fresh cache, seconds; the tasks of
 :mod:`reprogls.kernels.warm`): before, ``woodbury`` 17.8, ``fused`` 15.9 after it,
 ``blocks`` 16.7 after both; now ``fused`` 10.8 and ``blocks`` 13.7 after it (20.3
