@@ -139,7 +139,7 @@ SLICE_MESSAGE = "cannot assign slice of shape"
 def test_no_kernel_compiles_the_slice_assignment_message(assembly):
     """No compiled kernel assigns an array to a slice (``A[i0:i1] = B``): Numba then
     compiles the shape-mismatch message with its string formatting, ~3.8 s of the demo's
-    warm-up (thirty-third session; ``streamed._store_lanes`` copies by loops instead).
+    warm-up (thirty-third session; ``rowgroups.copy_lane_block`` copies by loops instead).
     The control, a two-line function with such an assignment, carries the message."""
     assert SLICE_MESSAGE in assembly["slice_control"]
     carriers = sorted(name for name, text in assembly.items()

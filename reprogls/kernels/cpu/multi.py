@@ -28,6 +28,7 @@ from .pages import fresh
 from .rowgroups import (
     BLOCK,
     balanced_tasks,
+    copy_lane_block,
     lane_accumulators,
     lane_trees,
     lanes_per_task,
@@ -160,10 +161,7 @@ def _transposed_lanes(t0, t1, A, B, compensated, tile, group, order, starts, LS,
         # not count, and a task's accumulators of 1 MiB come from mmap: freed, the views
         # pointed at unmapped memory)
         for q in range(k):
-            for b in range(group):
-                for m in range(width):
-                    LS[c, g * group + b, q * P + m0 + m] = S[q, b, m]
-                    LC[c, g * group + b, q * P + m0 + m] = E[q, b, m]
+            copy_lane_block(LS[c], LC[c], g * group, q * P + m0, S[q], E[q])
 
 
 def rows_transposed_times(A: np.ndarray, B: np.ndarray, compensated: bool) -> np.ndarray:

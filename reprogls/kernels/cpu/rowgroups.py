@@ -594,6 +594,21 @@ def lane_accumulators(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return scratch.empty(shape), scratch.empty(shape)
 
 
+@njit(inline="always")
+def copy_lane_block(LS, LC, row0, col0, S, E):
+    """``LS[row0 + b, col0 + m] = S[b, m]`` and ``LC`` likewise from ``E``: a task's lane
+    accumulators into the call's, as loops (:func:`_store_lanes` is the block kernels'
+    version, whose columns come permuted). A slice assignment of an array
+    (``LS[r0:r1, c0:c1] = S``) makes Numba compile its shape-mismatch error message,
+    string formatting included, once per process -- 3.8 s of the demo's warm-up worker
+    that compiles ``sur_rmatvec`` (thirty-third session, the 2-core Zen 3 box;
+    ``tests/test_codegen_cpu.py`` checks that no kernel carries it)."""
+    for b in range(S.shape[0]):
+        for m in range(S.shape[1]):
+            LS[row0 + b, col0 + m] = S[b, m]
+            LC[row0 + b, col0 + m] = E[b, m]
+
+
 def _over_rows(X, kernel, *args):
     """``g[m]``: the CRO-1 reduction over rows of ``fl(X[i, m] * W[i, eq(m)])``, from the
     lane accumulators that ``kernel(t0, t1, X, *args, compensated, order, starts, LS,

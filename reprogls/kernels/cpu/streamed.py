@@ -46,6 +46,7 @@ from .rowgroups import (
     balanced_tasks,
     block_call_arrays,
     block_scratch,
+    copy_lane_block,
     finish_lanes,
     lane_accumulators,
     lanes_per_task,
@@ -134,19 +135,6 @@ def _cached_weight_plan(key: bytes) -> WeightPlan:
                       eq_of_column=eq_of_column)
 
 
-@njit(inline="always")
-def _store_lanes(LS, LC, row0, col0, S, E):
-    """``LS[row0 + b, col0 + m] = S[b, m]`` and ``LC`` likewise from ``E``, as loops: a
-    slice assignment of an array (``LS[r0:r1, c0:c1] = S``) makes Numba compile its
-    shape-mismatch error message, string formatting included, once per process -- 3.8 s
-    of the demo's warm-up worker that compiles ``sur_rmatvec`` (thirty-third session, the
-    2-core Zen 3 box)."""
-    for b in range(S.shape[0]):
-        for m in range(S.shape[1]):
-            LS[row0 + b, col0 + m] = S[b, m]
-            LC[row0 + b, col0 + m] = E[b, m]
-
-
 @njit(cache=True)
 def _vector_steps(S, E, X, i, m0, body, W, w0, w_step, w_stride, eqv, pick, span, steps,
                   compensated):
@@ -223,7 +211,7 @@ def _streamed_lanes(t0, t1, X, W1, W2, n_out, plan_eqv, pick, eq_of_column, span
                                     W1v if q == 0 else W2v, i * K, LANES * K, 1, plan_eqv,
                                     pick, eq_of_column, span, steps, compensated)
             for q in range(n_out):
-                _store_lanes(LS[q, c], LC[q, c], g * group, m0, S[q], E[q])
+                copy_lane_block(LS[q, c], LC[q, c], g * group, m0, S[q], E[q])
 
 
 def streamed_rmatvec(X, offsets, W, compensated, W2=None):
@@ -376,7 +364,7 @@ def _normal_task(X, offsets, v, eqv, pick, eq_of_column, span, block_fn, GT, L, 
                                 W)
             _block_lane_steps(SA, EA, Xv, i0, stop, W, eqv, pick, eq_of_column, span,
                               compensated)
-    _store_lanes(LS[c], LC[c], lane0, 0, SA, EA)
+    copy_lane_block(LS[c], LC[c], lane0, 0, SA, EA)
 
 
 @njit(nogil=True, cache=True)
