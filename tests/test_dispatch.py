@@ -166,9 +166,8 @@ def test_warm_tasks_split_and_validation():
 
     shares = warm._shares(list(warm.TASKS), 2)
     assert sorted(n for share in shares for n in share) == sorted(warm.TASKS)
-    loads = [sum(warm.TASKS[n][1] for n in share) for share in shares]
-    group_costs = [sum(warm.TASKS[n][1] for n in g) for g in warm._groups(list(warm.TASKS))]
-    assert max(loads) - min(loads) <= max(group_costs)
+    loads = [warm._cost(share) for share in shares]
+    assert max(loads) - min(loads) <= max(warm._cost(g) for g in warm._groups(list(warm.TASKS)))
     for task, partner in warm.PARTNERS.items():  # partners share a worker
         assert [share for share in shares if task in share and partner in share]
     assert warm._shares(["sur_rmatvec", "reductions"], 2) == [["reductions"], ["sur_rmatvec"]]

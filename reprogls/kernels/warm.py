@@ -308,15 +308,20 @@ def _groups(names: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _cost(names: list[str]) -> float:
+    """The weights (:data:`TASKS`) of the named tasks, summed."""
+    return sum(TASKS[n][1] for n in names)
+
+
 def _shares(names: list[str], jobs: int) -> list[list[str]]:
     """Split the tasks over ``jobs`` workers: the groups of :func:`_groups`, costliest
     first, each onto the least loaded worker (the longest-processing-time rule)."""
     shares: list[list[str]] = [[] for _ in range(jobs)]
     loads = [0.0] * jobs
-    for group in sorted(_groups(names), key=lambda g: -sum(TASKS[n][1] for n in g)):
+    for group in sorted(_groups(names), key=lambda g: -_cost(g)):
         w = loads.index(min(loads))
         shares[w].extend(group)
-        loads[w] += sum(TASKS[n][1] for n in group)
+        loads[w] += _cost(group)
     return [s for s in shares if s]
 
 
