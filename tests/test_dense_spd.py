@@ -102,12 +102,32 @@ def test_parallel_cholesky_reports_the_failing_pivot(bad_row):
         assert cholesky_kernel(C, compensated, serial) == bad_row
 
 
+@pytest.mark.parametrize("entry", [(5, 2, np.nan), (spd.BLOCK + 8, 3, np.inf),
+                                   (7, 0, -np.inf), (spd.BLOCK + 1, spd.BLOCK, 1e300),
+                                   (2 * spd.BLOCK, 2 * spd.BLOCK - 1, np.nan)])
+def test_cholesky_stops_at_the_reference_pivot_after_a_non_finite_entry(entry):
+    """The kernels fill L column by column, two rows at a time, where the reference goes
+    row by row: an entry that turns NaN or infinite (``C[i, j]`` with ``j < i``, or an
+    overflowing ``L[i, j]``) must still stop them at the reference's failing pivot, with
+    no error raised on the way (and the rows below it computed from the bad column)."""
+    i, j, value = entry
+    C = spd_problem(2 * spd.BLOCK + 3)
+    C[i, j] = value
+    for mode in MODES:
+        with pytest.raises(ref.NotPositiveDefiniteError, match=rf"pivot {i} is"):
+            ref.cholesky(C, mode)
+        compensated = mode == "compensated"
+        L = np.empty_like(C)
+        assert cholesky_kernel(C, compensated, L) == i
+        assert spd.cholesky(C, compensated, L, parallel=True) == i
+
+
 def test_dispatch_by_order_is_bitwise_neutral():
     """From ``PARALLEL_MIN`` (``CHOLESKY_PARALLEL_MIN`` for the factor) on the default
     (``parallel=None``) takes the parallel drivers; the bits equal both forced paths at
     order 400."""
     C = spd_problem(400)
-    assert C.shape[0] >= max(spd.PARALLEL_MIN, spd.CHOLESKY_PARALLEL_MIN)
+    assert C.shape[0] >= max(spd.PARALLEL_MIN, *spd.CHOLESKY_PARALLEL_MIN)
     L, inv = cpu_cholesky_inverse(C, "compensated", parallel=None)
     lower = np.tril_indices(400)
     for parallel in (True, False):

@@ -197,12 +197,29 @@ def streamed_dot_pair(A, i, j, y, compensated):
     with ``y``, for rows of at most one chunk (``A.shape[1] <= CHUNK``): both in one loop
     (:func:`.simd.chunk_partials2`), two streams from memory at once; each result has
     that row's bits."""
-    if A.shape[1] == 0:
+    return _pair(A, i, j, y, A.shape[1], compensated, True)
+
+
+@njit(inline="always", cache=True)
+def dot_pair_prefix(A, i, j, y, n, compensated):
+    """:func:`dot_segment` of ``A[i, :n]`` and of ``A[j, :n]`` with ``y[:n]``, both in one
+    loop (:func:`.simd.chunk_partials2`, operands in cache), for ``n <= CHUNK``: each
+    result has that row's bits. Two independent dots in one instruction stream hide
+    each other's latency and share the loads of ``y`` (the Cholesky's column entries:
+    :func:`.linalg.cholesky_pair`)."""
+    return _pair(A, i, j, y, n, compensated, False)
+
+
+@njit(inline="always", cache=True)
+def _pair(A, i, j, y, n, compensated, stream):
+    """The two dots of :func:`streamed_dot_pair` / :func:`dot_pair_prefix` (``stream`` a
+    constant at each call site)."""
+    if n == 0:
         return 0.0, 0.0
     if compensated:
-        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, A.shape[1], True, True)
+        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, n, True, stream)
     else:
-        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, A.shape[1], False, True)
+        s0, c0, s1, c1 = chunk_partials2(A, i, j, y, n, False, stream)
     return finalize_inline(s0, c0, compensated), finalize_inline(s1, c1, compensated)
 
 

@@ -21,6 +21,7 @@ from . import rowgroups
 from ._cro import (
     CHUNK,
     LANES,
+    dot_pair_prefix,
     dot_segment,
     finalize,
     merge,
@@ -147,16 +148,50 @@ def cholesky_entry(C, L, i, j, compensated):
     return True
 
 
+@njit(inline="always", cache=True)
+def cholesky_pair(C, L, i, i2, j, compensated):
+    """The below-diagonal entries ``L[i, j]`` and ``L[i2, j]`` (``j < i``, ``j < i2``,
+    ``i != i2``): bitwise two :func:`cholesky_entry` calls, with the two dots in one loop
+    (:func:`._cro.dot_pair_prefix`, which shares the loads of ``L[j, :j]``) where their
+    ``j`` terms fit in one chunk (else, and for ``j = 0``, one at a time). Unmanaged
+    views, as for :func:`cholesky_entry`."""
+    if j == 0 or j > CHUNK:
+        cholesky_entry(C, L, i, j, compensated)
+        cholesky_entry(C, L, i2, j, compensated)
+        return
+    a, a2 = dot_pair_prefix(L, i, i2, L[j], j, compensated)
+    ljj = L[j, j]
+    L[i, j] = (C[i, j] - a) / ljj
+    L[i2, j] = (C[i2, j] - a2) / ljj
+
+
 @njit(cache=True)
 def cholesky_kernel(C, compensated, L):
-    """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1."""
+    """Fixed-order Cholesky (see the reference); returns the failing pivot index or -1.
+
+    Column by column: the pivot ``L[j, j]``, then the entries below it in pairs of rows
+    (:func:`cholesky_pair`). Every entry is the reference's dot of the same finished
+    operands, so the bits are those of the reference's row-by-row order, and the first
+    failing pivot is the same (pivot ``i`` depends only on rows ``<= i``); after a
+    failure the contents of ``L`` are unspecified. Why columns: along a row each entry
+    waits for the one before it (a term of its dot), so the row order ran one dot's
+    chain of lane and tree additions at a time; the entries of a column are
+    independent. Thirty-fourth session, 2-core Zen 3, one thread, best of 30, plain /
+    compensated: order 250 1.46 / 2.51 -> 0.59 / 1.58 ms, order 600 12.5 / 22.7 -> 7.7
+    / 16.9 ms (column order one entry at a time: 1.44 / 2.41 and 12.0 / 22.9 ms).
+    """
     n = C.shape[0]
     L[:, :] = 0.0
     Cv, Lv = unmanaged(C), unmanaged(L)  # (the caller holds C and L)
-    for i in range(n):
-        for j in range(i + 1):
-            if not cholesky_entry(Cv, Lv, i, j, compensated):
-                return i
+    for j in range(n):
+        if not cholesky_entry(Cv, Lv, j, j, compensated):
+            return j
+        i = j + 1
+        while i + 1 < n:
+            cholesky_pair(Cv, Lv, i, i + 1, j, compensated)
+            i += 2
+        if i < n:
+            cholesky_entry(Cv, Lv, i, j, compensated)
     return -1
 
 

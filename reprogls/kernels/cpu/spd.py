@@ -7,8 +7,9 @@ do not depend on the thread count; threads only split *which* entries they compu
 * :func:`cholesky` has exactly the bits of :func:`.linalg.cholesky_kernel` (the
   row-by-row reference ``reference.cholesky``). Its parallel form works in blocks of
   ``BLOCK`` columns: the rows of the diagonal block first (serially), then every row
-  below computes its entries of that block; each entry sees the same finished operands
-  as in the row-by-row order.
+  below computes its entries of that block, two rows of a task side by side
+  (:func:`.linalg.cholesky_pair`); each entry sees the same finished operands as in the
+  row-by-row order. (The serial kernel goes column by column, also in pairs of rows.)
 * :func:`inverse_factor` returns ``Z = (L^-1)^T`` (upper triangular): row ``c`` of Z is
   column ``c`` of ``L^-1``, the forward solve of ``L z = e_c`` restricted to ``t >= c``::
 
@@ -30,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from ._cro import dot_segment
-from .linalg import cholesky_entry, cholesky_kernel
+from .linalg import cholesky_entry, cholesky_kernel, cholesky_pair
 from .tasks import run_tasks, threads
 from .views import unmanaged
 
@@ -53,7 +54,12 @@ PARALLEL_MIN = 128
 #: against 6.53 / 8.41. Since ``dot_segment`` lost its reference counts an entry costs
 #: about half as much, and a column block's dispatch to the threads (one per 32
 #: columns) no longer pays for itself below ~384; the inverse still gains from 192 on.
-CHOLESKY_PARALLEL_MIN = 384
+#: Thirty-fourth session (entries two rows at a time, :func:`.linalg.cholesky_pair`),
+#: 2-core Zen 3, two threads, best of 15, two runs, serial / parallel, ms: plain 0.59-0.64
+#: / 0.84-0.88 at order 250, 0.92-0.95 / 1.10-1.16 at 288, 2.05-2.26 / 1.97-2.06 at 384;
+#: compensated 1.35-1.85 / 1.18-1.52 at 224, 1.76-2.30 / 1.57-1.97 at 250, 0.89-1.24 /
+#: 0.89-1.09 at 192. Hence one threshold per mode: ``CHOLESKY_PARALLEL_MIN[compensated]``.
+CHOLESKY_PARALLEL_MIN = (384, 224)
 
 
 @njit(cache=True)
@@ -71,11 +77,11 @@ def cholesky(C: np.ndarray, compensated: bool, L: np.ndarray,
     """Fixed-order Cholesky of the lower triangle of the C-contiguous ``C`` into ``L``;
     returns the first failing pivot index (not positive and finite) or -1.
 
-    ``parallel``: ``None`` uses the threads from order ``CHOLESKY_PARALLEL_MIN`` on
-    (column blocks, module docstring), else :func:`.linalg.cholesky_kernel`; the bits
-    are the same either way.
+    ``parallel``: ``None`` uses the threads from order
+    ``CHOLESKY_PARALLEL_MIN[compensated]`` on (column blocks, module docstring), else
+    :func:`.linalg.cholesky_kernel`; the bits are the same either way.
     """
-    if not _use_threads(C.shape[0], parallel, CHOLESKY_PARALLEL_MIN):
+    if not _use_threads(C.shape[0], parallel, CHOLESKY_PARALLEL_MIN[int(compensated)]):
         return cholesky_kernel(C, compensated, L)
     return _cholesky_blocks(C, compensated, L, 4 * threads())
 
@@ -96,11 +102,17 @@ def _diagonal_block(C, L, j0, j1, compensated):
 def _below_block(t0, t1, C, L, j0, j1, n_tasks, compensated):
     """Tasks ``t0 .. t1 - 1`` of ``n_tasks``: task ``t`` computes the entries in columns
     ``j0 .. j1 - 1`` of the rows ``j1 + t, j1 + t + n_tasks, ...`` (below the diagonal
-    block: no pivots, always succeeds)."""
+    block: no pivots, always succeeds), two of its rows at a time
+    (:func:`.linalg.cholesky_pair`; each row's entries in column order)."""
     n = C.shape[0]
     Cv, Lv = unmanaged(C), unmanaged(L)  # row slices without atomic reference counts
     for task in range(t0, t1):
-        for i in range(j1 + task, n, n_tasks):
+        i = j1 + task
+        while i + n_tasks < n:
+            for j in range(j0, j1):
+                cholesky_pair(Cv, Lv, i, i + n_tasks, j, compensated)
+            i += 2 * n_tasks
+        if i < n:
             for j in range(j0, j1):
                 cholesky_entry(Cv, Lv, i, j, compensated)
 
