@@ -9,8 +9,9 @@ import pytest
 
 from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
+from reprogls.kernels.cpu._cro import CHUNK
 from reprogls.kernels.cpu.gram import TILE, lower_gram
-from reprogls.kernels.cpu.linalg import cholesky_kernel
+from reprogls.kernels.cpu.linalg import cholesky_entry, cholesky_kernel, cholesky_pair
 from reprogls.kernels.cpu.multi import COLUMN_TILE, rows_times, rows_transposed_times
 from tests.corpus import same_bits
 from tests.digests import (
@@ -120,6 +121,33 @@ def test_cholesky_stops_at_the_reference_pivot_after_a_non_finite_entry(entry):
         L = np.empty_like(C)
         assert cholesky_kernel(C, compensated, L) == i
         assert spd.cholesky(C, compensated, L, parallel=True) == i
+
+
+@pytest.mark.parametrize("j", [0, 1, 31, 32, 33, CHUNK, CHUNK + 1])
+def test_cholesky_pair_equals_two_entries(j):
+    """``cholesky_pair`` against two ``cholesky_entry`` calls on the same operands, for
+    dots of 0 terms (the empty dot is +0.0 on both paths), around the lane count, of a
+    whole chunk (the longest it pairs) and of a chunk and one term (too long for one
+    chunk: one entry at a time). Random rows stand for the finished ``L[:, :j]`` (no
+    factorisation of order 8193 is needed to reach these lengths), with a signed zero, a
+    subnormal and a large value among them; every other term matters to the sum, so
+    that a different order of additions shows: pairing the 8193-term dots as one long
+    chunk instead of two chunks changes about half of such dots, and eight are
+    compared here."""
+    rng = np.random.default_rng(j)
+    n = max(j + 9, 6)
+    L = rng.standard_normal((n, n))
+    L[:, :4] = [-0.0, 5e-324, 1e3, -3.0]
+    L[j, j] = 1.5  # the pivot the entries divide by
+    C = rng.standard_normal((n, n))
+    C[j + 1, j] = -0.0
+    for compensated in (True, False):
+        paired, single = L.copy(), L.copy()
+        for i in range(j + 1, j + 9, 2):
+            cholesky_pair(C, paired, i + 1, i, j, compensated)
+            cholesky_entry(C, single, i + 1, j, compensated)
+            cholesky_entry(C, single, i, j, compensated)
+        assert same_bits(paired, single)
 
 
 def test_dispatch_by_order_is_bitwise_neutral():

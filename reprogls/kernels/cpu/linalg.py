@@ -153,9 +153,9 @@ def cholesky_pair(C, L, i, i2, j, compensated):
     """The below-diagonal entries ``L[i, j]`` and ``L[i2, j]`` (``j < i``, ``j < i2``,
     ``i != i2``): bitwise two :func:`cholesky_entry` calls, with the two dots in one loop
     (:func:`._cro.dot_pair_prefix`, which shares the loads of ``L[j, :j]``) where their
-    ``j`` terms fit in one chunk (else, and for ``j = 0``, one at a time). Unmanaged
-    views, as for :func:`cholesky_entry`."""
-    if j == 0 or j > CHUNK:
+    ``j`` terms fit in one chunk (else one at a time). Unmanaged views, as for
+    :func:`cholesky_entry`."""
+    if j > CHUNK:
         cholesky_entry(C, L, i, j, compensated)
         cholesky_entry(C, L, i2, j, compensated)
         return
