@@ -45,8 +45,8 @@ def demo(n: int = 10_000_000, seed: int = 0) -> int:
 
     jobs = os.cpu_count() or 1
     seconds = warm.warm_parallel(warm.FIT_TASKS, jobs, meanwhile=make_data)
-    print(f"CPU kernels compiled (or loaded from the cache) in {seconds:.1f} s, "
-          f"{jobs} processes (the data below made meanwhile)")
+    print(f"CPU kernels ready in {seconds:.1f} s (loaded from Numba's cache, or compiled "
+          f"by {jobs} processes where missing; the data below made meanwhile)")
     x = data["x"]
     print(f"sum of {n:,} float64 values (seed {seed}), compensated mode:")
     results = {}

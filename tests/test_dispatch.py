@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -262,6 +263,7 @@ def test_warm_parallel_runs_the_callers_work_when_the_first_worker_is_done(monke
 
     monkeypatch.setattr(warm, "worker_command", sleeper)
     monkeypatch.setattr(warm, "compile_tasks", lambda names: None)
+    monkeypatch.setattr(warm, "load_cached", lambda names: False)  # a cold cache
     calls = []
     t0 = time.perf_counter()
     total = warm.warm_parallel(["elementary", "reductions"], jobs=2,
@@ -277,3 +279,56 @@ def test_warm_parallel_runs_the_callers_work_when_the_first_worker_is_done(monke
     with pytest.raises(RuntimeError, match="boom"):
         warm.warm_parallel(["elementary", "reductions"], jobs=2, meanwhile=fail)
     assert time.perf_counter() - t0 >= 2.5  # raised once the 3 s worker was done
+
+
+def test_no_compiling_stops_a_compile_and_the_function_compiles_later():
+    """``warm.no_compiling`` raises at the start of a compile (a ``jit`` function not in
+    the cache here: ``cache=False``) and leaves the function usable afterwards."""
+    from numba import njit
+
+    from reprogls.kernels import warm
+
+    @njit
+    def plus_one(x):
+        return x + 1.0
+
+    with pytest.raises(warm.CacheMissError), warm.no_compiling():
+        plus_one(1.0)
+    assert plus_one(1.0) == 2.0
+    with warm.no_compiling():  # compiled now: a call compiles nothing
+        assert plus_one(2.0) == 3.0
+
+
+_WARM_FROM_CACHE = """
+import sys
+from reprogls.kernels import warm
+cold = warm.load_cached(["elementary"])  # a fresh cache: stops at the first kernel
+warm.compile_tasks(["elementary"])       # compiles, and writes the cache
+print(cold)
+"""
+
+_WARM_FROM_CACHE_AGAIN = """
+from reprogls.kernels import warm
+def no_worker(share):
+    raise AssertionError("a worker was started although the cache is warm")
+warm.worker_command = no_worker
+calls = []
+warm.warm_parallel(["elementary"], jobs=2, meanwhile=lambda: calls.append(1))
+print(warm.load_cached(["elementary"]), calls)
+"""
+
+
+def test_warm_parallel_starts_no_worker_when_the_cache_is_warm(tmp_path):
+    """With a fresh Numba cache ``load_cached`` says False (and compiles nothing); once a
+    process has compiled the task into that cache, another process loads it with
+    ``load_cached`` True, and ``warm_parallel`` there starts no worker and still runs the
+    caller's ``meanwhile`` once."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", _WARM_FROM_CACHE], capture_output=True,
+                           text=True, timeout=600, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["False"]
+    second = subprocess.run([sys.executable, "-c", _WARM_FROM_CACHE_AGAIN],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "True [1]"

@@ -102,7 +102,8 @@ def warmup(devices: tuple[str, ...] | None = None, jobs: int | None = None) -> l
     The first call of a Numba kernel in a fresh install compiles it (about 50 s for the
     whole package on one core); later processes load the compiled code from the cache.
     The CPU kernels are compiled by ``jobs`` worker processes side by side
-    (:mod:`reprogls.kernels.warm`), then loaded here.
+    (:mod:`reprogls.kernels.warm`), then loaded here; when all of them are already in
+    the cache, no worker starts and they are only loaded here (about 1 s).
 
     Parameters
     ----------
