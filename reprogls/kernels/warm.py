@@ -37,8 +37,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["FIT_TASKS", "PARTNERS", "TASKS", "compile_tasks", "load_cached", "warm_parallel",
-           "worker_command"]
+__all__ = ["FIT_TASKS", "PARTNERS", "TASKS", "CacheMissError", "compile_tasks", "load_cached",
+           "no_compiling", "warm_parallel", "worker_command"]
 
 MODES = ("compensated", "plain")
 
@@ -325,7 +325,8 @@ def no_compiling() -> Iterator[None]:
     function (a ``numba:compile`` event, after its cache lookup failed) and every
     compiler pass (``numba:run_pass``, which also covers ``cfunc`` entry points); the
     listener raises at the start of either. The function that was stopped compiles
-    normally later."""
+    normally later. Numba's listeners are process-wide: a compile that another thread
+    starts during the block is stopped too (the error is raised in that thread)."""
     from numba.core import event
 
     class _Stop(event.Listener):
