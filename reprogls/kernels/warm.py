@@ -420,11 +420,14 @@ def warm_parallel(names: Iterable[str] = tuple(TASKS), jobs: int | None = None,
     names = _checked(names)
     t0 = time.perf_counter()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
-    if jobs > 1 and load_cached(names):  # all in the cache, loaded here: no worker needed
+    if jobs == 1:
         if meanwhile is not None:
             meanwhile()
-        return time.perf_counter() - t0
-    if jobs > 1:
+        compile_tasks(names)
+    elif load_cached(names):  # all in the cache, loaded here: no worker needed
+        if meanwhile is not None:
+            meanwhile()
+    else:
         workers = [subprocess.Popen(worker_command(share), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
                    for share in _shares(names, jobs)]
@@ -436,9 +439,7 @@ def warm_parallel(names: Iterable[str] = tuple(TASKS), jobs: int | None = None,
         finally:  # (an error in ``meanwhile`` is raised once the workers are done)
             for worker in workers:
                 worker.wait()
-    elif meanwhile is not None:
-        meanwhile()
-    compile_tasks(names)
+        compile_tasks(names)
     return time.perf_counter() - t0
 
 
