@@ -15,10 +15,13 @@ compilation are not fit time), and the three fingerprints, which must be equal. 
 kernels' own GB/s against a device-to-device copy: ``profiling/roofline.py --device
 cuda``.
 
-No session of the project has had a GPU yet. On the host emulator
-(``REPROGLS_CUDA_EMULATOR=1``, from the repository root; ``tests/test_cuda_emulator.py``
-runs ``--sizes S --repeat 1``) the times mean nothing: it shows that the script runs and
-that the fingerprints agree.
+On an NVIDIA H100 (2026-12-06, ``profiling/results/h100-2026-12-06/fits.log``; the
+CPU there a 16-core Xeon) the three fingerprints were equal at every size, and the best
+fits took: S 0.047 s (CuPy inputs 0.039, CPU 0.073), M 0.154 s (0.088, CPU 0.369),
+L 0.635 s (0.623, CPU 2.0); with plug-in SEs S 0.044 s, M 0.570 s (0.473, CPU 1.87).
+On the host emulator (``REPROGLS_CUDA_EMULATOR=1``, from the repository root;
+``tests/test_cuda_emulator.py`` runs ``--sizes S --repeat 1``) the times mean nothing:
+it shows that the script runs and that the fingerprints agree.
 """
 
 from __future__ import annotations

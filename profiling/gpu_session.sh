@@ -16,13 +16,15 @@
 #               comes back as audit.json, for 'reprogls compare' against other machines'
 #   4. fits     profiling/gpu_fits.py: S, M and L on the GPU against the CPU, fingerprints
 #               (then S and M with plug-in SEs, into the same log)
-#   5. roofline profiling/roofline.py --device cuda --quick: GB/s against the copy peak,
-#               with the fused normal operator next to the three kernels it fuses
+#   5. kernels  profiling/gpu_kernels.py: each CUDA kernel on device-resident data, GB/s
+#               against a device-to-device copy (CUDA events), the normal operator's
+#               two ways, X^T X (roofline.py --device cuda times the public kernels,
+#               whose results cross to the host: the copy hid the kernels on the H100)
 #
 # Logs go to $OUT (the device tool's folder that comes back; default profiling/out/gpu):
-# summary.txt (with the audit's verdict), sanity/tests/fits/roofline.log, audit.json,
-# roofline-cuda.md and .png -- the 8 files the tool brings back at most. The last lines
-# printed are the summary.
+# summary.txt (with the audit's verdict), sanity/tests/fits/kernels.log, audit.json and
+# gpu-kernels.md (the tool brings back 8 files at most). The last lines printed are the
+# summary.
 set -u
 emulator=0
 if [ "${1:-}" = "--emulator" ]; then emulator=1; fi
@@ -60,6 +62,7 @@ if [ $emulator = 1 ]; then
     tests=(-m gpu -k "golden and gram-compensated")  # (the whole suite runs in CI anyway)
     fit_sizes=(S)
     repeat=1
+    kernel_args=(--small --repeat 1)
     audit_args=(--devices cpu cuda:0 --problems gram-compensated)  # quick
 else
     # 16 cores there: 8 workers (each with its own CUDA context; NVRTC's output and
@@ -68,6 +71,7 @@ else
     tests=(-m gpu -n 8 --continue-on-collection-errors)
     fit_sizes=(S M L)
     repeat=3
+    kernel_args=()
     audit_args=()
 fi
 
@@ -125,10 +129,8 @@ if [ $emulator = 0 ]; then
 fi
 step fits 180 bash -c "$PY profiling/gpu_fits.py --sizes ${fit_sizes[*]} --repeat $repeat $plugin"
 
-# 5. the roofline on the GPU (writes roofline-cuda.md and .png into $OUT)
-if [ $emulator = 0 ]; then
-    step roofline 90 "$PY" profiling/roofline.py --device cuda --quick --out "$OUT"
-fi
+# 5. the kernels on the GPU (writes gpu-kernels.md into $OUT)
+step kernels 90 "$PY" profiling/gpu_kernels.py --out "$OUT" ${kernel_args[@]+"${kernel_args[@]}"}
 
 echo "---- summary ($OUT)"
 cat "$summary"
@@ -136,7 +138,7 @@ echo "---- tests"
 tail -n 3 "$OUT/tests.log"
 echo "---- fits"
 if [ -f "$OUT/fits.log" ]; then grep -E "^fit " "$OUT/fits.log" || tail -n 5 "$OUT/fits.log"; fi
-if [ -f "$OUT/roofline-cuda.md" ]; then
-    echo "---- roofline"
-    cat "$OUT/roofline-cuda.md"
+if [ -f "$OUT/gpu-kernels.md" ]; then
+    echo "---- kernels"
+    cat "$OUT/gpu-kernels.md"
 fi

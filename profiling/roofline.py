@@ -13,6 +13,11 @@ and ``roofline-<device>.png`` (GB/s against bytes moved per kernel, peaks as lin
 Bytes moved count each input read once and each output written once; the fused normal
 operator and the three kernels it fuses (``normal (3 kernels)``) both count X once, so
 their GB/s compare their speed on one operator application.
+
+On the GPU this times the public kernels, whose array results are copied to the host
+(3-6 GB/s on the H100 of 2026-12-06, which hid every kernel with an N x K or n-long
+result): ``profiling/gpu_kernels.py`` times the CUDA kernels themselves on
+device-resident data.
 """
 
 from __future__ import annotations

@@ -273,8 +273,8 @@ def test_the_gpu_suite_passes_on_the_emulator(tmp_path):
 
 
 def test_the_gpu_fit_script_runs_on_the_emulator():
-    """``profiling/gpu_fits.py`` is for the first session with a GPU; here it runs on the
-    emulator so that it still works when that session comes (its S fit on
+    """``profiling/gpu_fits.py`` is for the sessions with a GPU; here it runs on the
+    emulator so that it still works when such a session comes (its S fit on
     ``device="cuda"`` must give the CPU's fingerprint)."""
     env = {**os.environ, cuda_emulator.ENV: "1"}
     run = subprocess.run([sys.executable, "profiling/gpu_fits.py", "--sizes", "S",
@@ -287,17 +287,18 @@ def test_the_gpu_fit_script_runs_on_the_emulator():
 def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
     """``profiling/gpu_session.sh`` is the one prepared call for a session that is lent
     a GPU (about 15 minutes of device time in all). Its dry run (``--emulator``: the
-    gram path's golden-fingerprint gpu test and the S fit on the emulated device) must
-    pass here, so that the call does not fail on the GPU machine for a reason visible
-    here."""
+    gram path's golden-fingerprint gpu test, the S fit and the kernel table at tiny
+    sizes on the emulated device) must pass here, so that the call does not fail on the
+    GPU machine for a reason visible here (the first real call, 2026-12-06, passed
+    every step)."""
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     run = subprocess.run(["bash", "profiling/gpu_session.sh", "--emulator"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     summary = (tmp_path / "summary.txt").read_text()
     steps = [line for line in summary.splitlines() if re.match(r"^[\w-]+: exit ", line)]
-    assert [line.split(":")[0] for line in steps] == ["sanity", "tests", "audit", "fits"], \
-        summary
+    assert [line.split(":")[0] for line in steps] == ["sanity", "tests", "audit", "fits",
+                                                      "kernels"], summary
     assert all(": exit 0 after" in line for line in steps), summary
     assert "verdict: every run gives the same bits" in summary, summary
     report = json.loads((tmp_path / "audit.json").read_text())
@@ -307,5 +308,8 @@ def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
         labels[2:] == ["cuda:0", "cpu (1 thread)"], labels
     assert "fingerprints equal" in run.stdout, run.stdout[-3000:]
     assert (tmp_path / "sanity.log").read_text().count("equal") == 1
+    # the kernel table: every row timed, the normal operator's two ways with equal bits
+    table = (tmp_path / "gpu-kernels.md").read_text()
+    assert table.count("| normal ") == 16 and table.count("bits equal") == 16, table
     # the device tool brings back 8 files at most
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) <= 8

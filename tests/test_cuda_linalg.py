@@ -68,9 +68,21 @@ def test_long_equation_spans_chunks():
                          ref.sur_matvec(X, offsets, beta, mode))
 
 
+OPERATORS = ("three_kernels", "one_pass")
+
+
+@pytest.fixture(params=OPERATORS)
+def normal_operator(request, monkeypatch):
+    """Each way of the GPU's normal operator (``cuda.linalg.NORMAL_OPERATOR``) in turn."""
+    from reprogls.kernels.cuda import linalg as cuda_linalg
+
+    monkeypatch.setattr(cuda_linalg, "NORMAL_OPERATOR", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("K,k", [(7, 1), (7, 6), (40, 3), (33, 32), (300, 10)])
-def test_woodbury_and_normal_operator(K, k, mode):
+def test_woodbury_and_normal_operator(K, k, mode, normal_operator):
     F, d = factor_problem(K, k)
     factor, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
     R = wide(np.random.default_rng(K), (8193, K))
@@ -110,11 +122,12 @@ def _launches(monkeypatch):
     (45, (3, 3) * 40, 65, False, True, True),             # rank 65 > 64: the three kernels
     (40, (8193, 2), 1, False, True, True),                # an equation past one chunk
 ])
-def test_normal_operator_reads_x_once(monkeypatch, n_rows, widths, k, single_pass,
-                                      registers, shared, mode):
-    """The GPU operator takes one pass over X (``sur_normal_lanes``) for any P and K, with
-    its accumulators and rows where the sizes put them, and the three kernels only
-    beyond rank 64 or a chunk-wide equation; either way the CPU's fused bits."""
+def test_normal_operator_kernels(monkeypatch, n_rows, widths, k, single_pass, registers,
+                                 shared, mode, normal_operator):
+    """The GPU operator composes the three kernels, or (``NORMAL_OPERATOR = "one_pass"``,
+    within rank 64 and chunk-wide equations) takes one pass over X (``sur_normal_lanes``,
+    with its accumulators and rows where the sizes put them) for any P and K; every way
+    the CPU's fused bits."""
     launched = _launches(monkeypatch)
     X, offsets, v, _ = sur_problem(n_rows, widths=widths)
     X, v = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(v))  # order-sensitive sums: no
@@ -127,9 +140,10 @@ def test_normal_operator_reads_x_once(monkeypatch, n_rows, widths, k, single_pas
     assert same_bits(kernels.sur_normal_matvec(X, offsets, factor, v, "cuda"),
                      kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
     names = [name for name, _ in launched]
-    assert ("sur_normal_lanes" in names) == single_pass
-    assert ("sur_matvec" in names) != single_pass
-    if single_pass:
+    one_pass = single_pass and normal_operator == "one_pass"
+    assert ("sur_normal_lanes" in names) == one_pass
+    assert ("woodbury_solve" in names) != one_pass
+    if one_pass:
         args = dict(launched)["sur_normal_lanes"]
         assert (int(args[14]), int(args[15])) == (registers, shared)
 
@@ -163,13 +177,14 @@ def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(widths=st.lists(st.integers(0, 40), min_size=1, max_size=12),
        n_rows=st.integers(1, 400), rank=st.integers(1, 6), seed=st.integers(0, 2**16),
-       compensated=st.booleans(), places=st.sampled_from(["fast", "memory"]))
+       compensated=st.booleans(),
+       places=st.sampled_from(["three kernels", "fast", "memory"]))
 def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated, places):
     """Random equation widths (0..40: both sur_matvec kernels, the fused operator's two
     ways of forming X v), row counts (partial lanes and batches) and ranks: every SUR
-    operator on the GPU has the CPU's bits; with ``places="memory"`` the fused
-    operator's accumulators and rows are forced into device memory (the places its
-    large-P and large-K cases use)."""
+    operator on the GPU has the CPU's bits, the normal operator composed or in one pass;
+    with ``places="memory"`` the single pass's accumulators and rows are forced into
+    device memory (the places its large-P and large-K cases use)."""
     from reprogls.kernels.cuda import linalg as cuda_linalg
 
     mode = "compensated" if compensated else "plain"
@@ -184,13 +199,17 @@ def test_random_layouts_equal_the_cpu(widths, n_rows, rank, seed, compensated, p
     if K >= 2:
         F, d = factor_problem(K, min(rank, K - 1), seed)
         factor = kernels.woodbury_factor(F, d, mode)
-        limits = (cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K)
+        saved = (cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K,
+                 cuda_linalg.NORMAL_OPERATOR)
+        cuda_linalg.NORMAL_OPERATOR = ("three_kernels" if places == "three kernels"
+                                       else "one_pass")
         if places == "memory":
             cuda_linalg.FUSED_MAX_P = cuda_linalg.FUSED_MAX_K = 0
         try:
             fused = kernels.sur_normal_matvec(X, offsets, factor, v, "cuda")
         finally:
-            cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K = limits
+            (cuda_linalg.FUSED_MAX_P, cuda_linalg.FUSED_MAX_K,
+             cuda_linalg.NORMAL_OPERATOR) = saved
         assert same_bits(fused, kernels.sur_normal_matvec(X, offsets, factor, v, "cpu"))
 
 

@@ -7,14 +7,14 @@ factor, :func:`_factor_arrays`: a fit calls these launchers dozens of times with
 layout and a dozen times per factor, and each call used to copy them anew). The
 Woodbury factor (``G``, ``L``) is computed on the host by the CPU code (it is
 ``O(K k^2)``) and copied here; the bits are the same by construction. The normal operator
-reads each row of X from device memory once (``sur_normal_lanes``: per CRO-1 lane of a
-chunk, a block takes the lane's rows eight at a time, one per warp through ``X v`` and
-the Woodbury row, then all eight through the ``X^T W`` lane step, the rows still in
-cache): its lane accumulators are in registers up to :data:`FUSED_MAX_P` columns and in
-device memory beyond, a row's ``U``/``W`` in shared memory up to :data:`FUSED_MAX_K`
-equations and in a device scratch beyond. Only ranks above :data:`MAX_RANK` (which the
-Woodbury solve refuses too) and equations wider than a CRO-1 chunk compose the three
-kernels, reading X twice. Either way it is bitwise equal to the CPU's fused operator.
+composes the three kernels (:data:`NORMAL_OPERATOR`, with the H100's times), reading X
+twice; its single pass (``sur_normal_lanes``: per CRO-1 lane of a chunk, a block takes
+the lane's rows eight at a time, one per warp through ``X v`` and the Woodbury row, then
+all eight through the ``X^T W`` lane step, the rows still in cache; lane accumulators in
+registers up to :data:`FUSED_MAX_P` columns and in device memory beyond, a row's
+``U``/``W`` in shared memory up to :data:`FUSED_MAX_K` equations and in a device
+scratch beyond) reads it once but was 1.6-3.9x slower there. Either way it is bitwise
+equal to the CPU's fused operator.
 ``sur_matvec`` (and ``gemv``) compute each output in one thread when no equation is
 wider than 32 columns (``sur_matvec_short``), else with a warp per output.
 ``sur_rmatvec`` (and ``gemv_t``) keep one accumulator pair per (chunk, lane, column) in
@@ -22,8 +22,9 @@ global memory: thread ``j`` of a block sums column ``m`` over one lane's rows, s
 reads 32 consecutive doubles of a row (the first version, a warp per (chunk, column),
 read one double per row and cache line).
 
-These kernels have run only on the host emulator (``tests/cuda_emulator``), never on a
-GPU: their bits are checked there, their speed nowhere.
+Their bits are checked on the host emulator (``tests/cuda_emulator``) in CI and were on
+an NVIDIA H100 on 2026-12-06 (``pytest -m gpu``: every test passed); their speed there
+is in ``profiling/results/h100-2026-12-06/gpu-kernels.md``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ FUSED_THREADS = 32 * FUSED_ROWS
 FUSED_MAX_P = SHAPE_CONSTANTS["FUSED_COLS_PER_THREAD"] * FUSED_THREADS
 FUSED_MAX_K = SHAPE_CONSTANTS["FUSED_MAX_K"]
 FUSED_SCRATCH_BYTES = 64 << 20
+#: How :func:`sur_normal_matvec` runs on the GPU: ``"three_kernels"`` (``sur_matvec``,
+#: ``woodbury_solve``, ``sur_rmatvec``: X read twice, U and W through device memory) or
+#: ``"one_pass"`` (``sur_normal_lanes``: X read once). The same bits either way. On an
+#: H100 (2026-12-06, ``profiling/gpu_kernels.py``) the three kernels took 0.73-0.90 ms at
+#: the size M (N = 20000, K = 200, p = 10, k = 5) and 1.7-2.3 ms at L (N = 5000,
+#: K = 2000, p = 5, k = 10), the single pass 1.55-1.73 and 6.4-7.3 ms: the operator is
+#: bound by the latency of the per-row Woodbury solves, not by reading X, and the single
+#: pass has ``n_chunks * 32`` blocks (one row per warp at a time) to hide it where the
+#: solve kernel has a warp per row. A kernel that fused the first two (a warp per row
+#: forming its U and solving it in place, then ``sur_rmatvec``) measured the same as the
+#: three within 2-10% and was not kept.
+NORMAL_OPERATOR = "three_kernels"
 
 
 def _k(name):
@@ -203,7 +216,6 @@ def gram_lower(X, compensated):
     total = n_tiles * (n_tiles + 1) // 2
     per_pair = n_chunks * GRAM_TILE * GRAM_TILE * 16  # bytes of PS and PC per tile pair
     batch = max(1, GRAM_PARTIAL_BYTES // per_pair)
-    w, q = np.meshgrid(np.arange(GRAM_TILE), np.arange(GRAM_TILE), indexing="ij")
     for first in range(0, total, batch):
         n = min(batch, total - first)
         width = n * GRAM_TILE * GRAM_TILE
@@ -212,12 +224,26 @@ def gram_lower(X, compensated):
             X, np.int64(N), np.int64(P), np.int64(first), np.int64(n),
             np.int32(compensated), PS, PC))
         g = cp.asnumpy(_finish_chunks(PS, PC, n_chunks, width, compensated))
-        mt, at = _tile_pairs(first, n)
-        m = mt[:, None, None] * GRAM_TILE + w  # (n, tile, tile): row w, column q of a pair
-        a = at[:, None, None] * GRAM_TILE + q
-        keep = (m < P) & (a <= m)
-        G[m[keep], a[keep]] = g.reshape(n, GRAM_TILE, GRAM_TILE)[keep]
+        kept, slots = _lower_slots(P, first, n)
+        G.ravel()[slots] = g[kept]
     return G
+
+
+@functools.lru_cache(maxsize=4)
+def _lower_slots(P: int, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`gram_lower`'s results for the tile pairs ``first .. first + n - 1``
+    go: ``(kept, slots)``, the entries of the batch's ``n * GRAM_TILE**2`` results that
+    are in the lower triangle (``m >= a``, ``m < P``) and their flat indices ``m P + a``
+    in G. Kept for the next call of the same shape (an SE computation per fit). At
+    P = 2000 on the 2-core test VM the host's scatter took 48-51 ms with fancy indexing
+    of (row, column) pairs built every call, 37-39 ms with flat indices, 7.3-7.7 ms with
+    them cached; the GPU's whole ``gram_lower`` took 141 ms on an H100 at N = 20000."""
+    w, q = np.meshgrid(np.arange(GRAM_TILE), np.arange(GRAM_TILE), indexing="ij")
+    mt, at = _tile_pairs(first, n)
+    m = (mt[:, None, None] * GRAM_TILE + w).ravel()  # (n, tile, tile): row w, column q
+    a = (at[:, None, None] * GRAM_TILE + q).ravel()
+    kept = np.flatnonzero((m < P) & (a <= m))
+    return kept, m[kept] * P + a[kept]
 
 
 def gemv(A, x, compensated):
@@ -246,14 +272,28 @@ def woodbury_solve(R, G, d, L, compensated):
 
 
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
+    """The normal operator ``X^T [(X v) Sigma^-1]``: the three kernels (``sur_matvec``,
+    ``woodbury_solve``, ``sur_rmatvec``), or with :data:`NORMAL_OPERATOR` ``"one_pass"``
+    and within its limits the single pass :func:`_normal_one_pass`. The CPU's bits
+    either way."""
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
     layout = _layout(offsets)
-    offsets, widest = layout.offsets, layout.widest
-    if not (N and P and k <= MAX_RANK and K <= _ref.CHUNK and widest <= _ref.CHUNK):
-        U = sur_matvec(X, offsets, v, compensated)
-        return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
+    single_pass_fits = (N and P and k <= MAX_RANK and K <= _ref.CHUNK
+                        and layout.widest <= _ref.CHUNK)
+    if NORMAL_OPERATOR == "one_pass" and single_pass_fits:
+        return _normal_one_pass(X, layout, v, G, d, L, compensated)
+    U = sur_matvec(X, offsets, v, compensated)
+    return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
+
+
+def _normal_one_pass(X, layout, v, G, d, L, compensated):
+    """``sur_normal_lanes``: each row of X read from device memory once, one block per
+    CRO-1 lane of a chunk (``n_chunks * 32`` blocks)."""
+    N, P = X.shape
+    K = layout.offsets.shape[0] - 1
+    k = G.shape[1]
     n_chunks = -(-N // _ref.CHUNK)
     n_tasks = n_chunks * 32
     uw_in_shared = K <= FUSED_MAX_K
@@ -267,8 +307,8 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     LC = cp.empty((n_tasks, P))
     Gd, dd, Ld, LT = _factor_arrays(G, d, L)
     _k("sur_normal_lanes")((blocks,), (FUSED_THREADS,), (
-        X, offsets, layout.eq, v, Gd, dd, Ld, LT,
+        X, layout.offsets, layout.eq, v, Gd, dd, Ld, LT,
         np.int64(N), np.int64(P), np.int32(K), np.int32(k), np.int32(compensated),
-        np.int32(widest <= 32), np.int32(P <= FUSED_MAX_P), np.int32(uw_in_shared),
+        np.int32(layout.widest <= 32), np.int32(P <= FUSED_MAX_P), np.int32(uw_in_shared),
         uw_global, LS, LC))
     return _finish_lanes(LS, LC, n_chunks, P, compensated)
