@@ -91,6 +91,48 @@ def test_a_changed_kernel_result_is_located_to_the_element_and_the_ulp(report):
     assert [f.where for f in cross] == ["kernel gemv (gemv/compensated)"] * 2
 
 
+#: SHA-256 of each kernel probe's inputs as this package builds them (exact operations
+#: on NumPy's seeded draws). A machine that builds other bits -- another NumPy stream, or
+#: a value computed through a library function again -- fails here rather than in
+#: ``reprogls compare``, where every kernel would seem to diverge (as on 2026-12-06,
+#: when the magnitudes were ``10.0 ** U(a, b)`` and an AVX-512 Xeon's SVML power gave
+#: other inputs than a Zen 3's glibc).
+PROBE_INPUTS = {
+    "reductions": "f2e51094a3f7686b8c4c1cd4e13e2b14bf4dff4c1ac1367ee43782c0aaf479a5",
+    "gemv": "ddba8183b593a1483e404f524219cca4aadc9053b0fdd082bdeb2fbf5db0ad68",
+    "sur": "23d2920dfe088bdb419ea1a67498d585305da979c770b6d66f9c081a5f53c4b6",
+    "woodbury": "972fe9d09967c5fb12e221173f432fc7e5e1113b0b39bee4099ab38b049d5e3b",
+    "proximal": "1ffedffffd781d76c5ffca57015a7a6c29d2f2570f877f66d89c5b950af260c2",
+    "log-exp": "23cc24ccf11e79daa10dd2ad20595c719eefb2de7721d0408936c52fe31118c5",
+}
+
+
+def test_the_probes_are_fed_the_committed_inputs(report):
+    assert {name: digest for name, digest in report["probe_inputs"].items()} == {
+        name: PROBE_INPUTS[name.split("/")[0]] for name in report["probe_inputs"]}
+    assert sorted(report["probe_inputs"]) == sorted(report["runs"][0]["kernels"])
+
+
+def test_compare_does_not_compare_results_of_different_inputs(report):
+    """Two machines that fed a probe different inputs: one divergence naming the probe's
+    inputs, none for its results (they would differ whatever the kernels did); the other
+    probes are compared as usual. A report without input digests is compared with a
+    note saying so."""
+    other = copy.deepcopy(report)
+    other["probe_inputs"]["gemv/plain"] = "0" * 64
+    for run in other["runs"]:  # other inputs, other results
+        run["kernels"]["gemv/plain"]["gemv"] = _changed(run["kernels"]["gemv/plain"]["gemv"], 3)
+    found = [f for f in audit.compare(report, other) if f.divergence]
+    assert [f.where for f in found] == ["kernel inputs (gemv/plain)"]
+    assert "fed the kernels different inputs" in found[0].detail
+    older = copy.deepcopy(report)
+    del older["probe_inputs"]
+    notes = [str(f) for f in audit.compare(report, older)]
+    assert notes == ["note  environment: B records no digests of the kernel probes' inputs "
+                     "(a report written before 2026-12-06): the kernels' results are "
+                     "compared as if both machines had built the same inputs"]
+
+
 def test_a_changed_large_result_is_located_to_its_block(report):
     other = copy.deepcopy(report)
     probe = other["runs"][1]["kernels"]["woodbury/plain"]
@@ -144,7 +186,8 @@ def _flush_library(tmp_path) -> Path:
                     reason="needs x86-64 Linux and a C compiler (g++ or $CXX)")
 def test_a_process_that_flushes_subnormals_is_caught(report, tmp_path):
     """Negative control: the audit in a process where a loaded library set FTZ/DAZ fails,
-    and the comparison with this machine's report names the kernels that changed."""
+    and the comparison with this machine's report names the probes whose inputs
+    changed."""
     lib = _flush_library(tmp_path)
     env = {**os.environ, "LD_PRELOAD": str(lib)}
     child = subprocess.run([sys.executable, "-m", "reprogls", "audit", "--json", "--devices",
@@ -154,9 +197,11 @@ def test_a_process_that_flushes_subnormals_is_caught(report, tmp_path):
     flushed = json.loads(child.stdout)
     assert flushed["environment"]["subnormals"] == {"ftz": True, "daz": True}
     assert [f.where for f in audit.check(flushed) if f.divergence] == ["environment"]
+    # the flushing process even builds other inputs (a product that should be
+    # subnormal is zero there): the comparison names those probes' inputs, not results
     diverging = {f.where for f in audit.compare(report, flushed) if f.divergence}
-    assert {"kernel sum_subnormal (reductions/compensated)", "kernel log (log-exp)",
-            "kernel exp (log-exp)"} <= diverging
+    assert {"kernel inputs (reductions/compensated)", "kernel inputs (log-exp)"} <= diverging
+    assert not any(w.startswith(("kernel sum_subnormal", "kernel log ")) for w in diverging)
 
 
 def test_thread_counts_give_the_same_bits():

@@ -43,9 +43,10 @@ class Finding:
         return f"{'DIVERGES' if self.divergence else 'note'}  {self.where}: {self.detail}"
 
 
-def _kernel_findings(base: dict, other: dict, base_name: str, other_name: str):
+def _kernel_findings(base: dict, other: dict, base_name: str, other_name: str,
+                     skip: frozenset[str] = frozenset()):
     for probe in base["kernels"]:
-        if probe not in other["kernels"]:
+        if probe not in other["kernels"] or probe in skip:
             continue
         for key, entry in base["kernels"][probe].items():
             if key not in other["kernels"][probe]:
@@ -151,18 +152,46 @@ def between(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Findi
     if a["golden"] != b["golden"]:
         findings.append(Finding(False, "environment", "the committed golden fingerprints "
                                 "differ (different package versions?)"))
+    unequal_inputs, input_findings = _input_findings(a, b, names)
+    findings += input_findings
     spec_a, runs_a = _runs(a)
     spec_b, runs_b = _runs(b)
     if spec_a is not None and spec_b is not None:
-        findings += _kernel_findings(spec_a, spec_b, f"spec {na}", f"spec {nb}")
+        findings += _kernel_findings(spec_a, spec_b, f"spec {na}", f"spec {nb}",
+                                     unequal_inputs)
     if runs_a:
         base = runs_a[0]
         for run in runs_b:
             findings += _kernel_findings(base, run, f"{base['label']} {na}",
-                                         f"{run['label']} {nb}")
+                                         f"{run['label']} {nb}", unequal_inputs)
             findings += _fit_findings(base, run, f"{base['label']} {na}",
                                       f"{run['label']} {nb}")
     return _ordered(findings)
+
+
+def _input_findings(a: dict, b: dict, names: tuple[str, str]
+                    ) -> tuple[frozenset[str], list[Finding]]:
+    """The kernel probes whose inputs differ between two reports (their results are not
+    compared: different inputs give different bits whatever the kernels do), with a
+    divergence for each (the audit cannot vouch for them); a note where a report has no
+    input digests (written before 2026-12-06), whose results are compared on trust."""
+    if _runs(a)[0] is None or _runs(b)[0] is None:  # a report without kernel probes
+        return frozenset(), []
+    da, db = a.get("probe_inputs"), b.get("probe_inputs")
+    if da is None or db is None:
+        missing = [n for n, d in zip(names, (da, db), strict=True) if d is None]
+        return frozenset(), [Finding(False, "environment",
+                                     f"{' and '.join(missing)} records no digests of the "
+                                     "kernel probes' inputs (a report written before "
+                                     "2026-12-06): the kernels' results are compared as if "
+                                     "both machines had built the same inputs")]
+    unequal = frozenset(p for p in da if p in db and da[p] != db[p])
+    return unequal, [Finding(True, f"kernel inputs ({p})",
+                             f"{names[0]} and {names[1]} fed the kernels different inputs "
+                             f"(SHA-256 {da[p][:16]} vs {db[p][:16]}): NumPy built them "
+                             "differently there (another random stream, or a process "
+                             "that flushes subnormals), so their results are not "
+                             "compared") for p in sorted(unequal)]
 
 
 def compare(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> list[Finding]:

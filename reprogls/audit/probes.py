@@ -5,13 +5,22 @@ A fit is built on the kernels, so when two machines' fits part, the kernels' res
 the same inputs say where it began: a kernel that differs from the spec on one machine is
 the origin; if every kernel agrees everywhere, the difference lies in the estimator's own
 code. Each probe returns named float64 arrays. The inputs come from a seeded NumPy
-generator (the same draws everywhere) and are large enough (over 1 MiB where the kernel
-reduces) for the CPU kernels to split their work across threads and chunks.
+generator (the same draws everywhere) turned into values by exact operations only
+(``ldexp``, sign flips, products by powers of two and the basic arithmetic of
+``uniform``), so every machine builds the same inputs; their SHA-256
+(:attr:`Probe.input_digest`) goes into the report, and ``reprogls compare`` refuses to
+compare results of different inputs. (Magnitudes were ``10.0 ** U(a, b)`` until
+2026-12-06: NumPy computes that power with SVML on AVX-512 CPUs and with glibc elsewhere,
+and an H100 machine's Xeon built inputs that differed from a Zen 3's in the last bits, so
+``compare`` called every kernel divergent.) They are large enough (over 1 MiB where the
+kernel reduces) for the CPU kernels to split their work across threads and chunks.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +33,11 @@ MODES = ("compensated", "plain")
 WIDTHS = (3, 0, 1, 32, 33, 5)
 
 
-def _wide(rng: np.random.Generator, shape, low: float = -12.0, high: float = 12.0):
-    """Magnitudes ``10**U(low, high)``, both signs: reductions that cancel."""
-    return rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(low, high, shape)
+def _wide(rng: np.random.Generator, shape, low: int = -40, high: int = 40):
+    """Magnitudes ``m 2**e`` (``m ~ U[1, 2)``, ``e`` an integer in ``[low, high)``: about
+    24 decades by default), both signs: reductions that cancel. Exact operations only."""
+    magnitudes = np.ldexp(rng.uniform(1.0, 2.0, shape), rng.integers(low, high, shape))
+    return rng.choice([-1.0, 1.0], shape) * magnitudes
 
 
 def _vector(n: int, seed: int) -> np.ndarray:
@@ -43,8 +54,8 @@ def _sur(n_rows: int, seed: int):
     rng = np.random.default_rng([seed, n_rows])
     offsets = np.concatenate([[0], np.cumsum(WIDTHS)]).astype(np.int64)
     P = int(offsets[-1])
-    return (_wide(rng, (n_rows, P), -6, 6), offsets, _wide(rng, P, -6, 6),
-            _wide(rng, (n_rows, len(WIDTHS)), -6, 6))
+    return (_wide(rng, (n_rows, P), -20, 20), offsets, _wide(rng, P, -20, 20),
+            _wide(rng, (n_rows, len(WIDTHS)), -20, 20))
 
 
 def _factor(K: int, k: int, seed: int):
@@ -68,13 +79,43 @@ def _log_exp_inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     special = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 5e-324, 2.0 ** -1022,
                         1.7976931348623157e308, 0.5, 2.0, np.e])
-    logs = np.concatenate([special, 10.0 ** rng.uniform(-320, 308, 700),
+    # every binade from the subnormals' to the largest (ldexp rounds the subnormals)
+    logs = np.concatenate([special,
+                           np.ldexp(rng.uniform(1.0, 2.0, 700), rng.integers(-1074, 1024, 700)),
                            1.0 + rng.uniform(-1e-3, 1e-3, 300)])
     exps = np.concatenate([special, rng.uniform(-750, 710, 700), rng.uniform(-1, 1, 300)])
     return logs, exps
 
 
-Probe = Callable[[str | None], dict[str, np.ndarray]]
+@dataclass(frozen=True)
+class Probe:
+    """Kernels on fixed inputs: called with a device, that device's results; called with
+    None, the spec's (named float64 arrays either way).
+
+    Attributes
+    ----------
+    inputs : tuple of ndarray
+        The arrays the probe feeds the kernels.
+    run : callable
+        ``device or None -> {name: result}``.
+    """
+
+    inputs: tuple[np.ndarray, ...]
+    run: Callable[[str | None], dict[str, np.ndarray]]
+
+    def __call__(self, device: str | None) -> dict[str, np.ndarray]:
+        return self.run(device)
+
+    @property
+    def input_digest(self) -> str:
+        """SHA-256 over each input's dtype, shape and bytes: equal on two machines when
+        they fed the kernels the same bits."""
+        digest = hashlib.sha256()
+        for a in self.inputs:
+            a = np.ascontiguousarray(a)
+            digest.update(f"{a.dtype.str}{a.shape}".encode())
+            digest.update(a.tobytes())
+        return digest.hexdigest()
 
 
 def _reductions(mode: str) -> Probe:
@@ -89,7 +130,7 @@ def _reductions(mode: str) -> Probe:
         return {"sum": kernels.sum(x, mode, device), "dot": kernels.dot(x, y, mode, device),
                 "nrm2": kernels.nrm2(x, mode, device),
                 "sum_subnormal": kernels.sum(tiny, mode, device)}
-    return run
+    return Probe((x, y, tiny), run)
 
 
 def _gemv(mode: str) -> Probe:
@@ -102,7 +143,7 @@ def _gemv(mode: str) -> Probe:
             return {"gemv": ref.gemv(A, x, mode), "gemv_t": ref.gemv_t(At, yt, mode)}
         return {"gemv": kernels.gemv(A, x, mode, device),
                 "gemv_t": kernels.gemv_t(At, yt, mode, device)}
-    return run
+    return Probe((A, x, At, yt), run)
 
 
 def _sur_operators(mode: str) -> Probe:
@@ -114,7 +155,7 @@ def _sur_operators(mode: str) -> Probe:
                     "sur_rmatvec": ref.sur_rmatvec(X, offsets, W, mode)}
         return {"sur_matvec": kernels.sur_matvec(X, offsets, beta, mode, device),
                 "sur_rmatvec": kernels.sur_rmatvec(X, offsets, W, mode, device)}
-    return run
+    return Probe((X, offsets, beta, W), run)
 
 
 def _woodbury(mode: str) -> Probe:
@@ -135,7 +176,7 @@ def _woodbury(mode: str) -> Probe:
         return {"woodbury_solve": kernels.woodbury_solve(factor, R, device),
                 "woodbury_logdet": kernels.woodbury_logdet(factor),
                 "sur_normal_matvec": kernels.sur_normal_matvec(X, offsets, small, v, device)}
-    return run
+    return Probe((F, d, R, X, offsets, Fs, ds, v), run)
 
 
 def _proximal() -> Probe:
@@ -152,7 +193,7 @@ def _proximal() -> Probe:
                 "soft_threshold_box": impl.soft_threshold_box(x, lam, lo, hi, **extra),
                 "prox_elastic_net": impl.prox_elastic_net(x, lam, 0.6, 0.7, **extra),
                 "fista_x": x_new, "fista_z": z_new}
-    return run
+    return Probe((x, lam, grad, prev, lo, hi), run)
 
 
 def _elementary() -> Probe:
@@ -162,7 +203,7 @@ def _elementary() -> Probe:
         if device is None:
             return {"log": ref.log(logs), "exp": ref.exp(exps)}
         return {"log": kernels.log(logs, device), "exp": kernels.exp(exps, device)}
-    return run
+    return Probe((logs, exps), run)
 
 
 def probes() -> dict[str, Probe]:

@@ -6,6 +6,7 @@ A report is a JSON-ready dict::
     {"format": "reprogls-audit-1",
      "environment": {...},                     # environment.describe()
      "golden": {problem: fingerprint},         # the committed fingerprints
+     "probe_inputs": {probe: sha256},          # what the kernel probes were fed
      "runs": [run, ...]}
 
 and a run is ``{"label", "device", "threads", "fits", "kernels"}``: ``fits`` maps each
@@ -14,7 +15,10 @@ problem to its fingerprint, iteration count, log-likelihood after each sweep
 differs) and the stored bits of params, F, d, llf and bse
 (:func:`reprogls.audit.bits.encode`); ``kernels`` maps each probe to its stored results.
 The first run is ``"spec"``: the kernel probes in the NumPy reference (no fits), which
-every device must equal. :mod:`reprogls.audit.compare` reads reports.
+every device must equal. ``probe_inputs`` (absent without kernel probes, and in reports
+written before 2026-12-06) lets ``reprogls compare`` check that two machines fed their
+kernels the same bits before it compares what came out. :mod:`reprogls.audit.compare`
+reads reports.
 """
 
 from __future__ import annotations
@@ -149,7 +153,10 @@ def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | No
     runs += [device_run(d, names, kernels) for d in chosen]
     if counts:
         runs += thread_runs(counts, names, kernels)
-    return {"format": FORMAT, "environment": describe(), "golden": golden(), "runs": runs}
+    report = {"format": FORMAT, "environment": describe(), "golden": golden(), "runs": runs}
+    if kernels:
+        report["probe_inputs"] = {name: probe.input_digest for name, probe in probes().items()}
+    return report
 
 
 def load(path: str) -> dict:
