@@ -1,8 +1,10 @@
 """Run the package's CUDA kernels on the host: a test harness for machines without a GPU.
 
-No session of this project has had a GPU, so the CUDA code was only ever compiled. This
-harness executes it: the CUDA C sources (``reprogls/kernels/cuda/*.cu``, the exact text
-NVRTC compiles) are built with ``g++`` against :file:`host_cuda.hpp`, which runs every
+Most sessions of this project have no GPU (the first that had one, an H100 on
+2026-12-06, found every ``gpu`` test passing there as here), so this harness executes
+the CUDA code wherever CI and those sessions run: the CUDA C sources
+(``reprogls/kernels/cuda/*.cu``, the exact text NVRTC compiles) are built with ``g++``
+against :file:`host_cuda.hpp`, which runs every
 CUDA thread of a block as a fiber on one host thread and implements warp shuffles, votes
 and barriers; :mod:`.fake_cupy` stands in for CuPy so that the package's launchers and the
 ``gpu``-marked tests run unchanged. ``REPROGLS_CUDA_EMULATOR=1 pytest -m gpu`` runs them
