@@ -7,7 +7,7 @@ import pytest
 
 from reprogls import kernels
 from reprogls.kernels import reference as ref
-from tests.corpus import bits, cases
+from tests.corpus import bits, cases, same_bits
 
 pytestmark = pytest.mark.gpu
 MODES = ("compensated", "plain")
@@ -88,8 +88,9 @@ def test_caller_cupy_array_not_modified():
 
 
 def _public_kernel_calls():
-    """``{name: call(args, device)}`` for every public kernel, with its NumPy arguments:
-    the inputs that :func:`test_every_public_kernel_runs_on_a_second_gpu` moves."""
+    """``{name: call(args, device, **keywords)}`` for every public kernel, with its NumPy
+    arguments: the inputs that :func:`test_every_public_kernel_runs_on_a_second_gpu`
+    moves."""
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal(20_011), rng.standard_normal(20_011)
     A = rng.standard_normal((301, 37))
@@ -98,30 +99,57 @@ def _public_kernel_calls():
     factor = kernels.woodbury_factor(rng.standard_normal((4, 2)), rng.uniform(0.5, 1.5, 4))
     lam = np.abs(rng.standard_normal(20_011))
     calls = {
-        "sum": ((x,), lambda a, dev: kernels.sum(*a, device=dev)),
-        "dot": ((x, y), lambda a, dev: kernels.dot(*a, device=dev)),
-        "nrm2": ((x,), lambda a, dev: kernels.nrm2(*a, device=dev)),
-        "exp": ((x,), lambda a, dev: kernels.exp(*a, device=dev)),
-        "log": ((np.abs(x),), lambda a, dev: kernels.log(*a, device=dev)),
-        "gemv": ((A, A[0]), lambda a, dev: kernels.gemv(*a, device=dev)),
-        "gemv_t": ((A, A[:, 0]), lambda a, dev: kernels.gemv_t(*a, device=dev)),
-        "sur_matvec": ((X, beta),
-                       lambda a, dev: kernels.sur_matvec(a[0], offsets, a[1], device=dev)),
-        "sur_rmatvec": ((X, W),
-                        lambda a, dev: kernels.sur_rmatvec(a[0], offsets, a[1], device=dev)),
-        "sur_normal_matvec": ((X, beta), lambda a, dev: kernels.sur_normal_matvec(
-            a[0], offsets, factor, a[1], device=dev)),
-        "woodbury_solve": ((W,), lambda a, dev: kernels.woodbury_solve(factor, *a,
-                                                                        device=dev)),
-        "soft_threshold": ((x, lam), lambda a, dev: kernels.soft_threshold(*a, device=dev)),
-        "soft_threshold_box": ((x, lam), lambda a, dev: kernels.soft_threshold_box(
-            *a, -1.0, 0.5, device=dev)),
-        "prox_elastic_net": ((x, lam), lambda a, dev: kernels.prox_elastic_net(
-            *a, 0.5, 0.1, device=dev)),
-        "fista_step": ((x, y, x[::-1].copy(), lam), lambda a, dev: kernels.fista_step(
-            a[0], a[1], 0.1, a[2], 0.3, a[3], device=dev)),
+        "sum": ((x,), lambda a, dev, **kw: kernels.sum(*a, device=dev, **kw)),
+        "dot": ((x, y), lambda a, dev, **kw: kernels.dot(*a, device=dev, **kw)),
+        "nrm2": ((x,), lambda a, dev, **kw: kernels.nrm2(*a, device=dev, **kw)),
+        "exp": ((x,), lambda a, dev, **kw: kernels.exp(*a, device=dev, **kw)),
+        "log": ((np.abs(x),), lambda a, dev, **kw: kernels.log(*a, device=dev, **kw)),
+        "gemv": ((A, A[0]), lambda a, dev, **kw: kernels.gemv(*a, device=dev, **kw)),
+        "gemv_t": ((A, A[:, 0]), lambda a, dev, **kw: kernels.gemv_t(*a, device=dev, **kw)),
+        "sur_matvec": ((X, beta), lambda a, dev, **kw: kernels.sur_matvec(
+            a[0], offsets, a[1], device=dev, **kw)),
+        "sur_rmatvec": ((X, W), lambda a, dev, **kw: kernels.sur_rmatvec(
+            a[0], offsets, a[1], device=dev, **kw)),
+        "sur_normal_matvec": ((X, beta), lambda a, dev, **kw: kernels.sur_normal_matvec(
+            a[0], offsets, factor, a[1], device=dev, **kw)),
+        "woodbury_solve": ((W,), lambda a, dev, **kw: kernels.woodbury_solve(factor, *a,
+                                                                        device=dev, **kw)),
+        "soft_threshold": ((x, lam), lambda a, dev, **kw: kernels.soft_threshold(
+            *a, device=dev, **kw)),
+        "soft_threshold_box": ((x, lam), lambda a, dev, **kw: kernels.soft_threshold_box(
+            *a, -1.0, 0.5, device=dev, **kw)),
+        "prox_elastic_net": ((x, lam), lambda a, dev, **kw: kernels.prox_elastic_net(
+            *a, 0.5, 0.1, device=dev, **kw)),
+        "fista_step": ((x, y, x[::-1].copy(), lam), lambda a, dev, **kw: kernels.fista_step(
+            a[0], a[1], 0.1, a[2], 0.3, a[3], device=dev, **kw)),
     }
     return calls
+
+
+#: The public kernels whose results are arrays (the reductions return Python floats).
+ARRAY_KERNELS = sorted(set(_public_kernel_calls()) - {"sum", "dot", "nrm2"})
+
+
+@pytest.mark.parametrize("name", ARRAY_KERNELS)
+def test_result_device_keeps_the_result_on_the_gpu(name):
+    """``result="device"``: a CuPy array with the bits the default (a NumPy array) has;
+    on the CPU the option changes nothing."""
+    import cupy as cp
+
+    args, call = _public_kernel_calls()[name]
+
+    def each(out):
+        return out if isinstance(out, tuple) else (out,)
+
+    expect = each(call(args, "cpu"))
+    on_host = each(call(args, "cuda"))
+    kept = each(call(args, "cuda", result="device"))
+    on_cpu = each(call(args, "cpu", result="device"))
+    assert len(expect) == len(on_host) == len(kept) == len(on_cpu)
+    for e, h, k, c in zip(expect, on_host, kept, on_cpu, strict=True):
+        assert isinstance(h, np.ndarray) and isinstance(c, np.ndarray), name
+        assert isinstance(k, cp.ndarray), name
+        assert same_bits(h, e) and same_bits(k.get(), e) and same_bits(c, e), name
 
 
 @pytest.mark.parametrize("name", sorted(_public_kernel_calls()))

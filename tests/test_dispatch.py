@@ -135,6 +135,32 @@ def test_bad_mode():
         kernels.dot(np.ones(3), np.ones(3), mode="fast")
 
 
+@pytest.mark.parametrize("bad", ["gpu", "cuda", None, 1])
+def test_bad_result_place_names_the_choices(bad):
+    A = np.ones((3, 2))
+    with pytest.raises(ValueError, match=r"result must be 'host' .* or 'device'"):
+        kernels.gemv(A, np.ones(2), result=bad)
+    with pytest.raises(ValueError, match="result must be"):
+        kernels.log(np.ones(3), result=bad)
+
+
+def test_result_device_on_the_cpu_is_numpy_and_refuses_out():
+    """On the CPU ``result="device"`` is the NumPy result (the array stays where it was
+    computed); with ``out=`` (a NumPy array) it is an error naming the fix."""
+    rng = np.random.default_rng(0)
+    X, offsets = kernels.pack_sur([rng.standard_normal((50, p)) for p in (2, 3)])
+    beta = rng.standard_normal(X.shape[1])
+    got = kernels.sur_matvec(X, offsets, beta, device="cpu", result="device")
+    assert isinstance(got, np.ndarray)
+    assert np.array_equal(got.view(np.uint64),
+                          kernels.sur_matvec(X, offsets, beta, device="cpu").view(np.uint64))
+    with pytest.raises(ValueError, match="leave out=None"):
+        kernels.sur_matvec(X, offsets, beta, out=np.empty((50, 2)), result="device")
+    factor = kernels.woodbury_factor(rng.standard_normal((2, 1)), np.ones(2))
+    with pytest.raises(ValueError, match="leave out=None"):
+        kernels.woodbury_solve(factor, got, out=np.empty((50, 2)), result="device")
+
+
 def test_caller_arrays_are_not_modified():
     rng = np.random.default_rng(3)
     x = rng.standard_normal(20_001)[::2]

@@ -1,6 +1,7 @@
 """Public linear-algebra kernels with ``device=`` and ``mode=`` (bitwise equal everywhere).
 
-Results come back on the host as NumPy arrays. The exact definitions (term formulas,
+Results come back on the host as NumPy arrays; ``result="device"`` keeps a GPU's result
+there as a CuPy array. The exact definitions (term formulas,
 reduction order) are in :mod:`reprogls.kernels.reference.linalg`.
 """
 
@@ -22,7 +23,7 @@ from ._validate import (
     design_list,
     host_vector,
 )
-from .devices import Device, resolve_device, to_host
+from .devices import Device, check_result, deliver, resolve_device, to_host
 from .dispatch import cuda_context
 from .reference import NotPositiveDefiniteError, WoodburyFactor
 
@@ -46,17 +47,29 @@ def _backend(device: Device):
         "reprogls.kernels.cpu.linalg" if device.kind == "cpu" else "reprogls.kernels.cuda.linalg")
 
 
-def _into(result: Any, out: np.ndarray | None) -> np.ndarray:
-    """The result on the host, written into ``out`` when the caller gave one (the CPU
-    kernels write there directly; a GPU result is copied in)."""
-    host = to_host(result)
-    if out is None or host is out:
-        return host
-    out[...] = host
+def _into(computed: Any, out: np.ndarray | None, result: str = "host") -> Any:
+    """The result where ``result`` asks (:func:`~reprogls.kernels.devices.deliver`), or
+    written into ``out`` when the caller gave one (the CPU kernels write there directly;
+    a GPU result is copied in)."""
+    if out is None:
+        return deliver(computed, result)
+    host = to_host(computed)
+    if host is not out:
+        out[...] = host
     return out
 
 
-def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto") -> np.ndarray:
+def _check_out_result(out: Any, result: Any) -> None:
+    """``out=`` is a NumPy array, so it goes with ``result="host"`` only."""
+    check_result(result)
+    if out is not None and result == "device":
+        raise ValueError("out= is a NumPy array on the host, so result='device' cannot "
+                         "fill it: leave out=None to get the device array, or use "
+                         "result='host' (the default) with out")
+
+
+def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto", *,
+         result: str = "host") -> Any:
     """``y = A x`` with one CRO-1 dot product per row.
 
     .. math:: y_i = \\sum_j \\operatorname{fl}(A_{ij} x_j)
@@ -68,34 +81,40 @@ def gemv(A: Any, x: Any, mode: str = "compensated", device: str | Device = "auto
     x : array_like (n,)
     mode : {"compensated", "plain"}
     device : {"auto", "cpu", "cuda", "cuda:N"}
+    result : {"host", "device"}
+        ``"host"`` (default): a NumPy array. ``"device"``: the array where it was computed,
+        a CuPy array on a GPU (no copy to the host), NumPy on the CPU.
 
     Returns
     -------
     ndarray (m,)
     """
+    check_result(result)
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, A, x)
     with cuda_context(dev):
         Ad = as_matrix(A, "A", dev)
         xd = as_vector(x, "x", dev)
         check_shape(xd, (Ad.shape[1],), "x", "one entry per column of A")
-        return to_host(_backend(dev).gemv(Ad, xd, compensated))
+        return deliver(_backend(dev).gemv(Ad, xd, compensated), result)
 
 
-def gemv_t(A: Any, y: Any, mode: str = "compensated", device: str | Device = "auto") -> np.ndarray:
+def gemv_t(A: Any, y: Any, mode: str = "compensated", device: str | Device = "auto", *,
+           result: str = "host") -> Any:
     """``g = A^T y``: for every column, one CRO-1 reduction over the rows.
 
     .. math:: g_j = \\sum_i \\operatorname{fl}(A_{ij} y_i)
 
     Parameters as :func:`gemv`, with ``y`` of length m. Returns ndarray (n,).
     """
+    check_result(result)
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, A, y)
     with cuda_context(dev):
         Ad = as_matrix(A, "A", dev)
         yd = as_vector(y, "y", dev)
         check_shape(yd, (Ad.shape[0],), "y", "one entry per row of A")
-        return to_host(_backend(dev).gemv_t(Ad, yd, compensated))
+        return deliver(_backend(dev).gemv_t(Ad, yd, compensated), result)
 
 
 def pack_sur(Xs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +160,8 @@ def _sur_inputs(X, offsets, dev):
 
 
 def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
-               device: str | Device = "auto", *, out: np.ndarray | None = None
-               ) -> np.ndarray:
+               device: str | Device = "auto", *, out: np.ndarray | None = None,
+               result: str = "host") -> Any:
     """Per-equation fitted values of a SUR system.
 
     .. math:: U_{ij} = x_{ij}^T \\beta_j
@@ -162,12 +181,15 @@ def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
         allocation and first touch of a fresh N x K array in every call (on the 2-core
         Zen 4 test box, 40 MB of fresh output cost 5-7 ms of a 23 ms call). The bits do
         not depend on its previous contents.
+    result : {"host", "device"}
+        As :func:`gemv` (``"device"`` only without ``out``).
 
     Returns
     -------
     ndarray (N, K)
         ``out`` when given.
     """
+    _check_out_result(out, result)
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, X, beta)
     with cuda_context(dev):
@@ -178,24 +200,25 @@ def sur_matvec(X: Any, offsets: Any, beta: Any, mode: str = "compensated",
             as_output(out, (Xd.shape[0], off.shape[0] - 1), {"X": X, "beta": beta})
         if dev.kind == "cpu":
             return _backend(dev).sur_matvec(Xd, off, bd, compensated, out)
-        return _into(_backend(dev).sur_matvec(Xd, off, bd, compensated), out)
+        return _into(_backend(dev).sur_matvec(Xd, off, bd, compensated), out, result)
 
 
 def sur_rmatvec(X: Any, offsets: Any, W: Any, mode: str = "compensated",
-                device: str | Device = "auto") -> np.ndarray:
+                device: str | Device = "auto", *, result: str = "host") -> Any:
     """Per-equation ``X_j^T w_j``, stacked.
 
     .. math:: g_m = \\sum_i \\operatorname{fl}(X_{im} W_{i, eq(m)})
 
     Parameters: ``W`` (N, K); others as :func:`sur_matvec`. Returns ndarray (P,).
     """
+    check_result(result)
     compensated = reference.check_mode(mode)
     dev = resolve_device(device, X, W)
     with cuda_context(dev):
         Xd, off = _sur_inputs(X, offsets, dev)
         Wd = as_matrix(W, "W", dev)
         check_shape(Wd, (Xd.shape[0], off.shape[0] - 1), "W", "one column per equation")
-        return to_host(_backend(dev).sur_rmatvec(Xd, off, Wd, compensated))
+        return deliver(_backend(dev).sur_rmatvec(Xd, off, Wd, compensated), result)
 
 
 def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor:
@@ -247,7 +270,7 @@ def woodbury_factor(F: Any, d: Any, mode: str = "compensated") -> WoodburyFactor
 
 
 def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto", *,
-                   out: np.ndarray | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None, result: str = "host") -> Any:
     """``R Sigma^-1`` row by row (Sigma symmetric), never forming a K x K matrix.
 
     .. math:: r \\Sigma^{-1} = r D^{-1} - (r G) C^{-1} G^T
@@ -264,12 +287,15 @@ def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto"
         Where to write the result: a writeable C-contiguous float64 NumPy array (on every
         device). It may be ``R`` itself (the solve then runs in place: each block of
         rows is read before it is written) but must not overlap ``R`` otherwise.
+    result : {"host", "device"}
+        As :func:`gemv` (``"device"`` only without ``out``).
 
     Returns
     -------
     ndarray (N, K)
         ``out`` when given.
     """
+    _check_out_result(out, result)
     _check_factor(factor)
     compensated = factor.mode == "compensated"
     dev = resolve_device(device, R)
@@ -281,7 +307,7 @@ def woodbury_solve(factor: WoodburyFactor, R: Any, device: str | Device = "auto"
         args = (Rd, factor.G, factor.d, factor.L, compensated)
         if dev.kind == "cpu":
             return _backend(dev).woodbury_solve(*args, out=out)
-        return _into(_backend(dev).woodbury_solve(*args), out)
+        return _into(_backend(dev).woodbury_solve(*args), out, result)
 
 
 def woodbury_logdet(factor: WoodburyFactor) -> float:
@@ -301,13 +327,16 @@ def woodbury_logdet(factor: WoodburyFactor) -> float:
 
 
 def sur_normal_matvec(X: Any, offsets: Any, factor: WoodburyFactor, v: Any,
-                      device: str | Device = "auto") -> np.ndarray:
+                      device: str | Device = "auto", *, result: str = "host") -> Any:
     """The GLS normal operator ``v -> X^T [(X v) Sigma^-1]``, fused.
 
     Bitwise equal to ``sur_rmatvec(X, offsets, woodbury_solve(factor,
     sur_matvec(X, offsets, v)))`` (mode of the factor); on the CPU it reads each row of
-    ``X`` once per call.
+    ``X`` once per call (on the GPU it composes the three kernels, which measured faster
+    there: :data:`reprogls.kernels.cuda.linalg.NORMAL_OPERATOR`). ``result`` as
+    :func:`gemv`.
     """
+    check_result(result)
     _check_factor(factor)
     compensated = factor.mode == "compensated"
     dev = resolve_device(device, X, v)
@@ -318,8 +347,8 @@ def sur_normal_matvec(X: Any, offsets: Any, factor: WoodburyFactor, v: Any,
                              f"is for K = {factor.K}")
         vd = as_vector(v, "v", dev)
         check_shape(vd, (Xd.shape[1],), "v", "one entry per column of X")
-        return to_host(_backend(dev).sur_normal_matvec(Xd, off, vd, factor.G, factor.d,
-                                                        factor.L, compensated))
+        return deliver(_backend(dev).sur_normal_matvec(Xd, off, vd, factor.G, factor.d,
+                                                        factor.L, compensated), result)
 
 
 def _check_factor(factor: Any) -> None:
