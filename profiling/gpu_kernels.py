@@ -19,8 +19,10 @@ input read once and each output written once; the normal operator's rows count X
   default, ``reprogls.kernels.cuda.linalg.NORMAL_OPERATOR``);
 
 at the roofline's shape and at the fit sizes S, M and L of ``gpu_fits.py``, checked to
-give the same bits; and ``X^T X`` (``gram_lower``, the plug-in SEs' Gram) at M. The
-table goes to stdout and ``DIR/gpu-kernels.md``.
+give the same bits; and ``X^T X`` (``gram_lower``, the plug-in SEs' Gram) at M. First,
+copies of 320 MB (X at the size M) to and from the GPU, from pageable and from pinned
+host memory: a fit from NumPy inputs copies X from pageable memory (66 ms at M on the
+H100 machine, ~5 GB/s). The table goes to stdout and ``DIR/gpu-kernels.md``.
 ``--small`` runs tiny sizes: a dry run on the host emulator (``REPROGLS_CUDA_EMULATOR=1``,
 from the repository root; ``tests/test_cuda_emulator.py`` runs it).
 """
@@ -91,6 +93,32 @@ def _normal_ways(X, offsets, v, factor, compensated):
         return run
 
     return {"normal one pass": way("one_pass"), "normal 3 kernels": way("three_kernels")}
+
+
+def transfers(repeat: int, n_bytes: int):
+    """Yield ``(copy, size, bytes, seconds, note)`` rows for copies of ``n_bytes`` between
+    the host and the GPU, from pageable memory (what ``cp.asarray`` / ``.get()`` of a
+    NumPy array do: a fit from NumPy inputs copies X so) and from pinned memory (what a
+    staging buffer would give). None on the emulator (no pinned memory there)."""
+    try:
+        import cupyx
+    except ImportError:
+        return
+    import cupy as cp
+
+    host = np.random.default_rng(2).standard_normal(n_bytes // 8)
+    pinned = cupyx.empty_pinned(host.shape, dtype=host.dtype)
+    pinned[...] = host
+    dev = cp.empty(host.shape, dtype=host.dtype)
+    size = f"{host.nbytes / 1e6:.0f} MB"
+    yield ("to the GPU, pageable", size, host.nbytes,
+           median_seconds(partial(dev.set, host), repeat), "cp.asarray of NumPy")
+    yield ("to the GPU, pinned", size, host.nbytes,
+           median_seconds(partial(dev.set, pinned), repeat), "cupyx.empty_pinned")
+    yield ("to the host, pageable", size, host.nbytes,
+           median_seconds(partial(cp.asnumpy, dev, out=host), repeat), "")
+    yield ("to the host, pinned", size, host.nbytes,
+           median_seconds(partial(cp.asnumpy, dev, out=pinned), repeat), "")
 
 
 def cases(repeat: int, small: bool = False):
@@ -179,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
              "| kernel | size | MB | us | GB/s | % of copy | note |",
              "|---|---|---:|---:|---:|---:|---|"]
     print(lines[0], flush=True)
-    for kernel, size, nbytes, seconds, note in cases(args.repeat, args.small):
+    rows = transfers(max(3, args.repeat // 5), 4096 if args.small else 320_000_000)
+    for kernel, size, nbytes, seconds, note in (*rows, *cases(args.repeat, args.small)):
         gbs = nbytes / seconds / 1e9
         lines.append(f"| {kernel} | {size} | {nbytes / 1e6:.1f} | {seconds * 1e6:.0f} | "
                      f"{gbs:.0f} | {100 * gbs / peak:.0f}% | {note} |")
