@@ -229,12 +229,13 @@ def gram_lower(X, compensated):
     return G
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def _lower_slots(P: int, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Where :func:`gram_lower`'s results for the tile pairs ``first .. first + n - 1``
     go: ``(kept, slots)``, the entries of the batch's ``n * GRAM_TILE**2`` results that
     are in the lower triangle (``m >= a``, ``m < P``) and their flat indices ``m P + a``
-    in G. Kept for the next call of the same shape (an SE computation per fit). At
+    in G. The last two shapes' are kept (a fit's ``X^T X`` and ``E^T E``; 32 MB each at
+    P = 2000, 16 bytes per lower-triangle entry). At
     P = 2000 on the 2-core test VM the host's scatter took 48-51 ms with fancy indexing
     of (row, column) pairs built every call, 37-39 ms with flat indices, 7.3-7.7 ms with
     them cached; the GPU's whole ``gram_lower`` took 141 ms on an H100 at N = 20000."""
