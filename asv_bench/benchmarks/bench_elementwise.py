@@ -6,7 +6,7 @@ import numpy as np
 
 from reprogls import kernels
 
-from ._common import DEVICES, require_device, sizes, timed_gbps
+from ._common import DEVICES, kept_on, require_device, sizes, synced, timed_gbps
 
 SIZES = sizes([2**16, 2**23])
 
@@ -24,12 +24,14 @@ class Elementwise:
             import cupy as cp
 
             z, g, xp = cp.asarray(z), cp.asarray(g), cp.asarray(xp)
-        self.fn = {
-            "soft_threshold": lambda: kernels.soft_threshold(z, 0.5, device),
-            "fista_step": lambda: kernels.fista_step(z, g, 0.1, xp, 0.5, 0.2, device=device),
-            "log": lambda: kernels.log(abs(z), device),
-            "exp": lambda: kernels.exp(z, device),
-        }[kernel]
+        keep = kept_on(device)
+        self.fn = synced({
+            "soft_threshold": lambda: kernels.soft_threshold(z, 0.5, device, **keep),
+            "fista_step": lambda: kernels.fista_step(z, g, 0.1, xp, 0.5, 0.2, device=device,
+                                                     **keep),
+            "log": lambda: kernels.log(abs(z), device, **keep),
+            "exp": lambda: kernels.exp(z, device, **keep),
+        }[kernel], device)
         self.nbytes = {"fista_step": 5 * 8 * n}.get(kernel, 2 * 8 * n)
         self.fn()
 

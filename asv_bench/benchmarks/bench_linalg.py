@@ -6,7 +6,16 @@ import numpy as np
 
 from reprogls import kernels
 
-from ._common import DEVICES, MODES, machine_read_bandwidth, require_device, sizes, timed_gbps
+from ._common import (
+    DEVICES,
+    MODES,
+    kept_on,
+    machine_read_bandwidth,
+    require_device,
+    sizes,
+    synced,
+    timed_gbps,
+)
 
 K, P_PER_EQ, RANK = 200, 10, 5
 ROWS = sizes([1_000, 8_000])  # X of 16 MB and 128 MB
@@ -37,15 +46,16 @@ class LinearAlgebra:
             import cupy as cp
 
             X, beta, W = cp.asarray(X), cp.asarray(beta), cp.asarray(W)
-        self.fn = {
-            "gemv": lambda: kernels.gemv(X, beta, mode, device),
-            "gemv_t": lambda: kernels.gemv_t(X, W[:, 0].copy(), mode, device),
-            "sur_matvec": lambda: kernels.sur_matvec(X, offsets, beta, mode, device),
-            "sur_rmatvec": lambda: kernels.sur_rmatvec(X, offsets, W, mode, device),
+        keep = kept_on(device)
+        self.fn = synced({
+            "gemv": lambda: kernels.gemv(X, beta, mode, device, **keep),
+            "gemv_t": lambda: kernels.gemv_t(X, W[:, 0].copy(), mode, device, **keep),
+            "sur_matvec": lambda: kernels.sur_matvec(X, offsets, beta, mode, device, **keep),
+            "sur_rmatvec": lambda: kernels.sur_rmatvec(X, offsets, W, mode, device, **keep),
             "sur_normal_matvec": lambda: kernels.sur_normal_matvec(X, offsets, factor, beta,
-                                                                   device),
-            "woodbury_solve": lambda: kernels.woodbury_solve(factor, W, device),
-        }[kernel]
+                                                                   device, **keep),
+            "woodbury_solve": lambda: kernels.woodbury_solve(factor, W, device, **keep),
+        }[kernel], device)
         self.nbytes = 2 * W.nbytes if kernel == "woodbury_solve" else X.nbytes
         self.fn()
 
