@@ -18,6 +18,9 @@ input read once and each output written once; the normal operator's rows count X
 * ``normal 3 kernels``: ``sur_matvec``, ``woodbury_solve``, ``sur_rmatvec`` (the
   default, ``reprogls.kernels.cuda.linalg.NORMAL_OPERATOR``);
 
+the Woodbury solve in its register kernel and (``WOODBURY_REGISTER_RANKS = ()``) in the
+generic one, whose arrays are in local memory, checked for equal bits;
+
 at the roofline's shape and at the fit sizes S, M and L of ``gpu_fits.py``, checked to
 give the same bits; and ``X^T X`` (``gram_lower``, the plug-in SEs' Gram) at M. First,
 copies of 320 MB (X at the size M) to and from the GPU, from pageable and from pinned
@@ -141,7 +144,7 @@ def cases(repeat: int, small: bool = False):
                                                               repeat), ""
     yield "soft_threshold", f"n={n}", 16 * n, median_seconds(
         partial(ce.soft_threshold, x, 0.5), repeat), ""
-    saved = cl.NORMAL_OPERATOR
+    saved, registers = cl.NORMAL_OPERATOR, cl.WOODBURY_REGISTER_RANKS
     try:
         for shape, (N, K, p, k) in (SMALL_SHAPES if small else NORMAL_SHAPES).items():
             P = K * p
@@ -166,8 +169,19 @@ def cases(repeat: int, small: bool = False):
                            median_seconds(partial(cl.sur_rmatvec, X, offsets, W, comp),
                                           repeat), "")
                 factor = kernels.woodbury_factor(F, dvec, mode)
-                yield (f"woodbury_solve {mode}", label, 2 * W.nbytes, median_seconds(partial(
-                    cl.woodbury_solve, W, factor.G, factor.d, factor.L, comp), repeat), "")
+                solve = partial(cl.woodbury_solve, W, factor.G, factor.d, factor.L, comp)
+                yield (f"woodbury_solve {mode}", label, 2 * W.nbytes,
+                       median_seconds(solve, repeat), "registers" if k <= 32 else "")
+                if k <= 32:  # the generic kernel (its arrays in local memory), same bits
+                    fast = cp.asnumpy(solve()).view(np.uint64)
+                    cl.WOODBURY_REGISTER_RANKS = ()
+                    try:
+                        same = np.array_equal(cp.asnumpy(solve()).view(np.uint64), fast)
+                        yield (f"woodbury_solve {mode}", label, 2 * W.nbytes,
+                               median_seconds(solve, repeat),
+                               "local memory, " + ("bits equal" if same else "BITS DIFFER"))
+                    finally:
+                        cl.WOODBURY_REGISTER_RANKS = registers
                 ways = _normal_ways(X, offsets, v, factor, comp)
                 results = {name: cp.asnumpy(fn()) for name, fn in ways.items()}
                 first = next(iter(results.values())).view(np.uint64)

@@ -308,8 +308,11 @@ def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
         labels[2:] == ["cuda:0", "cpu (1 thread)"], labels
     assert "fingerprints equal" in run.stdout, run.stdout[-3000:]
     assert (tmp_path / "sanity.log").read_text().count("equal") == 1
-    # the kernel table: every row timed, the normal operator's two ways with equal bits
+    # the kernel table: the normal operator's two ways and the Woodbury solve's two
+    # kernels, with equal bits, at 4 shapes x 2 modes
     table = (tmp_path / "gpu-kernels.md").read_text()
-    assert table.count("| normal ") == 16 and table.count("bits equal") == 16, table
+    assert table.count("| normal ") == 16 and "BITS DIFFER" not in table, table
+    assert table.count("bits equal") == 16 + 8, table
+    assert table.count("local memory, bits equal") == 8, table
     # the device tool brings back 8 files at most
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) <= 8

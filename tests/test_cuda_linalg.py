@@ -142,10 +142,48 @@ def test_normal_operator_kernels(monkeypatch, n_rows, widths, k, single_pass, re
     names = [name for name, _ in launched]
     one_pass = single_pass and normal_operator == "one_pass"
     assert ("sur_normal_lanes" in names) == one_pass
-    assert ("woodbury_solve" in names) != one_pass
+    assert any(n.startswith("woodbury_solve") for n in names) != one_pass
     if one_pass:
         args = dict(launched)["sur_normal_lanes"]
         assert (int(args[14]), int(args[15])) == (registers, shared)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k, kernel", [
+    (1, "woodbury_solve_4"), (4, "woodbury_solve_4"), (5, "woodbury_solve_8"),
+    (9, "woodbury_solve_16"), (16, "woodbury_solve_16"), (17, "woodbury_solve_32"),
+    (32, "woodbury_solve_32"), (33, "woodbury_solve"), (64, "woodbury_solve"),
+])
+@pytest.mark.parametrize("extra", [1, 40])  # K = k + 1 (one term per lane up to K = 32)
+def test_woodbury_solve_kernel_by_rank(monkeypatch, extra, k, kernel, mode):
+    """Each rank takes the register kernel sized for it (``woodbury_solve_4`` ... ``_32``,
+    the generic one above 32) and gives the reference's bits, with K = k + 1 and
+    K = k + 40 equations (lanes taking several)."""
+    K = k + extra
+    launched = _launches(monkeypatch)
+    F, d = factor_problem(K, k)
+    factor, spec = kernels.woodbury_factor(F, d, mode), ref.woodbury_factor(F, d, mode)
+    R = wide(np.random.default_rng(k), (67, K))
+    assert same_bits(kernels.woodbury_solve(factor, R, "cuda"), ref.woodbury_solve(spec, R))
+    assert [name for name, _ in launched] == [kernel]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("widest, kernel", [
+    (1, "sur_matvec_short_8"), (8, "sur_matvec_short_8"), (9, "sur_matvec_short_16"),
+    (16, "sur_matvec_short_16"), (17, "sur_matvec_short_32"), (32, "sur_matvec_short_32"),
+    (33, "sur_matvec"),
+])
+def test_sur_matvec_kernel_by_width(monkeypatch, widest, kernel, mode):
+    """The thread-per-output kernel sized for the widest equation (its dot's lanes in
+    registers), a warp per output past 32 columns; the reference's bits either way, with
+    narrower and empty equations beside the widest."""
+    launched = _launches(monkeypatch)
+    X, offsets, beta, _ = sur_problem(45, widths=(widest, 0, 1, max(1, widest - 3), widest))
+    X, beta = np.log1p(np.abs(X)) - 5.0, np.log1p(np.abs(beta))  # order-sensitive sums
+    assert same_bits(kernels.sur_matvec(X, offsets, beta, mode, "cuda"),
+                     ref.sur_matvec(X, offsets, beta, mode))
+    assert [name for name, _ in launched] == [kernel]
 
 
 @pytest.mark.parametrize("mode", MODES)

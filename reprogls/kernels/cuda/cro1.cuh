@@ -135,3 +135,45 @@ __device__ double cro_dot_serial(const double *x, long long incx, const double *
     cro_tree_live(s, c, CRO_LANES, comp);
     return cro_finalize(s[0], c[0], comp);
 }
+
+// One level of the CRO-1 lane tree over the live lanes (cro_tree_live's level W) on
+// register arrays: lane l < W merges lane l + W where that lane is live. The loop has a
+// constant trip count, so it unrolls and every index is a constant.
+template <int NMAX, int W>
+__device__ __forceinline__ void cro_short_level(double (&s)[NMAX], double (&c)[NMAX],
+                                                int &live, bool comp) {
+#pragma unroll
+    for (int l = 0; l < W; ++l) {
+        constexpr int last = NMAX - 1;
+        const int m = l + W <= last ? l + W : last;  // (a constant after unrolling)
+        if (l + W < NMAX && l + W < live) cro_merge(s[l], c[l], s[m], c[m], comp);
+    }
+    if (live > W) live = W;
+}
+
+// cro_dot_serial for n <= NMAX <= CRO_LANES terms, the lane accumulators in registers: its
+// n <= 32 case (term t in lane t, then the lane tree over the live lanes) with every loop
+// unrolled over the compile-time bound, so that every array index is a constant and the
+// arrays need no local memory (cro_dot_serial's 32-entry arrays take 512 bytes of stack
+// per thread). The same operations in the same order: the same bits.
+template <int NMAX>
+__device__ __forceinline__ double cro_dot_short(const double *x, long long incx,
+                                                const double *y, long long incy, int n,
+                                                bool comp) {
+    static_assert(NMAX >= 1 && NMAX <= CRO_LANES, "cro_dot_short needs 1 <= NMAX <= 32");
+    if (n == 0) return 0.0;
+    double s[NMAX], c[NMAX];
+#pragma unroll
+    for (int l = 0; l < NMAX; ++l) {
+        s[l] = 0.0;
+        c[l] = 0.0;
+        if (l < n) s[l] = __dmul_rn(x[l * incx], y[l * incy]);
+    }
+    int live = n;
+    cro_short_level<NMAX, 16>(s, c, live, comp);
+    cro_short_level<NMAX, 8>(s, c, live, comp);
+    cro_short_level<NMAX, 4>(s, c, live, comp);
+    cro_short_level<NMAX, 2>(s, c, live, comp);
+    cro_short_level<NMAX, 1>(s, c, live, comp);
+    return cro_finalize(s[0], c[0], comp);
+}

@@ -16,7 +16,13 @@ registers up to :data:`FUSED_MAX_P` columns and in device memory beyond, a row's
 scratch beyond) reads it once but was 1.6-3.9x slower there. Either way it is bitwise
 equal to the CPU's fused operator.
 ``sur_matvec`` (and ``gemv``) compute each output in one thread when no equation is
-wider than 32 columns (``sur_matvec_short``), else with a warp per output.
+wider than 32 columns (``sur_matvec_short_8``, ``_16``, ``_32``: the dot's lanes in
+registers sized for the widest equation), else with a warp per output. The Woodbury
+solve takes a warp per row, with its per-row arrays in registers up to rank 32
+(``woodbury_solve_4`` ... ``_32``) and in local memory beyond. Before 2026-12-06 both
+kept those arrays in local memory (512 and 2560 bytes per thread) and measured 30-37%
+and 6-8% of a device-to-device copy on an H100; the register versions compile to no
+local memory (``tests/test_cuda_compile.py``) but have not yet run on a GPU.
 ``sur_rmatvec`` (and ``gemv_t``) keep one accumulator pair per (chunk, lane, column) in
 global memory: thread ``j`` of a block sums column ``m`` over one lane's rows, so a warp
 reads 32 consecutive doubles of a row (the first version, a warp per (chunk, column),
@@ -136,10 +142,11 @@ def sur_matvec(X, offsets, beta, compensated):
         return U
     layout = _layout(offsets)
     offsets, widest = layout.offsets, layout.widest
-    if widest <= 32:  # a thread per output
+    if widest <= 32:  # a thread per output, its dot's lanes in registers
         grid, block = thread_grid(N * K)
-        _k("sur_matvec_short")(grid, block, (X, offsets, beta, np.int64(N), np.int32(K),
-                                             np.int64(P), np.int32(compensated), U))
+        _k(f"sur_matvec_short_{_register_bound(widest, (8, 16, 32))}")(
+            grid, block, (X, offsets, beta, np.int64(N), np.int32(K), np.int64(P),
+                          np.int32(compensated), U))
         return U
     n_slots = max(1, -(-widest // _ref.CHUNK))
     grid, block = warp_grid(N * K)
@@ -267,9 +274,23 @@ def woodbury_solve(R, G, d, L, compensated):
         return out
     Gd, dd, Ld, LT = _factor_arrays(G, d, L)
     grid, block = warp_grid(N)
-    _k("woodbury_solve")(grid, block, (R, Gd, dd, Ld, LT, np.int64(N), np.int32(K),
-                                       np.int32(k), np.int32(compensated), out))
+    bound = _register_bound(k, WOODBURY_REGISTER_RANKS)
+    name = "woodbury_solve" if bound is None else f"woodbury_solve_{bound}"
+    _k(name)(grid, block, (R, Gd, dd, Ld, LT, np.int64(N), np.int32(K), np.int32(k),
+                           np.int32(compensated), out))
     return out
+
+
+#: Ranks up to which ``woodbury_solve`` has a kernel with its per-row arrays in registers
+#: (``woodbury_solve_4`` ... ``_32``); above 32 (to :data:`MAX_RANK`) the generic kernel,
+#: whose arrays live in local memory.
+WOODBURY_REGISTER_RANKS = (4, 8, 16, 32)
+
+
+def _register_bound(n: int, bounds: tuple[int, ...]) -> int | None:
+    """The smallest of ``bounds`` that is at least ``n`` (None if none is): which
+    compile-time size of a kernel's register arrays holds ``n`` entries."""
+    return next((b for b in bounds if n <= b), None)
 
 
 def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
