@@ -113,6 +113,21 @@ def test_the_probes_are_fed_the_committed_inputs(report):
     assert sorted(report["probe_inputs"]) == sorted(report["runs"][0]["kernels"])
 
 
+def test_the_spec_is_held_to_the_committed_digests(report):
+    """The NumPy spec on the exact inputs gives the committed bits
+    (``reprogls/audit/golden_kernels.json``) here, and a report whose spec parts from
+    them fails its check at that result, with every device that equals the spec."""
+    assert report["golden_kernels"] == audit.golden_kernels()
+    spec = report["runs"][0]
+    assert {p: {k: e["sha256"] for k, e in r.items()} for p, r in spec["kernels"].items()} \
+        == audit.golden_kernels()
+    other = copy.deepcopy(report)
+    other["golden_kernels"]["log-exp"]["log"] = "0" * 64
+    found = [f for f in audit.check(other) if f.divergence]
+    assert [f.where for f in found] == ["kernel log (log-exp)"]
+    assert "is not the committed 0000000000000000" in found[0].detail
+
+
 def test_compare_does_not_compare_results_of_different_inputs(report):
     """Two machines that fed a probe different inputs: one divergence naming the probe's
     inputs, none for its results (they would differ whatever the kernels did); the other
@@ -122,9 +137,13 @@ def test_compare_does_not_compare_results_of_different_inputs(report):
     other["probe_inputs"]["gemv/plain"] = "0" * 64
     for run in other["runs"]:  # other inputs, other results
         run["kernels"]["gemv/plain"]["gemv"] = _changed(run["kernels"]["gemv/plain"]["gemv"], 3)
-    found = [f for f in audit.compare(report, other) if f.divergence]
+    found = [f for f in audit.between(report, other) if f.divergence]
     assert [f.where for f in found] == ["kernel inputs (gemv/plain)"]
     assert "fed the kernels different inputs" in found[0].detail
+    # B's own check holds its spec to the committed digests: that one result parts
+    own = [f for f in audit.check(other) if f.divergence]
+    assert [f.where for f in own] == ["kernel gemv (gemv/plain)"]
+    assert "is not the committed" in own[0].detail
     older = copy.deepcopy(report)
     del older["probe_inputs"]
     notes = [str(f) for f in audit.compare(report, older)]
@@ -196,10 +215,14 @@ def test_a_process_that_flushes_subnormals_is_caught(report, tmp_path):
     assert child.returncode == 1, child.stderr[-2000:]
     flushed = json.loads(child.stdout)
     assert flushed["environment"]["subnormals"] == {"ftz": True, "daz": True}
-    assert [f.where for f in audit.check(flushed) if f.divergence] == ["environment"]
+    # the process itself is named first; its spec (on flushed inputs) is not the
+    # committed bits where subnormals occur
+    own = [f.where for f in audit.check(flushed) if f.divergence]
+    assert own[0] == "environment"
+    assert {"kernel exp (log-exp)", "kernel sum_subnormal (reductions/compensated)"} <= set(own)
     # the flushing process even builds other inputs (a product that should be
     # subnormal is zero there): the comparison names those probes' inputs, not results
-    diverging = {f.where for f in audit.compare(report, flushed) if f.divergence}
+    diverging = {f.where for f in audit.between(report, flushed) if f.divergence}
     assert {"kernel inputs (reductions/compensated)", "kernel inputs (log-exp)"} <= diverging
     assert not any(w.startswith(("kernel sum_subnormal", "kernel log ")) for w in diverging)
 

@@ -97,9 +97,10 @@ def _runs(report: dict) -> tuple[dict | None, list[dict]]:
 
 
 def check(report: dict) -> list[Finding]:
-    """Findings of one report: subnormal flushing in the process, every device run's
-    kernels against the spec, every run's fits against the committed fingerprints, and
-    every run against the first device run (to name the components that part)."""
+    """Findings of one report: subnormal flushing in the process, the spec's results
+    against their committed digests, every device run's kernels against the spec, every
+    run's fits against the committed fingerprints, and every run against the first
+    device run (to name the components that part)."""
     findings = []
     flags = [name.upper() for name, on in report["environment"]["subnormals"].items() if on]
     if flags:
@@ -110,6 +111,7 @@ def check(report: dict) -> list[Finding]:
                                 "-ffast-math can set this when it is loaded)"))
     spec, runs = _runs(report)
     if spec is not None:
+        findings += _golden_kernel_findings(spec, report.get("golden_kernels", {}))
         for run in runs:
             findings += _kernel_findings(spec, run, "spec", run["label"])
     for run in runs:
@@ -122,6 +124,24 @@ def check(report: dict) -> list[Finding]:
     for run in runs[1:]:
         findings += _fit_findings(runs[0], run, runs[0]["label"], run["label"])
     return _ordered(findings)
+
+
+def _golden_kernel_findings(spec: dict, golden: dict) -> list[Finding]:
+    """The spec's results whose digest is not the committed one (the spec is the NumPy
+    reference on exact inputs, so its bits are the same on every machine: one that
+    differs here means this machine's NumPy computes the reference differently, or the
+    package's reference or probes changed without ``python -m tests.golden --write``)."""
+    findings = []
+    for probe, results in spec["kernels"].items():
+        for key, entry in results.items():
+            want = golden.get(probe, {}).get(key)
+            if want is not None and entry["sha256"] != want:
+                findings.append(Finding(True, f"kernel {key} ({probe})",
+                                        f"spec: SHA-256 {entry['sha256'][:16]} is not the "
+                                        f"committed {want[:16]} (NumPy computes the "
+                                        "reference differently here, or the probes "
+                                        "changed without new golden digests)"))
+    return findings
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:

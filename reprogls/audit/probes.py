@@ -19,8 +19,10 @@ kernel reduces) for the CPU kernels to split their work across threads and chunk
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -218,3 +220,26 @@ def probes() -> dict[str, Probe]:
     out["proximal"] = _proximal()
     out["log-exp"] = _elementary()
     return out
+
+
+#: The committed SHA-256 of every probe result in the NumPy spec (``probe -> result ->
+#: sha256`` of its little-endian float64 bytes, as :func:`reprogls.audit.bits.encode`
+#: hashes them): with the inputs exact, the spec's bits are the same on every machine,
+#: so ``reprogls audit`` checks this machine's spec -- and through it every device's
+#: kernels, which must equal the spec -- against these. Regenerate with the fit
+#: fingerprints, only for a deliberate change of the bits: ``python -m tests.golden
+#: --write``.
+GOLDEN_KERNELS_PATH = Path(__file__).with_name("golden_kernels.json")
+
+
+def golden_kernels() -> dict[str, dict[str, str]]:
+    """The committed spec digests (:data:`GOLDEN_KERNELS_PATH`)."""
+    return json.loads(GOLDEN_KERNELS_PATH.read_text())
+
+
+def spec_digests() -> dict[str, dict[str, str]]:
+    """This machine's spec digests: every probe run in the NumPy reference."""
+    from .bits import encode
+
+    return {name: {key: encode(value)["sha256"] for key, value in probe(None).items()}
+            for name, probe in probes().items()}

@@ -7,6 +7,7 @@ A report is a JSON-ready dict::
      "environment": {...},                     # environment.describe()
      "golden": {problem: fingerprint},         # the committed fingerprints
      "probe_inputs": {probe: sha256},          # what the kernel probes were fed
+     "golden_kernels": {probe: {result: sha256}},  # the committed spec digests
      "runs": [run, ...]}
 
 and a run is ``{"label", "device", "threads", "fits", "kernels"}``: ``fits`` maps each
@@ -17,7 +18,9 @@ differs) and the stored bits of params, F, d, llf and bse
 The first run is ``"spec"``: the kernel probes in the NumPy reference (no fits), which
 every device must equal. ``probe_inputs`` (absent without kernel probes, and in reports
 written before 2026-12-06) lets ``reprogls compare`` check that two machines fed their
-kernels the same bits before it compares what came out. :mod:`reprogls.audit.compare`
+kernels the same bits before it compares what came out; ``golden_kernels`` (likewise)
+holds the committed digests of the spec's results, which :func:`~.compare.check` holds
+this machine's spec to. :mod:`reprogls.audit.compare`
 reads reports.
 """
 
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from ..kernels import available_devices, cpu_threads
 from .bits import encode
 from .environment import describe
-from .probes import probes
+from .probes import golden_kernels, probes
 from .problems import check_names, fit_problem, golden
 
 FORMAT = "reprogls-audit-1"
@@ -156,6 +159,7 @@ def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | No
     report = {"format": FORMAT, "environment": describe(), "golden": golden(), "runs": runs}
     if kernels:
         report["probe_inputs"] = {name: probe.input_digest for name, probe in probes().items()}
+        report["golden_kernels"] = golden_kernels()
     return report
 
 
