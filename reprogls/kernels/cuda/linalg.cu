@@ -287,7 +287,8 @@ __device__ void woodbury_row_short(const double *__restrict__ r, const double *_
 
 // out = R Sigma^-1, one warp per row: woodbury_solve for any rank up to CRO_MAX_RANK,
 // woodbury_solve_4 / _8 / _16 / _32 for ranks up to 4, 8, 16, 32 (the launcher takes
-// the smallest that holds k), without local memory.
+// the smallest that holds k), without local memory. (Their entry points are written out
+// below, as sur_matvec_short_*'s are: the host emulator reads them from this text.)
 template <int KMAX>
 __device__ __forceinline__ void woodbury_solve_body(const double *__restrict__ R,
                                                     const double *__restrict__ G,
