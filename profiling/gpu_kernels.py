@@ -10,9 +10,11 @@ cuda`` does; on the H100 of 2026-12-06 that copy ran at 3-6 GB/s and hid every k
 with an N x K or n-long result). This script calls the CUDA launchers
 (``reprogls.kernels.cuda.*``) on CuPy arrays instead and times them with CUDA events
 (``cupyx.profiler.benchmark``: the median of ``--repeat`` calls after 3 untimed ones; the
-Python dispatch of a launcher is inside the events, as it is in a fit). Bytes count each
-input read once and each output written once; the normal operator's rows count X once
-(one application of the operator), whichever way it runs:
+Python dispatch of a launcher is inside the events, as it is in a fit): the reductions,
+the elementwise kernels (soft-thresholding family, the FISTA step, ``log``, ``exp``) and
+the linear algebra. Bytes count each input read once and each output written once; the
+normal operator's rows count X once (one application of the operator), whichever way it
+runs:
 
 * ``normal one pass``: ``sur_normal_lanes`` (X read once, ``n_chunks * 32`` blocks);
 * ``normal 3 kernels``: ``sur_matvec``, ``woodbury_solve``, ``sur_rmatvec`` (the
@@ -144,6 +146,17 @@ def cases(repeat: int, small: bool = False):
                                                               repeat), ""
     yield "soft_threshold", f"n={n}", 16 * n, median_seconds(
         partial(ce.soft_threshold, x, 0.5), repeat), ""
+    yield "soft_threshold_box", f"n={n}", 16 * n, median_seconds(
+        partial(ce.soft_threshold_box, x, 0.5, -1.0, 1.0), repeat), "scalar lam, lo, hi"
+    yield "prox_elastic_net", f"n={n}", 16 * n, median_seconds(
+        partial(ce.prox_elastic_net, x, 0.5, 0.6, 0.7, -np.inf, np.inf), repeat), ""
+    yield "fista_step", f"n={n}", 40 * n, median_seconds(
+        partial(ce.fista_step, x, y, 0.1, x, 0.3, 0.5, 0.6, -np.inf, np.inf), repeat), \
+        "reads z, grad, x_prev; writes x, z"
+    positive = cp.asarray(np.abs(rng.standard_normal(n)))
+    yield "log", f"n={n}", 16 * n, median_seconds(partial(ce.log, positive), repeat), \
+        "fdlibm, ~40 flops per element"
+    yield "exp", f"n={n}", 16 * n, median_seconds(partial(ce.exp, x), repeat), ""
     saved, registers = cl.NORMAL_OPERATOR, cl.WOODBURY_REGISTER_RANKS
     try:
         for shape, (N, K, p, k) in (SMALL_SHAPES if small else NORMAL_SHAPES).items():
