@@ -3,6 +3,8 @@
 Public functions take ``device="auto" | "cpu" | "cuda" | "cuda:N"`` and
 ``mode="compensated" | "plain"``; :mod:`reprogls.kernels.reference` is the executable
 specification (canonical reduction order CRO-1) every implementation equals bit for bit.
+Results are Python floats and NumPy arrays; ``result="device"`` keeps a GPU's array
+result there as a CuPy array.
 """
 
 from . import reference
