@@ -91,41 +91,36 @@ def test_a_changed_kernel_result_is_located_to_the_element_and_the_ulp(report):
     assert [f.where for f in cross] == ["kernel gemv (gemv/compensated)"] * 2
 
 
-#: SHA-256 of each kernel probe's inputs as this package builds them (exact operations
-#: on NumPy's seeded draws). A machine that builds other bits -- another NumPy stream, or
-#: a value computed through a library function again -- fails here rather than in
-#: ``reprogls compare``, where every kernel would seem to diverge (as on 2026-12-06,
-#: when the magnitudes were ``10.0 ** U(a, b)`` and an AVX-512 Xeon's SVML power gave
-#: other inputs than a Zen 3's glibc).
-PROBE_INPUTS = {
-    "reductions": "f2e51094a3f7686b8c4c1cd4e13e2b14bf4dff4c1ac1367ee43782c0aaf479a5",
-    "gemv": "ddba8183b593a1483e404f524219cca4aadc9053b0fdd082bdeb2fbf5db0ad68",
-    "sur": "23d2920dfe088bdb419ea1a67498d585305da979c770b6d66f9c081a5f53c4b6",
-    "woodbury": "972fe9d09967c5fb12e221173f432fc7e5e1113b0b39bee4099ab38b049d5e3b",
-    "proximal": "1ffedffffd781d76c5ffca57015a7a6c29d2f2570f877f66d89c5b950af260c2",
-    "log-exp": "23cc24ccf11e79daa10dd2ad20595c719eefb2de7721d0408936c52fe31118c5",
-}
-
-
-def test_the_probes_are_fed_the_committed_inputs(report):
-    assert {name: digest for name, digest in report["probe_inputs"].items()} == {
-        name: PROBE_INPUTS[name.split("/")[0]] for name in report["probe_inputs"]}
-    assert sorted(report["probe_inputs"]) == sorted(report["runs"][0]["kernels"])
-
-
-def test_the_spec_is_held_to_the_committed_digests(report):
-    """The NumPy spec on the exact inputs gives the committed bits
-    (``reprogls/audit/golden_kernels.json``) here, and a report whose spec parts from
-    them fails its check at that result, with every device that equals the spec."""
-    assert report["golden_kernels"] == audit.golden_kernels()
+def test_the_probes_and_the_spec_give_the_committed_digests(report):
+    """This machine builds the committed inputs and the NumPy spec gives the committed
+    results on them (``reprogls/audit/golden_kernels.json``): a machine that builds other
+    inputs (another NumPy stream, or a value computed through a library function again,
+    as the magnitudes ``10.0 ** U(a, b)`` were until 2026-12-06, when an AVX-512 Xeon's
+    SVML power gave other inputs than a Zen 3's glibc) fails here and in its audit."""
+    golden = audit.golden_kernels()
+    assert report["golden_kernels"] == golden
+    assert report["probe_inputs"] == golden["inputs"]
     spec = report["runs"][0]
+    assert sorted(golden["inputs"]) == sorted(spec["kernels"])
     assert {p: {k: e["sha256"] for k, e in r.items()} for p, r in spec["kernels"].items()} \
-        == audit.golden_kernels()
+        == golden["results"]
+
+
+def test_a_spec_or_inputs_other_than_the_committed_ones_fail_the_check(report):
+    """A spec result that parts from its committed digest is named (every device equals
+    the spec, so only the spec is); a probe whose inputs part is named once, as inputs,
+    and its results are not held to the committed ones."""
     other = copy.deepcopy(report)
-    other["golden_kernels"]["log-exp"]["log"] = "0" * 64
+    other["golden_kernels"]["results"]["log-exp"]["log"] = "0" * 64
     found = [f for f in audit.check(other) if f.divergence]
     assert [f.where for f in found] == ["kernel log (log-exp)"]
     assert "is not the committed 0000000000000000" in found[0].detail
+    other = copy.deepcopy(report)
+    other["probe_inputs"]["log-exp"] = "0" * 64
+    other["golden_kernels"]["results"]["log-exp"]["log"] = "0" * 64
+    found = [f for f in audit.check(other) if f.divergence]
+    assert [f.where for f in found] == ["kernel inputs (log-exp)"]
+    assert "not the committed" in found[0].detail
 
 
 def test_compare_does_not_compare_results_of_different_inputs(report):
@@ -140,10 +135,10 @@ def test_compare_does_not_compare_results_of_different_inputs(report):
     found = [f for f in audit.between(report, other) if f.divergence]
     assert [f.where for f in found] == ["kernel inputs (gemv/plain)"]
     assert "fed the kernels different inputs" in found[0].detail
-    # B's own check holds its spec to the committed digests: that one result parts
+    # B's own check holds its inputs to the committed digests: that probe parts there
     own = [f for f in audit.check(other) if f.divergence]
-    assert [f.where for f in own] == ["kernel gemv (gemv/plain)"]
-    assert "is not the committed" in own[0].detail
+    assert [f.where for f in own] == ["kernel inputs (gemv/plain)"]
+    assert "not the committed" in own[0].detail
     older = copy.deepcopy(report)
     del older["probe_inputs"]
     notes = [str(f) for f in audit.compare(report, older)]
@@ -215,11 +210,11 @@ def test_a_process_that_flushes_subnormals_is_caught(report, tmp_path):
     assert child.returncode == 1, child.stderr[-2000:]
     flushed = json.loads(child.stdout)
     assert flushed["environment"]["subnormals"] == {"ftz": True, "daz": True}
-    # the process itself is named first; its spec (on flushed inputs) is not the
-    # committed bits where subnormals occur
+    # the process itself is named first; it builds other inputs than the committed ones
+    # where subnormals occur
     own = [f.where for f in audit.check(flushed) if f.divergence]
     assert own[0] == "environment"
-    assert {"kernel exp (log-exp)", "kernel sum_subnormal (reductions/compensated)"} <= set(own)
+    assert {"kernel inputs (log-exp)", "kernel inputs (reductions/compensated)"} <= set(own)
     # the flushing process even builds other inputs (a product that should be
     # subnormal is zero there): the comparison names those probes' inputs, not results
     diverging = {f.where for f in audit.between(report, flushed) if f.divergence}

@@ -111,7 +111,8 @@ def check(report: dict) -> list[Finding]:
                                 "-ffast-math can set this when it is loaded)"))
     spec, runs = _runs(report)
     if spec is not None:
-        findings += _golden_kernel_findings(spec, report.get("golden_kernels", {}))
+        findings += _golden_kernel_findings(spec, report.get("probe_inputs", {}),
+                                            report.get("golden_kernels", {}))
         for run in runs:
             findings += _kernel_findings(spec, run, "spec", run["label"])
     for run in runs:
@@ -126,15 +127,26 @@ def check(report: dict) -> list[Finding]:
     return _ordered(findings)
 
 
-def _golden_kernel_findings(spec: dict, golden: dict) -> list[Finding]:
-    """The spec's results whose digest is not the committed one (the spec is the NumPy
-    reference on exact inputs, so its bits are the same on every machine: one that
-    differs here means this machine's NumPy computes the reference differently, or the
-    package's reference or probes changed without ``python -m tests.golden --write``)."""
+def _golden_kernel_findings(spec: dict, inputs: dict, golden: dict) -> list[Finding]:
+    """The probes whose inputs are not the committed ones (one finding each; their
+    results are not compared: other inputs give other bits), then the spec's results
+    whose digest is not the committed one (the spec is the NumPy reference on exact
+    inputs, so its bits are the same on every machine: one that differs here means this
+    machine's NumPy computes the reference differently, or the package's reference or
+    probes changed without ``python -m tests.golden --write``)."""
     findings = []
+    want_inputs, want_results = golden.get("inputs", {}), golden.get("results", {})
     for probe, results in spec["kernels"].items():
+        want, have = want_inputs.get(probe), inputs.get(probe)
+        if want is not None and have is not None and have != want:
+            findings.append(Finding(True, f"kernel inputs ({probe})",
+                                    f"this machine built SHA-256 {have[:16]}, not the "
+                                    f"committed {want[:16]} (another NumPy random stream, "
+                                    "or a process that flushes subnormals), so its results "
+                                    "are not held to the committed ones"))
+            continue
         for key, entry in results.items():
-            want = golden.get(probe, {}).get(key)
+            want = want_results.get(probe, {}).get(key)
             if want is not None and entry["sha256"] != want:
                 findings.append(Finding(True, f"kernel {key} ({probe})",
                                         f"spec: SHA-256 {entry['sha256'][:16]} is not the "

@@ -8,8 +8,9 @@ code. Each probe returns named float64 arrays. The inputs come from a seeded Num
 generator (the same draws everywhere) turned into values by exact operations only
 (``ldexp``, sign flips, products by powers of two and the basic arithmetic of
 ``uniform``), so every machine builds the same inputs; their SHA-256
-(:attr:`Probe.input_digest`) goes into the report, and ``reprogls compare`` refuses to
-compare results of different inputs. (Magnitudes were ``10.0 ** U(a, b)`` until
+(:attr:`Probe.input_digest`) goes into the report, is committed with the spec's results
+(:data:`GOLDEN_KERNELS_PATH`), and neither ``reprogls audit`` nor ``reprogls compare``
+compares results of different inputs. (Magnitudes were ``10.0 ** U(a, b)`` until
 2026-12-06: NumPy computes that power with SVML on AVX-512 CPUs and with glibc elsewhere,
 and an H100 machine's Xeon built inputs that differed from a Zen 3's in the last bits, so
 ``compare`` called every kernel divergent.) They are large enough (over 1 MiB where the
@@ -222,24 +223,32 @@ def probes() -> dict[str, Probe]:
     return out
 
 
-#: The committed SHA-256 of every probe result in the NumPy spec (``probe -> result ->
-#: sha256`` of its little-endian float64 bytes, as :func:`reprogls.audit.bits.encode`
-#: hashes them): with the inputs exact, the spec's bits are the same on every machine,
-#: so ``reprogls audit`` checks this machine's spec -- and through it every device's
-#: kernels, which must equal the spec -- against these. Regenerate with the fit
-#: fingerprints, only for a deliberate change of the bits: ``python -m tests.golden
-#: --write``.
+#: The committed digests of the kernel probes: ``"inputs"`` (probe -> SHA-256 of what it
+#: feeds the kernels, :attr:`Probe.input_digest`) and ``"results"`` (probe -> result ->
+#: SHA-256 of the spec's result, as :func:`reprogls.audit.bits.encode` hashes it). With
+#: the inputs exact, both are the same on every machine, so ``reprogls audit`` holds this
+#: machine's inputs and spec -- and through the spec every device's kernels -- to these.
+#: Regenerate with the fit fingerprints, only for a deliberate change of the bits:
+#: ``python -m tests.golden --write``.
 GOLDEN_KERNELS_PATH = Path(__file__).with_name("golden_kernels.json")
 
 
-def golden_kernels() -> dict[str, dict[str, str]]:
-    """The committed spec digests (:data:`GOLDEN_KERNELS_PATH`)."""
+def golden_kernels() -> dict[str, dict]:
+    """The committed digests (:data:`GOLDEN_KERNELS_PATH`): ``{"inputs": ..., "results":
+    ...}``."""
     return json.loads(GOLDEN_KERNELS_PATH.read_text())
 
 
-def spec_digests() -> dict[str, dict[str, str]]:
-    """This machine's spec digests: every probe run in the NumPy reference."""
+def input_digests() -> dict[str, str]:
+    """This machine's probe inputs: probe -> :attr:`Probe.input_digest`."""
+    return {name: probe.input_digest for name, probe in probes().items()}
+
+
+def kernel_digests() -> dict[str, dict]:
+    """This machine's :func:`golden_kernels`: the inputs' digests and every probe's
+    result in the NumPy spec."""
     from .bits import encode
 
-    return {name: {key: encode(value)["sha256"] for key, value in probe(None).items()}
-            for name, probe in probes().items()}
+    return {"inputs": input_digests(),
+            "results": {name: {key: encode(value)["sha256"] for key, value in
+                               probe(None).items()} for name, probe in probes().items()}}

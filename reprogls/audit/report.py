@@ -7,7 +7,7 @@ A report is a JSON-ready dict::
      "environment": {...},                     # environment.describe()
      "golden": {problem: fingerprint},         # the committed fingerprints
      "probe_inputs": {probe: sha256},          # what the kernel probes were fed
-     "golden_kernels": {probe: {result: sha256}},  # the committed spec digests
+     "golden_kernels": {"inputs": ..., "results": ...},  # their committed digests
      "runs": [run, ...]}
 
 and a run is ``{"label", "device", "threads", "fits", "kernels"}``: ``fits`` maps each
@@ -19,8 +19,8 @@ The first run is ``"spec"``: the kernel probes in the NumPy reference (no fits),
 every device must equal. ``probe_inputs`` (absent without kernel probes, and in reports
 written before 2026-12-06) lets ``reprogls compare`` check that two machines fed their
 kernels the same bits before it compares what came out; ``golden_kernels`` (likewise)
-holds the committed digests of the spec's results, which :func:`~.compare.check` holds
-this machine's spec to. :mod:`reprogls.audit.compare`
+holds the committed digests of the probes' inputs and of the spec's results, which
+:func:`~.compare.check` holds this machine's to. :mod:`reprogls.audit.compare`
 reads reports.
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from ..kernels import available_devices, cpu_threads
 from .bits import encode
 from .environment import describe
-from .probes import golden_kernels, probes
+from .probes import golden_kernels, input_digests, probes
 from .problems import check_names, fit_problem, golden
 
 FORMAT = "reprogls-audit-1"
@@ -158,7 +158,7 @@ def run_audit(devices: Iterable[str] | None = None, problems: Iterable[str] | No
         runs += thread_runs(counts, names, kernels)
     report = {"format": FORMAT, "environment": describe(), "golden": golden(), "runs": runs}
     if kernels:
-        report["probe_inputs"] = {name: probe.input_digest for name, probe in probes().items()}
+        report["probe_inputs"] = input_digests()
         report["golden_kernels"] = golden_kernels()
     return report
 
