@@ -109,13 +109,12 @@ def to_host(a: Any) -> Any:
 RESULT_PLACES = ("host", "device")
 
 
-def check_result(result: Any) -> str:
+def check_result(result: Any) -> None:
     """``result`` (a kernel's ``result=`` argument) checked: ``"host"`` or ``"device"``."""
-    if not isinstance(result, str) or result not in RESULT_PLACES:
+    if result not in RESULT_PLACES:
         raise ValueError(f"result must be 'host' (NumPy arrays, the default) or 'device' "
                          f"(the array where it was computed: a CuPy array on a GPU, NumPy "
                          f"on the CPU), got {result!r}")
-    return result
 
 
 def deliver(a: Any, result: str) -> Any:

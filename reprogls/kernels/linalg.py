@@ -47,7 +47,7 @@ def _backend(device: Device):
         "reprogls.kernels.cpu.linalg" if device.kind == "cpu" else "reprogls.kernels.cuda.linalg")
 
 
-def _into(computed: Any, out: np.ndarray | None, result: str = "host") -> Any:
+def _into(computed: Any, out: np.ndarray | None, result: str) -> Any:
     """The result where ``result`` asks (:func:`~reprogls.kernels.devices.deliver`), or
     written into ``out`` when the caller gave one (the CPU kernels write there directly;
     a GPU result is copied in)."""

@@ -301,11 +301,10 @@ def sur_normal_matvec(X, offsets, v, G, d, L, compensated):
     N, P = X.shape
     K = offsets.shape[0] - 1
     k = G.shape[1]
-    layout = _layout(offsets)
-    single_pass_fits = (N and P and k <= MAX_RANK and K <= _ref.CHUNK
-                        and layout.widest <= _ref.CHUNK)
-    if NORMAL_OPERATOR == "one_pass" and single_pass_fits:
-        return _normal_one_pass(X, layout, v, G, d, L, compensated)
+    if NORMAL_OPERATOR == "one_pass" and N and P and k <= MAX_RANK and K <= _ref.CHUNK:
+        layout = _layout(offsets)
+        if layout.widest <= _ref.CHUNK:
+            return _normal_one_pass(X, layout, v, G, d, L, compensated)
     U = sur_matvec(X, offsets, v, compensated)
     return sur_rmatvec(X, offsets, woodbury_solve(U, G, d, L, compensated), compensated)
 
