@@ -45,3 +45,23 @@ def blas_read_bandwidth(n: int = 50_000_000, repeat: int = 5,
     np.dot(x, y)
     timer = best_seconds_back_to_back if back_to_back else best_seconds
     return 16 * n / timer(lambda: np.dot(x, y), repeat) / 1e9
+
+
+def cuda_median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    """Median CUDA-event time of ``repeat`` calls of ``fn`` after 3 untimed ones
+    (``cupyx.profiler.benchmark``: a GPU kernel takes tens of microseconds, as long as a
+    launch and a synchronisation, so a host timer would measure those; the events still
+    see the Python dispatch as gaps between launches). On the host emulator, which has
+    no events, the median wall time."""
+    try:
+        from cupyx.profiler import benchmark
+    except ImportError:  # the emulator
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+    # (name=: benchmark reads fn.__name__ by default, which a functools.partial lacks)
+    return float(np.median(benchmark(fn, n_repeat=repeat, n_warmup=3,
+                                     name="kernel").gpu_times[0]))

@@ -50,6 +50,11 @@ if os.environ.get("REPROGLS_CUDA_EMULATOR", "").strip() not in ("", "0"):
 
 from reprogls import kernels
 
+try:  # as a module of the profiling package, or run as a script from its folder
+    from ._timing import cuda_median_seconds as median_seconds
+except ImportError:
+    from _timing import cuda_median_seconds as median_seconds
+
 #: (N, K, p, k) of the normal-operator shapes: the roofline's, and the fits' S, M, L.
 NORMAL_SHAPES = {"roofline": (25_000, 200, 10, 5), "S": (2_000, 50, 5, 3),
                  "M": (20_000, 200, 10, 5), "L": (5_000, 2_000, 5, 10)}
@@ -58,23 +63,6 @@ NORMAL_SHAPES = {"roofline": (25_000, 200, 10, 5), "S": (2_000, 50, 5, 3),
 #: Tiny shapes for ``--small``: a dry run on the host emulator (times mean nothing).
 SMALL_SHAPES = {"roofline": (300, 7, 3, 2), "S": (200, 5, 2, 1), "M": (250, 6, 40, 2),
                 "L": (100, 600, 1, 3)}
-
-
-def median_seconds(fn, repeat: int) -> float:
-    """Median CUDA-event time of ``repeat`` calls of ``fn`` after 3 untimed ones (on the
-    host emulator, which has no events, the median wall time)."""
-    try:
-        from cupyx.profiler import benchmark
-    except ImportError:  # the emulator
-        import time
-
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
-    return float(np.median(benchmark(fn, n_repeat=repeat, n_warmup=3, name="kernel").gpu_times[0]))
 
 
 def copy_peak(repeat: int, n: int = 2**26) -> float:

@@ -23,43 +23,27 @@ device-resident data.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
 from reprogls import kernels
 
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import cupy as cp
-
-        cp.cuda.Device().synchronize()
+try:  # as a module of the profiling package, or run as a script from its folder
+    from ._timing import best_seconds as cpu_best_seconds
+    from ._timing import cuda_median_seconds
+except ImportError:
+    from _timing import best_seconds as cpu_best_seconds
+    from _timing import cuda_median_seconds
 
 
 def best_seconds(fn, device: str, repeat: int, pause: float) -> float:
-    """Best wall time on the CPU; on the GPU the median of CUDA-event times.
-
-    On the GPU one kernel takes tens of microseconds, as long as a launch and a
-    synchronisation, so a host timer would measure those: ``cupyx.profiler.benchmark``
-    records events around each of ``20 * repeat`` calls after 3 untimed ones (the
-    calls still include the Python dispatch, which the events see as gaps between
-    launches)."""
+    """Best wall time of calls after ``pause`` s on the CPU
+    (:func:`_timing.best_seconds`); on the GPU the median of ``20 * repeat`` CUDA-event
+    times (:func:`_timing.cuda_median_seconds`)."""
     if device == "cuda":
-        from cupyx.profiler import benchmark
-
-        result = benchmark(fn, n_repeat=20 * repeat, n_warmup=3)
-        return float(np.median(result.gpu_times[0]))
-    best = np.inf
-    for _ in range(repeat):
-        time.sleep(pause)  # lets OpenBLAS threads park (they spin after a call)
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        return cuda_median_seconds(fn, 20 * repeat)
+    return cpu_best_seconds(fn, repeat, pause)
 
 
 def peaks(device: str, repeat: int, pause: float) -> dict[str, float]:
