@@ -354,6 +354,61 @@ def test_a_column_out_of_float64_range_is_named_as_a_scale_problem(scale, what):
         gls.fit(Xs, Y, rank=1)
 
 
+@pytest.mark.parametrize("scale,what", [(1e160, "overflows"), (1e-160, "underflows"),
+                                         (1e-200, "underflows")])
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_y_out_of_float64_range_is_named_as_a_scale_problem(scale, what, fixed):
+    """A y_j whose mean square overflows, or underflows below the normal range (1e-160:
+    subnormal; 1e-200: zero), has no representable Sigma: the error names it before
+    any work. (It surfaced as "F must be finite", as a "collinear" normal matrix, or, with
+    a fixed Sigma, as llf = NaN.)"""
+    Xs, Y = small_system()
+    Y[:, 1] *= scale
+    sigma = (np.ones((3, 1)), np.ones(3)) if fixed else None
+    with pytest.raises(ValueError, match=f"y of equation 'y1' holds values of magnitude up "
+                                         f"to .*, whose mean square {what} float64.*rescale"):
+        gls.fit(Xs, Y, rank=1, sigma=sigma)
+
+
+def test_an_all_zero_y_is_not_a_scale_problem():
+    Xs, Y = small_system()
+    Y[:, 2] = 0.0
+    with pytest.warns(gls.ExactFitWarning, match="'y2'"):
+        res = gls.fit(Xs, Y, rank=1)
+    assert np.all(res.params[4:] == 0.0)
+
+
+@pytest.mark.parametrize("solver", ["gram", "cg"])
+@pytest.mark.parametrize("penalised", [False, True])
+@pytest.mark.parametrize("x_scale,y_scale", [(1e4, 1e-150), (1e-100, 1e100), (1.0, 1e-153)])
+def test_x_and_y_too_far_apart_is_a_scale_error(solver, penalised, x_scale, y_scale):
+    """The normal equations scale as x^2 / y^2: past float64's range they overflow or
+    underflow. Every beta-step says so instead of returning its starting point (the CG,
+    whose norms overflowed, returned the OLS start as converged: coefficients 7% off
+    without a word), calling the designs collinear, or failing on a NaN step. (Without
+    the covariance, whose Cholesky would also fail, so that the beta-step is tested.)"""
+    Xs, Y = small_system()
+    options = {"l1": 1e-3 * x_scale / y_scale} if penalised else {}
+    with pytest.raises(ValueError, match="scales of X and Y are too far apart"):
+        gls.fit([x * x_scale for x in Xs], Y * y_scale, rank=1, beta_solver=solver,
+                cov_type="none", **options)
+
+
+@pytest.mark.parametrize("exponent", [400, -400])
+@pytest.mark.parametrize("solver", ["gram", "cg"])
+def test_rescaling_x_by_a_power_of_two_rescales_the_fit_exactly(exponent, solver):
+    """Scaling X by 2^e scales every product, sum and solve exactly (far from float64's
+    limits), so beta and its standard errors scale by 2^-e bit for bit and Sigma, the
+    log-likelihood and the sweeps are unchanged."""
+    Xs, Y = small_system(N=300)
+    base = gls.fit(Xs, Y, rank=1, beta_solver=solver)
+    s = 2.0 ** exponent
+    res = gls.fit([x * s for x in Xs], Y, rank=1, beta_solver=solver)
+    assert res.n_iter == base.n_iter and res.llf == base.llf
+    for a, b in ((res.params * s, base.params), (res.bse * s, base.bse), (res.d, base.d)):
+        assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
 def test_equation_view_names_a_bad_index_or_name():
     Xs, Y = small_system()
     res = gls.fit(Xs, Y, rank=1, cov_type="none")
@@ -457,8 +512,9 @@ def test_cupy_designs_constant_test_matches_the_host_in_one_transfer(monkeypatch
 
 @pytest.mark.gpu
 def test_cupy_inputs_get_the_host_messages():
-    """NaN/inf in a CuPy design or y, mixed host and GPU inputs, a complex CuPy design and
-    a CuPy ``SURData.X`` without ``on_gpu``: the same messages as for host data."""
+    """NaN/inf in a CuPy design or y, mixed host and GPU inputs, a complex CuPy design, a
+    collinear design, a y out of float64's range and a CuPy ``SURData.X`` without
+    ``on_gpu``: the same messages as for host data."""
     import cupy
 
     Xs, Y = small_system()
@@ -482,6 +538,8 @@ def test_cupy_inputs_get_the_host_messages():
     collinear = [devs[0], devs[1], cupy.asarray(np.column_stack([Xs[1], Xs[1] * 2.0]))]
     with pytest.raises(gls.CollinearityError, match=r"equation 'y2': column 'x1' \(index 1\)"):
         gls.fit(collinear, cupy.asarray(Y), rank=1)
+    with pytest.raises(ValueError, match=r"y of equation 'y0' .* mean square overflows"):
+        gls.fit(devs, cupy.asarray(Y * np.array([1e160, 1.0, 1.0])), rank=1)
     good = gls.prepare(devs, cupy.asarray(Y))
     fields = dict(X=good.X, offsets=good.offsets, Y=good.Y,
                   equation_names=good.equation_names, regressor_names=good.regressor_names)

@@ -84,16 +84,35 @@ def normal_matrix(XtX, offsets, factor: WoodburyFactor, ridge: float) -> np.ndar
     P = 250-600; it moves values only, so the bits are the same."""
     widths = np.diff(offsets)
     Sinv = sigma_inverse(factor)
-    A = XtX * np.repeat(np.repeat(Sinv, widths, axis=0), widths, axis=1)
+    with np.errstate(over="ignore"):  # (an overflow is reported by cholesky, by name)
+        A = XtX * np.repeat(np.repeat(Sinv, widths, axis=0), widths, axis=1)
     if ridge:
         A[np.diag_indices_from(A)] += ridge
     return A
 
 
+def scale_gap(what: str) -> str:
+    """The message of a fit whose X and Y lie too many orders of magnitude apart for
+    float64: the normal equations scale as ``x^2 / y^2`` (``A``) and ``x / y``
+    (``b``), so ``|x / y|`` near ``1e150`` or ``1e-150`` overflows or underflows them."""
+    return (f"{what}: the scales of X and Y are too far apart for float64 (the GLS normal "
+            "equations scale as x^2 / y^2); rescale them, e.g. divide each column of X and "
+            "each y_j by its standard deviation")
+
+
 def cholesky(A: np.ndarray, mode: str) -> np.ndarray:
+    """The fixed-order Cholesky factor of the GLS normal matrix ``A``; a ``ValueError``
+    when ``A`` overflowed or underflowed (:func:`scale_gap`), else
+    :class:`NotPositiveDefiniteError` at the first pivot that is not positive."""
     L = np.empty_like(A)
     failed = spd.cholesky(np.ascontiguousarray(A), mode == "compensated", L)
     if failed >= 0:
+        # X^T X is finite and its diagonal positive (the OLS start checks each X_j), so a
+        # non-finite A, or a diagonal below the normal range, is Sigma^-1's scale
+        if not np.isfinite(A).all():
+            raise ValueError(scale_gap("the GLS normal matrix overflows"))
+        if (np.diag(A) < np.finfo(np.float64).tiny).any():
+            raise ValueError(scale_gap("the GLS normal matrix underflows"))
         raise NotPositiveDefiniteError(
             f"the GLS normal matrix is not positive definite (pivot {failed}): the designs "
             "are collinear across equations; pass ridge > 0")
@@ -181,7 +200,9 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
     z = precondition(r)
     p = z.copy()
     rz = dot(r, z, mode, "cpu")
-    floor = tol * np.sqrt(dot(b, b, mode, "cpu"))
+    b_squared = dot(b, b, mode, "cpu")
+    _check_norm(b_squared, b)
+    floor = tol * np.sqrt(b_squared)
     r_norm = np.sqrt(dot(r, r, mode, "cpu"))
     threshold = max(floor, reduction * r_norm)
     it = 0
@@ -198,4 +219,17 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
         p = z + (rz_new / rz) * p
         rz = rz_new
         r_norm = np.sqrt(dot(r, r, mode, "cpu"))
+        if not np.isfinite(r_norm):
+            raise ValueError(scale_gap("the conjugate gradients' residual overflowed"))
     return beta, it, bool(r_norm <= floor or it == max_iter)
+
+
+def _check_norm(b_squared: float, b: np.ndarray) -> None:
+    """A ``ValueError`` when ``||b||^2`` (the CG's scale) is not a finite normal number
+    while ``b`` is not zero: its stopping rule would compare against ``inf`` or ``0`` and
+    return the starting point as the solution."""
+    if np.isfinite(b_squared) and (b_squared >= np.finfo(np.float64).tiny or
+                                   (b_squared == 0.0 and not np.any(b))):
+        return
+    what = "overflows" if not np.isfinite(b_squared) else "underflows"
+    raise ValueError(scale_gap(f"the GLS right-hand side's squared norm {what}"))

@@ -205,6 +205,29 @@ def _check_cuda_limits(rank: int, K: int) -> None:
             f"rank {rank}, K {K}); use device='cpu'")
 
 
+def _check_y_scale(y_moments: np.ndarray, Y, names: list[str]) -> None:
+    """A :class:`ValueError` naming the first ``y_j`` whose squares leave float64's normal
+    range: its mean square ``mean(y_j^2)`` overflows (values near ``1e154`` and above,
+    or a sum of squares past ``1.8e308``) or underflows below the smallest normal
+    number ``2.2e-308`` while ``y_j`` is not all zeros. The fit works in the units of
+    ``y^2`` (``Sigma``, ``E^T E``) and of their inverse (``Sigma^-1``), so such a ``y_j``
+    has no representable likelihood: without this check it surfaced as a non-finite
+    ``F`` or as a "collinear" normal matrix. An all-zero ``y_j`` passes (it is fitted
+    exactly: :func:`_warn_exact_fits`)."""
+    y_moments = np.asarray(y_moments, dtype=np.float64)
+    suspect = ~(np.isfinite(y_moments) & (y_moments >= np.finfo(np.float64).tiny))
+    for j in np.flatnonzero(suspect):
+        column = to_host(Y[:, j])
+        largest = float(np.max(np.abs(column))) if column.size else 0.0
+        if y_moments[j] == 0.0 and largest == 0.0:
+            continue  # all zeros
+        what = "overflows" if not np.isfinite(y_moments[j]) else "underflows"
+        raise ValueError(
+            f"y of equation {names[j]!r} holds values of magnitude up to {largest:.3g}, "
+            f"whose mean square {what} float64 (the fit works in the units of y^2 and "
+            "their inverse); rescale it (e.g. divide it by its standard deviation)")
+
+
 def _warn_exact_fits(d: np.ndarray, y_moments: np.ndarray, names: list[str]) -> None:
     """An :class:`ExactFitWarning` naming the equations whose ``d_j`` is held at its
     floor ``D_FLOOR * mean(y_j^2)`` (:func:`.sigma.uniqueness_bounds`): their regressors
@@ -312,6 +335,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
 
     Raises
     ------
+    ValueError, TypeError
+        Bad arguments or data, naming the argument, equation and column: NaN/inf, shapes,
+        non-numeric data, ``rank``, ``N <= p_j``; :class:`.ols.CollinearityError` (a
+        ``ValueError``) for a collinear ``X_j`` without ``ridge`` or a column whose squares
+        leave float64's range; a ``y_j`` whose mean square overflows or underflows; X and
+        Y too many orders of magnitude apart for the normal equations (``x^2 / y^2``).
+    NotPositiveDefiniteError
+        The GLS normal matrix is singular: designs collinear across equations (pass
+        ``ridge > 0``).
     NotImplementedError
         On a GPU, a rank above 64 or more than 8192 equations (before any GPU work).
 
@@ -374,6 +406,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # (:mod:`._resident`); the result gets host copies of the last fitted values and
     # residuals
     Yk = on_device(Yd, dev)
+    # the mean squares of the y_j: the units of d's floor, and whether Sigma (~ y^2) and
+    # Sigma^-1 can be represented at all (checked before any other pass over the data)
+    y_moments = mean_squares(Yk, mode, dev)
+    _check_y_scale(y_moments, Yk, data.equation_names)
     solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
     from_residuals = fixed is None and (
         sigma_step == "residuals" or
@@ -408,7 +444,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             solve_free = free_set_solver_dense(A, mode)
         else:
             Sinv_diag = np.diag(beta_step.sigma_inverse(factor))
-            diag_A = gram_diagonal * Sinv_diag[eq_of_column]
+            with np.errstate(over="ignore"):  # (solve_penalised reports an overflow)
+                diag_A = gram_diagonal * Sinv_diag[eq_of_column]
             diag_A = diag_A + ridge if ridge else diag_A
             apply_A = beta_step.normal_operator(Xk, offsets, factor, ridge, dev)
             solve_free = free_set_solver_cg(apply_A, grams, offsets, Sinv_diag, ridge, mode,
@@ -453,7 +490,6 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         F, d = (warm.F, warm.d) if warm is not None else (None, None)
         objective_prev = np.inf
         E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
-        y_moments = mean_squares(Yk, mode, dev)  # the units of d's floor
         # the new residuals are written over the old ones once the right-hand side no
         # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
         # array comes from newly mapped pages, which cost about as much as the pass that

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import dot, fista_step
+from . import beta as beta_step
 
 __all__ = ["PenalisedSolve", "Penalty", "describe", "free_coefficients", "free_set_solver_cg",
            "free_set_solver_dense", "make_penalty", "penalty_value", "solve_penalised"]
@@ -227,8 +228,6 @@ def _largest_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], P: int,
 def free_set_solver_dense(A: np.ndarray, mode: str):
     """``solve_free`` for the dense normal matrix ``A``: the fixed-order Cholesky of
     ``A[free, free]`` and its triangular solves."""
-    from . import beta as beta_step
-
     def solve_free(free: np.ndarray, g: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(free)
         L = beta_step.cholesky(np.ascontiguousarray(A[np.ix_(idx, idx)]), mode)
@@ -344,6 +343,10 @@ def solve_penalised(apply_A: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
     and zeros elsewhere; given, every ``POLISH_EVERY`` iterations the iterate takes a
     Newton step on its free set (:func:`_newton_on_free_set`).
     """
+    if not np.isfinite(diag_A).all():
+        raise ValueError(beta_step.scale_gap("the GLS normal matrix's diagonal overflows"))
+    if (diag_A < np.finfo(np.float64).tiny).any():  # (positive for a positive definite A)
+        raise ValueError(beta_step.scale_gap("the GLS normal matrix's diagonal underflows"))
     s = np.sqrt(diag_A)
     lam = penalty.l1 / s
     lo, hi = penalty.lo * s, penalty.hi * s
