@@ -489,12 +489,16 @@ def test_cg_reduction_stops_early_and_says_so():
     b = beta_step.rhs(data.X, data.offsets, data.Y, factor, "cpu")
     args = (data.X, data.offsets, factor, b, np.zeros(data.X.shape[1]), blocks, sinv_diag,
             0.0, 1e-12, 200, "cpu")
-    full, full_iters, full_finished = beta_step.solve_cg(*args)
-    _, early_iters, early_finished = beta_step.solve_cg(*args, reduction=1e-3)
+    full, full_iters, full_finished, full_reached, full_residual = beta_step.solve_cg(*args)
+    _, early_iters, early_finished, early_reached, _ = beta_step.solve_cg(*args,
+                                                                          reduction=1e-3)
     assert full_finished and not early_finished and 0 < early_iters < full_iters
-    # running out of steps is not an early stop: the fit would not repeat the solve
+    assert full_reached and full_residual <= 1e-12 and not early_reached
+    # running out of steps is not an early stop: the fit would not repeat the solve, but
+    # it did not reach the tolerance either
     capped = beta_step.solve_cg(*args[:-2], 1, "cpu", reduction=1e-3)
-    assert capped[1] == 1 and capped[2]
+    assert capped.iters == 1 and capped.finished and not capped.reached_tol
+    assert capped.residual > 1e-12
     again = beta_step.solve_cg(*args, reduction=0.0)
     assert again[1] == full_iters and (again[0].view(np.uint64) == full.view(np.uint64)).all()
 
@@ -570,6 +574,23 @@ def test_non_convergence_warns_not_raises():
         res = gls.fit(Xs, Y, rank=2, max_iter=1, tol=1e-15)
     assert not res.converged
     assert len(res.llf_history) == 1
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_last_cg_short_of_cg_tol_warns(fixed):
+    """A CG beta-step that runs out of cg_max_iter before cg_tol (ill-conditioned A, or a
+    small cg_max_iter) gives a ConvergenceWarning with its residual, as the penalised
+    step does; it used to return that beta as if solved. Solved to cg_tol: no warning."""
+    Xs, Y, _, F, d = simulate(N=400, K=6, p=3, seed=12)
+    sigma = (F, d) if fixed else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gls.ConvergenceWarning)
+        full = gls.fit(Xs, Y, rank=2, sigma=sigma, beta_solver="cg", cov_type="none")
+    with pytest.warns(gls.ConvergenceWarning, match=r"cg_max_iter=1 iterations at a "
+                                                    r"residual .* relative to \|\|b\|\|"):
+        short = gls.fit(Xs, Y, rank=2, sigma=sigma, beta_solver="cg", cov_type="none",
+                        cg_max_iter=1)
+    assert not np.array_equal(short.params, full.params)
 
 
 @pytest.mark.parametrize("solver", ["gram", "cg"])

@@ -194,7 +194,7 @@ def test_identical_designs_make_the_coupled_preconditioner_exact():
     factor = sigma_factor(4, 2, "compensated")
     Sinv = sigma_inverse(factor)
     b = np.random.default_rng(5).standard_normal(12)
-    beta, iters, finished = beta_step.solve_cg(
+    beta, iters, finished, _, _ = beta_step.solve_cg(
         Xp, offsets, factor, b, np.zeros(12), factors, np.diag(Sinv).copy(), 0.0, 1e-12,
         50, "cpu", coupling=rho)
     A = np.kron(Sinv, X.T @ X)
@@ -263,8 +263,9 @@ def test_coupled_cg_needs_fewer_steps_on_related_designs():
         for m in range(30):
             A[4 * j:4 * j + 4, 4 * m:4 * m + 4] = Sinv[j, m] * (Xs[j].T @ Xs[m])
     exact = np.linalg.solve(A, b)
-    for beta, _, finished in runs.values():
-        assert finished and np.linalg.norm(beta - exact) <= 1e-8 * np.linalg.norm(exact)
+    for run in runs.values():
+        assert run.finished and run.reached_tol
+        assert np.linalg.norm(run.beta - exact) <= 1e-8 * np.linalg.norm(exact)
     assert runs["coupled"][1] < runs["block"][1]
 
 

@@ -16,6 +16,8 @@ Normal equations ``A beta = b`` with ``A = X^T (Sigma^-1 (x) I_N) X + ridge I`` 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..kernels import dot, sur_normal_matvec, sur_rmatvec, woodbury_solve
@@ -26,7 +28,7 @@ from ._dense import mirror_lower
 from ._resident import resident_solve
 from .precondition import CoupledPreconditioner, pack_block_factors
 
-__all__ = ["conjugate_gradients", "normal_matrix", "normal_operator", "rhs",
+__all__ = ["CGSolve", "conjugate_gradients", "normal_matrix", "normal_operator", "rhs",
            "rhs_and_residual", "solve_cg", "solve_dense", "whitened_rmatvecs"]
 
 
@@ -136,10 +138,27 @@ def normal_operator(X, offsets, factor: WoodburyFactor, ridge: float, device: st
     return apply_A
 
 
+class CGSolve(NamedTuple):
+    """What :func:`conjugate_gradients` returns."""
+
+    beta: np.ndarray
+    #: CG steps taken.
+    iters: int
+    #: False only when the ``reduction`` term stopped the iteration before ``||r|| <= tol
+    #: ||b||`` (running out of ``max_iter`` steps counts as finished: the fit does not
+    #: repeat such a solve).
+    finished: bool
+    #: ``||r|| <= tol ||b||`` at the end: False after ``max_iter`` steps short of it (or
+    #: an early stop by ``reduction``).
+    reached_tol: bool
+    #: ``||r|| / ||b||`` at the end (``||r||`` where ``b = 0``).
+    residual: float
+
+
 def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_diag,
              ridge: float, tol: float, max_iter: int, device: str,
              reduction: float = 0.0, r0: np.ndarray | None = None,
-             coupling: float = 0.0) -> tuple[np.ndarray, int, bool]:
+             coupling: float = 0.0) -> CGSolve:
     """Preconditioned CG for ``A beta = b`` (module docstring).
 
     ``coupling``: 0 for the block-Jacobi preconditioner, else the ``rho`` of the coupled
@@ -156,12 +175,8 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
 
     Returns
     -------
-    beta : ndarray (P,)
-    iters : int
-        CG steps taken.
-    finished : bool
-        False only when the ``reduction`` term stopped the iteration before
-        ``||r|| <= tol ||b||`` (running out of ``max_iter`` steps counts as finished).
+    CGSolve
+        ``(beta, iters, finished, reached_tol, residual)``.
     """
     mode = factor.mode
     apply_A = normal_operator(X, offsets, factor, ridge, device)
@@ -190,7 +205,7 @@ def solve_cg(X, offsets, factor: WoodburyFactor, b, beta0, block_factors, Sinv_d
 
 def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
                         max_iter: int, reduction: float = 0.0,
-                        r0: np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
+                        r0: np.ndarray | None = None) -> CGSolve:
     """Preconditioned CG for ``A beta = b`` with the operator ``apply_A`` and the
     preconditioner ``precondition`` (``z = M^-1 r``), from ``beta0``; the stopping rule
     and the return value of :func:`solve_cg`. Every scalar is a CRO-1 dot, every vector
@@ -221,7 +236,10 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
         r_norm = np.sqrt(dot(r, r, mode, "cpu"))
         if not np.isfinite(r_norm):
             raise ValueError(scale_gap("the conjugate gradients' residual overflowed"))
-    return beta, it, bool(r_norm <= floor or it == max_iter)
+    reached = bool(r_norm <= floor)
+    b_norm = np.sqrt(b_squared)
+    return CGSolve(beta, it, reached or it == max_iter, reached,
+                   float(r_norm / b_norm) if b_norm > 0 else float(r_norm))
 
 
 def _check_norm(b_squared: float, b: np.ndarray) -> None:

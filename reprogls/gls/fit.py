@@ -300,8 +300,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         alternating loop a sweep's CG may stop earlier, once its residual has fallen by
         the factor ``CG_SWEEP_REDUCTION`` (1e-3), since the next Sigma-step changes
         ``A`` and ``b`` anyway; the returned beta is always solved to ``cg_tol`` (or for
-        ``cg_max_iter`` steps) at the returned Sigma: the last sweep's solve is finished
-        first.
+        ``cg_max_iter`` steps, with a ``ConvergenceWarning``) at the returned Sigma: the
+        last sweep's solve is finished first.
     sigma_step : {"auto", "moment", "residuals"}
         How the factor analysis sees ``S = E^T E / N``: ``"moment"`` forms the K x K
         matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
@@ -351,8 +351,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     -----
     ConvergenceWarning
         ``max_iter`` sweeps ran out before ``tol`` was reached (``converged=False``); or
-        (``l1``/``bounds``) the last penalised beta-step ran out of ``cg_max_iter``
-        iterations before ``cg_tol``.
+        the last beta-step (CG, or with ``l1``/``bounds`` the penalised one) ran out of
+        ``cg_max_iter`` iterations before ``cg_tol``.
     ExactFitWarning
         An equation's regressors fit its ``y`` exactly (its residual variance is below
         ``1e-12 mean(y_j^2)``, e.g. ``y_j`` among them): ``d_j`` is held at that floor.
@@ -430,6 +430,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # the penalised solves: the last one's step bound L (the next starts from it) and
     # whether it reached cg_tol
     penalised: dict = {}
+    # the last CG solve (cg solver, no penalty): whether it reached cg_tol
+    last_cg: dict = {}
     if penalty is not None:
         eq_of_column = np.repeat(np.arange(K), np.diff(offsets))
         gram_diagonal = np.concatenate([np.diag(g) for g in grams])
@@ -471,10 +473,10 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             normal_factor.update(factor=factor, L=L)
             return beta_step.solve_dense(L, b, mode), b, True
         Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
-        beta, _, finished = beta_step.solve_cg(Xk, offsets, factor, b, beta0, block_factors,
-                                               Sinv_diag, ridge, cg_tol, cg_max_iter,
-                                               dev, reduction, r0, coupling)
-        return beta, b, finished
+        solved = beta_step.solve_cg(Xk, offsets, factor, b, beta0, block_factors, Sinv_diag,
+                                    ridge, cg_tol, cg_max_iter, dev, reduction, r0, coupling)
+        last_cg.update(reached_tol=solved.reached_tol, residual=solved.residual)
+        return solved.beta, b, solved.finished
 
     # 1. OLS start (or the caller's warm start)
     beta = (warm.params if warm is not None else
@@ -537,6 +539,12 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
         _warn_exact_fits(d, y_moments, data.equation_names)
+    if last_cg and not last_cg["reached_tol"]:
+        warnings.warn(f"the last beta-step's conjugate gradients stopped after "
+                      f"cg_max_iter={cg_max_iter} iterations at a residual "
+                      f"{last_cg['residual']:.2e} relative to ||b|| (cg_tol={cg_tol}); raise "
+                      "cg_max_iter, or pass beta_solver='gram' (a direct solve)",
+                      ConvergenceWarning, stacklevel=2)
     if penalised and penalised["stalled"]:
         warnings.warn("the penalised beta-step stalled at a gradient-mapping norm "
                       f"{penalised['residual']:.2e} relative to ||b||, above cg_tol={cg_tol}: "

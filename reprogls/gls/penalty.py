@@ -273,10 +273,9 @@ def free_set_solver_cg(apply_A, grams: list[np.ndarray], offsets: np.ndarray,
         def apply_free(v):
             return np.where(free, apply_A(v), 0.0)
 
-        delta, _, _ = beta_step.conjugate_gradients(apply_free, precondition,
-                                                    np.where(free, g, 0.0),
-                                                    np.zeros_like(g), mode, tol, max_iter)
-        return delta
+        return beta_step.conjugate_gradients(apply_free, precondition,
+                                             np.where(free, g, 0.0), np.zeros_like(g), mode,
+                                             tol, max_iter).beta
 
     return solve_free
 
