@@ -86,7 +86,7 @@ def test_bad_starts_are_named(system):
         gls.fit(Xs, Y, rank=2, start="previous")
     with pytest.raises(TypeError, match="start must be a GLSResult"):
         gls.fit(Xs, Y, rank=2, start=(res.params, res.F))
-    with pytest.raises(ValueError, match=rf"start's params must have shape \({P},\)"):
+    with pytest.raises(gls.StartMismatchError, match=rf"start's params must have shape \({P},\)"):
         gls.fit(Xs, Y, rank=2, start=(res.params[:-1], res.F, res.d))
     with pytest.raises(ValueError, match="the same system"):
         gls.fit(Xs, Y, rank=2, add_constant=True, start=res)
@@ -133,6 +133,18 @@ def test_the_estimators_warm_start_chains_its_fits(system):
     cold.set_params(l1=10.0).fit(Xs, Y)
     assert cold.result_.fingerprint == gls.fit(Xs, Y, 2, l1=10.0).fingerprint
     assert "warm_start=True" in repr(model) and model.get_params()["warm_start"] is True
+
+
+def test_the_estimators_warm_start_on_another_system_says_so(system):
+    """warm_start=True on data of another shape: the error names warm_start (the caller
+    passed no start) and the way out, and a cold estimator fits the same data."""
+    Xs, Y, *_ = system
+    model = LowRankGLS(rank=2, warm_start=True).fit(Xs, Y)
+    with pytest.raises(gls.StartMismatchError, match=r"warm_start=True starts from the "
+                                                     r"previous fit.*warm_start=False"):
+        model.fit(Xs[:-1], Y[:, :-1])
+    model.set_params(warm_start=False).fit(Xs[:-1], Y[:, :-1])
+    assert model.result_.fingerprint == gls.fit(Xs[:-1], Y[:, :-1], 2).fingerprint
 
 
 @pytest.mark.gpu

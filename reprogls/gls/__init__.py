@@ -14,7 +14,9 @@ from .fit import ConvergenceWarning, ExactFitWarning, fit
 from .ols import CollinearityError, block_grams, ols
 from .results import GLSResult
 from .simulate import simulate_sur
+from .start import StartMismatchError
 
 __all__ = ["CollinearityError", "ConvergenceWarning", "ExactFitWarning", "GLSResult",
-           "IdentificationWarning", "LowRankGLS", "NotFittedError", "SURData", "block_grams",
-           "check_rank", "fit", "ols", "prepare", "simulate_sur"]
+           "IdentificationWarning", "LowRankGLS", "NotFittedError", "SURData",
+           "StartMismatchError", "block_grams", "check_rank", "fit", "ols", "prepare",
+           "simulate_sur"]

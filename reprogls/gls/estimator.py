@@ -21,6 +21,7 @@ import numpy as np
 
 from .fit import fit as _fit
 from .results import GLSResult
+from .start import StartMismatchError
 
 __all__ = ["LowRankGLS", "NotFittedError"]
 
@@ -141,7 +142,14 @@ class LowRankGLS:
         starts from that fit's result."""
         params = self.get_params()
         start = getattr(self, "result_", None) if params.pop("warm_start") else None
-        res = _fit(Xs, Y, **params, start=start)
+        try:
+            res = _fit(Xs, Y, **params, start=start)
+        except StartMismatchError as err:
+            if start is None:
+                raise
+            raise StartMismatchError(
+                f"warm_start=True starts from the previous fit, which is not of this system "
+                f"({err}); set warm_start=False to fit a new one") from None
         self.result_ = res
         self.coef_ = [res.params[o0:o1].copy()
                       for o0, o1 in zip(res.offsets[:-1], res.offsets[1:], strict=True)]

@@ -25,7 +25,12 @@ import numpy as np
 
 from ..kernels.devices import is_cupy_array, to_host
 
-__all__ = ["Start", "check_start"]
+__all__ = ["Start", "StartMismatchError", "check_start"]
+
+
+class StartMismatchError(ValueError):
+    """A warm start whose shapes (coefficients, equations or rank) are not those of the
+    system being fitted."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ def _finite_array(name: str, value: Any, shape: tuple[int, ...], what: str) -> n
         raise TypeError(f"start's {name} must be a real array of shape {shape} ({what}), "
                         f"got {type(value).__name__}") from None
     if array.shape != shape:
-        raise ValueError(f"start's {name} must have shape {shape} ({what}), got "
+        raise StartMismatchError(f"start's {name} must have shape {shape} ({what}), got "
                          f"{array.shape}; a start must come from a fit of the same system "
                          "(the same equations, regressors and add_constant)")
     if not np.isfinite(array).all():
@@ -89,8 +94,9 @@ def check_start(start: Any, P: int, K: int, rank: int | None) -> Start | None:
                          "to start the coefficients only")
     F_shape = np.shape(F)
     if len(F_shape) == 2 and F_shape[0] == K and F_shape[1] != rank:
-        raise ValueError(f"start's F has {F_shape[1]} factors, the fit rank={rank}: start "
-                         "from a fit of the same rank, or give (params, None, None)")
+        raise StartMismatchError(f"start's F has {F_shape[1]} factors, the fit rank={rank}: "
+                                 "start from a fit of the same rank, or give (params, "
+                                 "None, None)")
     F = _finite_array("F", F, (K, rank), "the loadings, K x rank")
     d = _finite_array("d", d, (K,), "one uniqueness per equation")
     if not (d > 0).all():
