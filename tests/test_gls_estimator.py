@@ -130,6 +130,38 @@ def test_predict_adds_the_constant_again_and_accepts_names():
         model.predict([X[:, :1] for X in Xs])
 
 
+def test_predict_and_score_take_the_fits_dict_and_pandas_names():
+    """The dict fit takes, ``{name: (y, X)}``, in any key order: predict uses its designs,
+    score its ``y``s too (no Y); pandas designs whose columns are the fit's names in
+    another order are reordered (by position they paired each coefficient with another
+    column, silently); other columns are read by position. Mixed or doubled inputs are
+    refused."""
+    pd = pytest.importorskip("pandas")
+    Xs, Y, *_ = simulate_sur(200, 3, 3, 1, 4, True)
+    frames = [pd.DataFrame(X, columns=["a", "b", "c"]) for X in Xs]
+    eqs = {f"eq{j}": (pd.Series(Y[:, j]), frames[j]) for j in range(3)}
+    res = gls.fit(eqs, rank=1, add_constant=True)
+    expected = bits(res.fittedvalues)
+    shuffled = {f"eq{j}": eqs[f"eq{j}"] for j in (1, 2, 0)}
+    np.testing.assert_array_equal(bits(res.predict(shuffled)), expected)
+    assert res.score(shuffled) == res.score(Xs, Y)
+    assert LowRankGLS(rank=1, add_constant=True).fit(eqs).score(eqs) == -res.score(eqs)
+    reordered = [f[["c", "a", "b"]] for f in frames]
+    np.testing.assert_array_equal(bits(res.predict(reordered)), expected)
+    with_const = [f.assign(const=1.0)[["b", "const", "c", "a"]] for f in frames]
+    np.testing.assert_array_equal(bits(res.predict(with_const)), expected)
+    renamed = [f.set_axis(["x", "y", "z"], axis=1) for f in frames]  # by position
+    np.testing.assert_array_equal(bits(res.predict(renamed)), expected)
+    with pytest.raises(ValueError, match="not a mix"):
+        res.predict({**eqs, "eq1": frames[1]})
+    with pytest.raises(TypeError, match="Y is given twice"):
+        res.score(eqs, Y)
+    with pytest.raises(TypeError, match=r"score takes Xs and Y, or a dict"):
+        res.score(Xs)
+    with pytest.raises(ValueError, match="y of equation 'eq2' must be one column"):
+        res.score({**eqs, "eq2": (np.ones((200, 2)), frames[2])})
+
+
 def test_package_level_names():
     assert reprogls.fit is gls.fit
     assert reprogls.LowRankGLS is LowRankGLS

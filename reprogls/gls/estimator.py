@@ -170,12 +170,14 @@ class LowRankGLS:
 
     def predict(self, Xs) -> np.ndarray:
         """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs with the
-        fit's layout (including any added constant columns)."""
+        fit's layout (with or without the added constant columns), as a list or as a
+        dict by equation name (:meth:`.GLSResult.predict`)."""
         return self._fitted().predict(Xs)
 
-    def score(self, Xs, Y) -> float:
-        """Mean log-likelihood per row of ``(Xs, Y)`` under the fitted model (higher is
-        better, as scikit-learn ``FactorAnalysis.score``):
+    def score(self, Xs, Y=None) -> float:
+        """Mean log-likelihood per row of ``(Xs, Y)`` (or of a dict ``{name: (y, X)}``)
+        under the fitted model (higher is better, as scikit-learn
+        ``FactorAnalysis.score``):
 
         .. math:: \\frac{1}{N} \\sum_i \\log \\mathcal{N}(y_i - \\hat y_i; 0, \\Sigma)
 

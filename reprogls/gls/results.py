@@ -113,24 +113,62 @@ class GLSResult:
 
         return -2.0 * self.llf + log_scalar(float(self.nobs)) * self.df_model
 
-    def predict(self, Xs_new) -> np.ndarray:
-        """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs.
-
-        ``Xs_new``: a list of K designs (N_new, p_j), or a dict ``{name: X_j}`` keyed by
-        the fit's equation names. Each design has the fit's columns, or (after
-        ``add_constant=True``) the columns before the constant, which is then prepended
-        again.
-        """
+    def _named_designs(self, Xs_new) -> tuple[object, list | None]:
+        """``Xs_new`` as the fit's designs in the fit's equation order, and the ``y``s
+        when it is a dict of ``(y, X)`` pairs (fit's format; else None). A dict is
+        matched by equation name; a pandas design whose columns are the fit's regressor
+        names in another order (with or without the added constant) is reordered to the
+        fit's order (by position it would pair each coefficient with another column)."""
         from collections.abc import Mapping
 
-        from ..kernels import pack_sur, sur_matvec
-
+        ys = None
         if isinstance(Xs_new, Mapping):
             missing = [n for n in self.equation_names if n not in Xs_new]
             if missing or len(Xs_new) != len(self.equation_names):
                 raise ValueError(f"Xs_new must have one design per equation of the fit, "
                                  f"{self.equation_names}; missing {missing}")
-            Xs_new = [Xs_new[n] for n in self.equation_names]
+            values = [Xs_new[n] for n in self.equation_names]
+            pairs = [isinstance(v, tuple) and len(v) == 2 for v in values]
+            if any(pairs) and not all(pairs):
+                raise ValueError("Xs_new must give every equation as a design X_j, or every "
+                                 "one as a pair (y_j, X_j) as fit takes them, not a mix")
+            if all(pairs):
+                ys, Xs_new = [v[0] for v in values], [v[1] for v in values]
+            else:
+                Xs_new = values
+        if isinstance(Xs_new, list | tuple) and len(Xs_new) == len(self.equation_names):
+            Xs_new = [self._in_fit_column_order(j, X) for j, X in enumerate(Xs_new)]
+        return Xs_new, ys
+
+    def _in_fit_column_order(self, j: int, X):
+        """A pandas design of equation ``j`` reordered to the fit's regressor order when
+        its columns are those names (all of them, or all but the added constant) in
+        another order; anything else unchanged (used by position)."""
+        columns = getattr(X, "columns", None)
+        if columns is None or not self.regressor_names:
+            return X
+        names = [str(c) for c in columns]
+        full = list(self.regressor_names[j])
+        added = bool(self.added_constant) and self.added_constant[j]
+        for expected in ([full, full[1:]] if added else [full]):
+            if names != expected and sorted(names) == sorted(expected) and \
+                    len(set(names)) == len(names):
+                return X.iloc[:, [names.index(name) for name in expected]]
+        return X
+
+    def predict(self, Xs_new) -> np.ndarray:
+        """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs.
+
+        ``Xs_new``: a list of K designs (N_new, p_j), or a dict keyed by the fit's
+        equation names of designs ``{name: X_j}`` or of pairs ``{name: (y_j, X_j)}`` (the
+        dict ``fit`` takes; the ``y_j`` are not used). Each design has the fit's columns,
+        or (after ``add_constant=True``) the columns before the constant, which is then
+        prepended again. Pandas designs whose columns are the fit's regressor names in
+        another order are reordered to the fit's; other designs are read by position.
+        """
+        from ..kernels import pack_sur, sur_matvec
+
+        Xs_new, _ = self._named_designs(Xs_new)
         X, offsets = pack_sur(Xs_new)
         widths, fit_widths = np.diff(offsets), np.diff(self.offsets)
         added = np.array(self.added_constant or [False] * fit_widths.shape[0], dtype=bool)
@@ -146,11 +184,12 @@ class GLSResult:
                              f"{fit_widths.tolist()}{without}")
         return sur_matvec(X, offsets, self.params, self.mode, "cpu")
 
-    def score(self, Xs, Y) -> float:
+    def score(self, Xs, Y=None) -> float:
         """Mean held-out negative log-likelihood per row under the fitted model,
         ``-(1/N) sum_i log N(y_i - x_i beta; 0, Sigma)``.
 
-        ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite.
+        ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite;
+        or ``Xs`` a dict ``{name: (y_j, X_j)}`` (as ``fit`` takes) and no ``Y``.
 
         Raises
         ------
@@ -165,6 +204,23 @@ class GLSResult:
         from .data import _as_array
         from .fit import loglik
 
+        Xs, ys = self._named_designs(Xs)
+        if (Y is None) == (ys is None):
+            raise TypeError("score takes Xs and Y, or a dict {name: (y, X)} as fit does "
+                            "without Y" if Y is None else
+                            "Y is given twice: in the dict's (y, X) pairs and as Y; "
+                            "pass one")
+        if Y is None:
+            columns = []
+            for name, y in zip(self.equation_names, ys, strict=True):
+                y = to_host(_as_array(y, f"y of equation {name!r}"))
+                if y.ndim == 2 and y.shape[1] == 1:
+                    y = y[:, 0]
+                if y.ndim != 1:
+                    raise ValueError(f"y of equation {name!r} must be one column, got shape "
+                                     f"{y.shape}")
+                columns.append(y)
+            Y = np.column_stack(columns)
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self.predict(Xs)
         if Y.shape != U.shape:
