@@ -132,10 +132,10 @@ def test_predict_adds_the_constant_again_and_accepts_names():
 
 def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     """The dict fit takes, ``{name: (y, X)}``, in any key order: predict uses its designs,
-    score its ``y``s too (no Y); pandas designs whose columns are the fit's names in
-    another order are reordered (by position they paired each coefficient with another
-    column, silently); other columns are read by position. Mixed or doubled inputs are
-    refused."""
+    score its ``y``s too (no Y); pandas designs (and a Y frame) whose columns are the
+    fit's names in another order are reordered (by position they paired each coefficient
+    with another column, silently); other columns are read by position. Mixed or doubled
+    inputs are refused."""
     pd = pytest.importorskip("pandas")
     Xs, Y, *_ = simulate_sur(200, 3, 3, 1, 4, True)
     frames = [pd.DataFrame(X, columns=["a", "b", "c"]) for X in Xs]
@@ -150,6 +150,8 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     np.testing.assert_array_equal(bits(res.predict(reordered)), expected)
     with_const = [f.assign(const=1.0)[["b", "const", "c", "a"]] for f in frames]
     np.testing.assert_array_equal(bits(res.predict(with_const)), expected)
+    Y_frame = pd.DataFrame(Y, columns=["eq0", "eq1", "eq2"])
+    assert res.score(Xs, Y_frame[["eq2", "eq0", "eq1"]]) == res.score(Xs, Y)
     renamed = [f.set_axis(["x", "y", "z"], axis=1) for f in frames]  # by position
     np.testing.assert_array_equal(bits(res.predict(renamed)), expected)
     with pytest.raises(ValueError, match="not a mix"):

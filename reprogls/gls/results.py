@@ -188,8 +188,10 @@ class GLSResult:
         """Mean held-out negative log-likelihood per row under the fitted model,
         ``-(1/N) sum_i log N(y_i - x_i beta; 0, Sigma)``.
 
-        ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite;
-        or ``Xs`` a dict ``{name: (y_j, X_j)}`` (as ``fit`` takes) and no ``Y``.
+        ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite
+        (a DataFrame whose columns are the equation names in another order is
+        reordered); or ``Xs`` a dict ``{name: (y_j, X_j)}`` (as ``fit`` takes) and no
+        ``Y``.
 
         Raises
         ------
@@ -221,6 +223,12 @@ class GLSResult:
                                      f"{y.shape}")
                 columns.append(y)
             Y = np.column_stack(columns)
+        columns = getattr(Y, "columns", None)  # a DataFrame named by the equations
+        if columns is not None:
+            names = [str(c) for c in columns]
+            if names != self.equation_names and sorted(names) == sorted(self.equation_names) \
+                    and len(set(names)) == len(names):
+                Y = Y.iloc[:, [names.index(name) for name in self.equation_names]]
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self.predict(Xs)
         if Y.shape != U.shape:
