@@ -105,6 +105,18 @@ def test_device_index_out_of_range(fresh_probe):
 def test_float32_is_rejected_with_the_fix():
     with pytest.raises(TypeError, match=r"float32.*astype\(np.float64\)"):
         kernels.sum(np.ones(4, dtype=np.float32))
+    with pytest.raises(TypeError, match=r"float32.*astype\(np.float64\)"):
+        kernels.sum(np.ones(4, dtype=">f4"))
+
+
+def test_big_endian_float64_is_float64():
+    """Float64 stored big-endian (FITS, HDF5 and other file formats) is the same numbers:
+    converted exactly, the same bits, not refused as another floating type."""
+    x = np.random.default_rng(4).standard_normal(1000)
+    A = x[:990].reshape(99, 10)
+    assert bits(kernels.sum(x.astype(">f8"))) == bits(kernels.sum(x))
+    assert same_bits(kernels.gemv(A.astype(">f8"), np.ones(10, dtype=">f8")),
+                     kernels.gemv(A, np.ones(10)))
 
 
 @pytest.mark.parametrize("bad", [np.ones(3, dtype=complex), np.array(["a", "b"]),

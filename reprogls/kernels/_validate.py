@@ -2,9 +2,9 @@
 
 Policy (the caller's arrays are never modified; every conversion makes a new array):
 
-* float64 is the one supported floating dtype. float16/float32/longdouble raise
-  ``TypeError`` (no CRO-1 spec exists for them yet); complex, object and string arrays
-  raise ``TypeError``.
+* float64 (in either byte order: big-endian data convert exactly) is the one supported
+  floating dtype. float16/float32/longdouble raise ``TypeError`` (no CRO-1 spec exists
+  for them yet); complex, object and string arrays raise ``TypeError``.
 * Integer and bool arrays are converted to float64 (``astype(np.float64)``); integers
   beyond 2**53 in magnitude round to the nearest float64 in that conversion.
 * Strided (non-contiguous) vectors are copied to a contiguous array.
@@ -71,7 +71,8 @@ def _checked_dtype(x: Any, name: str) -> Any:
     if not is_cupy_array(x):
         x = np.asarray(x)
     dtype = np.dtype(x.dtype)
-    if dtype.kind == "f" and dtype != np.float64:
+    # float64 in either byte order (big-endian data from a file converts exactly)
+    if dtype.kind == "f" and dtype.newbyteorder("=") != np.float64:
         raise TypeError(f"{name} has dtype {dtype}; reprogls kernels compute in float64 only "
                         f"(no CRO-1 spec for {dtype} exists yet): pass "
                         f"{name}.astype(np.float64)")
