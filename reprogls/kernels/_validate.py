@@ -73,8 +73,8 @@ def _checked_dtype(x: Any, name: str) -> Any:
     dtype = np.dtype(x.dtype)
     # float64 in either byte order (big-endian data from a file converts exactly)
     if dtype.kind == "f" and dtype.newbyteorder("=") != np.float64:
-        raise TypeError(f"{name} has dtype {dtype}; reprogls kernels compute in float64 only "
-                        f"(no CRO-1 spec for {dtype} exists yet): pass "
+        raise TypeError(f"{name} has dtype {dtype.name}; reprogls kernels compute in float64 "
+                        f"only (no CRO-1 spec for {dtype.name} exists yet): pass "
                         f"{name}.astype(np.float64)")
     if dtype.kind not in "fiub":
         raise TypeError(f"{name} has dtype {dtype}; reprogls kernels need real numbers "
