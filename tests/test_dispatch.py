@@ -119,6 +119,12 @@ def test_big_endian_float64_is_float64():
                      kernels.gemv(A, np.ones(10)))
 
 
+@pytest.mark.gpu
+def test_big_endian_float64_goes_to_the_gpu():
+    x = np.random.default_rng(4).standard_normal(1000)
+    assert bits(kernels.sum(x.astype(">f8"), device="cuda")) == bits(kernels.sum(x))
+
+
 @pytest.mark.parametrize("bad", [np.ones(3, dtype=complex), np.array(["a", "b"]),
                                  np.array([object(), 1.0], dtype=object)])
 def test_non_real_dtypes_are_rejected(bad):

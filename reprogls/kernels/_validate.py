@@ -117,6 +117,10 @@ def to_device(x: Any, device: Device, dtype=np.float64) -> Any:
         return writable_alias(np.ascontiguousarray(x, dtype=dtype))
     import cupy
 
+    # CuPy copies a non-native (big-endian) array's bytes as they are, reading them as
+    # native: silently wrong values (cupy issues #3652, #4288); convert on the host first
+    if isinstance(x, np.ndarray) and not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
     with cupy.cuda.Device(device.index):
         return cupy.ascontiguousarray(cupy.asarray(x), dtype=dtype)
 
