@@ -144,16 +144,14 @@ class GLSResult:
         """A pandas design of equation ``j`` reordered to the fit's regressor order when
         its columns are those names (all of them, or all but the added constant) in
         another order; anything else unchanged (used by position)."""
-        columns = getattr(X, "columns", None)
-        if columns is None or not self.regressor_names:
+        if not self.regressor_names:
             return X
-        names = [str(c) for c in columns]
         full = list(self.regressor_names[j])
         added = bool(self.added_constant) and self.added_constant[j]
         for expected in ([full, full[1:]] if added else [full]):
-            if names != expected and sorted(names) == sorted(expected) and \
-                    len(set(names)) == len(names):
-                return X.iloc[:, [names.index(name) for name in expected]]
+            reordered = _columns_in_order(X, expected)
+            if reordered is not None:
+                return reordered
         return X
 
     def predict(self, Xs_new) -> np.ndarray:
@@ -213,22 +211,11 @@ class GLSResult:
                             "Y is given twice: in the dict's (y, X) pairs and as Y; "
                             "pass one")
         if Y is None:
-            columns = []
-            for name, y in zip(self.equation_names, ys, strict=True):
-                y = to_host(_as_array(y, f"y of equation {name!r}"))
-                if y.ndim == 2 and y.shape[1] == 1:
-                    y = y[:, 0]
-                if y.ndim != 1:
-                    raise ValueError(f"y of equation {name!r} must be one column, got shape "
-                                     f"{y.shape}")
-                columns.append(y)
-            Y = np.column_stack(columns)
-        columns = getattr(Y, "columns", None)  # a DataFrame named by the equations
-        if columns is not None:
-            names = [str(c) for c in columns]
-            if names != self.equation_names and sorted(names) == sorted(self.equation_names) \
-                    and len(set(names)) == len(names):
-                Y = Y.iloc[:, [names.index(name) for name in self.equation_names]]
+            Y = np.column_stack([_one_column(to_host(_as_array(y, f"y of equation {n!r}")),
+                                             n)
+                                 for n, y in zip(self.equation_names, ys, strict=True)])
+        reordered = _columns_in_order(Y, self.equation_names)  # a frame named by equation
+        Y = Y if reordered is None else reordered
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self.predict(Xs)
         if Y.shape != U.shape:
@@ -355,3 +342,25 @@ class GLSResult:
         return (f"GLSResult(K={len(self.equation_names)}, P={self.params.shape[0]}, "
                 f"rank={self.rank}, llf={self.llf:.6f}, converged={self.converged}, "
                 f"device={self.device!r})")
+
+
+def _columns_in_order(frame, expected: list[str]):
+    """``frame`` (a pandas object with ``columns``) with its columns in the order of
+    ``expected`` when they are those names, each once, in another order; else None (not
+    a frame, other names, or already in order)."""
+    columns = getattr(frame, "columns", None)
+    if columns is None:
+        return None
+    names = [str(c) for c in columns]
+    if names == expected or sorted(names) != sorted(expected) or len(set(names)) < len(names):
+        return None
+    return frame.iloc[:, [names.index(name) for name in expected]]
+
+
+def _one_column(y: np.ndarray, name: str) -> np.ndarray:
+    """A held-out ``y_j`` (N,) or (N, 1) as a vector."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y of equation {name!r} must be one column, got shape {y.shape}")
+    return y
