@@ -24,7 +24,8 @@ the Woodbury solve in its register kernel and (``WOODBURY_REGISTER_RANKS = ()``)
 generic one, whose arrays are in local memory, checked for equal bits;
 
 at the roofline's shape and at the fit sizes S, M and L of ``gpu_fits.py``, checked to
-give the same bits; and ``X^T X`` (``gram_lower``, the plug-in SEs' Gram) at M. First,
+give the same bits; and ``X^T X`` (``gram_lower``, the plug-in SEs' Gram) at M with each
+tile size (``GRAM_TILES``), checked for equal bits. First,
 copies of 320 MB (X at the size M) to and from the GPU, from pageable and from pinned
 host memory: a fit from NumPy inputs copies X from pageable memory (66 ms at M on the
 H100 machine, ~5 GB/s). The table goes to stdout and ``DIR/gpu-kernels.md``.
@@ -192,12 +193,29 @@ def cases(repeat: int, small: bool = False):
                            "bits equal" if same else "BITS DIFFER")
             if shape == "M":
                 for mode, comp in (("plain", False), ("compensated", True)):
-                    yield (f"gram_lower {mode}", label, X.nbytes,
-                           median_seconds(partial(cl.gram_lower, X, comp),
-                                          max(3, repeat // 10)),
-                           "X^T X, result on the host")
+                    yield from _gram_tiles(X, comp, mode, label, max(3, repeat // 10))
     finally:
         cl.NORMAL_OPERATOR = saved
+
+
+def _gram_tiles(X, compensated: bool, mode: str, label: str, repeat: int):
+    """``gram_lower`` (``X^T X``, result on the host) with each tile size of
+    ``GRAM_TILES``, their bits compared."""
+    from reprogls.kernels.cuda import linalg as cl
+
+    saved = cl.GRAM_TILE
+    try:
+        results = {}
+        for tile in cl.GRAM_TILES:
+            cl.GRAM_TILE = tile
+            results[tile] = cl.gram_lower(X, compensated).view(np.uint64)
+            yield (f"gram_lower {mode}, tile {tile}", label, X.nbytes,
+                   median_seconds(partial(cl.gram_lower, X, compensated), repeat),
+                   "X^T X, result on the host; " + (
+                       "bits equal" if all(np.array_equal(r, results[tile])
+                                           for r in results.values()) else "BITS DIFFER"))
+    finally:
+        cl.GRAM_TILE = saved
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,7 +312,10 @@ def test_the_gpu_session_script_runs_on_the_emulator(tmp_path):
     # kernels, with equal bits, at 4 shapes x 2 modes
     table = (tmp_path / "gpu-kernels.md").read_text()
     assert table.count("| normal ") == 16 and "BITS DIFFER" not in table, table
-    assert table.count("bits equal") == 16 + 8, table
+    # ... the Woodbury solve's local-memory kernel at 4 shapes x 2 modes, and X^T X with
+    # each tile size in 2 modes at M
+    assert table.count("bits equal") == 16 + 8 + 4, table
     assert table.count("local memory, bits equal") == 8, table
+    assert table.count("gram_lower ") == 4 and table.count("tile 16 ") == 2, table
     # the device tool brings back 8 files at most
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) <= 8

@@ -186,20 +186,22 @@ def test_sur_matvec_kernel_by_width(monkeypatch, widest, kernel, mode):
     assert [name for name, _ in launched] == [kernel]
 
 
+@pytest.mark.parametrize("tile", [8, 16])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("n_rows, P, budget", [
     (0, 3, None), (1, 1, None), (20, 9, None),       # no rows, one entry, part tiles
     (8193, 17, None),                                 # two chunks, the second one row
-    (300, 70, 3000),                                  # 45 tile pairs, 2 per launch
-    (40, 600, None),                                  # 2850 tile pairs
+    (300, 70, 3000),                                  # 45 / 15 tile pairs, 2 / 1 a launch
+    (40, 600, None),                                  # 2850 / 741 tile pairs
 ])
-def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode):
+def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode, tile):
     """``X^T X`` on the GPU (tile pairs of columns, a block per pair and chunk) has the
-    CPU's bits, whatever the number of launches the partials' budget cuts it into; inf
-    and NaN products included."""
+    CPU's bits with either tile size, whatever the number of launches the partials'
+    budget cuts it into; inf and NaN products included."""
     from reprogls.gls._dense import gram
     from reprogls.kernels.cuda import linalg as cuda_linalg
 
+    monkeypatch.setattr(cuda_linalg, "GRAM_TILE", tile)
     if budget is not None:
         monkeypatch.setattr(cuda_linalg, "GRAM_PARTIAL_BYTES", budget)
     rng = np.random.default_rng(P)
@@ -208,8 +210,9 @@ def test_gram_equals_the_cpu(monkeypatch, n_rows, P, budget, mode):
         X[1, 0], X[2, 2] = np.inf, np.nan
     launched = _launches(monkeypatch)
     assert same_bits(gram(X, mode, "cuda"), gram(X, mode, "cpu"))
-    launches = [name for name, _ in launched].count("gram_tile_partials")
-    assert launches == (0 if n_rows == 0 else 1 if budget is None else 23)
+    launches = [name for name, _ in launched].count(f"gram_tile_partials_{tile}")
+    assert launches == (0 if n_rows == 0 else 1 if budget is None else
+                        {8: 23, 16: 15}[tile])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

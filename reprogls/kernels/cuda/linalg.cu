@@ -1,7 +1,7 @@
 // SUR operators and Woodbury solves (reference: reprogls/kernels/reference/linalg.py).
 // gemv is sur_matvec with one equation; gemv_t is sur_rmatvec with one equation.
 
-// CRO_MAX_RANK, FUSED_ROWS, FUSED_COLS_PER_THREAD, FUSED_MAX_K and GRAM_TILE are
+// CRO_MAX_RANK, FUSED_ROWS, FUSED_COLS_PER_THREAD and FUSED_MAX_K are
 // defined by sources.SHAPE_CONSTANTS (prepended by sources.source), the values the
 // Python launchers in linalg.py use.
 
@@ -484,27 +484,38 @@ extern "C" __global__ void sur_normal_lanes(const double *__restrict__ X,
 // --- X^T X: the lower triangle's chunk partials, a tile pair per block ---------------------
 //
 // G[m, a] (m >= a) = CRO-1 over rows of fl(X[r, m] * X[r, a]), the bits of
-// gemv_t(X, X[:, a])[m]. Columns are cut into tiles of GRAM_TILE; a block task is
-// (tile pair, chunk c), the tile pairs (mt >= at) numbered row by row of the lower
-// triangle from first_pair on. Warp w owns column m = mt * GRAM_TILE + w and lane l the
-// CRO-1 lane l of the chunk: rows c * CHUNK + l + 32 t, in order, with one accumulator
-// pair per column a of the a-tile (GRAM_TILE pairs in registers). Each step the block
-// stages 32 rows of both tiles in shared memory (lane l reads row l of the step). The
-// warp tree gives each pair's chunk partial, written to PS/PC[c, pair], pair =
-// (tile pair - first_pair) * GRAM_TILE^2 + w * GRAM_TILE + q (entries of the upper
-// half of a diagonal tile, and past P, are computed and left to the caller to ignore);
-// column_chunk_tree finishes. blockDim = 32 * GRAM_TILE.
+// gemv_t(X, X[:, a])[m]. Columns are cut into tiles of TILE (gram_tile_partials_8 and
+// _16: the launcher's GRAM_TILE); a block task is (tile pair, chunk c), the tile pairs
+// (mt >= at) numbered row by row of the lower triangle from first_pair on. Warp w owns
+// column m = mt * TILE + w and lane l the CRO-1 lane l of the chunk: rows
+// c * CHUNK + l + 32 t, in order, with one accumulator pair per column a of the a-tile
+// (TILE pairs in registers). Each step the block stages 32 rows of both tiles in shared
+// memory (lane l reads row l of the step). The warp tree gives each pair's chunk
+// partial, written to PS/PC[c, pair], pair = (tile pair - first_pair) * TILE^2 +
+// w * TILE + q (entries of the upper half of a diagonal tile, and past P, are computed
+// and left to the caller to ignore); column_chunk_tree finishes. blockDim = 32 * TILE.
+// Every tile size gives every entry the same terms in the same order: the same bits. A
+// larger tile reads X fewer times (once per tile pair: N * P^2 / TILE doubles in all,
+// 80 GB at the size M with 8, 40 GB with 16) with fewer blocks and more registers per
+// thread; an H100 measured 141 ms with 8 and bank-conflicted rows (below), nothing yet
+// with 16.
 
-extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long long N,
-                                              long long P, long long first_pair,
-                                              long long n_pairs, int comp,
-                                              double *__restrict__ PS,
-                                              double *__restrict__ PC) {
-    __shared__ double xm[CRO_LANES][GRAM_TILE], xa[CRO_LANES][GRAM_TILE];
+template <int TILE>
+__device__ __forceinline__ void gram_tile_body(const double *__restrict__ X, long long N,
+                                               long long P, long long first_pair,
+                                               long long n_pairs, int comp,
+                                               double *__restrict__ PS,
+                                               double *__restrict__ PC) {
+    // (a row of TILE + 1 doubles: lane l reads row l, and with rows of 8 doubles (16
+    // banks of 4 bytes) the even lanes of a half-warp all read bank 2q and the odd ones
+    // bank 16 + 2q -- an 8-way bank conflict on every read of the inner loop; with 9,
+    // row l starts at bank 18 l mod 32, with 17 at 34 l mod 32: distinct for the 16
+    // lanes of a half-warp)
+    __shared__ double xm[CRO_LANES][TILE + 1], xa[CRO_LANES][TILE + 1];
     const bool cm = comp != 0;
     const int tid = threadIdx.x, lane = tid & (CRO_LANES - 1), warp = tid / CRO_LANES;
     const long long n_chunks = (N + CRO_CHUNK - 1) / CRO_CHUNK;
-    const long long width = n_pairs * GRAM_TILE * GRAM_TILE;  // columns of PS/PC
+    const long long width = n_pairs * TILE * TILE;  // columns of PS/PC
     for (long long task = blockIdx.x; task < n_pairs * n_chunks; task += gridDim.x) {
         const long long tp = task / n_chunks, c = task % n_chunks;
         // tile pair idx is (mt, at) with idx = mt (mt + 1) / 2 + at, at <= mt (row mt of
@@ -515,17 +526,18 @@ extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long
         while (mt * (mt + 1) / 2 > idx) --mt;
         const long long at = idx - mt * (mt + 1) / 2;
         const long long stop = min(N, (c + 1) * CRO_CHUNK);
-        double s[GRAM_TILE], sc[GRAM_TILE];
-        for (int q = 0; q < GRAM_TILE; ++q) {
+        double s[TILE], sc[TILE];
+#pragma unroll
+        for (int q = 0; q < TILE; ++q) {
             s[q] = -0.0;
             sc[q] = -0.0;
         }
         for (long long r0 = c * CRO_CHUNK; r0 < stop; r0 += CRO_LANES) {
             __syncthreads();  // the previous step's rows are read
-            for (int e = tid; e < 2 * CRO_LANES * GRAM_TILE; e += blockDim.x) {
-                const int half = e / (CRO_LANES * GRAM_TILE), rem = e % (CRO_LANES * GRAM_TILE);
-                const int row = rem / GRAM_TILE, col = rem % GRAM_TILE;
-                const long long m = (half ? at : mt) * GRAM_TILE + col, r = r0 + row;
+            for (int e = tid; e < 2 * CRO_LANES * TILE; e += blockDim.x) {
+                const int half = e / (CRO_LANES * TILE), rem = e % (CRO_LANES * TILE);
+                const int row = rem / TILE, col = rem % TILE;
+                const long long m = (half ? at : mt) * TILE + col, r = r0 + row;
                 const double value = (r < stop && m < P) ? X[r * P + m] : 0.0;
                 if (half) xa[row][col] = value;
                 else xm[row][col] = value;
@@ -533,19 +545,37 @@ extern "C" __global__ void gram_tile_partials(const double *__restrict__ X, long
             __syncthreads();
             if (r0 + lane < stop) {
                 const double x = xm[lane][warp];
-                for (int q = 0; q < GRAM_TILE; ++q)
+#pragma unroll
+                for (int q = 0; q < TILE; ++q)
                     cro_lane_add(s[q], sc[q], __dmul_rn(x, xa[lane][q]), cm);
             }
         }
-        for (int q = 0; q < GRAM_TILE; ++q) {
+#pragma unroll
+        for (int q = 0; q < TILE; ++q) {
             cro_warp_tree(s[q], sc[q], cm);
             if (lane == 0) {
-                const long long col = tp * GRAM_TILE * GRAM_TILE + warp * GRAM_TILE + q;
+                const long long col = tp * TILE * TILE + warp * TILE + q;
                 PS[c * width + col] = s[q];
                 PC[c * width + col] = sc[q];
             }
         }
     }  // (the next task's first step waits at its barrier before staging new rows)
+}
+
+extern "C" __global__ void gram_tile_partials_8(const double *__restrict__ X, long long N,
+                                                long long P, long long first_pair,
+                                                long long n_pairs, int comp,
+                                                double *__restrict__ PS,
+                                                double *__restrict__ PC) {
+    gram_tile_body<8>(X, N, P, first_pair, n_pairs, comp, PS, PC);
+}
+
+extern "C" __global__ void gram_tile_partials_16(const double *__restrict__ X, long long N,
+                                                 long long P, long long first_pair,
+                                                 long long n_pairs, int comp,
+                                                 double *__restrict__ PS,
+                                                 double *__restrict__ PC) {
+    gram_tile_body<16>(X, N, P, first_pair, n_pairs, comp, PS, PC);
 }
 
 // Chunk partials from lane accumulators LS/LC (n_chunks, 32, P): per (chunk, column) the

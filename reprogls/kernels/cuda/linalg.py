@@ -192,10 +192,14 @@ def _finish_chunks(PS, PC, n_chunks, width, compensated):
     return g
 
 
-#: ``X^T X`` (``gram_tile_partials``): column tiles of ``GRAM_TILE``, a block of
-#: ``32 * GRAM_TILE`` threads per (tile pair, chunk); the chunk partials of at most
-#: ``GRAM_PARTIAL_BYTES`` per launch.
-GRAM_TILE = SHAPE_CONSTANTS["GRAM_TILE"]
+#: ``X^T X`` (``gram_tile_partials_8`` / ``_16``): column tiles of ``GRAM_TILE`` (one
+#: of :data:`GRAM_TILES`), a block of ``32 * GRAM_TILE`` threads per (tile pair, chunk);
+#: the chunk partials of at most ``GRAM_PARTIAL_BYTES`` per launch. The same bits with
+#: either tile. 8 took 141 ms at the size M on an H100 (2026-12-06, before its shared
+#: rows were padded against bank conflicts); 16 reads X half as often and is untimed:
+#: ``profiling/gpu_kernels.py`` times both.
+GRAM_TILES = (8, 16)
+GRAM_TILE = 8
 GRAM_PARTIAL_BYTES = 256 << 20
 
 
@@ -218,38 +222,41 @@ def gram_lower(X, compensated):
     G = np.zeros((P, P))
     if N == 0 or P == 0:
         return G
+    tile = GRAM_TILE
+    if tile not in GRAM_TILES:
+        raise ValueError(f"GRAM_TILE must be one of {GRAM_TILES}, got {tile}")
     n_chunks = -(-N // _ref.CHUNK)
-    n_tiles = -(-P // GRAM_TILE)
+    n_tiles = -(-P // tile)
     total = n_tiles * (n_tiles + 1) // 2
-    per_pair = n_chunks * GRAM_TILE * GRAM_TILE * 16  # bytes of PS and PC per tile pair
+    per_pair = n_chunks * tile * tile * 16  # bytes of PS and PC per tile pair
     batch = max(1, GRAM_PARTIAL_BYTES // per_pair)
     for first in range(0, total, batch):
         n = min(batch, total - first)
-        width = n * GRAM_TILE * GRAM_TILE
+        width = n * tile * tile
         PS, PC = cp.empty((n_chunks, width)), cp.empty((n_chunks, width))
-        _k("gram_tile_partials")((min(n * n_chunks, 2**31 - 1),), (32 * GRAM_TILE,), (
+        _k(f"gram_tile_partials_{tile}")((min(n * n_chunks, 2**31 - 1),), (32 * tile,), (
             X, np.int64(N), np.int64(P), np.int64(first), np.int64(n),
             np.int32(compensated), PS, PC))
         g = cp.asnumpy(_finish_chunks(PS, PC, n_chunks, width, compensated))
-        kept, slots = _lower_slots(P, first, n)
+        kept, slots = _lower_slots(P, first, n, tile)
         G.ravel()[slots] = g[kept]
     return G
 
 
 @functools.lru_cache(maxsize=2)
-def _lower_slots(P: int, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _lower_slots(P: int, first: int, n: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
     """Where :func:`gram_lower`'s results for the tile pairs ``first .. first + n - 1``
-    go: ``(kept, slots)``, the entries of the batch's ``n * GRAM_TILE**2`` results that
-    are in the lower triangle (``m >= a``, ``m < P``) and their flat indices ``m P + a``
-    in G. The last two shapes' are kept (a fit's ``X^T X`` and ``E^T E``; 32 MB each at
-    P = 2000, 16 bytes per lower-triangle entry). At
+    (tiles of ``tile`` columns) go: ``(kept, slots)``, the entries of the batch's
+    ``n * tile**2`` results that are in the lower triangle (``m >= a``, ``m < P``) and
+    their flat indices ``m P + a`` in G. The last two shapes' are kept (a fit's ``X^T X``
+    and ``E^T E``; 32 MB each at P = 2000, 16 bytes per lower-triangle entry). At
     P = 2000 on the 2-core test VM the host's scatter took 48-51 ms with fancy indexing
     of (row, column) pairs built every call, 37-39 ms with flat indices, 7.3-7.7 ms with
     them cached; the GPU's whole ``gram_lower`` took 141 ms on an H100 at N = 20000."""
-    w, q = np.meshgrid(np.arange(GRAM_TILE), np.arange(GRAM_TILE), indexing="ij")
+    w, q = np.meshgrid(np.arange(tile), np.arange(tile), indexing="ij")
     mt, at = _tile_pairs(first, n)
-    m = (mt[:, None, None] * GRAM_TILE + w).ravel()  # (n, tile, tile): row w, column q
-    a = (at[:, None, None] * GRAM_TILE + q).ravel()
+    m = (mt[:, None, None] * tile + w).ravel()  # (n, tile, tile): row w, column q
+    a = (at[:, None, None] * tile + q).ravel()
     kept = np.flatnonzero((m < P) & (a <= m))
     return kept, m[kept] * P + a[kept]
 

@@ -27,14 +27,13 @@ SOURCE_FILES: tuple[str, ...] = ("reductions.cu", "linalg.cu", "elementwise.cu")
 #: Woodbury kernels (per-thread arrays of that length); ``FUSED_ROWS``: rows (warps) per
 #: block of the single-pass normal operator; ``FUSED_COLS_PER_THREAD``: its lane
 #: accumulators per thread when they live in registers; ``FUSED_MAX_K``: the most
-#: equations whose ``U``/``W`` row fits its shared memory; ``GRAM_TILE``: columns per
-#: tile of ``gram_tile_partials`` (a block of ``32 * GRAM_TILE`` threads).
+#: equations whose ``U``/``W`` row fits its shared memory. (The tile of ``X^T X`` is a
+#: template parameter: :data:`.linalg.GRAM_TILE`.)
 SHAPE_CONSTANTS: dict[str, int] = {
     "CRO_MAX_RANK": 64,
     "FUSED_ROWS": 8,
     "FUSED_COLS_PER_THREAD": 12,
     "FUSED_MAX_K": 512,
-    "GRAM_TILE": 8,
 }
 
 
