@@ -158,7 +158,7 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
         res.predict({**eqs, "eq1": frames[1]})
     with pytest.raises(TypeError, match="Y is given twice"):
         res.score(eqs, Y)
-    with pytest.raises(TypeError, match=r"score takes Xs and Y, or a dict"):
+    with pytest.raises(TypeError, match=r"score needs Y \(N, K\), unless Xs is a dict"):
         res.score(Xs)
     with pytest.raises(ValueError, match="y of equation 'eq2' must be one column"):
         res.score({**eqs, "eq2": (np.ones((200, 2)), frames[2])})

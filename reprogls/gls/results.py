@@ -206,8 +206,8 @@ class GLSResult:
 
         Xs, ys = self._named_designs(Xs)
         if (Y is None) == (ys is None):
-            raise TypeError("score takes Xs and Y, or a dict {name: (y, X)} as fit does "
-                            "without Y" if Y is None else
+            raise TypeError("score needs Y (N, K), unless Xs is a dict {name: (y, X)} as "
+                            "fit takes" if Y is None else
                             "Y is given twice: in the dict's (y, X) pairs and as Y; "
                             "pass one")
         if Y is None:
