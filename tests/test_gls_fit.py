@@ -576,6 +576,17 @@ def test_non_convergence_warns_not_raises():
     assert len(res.llf_history) == 1
 
 
+def test_a_cg_breakdown_is_an_error_not_nan():
+    """A step of zero curvature (here a zero operator: a singular normal matrix) makes
+    the CG's residual NaN; it says so instead of returning NaN coefficients."""
+    from reprogls.gls import beta as beta_step
+
+    b = np.arange(1.0, 6.0)
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="broke down"):
+        beta_step.conjugate_gradients(lambda v: 0.0 * v, lambda r: r.copy(), b,
+                                      np.zeros(5), "compensated", 1e-10, 50)
+
+
 @pytest.mark.parametrize("fixed", [False, True])
 def test_a_last_cg_short_of_cg_tol_warns(fixed):
     """A CG beta-step that runs out of cg_max_iter before cg_tol (ill-conditioned A, or a

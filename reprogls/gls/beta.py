@@ -234,8 +234,13 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
         p = z + (rz_new / rz) * p
         rz = rz_new
         r_norm = np.sqrt(dot(r, r, mode, "cpu"))
-        if not np.isfinite(r_norm):
+        if np.isinf(r_norm):
             raise ValueError(scale_gap("the conjugate gradients' residual overflowed"))
+        if np.isnan(r_norm):  # (a step of zero or negative curvature: 0 / 0, inf - inf)
+            raise ValueError("the conjugate gradients broke down (a NaN residual): the GLS "
+                             "normal matrix is numerically singular at this Sigma, or the "
+                             "scales of X and Y are too far apart; try beta_solver='gram', "
+                             "ridge > 0, or rescale the data")
     reached = bool(r_norm <= floor)
     b_norm = np.sqrt(b_squared)
     return CGSolve(beta, it, reached or it == max_iter, reached,
