@@ -577,14 +577,16 @@ def test_non_convergence_warns_not_raises():
 
 
 def test_a_cg_breakdown_is_an_error_not_nan():
-    """A step of zero curvature (here a zero operator: a singular normal matrix) makes
-    the CG's residual NaN; it says so instead of returning NaN coefficients."""
+    """A step of zero or negative curvature (a singular or indefinite operator) stops the
+    CG with an error naming the ways out, not a ZeroDivisionError or NaN coefficients."""
     from reprogls.gls import beta as beta_step
 
     b = np.arange(1.0, 6.0)
-    with np.errstate(all="ignore"), pytest.raises(ValueError, match="broke down"):
-        beta_step.conjugate_gradients(lambda v: 0.0 * v, lambda r: r.copy(), b,
-                                      np.zeros(5), "compensated", 1e-10, 50)
+    for operator, curvature in ((lambda v: 0.0 * v, "= 0"), (lambda v: -v, "= -")):
+        with pytest.raises(ValueError, match=f"broke down \\(the curvature p\\^T A p "
+                                             f"{curvature}.*beta_solver='gram'"):
+            beta_step.conjugate_gradients(operator, lambda r: r.copy(), b, np.zeros(5),
+                                          "compensated", 1e-10, 50)
 
 
 @pytest.mark.parametrize("fixed", [False, True])

@@ -226,7 +226,10 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
             it -= 1
             break
         Ap = apply_A(p)
-        alpha = rz / dot(p, Ap, mode, "cpu")
+        curvature = dot(p, Ap, mode, "cpu")
+        if not curvature > 0.0:  # (0, negative or NaN: A is not numerically definite)
+            raise ValueError(_BREAKDOWN.format(f"the curvature p^T A p = {curvature:.3g}"))
+        alpha = rz / curvature
         beta = beta + alpha * p
         r = r - alpha * Ap
         z = precondition(r)
@@ -236,15 +239,18 @@ def conjugate_gradients(apply_A, precondition, b, beta0, mode: str, tol: float,
         r_norm = np.sqrt(dot(r, r, mode, "cpu"))
         if np.isinf(r_norm):
             raise ValueError(scale_gap("the conjugate gradients' residual overflowed"))
-        if np.isnan(r_norm):  # (a step of zero or negative curvature: 0 / 0, inf - inf)
-            raise ValueError("the conjugate gradients broke down (a NaN residual): the GLS "
-                             "normal matrix is numerically singular at this Sigma, or the "
-                             "scales of X and Y are too far apart; try beta_solver='gram', "
-                             "ridge > 0, or rescale the data")
+        if np.isnan(r_norm):
+            raise ValueError(_BREAKDOWN.format("a NaN residual"))
     reached = bool(r_norm <= floor)
     b_norm = np.sqrt(b_squared)
     return CGSolve(beta, it, reached or it == max_iter, reached,
                    float(r_norm / b_norm) if b_norm > 0 else float(r_norm))
+
+
+#: The message of a CG that cannot go on: A is not numerically positive definite.
+_BREAKDOWN = ("the conjugate gradients broke down ({}): the GLS normal matrix is "
+              "numerically singular at this Sigma, or the scales of X and Y are too far "
+              "apart; try beta_solver='gram', ridge > 0, or rescale the data")
 
 
 def _check_norm(b_squared: float, b: np.ndarray) -> None:
