@@ -340,7 +340,8 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         non-numeric data, ``rank``, ``N <= p_j``; :class:`.ols.CollinearityError` (a
         ``ValueError``) for a collinear ``X_j`` without ``ridge`` or a column whose squares
         leave float64's range; a ``y_j`` whose mean square overflows or underflows; X and
-        Y too many orders of magnitude apart for the normal equations (``x^2 / y^2``).
+        Y too many orders of magnitude apart for the normal equations (``x^2 / y^2``); a
+        CG that breaks down on a numerically singular normal matrix.
     NotPositiveDefiniteError
         The GLS normal matrix is singular: designs collinear across equations (pass
         ``ridge > 0``).
