@@ -341,6 +341,18 @@ def test_quadratic_form_by_slabs_has_the_bits_of_the_whole_dot(monkeypatch, slab
     assert np.float64(got).view(np.uint64) == np.float64(whole).view(np.uint64)
 
 
+def test_information_criteria_count_sigma_only_where_it_was_estimated():
+    """aic / bic count P coefficients plus Sigma's K + K k - k (k - 1) / 2 parameters when
+    the fit estimated Sigma, the coefficients alone when the caller fixed it (they
+    counted Sigma's parameters either way)."""
+    Xs, Y, _, F, d = simulate(N=300, K=6, p=3, k=2, seed=3)
+    estimated = gls.fit(Xs, Y, rank=2)
+    fixed = gls.fit(Xs, Y, sigma=(F, d))
+    assert estimated.df_model == 18 + 6 + 12 - 1 and fixed.df_model == 18
+    assert fixed.aic == -2.0 * fixed.llf + 2.0 * 18
+    assert fixed.bic == pytest.approx(-2.0 * fixed.llf + np.log(300) * 18, rel=1e-15)
+
+
 def test_result_api_and_fingerprint():
     Xs, Y, *_ = simulate(N=600, K=6, p=2, k=2, seed=1)
     res = gls.fit({f"e{j}": (Y[:, j], Xs[j]) for j in range(6)}, rank=2, add_constant=True)

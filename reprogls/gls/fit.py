@@ -579,4 +579,5 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                      added_constant=data.added_constant, llf_history=tuple(history),
                      penalty=describe(penalty, ridge),
                      free_coefficients=(None if penalty is None
-                                        else free_coefficients(penalty, beta)))
+                                        else free_coefficients(penalty, beta)),
+                     sigma_fixed=fixed is not None)

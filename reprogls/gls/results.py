@@ -51,6 +51,9 @@ class GLSResult:
     # with l1 / bounds: the coefficients not set to zero by the L1 term nor held at a
     # bound (the degrees of freedom they count in aic / bic); None: all P
     free_coefficients: int | None = None
+    # sigma=(F, d) given by the caller: Sigma was not estimated, so its parameters are
+    # not counted in df_model (aic / bic)
+    sigma_fixed: bool = False
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -94,14 +97,16 @@ class GLSResult:
 
     @property
     def df_model(self) -> int:
-        """Free parameters: P coefficients, K variances and K k - k (k - 1) / 2 loadings.
+        """Free parameters: P coefficients, K variances and K k - k (k - 1) / 2 loadings;
+        the coefficients alone where ``sigma`` was fixed (Sigma not estimated, as
+        statsmodels' GLS with a given ``sigma`` counts).
 
         With ``l1`` or ``bounds``, the coefficients count only where neither the L1 term
         set them to zero nor a bound holds them (the lasso's degrees of freedom, Zou,
         Hastie and Tibshirani 2007; with ``ridge`` as well, an upper bound)."""
         K, k = self.F.shape
         P = self.params.shape[0] if self.free_coefficients is None else self.free_coefficients
-        return int(P + K + K * k - k * (k - 1) // 2)
+        return int(P) if self.sigma_fixed else int(P + K + K * k - k * (k - 1) // 2)
 
     @property
     def aic(self) -> float:
