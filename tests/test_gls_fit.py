@@ -341,6 +341,33 @@ def test_quadratic_form_by_slabs_has_the_bits_of_the_whole_dot(monkeypatch, slab
     assert np.float64(got).view(np.uint64) == np.float64(whole).view(np.uint64)
 
 
+def test_r_squared_is_statsmodels_centred_with_an_intercept_and_uncentred_without():
+    """With a diagonal Sigma fixed (GLS = OLS per equation), each equation's R^2 is
+    statsmodels' OLS rsquared: centred where the design has a nonzero constant column
+    (ones or 2.0, given or added), uncentred where it has none -- the centred form
+    there can be negative and was what every equation got."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(0)
+    N = 400
+    Xs = [rng.standard_normal((N, 2)) + 3.0,
+          np.column_stack([np.full(N, 2.0), rng.standard_normal(N)]),
+          rng.standard_normal((N, 3))]
+    Y = np.column_stack([X @ rng.standard_normal(X.shape[1]) + 5.0 + rng.standard_normal(N)
+                         for X in Xs])
+    diagonal = (np.zeros((3, 0)), np.ones(3))
+    res = gls.fit(Xs, Y, sigma=diagonal)
+    assert res.has_constant == (False, True, False)
+    for j, X in enumerate(Xs):
+        np.testing.assert_allclose(res.equation(j)["rsquared"],
+                                   sm.OLS(Y[:, j], X).fit().rsquared, rtol=1e-12)
+    added = gls.fit(Xs, Y, sigma=diagonal, add_constant=True)
+    assert added.added_constant == (True, False, True) and all(added.has_constant)
+    for j, X in enumerate(Xs):
+        np.testing.assert_allclose(added.equation(j)["rsquared"],
+                                   sm.OLS(Y[:, j], sm.add_constant(X)).fit().rsquared,
+                                   rtol=1e-12)
+
+
 def test_information_criteria_count_sigma_only_where_it_was_estimated():
     """aic / bic count P coefficients plus Sigma's K + K k - k (k - 1) / 2 parameters when
     the fit estimated Sigma, the coefficients alone when the caller fixed it (they

@@ -58,10 +58,12 @@ def test_packing_handles_any_layout_dtype_and_constant(n_threads):
     finally:
         numba.set_num_threads(before)
     ones = np.ones((N, 1))
+    # (the broadcast design's columns are each one nonzero value throughout: constants,
+    # so none is added there either, as statsmodels' has_constant="skip")
     expect = np.concatenate([Xs[0], ones, Xs[1], ones, Xs[2][:, None], ones,
                              Xs[3].astype(float), ones, Xs[4].astype(float), ones, ones,
-                             Xs[6].astype(float), ones, Xs[7]], axis=1)
-    assert data.widths.tolist() == [3, 4, 2, 3, 3, 1, 3, 4]
+                             Xs[6].astype(float), Xs[7]], axis=1)
+    assert data.widths.tolist() == [3, 4, 2, 3, 3, 1, 3, 3]
     assert data.X.flags.c_contiguous
     assert np.array_equal(data.X.view(np.uint64), expect.view(np.uint64))
     assert np.array_equal(data.Y.view(np.uint64), Y.view(np.uint64))
@@ -107,13 +109,14 @@ def test_add_constant_skips_existing_constant():
 
 
 def constant_test_designs(N: int = 40) -> list[np.ndarray]:
-    """Designs that probe the "already has a constant" test's shortcut (only columns
-    whose first value is 1.0 are read in full): a first value of 1.0 in a column that is
-    not all ones, ones except the first or the last row, a constant column last, a NaN
-    first row, a bool column of True, an empty design."""
+    """Designs that probe the "has a constant" test's shortcut (only columns whose first
+    two values are equal and nonzero are read in full): first rows alike in a column
+    that is not constant, ones except the first or the last row, a constant column last,
+    a NaN first row, a bool column of True, an empty design, a constant 2.0 (an
+    intercept too), a zero column (not one) and a one-row design."""
     rng = np.random.default_rng(11)
-    designs = [rng.standard_normal((N, 3)) for _ in range(7)]
-    designs[0][0, :] = 1.0  # first row ones, no constant column
+    designs = [rng.standard_normal((N, 3)) for _ in range(10)]
+    designs[0][:2, :] = 1.0  # first two rows ones, no constant column
     designs[1][1:, 2] = 1.0  # ones but the first row (a random value there)
     designs[2][:-1, 0] = 1.0  # ones but the last row
     designs[2][0, 1] = 1.0
@@ -122,19 +125,32 @@ def constant_test_designs(N: int = 40) -> list[np.ndarray]:
     designs[4][0, 1] = np.nan  # (a NaN there: prepare then names it)
     designs[5] = np.column_stack([designs[5], np.ones(N, dtype=bool)])
     designs[6] = np.zeros((N, 0))
+    designs[7][:, 1] = 2.0  # a constant other than one: an intercept
+    designs[8][:, 0] = 0.0  # a zero column: not an intercept
+    designs[9] = designs[9][:1]  # one row: its nonzero values are constants
     return designs
+
+
+def _has_intercept(d: np.ndarray) -> bool:
+    """The oracle: a column with one nonzero value throughout (statsmodels' test)."""
+    d = d.astype(np.float64)
+    return d.shape[0] > 0 and bool(((d == d[0]) & (d[0] != 0.0)).all(axis=0).any())
 
 
 def test_add_constant_detects_a_constant_column_as_a_full_comparison_does():
     designs = constant_test_designs()
-    oracle = [bool((d.astype(np.float64) == 1.0).all(axis=0).any()) for d in designs]
-    assert oracle == [False, False, False, True, False, True, False]
+    oracle = [_has_intercept(d) for d in designs]
+    assert oracle == [False, False, False, True, False, True, False, True, False, True]
     data_mod = importlib.import_module("reprogls.gls.data")
     arrays = [d.astype(np.float64) for d in designs]
     assert data_mod._constant_column_flags(arrays, on_gpu=False) == oracle
-    clean = [d for j, d in enumerate(designs) if j != 4]
+    clean = [d for j, d in enumerate(designs) if j not in (4, 9)]
     data = gls.prepare(clean, np.zeros((40, len(clean))), add_constant=True)
-    assert list(data.added_constant) == [not h for j, h in enumerate(oracle) if j != 4]
+    kept = [h for j, h in enumerate(oracle) if j not in (4, 9)]
+    assert list(data.added_constant) == [not h for h in kept]
+    assert data.has_constant == (True,) * len(clean)
+    plain = gls.prepare(clean, np.zeros((40, len(clean))))
+    assert list(plain.has_constant) == kept and not any(plain.added_constant)
 
 
 def test_nan_is_reported_with_equation_column_and_rows():

@@ -5,8 +5,8 @@ Accepted forms
 * ``prepare(Xs, Y)``: a list of K designs ``X_j`` (N, p_j) and ``Y`` (N, K) (or (N,) when
   K = 1). NumPy arrays, pandas DataFrames/Series (their column names become regressor
   names) or CuPy arrays (validated and packed on their GPU: only the per-column
-  finiteness flags and, for ``add_constant``, the per-column "all ones" flags cross to
-  the host, plus a failing column for its message).
+  finiteness flags and the per-column "constant" flags cross to the host, plus a failing
+  column for its message).
 * ``prepare({name: (y, X_j), ...})``: named equations; names flow into summaries.
 
 Checks (``ValueError``/``TypeError`` naming the equation, the column and the fix): non-
@@ -15,7 +15,9 @@ Y.shape[1]``, ``N <= p_j``, arrays on different devices, a ``y`` of more than on
 column, pandas inputs whose row indexes differ (rows are paired by position; as
 statsmodels, refuse rather than pair differently labelled rows). With ``add_constant=True`` each
 equation gets a leading column of ones named ``const`` unless it already has a constant
-column (as statsmodels' ``add_constant(has_constant="skip")``). The caller's arrays are
+column (a nonzero column with one value throughout, as statsmodels'
+``add_constant(has_constant="skip")``); whether each equation has an intercept, given or
+added, decides its R^2 (centred, or uncentred without one). The caller's arrays are
 never modified: everything is copied into the packed ``X`` (N, P) and ``Y`` (N, K).
 """
 
@@ -62,6 +64,9 @@ class SURData:
     added_constant : tuple of bool
         Per equation, whether ``add_constant=True`` prepended a ``const`` column (so that
         predictions on new designs can add it too).
+    has_constant : tuple of bool
+        Per equation, whether it has an intercept (a nonzero constant column, given or
+        added): its R^2 is centred, else uncentred. Empty: not known (centred).
     """
 
     X: np.ndarray
@@ -71,6 +76,7 @@ class SURData:
     regressor_names: list[list[str]]
     on_gpu: bool = False
     added_constant: tuple[bool, ...] = ()
+    has_constant: tuple[bool, ...] = ()
 
     def __post_init__(self):
         """The kernels read ``X`` and ``Y`` through raw pointers and trust their shapes,
@@ -100,9 +106,11 @@ class SURData:
                                                     np.diff(offsets).tolist(), strict=True)):
             raise ValueError(f"SURData needs K = {K} equation names and one regressor name "
                              f"per column of each equation; {fix}")
-        if self.added_constant and len(self.added_constant) != K:
-            raise ValueError(f"SURData.added_constant needs one flag per equation (K = {K}); "
-                             f"{fix}")
+        for name in ("added_constant", "has_constant"):
+            flags = getattr(self, name)
+            if flags and len(flags) != K:
+                raise ValueError(f"SURData.{name} needs one flag per equation (K = {K}); "
+                                 f"{fix}")
 
     @property
     def nobs(self) -> int:
@@ -199,14 +207,15 @@ def _check_aligned(*groups: list[tuple[str, Any]]) -> None:
 
 
 def _constant_column_flags(arrays: list[Any], on_gpu: bool) -> list[bool]:
-    """Per 2-D float64 design, whether one of its columns is all ones (``add_constant``'s
-    "already has a constant" test, as statsmodels' ``has_constant="skip"``).
+    """Per 2-D float64 design, whether one of its columns is constant and nonzero (an
+    intercept: statsmodels' test, ``ptp == 0`` and no zero; ``add_constant``'s "already
+    has a constant", as ``has_constant="skip"``, and the R^2's centring).
 
-    On the host only the columns whose first value is ``1.0`` are read in full: testing
-    every column (``(X_j == 1.0).all(axis=0)``) read all of ``X`` once more, 85 ms at
-    N = 20000, K = 200, p = 10, about as long as packing it. On a GPU every design's
-    column flags are written into one device array, and that array is the one transfer
-    (a transfer per design would wait for the GPU once per equation).
+    On the host only the columns whose first two values are equal and nonzero are read
+    in full: testing every column read all of ``X`` once more, 85 ms at N = 20000,
+    K = 200, p = 10, about as long as packing it. On a GPU every design's column flags
+    are written into one device array, and that array is the one transfer (a transfer
+    per design would wait for the GPU once per equation).
     """
     if on_gpu:
         import cupy
@@ -217,12 +226,23 @@ def _constant_column_flags(arrays: list[Any], on_gpu: bool) -> list[bool]:
             flags = cupy.zeros(starts[-1], dtype=bool)
             for a, (o0, o1) in zip(arrays, pairwise(starts), strict=True):
                 if a.shape[0] and o1 > o0:
-                    flags[o0:o1] = (a == 1.0).all(axis=0)
+                    flags[o0:o1] = (a == a[0]).all(axis=0) & (a[0] != 0.0)
             flags = flags.get()
         return [bool(flags[o0:o1].any()) for o0, o1 in pairwise(starts)]
-    return [a.shape[0] > 0 and any(bool((a[:, c] == 1.0).all())
-                                   for c in np.flatnonzero(a[0] == 1.0))
+    return [any(bool((a[:, c] == a[0, c]).all()) for c in _constant_candidates(a))
             for a in arrays]
+
+
+def _constant_candidates(a: np.ndarray) -> np.ndarray:
+    """The columns of a host design whose first two values (or only value) are equal and
+    nonzero: the only ones that can be nonzero constants."""
+    if a.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    first = a[0]
+    same = first != 0.0
+    if a.shape[0] > 1:
+        same &= a[1] == first
+    return np.flatnonzero(same)
 
 
 def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
@@ -300,8 +320,8 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             raise ValueError(f"{where}: the design must be 2-D (N, p_j), got {arr.shape}")
         arrays[j] = arr.astype(np.float64, copy=False)
         wheres.append(where)
-    constants = ([not has for has in _constant_column_flags(arrays, on_gpu)]
-                 if add_constant else [False] * len(arrays))
+    intercepts = _constant_column_flags(arrays, on_gpu)
+    constants = [not has for has in intercepts] if add_constant else [False] * len(arrays)
     for Xj, arr, add_const in zip(designs, arrays, constants, strict=True):
         names = _names_of(Xj, arr.shape[1], "x")
         reg_names.append(["const", *names] if add_const else names)
@@ -353,7 +373,9 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
     return SURData(X=X, offsets=offsets, Y=Yp,
                    equation_names=eq_names, regressor_names=reg_names,
                    on_gpu=on_gpu,
-                   added_constant=tuple(bool(c) for c in constants))
+                   added_constant=tuple(bool(c) for c in constants),
+                   has_constant=tuple(bool(c or i) for c, i in zip(constants, intercepts,
+                                                                   strict=True)))
 
 
 def check_real(name: str, value: Any, *, low: float, high: float = np.inf,

@@ -580,4 +580,4 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
                      penalty=describe(penalty, ridge),
                      free_coefficients=(None if penalty is None
                                         else free_coefficients(penalty, beta)),
-                     sigma_fixed=fixed is not None)
+                     sigma_fixed=fixed is not None, has_constant=data.has_constant)

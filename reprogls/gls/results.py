@@ -54,6 +54,9 @@ class GLSResult:
     # sigma=(F, d) given by the caller: Sigma was not estimated, so its parameters are
     # not counted in df_model (aic / bic)
     sigma_fixed: bool = False
+    # per equation, whether it has an intercept (given or added): R^2 centred, else
+    # uncentred, as statsmodels and linearmodels; empty (unknown): centred
+    has_constant: tuple[bool, ...] = ()
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -248,7 +251,11 @@ class GLSResult:
         return FFt
 
     def equation(self, j: int | str) -> dict:
-        """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name)."""
+        """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name).
+
+        ``R^2 = 1 - e^T e / (y - ybar)^T (y - ybar)`` for an equation with an intercept,
+        ``1 - e^T e / y^T y`` without one (statsmodels' and linearmodels' convention: the
+        centred form can be negative there and says nothing)."""
         K = len(self.equation_names)
         if isinstance(j, str):
             if j not in self.equation_names:
@@ -266,9 +273,10 @@ class GLSResult:
 
         y = self.fittedvalues[:, j] + self.resid[:, j]
         r = np.ascontiguousarray(self.resid[:, j])
-        centred = y - cro_sum(y, self.mode, "cpu") / y.shape[0]
+        if not self.has_constant or self.has_constant[j]:
+            y = y - cro_sum(y, self.mode, "cpu") / y.shape[0]
         ss_res = dot(r, r, self.mode, "cpu")
-        ss_tot = dot(centred, centred, self.mode, "cpu")
+        ss_tot = dot(y, y, self.mode, "cpu")
         return {"name": self.equation_names[j], "regressors": self.regressor_names[j],
                 "params": self.params[o0:o1], "bse": self.bse[o0:o1],
                 "rsquared": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
