@@ -357,6 +357,10 @@ def test_r_squared_is_statsmodels_centred_with_an_intercept_and_uncentred_withou
     diagonal = (np.zeros((3, 0)), np.ones(3))
     res = gls.fit(Xs, Y, sigma=diagonal)
     assert res.has_constant == (False, True, False)
+    assert [res.equation(j)["rsquared_centred"] for j in range(3)] == [False, True, False]
+    text = res.summary()
+    assert "y0   R-squared (uncentred):" in text and "y1   R-squared: " in text
+    assert "$R^2_u = " in text.as_latex() and "(R-squared (uncentred) " in text.as_html()
     for j, X in enumerate(Xs):
         np.testing.assert_allclose(res.equation(j)["rsquared"],
                                    sm.OLS(Y[:, j], X).fit().rsquared, rtol=1e-12)

@@ -251,7 +251,8 @@ class GLSResult:
         return FFt
 
     def equation(self, j: int | str) -> dict:
-        """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name).
+        """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name),
+        and ``rsquared_centred`` (whether that R^2 is the centred one).
 
         ``R^2 = 1 - e^T e / (y - ybar)^T (y - ybar)`` for an equation with an intercept,
         ``1 - e^T e / y^T y`` without one (statsmodels' and linearmodels' convention: the
@@ -273,13 +274,15 @@ class GLSResult:
 
         y = self.fittedvalues[:, j] + self.resid[:, j]
         r = np.ascontiguousarray(self.resid[:, j])
-        if not self.has_constant or self.has_constant[j]:
+        centred = not self.has_constant or self.has_constant[j]
+        if centred:
             y = y - cro_sum(y, self.mode, "cpu") / y.shape[0]
         ss_res = dot(r, r, self.mode, "cpu")
         ss_tot = dot(y, y, self.mode, "cpu")
         return {"name": self.equation_names[j], "regressors": self.regressor_names[j],
                 "params": self.params[o0:o1], "bse": self.bse[o0:o1],
-                "rsquared": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
+                "rsquared": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+                "rsquared_centred": centred}
 
     @property
     def fingerprint(self) -> str:
@@ -304,10 +307,10 @@ class GLSResult:
                   ("Fingerprint", self.fingerprint[:16])]
         if self.penalty:
             header.append(("Penalty", self.penalty))
-        tables = [EquationTable(name, float(self.equation(j)["rsquared"]), rows)
-                  for j, (name, rows) in enumerate(zip(self.equation_names,
-                                                       self._coefficient_rows(0.05),
-                                                       strict=True))]
+        views = [self.equation(j) for j in range(len(self.equation_names))]
+        tables = [EquationTable(view["name"], float(view["rsquared"]), rows,
+                                view["rsquared_centred"])
+                  for view, rows in zip(views, self._coefficient_rows(0.05), strict=True)]
         return Summary(header, tables)
 
     def _coefficient_rows(self, alpha: float) -> list[list[tuple]]:

@@ -23,11 +23,17 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 @dataclass(frozen=True)
 class EquationTable:
-    """One equation's coefficient rows: ``(regressor, coef, se, z, p, lo, hi)``."""
+    """One equation's coefficient rows: ``(regressor, coef, se, z, p, lo, hi)``; its R^2,
+    uncentred (and labelled so, as statsmodels does) where it has no intercept."""
 
     name: str
     rsquared: float
     rows: list[tuple[str, float, float, float, float, float, float]]
+    centred: bool = True
+
+    @property
+    def rsquared_label(self) -> str:
+        return "R-squared" if self.centred else "R-squared (uncentred)"
 
 
 def _latex(text: str) -> str:
@@ -63,7 +69,7 @@ class Summary(str):
         out.append("</table>")
         for eq in self.equations:
             out.append(f"<table class=\"reprogls-equation\"><caption>Equation: "
-                       f"{html.escape(eq.name)} (R-squared {eq.rsquared:.4f})</caption>")
+                       f"{html.escape(eq.name)} ({eq.rsquared_label} {eq.rsquared:.4f})</caption>")
             out.append("<tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
                        + "</tr>")
             for name, *values in eq.rows:
@@ -84,7 +90,8 @@ class Summary(str):
         out += [r"\hline", r"\end{tabular}"]
         for eq in self.equations:
             out += [r"\\[6pt]", rf"Equation: {_latex(eq.name)} "
-                    rf"($R^2 = {eq.rsquared:.4f}$)\\", r"\begin{tabular}{l" + "r" * 6 + "}",
+                    rf"($R^2{'' if eq.centred else '_u'} = {eq.rsquared:.4f}$)\\",
+                    r"\begin{tabular}{l" + "r" * 6 + "}",
                     r"\hline", " & " + " & ".join(_latex(c) for c in COLUMNS) + r" \\",
                     r"\hline"]
             for name, *values in eq.rows:
@@ -131,7 +138,7 @@ def _render_text(header: list[tuple[str, str]], equations: list[EquationTable]) 
         lines.append("  ".join(f"{c:<38}" for c in cells[start:start + 2]).rstrip())
     lines.append("=" * width)
     for eq in equations:
-        lines.append(f"Equation: {eq.name}   R-squared: {eq.rsquared:.4f}")
+        lines.append(f"Equation: {eq.name}   {eq.rsquared_label}: {eq.rsquared:.4f}")
         lines.append(" " * name_width + "".join(f"{heading:>{w}}"
                                                 for heading, w, _ in _NUMBER_COLUMNS))
         for name, *values in eq.rows:
