@@ -562,6 +562,8 @@ __device__ __forceinline__ void gram_tile_body(const double *__restrict__ X, lon
     }  // (the next task's first step waits at its barrier before staging new rows)
 }
 
+// (The entry points are written out, as woodbury_solve_*'s are: the host emulator reads
+// them from this text.)
 extern "C" __global__ void gram_tile_partials_8(const double *__restrict__ X, long long N,
                                                 long long P, long long first_pair,
                                                 long long n_pairs, int comp,
