@@ -169,8 +169,17 @@ def test_shape_errors():
     Xs, Y = small_system()
     with pytest.raises(ValueError, match="len\\(Xs\\) = 3 equations but Y has 2 columns"):
         gls.prepare(Xs, Y[:, :2])
-    with pytest.raises(ValueError, match="same number of rows"):
+    with pytest.raises(ValueError, match=r"same number of rows N; most inputs have 200, "
+                                         r"but the design of 'y1' has 100$"):
         gls.prepare([Xs[0], Xs[1][:100], Xs[2]], Y)
+    with pytest.raises(ValueError, match=r"Y has 199 rows but the designs have 200"):
+        gls.prepare(Xs, Y[:-1])
+    many = [Xs[0][:, :1]] * 2000  # K = 2000: five named, and how many in all
+    with pytest.raises(ValueError, match=r"has 100, .* \(1000 inputs in all\)$"):
+        gls.prepare([X if j % 2 else X[:100] for j, X in enumerate(many)], np.ones((200, 2000)))
+    eqs = {"a": (Y[:, 0], Xs[0]), "b": (Y[:150, 1], Xs[1])}
+    with pytest.raises(ValueError, match=r"but y of 'b' has 150$"):
+        gls.prepare(eqs)
     with pytest.raises(ValueError, match="needs N > p_j"):
         gls.prepare([np.ones((3, 3)), np.ones((3, 1))], np.ones((3, 2)))
     with pytest.raises(ValueError, match="Y is required"):

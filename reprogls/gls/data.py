@@ -245,6 +245,26 @@ def _constant_candidates(a: np.ndarray) -> np.ndarray:
     return np.flatnonzero(same)
 
 
+def _row_count_message(names: list[str], arrays: list, y_cols: list, one_Y: bool) -> str:
+    """Which inputs have another number of rows than the rest: ``Y`` as a whole when it is
+    one matrix and the designs agree, else the first five designs or ``y``s off the most
+    common count (and how many in all: with K = 2000 equations the message listed every
+    one of them)."""
+    design_rows = {a.shape[0] for a in arrays}
+    if one_Y and len(design_rows) == 1:
+        return (f"Y has {y_cols[0].shape[0]} rows but the designs have {design_rows.pop()}; "
+                "every equation needs the same N rows, one row of Y per observation")
+    counts = [a.shape[0] for a in arrays] + [y.shape[0] for y in y_cols]
+    common = max(set(counts), key=counts.count)
+    off = [f"the design of {n!r} has {a.shape[0]}" for n, a in zip(names, arrays, strict=True)
+           if a.shape[0] != common]
+    off += [f"y of {n!r} has {y.shape[0]}" for n, y in zip(names, y_cols, strict=True)
+            if y.shape[0] != common]
+    more = f", ... ({len(off)} inputs in all)" if len(off) > 5 else ""
+    return (f"every equation needs the same number of rows N; most inputs have {common}, "
+            f"but {', '.join(off[:5])}{more}")
+
+
 def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             add_constant: bool = False) -> SURData:
     """Validate and pack a SUR system (see the module docstring for the accepted forms).
@@ -338,9 +358,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
             y_cols.append(y_arr.astype(np.float64, copy=False))
     n_rows = {a.shape[0] for a in arrays} | {y.shape[0] for y in y_cols}
     if len(n_rows) != 1:
-        detail = ", ".join(f"{n}: X {a.shape[0]}, y {y.shape[0]}"
-                           for n, a, y in zip(eq_names, arrays, y_cols, strict=True))
-        raise ValueError(f"every equation needs the same number of rows N; got {detail}")
+        raise ValueError(_row_count_message(eq_names, arrays, y_cols, ys is None))
     N = n_rows.pop()
     widths = [a.shape[1] + c for a, c in zip(arrays, constants, strict=True)]
     for name, p in zip(eq_names, widths, strict=True):
