@@ -28,8 +28,9 @@ from ._dense import mirror_lower
 from ._resident import resident_solve
 from .precondition import CoupledPreconditioner, pack_block_factors
 
-__all__ = ["CGSolve", "conjugate_gradients", "normal_matrix", "normal_operator", "rhs",
-           "rhs_and_residual", "solve_cg", "solve_dense", "whitened_rmatvecs"]
+__all__ = ["CGSolve", "check_normal_diagonal", "conjugate_gradients", "normal_matrix",
+           "normal_operator", "rhs", "rhs_and_residual", "solve_cg", "solve_dense",
+           "whitened_rmatvecs"]
 
 
 def whitened_rmatvecs(X, offsets, Rs, factor: WoodburyFactor, device: str,
@@ -102,19 +103,26 @@ def scale_gap(what: str) -> str:
             "each y_j by its standard deviation")
 
 
+def check_normal_diagonal(diagonal: np.ndarray) -> None:
+    """A ``ValueError`` (:func:`scale_gap`) when the GLS normal matrix's diagonal holds a
+    value that is not finite or lies below the normal range. ``X^T X`` is finite and its
+    diagonal positive (the OLS start checks each ``X_j``), so such a value is
+    ``Sigma^-1``'s scale; and ``|A[m, a]| <= sqrt(A[m, m] A[a, a])``, so a diagonal in
+    range leaves no entry out of it."""
+    if not np.isfinite(diagonal).all():
+        raise ValueError(scale_gap("the GLS normal matrix overflows"))
+    if (diagonal < np.finfo(np.float64).tiny).any():
+        raise ValueError(scale_gap("the GLS normal matrix underflows"))
+
+
 def cholesky(A: np.ndarray, mode: str) -> np.ndarray:
     """The fixed-order Cholesky factor of the GLS normal matrix ``A``; a ``ValueError``
-    when ``A`` overflowed or underflowed (:func:`scale_gap`), else
+    when its diagonal overflowed or underflowed (:func:`check_normal_diagonal`), else
     :class:`NotPositiveDefiniteError` at the first pivot that is not positive."""
     L = np.empty_like(A)
     failed = spd.cholesky(np.ascontiguousarray(A), mode == "compensated", L)
     if failed >= 0:
-        # X^T X is finite and its diagonal positive (the OLS start checks each X_j), so a
-        # non-finite A, or a diagonal below the normal range, is Sigma^-1's scale
-        if not np.isfinite(A).all():
-            raise ValueError(scale_gap("the GLS normal matrix overflows"))
-        if (np.diag(A) < np.finfo(np.float64).tiny).any():
-            raise ValueError(scale_gap("the GLS normal matrix underflows"))
+        check_normal_diagonal(np.diag(A))
         raise NotPositiveDefiniteError(
             f"the GLS normal matrix is not positive definite (pivot {failed}): the designs "
             "are collinear across equations; pass ridge > 0")

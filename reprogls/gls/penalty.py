@@ -342,10 +342,7 @@ def solve_penalised(apply_A: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
     and zeros elsewhere; given, every ``POLISH_EVERY`` iterations the iterate takes a
     Newton step on its free set (:func:`_newton_on_free_set`).
     """
-    if not np.isfinite(diag_A).all():
-        raise ValueError(beta_step.scale_gap("the GLS normal matrix's diagonal overflows"))
-    if (diag_A < np.finfo(np.float64).tiny).any():  # (positive for a positive definite A)
-        raise ValueError(beta_step.scale_gap("the GLS normal matrix's diagonal underflows"))
+    beta_step.check_normal_diagonal(diag_A)
     s = np.sqrt(diag_A)
     lam = penalty.l1 / s
     lo, hi = penalty.lo * s, penalty.hi * s

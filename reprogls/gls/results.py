@@ -172,9 +172,12 @@ class GLSResult:
         prepended again. Pandas designs whose columns are the fit's regressor names in
         another order are reordered to the fit's; other designs are read by position.
         """
+        return self._fitted_values(self._named_designs(Xs_new)[0])
+
+    def _fitted_values(self, Xs_new) -> np.ndarray:
+        """:meth:`predict` of designs already in the fit's equation and column order."""
         from ..kernels import pack_sur, sur_matvec
 
-        Xs_new, _ = self._named_designs(Xs_new)
         X, offsets = pack_sur(Xs_new)
         widths, fit_widths = np.diff(offsets), np.diff(self.offsets)
         added = np.array(self.added_constant or [False] * fit_widths.shape[0], dtype=bool)
@@ -225,7 +228,7 @@ class GLSResult:
         reordered = _columns_in_order(Y, self.equation_names)  # a frame named by equation
         Y = Y if reordered is None else reordered
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
-        U = self.predict(Xs)
+        U = self._fitted_values(Xs)
         if Y.shape != U.shape:
             raise ValueError(f"Y must have shape {U.shape} (the rows of Xs, one column per "
                              f"equation), got {Y.shape}")
