@@ -266,6 +266,29 @@ def test_fixed_sigma_may_be_diagonal_or_full_rank():
     assert full.F.shape == (3, 3) and full.converged
 
 
+@pytest.mark.parametrize("estimator", [False, True])
+def test_a_rank_that_contradicts_a_fixed_sigma_is_an_error(estimator):
+    """With ``sigma=(F, d)`` the rank is F's column count. ``rank`` used to be ignored
+    there without a word (rank=2 with a one-column F fitted rank 1); now another value is
+    an error naming both, while leaving it out or passing F's count gives the same bits."""
+    Xs, Y = small_system()
+    sigma = (np.full((3, 1), 0.4), np.array([0.5, 2.0, 1.0]))
+
+    def fit(**options):
+        if estimator:
+            return gls.LowRankGLS(sigma=sigma, **options).fit(Xs, Y).result_
+        return gls.fit(Xs, Y, sigma=sigma, **options)
+
+    with pytest.raises(ValueError, match=r"rank=2 does not match sigma=\(F, d\): its F has 1 "
+                                         r"column.*leave rank out"):
+        fit(rank=2)
+    left_out, matching = fit(), fit(rank=1)
+    assert left_out.rank == matching.rank == 1
+    assert left_out.fingerprint == matching.fingerprint
+    with pytest.raises(TypeError, match="rank"):
+        fit(rank=1.5)
+
+
 @pytest.mark.parametrize("mode", ["compensated", "plain"])
 def test_block_grams_match_the_reference(mode):
     Xs, Y = small_system(N=9000, widths=(3, 0, 1, 5))

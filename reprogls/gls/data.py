@@ -455,6 +455,21 @@ def check_rank(rank: Any, K: int) -> int:
     return rank
 
 
+def check_sigma_rank(rank: Any, sigma_rank: int) -> None:
+    """A ``rank`` passed with a fixed ``sigma = (F, d)`` must be ``F``'s column count.
+
+    Raises
+    ------
+    ValueError
+        Another count: ``rank`` would otherwise be ignored without a word.
+    """
+    rank = check_int("rank", rank)
+    if rank != sigma_rank:
+        raise ValueError(f"rank={rank} does not match sigma=(F, d): its F has {sigma_rank} "
+                         f"column(s), so Sigma's rank is {sigma_rank}; with a fixed sigma "
+                         "leave rank out (or pass F's column count)")
+
+
 def fixed_sigma(sigma: Any, K: int, mode: str):
     """The Woodbury factor of a caller's fixed ``sigma = (F, d)``, ``Sigma = F F^T +
     diag(d)``: ``F`` (K, k) with ``0 <= k <= K`` (``k = 0``, an empty ``(K, 0)``, is a

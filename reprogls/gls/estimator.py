@@ -38,8 +38,9 @@ class LowRankGLS:
 
     Parameters
     ----------
-    rank : int
-        Number of factors k, ``1 <= k <= K - 1``.
+    rank : int, optional
+        Number of factors k, ``1 <= k <= K - 1`` (1 when left out; with ``sigma``, ``F``'s
+        column count).
     add_constant : bool
         Prepend an intercept to every equation without one.
     sigma : tuple (F, d), optional
@@ -87,7 +88,7 @@ class LowRankGLS:
     (2, 5)
     """
 
-    def __init__(self, rank: int = 1, *, add_constant: bool = False, sigma=None,
+    def __init__(self, rank: int | None = None, *, add_constant: bool = False, sigma=None,
                  ridge: float = 0.0, l1=0.0, bounds=None, tol: float = 1e-8,
                  max_iter: int = 200, beta_solver: str = "auto", cg_tol: float = 1e-10,
                  cg_max_iter: int = 500, sigma_step: str = "auto",

@@ -39,7 +39,7 @@ from ._resident import (
     resident_solve,
 )
 from .covariance import inverse_normal_matrix, robust_covariance
-from .data import check_int, check_rank, check_real, fixed_sigma, prepare
+from .data import check_int, check_rank, check_real, check_sigma_rank, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .penalty import (
     describe,
@@ -244,7 +244,7 @@ def _warn_exact_fits(d: np.ndarray, y_moments: np.ndarray, names: list[str]) -> 
                       "are not meaningful", ExactFitWarning, stacklevel=3)
 
 
-def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
+def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigma=None,
         ridge: float = 0.0, l1=0.0, bounds=None, tol: float = 1e-8, max_iter: int = 200,
         beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
         sigma_step: str = "auto", min_uniqueness: float = 1e-8, cov_type: str | None = None,
@@ -257,13 +257,15 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
         NumPy arrays, pandas objects or CuPy arrays (all on one device; CuPy inputs are
         validated and packed on their GPU, :func:`.data.prepare`).
     Y : array_like (N, K), optional (with a list)
-    rank : int
-        Number of factors k, ``1 <= k <= K - 1``.
+    rank : int, optional
+        Number of factors k, ``1 <= k <= K - 1`` (1 when left out). With ``sigma`` the
+        rank is ``F``'s column count: leave ``rank`` out, or pass that count (another
+        value is a ``ValueError``).
     add_constant : bool
         Prepend an intercept to every equation without one.
     sigma : tuple (F, d), optional
         Fix ``Sigma = F F^T + diag(d)`` (``F`` (K, k), ``0 <= k <= K``; ``d`` (K,),
-        positive): one GLS step, no Sigma-step; ``rank`` is then ignored.
+        positive): one GLS step, no Sigma-step.
     ridge : float
         L2 penalty on beta (0 by default): ``ridge / 2 ||beta||^2`` is added to the
         negative log-likelihood (every coefficient, constants included).
@@ -396,7 +398,9 @@ def fit(Xs, Y=None, rank: int = 1, *, add_constant: bool = False, sigma=None,
     # once reached the kernels, which trust their inputs, and corrupted memory)
     fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
     if fixed is None:
-        rank = check_rank(rank, K)
+        rank = check_rank(1 if rank is None else rank, K)
+    elif rank is not None:
+        check_sigma_rank(rank, fixed.rank)
     warm = check_start(start, P, K, None if fixed is not None else rank)
     if dev != "cpu":
         _check_cuda_limits(rank if fixed is None else fixed.rank, K)
