@@ -233,6 +233,16 @@ def test_check_rank():
         gls.check_rank(2, 6)  # 16 >= 8: identified
 
 
+def test_the_identification_warning_names_the_callers_line():
+    """Raised for fit's rank, the warning points at the line that called fit (it named
+    fit.py's own line, as check_rank's caller), and at check_rank's caller otherwise."""
+    Xs, Y = small_system()
+    with pytest.warns(gls.IdentificationWarning) as caught:
+        gls.fit(Xs, Y, rank=2, cov_type="none")
+        gls.check_rank(2, 3)
+    assert [w.filename for w in caught] == [__file__, __file__]
+
+
 @pytest.mark.parametrize("sigma,error,match", [
     ((np.ones((4, 1)), np.ones(4)), ValueError, r"F must have shape \(K, k\) = \(3, k\)"),
     ((np.ones(3), np.ones(3)), ValueError, r"F\.reshape\(3, 1\)"),

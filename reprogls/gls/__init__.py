@@ -2,8 +2,9 @@
 
 Modules: :mod:`.data` (validation, packing), :mod:`.ols` (Gram blocks, OLS), :mod:`.beta`
 (GLS given Sigma), :mod:`.penalty` (the L1 / box beta-step), :mod:`.sigma` (factor
-analysis), :mod:`.fit`, :mod:`.start` (warm starts), :mod:`.results`, :mod:`.estimator`
-(the scikit-learn style :class:`LowRankGLS`).
+analysis), :mod:`.fit`, :mod:`.start` (warm starts), :mod:`.results`, :mod:`.wald`
+(Wald tests of linear restrictions), :mod:`.estimator` (the scikit-learn style
+:class:`LowRankGLS`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from .ols import CollinearityError, block_grams, ols
 from .results import GLSResult
 from .simulate import simulate_sur
 from .start import StartMismatchError
+from .wald import WaldTest
 
 __all__ = ["CollinearityError", "ConvergenceWarning", "ExactFitWarning", "GLSResult",
            "IdentificationWarning", "LowRankGLS", "NotFittedError", "SURData",
-           "StartMismatchError", "block_grams", "check_rank", "fit", "ols", "prepare",
-           "simulate_sur"]
+           "StartMismatchError", "WaldTest", "block_grams", "check_rank", "fit", "ols",
+           "prepare", "simulate_sur"]

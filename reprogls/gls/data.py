@@ -436,11 +436,14 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> int:
     return int(value)
 
 
-def check_rank(rank: Any, K: int) -> int:
+def check_rank(rank: Any, K: int, *, stacklevel: int = 2) -> int:
     """Validate the factor rank ``k``: an integer in ``1..K-1``.
 
     Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
     ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
+    ``stacklevel`` is :func:`warnings.warn`'s: 2 names this function's caller; a function
+    that validates its own caller's argument passes 3, so that the warning names the
+    user's line.
     """
     rank = check_int("rank", rank)
     if K < 2:
@@ -451,7 +454,7 @@ def check_rank(rank: Any, K: int) -> int:
     if (K - rank) ** 2 < K + rank:
         warnings.warn(f"rank {rank} exceeds Ledermann's bound for K = {K}: the loadings F "
                       "are not identified (Sigma = F F^T + diag(d) still is)",
-                      IdentificationWarning, stacklevel=2)
+                      IdentificationWarning, stacklevel=stacklevel)
     return rank
 
 

@@ -398,7 +398,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     # once reached the kernels, which trust their inputs, and corrupted memory)
     fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
     if fixed is None:
-        rank = check_rank(1 if rank is None else rank, K)
+        rank = check_rank(1 if rank is None else rank, K, stacklevel=3)
     elif rank is not None:
         check_sigma_rank(rank, fixed.rank)
     warm = check_start(start, P, K, None if fixed is not None else rank)

@@ -94,6 +94,43 @@ class GLSResult:
                              "cov_type='plugin' or 'robust'")
         return self.cov.copy()
 
+    def wald_test(self, R, q=None):
+        """Wald test of the linear restrictions ``R beta = q`` (e.g. a coefficient equal
+        across equations): ``W = (R beta - q)^T (R V R^T)^-1 (R beta - q)``, asymptotically
+        chi-squared with ``r`` degrees of freedom under the restrictions, ``V`` this fit's
+        covariance (plug-in or robust; :mod:`.wald`).
+
+        Parameters
+        ----------
+        R : array_like (r, P) or (P,), or dict, or list of dicts
+            The restrictions as rows over ``params``; or each as ``{(equation,
+            regressor): weight}``, keyed as :meth:`to_frame`'s index (coefficients not
+            named weigh 0), e.g. ``{("y0", "x1"): 1, ("y1", "x1"): -1}`` for
+            ``beta_{y0,x1} = beta_{y1,x1}``.
+        q : array_like (r,), optional
+            The restricted values (zeros by default).
+
+        Returns
+        -------
+        WaldTest
+            ``statistic``, ``df`` (= r), ``pvalue``, and ``R``, ``q`` as used.
+
+        Raises
+        ------
+        ValueError
+            A fit without a covariance (``cov_type="none"``), ``R`` or ``q`` of the wrong
+            shape, names not in the fit, dependent restrictions.
+        """
+        from .wald import restriction_matrix, wald_test
+
+        if self.cov is None:
+            raise ValueError("wald_test needs the coefficients' covariance, which this fit "
+                             "skipped (cov_type='none'); refit with cov_type='plugin' or "
+                             "'robust'")
+        names = [(eq, reg) for eq, regs in zip(self.equation_names, self.regressor_names,
+                                               strict=True) for reg in regs]
+        return wald_test(self.params, self.cov, restriction_matrix(R, names), q, self.mode)
+
     @property
     def rank(self) -> int:
         return int(self.F.shape[1])
