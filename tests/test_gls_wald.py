@@ -56,6 +56,16 @@ def test_one_zero_restriction_is_the_squared_z_and_its_p_value():
     assert 1e-6 < test.pvalue < 1.0
 
 
+def test_restrictions_at_the_estimate_give_zero_and_p_one():
+    """q equal to R beta itself: W = 0 and p = 1 exactly (W = z^T z cannot round below
+    zero, where a negative W would have given a NaN p-value)."""
+    Xs, Y, *_ = simulate_sur(200, 4, 2, 2, seed=3)
+    res = gls.fit(Xs, Y, rank=1)
+    R = np.eye(res.params.size)[[0, 3, 6]]
+    test = res.wald_test(R, res.params[[0, 3, 6]])
+    assert test.statistic == 0.0 and test.pvalue == 1.0
+
+
 def test_named_restrictions_are_the_matrix_bit_for_bit():
     """Restrictions keyed by (equation, regressor), as to_frame's index, give the very
     statistic of the matrix form; a restriction that holds in truth is not rejected by

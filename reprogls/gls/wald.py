@@ -14,8 +14,10 @@ the same normal-theory reference as :attr:`.results.GLSResult.pvalues` (for one
 restriction ``beta_m = 0``, ``W`` is ``tvalues[m]**2`` and the p-values agree).
 
 Arithmetic: ``R beta`` and ``R V R^T`` are CRO-1 dots (:func:`._dense.matmul`; the lower
-triangle of ``R V R^T``, mirrored), ``(R V R^T)^{-1} (R beta - q)`` the fixed-order
-Cholesky solve, and ``W`` one CRO-1 dot: the statistic's bits depend on the inputs only.
+triangle of ``R V R^T``, mirrored), ``R V R^T = L L^T`` the fixed-order Cholesky,
+``z = L^{-1} (R beta - q)`` from its inverse factor, and ``W = z^T z`` one CRO-1 dot
+(never negative, as a difference of two rounded quadratic forms could be): the
+statistic's bits depend on the inputs only.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ import numpy as np
 
 from ..kernels import dot
 from ..kernels.cpu import spd
-from ..kernels.cpu.linalg import cholesky_solve_kernel
-from ._dense import matmul, mirror_lower
+from ._dense import matmul, matmul_t, mirror_lower
 
 __all__ = ["WaldTest", "restriction_matrix", "wald_test"]
 
@@ -155,8 +156,9 @@ def wald_test(params: np.ndarray, cov: np.ndarray, R: np.ndarray, q: Any,
         raise ValueError("R V R^T is not positive definite: the restrictions are linearly "
                          "dependent (drop the redundant ones) or restrict coefficients "
                          "whose variance is zero")
-    solved = np.empty(r)
-    cholesky_solve_kernel(L, gap, compensated, solved)
-    statistic = float(dot(gap, solved, mode, "cpu"))
+    Z = np.empty_like(L)
+    spd.inverse_factor(L, compensated, Z)  # Z = (L^-1)^T
+    whitened = matmul_t(Z, gap[:, None], mode)[:, 0]  # L^-1 (R beta - q)
+    statistic = float(dot(whitened, whitened, mode, "cpu"))  # >= 0 by construction
     return WaldTest(statistic=statistic, df=r, pvalue=float(chdtrc(r, statistic)), R=R,
                     q=q)
