@@ -123,3 +123,19 @@ def test_a_fit_without_covariance_cannot_be_tested():
     res = gls.fit(Xs, Y, rank=1, cov_type="none")
     with pytest.raises(ValueError, match="cov_type='none'"):
         res.wald_test(np.eye(8)[0])
+
+
+def test_names_compare_as_the_fit_stores_them():
+    """The fit keeps equation and regressor names as str; keys of other types (a year, a
+    column number) are read the same way, and one coefficient named twice is an error."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    data = {year: (rng.standard_normal(150),
+                   pd.DataFrame(rng.standard_normal((150, 2)), columns=[1, 2]))
+            for year in (2020, 2021, 2022)}
+    res = gls.fit(data, rank=1)
+    by_number = res.wald_test({(2020, 1): 1, (2021, 1): -1})
+    by_str = res.wald_test({("2020", "1"): 1, ("2021", "1"): -1})
+    assert by_number.statistic == by_str.statistic
+    with pytest.raises(ValueError, match=r"\('2020', '1'\) is named twice"):
+        res.wald_test({(2020, 1): 1, ("2020", "1"): -1})

@@ -68,10 +68,12 @@ def _named_row(restriction: Mapping, names: list[tuple[str, str]], P: int) -> np
     """One restriction given as ``{(equation, regressor): weight}`` as a row over params."""
     row = np.zeros(P)
     where = {name: m for m, name in enumerate(names)}
+    seen: set[tuple[str, str]] = set()
     for key, weight in restriction.items():
         if not (isinstance(key, tuple) and len(key) == 2):
             raise ValueError(f"R: a restriction given as a dict is keyed by (equation, "
                              f"regressor) pairs, as to_frame()'s index; got the key {key!r}")
+        key = (str(key[0]), str(key[1]))  # the fit keeps names as str (2020 -> '2020')
         if key not in where:
             regressors = [r for e, r in names if e == key[0]]
             hint = (f"equation {key[0]!r} has the regressors {regressors}" if regressors
@@ -83,6 +85,10 @@ def _named_row(restriction: Mapping, names: list[tuple[str, str]], P: int) -> np
                             f"{type(weight).__name__}")
         if not np.isfinite(weight):
             raise ValueError(f"R: the weight of {key!r} must be finite, got {weight}")
+        if key in seen:
+            raise ValueError(f"R: the coefficient {key!r} is named twice in one restriction "
+                             "(names compare as str); give it one weight")
+        seen.add(key)
         row[where[key]] = float(weight)
     return row
 
@@ -92,7 +98,9 @@ def restriction_matrix(R: Any, names: list[tuple[str, str]]) -> np.ndarray:
 
     ``R``: an array_like (r, P), or (P,) for one restriction; or one restriction, or a
     list of them, each a dict ``{(equation, regressor): weight}`` keyed as
-    :meth:`.results.GLSResult.to_frame`'s index (coefficients not named weigh 0).
+    :meth:`.results.GLSResult.to_frame`'s index (coefficients not named weigh 0; the
+    names compare as ``str``, as the fit stores them: ``(2020, 1)`` is ``('2020',
+    '1')``). A coefficient named twice in one restriction is an error.
 
     Raises
     ------
