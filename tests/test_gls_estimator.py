@@ -164,6 +164,26 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
         res.score({**eqs, "eq2": (np.ones((200, 2)), frames[2])})
 
 
+def test_a_dict_keyed_by_numbers_predicts_and_scores_as_it_fitted():
+    """fit keeps the equation names as str; predict and score used to look the keys of
+    the very dict fit took ({2020: (y, X)}) up as given and called every equation
+    missing. Keys that are one name as str, in fit or after, are refused."""
+    Xs, Y, *_ = simulate_sur(150, 3, 2, 1, 6, True)
+    eqs = {2020 + j: (Y[:, j], Xs[j]) for j in range(3)}
+    res = gls.fit(eqs, rank=1)
+    assert res.equation_names == ["2020", "2021", "2022"]
+    np.testing.assert_array_equal(bits(res.predict({y: X for y, (_, X) in eqs.items()})),
+                                  bits(res.fittedvalues))
+    assert res.score(eqs) == res.score(Xs, Y)
+    assert res.score({str(y): pair for y, pair in eqs.items()}) == res.score(Xs, Y)
+    with pytest.raises(ValueError, match="two keys that are one equation name"):
+        res.predict({**{y: X for y, (_, X) in eqs.items()}, "2020": Xs[0]})
+    with pytest.raises(ValueError, match=r"missing \['2022'\], not in the fit \[2023\]"):
+        res.predict({2020: Xs[0], 2021: Xs[1], 2023: Xs[2]})
+    with pytest.raises(ValueError, match=r"the dict's keys give \['1'\] more than once"):
+        gls.fit({1: eqs[2020], "1": eqs[2021], 2: eqs[2022]}, rank=1)
+
+
 def test_package_level_names():
     assert reprogls.fit is gls.fit
     assert reprogls.LowRankGLS is LowRankGLS

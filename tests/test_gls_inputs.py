@@ -101,6 +101,16 @@ def test_dict_and_pandas_names_flow_through():
     assert np.all(data.X[:, 0] == 1.0) and np.all(data.X[:, 3] == 1.0)
 
 
+def test_equation_names_must_be_distinct():
+    """Results, predict/score dicts and Wald restrictions find an equation by name: a Y
+    frame that repeats a column name is refused (it fitted, with two equations of one
+    name in the summary)."""
+    pd = pytest.importorskip("pandas")
+    Xs, Y = small_system()
+    with pytest.raises(ValueError, match=r"Y's columns give \['a'\] more than once"):
+        gls.fit(Xs, pd.DataFrame(Y, columns=["a", "b", "a"]), rank=1)
+
+
 def test_add_constant_skips_existing_constant():
     Xs, Y = small_system()
     Xs[0] = np.column_stack([np.ones(200), Xs[0]])

@@ -139,3 +139,14 @@ def test_names_compare_as_the_fit_stores_them():
     assert by_number.statistic == by_str.statistic
     with pytest.raises(ValueError, match=r"\('2020', '1'\) is named twice"):
         res.wald_test({(2020, 1): 1, ("2020", "1"): -1})
+
+
+def test_a_repeated_column_name_is_not_guessed():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.standard_normal((150, 2)), columns=["x", "x"])
+    data = {f"e{j}": (rng.standard_normal(150), X) for j in range(3)}
+    res = gls.fit(data, rank=1)
+    with pytest.raises(ValueError, match=r"\('e0', 'x'\) names 2 coefficients"):
+        res.wald_test({("e0", "x"): 1, ("e1", "x"): -1})
+    assert res.wald_test(np.eye(6)[[0]]).df == 1  # the matrix form still serves

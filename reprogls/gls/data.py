@@ -142,6 +142,24 @@ def _location(a: Any) -> str:
     return f"cuda:{int(a.device.id)}" if is_cupy_array(a) else "cpu"
 
 
+def _check_distinct_names(names: list[str], source: str) -> None:
+    """Equation names must be distinct: results, ``predict``/``score`` dicts and Wald
+    restrictions find an equation by its name.
+
+    Raises
+    ------
+    ValueError
+        A name that occurs twice (``source`` says where the names came from; they compare
+        as ``str``, so ``1`` and ``"1"`` are one name).
+    """
+    seen: set[str] = set()
+    repeated = [n for n in names if n in seen or seen.add(n)]
+    if repeated:
+        raise ValueError(f"the equations must have distinct names, but {source} give "
+                         f"{sorted(set(repeated))} more than once (names compare as str: 1 "
+                         "and '1' are one name); rename them")
+
+
 def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
     columns = getattr(obj, "columns", None)
     if columns is not None and len(columns) == count:
@@ -315,6 +333,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
         ys = None  # Y_arr is already one validated array
 
+    _check_distinct_names(eq_names, "the dict's keys" if ys is not None else "Y's columns")
     _check_aligned([(f"y of equation {n!r}", y) for n, y in zip(eq_names, ys, strict=True)]
                    if ys is not None else [("Y", Y)],
                    [(f"the design of equation {n!r}", d)

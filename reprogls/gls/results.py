@@ -161,18 +161,26 @@ class GLSResult:
     def _named_designs(self, Xs_new) -> tuple[object, list | None]:
         """``Xs_new`` as the fit's designs in the fit's equation order, and the ``y``s
         when it is a dict of ``(y, X)`` pairs (fit's format; else None). A dict is
-        matched by equation name; a pandas design whose columns are the fit's regressor
-        names in another order (with or without the added constant) is reordered to the
-        fit's order (by position it would pair each coefficient with another column)."""
+        matched by equation name (its keys as str, as fit stores them); a pandas design
+        whose columns are the fit's regressor names in another order (with or without the
+        added constant) is reordered to the fit's order (by position it would pair each
+        coefficient with another column)."""
         from collections.abc import Mapping
 
         ys = None
         if isinstance(Xs_new, Mapping):
-            missing = [n for n in self.equation_names if n not in Xs_new]
-            if missing or len(Xs_new) != len(self.equation_names):
+            # keyed as fit was: fit keeps the names as str ({2020: ...} is '2020')
+            by_name = {str(key): value for key, value in Xs_new.items()}
+            if len(by_name) < len(Xs_new):
+                raise ValueError("Xs_new has two keys that are one equation name as str (1 "
+                                 "and '1', say); give each equation once")
+            missing = [n for n in self.equation_names if n not in by_name]
+            if missing or len(by_name) != len(self.equation_names):
+                extra = [key for key in Xs_new if str(key) not in self.equation_names]
                 raise ValueError(f"Xs_new must have one design per equation of the fit, "
-                                 f"{self.equation_names}; missing {missing}")
-            values = [Xs_new[n] for n in self.equation_names]
+                                 f"{self.equation_names}; missing {missing}"
+                                 + (f", not in the fit {extra}" if extra else ""))
+            values = [by_name[n] for n in self.equation_names]
             pairs = [isinstance(v, tuple) and len(v) == 2 for v in values]
             if any(pairs) and not all(pairs):
                 raise ValueError("Xs_new must give every equation as a design X_j, or every "

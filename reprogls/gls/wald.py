@@ -67,7 +67,9 @@ class WaldTest:
 def _named_row(restriction: Mapping, names: list[tuple[str, str]], P: int) -> np.ndarray:
     """One restriction given as ``{(equation, regressor): weight}`` as a row over params."""
     row = np.zeros(P)
-    where = {name: m for m, name in enumerate(names)}
+    where: dict[tuple[str, str], list[int]] = {}
+    for m, name in enumerate(names):
+        where.setdefault(name, []).append(m)
     seen: set[tuple[str, str]] = set()
     for key, weight in restriction.items():
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -89,7 +91,11 @@ def _named_row(restriction: Mapping, names: list[tuple[str, str]], P: int) -> np
             raise ValueError(f"R: the coefficient {key!r} is named twice in one restriction "
                              "(names compare as str); give it one weight")
         seen.add(key)
-        row[where[key]] = float(weight)
+        if len(where[key]) > 1:
+            raise ValueError(f"R: {key!r} names {len(where[key])} coefficients (the columns "
+                             f"of equation {key[0]!r} repeat a name); give R as a matrix, or "
+                             "fit with distinct column names")
+        row[where[key][0]] = float(weight)
     return row
 
 
