@@ -182,6 +182,9 @@ def test_a_dict_keyed_by_numbers_predicts_and_scores_as_it_fitted():
         res.predict({2020: Xs[0], 2021: Xs[1], 2023: Xs[2]})
     with pytest.raises(ValueError, match=r"the dict's keys give \['1'\] more than once"):
         gls.fit({1: eqs[2020], "1": eqs[2021], 2: eqs[2022]}, rank=1)
+    assert res.equation("2021")["name"] == "2021"
+    with pytest.raises(IndexError, match=r"the equation named '2021' is equation\('2021'\)"):
+        res.equation(2021)  # an int is an index
 
 
 def test_package_level_names():

@@ -314,7 +314,10 @@ class GLSResult:
         elif isinstance(j, bool) or not isinstance(j, int | np.integer):
             raise TypeError(f"j must be an equation's index or name, got {type(j).__name__}")
         elif not -K <= j < K:
-            raise IndexError(f"equation index {j} is out of range for K = {K} equations")
+            named = (f"; the equation named {str(j)!r} is equation({str(j)!r})"
+                     if str(j) in self.equation_names else "")
+            raise IndexError(f"equation index {j} is out of range for K = {K} "
+                             f"equations{named}")
         j = int(j) % K
         o0, o1 = self.offsets[j], self.offsets[j + 1]
         from ..kernels import dot
