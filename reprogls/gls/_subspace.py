@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, nrm2_segment
+from ..kernels.cpu.blocked import runtime_int
 from ..kernels.cpu.elementwise import log_scalar
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
@@ -137,7 +138,8 @@ def _times(A, B, compensated):
     kernel's tasks, run here on one thread)."""
     out = np.empty((A.shape[0], B.shape[1]))
     BT = np.ascontiguousarray(B.T)
-    _rows_times_tasks(0, -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
+    # (runtime_int: a literal 0 here compiled the whole kernel again, 1.2 s of a cold start)
+    _rows_times_tasks(runtime_int(0), -(-A.shape[0] // ROW_BLOCK), A, BT, compensated, out)
     return out
 
 
