@@ -808,9 +808,10 @@ def test_a_second_gpu_fits_with_the_cpu_bits(second_gpu, options):
     import cupy
 
     Xs, Y = simulate(300, 5, 3, 2, 3, True)[:2]
-    if options.get("sigma") == "fixed":
+    if options.get("sigma") == "fixed":  # (its rank is F's)
         options = dict(sigma=(np.full((5, 1), 0.3), np.linspace(0.5, 1.5, 5)))
-    options = dict(rank=2, **options)
+    else:
+        options = dict(rank=2, **options)
     host = gls.fit(Xs, Y, device="cpu", **options)
     assert cupy.cuda.Device().id == 0
     res = gls.fit(Xs, Y, device=second_gpu, **options)
@@ -912,9 +913,10 @@ def _random_fit_case(seed: int):
                    beta_solver=str(rng.choice(["auto", "cg", "gram"])),
                    sigma_step=str(rng.choice(["auto", "moment", "residuals"])),
                    mode=str(rng.choice(["plain", "compensated"])))
-    if rng.random() < 0.2:
+    if rng.random() < 0.2:  # (Sigma's rank is then F's: the drawn rank goes)
         options["sigma"] = (rng.standard_normal((K, int(rng.integers(0, K + 1)))),
                             rng.uniform(0.1, 1.0, K))
+        del options["rank"]
     return Xs, Y, options
 
 

@@ -316,10 +316,12 @@ def test_penalised_fits_have_the_cpu_fingerprint_on_the_gpu(options):
     Xs, Y, *_ = simulate(N=300, K=5, p=3, k=2, seed=12)
     if options.pop("uncentred", False):
         Xs = [X + 100.0 for X in Xs]
-    if options.get("sigma") == "fixed":
+    if options.get("sigma") == "fixed":  # (its rank is F's)
         options = dict(options, sigma=(np.full((5, 1), 0.3), np.linspace(0.5, 1.5, 5)))
+    else:
+        options = dict(options, rank=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error", gls.ConvergenceWarning)
-        cpu = gls.fit(Xs, Y, rank=2, device="cpu", **options)
-        gpu = gls.fit(Xs, Y, rank=2, device="cuda", **options)
+        cpu = gls.fit(Xs, Y, device="cpu", **options)
+        gpu = gls.fit(Xs, Y, device="cuda", **options)
     assert gpu.fingerprint == cpu.fingerprint
