@@ -103,6 +103,7 @@ def test_named_restrictions_are_the_matrix_bit_for_bit():
     ([["a"] * 8], None, TypeError, "R must be a real matrix"),
     (np.eye(8)[:2], [1.0], ValueError, r"q must hold one value per restriction, shape \(2,\)"),
     (np.eye(8)[:1], [np.inf], ValueError, "q must be finite"),
+    (np.eye(8)[:1], ["a"], TypeError, "q must be real numbers"),
     (np.vstack([np.eye(8)[:1], 2 * np.eye(8)[:1]]), None, ValueError,
      "linearly dependent"),
     ({("y0", "x9"): 1}, None, ValueError, r"no coefficient \('y0', 'x9'\).*equation 'y0' has "

@@ -64,12 +64,11 @@ class WaldTest:
                 f"chi2({self.df}) = {self.statistic:.6g}, p-value = {self.pvalue:.4g}")
 
 
-def _named_row(restriction: Mapping, names: list[tuple[str, str]], P: int) -> np.ndarray:
-    """One restriction given as ``{(equation, regressor): weight}`` as a row over params."""
-    row = np.zeros(P)
-    where: dict[tuple[str, str], list[int]] = {}
-    for m, name in enumerate(names):
-        where.setdefault(name, []).append(m)
+def _named_row(restriction: Mapping, names: list[tuple[str, str]],
+               where: dict[tuple[str, str], list[int]]) -> np.ndarray:
+    """One restriction given as ``{(equation, regressor): weight}`` as a row over the
+    coefficients ``names``; ``where[name]``: the positions of that name."""
+    row = np.zeros(len(names))
     seen: set[tuple[str, str]] = set()
     for key, weight in restriction.items():
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -121,7 +120,10 @@ def restriction_matrix(R: Any, names: list[tuple[str, str]]) -> np.ndarray:
         R = [R]
     if isinstance(R, Sequence) and not isinstance(R, str | bytes) and len(R) and all(
             isinstance(row, Mapping) for row in R):
-        matrix = np.array([_named_row(row, names, P) for row in R])
+        where: dict[tuple[str, str], list[int]] = {}
+        for m, name in enumerate(names):
+            where.setdefault(name, []).append(m)
+        matrix = np.array([_named_row(row, names, where) for row in R])
     else:
         try:
             matrix = np.array(R, dtype=np.float64)
@@ -156,7 +158,10 @@ def wald_test(params: np.ndarray, cov: np.ndarray, R: np.ndarray, q: Any,
     from scipy.special import chdtrc  # scipy.stats.chi2.sf's function, without scipy.stats
 
     r = R.shape[0]
-    q = np.zeros(r) if q is None else np.array(q, dtype=np.float64).reshape(-1)
+    try:
+        q = np.zeros(r) if q is None else np.array(q, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"q must be real numbers, one per restriction, got {q!r}") from None
     if q.shape != (r,):
         raise ValueError(f"q must hold one value per restriction, shape ({r},), got "
                          f"{q.shape}")
