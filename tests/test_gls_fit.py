@@ -16,6 +16,7 @@ from reprogls import gls
 from reprogls.gls import IdentificationWarning
 from reprogls.gls.sigma import ResidualMoment, factor_analysis, residual_moment
 from reprogls.gls.simulate import simulate_sur
+from tests.sur_stack import whitened_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,23 +32,6 @@ def test_zellner_identical_regressors_give_ols():
     res = gls.fit([X] * 4, Y, rank=1)
     ols = np.linalg.lstsq(X, Y, rcond=None)[0].T.ravel()
     np.testing.assert_allclose(res.params, ols, rtol=1e-10, atol=1e-12)
-
-
-def whitened_stack(Xs, Y, F, d):
-    """The stacked system ``(y*, X*)`` (N K rows) whitened by ``Sigma = F F^T + diag(d)``:
-    OLS on it is GLS on the SUR system."""
-    Sigma = F @ F.T + np.diag(d)
-    W = np.linalg.inv(np.linalg.cholesky(Sigma))  # whitening: W Sigma W^T = I
-    N, K = Y.shape
-    P = sum(x.shape[1] for x in Xs)
-    Xstack = np.zeros((N, K, P))
-    col = 0
-    for j, Xj in enumerate(Xs):
-        Xstack[:, j, col:col + Xj.shape[1]] = Xj
-        col += Xj.shape[1]
-    yw = (Y @ W.T).reshape(-1)
-    Xw = np.einsum("kj,njp->nkp", W, Xstack).reshape(N * K, P)
-    return yw, Xw
 
 
 def test_fixed_sigma_matches_statsmodels_on_the_whitened_stack():

@@ -8,7 +8,7 @@ from scipy import stats
 
 from reprogls import gls
 from reprogls.gls.simulate import simulate_sur
-from tests.test_gls_fit import whitened_stack
+from tests.sur_stack import whitened_stack
 
 
 def restrictions(P: int) -> tuple[np.ndarray, np.ndarray]:
