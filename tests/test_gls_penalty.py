@@ -13,7 +13,8 @@ import pytest
 from reprogls import gls
 from reprogls.gls import LowRankGLS
 from reprogls.gls.penalty import free_coefficients, make_penalty
-from tests.test_gls_fit import simulate, whitened_stack
+from tests.sur_stack import whitened_stack
+from tests.test_gls_fit import simulate
 
 
 def sparse_system(N=300, K=5, p=4, k=2, seed=1):
