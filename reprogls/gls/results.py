@@ -212,7 +212,8 @@ class GLSResult:
 
         ``Xs_new``: a list of K designs (N_new, p_j), or a dict keyed by the fit's
         equation names of designs ``{name: X_j}`` or of pairs ``{name: (y_j, X_j)}`` (the
-        dict ``fit`` takes; the ``y_j`` are not used). Each design has the fit's columns,
+        dict ``fit`` takes; the ``y_j`` are not used; keys compare as str, as ``fit``
+        stores the names: ``{2020: ...}`` finds ``'2020'``). Each design has the fit's columns,
         or (after ``add_constant=True``) the columns before the constant, which is then
         prepended again. Pandas designs whose columns are the fit's regressor names in
         another order are reordered to the fit's; other designs are read by position.
