@@ -24,6 +24,7 @@ never modified: everything is copied into the packed ``X`` (N, P) and ``Y`` (N, 
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -152,12 +153,11 @@ def _check_distinct_names(names: list[str], source: str) -> None:
         A name that occurs twice (``source`` says where the names came from; they compare
         as ``str``, so ``1`` and ``"1"`` are one name).
     """
-    seen: set[str] = set()
-    repeated = [n for n in names if n in seen or seen.add(n)]
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated:
         raise ValueError(f"the equations must have distinct names, but {source} give "
-                         f"{sorted(set(repeated))} more than once (names compare as str: 1 "
-                         "and '1' are one name); rename them")
+                         f"{repeated} more than once (names compare as str: 1 and '1' are "
+                         "one name); rename them")
 
 
 def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
