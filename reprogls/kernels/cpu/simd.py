@@ -353,20 +353,27 @@ def _fused_interleaved() -> bool:
     lanes of ``X^T W`` during the next block's dots (:mod:`.fused_rows`) or after its own
     Woodbury block (``REPROGLS_FUSED_INTERLEAVED=0|1`` overrides, in a fresh Numba cache).
 
-    Interleaved where the target has AVX-512 (32 vector registers): on the Emerald
-    Rapids VM (twenty-second session, one thread, K = 200, p = 10, ns per row from
-    memory) 1470-1606 interleaved against 1812-1925 for the three phases in sequence.
-    Without it (16 registers) the interleaved loop carries the dots' and the steps'
-    vectors at once: on a 2-core Zen 3 VM (AVX2, thirtieth session,
+    Interleaved where the target has AVX-512 (32 vector registers) and is not an AMD
+    Zen: on the Emerald Rapids VM (twenty-second session, one thread, K = 200, p = 10,
+    ns per row from memory) 1470-1606 interleaved against 1812-1925 for the three phases
+    in sequence. Without AVX-512 (16 registers) the interleaved loop carries the dots'
+    and the steps' vectors at once: on a 2-core Zen 3 VM (AVX2, thirtieth session,
     ``profiling/fused_phases.py``) the interleaved kernel took 2731 / 3698 ns per row,
-    plain / compensated, against 1860 / 2829 for the phases in sequence. The bits are
-    the same either way: each lane takes a block's terms in row order for every column,
-    and every step of a block before the next block's.
+    plain / compensated, against 1860 / 2829 for the phases in sequence. A Zen 4 has
+    AVX-512 but splits each 512-bit operation in two 256-bit halves: on a 2-core Zen 4
+    VM (thirty-eighth session) the interleaved kernel took 1824 / 2454 ns per row
+    against 1316 / 1896 in sequence, and ``kernel_bandwidth.py`` (two threads, X of
+    400 MB, alternating processes) 23.9-24.1 / 32.2-32.9 ms against 19.1 / 24.8-24.9 ms.
+    The bits are the same either way: each lane takes a block's terms in row order for
+    every column, and every step of a block before the next block's.
     """
     override = os.environ.get("REPROGLS_FUSED_INTERLEAVED", "")
     if override not in ("", "0", "1"):
         raise ValueError(f"REPROGLS_FUSED_INTERLEAVED must be 0 or 1, got {override!r}")
-    return override == "1" if override else _zen_target()[1]
+    if override:
+        return override == "1"
+    zen, avx512 = _zen_target()
+    return avx512 and not zen
 
 
 #: The fused operator's schedule (:func:`_fused_interleaved`), fixed at import.
