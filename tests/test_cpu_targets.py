@@ -3,14 +3,14 @@
 The promise is the same bits on every machine, and the CPU kernels choose code paths by
 the compile target (:mod:`reprogls.kernels.cpu.simd`): the register blocking of the Gram
 kernel (one, two or four rows per loop), TwoSum additions issued as exact FMAs on AMD
-Zen, 16 or 32 sequences per lane-sum call, and LLVM's lowering of the ``<8 x double>``
-vector code to SSE2, AVX2 or AVX-512 registers. A CI machine has one CPU, so each target
-below is compiled here, in a child process with its own fresh Numba cache
-(``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``; the host runs any target whose features it
-has), and must reproduce every committed golden fingerprint (:mod:`tests.golden`). Each
-child also reports the choices it made and which vector registers its Gram kernel's
-machine code uses, so a target that was silently ignored fails here instead of testing
-the host's code twice.
+Zen, 16 or 32 sequences per lane-sum call, the fused operator's schedule, and LLVM's
+lowering of the ``<8 x double>`` vector code to SSE2, AVX2 or AVX-512 registers. A CI
+machine has one CPU, so each target below is compiled here, in a child process with its
+own fresh Numba cache (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``; the host runs any
+target whose features it has), and must reproduce every committed golden fingerprint
+(:mod:`tests.golden`). Each child also reports the choices it made and which vector
+registers its Gram kernel's machine code uses, so a target that was silently ignored
+fails here instead of testing the host's code twice.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ print(json.dumps({
                 "lane_sum_ranks": simd.LANE_SUM_RANKS_PLAIN,
                 "chunk_prefetch": simd.CHUNK_PREFETCH_AHEAD,
                 "chunk_prefetch_plain": simd.CHUNK_PREFETCH_AHEAD_PLAIN,
-                "reciprocal_division": reciprocal.RECIPROCAL_DIVISION},
+                "reciprocal_division": reciprocal.RECIPROCAL_DIVISION,
+                "fused_interleaved": simd.FUSED_INTERLEAVED},
     "registers": sorted({r for r in ("xmm", "ymm", "zmm") if re.search(r"%" + r, asm)}),
     "fingerprints": prints}))
 """
@@ -64,8 +65,8 @@ def _without_avx512(features: list[str]) -> str:
 
 def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool,
              gram_rows: int, lane_sum_width: int, chunk_prefetch: int = 512,
-             reciprocal_division: bool = True, chunk_prefetch_plain: int | None = None
-             ) -> dict:
+             reciprocal_division: bool = True, chunk_prefetch_plain: int | None = None,
+             fused_interleaved: bool = False) -> dict:
     """The code-path choices a child reports (``_CHILD``), by name."""
     return {"ADDS_ON_FMA": adds, "GRAM_ADDS_ON_FMA": gram_adds,
             "CHUNK_ADDS_ON_FMA": chunk_adds, "LANE_SUMS_ADDS_ON_FMA": lane_sums_adds,
@@ -76,7 +77,10 @@ def _choices(adds: bool, gram_adds: bool, chunk_adds: bool, lane_sums_adds: bool
             # plain chunks prefetch as compensated ones unless a target says otherwise
             "chunk_prefetch_plain": (chunk_prefetch if chunk_prefetch_plain is None
                                      else chunk_prefetch_plain),
-            "reciprocal_division": reciprocal_division}
+            "reciprocal_division": reciprocal_division,
+            # the fused operator's lane steps inside the next block's dots: Intel
+            # AVX-512 only (simd._fused_interleaved)
+            "fused_interleaved": fused_interleaved}
 
 
 def _targets() -> dict[str, tuple]:
@@ -111,9 +115,11 @@ def _targets() -> dict[str, tuple]:
         # AMD Zen 4: AVX-512, some additions on the FMA units
         targets["znver4"] = (env("znver4", ",".join(host)), [True, True],
                              _choices(False, True, True, True, 2, 32, 0), "zmm")
-        # Intel Skylake-X and later: AVX-512, additions on the adders
+        # Intel Skylake-X and later: AVX-512, additions on the adders, the fused
+        # operator's interleaved schedule
         targets["skylake-avx512"] = (env("skylake-avx512", ",".join(host)), [False, True],
-                                     _choices(False, False, False, False, 4, 32), "zmm")
+                                     _choices(False, False, False, False, 4, 32,
+                                              fused_interleaved=True), "zmm")
     # a target that makes the host's own choices is what test_golden.py runs already
     from reprogls.kernels.cpu import simd
 

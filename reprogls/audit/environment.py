@@ -67,7 +67,8 @@ def cpu_code_paths() -> dict:
             "adds_on_fma": simd.ADDS_ON_FMA, "gram_adds_on_fma": simd.GRAM_ADDS_ON_FMA,
             "gram_rows": len(simd.GRAM_ROW_GROUPS[0]),
             "lane_sum_width": simd.LANE_SUM_WIDTH_COMPENSATED,
-            "reciprocal_division": reciprocal.RECIPROCAL_DIVISION}
+            "reciprocal_division": reciprocal.RECIPROCAL_DIVISION,
+            "fused_interleaved": simd.FUSED_INTERLEAVED}
 
 
 def cuda_devices() -> list[dict]:
