@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -193,3 +195,24 @@ def test_package_level_names():
     assert reprogls.GLSResult is gls.GLSResult
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         _ = reprogls.fitt
+
+
+def test_fit_warnings_name_the_callers_line(data):
+    """The fit's warnings point at the line that called ``LowRankGLS.fit`` (they named
+    estimator.py's call of gls.fit), keep their category and text, and still honour the
+    caller's filters (an "error" filter raises them at that line)."""
+    Xs, Y = data
+    with pytest.warns(Warning) as caught:
+        LowRankGLS(rank=4, max_iter=1, cov_type="none").fit(Xs, Y)  # K = 5: rank 4 is past
+    kinds = {type(w.message).__name__ for w in caught}  # Ledermann's bound; one sweep
+    assert kinds == {"IdentificationWarning", "ConvergenceWarning"}, kinds
+    assert {w.filename for w in caught} == {__file__}
+    with pytest.warns(gls.ConvergenceWarning, match="did not converge in 1 sweeps"):
+        gls.fit(Xs, Y, rank=2, max_iter=1, cov_type="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gls.ConvergenceWarning)
+        with pytest.raises(gls.ConvergenceWarning):
+            LowRankGLS(rank=2, max_iter=1, cov_type="none").fit(Xs, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LowRankGLS(rank=2, cov_type="none").fit(Xs, Y)  # converges: nothing to raise
