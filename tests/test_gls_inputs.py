@@ -6,6 +6,7 @@ import importlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reprogls import gls
@@ -217,6 +218,30 @@ def test_non_numeric_data():
         gls.prepare([np.array([["a", 1.0]] * 200, dtype=object), *Xs[1:]], Y)
     with pytest.raises(TypeError, match="dtype"):
         gls.prepare([np.ones((200, 1), dtype=complex), *Xs[1:]], Y)
+    text = pd.DataFrame({"a": Xs[0][:, 0], "c": np.where(Xs[0][:, 0] > 0, "u", "v")})
+    with pytest.raises(TypeError, match="non-numeric"):
+        gls.prepare([text.astype({"c": "category"}), *Xs[1:]], Y)
+
+
+def test_missing_values_of_pandas_nullable_dtypes_are_named_as_missing():
+    """pd.NA in a nullable column (Float64, Int64) is a missing value: the error names
+    the equation, the column and the row count as for NaN (it said "non-numeric"), and
+    the same columns without NA fit as their float64 values."""
+    Xs, Y = small_system()
+    frame = pd.DataFrame(Xs[0], columns=[f"x{m}" for m in range(Xs[0].shape[1])])
+    holed = frame.astype("Float64")
+    holed.iloc[[3, 7], 1] = pd.NA
+    with pytest.raises(ValueError, match=r"column 'x1'.*2 row\(s\) hold NaN"):
+        gls.prepare([holed, *Xs[1:]], Y)
+    counts = pd.Series(np.arange(200), name="y0").astype("Int64")
+    counts.iloc[5] = pd.NA
+    frame_y = pd.DataFrame(Y, columns=["y0", "y1", "y2"]).assign(y0=counts)
+    with pytest.raises(ValueError, match=r"'y0'.*1 row\(s\) hold NaN"):
+        gls.prepare(Xs, frame_y)
+    with pytest.raises(ValueError, match=r"1 row\(s\) hold NaN"):
+        gls.prepare({"e0": (counts, Xs[0]), "e1": (Y[:, 1], Xs[1]), "e2": (Y[:, 2], Xs[2])})
+    plain = gls.prepare([frame.astype("Float64"), *Xs[1:]], Y)
+    assert np.array_equal(plain.X.view(np.uint64), gls.prepare(Xs, Y).X.view(np.uint64))
 
 
 def test_caller_data_not_modified():

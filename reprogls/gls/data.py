@@ -180,6 +180,13 @@ def _as_array(obj: Any, what: str) -> Any:
         return obj
     values = getattr(obj, "to_numpy", None)
     arr = np.asarray(values() if callable(values) else obj)
+    if arr.dtype == object and callable(values):
+        # pandas' nullable dtypes (Float64, Int64, boolean) give objects where a value is
+        # pd.NA: as NaN, the missing values are reported with their rows, not as text
+        try:
+            arr = np.asarray(values(dtype=np.float64, na_value=np.nan))
+        except (TypeError, ValueError):
+            pass
     if arr.dtype == object:
         try:
             arr = arr.astype(np.float64)
