@@ -136,8 +136,10 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     """The dict fit takes, ``{name: (y, X)}``, in any key order: predict uses its designs,
     score its ``y``s too (no Y); pandas designs (and a Y frame) whose columns are the
     fit's names in another order are reordered (by position they paired each coefficient
-    with another column, silently); other columns are read by position. Mixed or doubled
-    inputs are refused."""
+    with another column, silently); pandas designs with other names are refused (they
+    were read by position), their NumPy values are read by position, and so are pandas
+    designs when the fit's names were made up (NumPy designs). Mixed or doubled inputs
+    are refused."""
     pd = pytest.importorskip("pandas")
     Xs, Y, *_ = simulate_sur(200, 3, 3, 1, 4, True)
     frames = [pd.DataFrame(X, columns=["a", "b", "c"]) for X in Xs]
@@ -154,8 +156,19 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     np.testing.assert_array_equal(bits(res.predict(with_const)), expected)
     Y_frame = pd.DataFrame(Y, columns=["eq0", "eq1", "eq2"])
     assert res.score(Xs, Y_frame[["eq2", "eq0", "eq1"]]) == res.score(Xs, Y)
-    renamed = [f.set_axis(["x", "y", "z"], axis=1) for f in frames]  # by position
-    np.testing.assert_array_equal(bits(res.predict(renamed)), expected)
+    renamed = [f.set_axis(["x", "y", "z"], axis=1) for f in frames]
+    with pytest.raises(ValueError, match=r"equation 'eq0' has columns \['x', 'y', 'z'\], "
+                                         r"but the fit's regressors are \['a', 'b', 'c'\]"):
+        res.predict(renamed)
+    with pytest.raises(ValueError, match=r"rename the columns.*X\.to_numpy\(\)"):
+        res.score({**eqs, "eq1": (eqs["eq1"][0], frames[1].rename(columns={"b": "B"}))})
+    with pytest.raises(ValueError, match="fit's regressors"):
+        LowRankGLS(rank=1, add_constant=True).fit(eqs).predict(renamed)
+    by_position = [f.to_numpy() for f in renamed]
+    np.testing.assert_array_equal(bits(res.predict(by_position)), expected)
+    unnamed = gls.fit([f.to_numpy() for f in frames], Y, rank=1, add_constant=True)
+    np.testing.assert_array_equal(bits(unnamed.predict(renamed)),  # made-up names: x0 ..
+                                  bits(unnamed.predict(frames)))
     with pytest.raises(ValueError, match="not a mix"):
         res.predict({**eqs, "eq1": frames[1]})
     with pytest.raises(TypeError, match="Y is given twice"):

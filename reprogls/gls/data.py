@@ -68,6 +68,9 @@ class SURData:
     has_constant : tuple of bool
         Per equation, whether it has an intercept (a nonzero constant column, given or
         added): its R^2 is centred, else uncentred. Empty: not known (centred).
+    named_regressors : tuple of bool
+        Per equation, whether the regressor names came with the input (the columns of a
+        pandas design) rather than being made up (``x0, x1, ...``). Empty: not known.
     """
 
     X: np.ndarray
@@ -78,6 +81,7 @@ class SURData:
     on_gpu: bool = False
     added_constant: tuple[bool, ...] = ()
     has_constant: tuple[bool, ...] = ()
+    named_regressors: tuple[bool, ...] = ()
 
     def __post_init__(self):
         """The kernels read ``X`` and ``Y`` through raw pointers and trust their shapes,
@@ -107,7 +111,7 @@ class SURData:
                                                     np.diff(offsets).tolist(), strict=True)):
             raise ValueError(f"SURData needs K = {K} equation names and one regressor name "
                              f"per column of each equation; {fix}")
-        for name in ("added_constant", "has_constant"):
+        for name in ("added_constant", "has_constant", "named_regressors"):
             flags = getattr(self, name)
             if flags and len(flags) != K:
                 raise ValueError(f"SURData.{name} needs one flag per equation (K = {K}); "
@@ -160,10 +164,15 @@ def _check_distinct_names(names: list[str], source: str) -> None:
                          "one name); rename them")
 
 
-def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
+def _has_column_names(obj: Any, count: int) -> bool:
+    """Whether ``obj`` names its ``count`` columns (a pandas DataFrame does)."""
     columns = getattr(obj, "columns", None)
-    if columns is not None and len(columns) == count:
-        return [str(c) for c in columns]
+    return columns is not None and len(columns) == count
+
+
+def _names_of(obj: Any, count: int, prefix: str) -> list[str]:
+    if _has_column_names(obj, count):
+        return [str(c) for c in obj.columns]
     name = getattr(obj, "name", None)
     if count == 1 and name is not None:
         return [str(name)]
@@ -356,7 +365,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
                          "put them all on one device (CuPy arrays on one GPU, or NumPy / "
                          "pandas on the host)")
     on_gpu = locations[0] != "cpu"
-    reg_names, wheres = [], []
+    reg_names, named, wheres = [], [], []
     for j, name in enumerate(eq_names):
         where = f"equation {name!r} (Xs[{j}])"
         arr = arrays[j]
@@ -371,6 +380,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
     for Xj, arr, add_const in zip(designs, arrays, constants, strict=True):
         names = _names_of(Xj, arr.shape[1], "x")
         reg_names.append(["const", *names] if add_const else names)
+        named.append(_has_column_names(Xj, arr.shape[1]))
     if ys is None:
         y_cols = [Y_arr[:, j] for j in range(Y_arr.shape[1])]
     else:
@@ -419,7 +429,8 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
                    on_gpu=on_gpu,
                    added_constant=tuple(bool(c) for c in constants),
                    has_constant=tuple(bool(c or i) for c, i in zip(constants, intercepts,
-                                                                   strict=True)))
+                                                                   strict=True)),
+                   named_regressors=tuple(named))
 
 
 def check_real(name: str, value: Any, *, low: float, high: float = np.inf,

@@ -57,6 +57,9 @@ class GLSResult:
     # per equation, whether it has an intercept (given or added): R^2 centred, else
     # uncentred, as statsmodels and linearmodels; empty (unknown): centred
     has_constant: tuple[bool, ...] = ()
+    # per equation, whether the regressor names came with the data (pandas columns):
+    # predict / score then refuse a pandas design whose columns are other names
+    named_regressors: tuple[bool, ...] = ()
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -196,15 +199,30 @@ class GLSResult:
     def _in_fit_column_order(self, j: int, X):
         """A pandas design of equation ``j`` reordered to the fit's regressor order when
         its columns are those names (all of them, or all but the added constant) in
-        another order; anything else unchanged (used by position)."""
+        another order; anything else unchanged (used by position). Where the fit's names
+        came with its data (pandas columns) and this design names as many columns
+        otherwise, a ValueError: by position each coefficient would meet another
+        regressor."""
         if not self.regressor_names:
             return X
         full = list(self.regressor_names[j])
         added = bool(self.added_constant) and self.added_constant[j]
-        for expected in ([full, full[1:]] if added else [full]):
+        choices = [full, full[1:]] if added else [full]
+        for expected in choices:
             reordered = _columns_in_order(X, expected)
             if reordered is not None:
                 return reordered
+        columns = getattr(X, "columns", None)
+        if columns is None or not (self.named_regressors and self.named_regressors[j]):
+            return X
+        names = [str(c) for c in columns]
+        if any(len(names) == len(expected) and sorted(names) != sorted(expected)
+               for expected in choices):
+            given = choices[-1]
+            raise ValueError(
+                f"the design of equation {self.equation_names[j]!r} has columns {names}, "
+                f"but the fit's regressors are {given}: rename the columns to the fit's "
+                "names (any order), or pass X.to_numpy() to use the columns by position")
         return X
 
     def predict(self, Xs_new) -> np.ndarray:
@@ -216,7 +234,10 @@ class GLSResult:
         stores the names: ``{2020: ...}`` finds ``'2020'``). Each design has the fit's columns,
         or (after ``add_constant=True``) the columns before the constant, which is then
         prepended again. Pandas designs whose columns are the fit's regressor names in
-        another order are reordered to the fit's; other designs are read by position.
+        another order are reordered to the fit's; where the fit's names came from pandas
+        columns, a pandas design with other names is a ``ValueError`` (pass
+        ``X.to_numpy()`` to use its columns by position); other designs are read by
+        position.
         """
         return self._fitted_values(self._named_designs(Xs_new)[0])
 
