@@ -35,6 +35,7 @@ import numpy as np
 from ..kernels._validate import design_list
 from ..kernels.cpu.pages import fresh
 from ..kernels.devices import is_cupy_array, to_host
+from ._caller import user_stacklevel
 from ._pack import pack_columns_on_device, pack_designs, pack_designs_on_device
 
 __all__ = ["IdentificationWarning", "SURData", "check_rank", "prepare"]
@@ -473,14 +474,14 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> int:
     return int(value)
 
 
-def check_rank(rank: Any, K: int, *, stacklevel: int = 2) -> int:
+def check_rank(rank: Any, K: int, *, stacklevel: int | None = None) -> int:
     """Validate the factor rank ``k``: an integer in ``1..K-1``.
 
     Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
     ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
-    ``stacklevel`` is :func:`warnings.warn`'s: 2 names this function's caller; a function
-    that validates its own caller's argument passes 3, so that the warning names the
-    user's line.
+    ``stacklevel`` is :func:`warnings.warn`'s; by default the warning names the first
+    line outside the package that led here (:func:`._caller.user_stacklevel`): the line
+    that called this function, or ``gls.fit``, or ``LowRankGLS.fit``.
     """
     rank = check_int("rank", rank)
     if K < 2:
@@ -491,7 +492,8 @@ def check_rank(rank: Any, K: int, *, stacklevel: int = 2) -> int:
     if (K - rank) ** 2 < K + rank:
         warnings.warn(f"rank {rank} exceeds Ledermann's bound for K = {K}: the loadings F "
                       "are not identified (Sigma = F F^T + diag(d) still is)",
-                      IdentificationWarning, stacklevel=stacklevel)
+                      IdentificationWarning,
+                      stacklevel=user_stacklevel() if stacklevel is None else stacklevel)
     return rank
 
 

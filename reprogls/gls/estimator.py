@@ -15,7 +15,6 @@ fit is the function itself), so the fingerprint is the same.
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Any
 
 import numpy as np
@@ -144,23 +143,14 @@ class LowRankGLS:
         starts from that fit's result."""
         params = self.get_params()
         start = getattr(self, "result_", None) if params.pop("warm_start") else None
-        caught: list[warnings.WarningMessage] = []
-        try:
-            # the fit's warnings (ConvergenceWarning, IdentificationWarning, ...) are
-            # raised again below so that they name the line that called this method, not
-            # this module's call of gls.fit
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = _fit(Xs, Y, **params, start=start)
+        try:  # (the fit's warnings name the line that called this method: _caller.py)
+            res = _fit(Xs, Y, **params, start=start)
         except StartMismatchError as err:
             if start is None:
                 raise
             raise StartMismatchError(
                 f"warm_start=True starts from the previous fit, which is not of this system "
                 f"({err}); set warm_start=False to fit a new one") from None
-        finally:
-            for record in caught:
-                warnings.warn(record.message, record.category, stacklevel=2)
         self.result_ = res
         self.coef_ = [res.params[o0:o1].copy()
                       for o0, o1 in zip(res.offsets[:-1], res.offsets[1:], strict=True)]

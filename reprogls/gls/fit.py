@@ -31,6 +31,7 @@ from ..kernels.cpu.pages import fresh
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
 from . import beta as beta_step
+from ._caller import user_stacklevel
 from ._dense import gram, on_device
 from ._resident import (
     on_host,
@@ -241,7 +242,7 @@ def _warn_exact_fits(d: np.ndarray, y_moments: np.ndarray, names: list[str]) -> 
                       "regressors (residual variance below 1e-12 of mean(y^2); is y among "
                       "them?): their error variance d_j is held at that floor, where the "
                       "likelihood is unbounded, so llf, aic, bic and their standard errors "
-                      "are not meaningful", ExactFitWarning, stacklevel=3)
+                      "are not meaningful", ExactFitWarning, stacklevel=user_stacklevel())
 
 
 def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigma=None,
@@ -398,7 +399,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     # once reached the kernels, which trust their inputs, and corrupted memory)
     fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
     if fixed is None:
-        rank = check_rank(1 if rank is None else rank, K, stacklevel=3)
+        rank = check_rank(1 if rank is None else rank, K)
     elif rank is not None:
         check_sigma_rank(rank, fixed.rank)
     warm = check_start(start, P, K, None if fixed is not None else rank)
@@ -542,26 +543,26 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         llf = -nll
         if not converged:
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
-                          "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+                          "raise max_iter or tol", ConvergenceWarning, stacklevel=user_stacklevel())
         _warn_exact_fits(d, y_moments, data.equation_names)
     if last_cg and not last_cg["reached_tol"]:
         warnings.warn(f"the last beta-step's conjugate gradients stopped after "
                       f"cg_max_iter={cg_max_iter} iterations at a residual "
                       f"{last_cg['residual']:.2e} relative to ||b|| (cg_tol={cg_tol}); raise "
                       "cg_max_iter, or pass beta_solver='gram' (a direct solve)",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=user_stacklevel())
     if penalised and penalised["stalled"]:
         warnings.warn("the penalised beta-step stalled at a gradient-mapping norm "
                       f"{penalised['residual']:.2e} relative to ||b||, above cg_tol={cg_tol}: "
                       "the rounding level of the fused normal operator at this Sigma (a "
                       f"uniqueness near zero: min d = {float(np.min(factor.d)):.2e}); "
                       "beta_solver='gram' (a fixed normal matrix) solves it further",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=user_stacklevel())
     elif penalised and not penalised["reached_tol"]:
         warnings.warn(f"the penalised beta-step stopped after cg_max_iter={cg_max_iter} "
                       f"iterations at a gradient-mapping norm {penalised['residual']:.2e} "
                       f"relative to ||b|| (cg_tol={cg_tol}); raise cg_max_iter",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=user_stacklevel())
 
     # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
     if cov_type == "none":
