@@ -138,8 +138,8 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     fit's names in another order are reordered (by position they paired each coefficient
     with another column, silently); pandas designs with other names are refused (they
     were read by position), their NumPy values are read by position, and so are pandas
-    designs when the fit's names were made up (NumPy designs). Mixed or doubled inputs
-    are refused."""
+    designs when the fit's names were made up (NumPy designs); the same for a ``Y``
+    frame's columns against the equation names. Mixed or doubled inputs are refused."""
     pd = pytest.importorskip("pandas")
     Xs, Y, *_ = simulate_sur(200, 3, 3, 1, 4, True)
     frames = [pd.DataFrame(X, columns=["a", "b", "c"]) for X in Xs]
@@ -169,6 +169,18 @@ def test_predict_and_score_take_the_fits_dict_and_pandas_names():
     unnamed = gls.fit([f.to_numpy() for f in frames], Y, rank=1, add_constant=True)
     np.testing.assert_array_equal(bits(unnamed.predict(renamed)),  # made-up names: x0 ..
                                   bits(unnamed.predict(frames)))
+    # the same for a Y frame: the dict's keys are given names, y0 .. made-up ones
+    other = Y_frame.set_axis(["a", "b", "c"], axis=1)
+    with pytest.raises(ValueError, match=r"Y has columns \['a', 'b', 'c'\], but the fit's "
+                                         r"equations are \['eq0', 'eq1', 'eq2'\].*"
+                                         r"Y\.to_numpy\(\)"):
+        res.score(Xs, other)
+    assert res.score(Xs, other.to_numpy()) == res.score(Xs, Y)
+    assert unnamed.equation_names == ["y0", "y1", "y2"]
+    assert unnamed.score(Xs, other) == unnamed.score(Xs, Y)
+    framed = gls.fit(frames, Y_frame, rank=1, add_constant=True)
+    with pytest.raises(ValueError, match="Y has columns"):
+        framed.score(frames, other)
     with pytest.raises(ValueError, match="not a mix"):
         res.predict({**eqs, "eq1": frames[1]})
     with pytest.raises(TypeError, match="Y is given twice"):

@@ -72,6 +72,9 @@ class SURData:
     named_regressors : tuple of bool
         Per equation, whether the regressor names came with the input (the columns of a
         pandas design) rather than being made up (``x0, x1, ...``). Empty: not known.
+    named_equations : bool
+        Whether the equation names came with the input (the dict's keys, or the columns
+        of a pandas ``Y``) rather than being made up (``y0, y1, ...``).
     """
 
     X: np.ndarray
@@ -83,6 +86,7 @@ class SURData:
     added_constant: tuple[bool, ...] = ()
     has_constant: tuple[bool, ...] = ()
     named_regressors: tuple[bool, ...] = ()
+    named_equations: bool = False
 
     def __post_init__(self):
         """The kernels read ``X`` and ``Y`` through raw pointers and trust their shapes,
@@ -323,6 +327,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
         if not Xs:
             raise ValueError("the dict of equations is empty")
         eq_names = [str(k) for k in Xs]
+        named_equations = True
         pairs = list(Xs.values())
         for name, pair in zip(eq_names, pairs, strict=True):
             if not isinstance(pair, tuple | list) or len(pair) != 2:
@@ -348,6 +353,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
                              f"{Y_arr.shape[1]} columns; pass one design per column of "
                              f"Y{hint}")
         eq_names = _names_of(Y, Y_arr.shape[1], "y")
+        named_equations = _has_column_names(Y, Y_arr.shape[1])
         ys = None  # Y_arr is already one validated array
 
     _check_distinct_names(eq_names, "the dict's keys" if ys is not None else "Y's columns")
@@ -431,7 +437,7 @@ def prepare(Xs: Sequence[Any] | Mapping[str, tuple[Any, Any]], Y: Any = None, *,
                    added_constant=tuple(bool(c) for c in constants),
                    has_constant=tuple(bool(c or i) for c, i in zip(constants, intercepts,
                                                                    strict=True)),
-                   named_regressors=tuple(named))
+                   named_regressors=tuple(named), named_equations=named_equations)
 
 
 def check_real(name: str, value: Any, *, low: float, high: float = np.inf,

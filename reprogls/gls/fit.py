@@ -586,4 +586,5 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
                      free_coefficients=(None if penalty is None
                                         else free_coefficients(penalty, beta)),
                      sigma_fixed=fixed is not None, has_constant=data.has_constant,
-                     named_regressors=data.named_regressors)
+                     named_regressors=data.named_regressors,
+                     named_equations=data.named_equations)

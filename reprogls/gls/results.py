@@ -60,6 +60,9 @@ class GLSResult:
     # per equation, whether the regressor names came with the data (pandas columns):
     # predict / score then refuse a pandas design whose columns are other names
     named_regressors: tuple[bool, ...] = ()
+    # whether the equation names came with the data (dict keys, a Y frame's columns):
+    # score then refuses a Y frame whose columns are other names
+    named_equations: bool = False
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -266,8 +269,9 @@ class GLSResult:
 
         ``Xs`` as for :meth:`predict`; ``Y`` (N_new, K), one column per equation, finite
         (a DataFrame whose columns are the equation names in another order is
-        reordered); or ``Xs`` a dict ``{name: (y_j, X_j)}`` (as ``fit`` takes) and no
-        ``Y``.
+        reordered; where the fit's equation names came with its data -- dict keys, a
+        ``Y`` frame's columns -- a frame with other names is a ``ValueError``); or
+        ``Xs`` a dict ``{name: (y_j, X_j)}`` (as ``fit`` takes) and no ``Y``.
 
         Raises
         ------
@@ -293,6 +297,15 @@ class GLSResult:
                                              n)
                                  for n, y in zip(self.equation_names, ys, strict=True)])
         reordered = _columns_in_order(Y, self.equation_names)  # a frame named by equation
+        columns = getattr(Y, "columns", None)
+        if reordered is None and columns is not None and self.named_equations:
+            names = [str(c) for c in columns]
+            if len(names) == len(self.equation_names) and \
+                    sorted(names) != sorted(self.equation_names):
+                raise ValueError(
+                    f"Y has columns {names}, but the fit's equations are "
+                    f"{self.equation_names}: rename the columns to the equation names (any "
+                    "order), or pass Y.to_numpy() to use the columns by position")
         Y = Y if reordered is None else reordered
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self._fitted_values(Xs)
