@@ -480,14 +480,14 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> int:
     return int(value)
 
 
-def check_rank(rank: Any, K: int, *, stacklevel: int | None = None) -> int:
+def check_rank(rank: Any, K: int) -> int:
     """Validate the factor rank ``k``: an integer in ``1..K-1``.
 
     Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
     ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
-    ``stacklevel`` is :func:`warnings.warn`'s; by default the warning names the first
-    line outside the package that led here (:func:`._caller.user_stacklevel`): the line
-    that called this function, or ``gls.fit``, or ``LowRankGLS.fit``.
+    The warning names the first line outside the package that led here
+    (:func:`._caller.user_stacklevel`): the line that called this function, or
+    ``gls.fit``, or ``LowRankGLS.fit``.
     """
     rank = check_int("rank", rank)
     if K < 2:
@@ -498,8 +498,7 @@ def check_rank(rank: Any, K: int, *, stacklevel: int | None = None) -> int:
     if (K - rank) ** 2 < K + rank:
         warnings.warn(f"rank {rank} exceeds Ledermann's bound for K = {K}: the loadings F "
                       "are not identified (Sigma = F F^T + diag(d) still is)",
-                      IdentificationWarning,
-                      stacklevel=user_stacklevel() if stacklevel is None else stacklevel)
+                      IdentificationWarning, stacklevel=user_stacklevel())
     return rank
 
 
