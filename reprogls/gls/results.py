@@ -210,23 +210,10 @@ class GLSResult:
             return X
         full = list(self.regressor_names[j])
         added = bool(self.added_constant) and self.added_constant[j]
-        choices = [full, full[1:]] if added else [full]
-        for expected in choices:
-            reordered = _columns_in_order(X, expected)
-            if reordered is not None:
-                return reordered
-        columns = getattr(X, "columns", None)
-        if columns is None or not (self.named_regressors and self.named_regressors[j]):
-            return X
-        names = [str(c) for c in columns]
-        if any(len(names) == len(expected) and sorted(names) != sorted(expected)
-               for expected in choices):
-            given = choices[-1]
-            raise ValueError(
-                f"the design of equation {self.equation_names[j]!r} has columns {names}, "
-                f"but the fit's regressors are {given}: rename the columns to the fit's "
-                "names (any order), or pass X.to_numpy() to use the columns by position")
-        return X
+        return _by_column_name(X, [full, full[1:]] if added else [full],
+                               bool(self.named_regressors) and self.named_regressors[j],
+                               f"the design of equation {self.equation_names[j]!r}",
+                               "regressors", "X")
 
     def predict(self, Xs_new) -> np.ndarray:
         """Fitted values ``U[i, j] = x_ij^T beta_j`` (N_new, K) for new designs.
@@ -296,17 +283,9 @@ class GLSResult:
             Y = np.column_stack([_one_column(to_host(_as_array(y, f"y of equation {n!r}")),
                                              n)
                                  for n, y in zip(self.equation_names, ys, strict=True)])
-        reordered = _columns_in_order(Y, self.equation_names)  # a frame named by equation
-        columns = getattr(Y, "columns", None)
-        if reordered is None and columns is not None and self.named_equations:
-            names = [str(c) for c in columns]
-            if len(names) == len(self.equation_names) and \
-                    sorted(names) != sorted(self.equation_names):
-                raise ValueError(
-                    f"Y has columns {names}, but the fit's equations are "
-                    f"{self.equation_names}: rename the columns to the equation names (any "
-                    "order), or pass Y.to_numpy() to use the columns by position")
-        Y = Y if reordered is None else reordered
+        # a frame named by equation
+        Y = _by_column_name(Y, [self.equation_names], self.named_equations, "Y", "equations",
+                            "Y")
         Y = to_host(_as_array(Y, "Y"))  # the fit's conversion and dtype check; on the host
         U = self._fitted_values(Xs)
         if Y.shape != U.shape:
@@ -457,6 +436,30 @@ def _columns_in_order(frame, expected: list[str]):
     if names == expected or sorted(names) != sorted(expected) or len(set(names)) < len(names):
         return None
     return frame.iloc[:, [names.index(name) for name in expected]]
+
+
+def _by_column_name(frame, choices: list[list[str]], names_given: bool, owner: str,
+                    kind: str, array: str):
+    """``frame`` (new data for a fit) with its columns in the order of the first name
+    list in ``choices`` that they are, in another order (:func:`_columns_in_order`);
+    otherwise unchanged, and read by position later. Where the fit's names came with its
+    data (``names_given``), a pandas frame with as many columns as a name list but other
+    names is a ValueError: by position each column would meet another's coefficient.
+    ``owner``, ``kind`` and ``array`` word the message ("Y", "equations", "Y")."""
+    for expected in choices:
+        reordered = _columns_in_order(frame, expected)
+        if reordered is not None:
+            return reordered
+    columns = getattr(frame, "columns", None)
+    if columns is None or not names_given:
+        return frame
+    names = [str(c) for c in columns]
+    if any(len(names) == len(expected) and sorted(names) != sorted(expected)
+           for expected in choices):
+        raise ValueError(f"{owner} has columns {names}, but the fit's {kind} are "
+                         f"{choices[-1]}: rename the columns to those names (any order), or "
+                         f"pass {array}.to_numpy() to use the columns by position")
+    return frame
 
 
 def _one_column(y: np.ndarray, name: str) -> np.ndarray:
