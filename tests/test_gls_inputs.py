@@ -6,7 +6,6 @@ import importlib
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from reprogls import gls
@@ -218,6 +217,7 @@ def test_non_numeric_data():
         gls.prepare([np.array([["a", 1.0]] * 200, dtype=object), *Xs[1:]], Y)
     with pytest.raises(TypeError, match="dtype"):
         gls.prepare([np.ones((200, 1), dtype=complex), *Xs[1:]], Y)
+    pd = pytest.importorskip("pandas")
     text = pd.DataFrame({"a": Xs[0][:, 0], "c": np.where(Xs[0][:, 0] > 0, "u", "v")})
     with pytest.raises(TypeError, match="non-numeric"):
         gls.prepare([text.astype({"c": "category"}), *Xs[1:]], Y)
@@ -227,6 +227,7 @@ def test_missing_values_of_pandas_nullable_dtypes_are_named_as_missing():
     """pd.NA in a nullable column (Float64, Int64) is a missing value: the error names
     the equation, the column and the row count as for NaN (it said "non-numeric"), and
     the same columns without NA fit as their float64 values."""
+    pd = pytest.importorskip("pandas")
     Xs, Y = small_system()
     frame = pd.DataFrame(Xs[0], columns=[f"x{m}" for m in range(Xs[0].shape[1])])
     holed = frame.astype("Float64")
