@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..kernels.cpu import gram as _cpu_gram
 from ..kernels.cpu import multi as _cpu_multi
+from ..kernels.cpu.jit import njit
 
 __all__ = ["gram", "matmul", "matmul_t", "mirror_lower", "on_device"]
 

@@ -24,9 +24,9 @@ one strided copy (a CuPy elementwise kernel, no arithmetic) and the finiteness t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..kernels.cpu import scratch
+from ..kernels.cpu.jit import njit
 from ..kernels.cpu.tasks import run_tasks
 from ..kernels.cpu.views import borrowed_matrix, borrowed_vector
 

@@ -21,11 +21,11 @@ The oracles are :func:`.sigma.orthonormalize_reference`, :func:`reprogls.kernels
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..kernels.cpu._cro import dot_segment, nrm2_segment
 from ..kernels.cpu.blocked import runtime_int
 from ..kernels.cpu.elementwise import log_scalar
+from ..kernels.cpu.jit import njit
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
 

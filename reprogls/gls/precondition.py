@@ -53,9 +53,9 @@ are the same on every machine and thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..kernels.cpu._cro import dot_segment
+from ..kernels.cpu.jit import njit
 from ..kernels.cpu.linalg import (
     backward_substitution,
     block_factor,

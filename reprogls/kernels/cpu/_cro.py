@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import literally, njit
+from numba import literally
 
 from ..reference import cro as _ref
+from .jit import njit
 from .simd import chunk_partial, chunk_partials2
 
 LANES = _ref.LANES

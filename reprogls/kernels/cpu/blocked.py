@@ -4,9 +4,8 @@ accumulators laid out ``[column, lane]`` (the Gram kernels of :mod:`.gram`)."""
 
 from __future__ import annotations
 
-from numba import njit
-
 from ._cro import LANES, merge
+from .jit import njit
 
 
 @njit(cache=True)

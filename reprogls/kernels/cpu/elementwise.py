@@ -14,11 +14,12 @@ vectorising the loop outside a ``prange`` body: 10 ns per element, against ~1 ns
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from ..reference import cro as _cro
 from ..reference import elementary as _elem
+from .jit import njit
 from .pages import fresh
 from .tasks import run_tasks
 

@@ -24,11 +24,11 @@ number of threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import scratch
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import lane_tree_columns_t, runtime_int
+from .jit import njit
 from .linalg import chunk_tree_columns, n_chunks
 from .segments import merge_segments
 from .simd import gram_block, lane_steps8, transpose8x8

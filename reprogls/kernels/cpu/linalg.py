@@ -15,7 +15,6 @@ merge them afterwards in the CRO-1 lane and chunk trees.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from . import rowgroups
 from ._cro import (
@@ -26,6 +25,7 @@ from ._cro import (
     finalize,
     merge,
 )
+from .jit import njit
 from .pages import fresh
 from .views import unmanaged
 

@@ -20,9 +20,9 @@ N x K residuals without forming S (large K).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ._cro import CHUNK, LANES, lane_step, streamed_dot_pair, streamed_dot_segment
+from .jit import njit
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .pages import fresh
 from .rowgroups import (

@@ -11,7 +11,6 @@ validated C-contiguous 1-D float64 NumPy arrays (the public kernels copy strided
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..reference import cro as _ref
 from ._cro import (
@@ -22,6 +21,7 @@ from ._cro import (
     finalize,
     scaled_squares_partial,
 )
+from .jit import njit
 from .tasks import run_tasks
 
 

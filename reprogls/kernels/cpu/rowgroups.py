@@ -44,11 +44,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from . import scratch
 from ._cro import CHUNK, LANES, two_sum
 from .blocked import runtime_int
+from .jit import njit
 from .pages import fresh
 from .reciprocal import reciprocals
 from .segments import dot_tree, merge_segments

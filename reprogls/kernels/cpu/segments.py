@@ -39,12 +39,13 @@ Only ``+ - *`` of IEEE binary64 (no FMA; Numba's default ``fastmath=False``).
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from ..reference.cro import CANONICAL_NAN
 from ._cro import CHUNK, DBL_MAX, LANES, two_sum
 from .blocked import runtime_flag, runtime_int
+from .jit import njit
 from .register_trees import MAX_TERMS, tree_dots
 from .row_trees import _finalize
 from .simd import (

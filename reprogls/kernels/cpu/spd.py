@@ -28,9 +28,9 @@ ends (``0, n-1, 1, n-2, ...``) so that long and short rows balance. The oracle i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ._cro import dot_segment
+from .jit import njit
 from .linalg import cholesky_entry, cholesky_kernel, cholesky_pair
 from .tasks import run_tasks, threads
 from .views import unmanaged

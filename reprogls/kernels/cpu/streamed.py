@@ -30,12 +30,13 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import literally, njit
+from numba import literally
 
 from ..reference.linalg import equation_of_column
 from ._cro import CHUNK, LANES, lane_step
 from .blocked import runtime_int
 from .fused_rows import LANES_PER_GROUP, dots8_with_steps
+from .jit import njit
 from .linalg import n_chunks
 from .row_trees import MAX_ROW_TERMS, row_dots
 from .rowgroups import (

@@ -45,11 +45,12 @@ from __future__ import annotations
 import functools
 
 from llvmlite import ir
-from numba import cfunc, njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .blocked import runtime_int
+from .jit import cfunc, njit
 from .reciprocal import RECIPROCAL_DIVISION, subtract_from_quotients
 from .register_trees import MAX_TERMS, woodbury_output_rows
 from .segments import dot_segments_ranks, dot_tree

@@ -1,0 +1,161 @@
+"""Numba's ``njit`` and ``cfunc`` with an on-disk cache that several processes can fill
+at once. Every cached Numba function of reprogls is made by these two.
+
+Why. Numba's cache (``numba.core.caching.IndexDataCacheFile``, Numba 0.59-0.68 at
+least) saves an entry of a function without a lock: it reads the function's index, takes
+the first data-file number that index does not use, writes the index, then the data
+file. Two processes that compile the same function at once -- :func:`.warm.warm_parallel`'s
+workers, pytest-xdist workers, a user's process pool, all on a fresh install -- can take
+the same number: the index then maps one signature to a file that holds another
+signature's code. Every later process that asks for the first signature loads the
+second's, Numba files it under the second's signature, and the caller fails to type
+(``Invalid use of type(CPUDispatcher(...)) with parameters (Literal[int](0)); Known
+signatures: (Literal[int](32),) ...``) -- in every run, until the cache is deleted. CI's
+warm-up of the installed package failed so on 2026-12-06 (``blocked.runtime_int``); two
+processes compiling 20 signatures each of one function into a fresh cache broke it in 1
+of 3 tries (``tests/test_jit_cache.py`` runs that race). A reader can also find the
+new index before its data file is written and load an older source's file of that
+number.
+
+What changes, for reprogls's functions only (other Numba code in the process is left
+as it is):
+
+* every save of an entry holds an exclusive ``flock`` on one lock file in the cache
+  directory (:data:`LOCK_NAME`), every load a shared one, so an index and its data file
+  change together;
+* an entry whose code is for another signature than the one asked for (written by an
+  unlocked writer before) counts as a miss: the function compiles again and its entry
+  is written over the wrong file, so a broken cache heals.
+
+No value depends on this: which process compiled a kernel, and whether it came from the
+cache, never changes its machine code. Without ``fcntl`` (Windows), or where the lock
+file cannot be opened (a read-only directory, where Numba writes nothing either), the
+entries go unlocked, still checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+import numba
+from numba.core import caching, sigutils
+from numba.core.ccallback import CFunc
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None
+
+__all__ = ["LOCK_NAME", "LockedFunctionCache", "cache_lock", "cfunc", "njit"]
+
+#: The lock file, one per cache directory (each ``__pycache__`` of the package, or its
+#: directory under ``NUMBA_CACHE_DIR``).
+LOCK_NAME = "reprogls-numba-cache.lock"
+
+
+def _open_lock(directory: str) -> int | None:
+    """A descriptor of ``directory``'s lock file, created if missing; None without
+    ``fcntl`` or when it cannot be opened."""
+    if fcntl is None:
+        return None
+    try:
+        return os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def cache_lock(directory: str, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
+    """Hold ``directory``'s cache lock (``flock``: exclusive for a writer, shared for a
+    reader) for the block; yields whether a lock is held (False where none can be
+    taken, see the module docstring). With ``blocking=False`` a lock that another
+    process holds raises :class:`BlockingIOError` instead of waiting."""
+    fd = _open_lock(directory)
+    if fd is None:
+        yield False
+        return
+    try:
+        operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        fcntl.flock(fd, operation if blocking else operation | fcntl.LOCK_NB)
+        yield True
+    finally:
+        os.close(fd)  # (closing the descriptor releases the lock)
+
+
+class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
+    """Numba's index and data files of one function, read and written under
+    :func:`cache_lock` of their directory."""
+
+    def save(self, key, data):
+        with cache_lock(self._cache_path, exclusive=True):
+            super().save(key, data)
+
+    def load(self, key):
+        with cache_lock(self._cache_path, exclusive=False):
+            return super().load(key)
+
+
+class _CheckedLocked:
+    """Mixin for a :class:`numba.core.caching.Cache`: locked files, and a loaded entry
+    for another signature than the one asked for is a miss."""
+
+    def _lock_files(self) -> None:
+        self._cache_file = _LockedIndexDataCacheFile(
+            cache_path=self._cache_path, filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp())
+
+    def load_overload(self, sig, target_context):
+        cres = super().load_overload(sig, target_context)
+        if cres is not None and tuple(cres.signature.args) != tuple(
+                sigutils.normalize_signature(sig)[0]):
+            return None
+        return cres
+
+
+class LockedFunctionCache(_CheckedLocked, caching.FunctionCache):
+    """Numba's cache of a ``jit`` function or a ``cfunc`` (Numba's ``CFunc`` takes
+    ``FunctionCache`` too), with the locks and the check."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._lock_files()
+
+
+def njit(*args, cache: bool = False, **options) -> Callable:
+    """:func:`numba.njit` whose ``cache=True`` uses :class:`LockedFunctionCache`.
+
+    Without ``cache`` it is :func:`numba.njit` itself. With it, options go by keyword
+    (``@njit(cache=True, nogil=True)``, ``njit(cache=True)(func)``): a signature would
+    compile at decoration, before the locked cache is in place, so one is refused."""
+    if not cache:
+        return numba.njit(*args, **options)
+    if args:
+        raise TypeError("njit(cache=True) takes keyword options only, e.g. "
+                        "@njit(cache=True, nogil=True); it compiles lazily")
+    decorate = numba.njit(**options)
+
+    def wrap(func):
+        dispatcher = decorate(func)
+        dispatcher._cache = LockedFunctionCache(dispatcher.py_func)
+        return dispatcher
+
+    return wrap
+
+
+def cfunc(sig, cache: bool = False, **options) -> Callable:
+    """:func:`numba.cfunc` whose ``cache=True`` uses :class:`LockedFunctionCache`
+    (compiled, or loaded, at decoration as Numba's is)."""
+    if not cache:
+        return numba.cfunc(sig, **options)
+    signature = sigutils.normalize_signature(sig)
+    locals_ = dict(options.pop("locals", {}))
+
+    def wrap(func):
+        compiled = CFunc(func, signature, locals=locals_, options=options)
+        compiled._cache = LockedFunctionCache(func)
+        compiled.compile()
+        return compiled
+
+    return wrap

@@ -1,0 +1,174 @@
+"""The package's Numba cache is safe to fill from several processes at once
+(:mod:`reprogls.kernels.cpu.jit`): entries are read and written under a file lock, an
+entry whose code is for another signature counts as a miss, and every cached function of
+the package goes through it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from numba.core import caching
+from numba.core.dispatcher import Dispatcher
+
+import reprogls
+from reprogls.kernels.cpu import jit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_MODULE = """
+from {njit_from} import njit
+
+
+@njit(cache=True)
+def twice(x):
+    return x + x
+"""
+
+#: Compiles ``twice`` for int64 and float64 into the module's cache, then swaps the two
+#: entries of its index: the state an unlocked race between two writers leaves (each
+#: signature's index entry names the other's data file).
+_BREAK = """
+import sys, importlib
+mod = importlib.import_module(sys.argv[1])
+assert mod.twice(3) == 6 and mod.twice(1.5) == 3.0
+cache_file = mod.twice._cache._cache_file
+index = cache_file._load_index()
+(a, file_a), (b, file_b) = index.items()
+index[a], index[b] = file_b, file_a
+cache_file._save_index(index)
+"""
+
+#: A fresh process calls ``twice`` (directly and from another jit function, as the
+#: kernels call their helpers) and prints the results' reprs and the cache hits.
+_USE = """
+import sys, importlib
+from numba import njit
+mod = importlib.import_module(sys.argv[1])
+twice = mod.twice
+
+@njit
+def caller(x):
+    return twice(x)
+
+print(repr(twice(3)), repr(twice(1.5)), repr(caller(7)),
+      sum(twice.stats.cache_hits.values()), sum(twice.stats.cache_misses.values()))
+"""
+
+
+def _run(tmp_path: Path, code: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    run = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
+@pytest.mark.slow
+def test_a_cache_broken_by_an_unlocked_writer_heals(tmp_path):
+    """Numba's own cache hands the int64 call the float64 code (``6.0`` for ``twice(3)``:
+    a wrong result type, and the int64 code would truncate a float); the package's
+    cache treats both swapped entries as misses, compiles them again, writes them over
+    the wrong files, and the next process loads them all."""
+    (tmp_path / "plain_module.py").write_text(_MODULE.format(njit_from="numba"))
+    (tmp_path / "locked_module.py").write_text(
+        _MODULE.format(njit_from="reprogls.kernels.cpu.jit"))
+
+    _run(tmp_path, _BREAK, "plain_module")
+    assert _run(tmp_path, _USE, "plain_module").split()[:2] == ["6.0", "3.0"]  # the hazard
+
+    _run(tmp_path, _BREAK, "locked_module")
+    healed = _run(tmp_path, _USE, "locked_module").split()
+    assert healed[:3] == ["6", "3.0", "14"]
+    assert healed[3] == "0"  # both swapped entries refused: no hit
+    again = _run(tmp_path, _USE, "locked_module").split()
+    assert again == ["6", "3.0", "14", "2", "0"]  # int64 and float64 from the cache
+
+
+_TRY_LOCK = """
+import sys
+from reprogls.kernels.cpu.jit import cache_lock
+try:
+    with cache_lock(sys.argv[1], exclusive=sys.argv[2] == "1", blocking=False) as held:
+        print("held" if held else "no-lock")
+except BlockingIOError:
+    print("blocked")
+"""
+
+
+def test_cache_lock_excludes_other_processes(tmp_path):
+    """While this process holds the exclusive lock, another can take neither a shared
+    nor an exclusive one; while it holds a shared one, another can share it but not
+    write; once released, both go through."""
+    directory = str(tmp_path)
+    with jit.cache_lock(directory, exclusive=True) as held:
+        assert held
+        assert _run(tmp_path, _TRY_LOCK, directory, "0") == "blocked"
+        assert _run(tmp_path, _TRY_LOCK, directory, "1") == "blocked"
+    with jit.cache_lock(directory, exclusive=False):
+        assert _run(tmp_path, _TRY_LOCK, directory, "0") == "held"
+        assert _run(tmp_path, _TRY_LOCK, directory, "1") == "blocked"
+    assert _run(tmp_path, _TRY_LOCK, directory, "1") == "held"
+    assert (tmp_path / jit.LOCK_NAME).exists()
+
+
+def test_saves_and_loads_hold_the_lock(tmp_path, monkeypatch):
+    """A cached function's save takes the directory's lock exclusively and its load
+    shared (recorded here by wrapping :func:`jit.cache_lock`)."""
+    taken = []
+    real = jit.cache_lock
+
+    def recording(directory, exclusive, blocking=True):
+        taken.append((directory, exclusive))
+        return real(directory, exclusive, blocking)
+
+    monkeypatch.setattr(jit, "cache_lock", recording)
+    (tmp_path / "fresh_module_for_lock.py").write_text(
+        _MODULE.format(njit_from="reprogls.kernels.cpu.jit"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("fresh_module_for_lock")
+    assert module.twice(2.0) == 4.0
+    cache_dir = module.twice._cache._cache_path
+    assert (cache_dir, False) in taken and (cache_dir, True) in taken  # load, then save
+    assert taken.index((cache_dir, False)) < taken.index((cache_dir, True))
+
+
+def test_cache_lock_without_a_writable_directory_runs_unlocked(tmp_path):
+    with jit.cache_lock(str(tmp_path / "missing"), exclusive=True) as held:
+        assert held is False
+
+
+def test_njit_with_cache_takes_keywords_only():
+    with pytest.raises(TypeError, match="keyword options only"):
+        jit.njit("float64(float64)", cache=True)
+    assert jit.njit(lambda x: x + 1.0)(1.0) == 2.0  # no cache: numba.njit itself
+
+
+def _package_modules():
+    """Every module of the package but the CUDA ones (they import CuPy; no Numba)."""
+    for info in pkgutil.walk_packages(reprogls.__path__, "reprogls."):
+        if not info.name.endswith("__main__") and ".kernels.cuda" not in info.name:
+            yield importlib.import_module(info.name)
+
+
+def test_every_cached_function_of_the_package_uses_the_locked_cache():
+    """A ``numba.njit(cache=True)`` added anywhere in the package (instead of
+    :func:`reprogls.kernels.cpu.jit.njit`) would bring the unlocked cache back."""
+    cached, unlocked = 0, []
+    for module in _package_modules():
+        for name, value in vars(module).items():
+            if isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__:
+                if isinstance(value._cache, caching.NullCache):
+                    continue
+                cached += 1
+                if not isinstance(value._cache, jit.LockedFunctionCache):
+                    unlocked.append(f"{module.__name__}.{name}")
+    assert cached > 50
+    assert not unlocked, unlocked
+    from reprogls.kernels.cpu.woodbury_rows import woodbury_block_entry
+    assert isinstance(woodbury_block_entry()._cache, jit.LockedFunctionCache)
