@@ -172,3 +172,16 @@ def test_every_cached_function_of_the_package_uses_the_locked_cache():
     assert not unlocked, unlocked
     from reprogls.kernels.cpu.woodbury_rows import woodbury_block_entry
     assert isinstance(woodbury_block_entry()._cache, jit.LockedFunctionCache)
+
+
+def test_cache_lock_on_a_file_system_without_flock_runs_unlocked(tmp_path, monkeypatch):
+    """``flock`` failing (ENOLCK on some network file systems) must not fail a compile:
+    the block runs unlocked, as Numba's own cache always does."""
+    import errno
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(jit.fcntl, "flock", no_locks)
+    with jit.cache_lock(str(tmp_path), exclusive=True) as held:
+        assert held is False

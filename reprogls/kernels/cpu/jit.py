@@ -28,9 +28,10 @@ as it is):
   is written over the wrong file, so a broken cache heals.
 
 No value depends on this: which process compiled a kernel, and whether it came from the
-cache, never changes its machine code. Without ``fcntl`` (Windows), or where the lock
-file cannot be opened (a read-only directory, where Numba writes nothing either), the
-entries go unlocked, still checked.
+cache, never changes its machine code. Without ``fcntl`` (Windows), where the lock
+file cannot be opened (a read-only directory, where Numba writes nothing either), or
+where ``flock`` fails (ENOLCK on some network file systems), the entries go unlocked,
+as Numba's own do, and are still checked.
 """
 
 from __future__ import annotations
@@ -56,32 +57,43 @@ LOCK_NAME = "reprogls-numba-cache.lock"
 
 
 def _open_lock(directory: str) -> int | None:
-    """A descriptor of ``directory``'s lock file, created if missing; None without
-    ``fcntl`` or when it cannot be opened."""
+    """A descriptor of ``directory``'s lock file, created if missing (read-only where
+    another user created it: ``flock`` needs no write access); None without ``fcntl``
+    or when it cannot be opened."""
     if fcntl is None:
         return None
-    try:
-        return os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        return None
+    path = os.path.join(directory, LOCK_NAME)
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(path, flags, 0o666)
+        except OSError:
+            continue
+    return None
 
 
 @contextlib.contextmanager
 def cache_lock(directory: str, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
     """Hold ``directory``'s cache lock (``flock``: exclusive for a writer, shared for a
-    reader) for the block; yields whether a lock is held (False where none can be
-    taken, see the module docstring). With ``blocking=False`` a lock that another
-    process holds raises :class:`BlockingIOError` instead of waiting."""
+    reader) for the block; yields whether a lock is held: False where none can be
+    taken (no ``fcntl``, a lock file that cannot be opened, a file system without
+    ``flock``), and the block runs unlocked. With ``blocking=False`` a lock that
+    another process holds raises :class:`BlockingIOError` instead of waiting."""
     fd = _open_lock(directory)
-    if fd is None:
-        yield False
-        return
-    try:
+    if fd is not None:
         operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        fcntl.flock(fd, operation if blocking else operation | fcntl.LOCK_NB)
-        yield True
+        try:
+            fcntl.flock(fd, operation if blocking else operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        except OSError:  # e.g. ENOLCK on a network file system: no lock to be had
+            os.close(fd)
+            fd = None
+    try:
+        yield fd is not None
     finally:
-        os.close(fd)  # (closing the descriptor releases the lock)
+        if fd is not None:
+            os.close(fd)  # (closing the descriptor releases the lock)
 
 
 class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
