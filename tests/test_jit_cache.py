@@ -10,6 +10,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -128,10 +129,10 @@ def test_saves_and_loads_hold_the_lock(tmp_path, monkeypatch):
         return real(directory, exclusive, blocking)
 
     monkeypatch.setattr(jit, "cache_lock", recording)
-    (tmp_path / "fresh_module_for_lock.py").write_text(
-        _MODULE.format(njit_from="reprogls.kernels.cpu.jit"))
+    name = f"fresh_module_{uuid.uuid4().hex}"  # never imported before in this process
+    (tmp_path / f"{name}.py").write_text(_MODULE.format(njit_from="reprogls.kernels.cpu.jit"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    module = importlib.import_module("fresh_module_for_lock")
+    module = importlib.import_module(name)
     assert module.twice(2.0) == 4.0
     cache_dir = module.twice._cache._cache_path
     assert (cache_dir, False) in taken and (cache_dir, True) in taken  # load, then save
