@@ -139,7 +139,7 @@ def test_saves_and_loads_hold_the_lock(tmp_path, monkeypatch):
     assert taken.index((cache_dir, False)) < taken.index((cache_dir, True))
 
 
-def test_cache_lock_without_a_writable_directory_runs_unlocked(tmp_path):
+def test_cache_lock_on_a_missing_directory_runs_unlocked(tmp_path):
     with jit.cache_lock(str(tmp_path / "missing"), exclusive=True) as held:
         assert held is False
 

@@ -109,11 +109,13 @@ class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
             return super().load(key)
 
 
-class _CheckedLocked:
-    """Mixin for a :class:`numba.core.caching.Cache`: locked files, and a loaded entry
-    for another signature than the one asked for is a miss."""
+class LockedFunctionCache(caching.FunctionCache):
+    """Numba's cache of a ``jit`` function or a ``cfunc`` (Numba's ``CFunc`` takes
+    ``FunctionCache`` too), with its files under :func:`cache_lock`, and a loaded entry
+    for another signature than the one asked for counted as a miss."""
 
-    def _lock_files(self) -> None:
+    def __init__(self, py_func):
+        super().__init__(py_func)
         self._cache_file = _LockedIndexDataCacheFile(
             cache_path=self._cache_path, filename_base=self._impl.filename_base,
             source_stamp=self._impl.locator.get_source_stamp())
@@ -124,15 +126,6 @@ class _CheckedLocked:
                 sigutils.normalize_signature(sig)[0]):
             return None
         return cres
-
-
-class LockedFunctionCache(_CheckedLocked, caching.FunctionCache):
-    """Numba's cache of a ``jit`` function or a ``cfunc`` (Numba's ``CFunc`` takes
-    ``FunctionCache`` too), with the locks and the check."""
-
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._lock_files()
 
 
 def njit(*args, cache: bool = False, **options) -> Callable:
