@@ -186,3 +186,66 @@ def test_cache_lock_on_a_file_system_without_flock_runs_unlocked(tmp_path, monke
     monkeypatch.setattr(jit.fcntl, "flock", no_locks)
     with jit.cache_lock(str(tmp_path), exclusive=True) as held:
         assert held is False
+
+
+#: A Numba whose cache classes moved (``FunctionCache`` gone from ``numba.core.caching``
+#: once Numba has imported it): the package imports, warns once, computes with Numba's
+#: own cache, and ``warm_parallel`` compiles in this process instead of starting workers.
+_CHANGED_NUMBA = """
+import subprocess, warnings
+import numpy as np
+import numba.core.caching as caching
+import numba.core.ccallback  # (imports FunctionCache itself)
+own = caching.FunctionCache
+del caching.FunctionCache
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from reprogls import kernels
+    from reprogls.kernels import warm
+    from reprogls.kernels.cpu import jit, reductions
+    total = kernels.sum(np.arange(5.0), mode="plain", device="cpu")
+ours = [str(w.message) for w in caught if "cache differs" in str(w.message)]
+assert len(ours) == 1 and issubclass(caught[0].category, RuntimeWarning), ours
+assert "numba.core.caching" in ours[0] and "FunctionCache" in ours[0], ours
+assert jit.LockedFunctionCache is None and not jit.cache_is_locked()
+assert type(reductions._sum_tasks._cache) is own
+compiled = []
+warm.load_cached = lambda names: False
+warm.compile_tasks = compiled.extend
+def no_worker(*args, **kwargs):
+    raise AssertionError("a worker process started")
+subprocess.Popen = no_worker
+warm.warm_parallel(["gemv_t", "sur_rmatvec"], jobs=2, meanwhile=lambda: compiled.append("mine"))
+print(total, compiled)
+"""
+
+
+@pytest.mark.slow
+def test_a_numba_with_other_cache_internals_falls_back_to_its_own_cache(tmp_path):
+    env_dir = tmp_path / "numba-cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(env_dir))
+    run = subprocess.run([sys.executable, "-c", _CHANGED_NUMBA], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "10.0 ['mine', 'gemv_t', 'sur_rmatvec']"
+
+
+def test_a_cache_class_that_does_not_fit_leaves_numba_s_own(monkeypatch):
+    """Where :class:`jit.LockedFunctionCache` cannot be built on this Numba's objects (an
+    attribute renamed), ``njit`` and ``cfunc`` keep Numba's own cache, with one warning."""
+    from numba import types
+
+    class Unfitting:
+        def __init__(self, py_func):
+            raise AttributeError("'_CacheImpl' object has no attribute 'filename_base'")
+
+    monkeypatch.setattr(jit, "LockedFunctionCache", Unfitting)
+    monkeypatch.setattr(jit, "_unlocked_reason", None)
+    with pytest.warns(RuntimeWarning, match="filename_base") as caught:
+        dispatcher = jit.njit(cache=True)(lambda x: x + 1.0)
+        callback = jit.cfunc(types.float64(types.float64), cache=True)(lambda x: x * 2.0)
+    assert len(caught) == 1
+    assert not jit.cache_is_locked()
+    assert type(dispatcher._cache) is caching.FunctionCache
+    assert type(callback._cache) is caching.FunctionCache
+    assert dispatcher(1.0) == 2.0 and callback.ctypes(2.0) == 4.0

@@ -415,18 +415,24 @@ def warm_parallel(names: Iterable[str] = tuple(TASKS), jobs: int | None = None,
     A worker that fails only costs time: this process then compiles what is missing
     itself (and raises any real error there). No worker starts when every kernel is
     already in Numba's cache (:func:`load_cached`; ``meanwhile`` then runs after the
-    loading).
+    loading), nor where the kernels could not take the package's locked cache
+    (:func:`.cpu.jit.cache_is_locked` False: a Numba whose cache internals changed),
+    since workers compiling one shared helper at once can break Numba's own.
     """
+    from .cpu.jit import cache_is_locked
+
     names = _checked(names)
     t0 = time.perf_counter()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
-    if jobs == 1:
+    if jobs > 1 and load_cached(names):  # all in the cache, loaded here: no worker needed
+        if meanwhile is not None:
+            meanwhile()
+    elif jobs == 1 or not cache_is_locked():
+        # one process; or Numba's own cache (see cache_is_locked, decided as load_cached
+        # imported the kernel modules), whose entries workers can break
         if meanwhile is not None:
             meanwhile()
         compile_tasks(names)
-    elif load_cached(names):  # all in the cache, loaded here: no worker needed
-        if meanwhile is not None:
-            meanwhile()
     else:
         workers = [subprocess.Popen(worker_command(share), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)

@@ -32,24 +32,36 @@ cache, never changes its machine code. Without ``fcntl`` (Windows), where the lo
 file cannot be opened (a read-only directory, where Numba writes nothing either), or
 where ``flock`` fails (ENOLCK on some network file systems), the entries go unlocked,
 as Numba's own do, and are still checked.
+
+The classes below stand on Numba internals (``IndexDataCacheFile``, ``FunctionCache``,
+a dispatcher's ``_cache``), unchanged from 0.59 to 0.68. Should a later Numba change
+them, nothing fails: the functions keep Numba's own cache, :func:`cache_is_locked`
+turns False, a :class:`RuntimeWarning` says so once, and
+:func:`.warm.warm_parallel` then compiles in one process instead of racing workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator
 
 import numba
 from numba.core import caching, sigutils
-from numba.core.ccallback import CFunc
+
+try:
+    from numba.core.ccallback import CFunc
+except ImportError:  # pragma: no cover - a Numba that moved it: cfunc falls back
+    CFunc = None
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux
     fcntl = None
 
-__all__ = ["LOCK_NAME", "LockedFunctionCache", "cache_lock", "cfunc", "njit"]
+__all__ = ["LOCK_NAME", "LockedFunctionCache", "cache_is_locked", "cache_lock", "cfunc",
+           "njit"]
 
 #: The lock file, one per cache directory (each ``__pycache__`` of the package, or its
 #: directory under ``NUMBA_CACHE_DIR``).
@@ -96,36 +108,88 @@ def cache_lock(directory: str, exclusive: bool, blocking: bool = True) -> Iterat
             os.close(fd)  # (closing the descriptor releases the lock)
 
 
-class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
-    """Numba's index and data files of one function, read and written under
-    :func:`cache_lock` of their directory."""
+def _define_locked_cache() -> tuple[type | None, str]:
+    """:class:`LockedFunctionCache` on this Numba's cache classes, or ``None`` and what is
+    missing."""
+    try:
+        index_data_file, function_cache = caching.IndexDataCacheFile, caching.FunctionCache
+    except AttributeError as exc:
+        return None, f"numba.core.caching: {exc}"
 
-    def save(self, key, data):
-        with cache_lock(self._cache_path, exclusive=True):
-            super().save(key, data)
+    class _LockedIndexDataCacheFile(index_data_file):
+        """Numba's index and data files of one function, read and written under
+        :func:`cache_lock` of their directory."""
 
-    def load(self, key):
-        with cache_lock(self._cache_path, exclusive=False):
-            return super().load(key)
+        def save(self, *args, **kwargs):
+            with cache_lock(self._cache_path, exclusive=True):
+                return super().save(*args, **kwargs)
+
+        def load(self, *args, **kwargs):
+            with cache_lock(self._cache_path, exclusive=False):
+                return super().load(*args, **kwargs)
+
+    class LockedFunctionCache(function_cache):
+        """Numba's cache of a ``jit`` function or a ``cfunc`` (Numba's ``CFunc`` takes
+        ``FunctionCache`` too), with its files under :func:`cache_lock`, and a loaded
+        entry for another signature than the one asked for counted as a miss."""
+
+        def __init__(self, py_func):
+            super().__init__(py_func)
+            self._cache_file = _LockedIndexDataCacheFile(
+                cache_path=self._cache_path, filename_base=self._impl.filename_base,
+                source_stamp=self._impl.locator.get_source_stamp())
+
+        def load_overload(self, sig, target_context):
+            cres = super().load_overload(sig, target_context)
+            if cres is not None and tuple(cres.signature.args) != tuple(
+                    sigutils.normalize_signature(sig)[0]):
+                return None
+            return cres
+
+    return LockedFunctionCache, ""
 
 
-class LockedFunctionCache(caching.FunctionCache):
-    """Numba's cache of a ``jit`` function or a ``cfunc`` (Numba's ``CFunc`` takes
-    ``FunctionCache`` too), with its files under :func:`cache_lock`, and a loaded entry
-    for another signature than the one asked for counted as a miss."""
+#: None where this Numba lacks the classes it extends (:func:`_define_locked_cache`).
+LockedFunctionCache, _MISSING = _define_locked_cache()
+_unlocked_reason: str | None = None
 
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._cache_file = _LockedIndexDataCacheFile(
-            cache_path=self._cache_path, filename_base=self._impl.filename_base,
-            source_stamp=self._impl.locator.get_source_stamp())
 
-    def load_overload(self, sig, target_context):
-        cres = super().load_overload(sig, target_context)
-        if cres is not None and tuple(cres.signature.args) != tuple(
-                sigutils.normalize_signature(sig)[0]):
-            return None
-        return cres
+def cache_is_locked() -> bool:
+    """Whether the package's cached functions take :class:`LockedFunctionCache`: False
+    once one could not (a Numba whose cache internals differ from 0.59-0.68's), and
+    then their entries are Numba's own, saved without a lock."""
+    return _unlocked_reason is None
+
+
+def _unlock(reason: str, stacklevel: int = 4) -> bool:
+    """Record why the package's functions keep Numba's own cache, warning once; False."""
+    global _unlocked_reason
+    if _unlocked_reason is None:
+        _unlocked_reason = reason
+        warnings.warn(
+            f"reprogls: Numba {numba.__version__}'s cache differs from the versions "
+            f"reprogls knows (0.59-0.68; {reason}), so its kernels use Numba's own cache, "
+            "which processes compiling the same kernel at once can leave broken; compile "
+            "them in one process first (python -c \"import reprogls; reprogls.warmup()\") "
+            "before starting several", RuntimeWarning, stacklevel=stacklevel)
+    return False
+
+
+def _lock_cache_of(compiled, py_func) -> bool:
+    """Give ``compiled`` (a dispatcher or a ``CFunc``) a :class:`LockedFunctionCache` of
+    ``py_func``; False, with a warning once per process, where this Numba's internals
+    do not fit it (the object then keeps the cache it has)."""
+    if _unlocked_reason is not None:
+        return False
+    if LockedFunctionCache is None:
+        return _unlock(_MISSING)
+    if not hasattr(compiled, "_cache"):
+        return _unlock(f"{type(compiled).__name__} has no _cache")
+    try:
+        compiled._cache = LockedFunctionCache(py_func)
+    except (AttributeError, TypeError) as exc:
+        return _unlock(f"{type(exc).__name__}: {exc}")
+    return True
 
 
 def njit(*args, cache: bool = False, **options) -> Callable:
@@ -143,7 +207,8 @@ def njit(*args, cache: bool = False, **options) -> Callable:
 
     def wrap(func):
         dispatcher = decorate(func)
-        dispatcher._cache = LockedFunctionCache(dispatcher.py_func)
+        if not _lock_cache_of(dispatcher, dispatcher.py_func):
+            dispatcher.enable_caching()  # Numba's own, as numba.njit(cache=True) has
         return dispatcher
 
     return wrap
@@ -158,8 +223,12 @@ def cfunc(sig, cache: bool = False, **options) -> Callable:
     locals_ = dict(options.pop("locals", {}))
 
     def wrap(func):
+        if CFunc is None:
+            _unlock("numba.core.ccallback has no CFunc", stacklevel=3)
+            return numba.cfunc(signature, cache=True, locals=locals_, **options)(func)
         compiled = CFunc(func, signature, locals=locals_, options=options)
-        compiled._cache = LockedFunctionCache(func)
+        if not _lock_cache_of(compiled, func):
+            compiled.enable_caching()
         compiled.compile()
         return compiled
 
