@@ -139,9 +139,10 @@ def _define_locked_cache() -> tuple[type | None, str]:
                 cache_path=self._cache_path, filename_base=self._impl.filename_base,
                 source_stamp=self._impl.locator.get_source_stamp())
 
-        def load_overload(self, sig, target_context):
-            cres = super().load_overload(sig, target_context)
-            if cres is not None and tuple(cres.signature.args) != tuple(
+        def load_overload(self, sig, *args, **kwargs):
+            cres = super().load_overload(sig, *args, **kwargs)
+            loaded = getattr(getattr(cres, "signature", None), "args", None)
+            if loaded is not None and tuple(loaded) != tuple(
                     sigutils.normalize_signature(sig)[0]):
                 return None
             return cres
