@@ -36,6 +36,7 @@ def test_the_audit_of_this_machine_passes(report):
     assert spec["label"] == "spec" and cpu["device"] == "cpu"
     assert {name: fit["fingerprint"] for name, fit in cpu["fits"].items()} == audit.golden()
     assert sorted(cpu["kernels"]) == sorted(spec["kernels"])
+    assert report["environment"]["numba_cache_locked"] is True
     # the probes cover every public kernel
     covered = {key for probe in spec["kernels"].values() for key in probe}
     assert {"sum", "dot", "nrm2", "gemv", "gemv_t", "sur_matvec", "sur_rmatvec",

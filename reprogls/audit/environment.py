@@ -98,6 +98,8 @@ def describe() -> dict:
     """The environment section of an audit report."""
     import numba
 
+    from ..kernels.cpu.jit import cache_is_locked
+
     status = cuda_status()
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -110,6 +112,9 @@ def describe() -> dict:
         "cpu_model": cpu_model(),
         "cpu": cpu_code_paths(), "cpu_threads": cpu_threads(),
         "numba_num_threads_env": os.environ.get("NUMBA_NUM_THREADS"),
+        # whether the kernels' Numba cache is the package's locked one (False: a Numba
+        # whose cache internals changed; kernels/cpu/jit.py); never a matter of bits
+        "numba_cache_locked": cache_is_locked(),
         "subnormals": subnormal_arithmetic(),
         "cuda": {"usable": status.usable, "reason": status.reason,
                  "devices": cuda_devices()},
