@@ -230,11 +230,13 @@ def test_a_numba_with_other_cache_internals_falls_back_to_its_own_cache(tmp_path
     assert run.stdout.strip() == "10.0 ['mine', 'gemv_t', 'sur_rmatvec']"
 
 
-def test_a_cache_class_that_does_not_fit_leaves_numba_s_own(monkeypatch):
+def test_a_cache_class_that_does_not_fit_leaves_numba_s_own(tmp_path, monkeypatch):
     """Where :class:`jit.LockedFunctionCache` cannot be built on this Numba's objects (an
     attribute renamed), ``njit`` and ``cfunc`` keep Numba's own cache, with one warning."""
+    import numba
     from numba import types
 
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))  # not tests/__pycache__
     class Unfitting:
         def __init__(self, py_func):
             raise AttributeError("'_CacheImpl' object has no attribute 'filename_base'")
