@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from reprogls import kernels
@@ -9,6 +11,7 @@ from reprogls import kernels
 from ._common import (
     DEVICES,
     MODES,
+    SMOKE,
     kept_on,
     machine_read_bandwidth,
     require_device,
@@ -103,6 +106,69 @@ class LinearAlgebraNumPy:
         return timed_gbps(self.fn, self.nbytes)
 
     track_gbps.unit = "GB/s"
+
+
+class Speedups:
+    """The kernels issue's ratio targets as tracked numbers, on the CPU: each kernel's best
+    time against its baseline's, timed alternately in one process (a ratio, unlike two
+    ``time_*`` results from different processes, is comparable across the noisy test
+    VMs). Above 1 the kernel is faster. Baselines: NumPy/BLAS (``A @ x``, ``A.T @ y``,
+    ``einsum``, the dense-free Woodbury expression ``R / d - (R G) C^-1 G^T``), and for
+    the fused operator the three kernels it replaces, ``sur_rmatvec(woodbury_solve(
+    sur_matvec(v)))``, in the same mode (the issue asks >= 1.6x). X of 128 MB
+    (N = 8000, K = 200, p = 10, k = 5); ``profiling/kernel_bandwidth.py`` has the issue's
+    400 MB sizes. Each call follows a 0.3 s pause: OpenBLAS's workers spin for ~0.1 s
+    after a call and take the cores from the next one (``profiling/README.md``)."""
+
+    params = (["gemv", "gemv_t", "sur_matvec", "sur_rmatvec", "woodbury_solve",
+               "sur_normal_matvec"], MODES)
+    param_names = ["kernel", "mode"]
+    timeout = 300
+    #: timed pairs (kernel, baseline) per result; the smoke pass only checks that it runs
+    repeat = 2 if SMOKE else 7
+    pause = 0.01 if SMOKE else 0.3
+
+    def setup(self, kernel, mode):
+        rows = ROWS[-1]
+        X, offsets, beta, W, F, d = _problem(rows)
+        X3, B2 = X.reshape(rows, K, P_PER_EQ), beta.reshape(K, P_PER_EQ)
+        factor = kernels.woodbury_factor(F, d, mode)
+        G = F / d[:, None]
+        C = np.eye(RANK) + F.T @ G
+        y = np.ascontiguousarray(W[:, 0])
+        cpu = {"device": "cpu"}
+        self.fn, self.baseline = {
+            "gemv": (lambda: kernels.gemv(X, beta, mode, **cpu), lambda: X @ beta),
+            "gemv_t": (lambda: kernels.gemv_t(X, y, mode, **cpu), lambda: X.T @ y),
+            "sur_matvec": (lambda: kernels.sur_matvec(X, offsets, beta, mode, **cpu),
+                           lambda: np.einsum("nkp,kp->nk", X3, B2)),
+            "sur_rmatvec": (lambda: kernels.sur_rmatvec(X, offsets, W, mode, **cpu),
+                            lambda: np.einsum("nkp,nk->kp", X3, W)),
+            "woodbury_solve": (lambda: kernels.woodbury_solve(factor, W, **cpu),
+                               lambda: W / d - (W @ G) @ np.linalg.solve(C, G.T)),
+            "sur_normal_matvec": (
+                lambda: kernels.sur_normal_matvec(X, offsets, factor, beta, **cpu),
+                lambda: kernels.sur_rmatvec(X, offsets, kernels.woodbury_solve(
+                    factor, kernels.sur_matvec(X, offsets, beta, mode, **cpu), **cpu),
+                    mode, **cpu)),
+        }[kernel]
+        self.fn()
+        self.baseline()
+
+    def _timed_after_pause(self, fn) -> float:
+        time.sleep(self.pause)
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def track_speedup(self, kernel, mode):
+        best_kernel = best_baseline = np.inf
+        for _ in range(self.repeat):
+            best_kernel = min(best_kernel, self._timed_after_pause(self.fn))
+            best_baseline = min(best_baseline, self._timed_after_pause(self.baseline))
+        return best_baseline / best_kernel
+
+    track_speedup.unit = "x"
 
 
 class SeveralRightHandSides:
