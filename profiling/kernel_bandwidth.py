@@ -43,6 +43,11 @@ except ImportError:  # run as a script
     from _timing import best_seconds, best_seconds_back_to_back, blas_read_bandwidth
 
 
+#: Kernels whose baseline runs in the kernel's mode (timed per mode); a NumPy/BLAS
+#: baseline ignores the mode and is timed once.
+MODE_DEPENDENT_BASELINES = frozenset({"sur_normal_matvec"})
+
+
 def cases(rng: np.random.Generator):
     """Yield ``(name, kernel(mode), baseline(mode) or None, bytes)`` for every benchmarked
     kernel; the baseline is what the kernel is compared with (NumPy/BLAS, which ignores
@@ -144,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         for mode in modes:
             if baseline is None:
                 t_base[mode] = np.nan
-            elif name != "sur_normal_matvec" and t_base:  # NumPy ignores the mode
+            elif t_base and name not in MODE_DEPENDENT_BASELINES:
                 t_base[mode] = t_base[modes[0]]
             else:
                 baseline(mode)
