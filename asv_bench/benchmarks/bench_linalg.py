@@ -35,6 +35,25 @@ def _problem(n_rows):
     return X, offsets, beta, W, F, d
 
 
+def _numpy_equivalents(X, beta, W, F, d) -> dict:
+    """The NumPy/BLAS expression of each kernel on :func:`_problem`'s data: ``A @ x``,
+    ``A.T @ y`` (``y`` the first column of W, contiguous as the kernels get it),
+    ``einsum`` for the SUR operators, the dense-free Woodbury ``R / d - (R G) C^-1 G^T``
+    with ``G = D^-1 F`` and ``C = I + F^T G``."""
+    rows = X.shape[0]
+    X3, B2 = X.reshape(rows, K, P_PER_EQ), beta.reshape(K, P_PER_EQ)
+    G = F / d[:, None]
+    C = np.eye(RANK) + F.T @ G
+    y = np.ascontiguousarray(W[:, 0])
+    return {
+        "gemv": lambda: X @ beta,
+        "gemv_t": lambda: X.T @ y,
+        "sur_matvec": lambda: np.einsum("nkp,kp->nk", X3, B2),
+        "sur_rmatvec": lambda: np.einsum("nkp,nk->kp", X3, W),
+        "woodbury_solve": lambda: W / d - (W @ G) @ np.linalg.solve(C, G.T),
+    }
+
+
 class LinearAlgebra:
     params = (["gemv", "gemv_t", "sur_matvec", "sur_rmatvec", "sur_normal_matvec",
                "woodbury_solve"], ROWS, DEVICES, MODES)
@@ -87,16 +106,7 @@ class LinearAlgebraNumPy:
 
     def setup(self, kernel, rows):
         X, _, beta, W, F, d = _problem(rows)
-        X3, B2 = X.reshape(rows, K, P_PER_EQ), beta.reshape(K, P_PER_EQ)
-        G = F / d[:, None]
-        C = np.eye(RANK) + F.T @ G
-        self.fn = {
-            "gemv": lambda: X @ beta,
-            "gemv_t": lambda: X.T @ W[:, 0],
-            "sur_matvec": lambda: np.einsum("nkp,kp->nk", X3, B2),
-            "sur_rmatvec": lambda: np.einsum("nkp,nk->kp", X3, W),
-            "woodbury_solve": lambda: W / d - (W @ G) @ np.linalg.solve(C, G.T),
-        }[kernel]
+        self.fn = _numpy_equivalents(X, beta, W, F, d)[kernel]
         self.nbytes = 2 * W.nbytes if kernel == "woodbury_solve" else X.nbytes
 
     def time_numpy(self, kernel, rows):
@@ -131,29 +141,25 @@ class Speedups:
     pause_s = 0.01 if SMOKE else 0.3
 
     def setup(self, kernel, mode):
-        rows = ROWS[-1]
-        X, offsets, beta, W, F, d = _problem(rows)
-        X3, B2 = X.reshape(rows, K, P_PER_EQ), beta.reshape(K, P_PER_EQ)
+        X, offsets, beta, W, F, d = _problem(ROWS[-1])
         factor = kernels.woodbury_factor(F, d, mode)
-        G = F / d[:, None]
-        C = np.eye(RANK) + F.T @ G
         y = np.ascontiguousarray(W[:, 0])
         cpu = {"device": "cpu"}
-        self.fn, self.baseline = {
-            "gemv": (lambda: kernels.gemv(X, beta, mode, **cpu), lambda: X @ beta),
-            "gemv_t": (lambda: kernels.gemv_t(X, y, mode, **cpu), lambda: X.T @ y),
-            "sur_matvec": (lambda: kernels.sur_matvec(X, offsets, beta, mode, **cpu),
-                           lambda: np.einsum("nkp,kp->nk", X3, B2)),
-            "sur_rmatvec": (lambda: kernels.sur_rmatvec(X, offsets, W, mode, **cpu),
-                            lambda: np.einsum("nkp,nk->kp", X3, W)),
-            "woodbury_solve": (lambda: kernels.woodbury_solve(factor, W, **cpu),
-                               lambda: W / d - (W @ G) @ np.linalg.solve(C, G.T)),
-            "sur_normal_matvec": (
-                lambda: kernels.sur_normal_matvec(X, offsets, factor, beta, **cpu),
-                lambda: kernels.sur_rmatvec(X, offsets, kernels.woodbury_solve(
-                    factor, kernels.sur_matvec(X, offsets, beta, mode, **cpu), **cpu),
-                    mode, **cpu)),
+        self.fn = {
+            "gemv": lambda: kernels.gemv(X, beta, mode, **cpu),
+            "gemv_t": lambda: kernels.gemv_t(X, y, mode, **cpu),
+            "sur_matvec": lambda: kernels.sur_matvec(X, offsets, beta, mode, **cpu),
+            "sur_rmatvec": lambda: kernels.sur_rmatvec(X, offsets, W, mode, **cpu),
+            "woodbury_solve": lambda: kernels.woodbury_solve(factor, W, **cpu),
+            "sur_normal_matvec": lambda: kernels.sur_normal_matvec(X, offsets, factor, beta,
+                                                                   **cpu),
         }[kernel]
+        if kernel == "sur_normal_matvec":  # the three kernels it replaces, in its mode
+            self.baseline = lambda: kernels.sur_rmatvec(X, offsets, kernels.woodbury_solve(
+                factor, kernels.sur_matvec(X, offsets, beta, mode, **cpu), **cpu), mode,
+                **cpu)
+        else:
+            self.baseline = _numpy_equivalents(X, beta, W, F, d)[kernel]
         self.fn()
         self.baseline()
 
