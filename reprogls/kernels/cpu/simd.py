@@ -364,7 +364,10 @@ def _fused_interleaved() -> bool:
     VM (thirty-eighth session) the interleaved kernel took 1824 / 2454 ns per row
     against 1316 / 1896 in sequence, and ``kernel_bandwidth.py`` (two threads, X of
     400 MB, alternating processes) 23.9-24.1 / 32.2-32.9 ms against 19.1 / 24.8-24.9 ms.
-    (A Zen 5, whose AVX-512 units are full width, takes the Zen rule too; unmeasured.)
+    Not the Zen 4's 1 MB L2 (two blocks of rows at P = 2000 do not fit): with P = 500
+    or 1000, where they do, the interleaved kernel lost too (forty-second session,
+    docs/performance.md). (A Zen 5, whose AVX-512 units are full width, takes the Zen
+    rule too; unmeasured.)
     The bits are the same either way: each lane takes a block's terms in row order for
     every column, and every step of a block before the next block's.
     """
