@@ -29,7 +29,6 @@ as exact FMAs) gave 28.4 against 31.9.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from numba import njit
@@ -37,6 +36,11 @@ from numba import njit
 from reprogls.kernels.cpu.rowgroups import BLOCK, GROUP, ROWS
 from reprogls.kernels.cpu.streamed import _lane_steps, weight_plan
 from reprogls.kernels.cpu.views import unmanaged
+
+try:
+    from ._timing import best_seconds
+except ImportError:  # run as a script
+    from _timing import best_seconds
 
 #: (lane stride, row-group stride) of the block's weights per layout
 LAYOUTS = {"block": (1, GROUP), "lane-major": (BLOCK, 1)}
@@ -67,14 +71,7 @@ def _steps(SA, EA, X, W, lane_stride, step_stride, eqv, pick, eq_of_column, span
 def clock_ghz(n: int = 100_000_000) -> float:
     """The core's clock from a dependent-addition loop (three cycles per addition)."""
     _dependent_adds(10)
-    best = min(_timed(lambda: _dependent_adds(n)) for _ in range(3))
-    return 3 * n / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return 3 * n / best_seconds(lambda: _dependent_adds(n), 3, pause=0.0) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             fixed = (SA, EA, X, W, *strides, plan.eqv, plan.pick, plan.eq_of_column,
                      plan.span, mode == "compensated")
             _steps(*fixed, 1)
-            best = min(_timed(lambda f=fixed: _steps(*f, calls)) for _ in range(args.repeat))
+            best = best_seconds(lambda f=fixed: _steps(*f, calls), args.repeat, pause=0.0)
             per_term = best / (calls * ROWS * P)  # seconds per column and row
             cycles = per_term * ghz * 1e9 * 8 * BLOCK
             print(f"  {mode:<12} {layout:<11} {per_term * 1e9:6.3f} ns per column-row  "

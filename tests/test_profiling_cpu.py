@@ -3,28 +3,26 @@
 ``profiling/fused_phases.py`` and ``profiling/lane_steps.py`` call private functions of
 :mod:`reprogls.kernels.cpu` (the fused operator's task loop, its phases, the lane
 steps) to time them apart; a refactor that renames or re-signs one of those would
-otherwise break them silently. Each runs here once at a tiny size and must print a
-time on every row it promises, once (the numbers themselves are not checked: timings
-belong to the scripts, not to the tests).
+otherwise break them silently. Each runs here once at a tiny size, as a script in a
+child process with a Numba cache directory of its own (loaded in this process under
+another module name, their cached functions would be stored under that name and then
+fail to load when the script runs), and must print a time on every row it promises,
+once (the numbers themselves are not checked: timings belong to the scripts, not to
+the tests).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PROFILING = Path(__file__).resolve().parents[1] / "profiling"
+ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"(\d+(?:\.\d+)?)"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"profiling_{name}", PROFILING / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name, argv, rows", [
@@ -39,9 +37,12 @@ def _script(name: str):
      + [rf"^\s+{mode}\s+the kernel \(.*\)\s+memory\s+{NUMBER}$"
         for mode in ("plain", "compensated")]),
 ])
-def test_cpu_profiling_script_runs(name, argv, rows, capsys):
-    assert _script(name).main(argv) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_cpu_profiling_script_runs(name, argv, rows, tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, str(ROOT / "profiling" / f"{name}.py"), *argv],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
     for pattern in rows:
         matching = [line for line in lines if re.search(pattern, line)]
         assert len(matching) == 1, (pattern, lines)
