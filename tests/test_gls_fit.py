@@ -122,7 +122,10 @@ def test_sigma_step_in_a_heywood_case_beats_thousands_of_closed_form_steps():
     assert fa.n_iter_ == 5000 and evaluations < 100
     assert ll > fa.score(E) * N
     assert d[4] / S[4, 4] < 1e-6  # the Heywood uniqueness, far below sklearn's
-    at = profile(MomentMatrix(S, "compensated"), N, "compensated", d, F / np.sqrt(d)[:, None])
+    # K = 6 <= 16 k: the fit solved the whole eigenproblem in each evaluation (the
+    # subspace iteration's profile at this d differs by ~1e-9 relative: its eigenvalues
+    # carry errors of eps * lambda_max, lambda_max ~ 1e7 here)
+    at = profile(MomentMatrix(S, "compensated"), N, "compensated", d, None, k)
     assert np.max(np.abs(at.grad)) < 1e-4  # stationary (the start: ~0.5)
     np.testing.assert_allclose(at.ll, ll, rtol=1e-12)
 

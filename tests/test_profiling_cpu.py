@@ -1,14 +1,18 @@
-"""The CPU profiling scripts that reach into the kernels' internals still run.
+"""The CPU profiling scripts that reach into the package's internals still run.
 
 ``profiling/fused_phases.py`` and ``profiling/lane_steps.py`` call private functions of
 :mod:`reprogls.kernels.cpu` (the fused operator's task loop, its phases, the lane
-steps) to time them apart; a refactor that renames or re-signs one of those would
-otherwise break them silently. Each runs here once at a tiny size, as a script in a
-child process with a Numba cache directory of its own (loaded in this process under
-another module name, their cached functions would be stored under that name and then
-fail to load when the script runs), and must print a time on every row it promises,
-once (the numbers themselves are not checked: timings belong to the scripts, not to
-the tests).
+steps) to time them apart, and ``profiling/compare_peers.py`` calls the Sigma-step
+(:func:`reprogls.gls.sigma.factor_analysis`) and the peers' APIs (linearmodels,
+statsmodels, scikit-learn: the test extras); a refactor or a peer's new release that
+renames or re-signs one of those would otherwise break them silently. Each runs here
+once at a tiny size, as a script in a child process, and must print a time on every
+row it promises, once (the numbers themselves are not checked: timings belong to the
+scripts, not to the tests). The two with Numba functions of their own get a Numba
+cache directory of their own: loaded in this process under another module name, their
+cached functions would be stored under that name and then fail to load when the script
+runs. ``compare_peers.py`` has none, and shares the package's cache (with a fresh one
+it would compile every kernel it reaches again).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"(\d+(?:\.\d+)?)"
+#: Scripts that define Numba functions of their own.
+OWN_NUMBA_CACHE = ("lane_steps", "fused_phases")
 
 
 @pytest.mark.parametrize("name, argv, rows", [
@@ -36,9 +42,20 @@ NUMBER = r"(\d+(?:\.\d+)?)"
       for phase in ("dots", "woodbury", "steps", "all three")]
      + [rf"^\s+{mode}\s+the kernel \(.*\)\s+memory\s+{NUMBER}$"
         for mode in ("plain", "compensated")]),
+    ("compare_peers", ["--small", "--repeat", "1"],
+     [rf"^\s+N=\s*200 K=\s*4 p=2: reprogls\s+{NUMBER} s \(\d+ sweeps\)\s+linearmodels\s+"
+      rf"{NUMBER} s .* max rel beta diff {NUMBER}e",
+      rf"^\s+N=\s*200 K=\s*6 p=2 k=2: reprogls\s+{NUMBER} s .*linearmodels\s+{NUMBER} s",
+      rf"^\s+N=\s*60 K=\s*4 p=2: reprogls\s+{NUMBER} s$",
+      rf"^\s+GLS \(sigma \d+ MB\)\s+{NUMBER} s .* max rel diff beta {NUMBER}e",
+      rf"^\s+OLS, whitened by hand\s+{NUMBER} s .* max rel diff beta {NUMBER}e"]
+     + [rf"^\s+N=\s*300 K=\s*8 k=2 \(2 in the data\) {mode}\s*: reprogls\s+{NUMBER} s "
+        rf".* scikit-learn\s+{NUMBER} s" for mode in ("compensated", "plain")]),
 ])
 def test_cpu_profiling_script_runs(name, argv, rows, tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ)
+    if name in OWN_NUMBA_CACHE:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path)
     run = subprocess.run([sys.executable, str(ROOT / "profiling" / f"{name}.py"), *argv],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]

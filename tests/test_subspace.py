@@ -97,12 +97,13 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
     np.testing.assert_allclose(np.abs(Q.T @ Q_matrix), np.eye(3), atol=1e-8)
 
 
+@pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
-def test_compiled_jacobi_equals_the_python_loop(n):
+def test_compiled_jacobi_equals_the_python_loop(n, negligible):
     """``jacobi_eigh`` (compiled rotations) has the bits of ``jacobi_eigh_reference``
     (the Python loop) on random symmetric matrices of wide magnitudes, on ones with
     repeated eigenvalues and exact zeros off the diagonal, and when the sweep cap
-    stops it."""
+    stops it; rotating to exact zeros or skipping the negligible entries."""
     from reprogls.gls.sigma import jacobi_eigh, jacobi_eigh_reference
 
     rng = np.random.default_rng(n)
@@ -118,8 +119,8 @@ def test_compiled_jacobi_equals_the_python_loop(n):
     cases.append((B + B.T, 1))  # stopped by the cap
     for T, sweeps in cases:
         before = T.copy()
-        got_values, got_vectors = jacobi_eigh(T, sweeps)
-        ref_values, ref_vectors = jacobi_eigh_reference(T, sweeps)
+        got_values, got_vectors = jacobi_eigh(T, sweeps, negligible)
+        ref_values, ref_vectors = jacobi_eigh_reference(T, sweeps, negligible)
         assert (got_values.view(np.uint64) == ref_values.view(np.uint64)).all()
         assert (got_vectors.view(np.uint64) == ref_vectors.view(np.uint64)).all()
         assert (T.view(np.uint64) == before.view(np.uint64)).all()  # input unchanged
@@ -190,3 +191,139 @@ def test_compiled_profile_equals_the_python_steps(monkeypatch, K, k, weak, mode)
     assert (top < 1).any() == weak and (top > 1).any()
     for name in ("F", "Q", "ll", "grad", "update"):
         assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(expected, name))), name
+
+
+def _spd_with_spectrum(K, values, seed):
+    U = np.linalg.qr(np.random.default_rng(seed).standard_normal((K, K)))[0]
+    return (U * values) @ U.T
+
+
+def test_negligible_rule_keeps_the_eigenvalues():
+    """Skipping rotations below ``2^-53 sqrt|a_pp a_qq|`` leaves the eigenvalues within a
+    few ulps of the rotations to exact zeros (and of LAPACK's)."""
+    from reprogls.gls.sigma import NEGLIGIBLE, jacobi_eigh
+
+    for seed in range(3):
+        M = _spd_with_spectrum(30, np.linspace(1.0, 3.0, 30), seed)
+        exact, _ = jacobi_eigh(M, 30, 0.0)
+        thresholded, _ = jacobi_eigh(M, 30, NEGLIGIBLE)
+        np.testing.assert_allclose(thresholded, exact, rtol=1e-14)
+        np.testing.assert_allclose(thresholded, np.linalg.eigvalsh(M)[::-1], rtol=1e-13)
+
+
+@pytest.mark.parametrize("K", [1, 2, 7, 40])
+def test_full_space_eigenpairs_compiled_equals_the_steps_and_numpy(K):
+    """The whole-space eigen-solve compiled into the profile has the bits of its steps
+    from Python (``jacobi_eigh`` of ``(M + M^T) / 2``), also for an ``M`` that is
+    symmetric only to an ulp (the scaled moment matrix is); eigenvalues as NumPy's to
+    1e-12, eigenvectors orthonormal and NumPy's up to sign."""
+    from reprogls.gls import sigma
+
+    values = np.r_[np.linspace(9.0, 2.0, min(K, 5)), np.linspace(1.5, 0.5, max(K - 5, 0))]
+    M = _spd_with_spectrum(K, values, K)
+    M[0, -1] = np.nextafter(M[0, -1], np.inf)  # symmetric to an ulp
+    before = M.copy()
+    got = _subspace.full_space_eigenpairs(M, sigma.JACOBI_SWEEPS, sigma.NEGLIGIBLE)
+    expected = sigma.full_space_eigenpairs(M)
+    for a, b in zip(got, expected, strict=True):
+        assert same_bits(a, b)
+    assert same_bits(M, before)
+    lam, Q = got
+    np.testing.assert_allclose(lam, np.sort(values)[::-1], rtol=1e-12)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(K), atol=1e-13)
+    np.testing.assert_allclose(np.abs(Q.T @ np.linalg.eigh(M)[1][:, ::-1]), np.eye(K),
+                               atol=1e-8)
+
+
+def test_full_space_eigenvalues_keep_their_relative_accuracy_beside_a_huge_one():
+    """A scaled matrix ``D^-1/2 S D^-1/2`` with a tiny ``d_j`` (a Heywood case) has one
+    eigenvalue ~1e8 beside ones ~1: Jacobi on it finds the small ones to ~1e-14
+    relative (against the eigenvalues of the same matrix in extended precision);
+    products with a rotated basis would carry errors of ``eps lambda_max`` ~ 1e-8."""
+    mpmath = pytest.importorskip("mpmath")
+    from reprogls.gls import sigma
+
+    rng = np.random.default_rng(1)
+    K = 8
+    C = np.linalg.qr(rng.standard_normal((K, K)))[0]
+    S = (C * np.linspace(3.0, 0.4, K)) @ C.T
+    d = np.diag(S).copy()
+    d[2] *= 1e-8
+    sqrt_d = np.sqrt(d)
+    M = (S / sqrt_d[:, None]) / sqrt_d[None, :]
+    lam, _ = sigma.full_space_eigenpairs(M)
+    mpmath.mp.dps = 50
+    exact = sorted((float(v) for v in mpmath.eigsy(mpmath.matrix(((M + M.T) * 0.5)
+                                                                 .tolist()))[0]),
+                   reverse=True)
+    assert lam[0] > 1e7 and lam[-1] < 1.0
+    np.testing.assert_allclose(lam, exact, rtol=1e-13)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("K,k", [(6, 2), (20, 10), (30, 29)])
+def test_full_space_profile_compiled_equals_the_steps(monkeypatch, K, k, mode):
+    """``profile`` of the whole eigenproblem (``Q=None``, top ``k`` of it) in one
+    compiled call has the bits of its steps from Python, and reaches the subspace
+    iteration's profile to rounding where that converges."""
+    from reprogls.gls import sigma
+
+    rng = np.random.default_rng([K, k])
+    F = rng.standard_normal((K, 2))
+    d = 0.05 + 0.2 * rng.uniform(size=K)
+    E = rng.standard_normal((8 * K, 2)) @ F.T + rng.standard_normal((8 * K, K)) * np.sqrt(d)
+    S = sigma.MomentMatrix(sigma.residual_moment(E, mode), mode)
+    d_at = d * rng.uniform(0.5, 2.0, K)
+    got = sigma.profile(S, 8 * K, mode, d_at, None, k)
+    assert got.Q.shape == (K, k) and got.F.shape == (K, k)
+    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    expected = sigma.profile(S, 8 * K, mode, d_at, None, k)
+    for name in ("F", "Q", "ll", "grad", "update"):
+        assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(expected, name))), name
+    if k == 2:  # two clear factors: the subspace iteration converges
+        sub = sigma.profile(S, 8 * K, mode, d_at, np.eye(K, k))
+        np.testing.assert_allclose(got.ll, sub.ll, rtol=1e-13)
+        # the subspace iteration stops when the eigenvalues change by 1e-13 relative:
+        # its eigenvectors (errors ~ the square root of the eigenvalues') agree to ~1e-8
+        np.testing.assert_allclose(np.abs(got.F.T @ sub.F), np.abs(got.F.T @ got.F),
+                                   rtol=1e-6)
+
+
+def test_the_whole_eigenproblem_needs_a_moment_matrix_and_the_rank():
+    from reprogls.gls import sigma
+
+    S = sigma.MomentMatrix(np.eye(5) * 2.0, "compensated")
+    with pytest.raises(ValueError, match="needs a MomentMatrix S and the rank"):
+        sigma.profile(S, 10, "compensated", np.ones(5), None)
+    residuals = sigma.ResidualMoment(np.ones((10, 5)), "compensated")
+    with pytest.raises(ValueError, match="needs a MomentMatrix S and the rank"):
+        sigma.profile(residuals, 10, "compensated", np.ones(5), None, 2)
+
+
+def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatch):
+    """At k = 10 of K = 20 (two factors in the data) the Sigma-step solves the whole
+    eigenproblem (``16 k >= K``) in every evaluation and reaches the likelihood of the
+    subspace iteration (which took 0.59 s there against 0.064 s); the alsgls sizes S and
+    M keep the subspace iteration."""
+    from reprogls.gls import sigma
+
+    assert sigma.uses_full_space(20, 10) and sigma.uses_full_space(32, 2)
+    assert not sigma.uses_full_space(50, 3) and not sigma.uses_full_space(200, 5)
+    rng = np.random.default_rng(4)
+    K, N = 20, 2000
+    F = rng.standard_normal((K, 2))
+    E = rng.standard_normal((N, 2)) @ F.T + rng.standard_normal((N, K)) * 0.4
+    S = sigma.residual_moment(np.ascontiguousarray(E - E.mean(axis=0)), "compensated")
+    calls = []
+    real = sigma.profile
+    monkeypatch.setattr(sigma, "profile", lambda *a, **kw: calls.append(
+        None if a[4] is None else a[4].shape) or real(*a, **kw))
+    _, _, ll_full, _ = sigma.factor_analysis(S, N, 10, "compensated")
+    assert calls and all(shape is None for shape in calls)
+    monkeypatch.setattr(sigma, "FULL_SPACE_RANK_FRACTION", 0)
+    calls.clear()
+    _, _, ll_sub, _ = sigma.factor_analysis(S, N, 10, "compensated")
+    assert calls and all(shape == (K, 10) for shape in calls)
+    # the likelihood is flat at this rank and both stop on a change of 1e-10 relative per
+    # step (~190 evaluations each): they agree to a few 1e-9 (measured 3.5e-9)
+    np.testing.assert_allclose(ll_full, ll_sub, rtol=1e-8)

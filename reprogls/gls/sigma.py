@@ -50,9 +50,9 @@ from ._subspace import (
     subspace_iteration,
 )
 
-__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis", "jacobi_eigh",
-           "jacobi_eigh_reference", "profile", "residual_moment", "top_eigenpairs",
-           "uniqueness_bounds"]
+__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis",
+           "full_space_eigenpairs", "jacobi_eigh", "jacobi_eigh_reference", "profile",
+           "residual_moment", "top_eigenpairs", "uniqueness_bounds", "uses_full_space"]
 
 #: Floor of the specific variances relative to the modelled variables' mean squares:
 #: ``d_j >= D_FLOOR * V_j`` (scikit-learn's SMALL, made relative; :func:`uniqueness_bounds`).
@@ -73,6 +73,10 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
 
 #: Most Jacobi sweeps of a Rayleigh-Ritz step (:func:`jacobi_eigh`).
 JACOBI_SWEEPS = 30
+#: The whole-space eigen-solve skips a rotation whose off-diagonal entry is at most this
+#: times ``sqrt|a_pp| sqrt|a_qq|`` (:func:`._subspace.jacobi_rotations`); the subspace
+#: iteration's k x k solves rotate until the entries are exactly zero.
+NEGLIGIBLE = 2.0 ** -53
 #: Largest product ``M Q`` (``K^2 k`` multiply-adds) for which :func:`top_eigenpairs` of a
 #: matrix runs as one compiled call on one thread; larger ones use the threads for each
 #: product (the same bits either way). Measured on the 2-core Zen 3 box, three
@@ -81,13 +85,14 @@ JACOBI_SWEEPS = 30
 COMPILED_MAX_WORK = 1 << 21
 
 
-def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS
+def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 0.0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
 
     Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
-    skipped when ``|T_pq|`` is already zero; stops after a sweep without rotations or
-    after ``sweeps`` sweeps. Only ``+ - * /`` and ``sqrt``: the same bits everywhere.
+    skipped when ``T_pq`` is zero or ``|T_pq| <= negligible sqrt|T_pp| sqrt|T_qq|`` (the
+    current entries); stops after a sweep without rotations or after ``sweeps`` sweeps.
+    Only ``+ - * /`` and ``sqrt``: the same bits everywhere.
     The rotations are compiled (:func:`._subspace.jacobi_rotations`; the bits of
     :func:`jacobi_eigh_reference`). Returns ``(eigenvalues descending, eigenvectors as
     columns)``.
@@ -95,21 +100,22 @@ def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS
     A = np.array(T, dtype=np.float64, order="C", copy=True)
     n = A.shape[0]
     V = np.eye(n)
-    jacobi_rotations(A, V, sweeps)
+    jacobi_rotations(A, V, sweeps, float(negligible))
     values = np.array([A[i, i] for i in range(n)])
     order = sorted(range(n), key=lambda i: (-values[i], i))
     return values[order], V[:, order]
 
 
-def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30
+def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30, negligible: float = 0.0
                           ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`jacobi_eigh` in plain Python (the tests' oracle for the compiled rotations).
 
     Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
 
     Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
-    skipped when ``|T_pq|`` is already zero; stops after a sweep without rotations or
-    after ``sweeps`` sweeps. Only ``+ - * /`` and ``sqrt``: the same bits everywhere.
+    skipped when ``T_pq`` is zero or ``|T_pq| <= negligible sqrt|T_pp| sqrt|T_qq|``;
+    stops after a sweep without rotations or after ``sweeps`` sweeps. Only ``+ - * /``
+    and ``sqrt``: the same bits everywhere.
     Returns ``(eigenvalues descending, eigenvectors as columns)``.
     """
     A = [[float(v) for v in row] for row in T]
@@ -120,7 +126,8 @@ def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30
         for p in range(n):
             for q in range(p + 1, n):
                 apq = A[p][q]
-                if apq == 0.0:
+                if apq == 0.0 or abs(apq) <= negligible * (math.sqrt(abs(A[p][p]))
+                                                            * math.sqrt(abs(A[q][q]))):
                     continue
                 rotated = True
                 theta = (A[q][q] - A[p][p]) / (2.0 * apq)
@@ -223,6 +230,66 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
     return lam, Q
 
 
+#: The Sigma-step of a moment matrix solves the whole eigenproblem of ``M``
+#: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
+#: ``FULL_SPACE_RANK_FRACTION * rank >= K`` (:func:`uses_full_space` has the measurements).
+FULL_SPACE_RANK_FRACTION = 16
+
+
+def uses_full_space(K: int, rank: int) -> bool:
+    """Whether the Sigma-step of a K x K moment matrix at ``rank`` factors solves the whole
+    eigenproblem of ``M = D^-1/2 S D^-1/2`` (all K eigenpairs, :func:`full_space_eigenpairs`)
+    rather than the top ``rank`` by subspace iteration (:func:`top_eigenpairs`).
+
+    The subspace iteration converges at the rate ``lambda_{k+1} / lambda_k``. At a rank
+    beyond the data's factors the top eigenvalues of ``M`` at the likelihood's optimum
+    crowd just above 1 (e.g. 1.09 and 1.07 at k = 25, K = 50), so each evaluation ran
+    into the 200-iteration cap, and a fit at K = 50 (N = 5000, p = 5, three factors in
+    the data) took 17 s at k = 25 and 60 s at k = 37 (0.04 s at k = 3): 0.39 and 0.88 s
+    with the whole-space solve, which costs ``O(K^3)`` per evaluation whatever the
+    spectrum. Where the rank is at most the data's factors the subspace iteration is
+    faster. Fit times, subspace / whole space (2-core Zen 4, forty-third session; the
+    same data, three factors):
+
+    ========  ===============================  =====================================
+    K         k <= 3 (the data's factors)      k above them
+    ========  ===============================  =====================================
+    20        0.018-0.023 / 0.021-0.034 s      k = 5: 0.099 / 0.024
+    50        0.046-0.049 / 0.065-0.071        k = 6, 9, 12: 0.21-0.89 / 0.07-0.09
+    100       k = 3: 0.24 / 0.30               k = 6, 12, 25: 0.60-8.3 / 0.36-0.74
+    200       k = 5: 1.66 / 1.80               k = 12, 25: 2.5-6.4 / 1.7-2.2
+    ========  ===============================  =====================================
+
+    The whole space's loss where the subspace wins is bounded (at most ~1.5x, 25 ms at
+    K = 50), the subspace's where it loses is not (up to 70x), and the rank a user
+    tries often exceeds the data's factors (choosing k by AIC/BIC fits several), so the
+    rule leans to the whole space: ``16 k >= K`` (the alsgls sizes S, K = 50, k = 3,
+    and M, K = 200, k = 5, keep the subspace iteration). The whole-space answers
+    reached the same or a higher likelihood (by up to 2e-3 at K = 100, k = 25, where
+    the subspace iteration stopped on inexact eigenpairs).
+    """
+    return FULL_SPACE_RANK_FRACTION * rank >= K
+
+
+def full_space_eigenpairs(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenpairs of the symmetric K x K ``M``, eigenvalues descending: cyclic Jacobi
+    rotations (:func:`jacobi_eigh`, rotations skipped below :data:`NEGLIGIBLE`) on
+    ``(M + M^T) / 2`` itself, from the identity.
+
+    Jacobi on ``M`` itself, not on ``Q^T M Q`` for a basis ``Q`` near the eigenvectors
+    (a warm start of a few sweeps): ``M = D^-1/2 S D^-1/2`` is a scaled matrix whose
+    eigenvalues Jacobi finds to high relative accuracy, the small ones included, while
+    the products of a rotated basis carry errors of ``eps lambda_max`` into every
+    entry. In a Heywood case (``lambda_max`` ~ 1e7) that noise in the log-likelihood
+    (~1e-9 relative) kept the Sigma-step from meeting its stopping rule: 115
+    evaluations against 45 with Jacobi on ``M`` (and with the subspace iteration).
+    The rotations are compiled (:func:`._subspace.jacobi_rotations`); the compiled
+    profile runs the same steps (:func:`._subspace.full_space_eigenpairs`).
+    """
+    M = np.asarray(M, dtype=np.float64)
+    return jacobi_eigh((M + M.T) * 0.5, JACOBI_SWEEPS, NEGLIGIBLE)
+
+
 class MomentMatrix:
     """``S`` given as the K x K matrix (e.g. :func:`residual_moment`)."""
 
@@ -289,7 +356,8 @@ class Profile:
     """The likelihood profiled over ``F`` at the uniquenesses ``d`` (module docstring).
 
     ``F`` is the closed-form optimum for this ``d``; ``Q`` its eigenvectors (the warm start
-    of the next eigen-solve); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
+    of the next eigen-solve; unused where the whole eigenproblem is solved,
+    :func:`uses_full_space`); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
     gradient of the negative log-likelihood per row in ``z = log d``; ``update`` the
     closed-form update ``diag(S - F F^T)`` (``grad = (1 - update / d) / 2``).
     """
@@ -302,11 +370,14 @@ class Profile:
     update: np.ndarray
 
 
-def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
+def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
+            rank: int | None = None) -> Profile:
     """Profile the likelihood at ``d`` (module docstring).
 
-    With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (subspace
-    iteration warm-started from ``Q``) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+    With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (``k =
+    rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``,
+    or, with ``Q=None`` for a moment matrix, from the whole eigenproblem,
+    :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
 
     .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
               \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
@@ -321,30 +392,43 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray) -> Profile:
     small). CRO-1 sums, the portable ``log``; ``(F F^T)_jj`` is the CRO-1 dot of row j
     with itself.
 
-    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` is profiled in one compiled call
-    (:func:`._subspace.profile_moment`, the same steps and bits); the factor analysis of
-    an S-size fit makes ~27 of these evaluations.
+    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` (``K^3`` for the whole
+    eigenproblem) is profiled in one compiled call (:func:`._subspace.profile_moment`,
+    the same steps and bits); the factor analysis of an S-size fit makes ~27 of these
+    evaluations.
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 
-    if isinstance(S, MomentMatrix) and S.size ** 2 * Q.shape[1] <= COMPILED_MAX_WORK:
+    full = Q is None
+    if full and (rank is None or not isinstance(S, MomentMatrix)):
+        raise ValueError("Q=None (the whole eigenproblem) needs a MomentMatrix S and the "
+                         "rank")
+    rank = Q.shape[1] if rank is None else int(rank)
+    work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
+    if isinstance(S, MomentMatrix) and work <= COMPILED_MAX_WORK:
+        Q0 = np.eye(S.size, rank) if full else np.ascontiguousarray(Q, dtype=np.float64)
         F, Q, ll, grad, update = profile_moment(
             np.ascontiguousarray(S.S), S.diagonal(), float(N),
-            np.ascontiguousarray(d, dtype=np.float64),
-            np.ascontiguousarray(Q, dtype=np.float64), mode == "compensated",
-            EIGEN_MAX_ITER, EIGEN_TOL, JACOBI_SWEEPS, LOG_2PI)
+            np.ascontiguousarray(d, dtype=np.float64), Q0, rank, full,
+            mode == "compensated", EIGEN_MAX_ITER, EIGEN_TOL, JACOBI_SWEEPS, NEGLIGIBLE,
+            LOG_2PI)
         return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update)
     sqrt_d = np.sqrt(d)
-    lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
-    gain = np.maximum(lam - 1.0, 0.0)
-    F = (sqrt_d[:, None] * Q) * np.sqrt(gain)[None, :]
+    if full:
+        lam, Q = full_space_eigenpairs(S.scaled(sqrt_d))
+        lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
+    else:
+        lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
+        lam_k, Q_k = lam, Q
+    gain = np.maximum(lam_k - 1.0, 0.0)
+    F = (sqrt_d[:, None] * Q_k) * np.sqrt(gain)[None, :]
     update = S.diagonal() - matmul(F * F, np.ones((F.shape[1], 1)), mode)[:, 0]
     ratio = update / d
     compensated = mode == "compensated"
     log_terms = (_cpu_red.cro_sum(_cpu_ew.log(d), compensated)
-                 + _cpu_red.cro_sum(_cpu_ew.log(lam[lam > 1.0]), compensated))
+                 + _cpu_red.cro_sum(_cpu_ew.log(lam_k[lam_k > 1.0]), compensated))
     nll2 = (S.size * LOG_2PI + log_terms) + _cpu_red.cro_sum(ratio, compensated)
-    return Profile(d=d, F=F, Q=Q, ll=-0.5 * N * nll2, grad=0.5 * (1.0 - ratio),
+    return Profile(d=d, F=F, Q=Q_k, ll=-0.5 * N * nll2, grad=0.5 * (1.0 - ratio),
                    update=update)
 
 
@@ -435,6 +519,12 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     (Evaluations, well-conditioned S, M and K = 2000 fits: as many as the closed-form
     iteration, +-1; Heywood cases: 20-130 instead of thousands.)
 
+    Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``: by subspace
+    iteration warm-started from the previous evaluation's, or, for a moment matrix with
+    ``16 k >= K`` (:func:`uses_full_space`: a rank beyond the data's factors crowds the
+    top eigenvalues and stalls the subspace iteration), all K of them by Jacobi
+    rotations on ``M`` itself (:func:`full_space_eigenpairs`).
+
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
 
@@ -476,8 +566,10 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
 
+    full = isinstance(S, MomentMatrix) and uses_full_space(K, rank)
+
     def at(z, Q):
-        return profile(S, N, mode, hi * _cpu_ew.exp(z), Q)
+        return profile(S, N, mode, hi * _cpu_ew.exp(z), None if full else Q, rank)
 
     d = np.array(d0, dtype=np.float64) if d0 is not None else hi
     z = np.clip(_cpu_ew.log(np.maximum(d, lower) / hi), z_lo, 0.0)

@@ -205,17 +205,19 @@ def _elementary() -> None:
 
 def _subspace() -> None:
     """The compiled profile of the Sigma-step (:func:`reprogls.gls._subspace.profile_moment`,
-    its subspace iteration inlined) and the Jacobi rotations of the k x k eigenproblem,
-    which the fits with ``K^2 k`` up to ``sigma.COMPILED_MAX_WORK`` use (S and M). The
-    steps on their own (Python's loop for larger K) are :func:`_large`'s."""
+    its subspace iteration and whole-space solve inlined) and the Jacobi rotations of the
+    k x k eigenproblem, which the fits with ``K^2 k`` up to ``sigma.COMPILED_MAX_WORK``
+    use (S and M). The steps on their own (Python's loop for larger K) are
+    :func:`_large`'s."""
     from ..gls import _subspace
 
     Z = np.arange(6.0).reshape(3, 2)
     M = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     for compensated in (True, False):
-        _subspace.profile_moment(M, np.diag(M).copy(), 10.0, np.ones(3), Z, compensated, 2,
-                                 1e-13, 30, 1.8)
-    _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30)
+        for full in (False, True):  # subspace iteration, whole space
+            _subspace.profile_moment(M, np.diag(M).copy(), 10.0, np.ones(3), Z, 2, full,
+                                     compensated, 2, 1e-13, 30, 2.0 ** -53, 1.8)
+    _subspace.jacobi_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30, 0.0)
 
 
 def _subspace_steps() -> None:
