@@ -115,7 +115,7 @@ def test_sigma_step_in_a_heywood_case_beats_thousands_of_closed_form_steps():
     E = heywood_residuals()
     N, k = E.shape[0], 2
     S = residual_moment(E, "compensated")
-    F, d, ll, evaluations = factor_analysis(S, N, k, "compensated")
+    _, d, ll, evaluations = factor_analysis(S, N, k, "compensated")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning
         fa = skl.FactorAnalysis(n_components=k, tol=1e-12, max_iter=5000).fit(E)

@@ -245,28 +245,30 @@ def uses_full_space(K: int, rank: int) -> bool:
     beyond the data's factors the top eigenvalues of ``M`` at the likelihood's optimum
     crowd just above 1 (e.g. 1.09 and 1.07 at k = 25, K = 50), so each evaluation ran
     into the 200-iteration cap, and a fit at K = 50 (N = 5000, p = 5, three factors in
-    the data) took 17 s at k = 25 and 60 s at k = 37 (0.04 s at k = 3): 0.39 and 0.88 s
+    the data) took 17 s at k = 25 and 60 s at k = 37 (0.05 s at k = 3): 0.58 and 1.2 s
     with the whole-space solve, which costs ``O(K^3)`` per evaluation whatever the
     spectrum. Where the rank is at most the data's factors the subspace iteration is
     faster. Fit times, subspace / whole space (2-core Zen 4, forty-third session; the
-    same data, three factors):
+    same data, three factors; N = 5000 up to K = 50, then 10000 and 20000):
 
     ========  ===============================  =====================================
     K         k <= 3 (the data's factors)      k above them
     ========  ===============================  =====================================
-    20        0.018-0.023 / 0.021-0.034 s      k = 5: 0.099 / 0.024
-    50        0.046-0.049 / 0.065-0.071        k = 6, 9, 12: 0.21-0.89 / 0.07-0.09
-    100       k = 3: 0.24 / 0.30               k = 6, 12, 25: 0.60-8.3 / 0.36-0.74
-    200       k = 5: 1.66 / 1.80               k = 12, 25: 2.5-6.4 / 1.7-2.2
+    20        0.025-0.030 / 0.029-0.048 s      k = 5, 10, 15: 0.09-5.3 / 0.02-0.11
+    50        0.047 / 0.070                    k = 6, 12: 0.19-0.88 / 0.07-0.11;
+                                               k = 25, 37: 17-60 / 0.58-1.2
+    100       0.24 / 0.37                      k = 6, 12, 25: 0.57-8.3 / 0.42-0.98
+    200       k = 5: 1.56 / 2.29               k = 12: 2.16 / 2.47; k = 25: 5.5 / 2.9
     ========  ===============================  =====================================
 
-    The whole space's loss where the subspace wins is bounded (at most ~1.5x, 25 ms at
-    K = 50), the subspace's where it loses is not (up to 70x), and the rank a user
-    tries often exceeds the data's factors (choosing k by AIC/BIC fits several), so the
-    rule leans to the whole space: ``16 k >= K`` (the alsgls sizes S, K = 50, k = 3,
-    and M, K = 200, k = 5, keep the subspace iteration). The whole-space answers
-    reached the same or a higher likelihood (by up to 2e-3 at K = 100, k = 25, where
-    the subspace iteration stopped on inexact eigenpairs).
+    The whole space's loss where the subspace wins is bounded (at most ~1.6x: 23 ms at
+    K = 50, 0.7 s at K = 200), the subspace's where it loses is not (up to 50x), and
+    the rank a user tries often exceeds the data's factors (choosing k by AIC/BIC fits
+    several), so the rule leans to the whole space: ``16 k >= K`` (the alsgls sizes S,
+    K = 50, k = 3, and M, K = 200, k = 5, keep the subspace iteration, and their
+    fingerprints). The whole-space answers reached the same or a higher likelihood (by
+    up to 2e-3 at K = 100, k = 25, where the subspace iteration stopped on inexact
+    eigenpairs).
     """
     return FULL_SPACE_RANK_FRACTION * rank >= K
 
