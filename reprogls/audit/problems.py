@@ -12,9 +12,9 @@ the commit::
     python -m tests.golden --write
 
 Together the problems take every branch that decides bits: the Gram and CG beta-steps,
-both reduction modes, the moment Sigma-step (by the whole eigenproblem and by subspace
-iteration, :func:`reprogls.gls.sigma.uses_full_space`) and the residual one, plug-in
-and robust standard
+both reduction modes, the moment and residual Sigma-steps (each by the whole
+eigenproblem and by subspace iteration, :func:`reprogls.gls.sigma.uses_full_space`),
+plug-in and robust standard
 errors, ridge, added constants, equations of different widths, the L1-penalised and
 box-constrained beta-step on either operator (:mod:`reprogls.gls.penalty`) and a design
 large enough (17000 x 160) for the kernels to split their work across threads.
@@ -61,10 +61,13 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
     "cg-compensated": (_small, {"rank": 2, "beta_solver": "cg"}),
     "cg-plain-residuals": (_small, {"rank": 2, "beta_solver": "cg",
                                     "sigma_step": "residuals", "mode": "plain"}),
-    # K > 16 k: the Sigma-step's subspace iteration on the moment matrix (the problems
-    # above with a moment matrix solve the whole eigenproblem, sigma.uses_full_space)
+    # K > 16 k: the Sigma-step's subspace iteration, on the moment matrix and on the
+    # residuals (the other problems solve the whole eigenproblem, sigma.uses_full_space)
     "gram-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
                       {"rank": 1, "beta_solver": "gram"}),
+    "residuals-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
+                           {"rank": 1, "beta_solver": "gram", "sigma_step": "residuals",
+                            "mode": "plain"}),
     "robust": (_small, {"rank": 2, "cov_type": "robust"}),
     "named-unequal-constant": (lambda: (_named_unequal(), None),
                                {"rank": 1, "add_constant": True, "ridge": 0.25}),

@@ -310,11 +310,9 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
         residuals, ``M Q = D^-1/2 E^T (E D^-1/2 Q) / N`` (``O(N K k)`` per product, no
         K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``. The two give
-        different bits; each is deterministic. ``"moment"`` at ``16 * rank >= K`` solves
-        the whole eigenproblem of ``M`` (:func:`.sigma.uses_full_space`); ``"residuals"``
-        always iterates on a rank-dimensional subspace, which stalls where the rank
-        exceeds the data's factors (K = 50, k = 25: over 150 s a fit, against 0.6 s with
-        ``"moment"``): keep it for ``K`` far above the rank.
+        different bits; each is deterministic. At ``16 * rank >= K`` either solves the
+        whole eigenproblem of ``M`` (:func:`.sigma.uses_full_space`; ``"residuals"``
+        then forms ``M`` from its products with the K unit vectors, ``O(N K^2)``).
     cov_type : {"plugin", "robust", "none"}, optional
         Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
         ``bounds``, where neither covariance is valid (``"plugin"``/``"robust"`` are

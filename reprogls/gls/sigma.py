@@ -230,14 +230,14 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
     return lam, Q
 
 
-#: The Sigma-step of a moment matrix solves the whole eigenproblem of ``M``
+#: The Sigma-step solves the whole eigenproblem of ``M``
 #: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
 #: ``FULL_SPACE_RANK_FRACTION * rank >= K`` (:func:`uses_full_space` has the measurements).
 FULL_SPACE_RANK_FRACTION = 16
 
 
 def uses_full_space(K: int, rank: int) -> bool:
-    """Whether the Sigma-step of a K x K moment matrix at ``rank`` factors solves the whole
+    """Whether the Sigma-step of K equations at ``rank`` factors solves the whole
     eigenproblem of ``M = D^-1/2 S D^-1/2`` (all K eigenpairs, :func:`full_space_eigenpairs`)
     rather than the top ``rank`` by subspace iteration (:func:`top_eigenpairs`).
 
@@ -378,8 +378,9 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
 
     With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (``k =
     rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``,
-    or, with ``Q=None`` for a moment matrix, from the whole eigenproblem,
-    :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+    or, with ``Q=None``, from the whole eigenproblem, :func:`full_space_eigenpairs`, of
+    ``M`` itself or, for the residuals, of ``M I``: ``M``'s products with the K unit
+    vectors, ``O(N K^2)`` like forming ``S``) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
 
     .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
               \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
@@ -402,9 +403,8 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     from ..kernels.cpu import elementwise as _cpu_ew
 
     full = Q is None
-    if full and (rank is None or not isinstance(S, MomentMatrix)):
-        raise ValueError("Q=None (the whole eigenproblem) needs a MomentMatrix S and the "
-                         "rank")
+    if full and rank is None:
+        raise ValueError("Q=None (the whole eigenproblem) needs the rank")
     rank = Q.shape[1] if rank is None else int(rank)
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
     if isinstance(S, MomentMatrix) and work <= COMPILED_MAX_WORK:
@@ -417,7 +417,10 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
         return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update)
     sqrt_d = np.sqrt(d)
     if full:
-        lam, Q = full_space_eigenpairs(S.scaled(sqrt_d))
+        M = S.scaled(sqrt_d)
+        if callable(M):  # residuals: M itself, from the products with the unit vectors
+            M = M(np.eye(S.size))
+        lam, Q = full_space_eigenpairs(M)
         lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
     else:
         lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
@@ -522,10 +525,11 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     iteration, +-1; Heywood cases: 20-130 instead of thousands.)
 
     Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``: by subspace
-    iteration warm-started from the previous evaluation's, or, for a moment matrix with
-    ``16 k >= K`` (:func:`uses_full_space`: a rank beyond the data's factors crowds the
-    top eigenvalues and stalls the subspace iteration), all K of them by Jacobi
-    rotations on ``M`` itself (:func:`full_space_eigenpairs`).
+    iteration warm-started from the previous evaluation's, or, with ``16 k >= K``
+    (:func:`uses_full_space`: a rank beyond the data's factors crowds the top
+    eigenvalues and stalls the subspace iteration), all K of them by Jacobi rotations
+    on ``M`` itself (:func:`full_space_eigenpairs`; from the residuals, ``M`` is formed
+    by its products with the unit vectors).
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
@@ -568,7 +572,7 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
 
-    full = isinstance(S, MomentMatrix) and uses_full_space(K, rank)
+    full = uses_full_space(K, rank)
 
     def at(z, Q):
         return profile(S, N, mode, hi * _cpu_ew.exp(z), None if full else Q, rank)
