@@ -310,9 +310,9 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
         residuals, ``M Q = D^-1/2 E^T (E D^-1/2 Q) / N`` (``O(N K k)`` per product, no
         K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``. The two give
-        different bits; each is deterministic. At ``16 * rank >= K`` either solves the
-        whole eigenproblem of ``M`` (:func:`.sigma.uses_full_space`; ``"residuals"``
-        then forms ``M`` from its products with the K unit vectors, ``O(N K^2)``).
+        different bits; each is deterministic. At ``16 * rank >= K`` the Sigma-step solves
+        the whole eigenproblem of ``M`` (:func:`.sigma.uses_full_space`), which needs the
+        K x K matrix: ``"residuals"`` then forms it as ``"moment"`` does (the same bits).
     cov_type : {"plugin", "robust", "none"}, optional
         Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
         ``bounds``, where neither covariance is valid (``"plugin"``/``"robust"`` are

@@ -378,9 +378,8 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
 
     With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (``k =
     rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``,
-    or, with ``Q=None``, from the whole eigenproblem, :func:`full_space_eigenpairs`, of
-    ``M`` itself or, for the residuals, of ``M I``: ``M``'s products with the K unit
-    vectors, ``O(N K^2)`` like forming ``S``) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+    or, with ``Q=None`` for a moment matrix, from the whole eigenproblem,
+    :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
 
     .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
               \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
@@ -403,8 +402,9 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     from ..kernels.cpu import elementwise as _cpu_ew
 
     full = Q is None
-    if full and rank is None:
-        raise ValueError("Q=None (the whole eigenproblem) needs the rank")
+    if full and (rank is None or not isinstance(S, MomentMatrix)):
+        raise ValueError("Q=None (the whole eigenproblem) needs a MomentMatrix S and the "
+                         "rank")
     rank = Q.shape[1] if rank is None else int(rank)
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
     if isinstance(S, MomentMatrix) and work <= COMPILED_MAX_WORK:
@@ -417,10 +417,7 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
         return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update)
     sqrt_d = np.sqrt(d)
     if full:
-        M = S.scaled(sqrt_d)
-        if callable(M):  # residuals: M itself, from the products with the unit vectors
-            M = M(np.eye(S.size))
-        lam, Q = full_space_eigenpairs(M)
+        lam, Q = full_space_eigenpairs(S.scaled(sqrt_d))
         lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
     else:
         lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
@@ -528,8 +525,8 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     iteration warm-started from the previous evaluation's, or, with ``16 k >= K``
     (:func:`uses_full_space`: a rank beyond the data's factors crowds the top
     eigenvalues and stalls the subspace iteration), all K of them by Jacobi rotations
-    on ``M`` itself (:func:`full_space_eigenpairs`; from the residuals, ``M`` is formed
-    by its products with the unit vectors).
+    on ``M`` itself (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then
+    formed once, as :func:`residual_moment` forms it, the same bits as a moment matrix).
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
@@ -569,10 +566,13 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     if isinstance(S, np.ndarray):
         S = MomentMatrix(S, mode)
     K = S.size
+    full = uses_full_space(K, rank)
+    if full and isinstance(S, ResidualMoment):
+        # the whole eigenproblem needs M itself: S once (one pass over E), not M's
+        # products with the K unit vectors in every evaluation (two passes each)
+        S = MomentMatrix(residual_moment(S.E, mode, S.device), mode)
     lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
-
-    full = uses_full_space(K, rank)
 
     def at(z, Q):
         return profile(S, N, mode, hi * _cpu_ew.exp(z), None if full else Q, rank)
