@@ -98,7 +98,7 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
 
 
 @pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 33])
 def test_compiled_jacobi_equals_the_python_loop(n, negligible):
     """``jacobi_eigh`` (compiled rotations) has the bits of ``jacobi_eigh_reference``
     (the Python loop) on random symmetric matrices of wide magnitudes, on ones with
@@ -124,6 +124,18 @@ def test_compiled_jacobi_equals_the_python_loop(n, negligible):
         assert (got_values.view(np.uint64) == ref_values.view(np.uint64)).all()
         assert (got_vectors.view(np.uint64) == ref_vectors.view(np.uint64)).all()
         assert (T.view(np.uint64) == before.view(np.uint64)).all()  # input unchanged
+
+
+def test_jacobi_refuses_a_matrix_that_is_not_symmetric_bit_for_bit():
+    """The compiled rotations update rows and copy them into the columns, which is the
+    reference's arithmetic only for an exactly symmetric ``T``."""
+    from reprogls.gls.sigma import jacobi_eigh
+
+    T = np.array([[2.0, 1.0], [np.nextafter(1.0, 2.0), 3.0]])
+    with pytest.raises(ValueError, match="transpose bit for bit"):
+        jacobi_eigh(T)
+    with pytest.raises(ValueError, match="transpose bit for bit"):
+        jacobi_eigh(np.ones((2, 3)))
 
 
 def test_descending_order_is_pythons_sorted_by_negated_value_then_index():
@@ -205,6 +217,7 @@ def test_negligible_rule_keeps_the_eigenvalues():
 
     for seed in range(3):
         M = _spd_with_spectrum(30, np.linspace(1.0, 3.0, 30), seed)
+        M = (M + M.T) * 0.5
         exact, _ = jacobi_eigh(M, 30, 0.0)
         thresholded, _ = jacobi_eigh(M, 30, NEGLIGIBLE)
         np.testing.assert_allclose(thresholded, exact, rtol=1e-14)

@@ -87,7 +87,9 @@ COMPILED_MAX_WORK = 1 << 21
 
 def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 0.0
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
+    """Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations (``T`` equal
+    to its transpose bit for bit, else a ``ValueError``: the compiled rotations rely on
+    it).
 
     Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
     skipped when ``T_pq`` is zero or ``|T_pq| <= negligible sqrt|T_pp| sqrt|T_qq|`` (the
@@ -98,12 +100,16 @@ def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 
     columns)``.
     """
     A = np.array(T, dtype=np.float64, order="C", copy=True)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or not (
+            A.view(np.uint64) == A.T.view(np.uint64)).all():
+        raise ValueError("T must be a square matrix equal to its transpose bit for bit; "
+                         "pass (T + T.T) / 2")
     n = A.shape[0]
-    V = np.eye(n)
-    jacobi_rotations(A, V, sweeps, float(negligible))
+    VT = np.eye(n)
+    jacobi_rotations(A, VT, sweeps, float(negligible))
     values = np.array([A[i, i] for i in range(n)])
     order = sorted(range(n), key=lambda i: (-values[i], i))
-    return values[order], V[:, order]
+    return values[order], np.ascontiguousarray(VT[order].T)
 
 
 def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30, negligible: float = 0.0
