@@ -147,7 +147,8 @@ def whitened_ols(Xs, Y, Sigma: np.ndarray):
 
 
 def fit_factor_analysis(E: np.ndarray, k: int, mode: str):
-    """reprogls's Sigma-step on the residuals ``E``: ``(F, d, loglik, evaluations)``."""
+    """reprogls's Sigma-step on the residuals ``E``: a ``sigma.SigmaStep``, ``(F, d, loglik,
+    evaluations, whole_space)``."""
     return factor_analysis(residual_moment(E, mode), E.shape[0], k, mode)
 
 
@@ -231,7 +232,7 @@ def compare_sklearn(small: bool, repeat: int) -> None:
         E = rng.standard_normal((N, factors)) @ F.T + rng.standard_normal((N, K)) * np.sqrt(d)
         E = np.ascontiguousarray(E - E.mean(axis=0))
         for mode in ("compensated", "plain"):
-            t_ours, (_, _, ll, evaluations) = timed(repeat, fit_factor_analysis, E, k, mode)
+            t_ours, (_, _, ll, evaluations, _) = timed(repeat, fit_factor_analysis, E, k, mode)
             t_peer, fa = timed(repeat, FactorAnalysis(n_components=k).fit, E)
             ll_peer = fa.score(E) * N
             print(f"  N={N:6d} K={K:4d} k={k} ({factors} in the data) {mode:11s}: reprogls "

@@ -85,7 +85,7 @@ def test_sigma_step_reaches_at_least_sklearn_likelihood():
     F = rng.standard_normal((K, k))
     E = rng.standard_normal((N, k)) @ F.T + rng.standard_normal((N, K)) * 0.4
     E -= E.mean(axis=0)
-    _, _, ll, _ = factor_analysis(residual_moment(E, "compensated"), N, k, "compensated")
+    _, _, ll, _, _ = factor_analysis(residual_moment(E, "compensated"), N, k, "compensated")
     fa = skl.FactorAnalysis(n_components=k).fit(E)
     sk_ll = fa.score(E) * N
     assert ll >= sk_ll - 1e-8 * abs(sk_ll)
@@ -115,7 +115,7 @@ def test_sigma_step_in_a_heywood_case_beats_thousands_of_closed_form_steps():
     E = heywood_residuals()
     N, k = E.shape[0], 2
     S = residual_moment(E, "compensated")
-    _, d, ll, evaluations = factor_analysis(S, N, k, "compensated")
+    _, d, ll, evaluations, _ = factor_analysis(S, N, k, "compensated")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning
         fa = skl.FactorAnalysis(n_components=k, tol=1e-12, max_iter=5000).fit(E)
@@ -137,10 +137,10 @@ def test_sigma_step_takes_as_many_evaluations_at_any_units():
     Xs, Y, *_ = simulate(N=2000, K=20, p=4, k=2, seed=1)
     S = residual_moment(np.ascontiguousarray(gls.fit(Xs, Y, rank=2).resid), "compensated")
     N, K = 2000, 20
-    _, d, ll, evaluations = factor_analysis(S, N, 2, "compensated")
+    _, d, ll, evaluations, _ = factor_analysis(S, N, 2, "compensated")
     zero = np.exp(ll / (N * K))  # the units at which ll is 0
     for unit in (zero, zero * (1 + 1e-6), zero * (1 + 1e-4)):
-        _, d_u, ll_u, evaluations_u = factor_analysis(S * unit**2, N, 2, "compensated")
+        _, d_u, ll_u, evaluations_u, _ = factor_analysis(S * unit**2, N, 2, "compensated")
         assert abs(ll_u) < 5e-4 * N * K and abs(evaluations_u - evaluations) <= 3
         np.testing.assert_allclose(d_u / unit**2, d, rtol=1e-3)
 
@@ -148,10 +148,10 @@ def test_sigma_step_takes_as_many_evaluations_at_any_units():
 def test_sigma_step_keeps_the_uniqueness_bound():
     E = heywood_residuals()
     S = residual_moment(E, "compensated")
-    _, d, ll, _ = factor_analysis(S, E.shape[0], 2, "compensated", min_uniqueness=0.005)
+    _, d, ll, _, _ = factor_analysis(S, E.shape[0], 2, "compensated", min_uniqueness=0.005)
     ratio = d / np.diag(S)
     assert np.all(ratio >= 0.005 * (1 - 1e-14)) and abs(ratio[4] - 0.005) < 1e-15
-    _, _, ll_free, _ = factor_analysis(S, E.shape[0], 2, "compensated")
+    _, _, ll_free, _, _ = factor_analysis(S, E.shape[0], 2, "compensated")
     assert ll < ll_free  # the bound binds
     for bad in (-0.1, 1.0, np.nan):
         with pytest.raises(ValueError, match="min_uniqueness must be in"):
@@ -248,8 +248,8 @@ def test_sigma_step_from_residuals_matches_the_moment_matrix(mode):
     S = residual_moment(E, mode)
     moment = ResidualMoment(E, mode)
     assert np.array_equal(moment.diagonal().view(np.uint64), np.diag(S).copy().view(np.uint64))
-    Fa, da, lla, _ = factor_analysis(S, N, k, mode)
-    Fb, db, llb, _ = factor_analysis(moment, N, k, mode)
+    Fa, da, lla, _, _ = factor_analysis(S, N, k, mode)
+    Fb, db, llb, _, _ = factor_analysis(moment, N, k, mode)
     assert abs(lla - llb) <= 1e-10 * abs(lla)
     np.testing.assert_allclose(Fb @ Fb.T + np.diag(db), Fa @ Fa.T + np.diag(da), atol=1e-8)
 

@@ -58,7 +58,7 @@ def test_top_eigenpairs_match_numpy():
     rng = np.random.default_rng(0)
     B = rng.standard_normal((30, 30))
     M = B @ B.T
-    lam, Q = top_eigenpairs(M, rng.standard_normal((30, 3)), "compensated")
+    lam, Q, _ = top_eigenpairs(M, rng.standard_normal((30, 3)), "compensated")
     expected = np.linalg.eigvalsh(M)[::-1][:3]
     np.testing.assert_allclose(lam, expected, rtol=1e-10)
     np.testing.assert_allclose(np.abs(Q.T @ Q), np.eye(3), atol=1e-12)
@@ -88,10 +88,10 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
     jacobi = sigma.jacobi_eigh
     monkeypatch.setattr(sigma, "jacobi_eigh", counted_jacobi)
     Q0 = rng.standard_normal((40, 3))
-    lam, Q = top_eigenpairs(product, Q0, mode)
+    lam, Q, _ = top_eigenpairs(product, Q0, mode)
     assert counts["iterations"] >= 2
     assert counts["products"] == counts["iterations"] + 1
-    lam_matrix, Q_matrix = top_eigenpairs(M, Q0, mode)
+    lam_matrix, Q_matrix, _ = top_eigenpairs(M, Q0, mode)
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(M)[::-1][:3], rtol=1e-10)
     np.testing.assert_allclose(lam, lam_matrix, rtol=1e-12)
     np.testing.assert_allclose(np.abs(Q.T @ Q_matrix), np.eye(3), atol=1e-8)
@@ -349,12 +349,55 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
     real = sigma.profile
     monkeypatch.setattr(sigma, "profile", lambda *a, **kw: calls.append(
         None if a[4] is None else a[4].shape) or real(*a, **kw))
-    _, _, ll_full, _ = sigma.factor_analysis(S, N, 10, "compensated")
+    _, _, ll_full, _, _ = sigma.factor_analysis(S, N, 10, "compensated")
     assert calls and all(shape is None for shape in calls)
-    monkeypatch.setattr(sigma, "FULL_SPACE_RANK_FRACTION", 0)
     calls.clear()
-    _, _, ll_sub, _ = sigma.factor_analysis(S, N, 10, "compensated")
-    assert calls and all(shape == (K, 10) for shape in calls)
+    _, _, ll_sub, _, whole = sigma.factor_analysis(S, N, 10, "compensated",
+                                                    whole_space=False)
+    assert calls and all(shape == (K, 10) for shape in calls) and not whole
     # the likelihood is flat at this rank and both stop on a change of 1e-10 relative per
     # step (~190 evaluations each): they agree to a few 1e-9 (measured 3.5e-9)
     np.testing.assert_allclose(ll_full, ll_sub, rtol=1e-8)
+
+
+def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
+        monkeypatch):
+    """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 48 k``) the subspace
+    iteration stops at its cap; that evaluation is made again on the whole space, and
+    every later one is too (``whole_space`` reported for the fit's next sweep), reaching
+    the optimum of the whole space throughout. Past ``48 k`` (K = 40, k = 2 with
+    the ratio lowered to 16) it stays on the subspace iteration."""
+    from reprogls.gls import sigma
+
+    assert not sigma.uses_full_space(40, 2) and sigma.switches_after_stall(40, 2)
+    assert not sigma.switches_after_stall(50, 1) and not sigma.switches_after_stall(300, 6)
+    rng = np.random.default_rng(9)
+    K, N = 40, 4000
+    E = (rng.standard_normal((N, 1)) @ rng.standard_normal((1, K))
+         + rng.standard_normal((N, K)) * rng.uniform(0.5, 1.5, K))
+    S = sigma.residual_moment(np.ascontiguousarray(E - E.mean(axis=0)), "compensated")
+    calls = []
+    real = sigma.profile
+
+    def recorded(*a, **kw):
+        got = real(*a, **kw)
+        calls.append(("whole" if a[4] is None else "subspace", got.converged))
+        return got
+
+    monkeypatch.setattr(sigma, "profile", recorded)
+    _, _, ll, _, whole = sigma.factor_analysis(S, N, 2, "compensated")
+    assert whole
+    stall = calls.index(("subspace", False))
+    assert calls[stall + 1:] and all(c == ("whole", True) for c in calls[stall + 1:])
+    assert calls[:stall] == [("subspace", True)] * stall
+    calls.clear()
+    _, _, ll_w, _, whole = sigma.factor_analysis(S, N, 2, "compensated", whole_space=True)
+    assert whole and all(c == ("whole", True) for c in calls)
+    # the whole space from the start reaches the same optimum (measured: 6e-12 apart)
+    np.testing.assert_allclose(ll_w, ll, rtol=1e-10)
+    monkeypatch.setattr(sigma, "WHOLE_SPACE_AFTER_STALL", 16)
+    calls.clear()
+    _, _, ll_sub, _, whole = sigma.factor_analysis(S, N, 2, "compensated")
+    assert not whole and all(c[0] == "subspace" for c in calls)
+    assert ("subspace", False) in calls
+    assert ll >= ll_sub - 1e-9 * abs(ll_sub)

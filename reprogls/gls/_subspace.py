@@ -184,7 +184,8 @@ def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
     for step (each product one CRO-1 dot per entry, :func:`orthonormalize`,
     :func:`rayleigh_matrix`, :func:`jacobi_rotations` with at most ``sweeps`` sweeps, the
     Ritz values sorted by :func:`descending_order`), so the same bits. Returns
-    ``(values, Q)``.
+    ``(values, Q, converged)`` (``converged``: the Ritz values met ``tol`` before
+    ``max_iter`` iterations ended).
 
     ``inline="always"``: its one compiled caller, :func:`profile_moment`, takes its typed
     IR, so it is not also compiled and optimised on its own there (the ``reductions``
@@ -193,6 +194,7 @@ def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
     k = Q0.shape[1]
     Q = orthonormalize(Q0, compensated)
     lam = np.full(k, np.inf)
+    converged = False
     for _ in range(max_iter):
         Q = orthonormalize(_times(M, Q, compensated), compensated)
         T = rayleigh_matrix(Q, _times(M, Q, compensated), compensated)
@@ -211,7 +213,7 @@ def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
         lam = new_lam
         if converged:
             break
-    return lam, Q
+    return lam, Q, converged
 
 
 @njit(cache=True, inline="always")
@@ -251,7 +253,8 @@ def profile_moment(S, diag_S, N, d, Q0, k, full, compensated, max_iter, tol, swe
     call, step for step (the scaled matrix entry by entry, :func:`subspace_iteration`
     from ``Q0`` -- or, if ``full``, :func:`full_space_eigenpairs` and its top ``k``, ``Q0``
     unused -- the loadings, ``diag(F F^T)`` as CRO-1 dots with ones, the portable
-    ``log``, CRO-1 sums): the same bits. Returns ``(F, Q, ll, grad, update)``."""
+    ``log``, CRO-1 sums): the same bits. Returns ``(F, Q, ll, grad, update, converged)``
+    (``converged``: the subspace iteration's; true for the whole space)."""
     K = S.shape[0]
     sqrt_d = np.sqrt(d)
     M = np.empty((K, K))
@@ -261,8 +264,9 @@ def profile_moment(S, diag_S, N, d, Q0, k, full, compensated, max_iter, tol, swe
     if full:
         lam_all, Q_all = full_space_eigenpairs(M, sweeps, negligible)
         lam, Q = lam_all[:k].copy(), np.ascontiguousarray(Q_all[:, :k])
+        converged = True
     else:
-        lam, Q = subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps)
+        lam, Q, converged = subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps)
     root_gain = np.empty(k)
     n_above = 0
     for q in range(k):
@@ -292,4 +296,4 @@ def profile_moment(S, diag_S, N, d, Q0, k, full, compensated, max_iter, tol, swe
     grad = np.empty(K)
     for i in range(K):
         grad[i] = 0.5 * (1.0 - ratio[i])
-    return F, Q, -0.5 * N * nll2, grad, update
+    return F, Q, -0.5 * N * nll2, grad, update, converged

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,9 +51,10 @@ from ._subspace import (
     subspace_iteration,
 )
 
-__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "factor_analysis",
+__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "SigmaStep", "factor_analysis",
            "full_space_eigenpairs", "jacobi_eigh", "jacobi_eigh_reference", "profile",
-           "residual_moment", "top_eigenpairs", "uniqueness_bounds", "uses_full_space"]
+           "residual_moment", "switches_after_stall", "top_eigenpairs", "uniqueness_bounds",
+           "uses_full_space"]
 
 #: Floor of the specific variances relative to the modelled variables' mean squares:
 #: ``d_j >= D_FLOOR * V_j`` (scikit-learn's SMALL, made relative; :func:`uniqueness_bounds`).
@@ -190,13 +192,14 @@ EIGEN_MAX_ITER, EIGEN_TOL = 200, 1e-13
 
 
 def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
-                   tol: float = EIGEN_TOL) -> tuple[np.ndarray, np.ndarray]:
+                   tol: float = EIGEN_TOL) -> tuple[np.ndarray, np.ndarray, bool]:
     """Top-k eigenpairs of a symmetric K x K ``M`` by subspace iteration from ``Q0``.
 
     ``M`` is the matrix or a function ``Q -> M Q``. Each iteration: ``Z = M Q`` (CRO-1
     dots), orthonormalise, Rayleigh-Ritz
     ``T = Q^T M Q`` (symmetrised), ``jacobi_eigh(T)``, rotate. Stops when every Ritz
-    value changed by at most ``tol`` relative, or after ``max_iter`` iterations.
+    value changed by at most ``tol`` relative (``converged``), or after ``max_iter``
+    iterations. Returns ``(values descending, Q, converged)``.
 
     A matrix with ``K^2 k <= COMPILED_MAX_WORK`` runs the whole loop as one compiled call
     (:func:`._subspace.subspace_iteration`, the same steps and bits): each iteration was
@@ -220,6 +223,7 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
     product = M if carry else (lambda Q: matmul(M, Q, mode))
     Q = _orthonormalize(Q0, mode)
     lam = np.full(Q.shape[1], np.inf)
+    converged = False
     Z = product(Q) if carry else None
     for _ in range(max_iter):
         Q = _orthonormalize(Z if carry else product(Q), mode)
@@ -233,7 +237,7 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
         lam = new_lam
         if converged:
             break
-    return lam, Q
+    return lam, Q, bool(converged)
 
 
 #: The Sigma-step solves the whole eigenproblem of ``M``
@@ -277,6 +281,32 @@ def uses_full_space(K: int, rank: int) -> bool:
     eigenpairs).
     """
     return FULL_SPACE_RANK_FRACTION * rank >= K
+
+
+#: Where ``K <= WHOLE_SPACE_AFTER_STALL * rank``, the Sigma-step turns to the whole
+#: eigenproblem once a subspace iteration stops at its cap (:func:`switches_after_stall`).
+WHOLE_SPACE_AFTER_STALL = 48
+
+
+def switches_after_stall(K: int, rank: int) -> bool:
+    """Whether the Sigma-step of K equations at ``rank`` factors, on the subspace
+    iteration by :func:`uses_full_space`, turns to the whole eigenproblem for the rest of
+    the fit at the first evaluation whose subspace iteration stops at its cap
+    (:data:`EIGEN_MAX_ITER` iterations, inexact eigenpairs).
+
+    The subspace iteration either converges in a few warm-started iterations (at most
+    6 per evaluation at K = 50, k = 3 and K = 200, k = 5 with as many factors in the
+    data) or, at a rank above the data's factors, stalls at the cap in every evaluation
+    (K = 100, k = 6; K = 200, k = 5 and 12, three factors: 200 iterations in all but the
+    first). One such evaluation costs about ``400 K^2 k`` multiply-adds, one whole-space
+    solve about ``c K^3`` with ``c`` near 8, so the switch pays where ``K`` is up to
+    ~50 k. Fits, subspace throughout / whole space throughout (2-core Zen 4,
+    forty-fourth session, three factors in the data): K = 100, k = 6 0.68 / 0.36 s;
+    K = 200, k = 5 1.64 / 1.29 s, k = 12 2.26 / 1.22 s; K = 400, k = 12 8.8 / 10.2 s.
+    The decision rests on the iteration count, itself a function of the bits, so the
+    path is the same everywhere.
+    """
+    return K <= WHOLE_SPACE_AFTER_STALL * rank
 
 
 def full_space_eigenpairs(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -367,7 +397,9 @@ class Profile:
     of the next eigen-solve; unused where the whole eigenproblem is solved,
     :func:`uses_full_space`); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
     gradient of the negative log-likelihood per row in ``z = log d``; ``update`` the
-    closed-form update ``diag(S - F F^T)`` (``grad = (1 - update / d) / 2``).
+    closed-form update ``diag(S - F F^T)`` (``grad = (1 - update / d) / 2``);
+    ``converged`` false where the subspace iteration stopped at its iteration cap
+    (inexact eigenpairs; the Sigma-step then turns to the whole space).
     """
 
     d: np.ndarray
@@ -376,6 +408,7 @@ class Profile:
     ll: float
     grad: np.ndarray
     update: np.ndarray
+    converged: bool = True
 
 
 def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
@@ -415,18 +448,20 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
     if isinstance(S, MomentMatrix) and work <= COMPILED_MAX_WORK:
         Q0 = np.eye(S.size, rank) if full else np.ascontiguousarray(Q, dtype=np.float64)
-        F, Q, ll, grad, update = profile_moment(
+        F, Q, ll, grad, update, converged = profile_moment(
             np.ascontiguousarray(S.S), S.diagonal(), float(N),
             np.ascontiguousarray(d, dtype=np.float64), Q0, rank, full,
             mode == "compensated", EIGEN_MAX_ITER, EIGEN_TOL, JACOBI_SWEEPS, NEGLIGIBLE,
             LOG_2PI)
-        return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update)
+        return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update,
+                       converged=bool(converged))
     sqrt_d = np.sqrt(d)
     if full:
         lam, Q = full_space_eigenpairs(S.scaled(sqrt_d))
         lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
+        converged = True
     else:
-        lam, Q = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
+        lam, Q, converged = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
         lam_k, Q_k = lam, Q
     gain = np.maximum(lam_k - 1.0, 0.0)
     F = (sqrt_d[:, None] * Q_k) * np.sqrt(gain)[None, :]
@@ -437,7 +472,7 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
                  + _cpu_red.cro_sum(_cpu_ew.log(lam_k[lam_k > 1.0]), compensated))
     nll2 = (S.size * LOG_2PI + log_terms) + _cpu_red.cro_sum(ratio, compensated)
     return Profile(d=d, F=F, Q=Q_k, ll=-0.5 * N * nll2, grad=0.5 * (1.0 - ratio),
-                   update=update)
+                   update=update, converged=converged)
 
 
 #: Projected-gradient size (in ``log d``, dimensionless) at which the Sigma-step stops.
@@ -504,10 +539,32 @@ def uniqueness_bounds(diag_S: np.ndarray, min_uniqueness: float,
     return np.maximum(min_uniqueness * diag_S, floor), np.maximum(diag_S, floor)
 
 
+class SigmaStep(NamedTuple):
+    """What :func:`factor_analysis` returns: the loadings ``F`` (K x k), uniquenesses
+    ``d``, the log-likelihood, the likelihood evaluations made, and whether it ended on
+    the whole eigenproblem (:func:`uses_full_space`, :func:`switches_after_stall`; the
+    next sweep of a fit starts there)."""
+
+    F: np.ndarray
+    d: np.ndarray
+    loglik: float
+    evaluations: int
+    whole_space: bool
+
+
+def _as_moment_matrix(S, mode: str):
+    """``S`` as a :class:`MomentMatrix`: a :class:`ResidualMoment` formed once, as
+    :func:`residual_moment` forms it (the whole eigenproblem needs ``M`` itself, not its
+    products with the K unit vectors in every evaluation, two passes over E each)."""
+    if isinstance(S, ResidualMoment):
+        return MomentMatrix(residual_moment(S.E, mode, S.device), mode)
+    return S
+
+
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
                     max_iter: int = 1000, tol: float = 1e-10,
-                    min_uniqueness: float = 1e-8, y_moments: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                    min_uniqueness: float = 1e-8, y_moments: np.ndarray | None = None,
+                    whole_space: bool | None = None) -> SigmaStep:
     """ML factor analysis of ``S``: ``Sigma = F F^T + diag(d)`` maximising the likelihood.
 
     ``F`` has a closed form for given ``d`` (:func:`profile`), so the likelihood is
@@ -533,6 +590,9 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     eigenvalues and stalls the subspace iteration), all K of them by Jacobi rotations
     on ``M`` itself (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then
     formed once, as :func:`residual_moment` forms it, the same bits as a moment matrix).
+    Where ``K <= 48 k`` (:func:`switches_after_stall`) an evaluation whose subspace
+    iteration stops at its cap is made again on the whole space, which every later one
+    then uses.
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
@@ -560,10 +620,15 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     y_moments : ndarray (K,), optional
         The mean squares ``V_j`` of the modelled variables, for the floor
         ``d_j >= 1e-12 V_j`` (:func:`uniqueness_bounds`; ``diag(S)`` by default).
+    whole_space : bool, optional
+        ``True``: the whole eigenproblem throughout; ``False``: the subspace iteration
+        throughout; ``None`` (default): by :func:`uses_full_space`, then, if need be,
+        :func:`switches_after_stall`.
 
     Returns
     -------
-    F, d, loglik, evaluations
+    SigmaStep
+        ``(F, d, loglik, evaluations, whole_space)``.
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 
@@ -572,16 +637,22 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     if isinstance(S, np.ndarray):
         S = MomentMatrix(S, mode)
     K = S.size
-    full = uses_full_space(K, rank)
-    if full and isinstance(S, ResidualMoment):
-        # the whole eigenproblem needs M itself: S once (one pass over E), not M's
-        # products with the K unit vectors in every evaluation (two passes each)
-        S = MomentMatrix(residual_moment(S.E, mode, S.device), mode)
+    full = uses_full_space(K, rank) if whole_space is None else bool(whole_space)
+    may_switch = whole_space is None and not full and switches_after_stall(K, rank)
+    if full:
+        S = _as_moment_matrix(S, mode)
     lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
 
     def at(z, Q):
-        return profile(S, N, mode, hi * _cpu_ew.exp(z), None if full else Q, rank)
+        nonlocal full, S
+        d = hi * _cpu_ew.exp(z)
+        if not full:
+            sub = profile(S, N, mode, d, Q, rank)
+            if sub.converged or not may_switch:
+                return sub
+            full, S = True, _as_moment_matrix(S, mode)  # stalled: the whole space
+        return profile(S, N, mode, d, None, rank)
 
     d = np.array(d0, dtype=np.float64) if d0 is not None else hi
     z = np.clip(_cpu_ew.log(np.maximum(d, lower) / hi), z_lo, 0.0)
@@ -638,4 +709,4 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         # changes the wide-cg golden fingerprint, 1e-3 N K changes no golden bits.)
         if change <= tol * max(abs(cur.ll), 1e-3 * N * K):
             break
-    return cur.F, cur.d, cur.ll, evaluations
+    return SigmaStep(cur.F, cur.d, cur.ll, evaluations, full)
