@@ -90,7 +90,8 @@ class FitBeyondTheFactors:
     the top eigenvalues of ``D^-1/2 S D^-1/2`` crowd above 1, and the Sigma-step's
     subspace iteration hit its iteration cap in every evaluation (k = 25: 17 s, k = 37:
     60 s) until the whole eigenproblem replaced it for ``16 k >= K`` (forty-third
-    session: 0.58 s and 1.2 s); k = 3 keeps the subspace iteration."""
+    session: 0.58 s and 1.2 s; forty-fourth, Jacobi row by row: 0.37 and 0.81 s);
+    k = 3 keeps the subspace iteration."""
 
     params = ([3, 25, 37],)
     param_names = ["rank"]
