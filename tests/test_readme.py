@@ -44,7 +44,7 @@ def test_the_readme_has_the_examples_this_test_expects():
     test below vacuously)."""
     text = "\n".join(python_blocks())
     for needle in ("gls.fit(Xs, Y, rank=3)", "l1=50.0", "kernels.sum(x)", "LowRankGLS",
-                   "wald_test"):
+                   "wald_test", "select_rank"):
         assert needle in text, needle
 
 

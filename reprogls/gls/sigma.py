@@ -613,7 +613,8 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         Warm start (the previous sweep of the fit); else ``d = diag(S)`` and the leading
         unit vectors.
     max_iter : int
-        Most likelihood evaluations (each one eigen-solve).
+        Most likelihood evaluations (each one eigen-solve; the one whose subspace
+        iteration stalls and is made again on the whole space counts once).
     tol : float
         Stop when an accepted step changes the log-likelihood by at most ``tol``
         relative (to ``max(|ll|, 1e-3 N K)``: ``ll`` is 0 at some units of the data), or

@@ -1,0 +1,90 @@
+"""``gls.select_rank``: the rank of Sigma by AIC / BIC over deterministic fits."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from reprogls import gls
+from reprogls.gls import IdentificationWarning
+from reprogls.gls import select as select_module
+from tests.corpus import same_bits
+
+
+@pytest.fixture(scope="module")
+def three_factors():
+    """N = 1500, K = 12 equations of 3 regressors, three factors in the errors."""
+    Xs, Y, *_ = gls.simulate_sur(1500, 12, 3, 3, seed=5, shared=False)
+    return Xs, Y
+
+
+def test_bic_finds_the_data_rank_and_the_table_is_the_fits(three_factors):
+    """BIC picks the three factors; every row is the bits of ``gls.fit`` at that rank;
+    the chosen rank is fitted again with the plug-in covariance, the same coefficients
+    bit for bit, and the criteria are ``-2 llf + q log N`` and ``-2 llf + 2 q``."""
+    Xs, Y = three_factors
+    before = [X.copy() for X in Xs], Y.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IdentificationWarning)
+        sel = gls.select_rank(Xs, Y, ranks=[5, 1, 2, 3, 4, 3])
+    assert sel.criterion == "bic" and sel.ranks == (1, 2, 3, 4, 5)
+    assert sel.best_rank == 3
+    for i, k in enumerate(sel.ranks):
+        alone = gls.fit(Xs, Y, rank=k, cov_type="none")
+        assert same_bits(np.array(sel.llf[i]), np.array(alone.llf))
+        assert sel.df_model[i] == alone.df_model
+        assert sel.bic[i] == alone.bic and sel.aic[i] == alone.aic
+        np.testing.assert_allclose(sel.bic[i], -2.0 * alone.llf
+                                   + np.log(1500.0) * alone.df_model, rtol=1e-15)
+        assert sel.aic[i] == -2.0 * alone.llf + 2.0 * alone.df_model
+        assert sel.converged[i]
+    assert sel.bic[2] < min(sel.bic[:2] + sel.bic[3:])
+    chosen = gls.fit(Xs, Y, rank=3, cov_type="none")
+    assert sel.result.rank == 3 and same_bits(sel.result.params, chosen.params)
+    assert sel.result.bse.shape == chosen.params.shape and np.all(sel.result.bse > 0)
+    assert all(same_bits(a, b) for a, b in zip(Xs, before[0], strict=True))
+    assert same_bits(Y, before[1])
+    text = str(sel)
+    assert "best rank 3" in text and len(text.splitlines()) == 2 + 5
+
+
+def test_aic_without_covariance_returns_the_candidate_itself(three_factors):
+    Xs, Y = three_factors
+    sel = gls.select_rank(Xs, Y, ranks=range(1, 5), criterion="aic", cov_type="none")
+    best = int(np.argmin(sel.aic))
+    assert sel.best_rank == sel.ranks[best]
+    assert np.all(np.isnan(sel.result.bse))  # no covariance was computed
+    pd = pytest.importorskip("pandas")
+    frame = sel.to_frame()
+    assert list(frame.index) == [1, 2, 3, 4] and frame.index.name == "rank"
+    assert isinstance(frame, pd.DataFrame) and list(frame["aic"]) == list(sel.aic)
+
+
+def test_named_equations_and_fit_options_pass_through(three_factors):
+    Xs, Y = three_factors
+    eqs = {f"eq{j}": (Y[:, j], Xs[j]) for j in range(len(Xs))}
+    sel = gls.select_rank(eqs, ranks=[2, 3], add_constant=True, mode="plain")
+    alone = gls.fit(eqs, rank=sel.best_rank, add_constant=True, mode="plain")
+    assert sel.result.fingerprint == alone.fingerprint
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"ranks": [1, 2], "criterion": "hqic"}, ValueError, "criterion must be one of"),
+    ({"ranks": []}, ValueError, "ranks is empty"),
+    ({"ranks": [1, 2.0]}, TypeError, "ranks must be an integer"),
+    ({"ranks": "123"}, TypeError, "ranks must be an iterable of integers"),
+    ({"ranks": 3}, TypeError, "ranks must be an iterable of integers"),
+    ({"ranks": [0, 1]}, ValueError, r"ranks must be in 1..K-1 = 1..11 .*\[0\]"),
+    ({"ranks": [1, 12]}, ValueError, r"ranks must be in 1..K-1 = 1..11 .*\[12\]"),
+    ({"ranks": [1], "rank": 2}, ValueError, "drop rank"),
+    ({"ranks": [1], "sigma": None, "l1": 0.1}, ValueError, "drop l1, sigma"),
+])
+def test_bad_arguments_fail_before_any_fit(three_factors, monkeypatch, kwargs, error, match):
+    Xs, Y = three_factors
+    fits = []
+    monkeypatch.setattr(select_module, "fit", lambda *a, **kw: fits.append(kw))
+    with pytest.raises(error, match=match):
+        gls.select_rank(Xs, Y, **kwargs)
+    assert fits == []
