@@ -401,3 +401,32 @@ def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
     assert not whole and all(c[0] == "subspace" for c in calls)
     assert ("subspace", False) in calls
     assert ll >= ll_sub - 1e-9 * abs(ll_sub)
+
+
+def test_the_golden_stall_problem_turns_to_the_whole_space(monkeypatch):
+    """``gram-stall-whole-space`` covers the turn (its fingerprint pins those bits): the
+    static rule keeps it on the subspace iteration, and the first sweep's Sigma-step
+    ends on the whole space, which the later sweeps are handed."""
+    import sys
+
+    from reprogls import gls
+    from reprogls.audit.problems import PROBLEMS
+    from reprogls.gls import sigma
+
+    fit_module = sys.modules["reprogls.gls.fit"]
+    build, kwargs = PROBLEMS["gram-stall-whole-space"]
+    Xs, Y = build()
+    K, k = Y.shape[1], kwargs["rank"]
+    assert not sigma.uses_full_space(K, k) and sigma.switches_after_stall(K, k)
+    calls = []
+    real = fit_module.factor_analysis
+
+    def recorded(*a, **kw):
+        out = real(*a, **kw)
+        calls.append((kw.get("whole_space"), out.whole_space))
+        return out
+
+    monkeypatch.setattr(fit_module, "factor_analysis", recorded)
+    gls.fit(Xs, Y, **kwargs)
+    assert calls[0] == (None, True)
+    assert len(calls) > 1 and all(c == (True, True) for c in calls[1:])
