@@ -110,6 +110,71 @@ class FitBeyondTheFactors:
         gls.fit(self.Xs, self.Y, rank=rank, cov_type="none")
 
 
+#: (N, K, rank) of :class:`FitBeyondTheFactorsLargeK`: ``gls.simulate_sur(N, K, 5, 3)``.
+LARGE_K_BEYOND = {"K=100 k=6": (10000, 100, 6), "K=200 k=12": (20000, 200, 12),
+                  "K=400 k=25": (20000, 400, 25)}
+
+
+class FitBeyondTheFactorsLargeK:
+    """Fits above the data's three factors at larger K, where the whole eigenproblem's
+    ``O(K^3)`` Jacobi sweeps set the time: K = 100, k = 6 and K = 200, k = 12 start on
+    the subspace iteration, stall and turn to the whole space
+    (``sigma.switches_after_stall``); K = 400, k = 25 is on it from the start
+    (``16 k >= K``). Forty-fourth session, 2-core Zen 4: 0.39 / 1.22 / 10.0 s (0.63 /
+    2.15 / 21.2 s before the rows-only rotations and the turn)."""
+
+    params = (sizes(list(LARGE_K_BEYOND)),)
+    param_names = ["size"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, size):
+        import warnings
+
+        N, K, self.rank = LARGE_K_BEYOND[size]
+        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, 3, seed=1, shared=False)
+        warnings.simplefilter("ignore", gls.IdentificationWarning)
+        gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, cov_type="none")  # JIT warm-up
+
+    def time_fit(self, size):
+        gls.fit(self.Xs, self.Y, rank=self.rank, cov_type="none")
+
+
+class WholeSpaceEigen:
+    """One whole-space eigen-solve of the Sigma-step (``sigma.full_space_eigenpairs``:
+    cyclic Jacobi on ``M = D^-1/2 S D^-1/2``, rows only, from the identity to the
+    ``2^-53`` stopping rule; ~11 sweeps) on simulated three-factor data, N = 4K,
+    ``d = 0.6 diag(S)``. Forty-fifth session, 2-core Zen 4: K = 200 / 400 / 800 in
+    0.029-0.032 / 0.30-0.33 / 2.54-2.57 s, against 0.006 / 0.011 / 0.067 s for LAPACK's
+    ``eigh`` (which the contract rules out, and which lacks Jacobi's high relative
+    accuracy: docs/performance.md, the Sigma-step)."""
+
+    params = (sizes([200, 400, 800]),)
+    param_names = ["K"]
+    timeout = 300
+    number = 1
+    repeat = (1, 3, 30.0)
+
+    def setup(self, K):
+        import numpy as np
+
+        from reprogls.gls import sigma
+
+        rng = np.random.default_rng(0)
+        loadings = rng.standard_normal((K, 3))
+        E = (rng.standard_normal((4 * K, 3)) @ loadings.T
+             + rng.standard_normal((4 * K, K)) * np.sqrt(rng.uniform(0.5, 2.0, K)))
+        S = sigma.residual_moment(E, "compensated")
+        root_d = np.sqrt(0.6 * np.diag(S))
+        self.M = S / root_d[:, None] / root_d[None, :]
+        self.solve = sigma.full_space_eigenpairs
+        self.solve(self.M)  # compile (or load) the rotations
+
+    def time_eigen_solve(self, K):
+        self.solve(self.M)
+
+
 class SelectRank:
     """``gls.select_rank`` over ranks 1-8 at N = 2000, K = 40, p = 4 with three factors
     in the data (forty-fourth session: 0.32 s, BIC picks 3): eight candidate fits
