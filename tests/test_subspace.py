@@ -98,12 +98,14 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
 
 
 @pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 33])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 33, 70, 72])
 def test_compiled_jacobi_equals_the_python_loop(n, negligible):
     """``jacobi_eigh`` (compiled rotations) has the bits of ``jacobi_eigh_reference``
     (the Python loop) on random symmetric matrices of wide magnitudes, on ones with
     repeated eigenvalues and exact zeros off the diagonal, and when the sweep cap
-    stops it; rotating to exact zeros or skipping the negligible entries."""
+    stops it; rotating to exact zeros or skipping the negligible entries. n = 70 and 72
+    take the tiled copies (``_subspace.TILED_JACOBI_MIN``), with and without a partial
+    last tile."""
     from reprogls.gls.sigma import jacobi_eigh, jacobi_eigh_reference
 
     rng = np.random.default_rng(n)
@@ -124,6 +126,34 @@ def test_compiled_jacobi_equals_the_python_loop(n, negligible):
         assert (got_values.view(np.uint64) == ref_values.view(np.uint64)).all()
         assert (got_vectors.view(np.uint64) == ref_vectors.view(np.uint64)).all()
         assert (T.view(np.uint64) == before.view(np.uint64)).all()  # input unchanged
+
+
+@pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
+def test_tiled_jacobi_copies_change_no_bit(negligible):
+    """``_subspace.rotations_in_place`` with and without the tiled copies: the same bits
+    of A and V, at orders around the 8 x 8 tiles (below one tile, whole tiles, partial
+    last tiles), for dense, nearly diagonal and sparse symmetric matrices, to the
+    stopping rule and stopped after one sweep. (The untiled loop is the Python loop's
+    bits, :func:`test_compiled_jacobi_equals_the_python_loop`.)"""
+    from reprogls.gls._subspace import rotations_in_place
+
+    for n in (1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 40, 64, 65, 100, 131):
+        rng = np.random.default_rng(1000 + n)
+        B = rng.standard_normal((n, n))
+        dense = B + B.T
+        near = np.diag(np.arange(1.0, n + 1.0)) + 1e-6 * dense
+        sparse = np.where(rng.random((n, n)) < 0.1, B, 0.0)
+        sparse = sparse + sparse.T
+        for T in (dense, near, sparse):
+            for sweeps in (1, 30):
+                results = []
+                for tiled in (False, True):
+                    A, VT = T.copy(), np.eye(n)
+                    rotations_in_place(A, VT, sweeps, negligible, tiled)
+                    results.append((A, VT))
+                (A0, V0), (A1, V1) = results
+                assert (A0.view(np.uint64) == A1.view(np.uint64)).all(), (n, sweeps)
+                assert (V0.view(np.uint64) == V1.view(np.uint64)).all(), (n, sweeps)
 
 
 def test_jacobi_refuses_a_matrix_that_is_not_symmetric_bit_for_bit():
