@@ -98,14 +98,13 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
 
 
 @pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 33, 70, 72])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 33])
 def test_compiled_jacobi_equals_the_python_loop(n, negligible):
     """``jacobi_eigh`` (compiled rotations) has the bits of ``jacobi_eigh_reference``
     (the Python loop) on random symmetric matrices of wide magnitudes, on ones with
     repeated eigenvalues and exact zeros off the diagonal, and when the sweep cap
-    stops it; rotating to exact zeros or skipping the negligible entries. n = 70 and 72
-    take the tiled copies (``_subspace.TILED_JACOBI_MIN``), with and without a partial
-    last tile."""
+    stops it; rotating to exact zeros or skipping the negligible entries. (The tiled
+    sweeps of large matrices are checked against this loop below.)"""
     from reprogls.gls.sigma import jacobi_eigh, jacobi_eigh_reference
 
     rng = np.random.default_rng(n)
@@ -128,32 +127,65 @@ def test_compiled_jacobi_equals_the_python_loop(n, negligible):
         assert (T.view(np.uint64) == before.view(np.uint64)).all()  # input unchanged
 
 
+def _symmetric_cases(n: int, seed: int) -> list[np.ndarray]:
+    """Dense, nearly diagonal and sparse symmetric matrices of order n."""
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, n))
+    dense = B + B.T
+    near = np.diag(np.arange(1.0, n + 1.0)) + 1e-6 * dense
+    sparse = np.where(rng.random((n, n)) < 0.1, B, 0.0)
+    return [dense, near, sparse + sparse.T]
+
+
 @pytest.mark.parametrize("negligible", [0.0, 2.0 ** -53, 1e-3])
-def test_tiled_jacobi_copies_change_no_bit(negligible):
-    """``_subspace.rotations_in_place`` with and without the tiled copies: the same bits
-    of A and V, at orders around the 8 x 8 tiles (below one tile, whole tiles, partial
-    last tiles), for dense, nearly diagonal and sparse symmetric matrices, to the
-    stopping rule and stopped after one sweep. (The untiled loop is the Python loop's
-    bits, :func:`test_compiled_jacobi_equals_the_python_loop`.)"""
-    from reprogls.gls._subspace import rotations_in_place
+def test_tiled_jacobi_changes_no_bit(negligible):
+    """``_subspace.tiled_rotations`` (sweeps of ``jacobi_sweep``: the copies into the
+    columns deferred and tiled), serial and pipelined (the eigenvectors rotated on a
+    pool thread, a sweep behind), has the bits of ``jacobi_rotations`` -- A and V -- at
+    orders around the 8 x 8 tiles (below one tile, whole tiles, partial last tiles),
+    for dense, nearly diagonal and sparse matrices, to the stopping rule and stopped by
+    the sweep cap. (``jacobi_rotations`` is the Python loop's bits,
+    :func:`test_compiled_jacobi_equals_the_python_loop`.)"""
+    from reprogls.gls._subspace import jacobi_rotations, tiled_rotations
 
     for n in (1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 40, 64, 65, 100, 131):
-        rng = np.random.default_rng(1000 + n)
-        B = rng.standard_normal((n, n))
-        dense = B + B.T
-        near = np.diag(np.arange(1.0, n + 1.0)) + 1e-6 * dense
-        sparse = np.where(rng.random((n, n)) < 0.1, B, 0.0)
-        sparse = sparse + sparse.T
-        for T in (dense, near, sparse):
-            for sweeps in (1, 30):
-                results = []
-                for tiled in (False, True):
-                    A, VT = T.copy(), np.eye(n)
-                    rotations_in_place(A, VT, sweeps, negligible, tiled)
-                    results.append((A, VT))
-                (A0, V0), (A1, V1) = results
-                assert (A0.view(np.uint64) == A1.view(np.uint64)).all(), (n, sweeps)
-                assert (V0.view(np.uint64) == V1.view(np.uint64)).all(), (n, sweeps)
+        for T in _symmetric_cases(n, 1000 + n):
+            for sweeps in (1, 2, 30):
+                A0, V0 = T.copy(), np.eye(n)
+                jacobi_rotations(A0, V0, sweeps, negligible)
+                for pipelined in (False, True):
+                    A, V = T.copy(), np.eye(n)
+                    tiled_rotations(A, V, sweeps, negligible, pipelined)
+                    assert (A.view(np.uint64) == A0.view(np.uint64)).all(), (n, sweeps)
+                    assert (V.view(np.uint64) == V0.view(np.uint64)).all(), (n, sweeps)
+
+
+def test_large_jacobi_is_the_same_on_one_thread_and_two():
+    """``sigma.jacobi_eigh`` from ``LARGE_JACOBI_MIN`` on (tiled; pipelined when two
+    threads are there): the same bits on one thread and on two, and those of the
+    column-by-column rotations."""
+    import numba
+
+    from reprogls.gls import sigma
+    from reprogls.gls._subspace import jacobi_rotations
+
+    T = _symmetric_cases(sigma.LARGE_JACOBI_MIN + 9, 7)[0]
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for n_threads in (1, 2):
+            numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(sigma.jacobi_eigh(T, 30, sigma.NEGLIGIBLE))
+    finally:
+        numba.set_num_threads(before)
+    (w1, v1), (w2, v2) = results
+    assert (w1.view(np.uint64) == w2.view(np.uint64)).all()
+    assert (v1.view(np.uint64) == v2.view(np.uint64)).all()
+    A, VT = T.copy(), np.eye(T.shape[0])
+    jacobi_rotations(A, VT, 30, sigma.NEGLIGIBLE)
+    order = sorted(range(len(A)), key=lambda i: (-A[i, i], i))  # jacobi_eigh's order
+    assert (w1.view(np.uint64) == np.diag(A)[order].view(np.uint64)).all()
+    assert (v1.view(np.uint64) == np.ascontiguousarray(VT[order].T).view(np.uint64)).all()
 
 
 def test_jacobi_refuses_a_matrix_that_is_not_symmetric_bit_for_bit():

@@ -120,9 +120,10 @@ class FitBeyondTheFactorsLargeK:
     ``O(K^3)`` Jacobi sweeps set the time: K = 100, k = 6 and K = 200, k = 12 start on
     the subspace iteration, stall and turn to the whole space
     (``sigma.switches_after_stall``); K = 400, k = 25 is on it from the start
-    (``16 k >= K``). 2-core Zen 4: 0.35 / 1.18 / 6.7-6.8 s (forty-fifth session, with
-    the tiled column copies; 9.8 s at K = 400 without; 0.63 / 2.15 / 21.2 s before the
-    forty-fourth session's rows-only rotations and turn)."""
+    (``16 k >= K``). 2-core Zen 4, forty-fifth session: 0.34-0.48 / 1.00-1.20 /
+    4.9-6.1 s with the tiled column copies and the eigenvectors rotated on a second
+    thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before); 0.63 / 2.15 / 21.2 s before the
+    forty-fourth session's rows-only rotations and turn."""
 
     params = (sizes(list(LARGE_K_BEYOND)),)
     param_names = ["size"]
@@ -147,10 +148,11 @@ class WholeSpaceEigen:
     cyclic Jacobi on ``M = D^-1/2 S D^-1/2``, rows only, from the identity to the
     ``2^-53`` stopping rule; ~11 sweeps) on simulated three-factor data, N = 4K,
     ``d = 0.6 diag(S)``. Forty-fifth session, 2-core Zen 4: K = 200 / 400 / 800 in
-    0.023 / 0.17-0.18 / 1.39-1.50 s with the tiled column copies (0.028-0.029 /
-    0.30 / 2.51-2.54 s column by column), against 0.006 / 0.011 / 0.067 s for
-    LAPACK's ``eigh`` (which the contract rules out, and which lacks Jacobi's high
-    relative accuracy: docs/performance.md, the Sigma-step)."""
+    0.017-0.023 / 0.11-0.12 / 0.86-0.95 s (``sigma.LARGE_JACOBI_MIN``: tiled column
+    copies, the eigenvectors rotated on a second thread); 0.028-0.030 / 0.28-0.32 /
+    2.51-2.71 s column by column; against 0.006 / 0.011 / 0.067 s for LAPACK's
+    ``eigh`` (which the contract rules out, and which lacks Jacobi's high relative
+    accuracy: docs/performance.md, the Sigma-step)."""
 
     params = (sizes([200, 400, 800]),)
     param_names = ["K"]

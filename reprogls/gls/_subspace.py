@@ -29,10 +29,11 @@ from ..kernels.cpu.jit import njit
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
 from ..kernels.cpu.simd import transpose8x8
+from ..kernels.cpu.tasks import in_background
 
-__all__ = ["TILED_JACOBI_MIN", "descending_order", "full_space_eigenpairs", "jacobi_rotations",
-           "orthonormalize", "profile_moment", "rayleigh_matrix", "rotations_in_place",
-           "subspace_iteration"]
+__all__ = ["apply_rotations", "descending_order", "full_space_eigenpairs", "jacobi_rotations",
+           "jacobi_sweep", "orthonormalize", "profile_moment", "rayleigh_matrix",
+           "subspace_iteration", "tiled_rotations"]
 
 
 @njit(cache=True)
@@ -73,16 +74,54 @@ def rayleigh_matrix(Q, MQ, compensated):
     return T
 
 
-#: Order from which :func:`jacobi_rotations` copies rotated rows into the columns in 8 x 8
-#: tiles (:func:`rotations_in_place` with ``tiled``; the same bits). Cyclic Jacobi from
-#: the identity to the ``2^-53`` stopping rule on the scaled moment matrix of simulated
-#: three-factor data (2-core Zen 4, forty-fifth session), column by column / tiled:
-#: n = 25 151 / 194 us, n = 50 0.88 / 0.98 ms, n = 64 1.80 / 1.58 ms, n = 100 3.3-6.0 /
-#: 3.3-6.0 ms, n = 200 30 / 26 ms, n = 400 288-290 / 163-166 ms, n = 800 2.46-2.47 /
-#: 1.34-1.37 s.
-TILED_JACOBI_MIN = 64
-#: Side of the tiles (the ``simd.transpose8x8`` tile).
+#: Side of the tiles of :func:`jacobi_sweep` (the ``simd.transpose8x8`` tile).
 _TILE = 8
+
+
+@njit(cache=True, inline="always")
+def _rotate_rows(Ap, Aq, p, q, apq):
+    """Rotation ``(p, q)`` of rows ``Ap = A[p]`` and ``Aq = A[q]`` of ``A`` (``A[p, q] =
+    apq != 0``); returns ``(c, s)``. (The callers pass the rows: a slice taken in
+    compiled code bumps the array's reference count, an atomic instruction.) The
+    reference rotates columns ``p, q`` and then rows ``p, q``. Off the 2 x 2 block,
+    column ``p``'s new entry ``c A[k, p] - s A[k, q]`` is, by symmetry, row ``p``'s new
+    ``c A[p, k] - s A[q, k]``, the same bits; so only the rows are rotated here
+    (contiguous, vectorised) and the callers copy them into the columns, and the block's
+    four entries are computed as the reference computes them, column step then row step."""
+    n = Ap.shape[0]
+    app, aqq = Ap[p], Aq[q]
+    theta = (aqq - app) / (2.0 * apq)
+    t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + np.sqrt(theta * theta + 1.0))
+    c = 1.0 / np.sqrt(t * t + 1.0)
+    s = t * c
+    # the block as the reference computes it: columns p, q, then rows p, q
+    col_pp, col_pq = c * app - s * apq, s * app + c * apq
+    col_qp, col_qq = c * apq - s * aqq, s * apq + c * aqq
+    new_pp, new_qq = c * col_pp - s * col_qp, s * col_pq + c * col_qq
+    for k in range(n):  # rows p, q
+        apk, aqk = Ap[k], Aq[k]
+        Ap[k] = c * apk - s * aqk
+        Aq[k] = s * apk + c * aqk
+    Ap[p], Aq[q] = new_pp, new_qq
+    Ap[q], Aq[p] = 0.0, 0.0
+    return c, s
+
+
+@njit(cache=True, inline="always")
+def _rotate_vectors(Vp, Vq, c, s):
+    """Rows ``Vp = VT[p]``, ``Vq = VT[q]`` become ``c v_p - s v_q`` and ``s v_p + c v_q``
+    (the reference's columns ``p, q`` of ``V``)."""
+    for k in range(Vp.shape[0]):
+        vkp, vkq = Vp[k], Vq[k]
+        Vp[k] = c * vkp - s * vkq
+        Vq[k] = s * vkp + c * vkq
+
+
+@njit(cache=True, inline="always")
+def _negligible(apq, app, aqq, negligible):
+    """The reference's skip rule: ``A[p, q] == 0`` or ``|A[p, q]| <= negligible *
+    sqrt|A[p, p]| * sqrt|A[q, q]|`` (``apq, app, aqq``)."""
+    return apq == 0.0 or abs(apq) <= negligible * (np.sqrt(abs(app)) * np.sqrt(abs(aqq)))
 
 
 @njit(cache=True)
@@ -104,108 +143,153 @@ def jacobi_rotations(A, VT, sweeps, negligible):
     whole-space solve: fits at K = 50 and k = 6, 25, 37 took 0.07, 0.51-0.52 and
     1.16 s with it, 0.09, 0.76-0.77 and 1.82 s without).
 
-    :func:`rotations_in_place`, tiled from order :data:`TILED_JACOBI_MIN`."""
-    rotations_in_place(A, VT, sweeps, negligible, A.shape[0] >= TILED_JACOBI_MIN)
-
-
-@njit(cache=True)
-def rotations_in_place(A, VT, sweeps, negligible, tiled):
-    """The rotations of :func:`jacobi_rotations`, rows only; ``tiled`` changes which
-    copies are made when, never a value (the same bits either way).
-
-    Row by row: the reference rotates columns ``p, q`` and then rows ``p, q``. Off the
-    2 x 2 block, column ``p``'s new entry ``c A[k, p] - s A[k, q]`` is, by symmetry,
-    row ``p``'s new ``c A[p, k] - s A[q, k]``, the same bits; so only the rows are
-    rotated (contiguous, vectorised) and copied into the columns, and the block's four
-    entries are computed as the reference computes them, column step then row step.
+    Rows only (:func:`_rotate_rows`), each rotated row copied into its column at once.
     Column ``p`` is copied once, after the last ``q``: in between, the rotations read
     its entries only in their blocks (``A[q, p]`` as row ``q`` is rotated), whose
     results are overwritten. ``VT`` holds the reference's ``V`` transposed, for the
     same reason. (One sweep at n = 400 / 800 took 86 / 900 ms rotating the strided
-    columns, 35 / 273 ms so; forty-fourth session.)
+    columns, 35 / 273 ms so; forty-fourth session.) Large matrices take
+    :func:`jacobi_sweep`, which defers most of the copies (the same bits)."""
+    n = A.shape[0]
+    for _ in range(sweeps):
+        rotated = False
+        for p in range(n):
+            Ap, Vp = A[p], VT[p]
+            for q in range(p + 1, n):
+                apq = Ap[q]
+                if _negligible(apq, Ap[p], A[q, q], negligible):
+                    continue
+                rotated = True
+                Aq = A[q]
+                c, s = _rotate_rows(Ap, Aq, p, q, apq)
+                for k in range(n):  # column q: the row's entries, by symmetry
+                    A[k, q] = Aq[k]
+                _rotate_vectors(Vp, VT[q], c, s)
+            # column p once per p: until here its entries were read only in the blocks
+            # of the rotations (A[q, p] in row q's rotation), which are overwritten
+            for k in range(n):
+                A[k, p] = Ap[k]
+        if not rotated:
+            break
 
-    Untiled, each rotation copies row ``q`` into the whole column ``q``: n strided
-    stores, ~2 cycles each, most of a sweep at large n. Tiled, a copy is made only
-    before its entries are read, and in 8 x 8 transposes (:func:`_rows_into_columns`,
+
+@njit(cache=True, nogil=True)
+def jacobi_sweep(A, VT, negligible, rotated_column, record, log_p, log_q, log_c, log_s):
+    """One sweep of :func:`jacobi_rotations` over ``A`` with the copies into the columns
+    deferred and tiled; returns how many rotations it made. The rows of ``VT`` are
+    rotated as it goes, or, with ``record``, rotation ``r`` is written to ``log_p[r],
+    log_q[r], log_c[r], log_s[r]`` (arrays of at least ``n (n - 1) / 2``) for
+    :func:`apply_rotations` to apply later -- the same operations on ``VT`` in the same
+    order. ``rotated_column``: n booleans, all false (and left so). The same bits as a
+    sweep of :func:`jacobi_rotations` (A and V; ``tests/test_subspace.py``).
+
+    Copying each rotated row into its whole column costs n strided stores, ~2 cycles
+    each, most of a sweep at large n. Here a copy is made only before its entries are
+    read, and in 8 x 8 transposes (:func:`_rows_into_columns`,
     :func:`_upper_from_lower`) where it can wait: within the ``p`` loop a rotation
     ``(p, k)`` reads row ``k`` whole, so it needs column ``q`` below ``q`` for every
     ``q < k`` rotated before it -- inside ``q``'s 8-aligned block by a strided copy
     right away, below the block by one tiled copy of the block's rows when the loop
     leaves the block (``q`` in the first, partial block and in a partial last block
-    copies the whole column below it, as untiled). Rows above ``q`` are not read again
-    in the ``p`` loop, so the lower triangle is exact throughout and the upper one is
-    copied from it in tiles: after the ``p`` loop for rows below ``p`` (the column
-    tiles that hold a rotated column), and after the sweep for the rest. Sweeps from
-    the identity to the stopping rule on a scaled moment matrix (:data:`TILED_JACOBI_MIN`
-    has the numbers): n = 400 / 800 288 / 2460 ms untiled, 165 / 1350 ms tiled."""
+    copies the whole column below it). Rows above ``q`` are not read again in the
+    ``p`` loop, so the lower triangle is exact throughout and the upper one is copied
+    from it in tiles: after the ``p`` loop for rows below ``p`` (the column tiles that
+    hold a rotated column), and after the sweep for the rest. Sweeps from the identity
+    to the stopping rule on the scaled moment matrix of simulated three-factor data
+    (2-core Zen 4, forty-fifth session), :func:`jacobi_rotations` / these: n = 25
+    151 / 194 us, n = 50 0.88 / 0.98 ms, n = 64 1.80 / 1.58 ms, n = 100 3.3-6.0 /
+    3.3-6.0 ms, n = 200 30 / 26 ms, n = 400 288-290 / 163-166 ms, n = 800 2.46-2.47 /
+    1.34-1.37 s (``sigma.LARGE_JACOBI_MIN`` picks them)."""
+    n = A.shape[0]
+    count = 0
+    for p in range(n):
+        Ap, Vp = A[p], VT[p]
+        rotated_p = False
+        first_whole = (p // _TILE + 1) * _TILE  # q from here on lie in whole blocks
+        pending = False  # a whole block rotated; the rows below it lack its columns
+        for q in range(p + 1, n):
+            if pending and q % _TILE == 0:
+                _rows_into_columns(A, q - _TILE)
+                pending = False
+            apq = Ap[q]
+            if _negligible(apq, Ap[p], A[q, q], negligible):
+                continue
+            rotated_p = True
+            rotated_column[q] = True
+            Aq = A[q]
+            c, s = _rotate_rows(Ap, Aq, p, q, apq)
+            # column q below q: within its block now, below the block when it ends
+            block_end = (q // _TILE + 1) * _TILE
+            end = n
+            if q >= first_whole and block_end <= n:
+                end = block_end
+                pending = True
+            for k in range(q + 1, end):
+                A[k, q] = Aq[k]
+            if record:
+                log_p[count], log_q[count], log_c[count], log_s[count] = p, q, c, s
+            else:
+                _rotate_vectors(Vp, VT[q], c, s)
+            count += 1
+        if rotated_p:  # (a pending last block has no rows below it)
+            for k in range(p + 1, n):  # column p below p
+                A[k, p] = Ap[k]
+            _upper_from_lower(A, p + 1, rotated_column, False)
+            for k in range(p + 1, n):
+                rotated_column[k] = False
+    if count > 0:
+        _upper_from_lower(A, 0, rotated_column, True)  # the rows above each p
+    return count
+
+
+@njit(cache=True, nogil=True)
+def apply_rotations(VT, log_p, log_q, log_c, log_s, count):
+    """The first ``count`` rotations that :func:`jacobi_sweep` recorded, on the rows of
+    ``VT``, in order (:func:`_rotate_vectors`)."""
+    for r in range(count):
+        _rotate_vectors(VT[log_p[r]], VT[log_q[r]], log_c[r], log_s[r])
+
+
+def tiled_rotations(A: np.ndarray, VT: np.ndarray, sweeps: int, negligible: float,
+                    pipelined: bool) -> None:
+    """:func:`jacobi_rotations` by sweeps of :func:`jacobi_sweep` (the same bits).
+
+    ``pipelined``: on two threads -- the calling thread sweeps ``A`` and records the
+    rotations, a pool thread (:func:`reprogls.kernels.cpu.tasks.in_background`) applies
+    each sweep's rotations to ``VT`` (:func:`apply_rotations`) while the next sweep of
+    ``A`` runs, since ``A``'s rotations never read ``VT``. Every operation and its
+    order are the serial loop's; two logs of ``n (n - 1) / 2`` rotations alternate (24
+    bytes each: 3.8 MB at n = 400), and a sweep's log is written again only after its
+    rotations were applied. Forty-fifth session, 2-core Zen 4, from the identity to the
+    stopping rule (:func:`jacobi_sweep`'s matrices), serial / pipelined: n = 200 20-23
+    / 16 ms, n = 400 167-179 / 112-139 ms, n = 800 1.34-1.53 / 0.84-0.94 s (``A``
+    alone: 18 / 113 / 788 ms)."""
     n = A.shape[0]
     rotated_column = np.zeros(n, dtype=np.bool_)
-    for _ in range(sweeps):
-        rotated = False
-        for p in range(n):
-            Ap = A[p]
-            Vp = VT[p]
-            rotated_p = False
-            # q from here on lie in whole 8-aligned blocks (untiled: none)
-            first_whole = (p // _TILE + 1) * _TILE if tiled else n
-            pending = False  # a whole block rotated; the rows below it lack its columns
-            for q in range(p + 1, n):
-                if pending and q % _TILE == 0:
-                    _rows_into_columns(A, q - _TILE)
-                    pending = False
-                apq = Ap[q]
-                if apq == 0.0 or abs(apq) <= negligible * (np.sqrt(abs(Ap[p]))
-                                                            * np.sqrt(abs(A[q, q]))):
-                    continue
-                rotated_p = True
-                rotated_column[q] = True
-                Aq = A[q]
-                app, aqq = Ap[p], Aq[q]
-                theta = (aqq - app) / (2.0 * apq)
-                t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + np.sqrt(theta * theta
-                                                                            + 1.0))
-                c = 1.0 / np.sqrt(t * t + 1.0)
-                s = t * c
-                # the block as the reference computes it: columns p, q, then rows p, q
-                col_pp, col_pq = c * app - s * apq, s * app + c * apq
-                col_qp, col_qq = c * apq - s * aqq, s * apq + c * aqq
-                new_pp, new_qq = c * col_pp - s * col_qp, s * col_pq + c * col_qq
-                for k in range(n):  # rows p, q
-                    apk, aqk = Ap[k], Aq[k]
-                    Ap[k] = c * apk - s * aqk
-                    Aq[k] = s * apk + c * aqk
-                Ap[p], Aq[q] = new_pp, new_qq
-                Ap[q], Aq[p] = 0.0, 0.0
-                # column q: the row's entries, by symmetry (tiled: below q in its block)
-                block_end = (q // _TILE + 1) * _TILE
-                end = n
-                if q >= first_whole and block_end <= n:
-                    end = block_end
-                    pending = True
-                copy_from = q + 1 if tiled else 0
-                for k in range(copy_from, end):
-                    A[k, q] = Aq[k]
-                Vq = VT[q]
-                for k in range(n):
-                    vkp, vkq = Vp[k], Vq[k]
-                    Vp[k] = c * vkp - s * vkq
-                    Vq[k] = s * vkp + c * vkq
-            # column p once per p: until here its entries were read only in the blocks
-            # of the rotations (A[q, p] in row q's rotation), which are overwritten
-            if not tiled:
-                for k in range(n):
-                    A[k, p] = Ap[k]
-            elif rotated_p:  # (a pending last block has no rows below it)
-                for k in range(p + 1, n):
-                    A[k, p] = Ap[k]
-                _upper_from_lower(A, p + 1, rotated_column, False)
-                for k in range(p + 1, n):
-                    rotated_column[k] = False
-            rotated = rotated or rotated_p
-        if tiled and rotated:
-            _upper_from_lower(A, 0, rotated_column, True)  # the rows above each p
-        if not rotated:
-            break
+    if not pipelined:
+        no_log, no_values = np.empty(0, dtype=np.int32), np.empty(0)
+        for _ in range(sweeps):
+            if jacobi_sweep(A, VT, negligible, rotated_column, False, no_log, no_log,
+                            no_values, no_values) == 0:
+                break
+        return
+    size = n * (n - 1) // 2
+    logs = [(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32),
+             np.empty(size), np.empty(size)) for _ in range(2)]
+    applying = None  # the future of the previous sweep's rotations of VT
+    try:
+        for sweep in range(sweeps):
+            log = logs[sweep % 2]
+            count = jacobi_sweep(A, VT, negligible, rotated_column, True, *log)
+            if applying is not None:
+                applying.result()  # before the next sweep writes its log again
+                applying = None
+            if count == 0:
+                break
+            applying = in_background(apply_rotations, VT, *log, count)
+    finally:
+        if applying is not None:
+            applying.result()
 
 
 @njit(cache=True)

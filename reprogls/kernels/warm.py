@@ -156,9 +156,10 @@ def _dense() -> None:
 def _large() -> None:
     """Kernels only large problems reach: the sparse pair Gram of the CG path's
     per-equation blocks, its coupled preconditioner (:mod:`reprogls.gls.precondition`),
-    ``A^T B`` of the Sigma-step from residuals and the subspace iteration's steps
-    called one by one there (large K, :func:`_subspace_steps`)."""
-    from ..gls import precondition
+    ``A^T B`` of the Sigma-step from residuals, the subspace iteration's steps called
+    one by one there (large K, :func:`_subspace_steps`) and the tiled, pipelined
+    Jacobi sweeps of the whole space from ``sigma.LARGE_JACOBI_MIN`` (K >= 128)."""
+    from ..gls import _subspace, precondition
     from . import linalg
     from .cpu import gram, multi
 
@@ -175,6 +176,9 @@ def _large() -> None:
         precondition.CoupledPreconditioner(packed, ptr, offsets, factor, np.ones(2),
                                            0.5)(np.ones(3))
     _subspace_steps()
+    for pipelined in (False, True):
+        _subspace.tiled_rotations(np.array([[2.0, 1.0], [1.0, 3.0]]), np.eye(2), 30, 0.0,
+                                  pipelined)
 
 
 def _gemv_t() -> None:
@@ -275,10 +279,11 @@ def _prox() -> None:
 #: reductions 14.4, dense 10.6, large 18.9, sur_matvec 4.4, prox 2.0, sur_rmatvec 18.3
 #: (2.9 after woodbury), gemv_t 3.4, elementary 1.4; blocks 19.0 after fused. The
 #: weights below are rounded from these, a partnered task's (:data:`PARTNERS`) after its
-#: partner.
+#: partner. Forty-fifth session: ``large`` also compiles the tiled, pipelined Jacobi
+#: sweeps (1.5 s on the Zen 4 box; ``_subspace.tiled_rotations``).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 19.0),
-    "large": (_large, 17.0),
+    "large": (_large, 18.5),
     "sur_matvec": (_sur_matvec, 3.5),
     "dense": (_dense, 9.5),
     "fused": (_fused, 25.0),

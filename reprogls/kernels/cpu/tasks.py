@@ -30,13 +30,13 @@ import itertools
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-__all__ = ["PIECES_PER_THREAD", "SERIAL_BYTES", "lpt_schedule", "run_tasks", "schedule_bins",
-           "threads"]
+__all__ = ["PIECES_PER_THREAD", "SERIAL_BYTES", "in_background", "lpt_schedule", "run_tasks",
+           "schedule_bins", "threads"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -171,6 +171,16 @@ def run_tasks(kernel: Callable[..., object], n_tasks: int, *args,
             # tasks 55.0 -> 37.3 us; the S fit the same within the noise)
             if not future.cancel():
                 future.result()
+
+
+def in_background(kernel: Callable[..., object], *args) -> Future:
+    """Start ``kernel(*args)`` on a thread of the shared pool and return its future, so
+    that the calling thread works on meanwhile (a pipeline of two stages, e.g.
+    :func:`reprogls.gls._subspace.tiled_rotations`). ``kernel`` must be compiled
+    with ``nogil=True``; the caller orders dependent work by waiting for the future
+    (``result()``, which also re-raises the kernel's exception) before it starts the
+    next step that reads what the kernel writes."""
+    return _executor(1).submit(kernel, *args)
 
 
 def lpt_schedule(costs: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
