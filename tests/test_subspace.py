@@ -339,7 +339,8 @@ def test_full_space_eigenvalues_keep_their_relative_accuracy_beside_a_huge_one()
 @pytest.mark.parametrize("K,k", [(6, 2), (20, 10), (30, 29)])
 def test_full_space_profile_compiled_equals_the_steps(monkeypatch, K, k, mode):
     """``profile`` of the whole eigenproblem (``Q=None``, top ``k`` of it) in one
-    compiled call has the bits of its steps from Python, and reaches the subspace
+    compiled call has the bits of its steps from Python, with the column-by-column
+    rotations and with the tiled ones (``LARGE_JACOBI_MIN``), and reaches the subspace
     iteration's profile to rounding where that converges."""
     from reprogls.gls import sigma
 
@@ -353,8 +354,11 @@ def test_full_space_profile_compiled_equals_the_steps(monkeypatch, K, k, mode):
     assert got.Q.shape == (K, k) and got.F.shape == (K, k)
     monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
     expected = sigma.profile(S, 8 * K, mode, d_at, None, k)
+    monkeypatch.setattr(sigma, "LARGE_JACOBI_MIN", 1)  # the tiled, pipelined sweeps
+    tiled = sigma.profile(S, 8 * K, mode, d_at, None, k)
     for name in ("F", "Q", "ll", "grad", "update"):
         assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(expected, name))), name
+        assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(tiled, name))), name
     if k == 2:  # two clear factors: the subspace iteration converges
         sub = sigma.profile(S, 8 * K, mode, d_at, np.eye(K, k))
         np.testing.assert_allclose(got.ll, sub.ll, rtol=1e-13)

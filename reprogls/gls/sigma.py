@@ -92,8 +92,9 @@ COMPILED_MAX_WORK = 1 << 21
 #: eigenvectors on a second thread while the next sweep runs
 #: (:func:`._subspace.tiled_rotations`): the same bits; their docstrings have the
 #: times (1.7-1.8x at n = 400-800 tiled, 1.3-1.6x more pipelined; 12% at n = 64, none
-#: at 100). Smaller whole-space problems run inside the compiled profile
-#: (``K^3 <= COMPILED_MAX_WORK``: K <= 128), whose column-by-column rotations
+#: at 100; at n = 128, whose 1 KiB rows put a column's entries in few cache sets, 15
+#: ms column by column, 6 ms so). Smaller whole-space problems run inside the compiled
+#: profile (:func:`profile`), whose column-by-column rotations
 #: (:func:`._subspace.jacobi_rotations`) compile in a third of the time.
 LARGE_JACOBI_MIN = 128
 
@@ -452,10 +453,10 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     small). CRO-1 sums, the portable ``log``; ``(F F^T)_jj`` is the CRO-1 dot of row j
     with itself.
 
-    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` (``K^3`` for the whole
-    eigenproblem) is profiled in one compiled call (:func:`._subspace.profile_moment`,
-    the same steps and bits); the factor analysis of an S-size fit makes ~27 of these
-    evaluations.
+    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` (for the whole eigenproblem
+    ``K^3``, and ``K < LARGE_JACOBI_MIN``) is profiled in one compiled call
+    (:func:`._subspace.profile_moment`, the same steps and bits); the factor analysis
+    of an S-size fit makes ~27 of these evaluations.
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 
@@ -465,7 +466,8 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
                          "rank")
     rank = Q.shape[1] if rank is None else int(rank)
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
-    if isinstance(S, MomentMatrix) and work <= COMPILED_MAX_WORK:
+    compiled = work <= COMPILED_MAX_WORK and not (full and S.size >= LARGE_JACOBI_MIN)
+    if isinstance(S, MomentMatrix) and compiled:
         Q0 = np.eye(S.size, rank) if full else np.ascontiguousarray(Q, dtype=np.float64)
         F, Q, ll, grad, update, converged = profile_moment(
             np.ascontiguousarray(S.S), S.diagonal(), float(N),
