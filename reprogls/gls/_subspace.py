@@ -261,9 +261,10 @@ def tiled_rotations(A: np.ndarray, VT: np.ndarray, sweeps: int, negligible: floa
     order are the serial loop's; two logs of ``n (n - 1) / 2`` rotations alternate (24
     bytes each: 3.8 MB at n = 400), and a sweep's log is written again only after its
     rotations were applied. Forty-fifth session, 2-core Zen 4, from the identity to the
-    stopping rule (:func:`jacobi_sweep`'s matrices), serial / pipelined: n = 200 20-23
-    / 16 ms, n = 400 167-179 / 112-139 ms, n = 800 1.34-1.53 / 0.84-0.94 s (``A``
-    alone: 18 / 113 / 788 ms)."""
+    stopping rule (``sigma.full_space_eigenpairs``, asv ``bench_fit.WholeSpaceEigen``,
+    alternating processes), serial / pipelined: n = 200 23-25 / 17-23 ms, n = 400
+    168-181 / 108-119 ms, n = 800 1.39-1.51 / 0.86-0.95 s (``A`` alone: 18 / 113 / 788
+    ms)."""
     n = A.shape[0]
     rotated_column = np.zeros(n, dtype=np.bool_)
     if not pipelined:
@@ -314,8 +315,9 @@ def _rows_into_columns(A, b0):
 def _upper_from_lower(A, lo, rotated_column, every_column):
     """``A[r, c] = A[c, r]`` for ``lo <= r < c``, by 8-aligned column tiles: those
     holding a column marked in ``rotated_column`` (every one with ``every_column``).
-    Whole tiles off the diagonal are 8 x 8 transposes; the rows of a tile below ``lo``'s
-    and the diagonal and last tiles' entries are copied one by one."""
+    Whole tiles above the diagonal are 8 x 8 transposes; the rows from ``lo`` to the
+    next multiple of 8, the diagonal tiles and a last, partial tile are copied entry
+    by entry."""
     n = A.shape[0]
     for tile in range(lo // _TILE, (n + _TILE - 1) // _TILE):
         c0 = tile * _TILE
