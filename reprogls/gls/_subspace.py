@@ -174,14 +174,14 @@ def jacobi_rotations(A, VT, sweeps, negligible):
 
 
 @njit(cache=True, nogil=True)
-def jacobi_sweep(A, VT, negligible, rotated_column, record, log_p, log_q, log_c, log_s):
+def jacobi_sweep(A, negligible, rotated_column, log_p, log_q, log_c, log_s):
     """One sweep of :func:`jacobi_rotations` over ``A`` with the copies into the columns
-    deferred and tiled; returns how many rotations it made. The rows of ``VT`` are
-    rotated as it goes, or, with ``record``, rotation ``r`` is written to ``log_p[r],
-    log_q[r], log_c[r], log_s[r]`` (arrays of at least ``n (n - 1) / 2``) for
-    :func:`apply_rotations` to apply later -- the same operations on ``VT`` in the same
-    order. ``rotated_column``: n booleans, all false (and left so). The same bits as a
-    sweep of :func:`jacobi_rotations` (A and V; ``tests/test_subspace.py``).
+    deferred and tiled; returns how many rotations it made, rotation ``r`` written to
+    ``log_p[r], log_q[r], log_c[r], log_s[r]`` (arrays of at least ``n (n - 1) / 2``)
+    for :func:`apply_rotations` to apply to ``VT`` -- the same operations in the same
+    order as :func:`jacobi_rotations` makes them as it goes. ``rotated_column``: n
+    booleans, all false (and left so). The same bits (A and V;
+    ``tests/test_subspace.py``).
 
     Copying each rotated row into its whole column costs n strided stores, ~2 cycles
     each, most of a sweep at large n. Here a copy is made only before its entries are
@@ -203,7 +203,7 @@ def jacobi_sweep(A, VT, negligible, rotated_column, record, log_p, log_q, log_c,
     n = A.shape[0]
     count = 0
     for p in range(n):
-        Ap, Vp = A[p], VT[p]
+        Ap = A[p]
         rotated_p = False
         first_whole = (p // _TILE + 1) * _TILE  # q from here on lie in whole blocks
         pending = False  # a whole block rotated; the rows below it lack its columns
@@ -226,10 +226,7 @@ def jacobi_sweep(A, VT, negligible, rotated_column, record, log_p, log_q, log_c,
                 pending = True
             for k in range(q + 1, end):
                 A[k, q] = Aq[k]
-            if record:
-                log_p[count], log_q[count], log_c[count], log_s[count] = p, q, c, s
-            else:
-                _rotate_vectors(Vp, VT[q], c, s)
+            log_p[count], log_q[count], log_c[count], log_s[count] = p, q, c, s
             count += 1
         if rotated_p:  # (a pending last block has no rows below it)
             for k in range(p + 1, n):  # column p below p
@@ -252,42 +249,38 @@ def apply_rotations(VT, log_p, log_q, log_c, log_s, count):
 
 def tiled_rotations(A: np.ndarray, VT: np.ndarray, sweeps: int, negligible: float,
                     pipelined: bool) -> None:
-    """:func:`jacobi_rotations` by sweeps of :func:`jacobi_sweep` (the same bits).
+    """:func:`jacobi_rotations` by sweeps of :func:`jacobi_sweep`, each sweep's recorded
+    rotations then applied to ``VT`` (:func:`apply_rotations`): the same bits.
 
-    ``pipelined``: on two threads -- the calling thread sweeps ``A`` and records the
-    rotations, a pool thread (:func:`reprogls.kernels.cpu.tasks.in_background`) applies
-    each sweep's rotations to ``VT`` (:func:`apply_rotations`) while the next sweep of
-    ``A`` runs, since ``A``'s rotations never read ``VT``. Every operation and its
-    order are the serial loop's; two logs of ``n (n - 1) / 2`` rotations alternate (24
-    bytes each: 3.8 MB at n = 400), and a sweep's log is written again only after its
-    rotations were applied. Forty-fifth session, 2-core Zen 4, from the identity to the
-    stopping rule (``sigma.full_space_eigenpairs``, asv ``bench_fit.WholeSpaceEigen``,
-    alternating processes), serial / pipelined: n = 200 23-25 / 17-23 ms, n = 400
-    168-181 / 108-119 ms, n = 800 1.39-1.51 / 0.86-0.95 s (``A`` alone: 18 / 113 / 788
-    ms)."""
+    ``pipelined``: on two threads -- the calling thread sweeps ``A``, a pool thread
+    (:func:`reprogls.kernels.cpu.tasks.in_background`) applies each sweep's rotations to
+    ``VT`` while the next sweep of ``A`` runs, since ``A``'s rotations never read
+    ``VT``. Every operation and its order are the serial loop's; two logs of ``n (n - 1)
+    / 2`` rotations alternate (24 bytes each: 3.8 MB at n = 400), and a sweep's log is
+    written again only after its rotations were applied. Forty-fifth session, 2-core Zen
+    4, from the identity to the stopping rule (``sigma.full_space_eigenpairs``, asv
+    ``bench_fit.WholeSpaceEigen``, alternating processes), serial / pipelined: n = 200
+    23-25 / 17-23 ms, n = 400 168-181 / 108-119 ms, n = 800 1.39-1.51 / 0.86-0.95 s
+    (``A`` alone: 18 / 113 / 788 ms)."""
     n = A.shape[0]
     rotated_column = np.zeros(n, dtype=np.bool_)
-    if not pipelined:
-        no_log, no_values = np.empty(0, dtype=np.int32), np.empty(0)
-        for _ in range(sweeps):
-            if jacobi_sweep(A, VT, negligible, rotated_column, False, no_log, no_log,
-                            no_values, no_values) == 0:
-                break
-        return
     size = n * (n - 1) // 2
     logs = [(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int32),
-             np.empty(size), np.empty(size)) for _ in range(2)]
+             np.empty(size), np.empty(size)) for _ in range(2 if pipelined else 1)]
     applying = None  # the future of the previous sweep's rotations of VT
     try:
         for sweep in range(sweeps):
-            log = logs[sweep % 2]
-            count = jacobi_sweep(A, VT, negligible, rotated_column, True, *log)
+            log = logs[sweep % len(logs)]
+            count = jacobi_sweep(A, negligible, rotated_column, *log)
             if applying is not None:
                 applying.result()  # before the next sweep writes its log again
                 applying = None
             if count == 0:
                 break
-            applying = in_background(apply_rotations, VT, *log, count)
+            if pipelined:
+                applying = in_background(apply_rotations, VT, *log, count)
+            else:
+                apply_rotations(VT, *log, count)
     finally:
         if applying is not None:
             applying.result()
