@@ -148,7 +148,7 @@ def whitened_ols(Xs, Y, Sigma: np.ndarray):
 
 def fit_factor_analysis(E: np.ndarray, k: int, mode: str):
     """reprogls's Sigma-step on the residuals ``E``: a ``sigma.SigmaStep``, ``(F, d, loglik,
-    evaluations, whole_space)``."""
+    evaluations, eigensolver)``."""
     return factor_analysis(residual_moment(E, mode), E.shape[0], k, mode)
 
 

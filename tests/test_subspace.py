@@ -393,7 +393,8 @@ def test_the_whole_eigenproblem_from_the_residuals_is_the_moment_matrixs(mode):
     E = np.ascontiguousarray(E - E.mean(axis=0))
     moment = sigma.factor_analysis(sigma.residual_moment(E, mode), N, 6, mode)
     residuals = sigma.factor_analysis(sigma.ResidualMoment(E, mode), N, 6, mode)
-    for a, b in zip(moment, residuals, strict=True):
+    assert moment.eigensolver == residuals.eigensolver == "whole"
+    for a, b in zip(moment[:-1], residuals[:-1], strict=True):
         assert same_bits(np.asarray(a), np.asarray(b))
 
 
@@ -418,9 +419,9 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
     _, _, ll_full, _, _ = sigma.factor_analysis(S, N, 10, "compensated")
     assert calls and all(shape is None for shape in calls)
     calls.clear()
-    _, _, ll_sub, _, whole = sigma.factor_analysis(S, N, 10, "compensated",
-                                                    whole_space=False)
-    assert calls and all(shape == (K, 10) for shape in calls) and not whole
+    _, _, ll_sub, _, solver = sigma.factor_analysis(S, N, 10, "compensated",
+                                                     eigensolver="subspace")
+    assert calls and all(shape == (K, 10) for shape in calls) and solver == "subspace"
     # the likelihood is flat at this rank and both stop on a change of 1e-10 relative per
     # step (~190 evaluations each): they agree to a few 1e-9 (measured 3.5e-9)
     np.testing.assert_allclose(ll_full, ll_sub, rtol=1e-8)
@@ -428,15 +429,17 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
 
 def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
         monkeypatch):
-    """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 48 k``) the subspace
+    """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 32 k``) the subspace
     iteration stops at its cap; that evaluation is made again on the whole space, and
-    every later one is too (``whole_space`` reported for the fit's next sweep), reaching
-    the optimum of the whole space throughout. Past ``48 k`` (K = 40, k = 2 with
-    the ratio lowered to 16) it stays on the subspace iteration."""
+    every later one is too (``"whole"`` reported for the fit's next sweep), reaching
+    the optimum of the whole space throughout. Kept on the subspace iteration it stalls
+    and ends lower; the block Krylov method throughout (the default past ``32 k``)
+    converges in every evaluation and reaches the whole space's optimum."""
     from reprogls.gls import sigma
 
-    assert not sigma.uses_full_space(40, 2) and sigma.switches_after_stall(40, 2)
-    assert not sigma.switches_after_stall(50, 1) and not sigma.switches_after_stall(300, 6)
+    assert sigma.eigensolver_for(40, 2) == "subspace" == sigma.eigensolver_for(64, 2)
+    assert sigma.eigensolver_for(32, 2) == "whole"
+    assert sigma.eigensolver_for(65, 2) == "krylov" == sigma.eigensolver_for(300, 6)
     rng = np.random.default_rng(9)
     K, N = 40, 4000
     E = (rng.standard_normal((N, 1)) @ rng.standard_normal((1, K))
@@ -447,26 +450,35 @@ def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
 
     def recorded(*a, **kw):
         got = real(*a, **kw)
-        calls.append(("whole" if a[4] is None else "subspace", got.converged))
+        solver = "whole" if a[4] is None else "krylov" if kw.get("krylov") else "subspace"
+        calls.append((solver, got.converged))
         return got
 
     monkeypatch.setattr(sigma, "profile", recorded)
-    _, _, ll, _, whole = sigma.factor_analysis(S, N, 2, "compensated")
-    assert whole
+    _, _, ll, _, solver = sigma.factor_analysis(S, N, 2, "compensated")
+    assert solver == "whole"
     stall = calls.index(("subspace", False))
     assert calls[stall + 1:] and all(c == ("whole", True) for c in calls[stall + 1:])
     assert calls[:stall] == [("subspace", True)] * stall
     calls.clear()
-    _, _, ll_w, _, whole = sigma.factor_analysis(S, N, 2, "compensated", whole_space=True)
-    assert whole and all(c == ("whole", True) for c in calls)
+    _, _, ll_w, _, solver = sigma.factor_analysis(S, N, 2, "compensated",
+                                                  eigensolver="whole")
+    assert solver == "whole" and all(c == ("whole", True) for c in calls)
     # the whole space from the start reaches the same optimum (measured: 6e-12 apart)
     np.testing.assert_allclose(ll_w, ll, rtol=1e-10)
-    monkeypatch.setattr(sigma, "WHOLE_SPACE_AFTER_STALL", 16)
     calls.clear()
-    _, _, ll_sub, _, whole = sigma.factor_analysis(S, N, 2, "compensated")
-    assert not whole and all(c[0] == "subspace" for c in calls)
+    _, _, ll_sub, _, solver = sigma.factor_analysis(S, N, 2, "compensated",
+                                                    eigensolver="subspace")
+    assert solver == "subspace" and all(c[0] == "subspace" for c in calls)
     assert ("subspace", False) in calls
     assert ll >= ll_sub - 1e-9 * abs(ll_sub)
+    calls.clear()
+    _, _, ll_k, _, solver = sigma.factor_analysis(S, N, 2, "compensated",
+                                                  eigensolver="krylov")
+    assert solver == "krylov" and calls and all(c == ("krylov", True) for c in calls)
+    np.testing.assert_allclose(ll_k, ll_w, rtol=1e-10)
+    with pytest.raises(ValueError, match="eigensolver must be one of"):
+        sigma.factor_analysis(S, N, 2, "compensated", eigensolver="lanczos")
 
 
 def test_the_golden_stall_problem_turns_to_the_whole_space(monkeypatch):
@@ -483,16 +495,16 @@ def test_the_golden_stall_problem_turns_to_the_whole_space(monkeypatch):
     build, kwargs = PROBLEMS["gram-stall-whole-space"]
     Xs, Y = build()
     K, k = Y.shape[1], kwargs["rank"]
-    assert not sigma.uses_full_space(K, k) and sigma.switches_after_stall(K, k)
+    assert sigma.eigensolver_for(K, k) == "subspace"
     calls = []
     real = fit_module.factor_analysis
 
     def recorded(*a, **kw):
         out = real(*a, **kw)
-        calls.append((kw.get("whole_space"), out.whole_space))
+        calls.append((kw.get("eigensolver"), out.eigensolver))
         return out
 
     monkeypatch.setattr(fit_module, "factor_analysis", recorded)
     gls.fit(Xs, Y, **kwargs)
-    assert calls[0] == (None, True)
-    assert len(calls) > 1 and all(c == (True, True) for c in calls[1:])
+    assert calls[0] == (None, "whole")
+    assert len(calls) > 1 and all(c == ("whole", "whole") for c in calls[1:])

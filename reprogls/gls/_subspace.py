@@ -31,9 +31,9 @@ from ..kernels.cpu.multi import _rows_times_tasks
 from ..kernels.cpu.simd import transpose8x8
 from ..kernels.cpu.tasks import in_background
 
-__all__ = ["apply_rotations", "descending_order", "full_space_eigenpairs", "jacobi_rotations",
-           "jacobi_sweep", "orthonormalize", "profile_moment", "rayleigh_matrix",
-           "subspace_iteration", "tiled_rotations"]
+__all__ = ["apply_rotations", "descending_order", "extend_basis", "full_space_eigenpairs",
+           "jacobi_rotations", "jacobi_sweep", "orthonormalize", "profile_moment",
+           "rayleigh_extend", "rayleigh_matrix", "subspace_iteration", "tiled_rotations"]
 
 
 @njit(cache=True)
@@ -70,6 +70,50 @@ def rayleigh_matrix(Q, MQ, compensated):
     T = np.empty((k, k))
     for a in range(k):
         for b in range(k):
+            T[a, b] = (G[a, b] + G[b, a]) * 0.5
+    return T
+
+
+@njit(cache=True)
+def extend_basis(BT, n, Z, compensated):
+    """Orthonormalise the columns of ``Z`` (K x b) against the basis vectors in rows
+    ``0 .. n-1`` of ``BT`` and against each other, into rows ``n .. n+b-1`` of ``BT``
+    (the block Krylov basis of :func:`.sigma.krylov_eigenpairs`, one vector per row).
+
+    Column ``c``: ``v = z_c``; twice ("twice is enough", Kahan-Parlett), for each row
+    ``j < n + c`` in order, ``v <- v - fl(dot(b_j, v) * b_j)`` (CRO-1 dots); then
+    ``v / ||v||`` (left as ``v`` when the norm is 0), as :func:`orthonormalize`
+    normalises."""
+    K, b = Z.shape
+    v = np.empty(K)
+    for c in range(b):
+        for i in range(K):
+            v[i] = Z[i, c]
+        for _ in range(2):
+            for j in range(n + c):
+                d = dot_segment(BT[j], v, compensated)
+                for i in range(K):
+                    v[i] = v[i] - d * BT[j, i]
+        norm = nrm2_segment(v, compensated)
+        for i in range(K):
+            BT[n + c, i] = v[i] / norm if norm > 0.0 else v[i]
+
+
+@njit(cache=True)
+def rayleigh_extend(BT, MBT, G, lo, hi, compensated):
+    """The Rayleigh-Ritz matrix of the basis in rows ``0 .. hi-1`` of ``BT`` with their
+    products ``M b_a`` in the rows of ``MBT``, reusing the dots of the first ``lo``:
+    ``G[a, b]`` = CRO-1 dot of ``BT[a]`` and ``MBT[b]``, computed where
+    ``max(a, b) >= lo``; returns ``T = (G + G^T) / 2`` on the leading ``hi x hi``,
+    entry by entry ``(G[a, b] + G[b, a]) * 0.5`` (the bits of :func:`rayleigh_matrix`
+    of the same basis)."""
+    for a in range(hi):
+        for b in range(hi):
+            if a >= lo or b >= lo:
+                G[a, b] = dot_segment(BT[a], MBT[b], compensated)
+    T = np.empty((hi, hi))
+    for a in range(hi):
+        for b in range(hi):
             T[a, b] = (G[a, b] + G[b, a]) * 0.5
     return T
 

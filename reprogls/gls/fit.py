@@ -507,17 +507,17 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         # through the Sigma-step, whose E^T E copies E into strips, they raised the peak
         # at N = 5000, K = 1000 from 1.74x to 1.94x the bytes of X.
         spare = (None, None)
-        whole_space = None  # the Sigma-step's eigen-solver: by its rules, until it turns
-        # to the whole eigenproblem (then kept: its subspace iteration stalled)
+        eigensolver = None  # the Sigma-step's: by its rules, until its subspace iteration
+        # stalls and it turns to the whole space or Krylov (then kept)
         history = []  # the log-likelihood after each sweep
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
             fitted = None  # (kept from the last sweep only: one N x K array less)
             S = (ResidualMoment(E, mode, dev) if from_residuals
                  else MomentMatrix(residual_moment(E, mode, dev), mode))
-            F, d, _, _, switched = factor_analysis(
+            F, d, _, _, ended_on = factor_analysis(
                 S, N, rank, mode, F, d, min_uniqueness=min_uniqueness, y_moments=y_moments,
-                whole_space=whole_space)
-            whole_space = True if switched else None
+                eigensolver=eigensolver)
+            eigensolver = None if ended_on == "subspace" else ended_on
             S = None
             factor = woodbury_factor(F, d, mode)
             b = r0 = None

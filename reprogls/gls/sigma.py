@@ -45,18 +45,20 @@ from ..kernels.reference.elementary import log_scalar
 from ._dense import gram, matmul, matmul_t, on_device
 from ._resident import resident_moment_times
 from ._subspace import (
+    extend_basis,
     jacobi_rotations,
     orthonormalize,
     profile_moment,
+    rayleigh_extend,
     rayleigh_matrix,
     subspace_iteration,
     tiled_rotations,
 )
 
-__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "SigmaStep", "factor_analysis",
-           "full_space_eigenpairs", "jacobi_eigh", "jacobi_eigh_reference", "profile",
-           "residual_moment", "switches_after_stall", "top_eigenpairs", "uniqueness_bounds",
-           "uses_full_space"]
+__all__ = ["EIGENSOLVERS", "MomentMatrix", "Profile", "ResidualMoment", "SigmaStep",
+           "eigensolver_for", "factor_analysis", "full_space_eigenpairs", "jacobi_eigh",
+           "jacobi_eigh_reference", "krylov_eigenpairs", "profile", "residual_moment",
+           "top_eigenpairs", "uniqueness_bounds", "uses_full_space"]
 
 #: Floor of the specific variances relative to the modelled variables' mean squares:
 #: ``d_j >= D_FLOOR * V_j`` (scikit-learn's SMALL, made relative; :func:`uniqueness_bounds`).
@@ -257,6 +259,81 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
     return lam, Q, bool(converged)
 
 
+#: Blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by before a
+#: restart, most restarts, and the rounding noise of its Ritz values relative to the
+#: largest (the floor of its stopping rule).
+KRYLOV_DEPTH, KRYLOV_MAX_RESTARTS, RITZ_NOISE = 6, 40, 16.0 * 2.0 ** -52
+
+
+def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
+                      max_restarts: int = KRYLOV_MAX_RESTARTS, tol: float = EIGEN_TOL
+                      ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Top-k eigenpairs of a symmetric K x K ``M`` by a restarted block Krylov method from
+    ``Q0`` (K x k): what the Sigma-step uses where a rank beyond the data's factors
+    would stall the subspace iteration of :func:`top_eigenpairs` and the whole
+    eigenproblem is too large (``K > 32 k``, :func:`eigensolver_for`).
+
+    ``M`` is the matrix or a function ``Q -> M Q``. From ``Q`` (``Q0`` orthonormalised)
+    and ``M Q``, the basis ``B = [Q, V_1, V_2, ...]`` of the block Krylov space
+    ``span[Q, M Q, M^2 Q, ...]`` grows a block at a time: ``V_j`` is ``M V_{j-1}``
+    orthonormalised against every earlier vector, twice
+    (:func:`._subspace.extend_basis`), and ``M V_j`` one product of k vectors. After
+    each block, Rayleigh-Ritz: ``T = B^T (M B)`` (symmetrised,
+    :func:`._subspace.rayleigh_extend`), ``jacobi_eigh(T)``; it stops when every one of
+    the top k Ritz values changed by at most ``max(tol |lambda_q|, RITZ_NOISE
+    |lambda_1|)`` since the previous block. After ``depth`` blocks (at most
+    ``K / k - 1``) it restarts from the top k Ritz vectors ``Q = B W_k``, with ``M Q``
+    carried as ``(M B) W_k``; after ``max_restarts`` restarts it stops unconverged.
+    Returns ``(values descending, Q = B W_k, converged)``.
+
+    Why: at a rank beyond the data's factors the k-th eigenvalue of ``M`` sits at the
+    edge of the noise's Marchenko-Pastur bulk, a gap of 1.5-3% to the next
+    (``lambda_{k+1} / lambda_k`` = 0.985 at N = 2000, K = 800; 0.972 at N = 5000,
+    K = 2000, five factors, k = 6). Subspace iteration converges at that ratio per
+    product, the Krylov space at about its square root (a Chebyshev polynomial): in
+    NumPy on the stalled evaluations, 2600-3000 and ~1500 vectors multiplied against
+    ~300 and ~150. The Krylov space of j blocks holds the subspace iteration's j-th
+    iterate, so where the gap is wide it needs no more products than the iteration. And
+    the subspace iteration's stopping rule, ``tol = 1e-13`` relative to each value, lies
+    below the rounding noise of a value far below the largest (``lambda_6 = 2.7`` next
+    to ``lambda_1 = 6900``: changes of ~1e-12 relative between iterations at the
+    converged subspace, about ``2 eps lambda_1``), so even converged it met the rule by
+    chance only; here the rule is floored at ``16 eps lambda_1``.
+    """
+    product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
+    compensated = mode == "compensated"
+    K, k = Q0.shape
+    depth = min(int(depth), K // max(k, 1) - 1)
+    if depth < 1 or k == 0:
+        return top_eigenpairs(M, Q0, mode, tol=tol)
+    n = (depth + 1) * k
+    BT, MBT, G = np.empty((n, K)), np.empty((n, K)), np.empty((n, n))
+    BT[:k] = _orthonormalize(Q0, mode).T
+    MBT[:k] = np.asarray(product(np.ascontiguousarray(BT[:k].T))).T
+    lam = np.full(k, np.inf)
+    converged, restarts, filled, known = False, 0, k, 0
+    while True:
+        extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T), compensated)
+        MBT[filled:filled + k] = np.asarray(
+            product(np.ascontiguousarray(BT[filled:filled + k].T))).T
+        filled += k
+        values, W = jacobi_eigh(rayleigh_extend(BT, MBT, G, known, filled, compensated))
+        known = filled
+        new_lam = values[:k]
+        floor = RITZ_NOISE * abs(new_lam[0])
+        converged = bool(np.all(np.abs(new_lam - lam)
+                                <= np.maximum(tol * np.abs(new_lam), floor)))
+        lam = new_lam
+        if converged or filled == n:
+            W_k = np.ascontiguousarray(W[:, :k])
+            Q = matmul_t(BT[:filled], W_k, mode)
+            if converged or restarts == max_restarts:
+                return lam, Q, converged
+            MQ = matmul_t(MBT[:filled], W_k, mode)  # M Q, carried
+            BT[:k], MBT[:k] = Q.T, MQ.T
+            restarts, filled, known = restarts + 1, k, 0
+
+
 #: The Sigma-step solves the whole eigenproblem of ``M``
 #: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
 #: ``FULL_SPACE_RANK_FRACTION * rank >= K`` (:func:`uses_full_space` has the measurements).
@@ -297,36 +374,72 @@ def uses_full_space(K: int, rank: int) -> bool:
     up to 2e-3 at K = 100, k = 25, where the subspace iteration stopped on inexact
     eigenpairs). (Forty-fourth session: the rotations run row by row, the same bits,
     1.4-2.4x faster; fits at K = 50, k = 25 / 37 0.37 / 0.81 s, K = 200, k = 25 1.6 s.
-    Below the rule, :func:`switches_after_stall` turns to the whole space where the
-    subspace iteration stalls.)
+    Below the rule, :func:`eigensolver_for` turns to the whole space where the
+    subspace iteration stalls, or uses the block Krylov method.)
     """
     return FULL_SPACE_RANK_FRACTION * rank >= K
 
 
-#: Where ``K <= WHOLE_SPACE_AFTER_STALL * rank``, the Sigma-step turns to the whole
-#: eigenproblem once a subspace iteration stops at its cap (:func:`switches_after_stall`).
-WHOLE_SPACE_AFTER_STALL = 48
+#: Where ``K > KRYLOV_RANK_RATIO * rank`` the Sigma-step solves its eigenproblems by the
+#: block Krylov method from the start; at or below it (and above
+#: :data:`FULL_SPACE_RANK_FRACTION`) it turns from the subspace iteration to the whole
+#: eigenproblem once a subspace iteration stops at its cap (:func:`eigensolver_for`).
+KRYLOV_RANK_RATIO = 32
 
 
-def switches_after_stall(K: int, rank: int) -> bool:
-    """Whether the Sigma-step of K equations at ``rank`` factors, on the subspace
-    iteration by :func:`uses_full_space`, turns to the whole eigenproblem for the rest of
-    the fit at the first evaluation whose subspace iteration stops at its cap
-    (:data:`EIGEN_MAX_ITER` iterations, inexact eigenpairs).
+def eigensolver_for(K: int, rank: int) -> str:
+    """The eigen-solver the Sigma-step of K equations at ``rank`` factors starts on
+    (:data:`EIGENSOLVERS`):
+
+    * ``"whole"`` where ``16 k >= K`` (:func:`uses_full_space`): every evaluation solves
+      the whole eigenproblem;
+    * ``"subspace"`` where ``16 k < K <= 32 k``: the subspace iteration, until an
+      evaluation stops at its cap (:data:`EIGEN_MAX_ITER` iterations, inexact
+      eigenpairs); that one is made again on the whole space, which the rest of the fit
+      uses;
+    * ``"krylov"`` where ``K > 32 k``: the restarted block Krylov method
+      (:func:`krylov_eigenpairs`) throughout.
 
     The subspace iteration either converges in a few warm-started iterations (at most
     6 per evaluation at K = 50, k = 3 and K = 200, k = 5 with as many factors in the
     data) or, at a rank above the data's factors, stalls at the cap in every evaluation
     (K = 100, k = 6; K = 200, k = 5 and 12, three factors: 200 iterations in all but the
     first). One such evaluation costs about ``400 K^2 k`` multiply-adds, one whole-space
-    solve about ``c K^3`` with ``c`` near 8, so the switch pays where ``K`` is up to
-    ~50 k. Fits, subspace throughout / whole space throughout (2-core Zen 4,
-    forty-fourth session, three factors in the data): K = 100, k = 6 0.68 / 0.36 s;
-    K = 200, k = 5 1.64 / 1.29 s, k = 12 2.26 / 1.22 s; K = 400, k = 12 8.8 / 10.2 s.
-    The decision rests on the iteration count, itself a function of the bits, so the
-    path is the same everywhere.
+    solve about ``c K^3`` with ``c`` near 8. Past ``48 k`` the fit stayed on the stalled
+    iteration (forty-fifth session: N = 5000, K = 2000, five factors, rank 6 in 59 s and
+    rank 10 in 91 s, rank 5 in 1.6 s). The Krylov method converges where the iteration
+    stalls, and where the iteration converges it costs about as much (its basis holds the
+    iterates), so it is the default from the size where it beats the whole space.
+    Fits, ``auto`` of the forty-fifth session (subspace, stall, whole space or, past
+    ``48 k``, the stalled iteration) / Krylov throughout / whole space throughout
+    (2-core Zen 4, forty-sixth session, N = 5000, three factors in the data unless
+    said):
+
+    ==============  ============  =======================  =================
+    K, k            K / k         auto (45th)              Krylov / whole
+    ==============  ============  =======================  =================
+    100, 6          16.7          0.26 s                   0.32 / 0.24 s
+    200, 12         16.7          0.73                     1.13 / 0.61
+    240, 10         24            1.06                     1.19 / --
+    120, 5          24            0.31                     0.26 / --
+    300, 10         30            2.31                     1.87 / 2.16
+    150, 5          30            0.36                     0.25 / --
+    200, 5          40            0.58                     0.37 / 0.56
+    200, 5 (5 f.)   40            0.18                     0.16 / --
+    400, 10         40            2.83                     1.48 / --
+    300, 4          75            1.05                     0.42 / --
+    300, 3          100           0.21                     0.21 / --
+    100, 1 (1 f.)   100           0.063                    0.066 / --
+    2000, 5 (5 f.)  400           1.7                      1.8 / --
+    2000, 6 (5 f.)  333           59                       7.4 / --
+    ==============  ============  =======================  =================
+
+    The decision at a stall rests on the iteration count, itself a function of the bits,
+    so the path is the same everywhere.
     """
-    return K <= WHOLE_SPACE_AFTER_STALL * rank
+    if uses_full_space(K, rank):
+        return "whole"
+    return "krylov" if K > KRYLOV_RANK_RATIO * rank else "subspace"
 
 
 def full_space_eigenpairs(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -432,13 +545,14 @@ class Profile:
 
 
 def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
-            rank: int | None = None) -> Profile:
+            rank: int | None = None, krylov: bool = False) -> Profile:
     """Profile the likelihood at ``d`` (module docstring).
 
     With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (``k =
-    rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``,
-    or, with ``Q=None`` for a moment matrix, from the whole eigenproblem,
-    :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+    rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``
+    (:func:`top_eigenpairs`; with ``krylov``, the restarted block Krylov method,
+    :func:`krylov_eigenpairs`), or, with ``Q=None`` for a moment matrix, from the whole
+    eigenproblem, :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
 
     .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
               \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
@@ -467,7 +581,7 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     rank = Q.shape[1] if rank is None else int(rank)
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
     compiled = work <= COMPILED_MAX_WORK and not (full and S.size >= LARGE_JACOBI_MIN)
-    if isinstance(S, MomentMatrix) and compiled:
+    if isinstance(S, MomentMatrix) and compiled and not krylov:
         Q0 = np.eye(S.size, rank) if full else np.ascontiguousarray(Q, dtype=np.float64)
         F, Q, ll, grad, update, converged = profile_moment(
             np.ascontiguousarray(S.S), S.diagonal(), float(N),
@@ -482,7 +596,8 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
         lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
         converged = True
     else:
-        lam, Q, converged = top_eigenpairs(S.scaled(sqrt_d), Q, mode)
+        solve = krylov_eigenpairs if krylov else top_eigenpairs
+        lam, Q, converged = solve(S.scaled(sqrt_d), Q, mode)
         lam_k, Q_k = lam, Q
     gain = np.maximum(lam_k - 1.0, 0.0)
     F = (sqrt_d[:, None] * Q_k) * np.sqrt(gain)[None, :]
@@ -562,15 +677,15 @@ def uniqueness_bounds(diag_S: np.ndarray, min_uniqueness: float,
 
 class SigmaStep(NamedTuple):
     """What :func:`factor_analysis` returns: the loadings ``F`` (K x k), uniquenesses
-    ``d``, the log-likelihood, the likelihood evaluations made, and whether it ended on
-    the whole eigenproblem (:func:`uses_full_space`, :func:`switches_after_stall`; the
-    next sweep of a fit starts there)."""
+    ``d``, the log-likelihood, the likelihood evaluations made, and the eigen-solver it
+    ended on, one of :data:`EIGENSOLVERS` (:func:`eigensolver_for`; the next sweep of a
+    fit starts on it where it is not the subspace iteration)."""
 
     F: np.ndarray
     d: np.ndarray
     loglik: float
     evaluations: int
-    whole_space: bool
+    eigensolver: str
 
 
 def _as_moment_matrix(S, mode: str):
@@ -582,10 +697,16 @@ def _as_moment_matrix(S, mode: str):
     return S
 
 
+#: The Sigma-step's eigen-solvers: the subspace iteration (:func:`top_eigenpairs`), the
+#: restarted block Krylov method (:func:`krylov_eigenpairs`), the whole eigenproblem
+#: (:func:`full_space_eigenpairs`).
+EIGENSOLVERS = ("subspace", "krylov", "whole")
+
+
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
                     max_iter: int = 1000, tol: float = 1e-10,
                     min_uniqueness: float = 1e-8, y_moments: np.ndarray | None = None,
-                    whole_space: bool | None = None) -> SigmaStep:
+                    eigensolver: str | None = None) -> SigmaStep:
     """ML factor analysis of ``S``: ``Sigma = F F^T + diag(d)`` maximising the likelihood.
 
     ``F`` has a closed form for given ``d`` (:func:`profile`), so the likelihood is
@@ -605,15 +726,16 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     (Evaluations, well-conditioned S, M and K = 2000 fits: as many as the closed-form
     iteration, +-1; Heywood cases: 20-130 instead of thousands.)
 
-    Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``: by subspace
-    iteration warm-started from the previous evaluation's, or, with ``16 k >= K``
-    (:func:`uses_full_space`: a rank beyond the data's factors crowds the top
-    eigenvalues and stalls the subspace iteration), all K of them by Jacobi rotations
-    on ``M`` itself (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then
-    formed once, as :func:`residual_moment` forms it, the same bits as a moment matrix).
-    Where ``K <= 48 k`` (:func:`switches_after_stall`) an evaluation whose subspace
-    iteration stops at its cap is made again on the whole space, which every later one
-    then uses.
+    Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``
+    (:func:`eigensolver_for`: a rank beyond the data's factors crowds the top
+    eigenvalues and stalls the subspace iteration): with ``16 k >= K``
+    (:func:`uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
+    (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then formed once, as
+    :func:`residual_moment` forms it, the same bits as a moment matrix); with
+    ``16 k < K <= 32 k`` by subspace iteration warm-started from the previous
+    evaluation's, until one stops at its cap: that evaluation is made again on the whole
+    space, which every later one uses; with ``K > 32 k`` by the restarted block Krylov
+    method, warm-started likewise (:func:`krylov_eigenpairs`).
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
@@ -642,39 +764,43 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     y_moments : ndarray (K,), optional
         The mean squares ``V_j`` of the modelled variables, for the floor
         ``d_j >= 1e-12 V_j`` (:func:`uniqueness_bounds`; ``diag(S)`` by default).
-    whole_space : bool, optional
-        ``True``: the whole eigenproblem throughout; ``False``: the subspace iteration
-        throughout; ``None`` (default): by :func:`uses_full_space`, then, if need be,
-        :func:`switches_after_stall`.
+    eigensolver : {"subspace", "krylov", "whole"}, optional
+        The eigen-solver of every evaluation (:data:`EIGENSOLVERS`); ``None`` (default):
+        by :func:`eigensolver_for`, as above.
 
     Returns
     -------
     SigmaStep
-        ``(F, d, loglik, evaluations, whole_space)``.
+        ``(F, d, loglik, evaluations, eigensolver)``.
     """
     from ..kernels.cpu import elementwise as _cpu_ew
 
     if not 0.0 <= min_uniqueness < 1.0:
         raise ValueError(f"min_uniqueness must be in [0, 1), got {min_uniqueness}")
+    if eigensolver is not None and eigensolver not in EIGENSOLVERS:
+        raise ValueError(f"eigensolver must be one of {EIGENSOLVERS} or None, got "
+                         f"{eigensolver!r}")
     if isinstance(S, np.ndarray):
         S = MomentMatrix(S, mode)
     K = S.size
-    full = uses_full_space(K, rank) if whole_space is None else bool(whole_space)
-    may_switch = whole_space is None and not full and switches_after_stall(K, rank)
-    if full:
+    solver = eigensolver or eigensolver_for(K, rank)
+    may_switch = eigensolver is None and solver == "subspace"
+    if solver == "whole":
         S = _as_moment_matrix(S, mode)
     lower, hi = uniqueness_bounds(S.diagonal(), min_uniqueness, y_moments)
     z_lo = _cpu_ew.log(lower / hi)
 
     def at(z, Q):
-        nonlocal full, S
+        nonlocal solver, S
         d = hi * _cpu_ew.exp(z)
-        if not full:
+        if solver == "subspace":
             sub = profile(S, N, mode, d, Q, rank)
             if sub.converged or not may_switch:
                 return sub
-            full, S = True, _as_moment_matrix(S, mode)  # stalled: the whole space
-        return profile(S, N, mode, d, None, rank)
+            solver, S = "whole", _as_moment_matrix(S, mode)  # stalled: the whole space
+        if solver == "whole":
+            return profile(S, N, mode, d, None, rank)
+        return profile(S, N, mode, d, Q, rank, krylov=True)
 
     d = np.array(d0, dtype=np.float64) if d0 is not None else hi
     z = np.clip(_cpu_ew.log(np.maximum(d, lower) / hi), z_lo, 0.0)
@@ -731,4 +857,4 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         # changes the wide-cg golden fingerprint, 1e-3 N K changes no golden bits.)
         if change <= tol * max(abs(cur.ll), 1e-3 * N * K):
             break
-    return SigmaStep(cur.F, cur.d, cur.ll, evaluations, full)
+    return SigmaStep(cur.F, cur.d, cur.ll, evaluations, solver)

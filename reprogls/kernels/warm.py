@@ -156,8 +156,9 @@ def _dense() -> None:
 def _large() -> None:
     """Kernels only large problems reach: the sparse pair Gram of the CG path's
     per-equation blocks, its coupled preconditioner (:mod:`reprogls.gls.precondition`),
-    ``A^T B`` of the Sigma-step from residuals, the subspace iteration's steps called
-    one by one there (large K, :func:`_subspace_steps`) and the tiled, pipelined
+    ``A^T B`` of the Sigma-step from residuals, the subspace iteration's and the block
+    Krylov method's steps called one by one there (large K or ``K > 32 k``,
+    :func:`_subspace_steps`) and the tiled, pipelined
     Jacobi sweeps of the whole space from ``sigma.LARGE_JACOBI_MIN`` (K >= 128)."""
     from ..gls import _subspace, precondition
     from . import linalg
@@ -225,16 +226,20 @@ def _subspace() -> None:
 
 
 def _subspace_steps() -> None:
-    """The subspace iteration's steps that the loop of ``sigma.top_eigenpairs`` calls
-    from Python (large K): orthonormalisation and the Rayleigh-Ritz matrix. (No fit
-    calls the compiled loop ``_subspace.subspace_iteration`` on its own: it runs inside
-    :func:`_subspace`'s ``profile_moment``.)"""
+    """The steps that the loops of ``sigma.top_eigenpairs`` and
+    ``sigma.krylov_eigenpairs`` call from Python (large K): orthonormalisation, the
+    Krylov basis's extension and the Rayleigh-Ritz matrices. (No fit calls the compiled
+    loop ``_subspace.subspace_iteration`` on its own: it runs inside :func:`_subspace`'s
+    ``profile_moment``.)"""
     from ..gls import _subspace
 
     Z = np.arange(6.0).reshape(3, 2)
     for compensated in (True, False):
         Q = _subspace.orthonormalize(Z, compensated)
         _subspace.rayleigh_matrix(Q, Z, compensated)
+        BT = np.zeros((2, 3))
+        _subspace.extend_basis(BT, 0, Z, compensated)
+        _subspace.rayleigh_extend(BT, BT, np.zeros((2, 2)), 0, 2, compensated)
 
 
 def _prox() -> None:
@@ -280,10 +285,11 @@ def _prox() -> None:
 #: (2.9 after woodbury), gemv_t 3.4, elementary 1.4; blocks 19.0 after fused. The
 #: weights below are rounded from these, a partnered task's (:data:`PARTNERS`) after its
 #: partner. Forty-fifth session: ``large`` also compiles the tiled, pipelined Jacobi
-#: sweeps (1.5 s on the Zen 4 box; ``_subspace.tiled_rotations``).
+#: sweeps (1.5 s on the Zen 4 box; ``_subspace.tiled_rotations``). Forty-sixth: and the
+#: block Krylov steps (1.2 s; ``_subspace.extend_basis``, ``rayleigh_extend``).
 TASKS: dict[str, tuple[Callable[[], None], float]] = {
     "woodbury": (_woodbury, 19.0),
-    "large": (_large, 18.5),
+    "large": (_large, 19.5),
     "sur_matvec": (_sur_matvec, 3.5),
     "dense": (_dense, 9.5),
     "fused": (_fused, 25.0),
