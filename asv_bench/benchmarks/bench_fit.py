@@ -119,7 +119,7 @@ class FitBeyondTheFactorsLargeK:
     """Fits above the data's three factors at larger K, where the whole eigenproblem's
     ``O(K^3)`` Jacobi sweeps set the time: K = 100, k = 6 and K = 200, k = 12 start on
     the subspace iteration, stall and turn to the whole space
-    (``sigma.switches_after_stall``); K = 400, k = 25 is on it from the start
+    (``sigma.eigensolver_for``); K = 400, k = 25 is on it from the start
     (``16 k >= K``). 2-core Zen 4, forty-fifth session: 0.34-0.48 / 1.00-1.20 /
     4.9-6.1 s with the tiled column copies and the eigenvectors rotated on a second
     thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before); 0.63 / 2.15 / 21.2 s before the
@@ -137,6 +137,34 @@ class FitBeyondTheFactorsLargeK:
         N, K, self.rank = LARGE_K_BEYOND[size]
         self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, 3, seed=1, shared=False)
         warnings.simplefilter("ignore", gls.IdentificationWarning)
+        gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, cov_type="none")  # JIT warm-up
+
+    def time_fit(self, size):
+        gls.fit(self.Xs, self.Y, rank=self.rank, cov_type="none")
+
+
+#: (N, K, rank) of :class:`FitBeyondTheFactorsKrylov`: ``gls.simulate_sur(N, K, 5, 5)``.
+KRYLOV_BEYOND = {"K=800 k=6": (2000, 800, 6), "K=2000 k=6": (5000, 2000, 6),
+                 "K=2000 k=10": (5000, 2000, 10)}
+
+
+class FitBeyondTheFactorsKrylov:
+    """Fits above the data's five factors with ``K > 32 k``, where the Sigma-step's
+    eigenproblems are solved by the restarted block Krylov method
+    (``sigma.krylov_eigenpairs``; the k-th eigenvalue at the crowded edge of the noise's
+    bulk). 2-core Zen 4, forty-sixth session: 1.6-1.9 / 6.1-6.4 / 13.8-16.0 s; 12.7-13.0 /
+    59-62 / 91 s before (K = 2000, k = 10 the forty-fifth session's), on the subspace
+    iteration at its 200-iteration cap."""
+
+    params = (sizes(list(KRYLOV_BEYOND)),)
+    param_names = ["size"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, size):
+        N, K, self.rank = KRYLOV_BEYOND[size]
+        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, 5, seed=0)
         gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, cov_type="none")  # JIT warm-up
 
     def time_fit(self, size):

@@ -13,9 +13,9 @@ the commit::
 
 Together the problems take every branch that decides bits: the Gram and CG beta-steps,
 both reduction modes, the moment and residual Sigma-steps (each by the whole
-eigenproblem and by subspace iteration, :func:`reprogls.gls.sigma.uses_full_space`; and
-the turn from a stalled subspace iteration to the whole space,
-:func:`reprogls.gls.sigma.switches_after_stall`),
+eigenproblem, by subspace iteration and by the block Krylov method,
+:func:`reprogls.gls.sigma.eigensolver_for`; and the turn from a stalled subspace
+iteration to the whole space),
 plug-in and robust standard
 errors, ridge, added constants, equations of different widths, the L1-penalised and
 box-constrained beta-step on either operator (:mod:`reprogls.gls.penalty`) and a design
@@ -70,11 +70,18 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
     "residuals-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
                            {"rank": 1, "beta_solver": "gram", "sigma_step": "residuals",
                             "mode": "plain"}),
-    # 16 k < K <= 48 k with one factor in the data: the subspace iteration stalls at its
+    # 16 k < K <= 32 k with one factor in the data: the subspace iteration stalls at its
     # cap in the first sweep and the fit turns to the whole space
-    # (sigma.switches_after_stall)
+    # (sigma.eigensolver_for)
     "gram-stall-whole-space": (lambda: simulate_sur(1500, 40, 2, 1, 13, True)[:2],
                                {"rank": 2, "beta_solver": "gram"}),
+    # K > 32 k: the restarted block Krylov method (sigma.krylov_eigenpairs), at a rank
+    # beyond the data's one factor, on the moment matrix and on the residuals
+    "gram-krylov": (lambda: simulate_sur(1500, 70, 2, 1, 13, True)[:2],
+                    {"rank": 2, "beta_solver": "gram"}),
+    "residuals-krylov": (lambda: simulate_sur(1500, 70, 2, 1, 13, True)[:2],
+                         {"rank": 2, "beta_solver": "gram", "sigma_step": "residuals",
+                          "mode": "plain"}),
     "robust": (_small, {"rank": 2, "cov_type": "robust"}),
     "named-unequal-constant": (lambda: (_named_unequal(), None),
                                {"rank": 1, "add_constant": True, "ridge": 0.25}),
