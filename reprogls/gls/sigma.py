@@ -261,7 +261,9 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
 
 #: Most blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by before
 #: a restart, and most vectors beside the first block (the basis's Rayleigh-Ritz matrix
-#: is diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors);
+#: is diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors; the
+#: basis is also at most K / 4 vectors: at K = 300, k = 10, 17 blocks made the fit 4.1 s,
+#: 7 blocks 1.9 s, while at K = 2000 deeper was faster, docs/performance.md);
 #: most restarts; the rounding noise of its Ritz values relative to the largest (the
 #: floor of its stopping rule).
 KRYLOV_DEPTH, KRYLOV_BASIS, KRYLOV_MAX_RESTARTS, RITZ_NOISE = 16, 256, 40, 16.0 * 2.0 ** -52
@@ -284,7 +286,8 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     :func:`._subspace.rayleigh_extend`), ``jacobi_eigh(T)``; it stops when every one of
     the top k Ritz values changed by at most ``max(tol |lambda_q|, RITZ_NOISE
     |lambda_1|)`` since the previous block. After ``depth`` blocks (at most
-    ``K / k - 1`` and ``KRYLOV_BASIS / k``; with none, the subspace iteration) it
+    ``KRYLOV_BASIS / k``, and a basis of at most K / 4 vectors; with no block, the
+    subspace iteration) it
     restarts from the top k Ritz vectors ``B W_k``, orthonormalised again, and their
     product (not ``(M B) W_k`` carried: the basis's departure from orthonormality,
     ~1e-14 after a restart, grew to ~1e-12 over a 17-block basis, and the Ritz values
@@ -309,7 +312,7 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
     compensated = mode == "compensated"
     K, k = Q0.shape
-    depth = min(int(depth), KRYLOV_BASIS // max(k, 1), K // max(k, 1) - 1)
+    depth = min(int(depth), KRYLOV_BASIS // max(k, 1), K // (4 * max(k, 1)) - 1)
     if depth < 1 or k == 0:
         return top_eigenpairs(M, Q0, mode, tol=tol)
     n = (depth + 1) * k
@@ -418,25 +421,25 @@ def eigensolver_for(K: int, rank: int) -> str:
     Fits, ``auto`` of the forty-fifth session (subspace, stall, whole space or, past
     ``48 k``, the stalled iteration) / Krylov throughout / whole space throughout
     (2-core Zen 4, forty-sixth session, N = 5000, three factors in the data unless
-    said):
+    said; the best of two runs):
 
     ==============  ============  =======================  =================
     K, k            K / k         auto (45th)              Krylov / whole
     ==============  ============  =======================  =================
-    100, 6          16.7          0.26 s                   0.32 / 0.24 s
-    200, 12         16.7          0.73                     1.13 / 0.61
-    240, 10         24            1.06                     1.19 / --
-    120, 5          24            0.31                     0.26 / --
-    300, 10         30            2.31                     1.87 / 2.16
-    150, 5          30            0.36                     0.25 / --
-    200, 5          40            0.58                     0.37 / 0.56
-    200, 5 (5 f.)   40            0.18                     0.16 / --
-    400, 10         40            2.83                     1.48 / --
-    300, 4          75            1.05                     0.42 / --
-    300, 3          100           0.21                     0.21 / --
-    100, 1 (1 f.)   100           0.063                    0.066 / --
-    2000, 5 (5 f.)  400           1.7                      1.8 / --
-    2000, 6 (5 f.)  333           59                       7.4 / --
+    100, 6          16.7          0.26 s                   0.35 / 0.24 s
+    200, 12         16.7          0.73                     1.14 / 0.61
+    240, 10         24            1.06                     1.51 / --
+    120, 5          24            0.31                     0.38 / --
+    300, 10         30            2.31                     2.52 / 2.16
+    150, 5          30            0.36                     0.26 / --
+    200, 5          40            0.58                     0.53 / 0.56
+    200, 5 (5 f.)   40            0.18                     0.17 / --
+    400, 10         40            2.83                     1.92 / --
+    300, 4          75            1.05                     0.70 / --
+    300, 3          100           0.21-0.24                0.22-0.23 / --
+    100, 1 (1 f.)   100           0.15                     0.13 / --
+    2000, 5 (5 f.)  400           2.0-2.2                  1.7-2.1 / --
+    2000, 6 (5 f.)  333           59-62                    6.1-6.4 / --
     ==============  ============  =======================  =================
 
     The decision at a stall rests on the iteration count, itself a function of the bits,
