@@ -130,12 +130,15 @@ class FitBeyondTheFactorsLargeK:
     timeout = 600
     number = 1
     repeat = (1, 3, 60.0)
+    #: the sizes, and ``simulate_sur``'s factors, seed and ``shared``
+    cases, factors, seed, shared = LARGE_K_BEYOND, 3, 1, False
 
     def setup(self, size):
         import warnings
 
-        N, K, self.rank = LARGE_K_BEYOND[size]
-        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, 3, seed=1, shared=False)
+        N, K, self.rank = self.cases[size]
+        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, self.factors, seed=self.seed,
+                                               shared=self.shared)
         warnings.simplefilter("ignore", gls.IdentificationWarning)
         gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, cov_type="none")  # JIT warm-up
 
@@ -148,7 +151,7 @@ KRYLOV_BEYOND = {"K=800 k=6": (2000, 800, 6), "K=2000 k=6": (5000, 2000, 6),
                  "K=2000 k=10": (5000, 2000, 10)}
 
 
-class FitBeyondTheFactorsKrylov:
+class FitBeyondTheFactorsKrylov(FitBeyondTheFactorsLargeK):
     """Fits above the data's five factors with ``K > 32 k``, where the Sigma-step's
     eigenproblems are solved by the restarted block Krylov method
     (``sigma.krylov_eigenpairs``; the k-th eigenvalue at the crowded edge of the noise's
@@ -157,18 +160,7 @@ class FitBeyondTheFactorsKrylov:
     iteration at its 200-iteration cap."""
 
     params = (sizes(list(KRYLOV_BEYOND)),)
-    param_names = ["size"]
-    timeout = 600
-    number = 1
-    repeat = (1, 3, 60.0)
-
-    def setup(self, size):
-        N, K, self.rank = KRYLOV_BEYOND[size]
-        self.Xs, self.Y, *_ = gls.simulate_sur(N, K, 5, 5, seed=0)
-        gls.fit(self.Xs[:3], self.Y[:, :3], rank=1, cov_type="none")  # JIT warm-up
-
-    def time_fit(self, size):
-        gls.fit(self.Xs, self.Y, rank=self.rank, cov_type="none")
+    cases, factors, seed, shared = KRYLOV_BEYOND, 5, 0, True
 
 
 class WholeSpaceEigen:

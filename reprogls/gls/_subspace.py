@@ -56,6 +56,17 @@ def orthonormalize(Z, compensated):
     return Q
 
 
+@njit(cache=True, inline="always")
+def _symmetrised(G, n):
+    """``(G + G^T) / 2`` on the leading ``n x n`` of ``G``, entry by entry as
+    ``(G[a, b] + G[b, a]) * 0.5`` (symmetric bit for bit: IEEE addition commutes)."""
+    T = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            T[a, b] = (G[a, b] + G[b, a]) * 0.5
+    return T
+
+
 @njit(cache=True)
 def rayleigh_matrix(Q, MQ, compensated):
     """``T = (G + G^T) / 2`` with ``G[a, b]`` the CRO-1 dot of ``Q[:, a]`` and
@@ -67,11 +78,7 @@ def rayleigh_matrix(Q, MQ, compensated):
     for a in range(k):
         for b in range(k):
             G[a, b] = dot_segment(QT[a], MQT[b], compensated)
-    T = np.empty((k, k))
-    for a in range(k):
-        for b in range(k):
-            T[a, b] = (G[a, b] + G[b, a]) * 0.5
-    return T
+    return _symmetrised(G, k)
 
 
 @njit(cache=True)
@@ -111,11 +118,7 @@ def rayleigh_extend(BT, MBT, G, lo, hi, compensated):
         for b in range(hi):
             if a >= lo or b >= lo:
                 G[a, b] = dot_segment(BT[a], MBT[b], compensated)
-    T = np.empty((hi, hi))
-    for a in range(hi):
-        for b in range(hi):
-            T[a, b] = (G[a, b] + G[b, a]) * 0.5
-    return T
+    return _symmetrised(G, hi)
 
 
 #: Side of the tiles of :func:`jacobi_sweep` (the ``simd.transpose8x8`` tile).
