@@ -507,8 +507,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         # through the Sigma-step, whose E^T E copies E into strips, they raised the peak
         # at N = 5000, K = 1000 from 1.74x to 1.94x the bytes of X.
         spare = (None, None)
-        eigensolver = None  # the Sigma-step's: by its rules, until its subspace iteration
-        # stalls and it turns to the whole space or Krylov (then kept)
+        eigensolver = None  # the Sigma-step's: by its rules (sigma.eigensolver_for), and
+        # the whole space for the rest of the fit once a subspace iteration stalls
         history = []  # the log-likelihood after each sweep
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
             fitted = None  # (kept from the last sweep only: one N x K array less)
