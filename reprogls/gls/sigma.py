@@ -14,10 +14,13 @@ gradient, :func:`factor_analysis` runs a projected quasi-Newton method on it, as
 for thousands of steps in Heywood cases (a ``d_j`` heading for zero), which are common
 with few equations.
 
-The eigenpairs come from an own deterministic solver: subspace iteration warm-started
-from the previous subspace, modified Gram-Schmidt with CRO-1 dot products, and a
-Rayleigh-Ritz step solved by a cyclic Jacobi method with a fixed sweep order (plain IEEE
-operations on a k x k matrix).
+The eigenpairs come from own deterministic solvers (:func:`eigensolver_for` picks one):
+subspace iteration warm-started from the previous subspace (:func:`top_eigenpairs`), a
+restarted block Krylov method likewise warm-started (:func:`krylov_eigenpairs`: where a
+rank beyond the data's factors crowds the top eigenvalues and K is large), or all K
+eigenpairs (:func:`full_space_eigenpairs`); modified Gram-Schmidt with CRO-1 dot
+products, and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep
+order (plain IEEE operations).
 
 The Sigma-step only needs ``diag(S)`` and products ``M Q`` with K x k blocks, so ``S``
 can be given two ways (:class:`MomentMatrix`, :class:`ResidualMoment`):
