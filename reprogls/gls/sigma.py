@@ -320,30 +320,28 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
         return top_eigenpairs(M, Q0, mode, tol=tol)
     n = (depth + 1) * k
     BT, MBT, G = np.empty((n, K)), np.empty((n, K)), np.empty((n, n))
-    BT[:k] = _orthonormalize(Q0, mode).T
-    MBT[:k] = np.asarray(product(np.ascontiguousarray(BT[:k].T))).T
-    lam = np.full(k, np.inf)
-    converged, restarts, filled, known = False, 0, k, 0
-    while True:
-        extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T), compensated)
-        MBT[filled:filled + k] = np.asarray(
-            product(np.ascontiguousarray(BT[filled:filled + k].T))).T
-        filled += k
-        values, W = jacobi_eigh(rayleigh_extend(BT, MBT, G, known, filled, compensated))
-        known = filled
-        new_lam = values[:k]
-        floor = RITZ_NOISE * abs(new_lam[0])
-        converged = bool(np.all(np.abs(new_lam - lam)
-                                <= np.maximum(tol * np.abs(new_lam), floor)))
-        lam = new_lam
-        if converged or filled == n:
-            Q = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :k]), mode)
-            if converged or restarts == max_restarts:
-                return lam, Q, converged
-            BT[:k] = _orthonormalize(Q, mode).T
-            MBT[:k] = np.asarray(product(np.ascontiguousarray(BT[:k].T))).T
-            restarts, filled, known = restarts + 1, k, 0
-
+    Q, lam, converged = Q0, np.full(k, np.inf), False
+    for _ in range(max_restarts + 1):
+        BT[:k] = _orthonormalize(Q, mode).T
+        MBT[:k] = product(np.ascontiguousarray(BT[:k].T)).T
+        for filled in range(2 * k, n + 1, k):  # the basis's size after this block
+            new = slice(filled - k, filled)
+            extend_basis(BT, filled - k, np.ascontiguousarray(MBT[filled - 2 * k:filled - k].T),
+                         compensated)
+            MBT[new] = product(np.ascontiguousarray(BT[new].T)).T
+            known = 0 if filled == 2 * k else filled - k  # the dots kept in G
+            values, W = jacobi_eigh(rayleigh_extend(BT, MBT, G, known, filled, compensated))
+            new_lam = values[:k]
+            floor = RITZ_NOISE * abs(new_lam[0])
+            converged = bool(np.all(np.abs(new_lam - lam)
+                                    <= np.maximum(tol * np.abs(new_lam), floor)))
+            lam = new_lam
+            if converged:
+                break
+        Q = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :k]), mode)
+        if converged:
+            break
+    return lam, Q, converged
 
 #: The Sigma-step solves the whole eigenproblem of ``M``
 #: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
