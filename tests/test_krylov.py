@@ -85,8 +85,8 @@ def test_krylov_converges_on_a_crowded_edge_where_the_subspace_iteration_stalls(
     """Three strong eigenvalues and a k-th at the edge of a bulk falling by 1.5% a value
     (``lambda_5 / lambda_4 = 0.985``): the subspace iteration stops at its cap
     unconverged, the block Krylov method converges, to within its noise floor of the
-    eigenvalues, with far fewer products (measured: ~130 vectors multiplied, values
-    within 3.1 eps lambda_1 of the construction's; the subspace iteration uncapped
+    eigenvalues, with far fewer products (measured: 128 vectors multiplied, values
+    within 2.1 eps lambda_1 of the construction's; the subspace iteration uncapped
     stopped after 3216, 430 eps lambda_1 off)."""
     K, k = 300, 4
     M, w = _crowded(K, [90.0, 70.0, 50.0], 2.7, 0.015, seed=1)
@@ -132,12 +132,13 @@ def test_krylov_gives_the_same_bits_from_the_matrix_and_the_operator_on_one_thre
 
 
 def test_krylov_restarts_and_reports_a_cap():
-    """``depth`` 1 keeps two blocks before each restart: one product to start, one a
-    block and one a restart, then the result comes back unconverged; more restarts
-    converge. The default depth converges within 16 eps lambda_1 of the values
-    (measured 3.6 after 132 vectors; the change per block understates the error where
-    convergence per block is slow: depth 1 stopped 340 eps lambda_1 off after 2646
-    vectors, depth 6 43 off after 291)."""
+    """``depth`` 1 keeps two blocks before each restart, and a restart keeps k Ritz
+    vectors (no room for more): one product to start, one a block and two restarts of
+    ``[Y, V]``, then the result comes back unconverged; more restarts converge. The
+    default depth converges within 16 eps lambda_1 of the values (measured 2.8 after 111
+    vectors; the change per block understates the error where convergence per block is
+    slow: depth 1 stopped 383 eps lambda_1 off after 2784 vectors, depth 6 21 off after
+    159)."""
     K, k = 200, 3
     M, w = _crowded(K, [60.0, 40.0], 2.5, 0.01, seed=6)
     Q0 = np.random.default_rng(7).standard_normal((K, k))
@@ -156,6 +157,37 @@ def test_krylov_restarts_and_reports_a_cap():
     lam, _, converged = sigma.krylov_eigenpairs(M, Q0, "compensated")
     assert converged
     np.testing.assert_allclose(lam, w[:k], rtol=0, atol=16 * 2.0 ** -52 * w[0])
+
+
+def test_a_thick_restart_keeps_two_blocks_of_ritz_vectors_and_the_next_block(monkeypatch):
+    """``depth`` 3 (a basis of 4 blocks): Q, then three blocks (4k vectors multiplied);
+    the restart keeps 2k Ritz vectors beside the next block and multiplies those 3k
+    anew, then grows the one block left (k): 8k, unconverged after the one restart.
+    And keeping 2k is why it converges faster where the values crowd: at depth 6 on the
+    crowded edge, 159 vectors multiplied against 273 with restarts that keep k, and
+    the values 21 against 99 eps lambda_1 off."""
+    K, k = 200, 3
+    M, w = _crowded(K, [60.0, 40.0], 2.5, 0.01, seed=6)
+    Q0 = np.random.default_rng(7).standard_normal((K, k))
+    counts = {"vectors": 0}
+
+    def product(Q):
+        counts["vectors"] += Q.shape[1]
+        return matmul(M, Q, "compensated")
+
+    _, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=3,
+                                              max_restarts=1)
+    assert not converged and counts["vectors"] == 8 * k
+    multiplied, error = {}, {}
+    for keep_blocks in (2, 1):
+        monkeypatch.setattr(sigma, "KRYLOV_KEEP_BLOCKS", keep_blocks)
+        counts["vectors"] = 0
+        lam, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=6,
+                                                    max_restarts=2000)
+        assert converged
+        multiplied[keep_blocks] = counts["vectors"]
+        error[keep_blocks] = np.abs(lam - w[:k]).max()
+    assert multiplied[2] < multiplied[1] and error[2] < error[1]
 
 
 def test_krylov_with_no_room_for_a_block_is_the_subspace_iteration():

@@ -429,17 +429,21 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
 
 def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
         monkeypatch):
-    """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 32 k``) the subspace
-    iteration stops at its cap; that evaluation is made again on the whole space, and
+    """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 32 k`` and K < 100:
+    ``sigma.eigensolver_for``) the subspace iteration stops at its cap; that evaluation
+    is made again on the whole space, and
     every later one is too (``"whole"`` reported for the fit's next sweep), reaching
     the optimum of the whole space throughout. Kept on the subspace iteration it stalls
-    and ends lower; the block Krylov method throughout (the default past ``32 k``)
-    converges in every evaluation and reaches the whole space's optimum."""
+    and ends lower; the block Krylov method throughout (the default past ``32 k``, and
+    past ``16 k`` from K = 100) converges in every evaluation and reaches the whole
+    space's optimum."""
     from reprogls.gls import sigma
 
     assert sigma.eigensolver_for(40, 2) == "subspace" == sigma.eigensolver_for(64, 2)
-    assert sigma.eigensolver_for(32, 2) == "whole"
+    assert sigma.eigensolver_for(99, 4) == "subspace"
+    assert sigma.eigensolver_for(32, 2) == "whole" == sigma.eigensolver_for(96, 6)
     assert sigma.eigensolver_for(65, 2) == "krylov" == sigma.eigensolver_for(300, 6)
+    assert sigma.eigensolver_for(100, 6) == "krylov" == sigma.eigensolver_for(300, 10)
     rng = np.random.default_rng(9)
     K, N = 40, 4000
     E = (rng.standard_normal((N, 1)) @ rng.standard_normal((1, K))

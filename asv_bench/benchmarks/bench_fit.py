@@ -116,14 +116,16 @@ LARGE_K_BEYOND = {"K=100 k=6": (10000, 100, 6), "K=200 k=12": (20000, 200, 12),
 
 
 class FitBeyondTheFactorsLargeK:
-    """Fits above the data's three factors at larger K, where the whole eigenproblem's
-    ``O(K^3)`` Jacobi sweeps set the time: K = 100, k = 6 and K = 200, k = 12 start on
-    the subspace iteration, stall and turn to the whole space
-    (``sigma.eigensolver_for``); K = 400, k = 25 is on it from the start
-    (``16 k >= K``). 2-core Zen 4, forty-fifth session: 0.34-0.48 / 1.00-1.20 /
-    4.9-6.1 s with the tiled column copies and the eigenvectors rotated on a second
-    thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before); 0.63 / 2.15 / 21.2 s before the
-    forty-fourth session's rows-only rotations and turn."""
+    """Fits above the data's three factors at larger K: K = 400, k = 25 solves the whole
+    eigenproblem (``16 k >= K``), whose ``O(K^3)`` Jacobi sweeps set the time; K = 100,
+    k = 6 and K = 200, k = 12 started on the subspace iteration, stalled and turned to
+    the whole space until the forty-seventh session, and are on the thick-restarted
+    block Krylov method since (``sigma.eigensolver_for``). 2-core Zen 4, forty-fifth
+    session: 0.34-0.48 / 1.00-1.20 / 4.9-6.1 s with the tiled column copies and the
+    eigenvectors rotated on a second thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before);
+    0.63 / 2.15 / 21.2 s before the forty-fourth session's rows-only rotations and turn.
+    Forty-seventh session, the first two: 0.35-0.39 / 1.11-1.17 s on the turn, 0.35-0.41
+    / 0.92-1.01 s on Krylov."""
 
     params = (sizes(list(LARGE_K_BEYOND)),)
     param_names = ["size"]
@@ -148,16 +150,17 @@ class FitBeyondTheFactorsLargeK:
 
 #: (N, K, rank) of :class:`FitBeyondTheFactorsKrylov`: ``gls.simulate_sur(N, K, 5, 5)``.
 KRYLOV_BEYOND = {"K=800 k=6": (2000, 800, 6), "K=2000 k=6": (5000, 2000, 6),
-                 "K=2000 k=10": (5000, 2000, 10)}
+                 "K=2000 k=10": (5000, 2000, 10), "K=2000 k=25": (5000, 2000, 25)}
 
 
 class FitBeyondTheFactorsKrylov(FitBeyondTheFactorsLargeK):
     """Fits above the data's five factors with ``K > 32 k``, where the Sigma-step's
-    eigenproblems are solved by the restarted block Krylov method
-    (``sigma.krylov_eigenpairs``; the k-th eigenvalue at the crowded edge of the noise's
-    bulk). 2-core Zen 4, forty-sixth session: 1.6-1.9 / 6.1-6.4 / 13.8-16.0 s; 12.7-13.0 /
-    59-62 / 91 s before (K = 2000, k = 10 the forty-fifth session's), on the subspace
-    iteration at its 200-iteration cap."""
+    eigenproblems are solved by the block Krylov method (``sigma.krylov_eigenpairs``;
+    the k-th eigenvalue at the crowded edge of the noise's bulk). 2-core Zen 4,
+    forty-sixth session: 1.6-1.9 / 6.1-6.4 / 13.8-16.0 s (K = 2000, k = 25: 46-58 s);
+    12.7-13.0 / 59-62 / 91 s before (K = 2000, k = 10 the forty-fifth session's), on
+    the subspace iteration at its 200-iteration cap. Forty-seventh session, thick
+    restarts: 1.5-2.1 / 5.8-6.8 / 11.1-12.6 / 25-29 s."""
 
     params = (sizes(list(KRYLOV_BEYOND)),)
     cases, factors, seed, shared = KRYLOV_BEYOND, 5, 0, True

@@ -70,13 +70,13 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
     "residuals-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
                            {"rank": 1, "beta_solver": "gram", "sigma_step": "residuals",
                             "mode": "plain"}),
-    # 16 k < K <= 32 k with one factor in the data: the subspace iteration stalls at its
-    # cap in the first sweep and the fit turns to the whole space
+    # 16 k < K <= 32 k and K < 100, one factor in the data: the subspace iteration stalls
+    # at its cap in the first sweep and the fit turns to the whole space
     # (sigma.eigensolver_for)
     "gram-stall-whole-space": (lambda: simulate_sur(1500, 40, 2, 1, 13, True)[:2],
                                {"rank": 2, "beta_solver": "gram"}),
-    # K > 32 k: the restarted block Krylov method (sigma.krylov_eigenpairs), at a rank
-    # beyond the data's one factor, on the moment matrix and on the residuals
+    # K > 32 k: the thick-restarted block Krylov method (sigma.krylov_eigenpairs), at a
+    # rank beyond the data's one factor, on the moment matrix and on the residuals
     "gram-krylov": (lambda: simulate_sur(1500, 70, 2, 1, 13, True)[:2],
                     {"rank": 2, "beta_solver": "gram"}),
     "residuals-krylov": (lambda: simulate_sur(1500, 70, 2, 1, 13, True)[:2],

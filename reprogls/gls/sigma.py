@@ -16,8 +16,8 @@ with few equations.
 
 The eigenpairs come from own deterministic solvers (:func:`eigensolver_for` picks one):
 subspace iteration warm-started from the previous subspace (:func:`top_eigenpairs`), a
-restarted block Krylov method likewise warm-started (:func:`krylov_eigenpairs`: where a
-rank beyond the data's factors crowds the top eigenvalues and K is large), or all K
+thick-restarted block Krylov method likewise warm-started (:func:`krylov_eigenpairs`:
+where a rank beyond the data's factors crowds the top eigenvalues and K is large), or all K
 eigenpairs (:func:`full_space_eigenpairs`); modified Gram-Schmidt with CRO-1 dot
 products, and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep
 order (plain IEEE operations).
@@ -262,55 +262,90 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
     return lam, Q, bool(converged)
 
 
-#: Most blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by before
-#: a restart, and most vectors beside the first block (the basis's Rayleigh-Ritz matrix
-#: is diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors; the
+#: Most blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by beside
+#: its first block, and most vectors beside it (the basis's Rayleigh-Ritz matrix is
+#: diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors; the
 #: basis is also at most K / 4 vectors: at K = 300, k = 10, 17 blocks made the fit 4.1 s,
 #: 7 blocks 1.9 s, while at K = 2000 deeper was faster, docs/performance.md);
 #: most restarts; the rounding noise of its Ritz values relative to the largest (the
-#: floor of its stopping rule).
+#: floor of its stopping rule); how many Ritz vectors a restart keeps, in blocks of k
+#: (thick restart; :func:`krylov_eigenpairs` has the measurements).
 KRYLOV_DEPTH, KRYLOV_BASIS, KRYLOV_MAX_RESTARTS, RITZ_NOISE = 16, 256, 40, 16.0 * 2.0 ** -52
+KRYLOV_KEEP_BLOCKS = 2
+
+
+def _restart_keeps(k: int, n: int) -> int:
+    """Ritz vectors a restart of a basis of at most ``n`` vectors keeps: ``KRYLOV_KEEP_BLOCKS
+    k``, less where that would leave room for fewer than two blocks after the restart's
+    (``n - 2 k``), at least k."""
+    return max(k, min(KRYLOV_KEEP_BLOCKS * k, n - 2 * k))
+
+
+def _ritz_converged(new_lam: np.ndarray, lam: np.ndarray, tol: float) -> bool:
+    """Every Ritz value changed by at most ``max(tol |lambda_q|, RITZ_NOISE |lambda_1|)``."""
+    floor = RITZ_NOISE * abs(new_lam[0])
+    return bool(np.all(np.abs(new_lam - lam) <= np.maximum(tol * np.abs(new_lam), floor)))
 
 
 def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
                       max_restarts: int = KRYLOV_MAX_RESTARTS, tol: float = EIGEN_TOL
                       ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Top-k eigenpairs of a symmetric K x K ``M`` by a restarted block Krylov method from
-    ``Q0`` (K x k): what the Sigma-step uses where a rank beyond the data's factors
-    would stall the subspace iteration of :func:`top_eigenpairs` and the whole
-    eigenproblem is too large (``K > 32 k``, :func:`eigensolver_for`).
+    """Top-k eigenpairs of a symmetric K x K ``M`` by a thick-restarted block Krylov
+    method from ``Q0`` (K x k): what the Sigma-step uses where a rank beyond the data's
+    factors would stall the subspace iteration of :func:`top_eigenpairs` and the whole
+    eigenproblem is too large (``K > 32 k``, or ``K > 16 k`` from K = 100,
+    :func:`eigensolver_for`).
 
-    ``M`` is the matrix or a function ``Q -> M Q``. From ``Q`` (``Q0`` orthonormalised)
-    and ``M Q``, the basis ``B = [Q, V_1, V_2, ...]`` of the block Krylov space
-    ``span[Q, M Q, M^2 Q, ...]`` grows a block at a time: ``V_j`` is ``M V_{j-1}``
+    ``M`` is the matrix or a function ``Q -> M Q``. The basis ``B`` of n vectors, at
+    most ``(depth + 1) k`` (``depth`` at most ``KRYLOV_BASIS / k``, and the basis at most
+    K / 4 vectors; with no block beside the first, the subspace iteration), starts as
+    ``Q0`` orthonormalised and grows a block at a time: ``V_j`` is ``M V_{j-1}``
     orthonormalised against every earlier vector, twice
     (:func:`._subspace.extend_basis`), and ``M V_j`` one product of k vectors. After
     each block, Rayleigh-Ritz: ``T = B^T (M B)`` (symmetrised,
-    :func:`._subspace.rayleigh_extend`), ``jacobi_eigh(T)``; it stops when every one of
-    the top k Ritz values changed by at most ``max(tol |lambda_q|, RITZ_NOISE
-    |lambda_1|)`` since the previous block. After ``depth`` blocks (at most
-    ``KRYLOV_BASIS / k``, and a basis of at most K / 4 vectors; with no block, the
-    subspace iteration) it
-    restarts from the top k Ritz vectors ``B W_k``, orthonormalised again, and their
-    product (not ``(M B) W_k`` carried: the basis's departure from orthonormality,
-    ~1e-14 after a restart, grew to ~1e-12 over a 17-block basis, and the Ritz values
-    of a converged basis sat 30-80 ``eps lambda_1`` off; so, within 3); after
+    :func:`._subspace.rayleigh_extend`), ``jacobi_eigh(T)`` (rotations skipped below
+    :data:`NEGLIGIBLE`, as the whole-space solve); it stops when every one of the top k
+    Ritz values changed by at most ``max(tol |lambda_q|, RITZ_NOISE |lambda_1|)`` since
+    the previous Rayleigh-Ritz step.
+
+    A full basis restarts, thick: the next block ``V`` (``M V_last`` orthonormalised
+    against the whole basis, as if it grew) and the top m Ritz vectors ``Y = B W_m``
+    (m = :data:`KRYLOV_KEEP_BLOCKS` k, less where fewer than two blocks would fit
+    after, at least k: :func:`_restart_keeps`), orthonormalised again, with ``V``
+    orthonormalised against them, make the new basis ``[Y, V]``, with fresh products
+    (not ``(M B) W_m`` carried: the basis's departure from orthonormality, ~1e-14 after
+    a restart, grew to ~1e-12 over a 17-block basis, and the Ritz values of a converged
+    basis sat 30-80 ``eps lambda_1`` off; so, within 3), then Rayleigh-Ritz. In exact
+    arithmetic the residuals ``M y - theta y`` of the Ritz vectors lie in ``span V``,
+    so ``[Y, V]`` continues the Krylov space in the directions that matter. After
     ``max_restarts`` restarts it stops unconverged. Returns ``(values descending,
     Q = B W_k, converged)``.
 
-    Why: at a rank beyond the data's factors the k-th eigenvalue of ``M`` sits at the
-    edge of the noise's Marchenko-Pastur bulk, a gap of 1.5-3% to the next
+    Why Krylov: at a rank beyond the data's factors the k-th eigenvalue of ``M`` sits at
+    the edge of the noise's Marchenko-Pastur bulk, a gap of 1.5-3% to the next
     (``lambda_{k+1} / lambda_k`` = 0.985 at N = 2000, K = 800; 0.972 at N = 5000,
-    K = 2000, five factors, k = 6). Subspace iteration converges at that ratio per
-    product, the Krylov space at about its square root (a Chebyshev polynomial): in
-    NumPy on the stalled evaluations, 2600-3000 and ~1500 vectors multiplied against
-    ~300 and ~150. The Krylov space of j blocks holds the subspace iteration's j-th
-    iterate, so where the gap is wide it needs no more products than the iteration. And
-    the subspace iteration's stopping rule, ``tol = 1e-13`` relative to each value, lies
-    below the rounding noise of a value far below the largest (``lambda_6 = 2.7`` next
-    to ``lambda_1 = 6900``: changes of ~1e-12 relative between iterations at the
-    converged subspace, about ``2 eps lambda_1``), so even converged it met the rule by
-    chance only; here the rule is floored at ``16 eps lambda_1``.
+    K = 2000, five factors, k = 6; 0.994-0.9994 at k = 25). Subspace iteration
+    converges at that ratio per product, the Krylov space at about its square root (a
+    Chebyshev polynomial): in NumPy on the stalled evaluations, 2600-3000 and ~1500
+    vectors multiplied against ~300 and ~150. The Krylov space of j blocks holds the
+    subspace iteration's j-th iterate, so where the gap is wide it needs no more
+    products than the iteration. And the subspace iteration's stopping rule, ``tol =
+    1e-13`` relative to each value, lies below the rounding noise of a value far below
+    the largest (``lambda_6 = 2.7`` next to ``lambda_1 = 6900``: changes of ~1e-12
+    relative between iterations at the converged subspace, about ``2 eps lambda_1``),
+    so even converged it met the rule by chance only; here the rule is floored at
+    ``16 eps lambda_1``.
+
+    Why thick: at k = 25, K = 2000 (a basis of 11 blocks) a restart keeping only the top
+    k Ritz vectors discarded the directions next to the k-th, at a gap of 0.3%; the
+    solves took 6-13 restarts. Keeping 2k (in NumPy, three of that fit's
+    eigenproblems): 3 restarts, 875-975 vectors multiplied against 1700-3650, the
+    Rayleigh-Ritz work (``sum n^3``) 2.4-5x less, the values closer to the exact ones
+    (5-10 against 15-59 ``eps lambda_1``); keeping 3k about the same, 4k-6k more
+    products again (each restart multiplies its m vectors anew). The fit (N = 5000,
+    five factors, rank 25) took 25-28 s against 45-46 s (the Rayleigh-Ritz solves'
+    :data:`NEGLIGIBLE` rule alone: 36 s). At k = 6 and 10, which restart at most once
+    there, 6-12% fewer vectors multiplied.
     """
     product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
     compensated = mode == "compensated"
@@ -319,28 +354,48 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     if depth < 1 or k == 0:
         return top_eigenpairs(M, Q0, mode, tol=tol)
     n = (depth + 1) * k
-    BT, MBT, G = np.empty((n, K)), np.empty((n, K)), np.empty((n, n))
-    Q, lam, converged = Q0, np.full(k, np.inf), False
-    for _ in range(max_restarts + 1):
-        BT[:k] = _orthonormalize(Q, mode).T
-        MBT[:k] = product(np.ascontiguousarray(BT[:k].T)).T
-        for filled in range(2 * k, n + 1, k):  # the basis's size after this block
-            new = slice(filled - k, filled)
-            extend_basis(BT, filled - k, np.ascontiguousarray(MBT[filled - 2 * k:filled - k].T),
+    keep = _restart_keeps(k, n)
+    # one block more than the basis: a restart's next block is built on the full basis
+    BT, MBT, G = np.empty((n + k, K)), np.empty((n, K)), np.empty((n, n))
+
+    def multiply(lo: int, hi: int) -> None:  # the products of basis rows lo .. hi-1
+        MBT[lo:hi] = product(np.ascontiguousarray(BT[lo:hi].T)).T
+
+    def ritz(known: int, filled: int) -> tuple[np.ndarray, np.ndarray]:
+        T = rayleigh_extend(BT, MBT, G, known, filled, compensated)
+        return jacobi_eigh(T, JACOBI_SWEEPS, NEGLIGIBLE)
+
+    BT[:k] = _orthonormalize(Q0, mode).T
+    multiply(0, k)
+    filled, known, lam, W, converged = k, 0, np.full(k, np.inf), None, False
+    for restart in range(max_restarts + 1):
+        if restart:  # thick restart: [Y, V] from the full basis B
+            extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
                          compensated)
-            MBT[new] = product(np.ascontiguousarray(BT[new].T)).T
-            known = 0 if filled == 2 * k else filled - k  # the dots kept in G
-            values, W = jacobi_eigh(rayleigh_extend(BT, MBT, G, known, filled, compensated))
+            V = np.ascontiguousarray(BT[filled:filled + k].T)
+            Y = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :keep]), mode)
+            BT[:keep] = _orthonormalize(Y, mode).T
+            extend_basis(BT, keep, V, compensated)
+            multiply(0, keep + k)
+            filled, known = keep + k, 0
+        else:  # the first block beside Q0
+            extend_basis(BT, k, np.ascontiguousarray(MBT[:k].T), compensated)
+            multiply(k, 2 * k)
+            filled = 2 * k
+        while True:
+            values, W = ritz(known, filled)
             new_lam = values[:k]
-            floor = RITZ_NOISE * abs(new_lam[0])
-            converged = bool(np.all(np.abs(new_lam - lam)
-                                    <= np.maximum(tol * np.abs(new_lam), floor)))
-            lam = new_lam
-            if converged:
+            converged = _ritz_converged(new_lam, lam, tol)
+            lam, known = new_lam, filled
+            if converged or filled == n:
                 break
-        Q = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :k]), mode)
+            extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
+                         compensated)
+            multiply(filled, filled + k)
+            filled += k
         if converged:
             break
+    Q = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :k]), mode)
     return lam, Q, converged
 
 #: The Sigma-step solves the whole eigenproblem of ``M``
@@ -389,11 +444,12 @@ def uses_full_space(K: int, rank: int) -> bool:
     return FULL_SPACE_RANK_FRACTION * rank >= K
 
 
-#: Where ``K > KRYLOV_RANK_RATIO * rank`` the Sigma-step solves its eigenproblems by the
-#: block Krylov method from the start; at or below it (and above
-#: :data:`FULL_SPACE_RANK_FRACTION`) it turns from the subspace iteration to the whole
+#: Where ``K > KRYLOV_RANK_RATIO * rank``, or ``K >= KRYLOV_MIN_SIZE`` (and
+#: ``K > FULL_SPACE_RANK_FRACTION * rank``), the Sigma-step solves its eigenproblems by
+#: the block Krylov method from the start; elsewhere above
+#: :data:`FULL_SPACE_RANK_FRACTION` it turns from the subspace iteration to the whole
 #: eigenproblem once a subspace iteration stops at its cap (:func:`eigensolver_for`).
-KRYLOV_RANK_RATIO = 32
+KRYLOV_RANK_RATIO, KRYLOV_MIN_SIZE = 32, 100
 
 
 def eigensolver_for(K: int, rank: int) -> str:
@@ -402,12 +458,12 @@ def eigensolver_for(K: int, rank: int) -> str:
 
     * ``"whole"`` where ``16 k >= K`` (:func:`uses_full_space`): every evaluation solves
       the whole eigenproblem;
-    * ``"subspace"`` where ``16 k < K <= 32 k``: the subspace iteration, until an
-      evaluation stops at its cap (:data:`EIGEN_MAX_ITER` iterations, inexact
-      eigenpairs); that one is made again on the whole space, which the rest of the fit
-      uses;
-    * ``"krylov"`` where ``K > 32 k``: the restarted block Krylov method
-      (:func:`krylov_eigenpairs`) throughout.
+    * ``"krylov"`` where ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``: the
+      thick-restarted block Krylov method (:func:`krylov_eigenpairs`) throughout;
+    * ``"subspace"`` elsewhere (``16 k < K <= 32 k``, ``K < 100``): the subspace
+      iteration, until an evaluation stops at its cap (:data:`EIGEN_MAX_ITER`
+      iterations, inexact eigenpairs); that one is made again on the whole space, which
+      the rest of the fit uses.
 
     The subspace iteration either converges in a few warm-started iterations (at most
     6 per evaluation at K = 50, k = 3 and K = 200, k = 5 with as many factors in the
@@ -418,37 +474,50 @@ def eigensolver_for(K: int, rank: int) -> str:
     iteration (forty-fifth session: N = 5000, K = 2000, five factors, rank 6 in 59 s and
     rank 10 in 91 s, rank 5 in 1.6 s). The Krylov method converges where the iteration
     stalls, and where the iteration converges it costs about as much (its basis holds the
-    iterates), so it is the default from the size where it beats the whole space.
-    Fits, ``auto`` of the forty-fifth session (subspace, stall, whole space or, past
-    ``48 k``, the stalled iteration) / Krylov throughout / whole space throughout
-    (2-core Zen 4, forty-sixth session, N = 5000, three factors in the data unless
-    said; the best of two runs):
+    iterates), so it is the default from the size where it beats the whole space: past
+    ``32 k`` with the forty-sixth session's restarts (which kept k Ritz vectors), past
+    ``16 k`` with the thick restarts of the forty-seventh, except for small K, where
+    the subspace iteration's and the whole space's single compiled calls cost a few
+    milliseconds less than the Krylov method's steps from Python (K = 24, k = 1: 11-12
+    against 15-16 ms; K = 40, k = 2: 32-34 against 42-44; K = 50, k = 3: 37-39 against
+    32-48). Below ``16 k`` the whole space wins (K = 100, k = 8: 0.22 against 0.36 s
+    Krylov; K = 200, k = 15: 0.68 against 1.57) except at large K (K = 400, k = 25: 4.2
+    against 3.1 s). Fits, subspace then whole space at a stall (the rule up to
+    ``32 k`` until the forty-seventh session) / Krylov (forty-sixth session's restarts,
+    then thick) / whole space throughout (2-core Zen 4, N = 5000, three factors in the
+    data unless said; the best of two runs; forty-sixth and forty-seventh sessions):
 
-    ==============  ============  =======================  =================
-    K, k            K / k         auto (45th)              Krylov / whole
-    ==============  ============  =======================  =================
-    100, 6          16.7          0.26 s                   0.35 / 0.24 s
-    200, 12         16.7          0.73                     1.14 / 0.61
-    240, 10         24            1.06                     1.51 / --
-    120, 5          24            0.31                     0.38 / --
-    300, 10         30            2.31                     2.52 / 2.16
-    150, 5          30            0.36                     0.26 / --
-    200, 5          40            0.58                     0.53 / 0.56
-    200, 5 (5 f.)   40            0.18                     0.17 / --
-    400, 10         40            2.83                     1.92 / --
-    300, 4          75            1.05                     0.70 / --
-    300, 3          100           0.21-0.24                0.22-0.23 / --
-    100, 1 (1 f.)   100           0.15                     0.13 / --
-    2000, 5 (5 f.)  400           2.0-2.2                  1.7-2.1 / --
-    2000, 6 (5 f.)  333           59-62                    6.1-6.4 / --
-    ==============  ============  =======================  =================
+    ==============  =====  ==============  ===================  =========
+    K, k            K / k  subspace/whole  Krylov 46th / thick  whole
+    ==============  =====  ==============  ===================  =========
+    100, 6          16.7   0.26 s          0.35 / 0.25-0.27 s   0.24 s
+    200, 12         16.7   0.73            1.14 / 0.65-0.67     0.58-0.61
+    100, 5 (5 f.)   20     0.14            -- / 0.14            0.23
+    200, 10 (5 f.)  20     0.67            -- / 0.41            0.57
+    240, 10         24     1.06            1.51 / 0.65-0.70     1.06
+    120, 5          24     0.31-0.33       0.38 / 0.23-0.26     0.31
+    300, 10         30     2.31-2.51       2.52 / 0.97-1.01     2.16-2.31
+    300, 10 (10 f.) 30     0.28            -- / 0.29            1.27
+    150, 5          30     0.36-0.37       0.26 / 0.21          0.35
+    160, 5 (5 f.)   32     0.13            -- / 0.14            0.30
+    200, 5          40     0.58 (45th)     0.53 / 0.38          0.56
+    200, 5 (5 f.)   40     0.18 (45th)     0.17 / 0.16          --
+    400, 10         40     2.83 (45th)     1.92 / 1.33          --
+    300, 4          75     1.05 (45th)     0.70 / 0.47          --
+    300, 3          100    0.21-0.24       0.22-0.23 / 0.25     --
+    100, 1 (1 f.)   100    0.15            0.13 / 0.13          --
+    ==============  =====  ==============  ===================  =========
+
+    (Past ``48 k`` the forty-fifth session's rule was the stalled subspace iteration.)
 
     The decision at a stall rests on the iteration count, itself a function of the bits,
     so the path is the same everywhere.
     """
     if uses_full_space(K, rank):
         return "whole"
-    return "krylov" if K > KRYLOV_RANK_RATIO * rank else "subspace"
+    if K > KRYLOV_RANK_RATIO * rank or K >= KRYLOV_MIN_SIZE:
+        return "krylov"
+    return "subspace"
 
 
 def full_space_eigenpairs(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -741,10 +810,11 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     (:func:`uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
     (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then formed once, as
     :func:`residual_moment` forms it, the same bits as a moment matrix); with
-    ``16 k < K <= 32 k`` by subspace iteration warm-started from the previous
-    evaluation's, until one stops at its cap: that evaluation is made again on the whole
-    space, which every later one uses; with ``K > 32 k`` by the restarted block Krylov
-    method, warm-started likewise (:func:`krylov_eigenpairs`).
+    ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``, by the thick-restarted block Krylov
+    method warm-started from the previous evaluation's vectors
+    (:func:`krylov_eigenpairs`); otherwise (``16 k < K <= 32 k`` below K = 100) by
+    subspace iteration warm-started likewise, until one stops at its cap: that
+    evaluation is made again on the whole space, which every later one uses.
 
     Every number is computed with CRO-1 dots and sums, the portable ``log``/``exp`` and
     elementwise IEEE operations, so the path and the bits are the same everywhere.
