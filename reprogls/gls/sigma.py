@@ -481,8 +481,10 @@ def eigensolver_for(K: int, rank: int) -> str:
     milliseconds less than the Krylov method's steps from Python (K = 24, k = 1: 11-12
     against 15-16 ms; K = 40, k = 2: 32-34 against 42-44; K = 50, k = 3: 37-39 against
     32-48). Below ``16 k`` the whole space wins (K = 100, k = 8: 0.22 against 0.36 s
-    Krylov; K = 200, k = 15: 0.68 against 1.57) except at large K (K = 400, k = 25: 4.2
-    against 3.1 s). Fits, subspace then whole space at a stall (the rule up to
+    Krylov; K = 200, k = 15: 0.68 against 1.57; K = 300, k = 20: 2.2 against 5.1; K =
+    400, k = 40: 5.4 against 14.3; K = 600, k = 40: 18.1 against 28.0), with one
+    exception seen (K = 400, k = 25: 4.2 against 3.1 s). Fits, subspace then whole
+    space at a stall (the rule up to
     ``32 k`` until the forty-seventh session) / Krylov (forty-sixth session's restarts,
     then thick) / whole space throughout (2-core Zen 4, N = 5000, three factors in the
     data unless said; the best of two runs; forty-sixth and forty-seventh sessions):
