@@ -264,6 +264,44 @@ def test_fit_with_either_sigma_step_agrees_and_repeats_bitwise():
     assert gls.fit(Xs, Y, rank=2, sigma_step="residuals").fingerprint == b.fingerprint
 
 
+def test_auto_sigma_step_forms_s_after_a_sweep_whose_products_would_have_paid_for_it(
+        monkeypatch):
+    """``K > 100 k``: the "auto" Sigma-step starts from the residuals and forms S from the
+    sweep after one that multiplied more vectors than S costs (``fit.moment_pays``:
+    break-even 455 vectors at N = 5000, K = 2000; 32 at N = 600, K = 150). One factor in
+    the data at rank 1 needs few products (27, 18, 6: the residuals stay); two factors
+    at rank 1 needed 101 in the first sweep, then S. The turn is a function of the
+    counts, so it repeats bit for bit, and the fit reaches the moment path's optimum."""
+    fit_module = sys.modules["reprogls.gls.fit"]
+    assert fit_module.moment_pays(455, 5000, 2000)
+    assert not fit_module.moment_pays(454, 5000, 2000)
+    assert fit_module.moment_pays(32, 600, 150) and not fit_module.moment_pays(31, 600, 150)
+    real = fit_module.factor_analysis
+    seen = []
+
+    def recorded(S, *args, **kwargs):
+        out = real(S, *args, **kwargs)
+        seen.append((type(S).__name__, getattr(S, "vectors", None)))
+        return out
+
+    monkeypatch.setattr(fit_module, "factor_analysis", recorded)
+    Xs, Y, *_ = simulate_sur(600, 150, 2, 1, seed=3, shared=True)
+    gls.fit(Xs, Y, rank=1, cov_type="none")
+    assert len(seen) > 1 and all(name == "ResidualMoment" and vectors < 32
+                                 for name, vectors in seen)
+    Xs, Y, *_ = simulate_sur(600, 150, 2, 2, seed=3, shared=True)
+    seen.clear()
+    turned = gls.fit(Xs, Y, rank=1, cov_type="none")
+    assert seen[0][0] == "ResidualMoment" and seen[0][1] >= 32
+    assert len(seen) > 1 and all(name == "MomentMatrix" for name, _ in seen[1:])
+    assert gls.fit(Xs, Y, rank=1, cov_type="none").fingerprint == turned.fingerprint
+    moment = gls.fit(Xs, Y, rank=1, cov_type="none", sigma_step="moment")
+    assert abs(turned.llf - moment.llf) <= 1e-9 * abs(moment.llf)
+    seen.clear()
+    gls.fit(Xs, Y, rank=1, cov_type="none", sigma_step="residuals")  # asked for: kept
+    assert len(seen) > 1 and all(name == "ResidualMoment" for name, _ in seen)
+
+
 @pytest.mark.parametrize("solver,max_iter,fixed", [("cg", 200, False), ("cg", 1, False),
                                                    ("gram", 200, False), ("gram", 1, True)])
 def test_fitted_values_are_x_beta_and_resid_is_y_minus_them(solver, max_iter, fixed):

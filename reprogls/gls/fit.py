@@ -70,7 +70,33 @@ GRAM_MAX_P = 600
 #: The "auto" Sigma-step works from the residuals when K > this many times the rank:
 #: forming S costs N K^2 / 2 multiply-adds per sweep, each product from the residuals
 #: 2 N K k, and a sweep needs about 20 products (measured, profiling/profile_fit.py).
+#: At a rank beyond the data's factors a sweep needs far more (:func:`moment_pays`).
 RESIDUAL_SIGMA_PER_RANK = 100
+
+
+#: Time per multiply-add of a product from the residuals (two passes over E) relative to
+#: the Gram that forms S and to a product by S (:func:`moment_pays`).
+RESIDUAL_PRODUCT_COST = 1.3
+
+
+def moment_pays(vectors: int, N: int, K: int) -> bool:
+    """Whether a sweep that multiplies ``vectors`` vectors by ``S`` would have cost less
+    with S formed (``N K^2 / 2`` multiply-adds, then ``K^2`` a vector) than from the
+    N x K residuals (``2 N K`` a vector, each :data:`RESIDUAL_PRODUCT_COST` times as
+    long): ``1.3 vectors 2 N K > N K^2 / 2 + vectors K^2``.
+
+    The "auto" Sigma-step starts from the residuals where ``K > 100 k`` and forms S
+    from the sweep after one of which this holds: a rank beyond the data's factors puts
+    the k-th eigenvalue at the crowded edge of the noise, where each eigen-solve
+    multiplies hundreds of vectors. Measured at N = 5000, K = 2000 (2-core Zen 4,
+    compensated): S in 0.98-1.03 s, a vector 2.6-2.9 ms from the residuals and
+    0.44-0.47 ms by S (0.13-0.14 / 0.10 / 0.11 ns a multiply-add); the break-even
+    there is 455 vectors a sweep. Rank 10 with five factors multiplied 620, 1270, 620,
+    340 vectors in its four sweeps (the second's Sigma-step 4.1 s from the residuals,
+    1.5 s by S); rank 10 with ten factors 220, 160, 60 (the residuals stay).
+    """
+    residual_cost = RESIDUAL_PRODUCT_COST * vectors * 2 * N * K
+    return residual_cost > N * K * K / 2 + vectors * K * K
 #: Inside the alternating loop each sweep's CG stops once its residual has fallen by this
 #: factor (or reached ``cg_tol``): Sigma changes in the next sweep anyway. The last
 #: sweep's solve is finished to ``cg_tol`` before the fit returns, converged or not.
@@ -309,10 +335,13 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         How the factor analysis sees ``S = E^T E / N``: ``"moment"`` forms the K x K
         matrix once per sweep (``O(N K^2)``); ``"residuals"`` applies it from the N x K
         residuals, ``M Q = D^-1/2 E^T (E D^-1/2 Q) / N`` (``O(N K k)`` per product, no
-        K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``. The two give
-        different bits; each is deterministic. At ``16 * rank >= K`` the Sigma-step solves
-        the whole eigenproblem of ``M`` (:func:`.sigma.uses_full_space`), which needs the
-        K x K matrix: ``"residuals"`` then forms it as ``"moment"`` does (the same bits).
+        K x K matrix). ``"auto"``: residuals when ``K > 100 * rank``, and the moment
+        matrix from the sweep after one whose products would have cost more than
+        forming it (:func:`moment_pays`: a rank beyond the data's factors). The two give
+        different bits; each is deterministic, and so is the turn (it counts vectors).
+        At ``16 * rank >= K`` the Sigma-step solves the whole eigenproblem of ``M``
+        (:func:`.sigma.uses_full_space`), which needs the K x K matrix: ``"residuals"``
+        then forms it as ``"moment"`` does (the same bits).
     cov_type : {"plugin", "robust", "none"}, optional
         Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
         ``bounds``, where neither covariance is valid (``"plugin"``/``"robust"`` are
@@ -518,6 +547,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
                 S, N, rank, mode, F, d, min_uniqueness=min_uniqueness, y_moments=y_moments,
                 eigensolver=eigensolver)
             eigensolver = None if ended_on == "subspace" else ended_on
+            if from_residuals and sigma_step == "auto" and moment_pays(S.vectors, N, K):
+                from_residuals = False  # S formed from the next sweep on
             S = None
             factor = woodbury_factor(F, d, mode)
             b = r0 = None

@@ -575,6 +575,8 @@ class ResidualMoment:
                   else on_device(E, self.device))
         self.nobs, self.size = self.E.shape
         self._diagonal = None
+        #: vectors multiplied so far (the columns of every ``Q`` given to a product)
+        self.vectors = 0
 
     def diagonal(self) -> np.ndarray:
         """``diag(S)[j]`` = CRO-1 sum over rows of ``E[i, j]^2``, divided by N (the bits of
@@ -593,6 +595,7 @@ class ResidualMoment:
         CRO-1 ``gemv``/``gemv_t`` per column of Q, ``O(N K k)`` (on a GPU ``E V`` stays
         there: :func:`._resident.resident_moment_times`)."""
         def product(Q):
+            self.vectors += Q.shape[1]
             V = Q / sqrt_d[:, None]
             if self.device == "cpu":
                 EtEV = matmul_t(self.E, matmul(self.E, V, self.mode), self.mode)
