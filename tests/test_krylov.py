@@ -131,6 +131,21 @@ def test_krylov_gives_the_same_bits_from_the_matrix_and_the_operator_on_one_thre
         assert other_converged and same_bits(other_lam, lam) and same_bits(other_Q, Q)
 
 
+def _counted_crowded_edge():
+    """A 200 x 200 crowded edge (two strong values, the bulk falling 1% a value), a
+    start of k = 3 vectors, and a product ``Q -> M Q`` that counts the vectors it
+    multiplies in ``counts["vectors"]``."""
+    M, w = _crowded(200, [60.0, 40.0], 2.5, 0.01, seed=6)
+    Q0 = np.random.default_rng(7).standard_normal((200, 3))
+    counts = {"vectors": 0}
+
+    def product(Q):
+        counts["vectors"] += Q.shape[1]
+        return matmul(M, Q, "compensated")
+
+    return M, w, Q0, counts, product
+
+
 def test_krylov_restarts_and_reports_a_cap():
     """``depth`` 1 keeps two blocks before each restart, and a restart keeps k Ritz
     vectors (no room for more): one product to start, one a block and two restarts of
@@ -139,14 +154,8 @@ def test_krylov_restarts_and_reports_a_cap():
     vectors; the change per block understates the error where convergence per block is
     slow: depth 1 stopped 383 eps lambda_1 off after 2784 vectors, depth 6 21 off after
     159)."""
-    K, k = 200, 3
-    M, w = _crowded(K, [60.0, 40.0], 2.5, 0.01, seed=6)
-    Q0 = np.random.default_rng(7).standard_normal((K, k))
-    counts = {"vectors": 0}
-
-    def product(Q):
-        counts["vectors"] += Q.shape[1]
-        return matmul(M, Q, "compensated")
+    M, w, Q0, counts, product = _counted_crowded_edge()
+    k = Q0.shape[1]
 
     _, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=1,
                                               max_restarts=2)
@@ -166,14 +175,8 @@ def test_a_thick_restart_keeps_two_blocks_of_ritz_vectors_and_the_next_block(mon
     And keeping 2k is why it converges faster where the values crowd: at depth 6 on the
     crowded edge, 159 vectors multiplied against 273 with restarts that keep k, and
     the values 21 against 99 eps lambda_1 off."""
-    K, k = 200, 3
-    M, w = _crowded(K, [60.0, 40.0], 2.5, 0.01, seed=6)
-    Q0 = np.random.default_rng(7).standard_normal((K, k))
-    counts = {"vectors": 0}
-
-    def product(Q):
-        counts["vectors"] += Q.shape[1]
-        return matmul(M, Q, "compensated")
+    _, w, Q0, counts, product = _counted_crowded_edge()
+    k = Q0.shape[1]
 
     _, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=3,
                                               max_restarts=1)
