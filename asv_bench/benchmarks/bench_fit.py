@@ -160,7 +160,9 @@ class FitBeyondTheFactorsKrylov(FitBeyondTheFactorsLargeK):
     forty-sixth session: 1.6-1.9 / 6.1-6.4 / 13.8-16.0 s (K = 2000, k = 25: 46-58 s);
     12.7-13.0 / 59-62 / 91 s before (K = 2000, k = 10 the forty-fifth session's), on
     the subspace iteration at its 200-iteration cap. Forty-seventh session, thick
-    restarts: 1.5-2.1 / 5.8-6.8 / 11.1-12.6 / 25-29 s."""
+    restarts and the turn from the residuals to S (``fit.moment_pays``): 1.35-1.42 /
+    6.6 / 9.1 / 25.5-26.0 s against 1.8-1.9 / 6.3-7.3 / 12.8-14.6 / 46.8-50.7 s for the
+    forty-sixth session's code in the same run."""
 
     params = (sizes(list(KRYLOV_BEYOND)),)
     cases, factors, seed, shared = KRYLOV_BEYOND, 5, 0, True
