@@ -93,7 +93,9 @@ def moment_pays(vectors: int, N: int, K: int) -> bool:
     0.44-0.47 ms by S (0.13-0.14 / 0.10 / 0.11 ns a multiply-add); the break-even
     there is 455 vectors a sweep. Rank 10 with five factors multiplied 620, 1270, 620,
     340 vectors in its four sweeps (the second's Sigma-step 4.1 s from the residuals,
-    1.5 s by S); rank 10 with ten factors 220, 160, 60 (the residuals stay).
+    1.5 s by S); rank 10 with ten factors 220, 160, 60 (the residuals stay). It never
+    holds where ``K >= 2.6 N``, so the K x K matrix it brings is at most 2.6 times the
+    bytes of the residuals the fit holds anyway.
     """
     residual_cost = RESIDUAL_PRODUCT_COST * vectors * 2 * N * K
     return residual_cost > N * K * K / 2 + vectors * K * K
