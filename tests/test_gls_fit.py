@@ -819,6 +819,29 @@ def test_gpu_fit_keeps_its_n_by_k_arrays_on_the_device(monkeypatch, solver, sigm
 
 
 @pytest.mark.gpu
+def test_gpu_fit_turns_from_the_residuals_to_s_as_the_cpu_does(monkeypatch):
+    """``K > 100 k`` under "auto": the first sweep's products from the residuals (on the
+    GPU, ``E`` there) count past ``fit.moment_pays`` (63 vectors against 24 at N = 240,
+    K = 105), so the later sweeps form S on the GPU, as on the CPU; the same bits."""
+    fit_module = sys.modules["reprogls.gls.fit"]
+    real = fit_module.factor_analysis
+    seen = []
+
+    def recorded(S, *args, **kwargs):
+        seen.append(type(S).__name__)
+        return real(S, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "factor_analysis", recorded)
+    Xs, Y = simulate_sur(240, 105, 2, 2, seed=3, shared=True)[:2]
+    cpu = gls.fit(Xs, Y, rank=1, cov_type="none")
+    turns = list(seen)
+    seen.clear()
+    gpu = gls.fit(Xs, Y, rank=1, cov_type="none", device="cuda")
+    assert turns[0] == "ResidualMoment" and "MomentMatrix" in turns and seen == turns
+    assert gpu.fingerprint == cpu.fingerprint
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("options", [dict(beta_solver="gram"),
                                      dict(beta_solver="cg", add_constant=True),
                                      dict(sigma_step="residuals", cov_type="robust"),
