@@ -82,9 +82,10 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
 
 #: Most Jacobi sweeps of a Rayleigh-Ritz step (:func:`jacobi_eigh`).
 JACOBI_SWEEPS = 30
-#: The whole-space eigen-solve skips a rotation whose off-diagonal entry is at most this
-#: times ``sqrt|a_pp| sqrt|a_qq|`` (:func:`._subspace.jacobi_rotations`); the subspace
-#: iteration's k x k solves rotate until the entries are exactly zero.
+#: The whole-space eigen-solve and the Krylov basis's Rayleigh-Ritz solves skip a rotation
+#: whose off-diagonal entry is at most this times ``sqrt|a_pp| sqrt|a_qq|``
+#: (:func:`._subspace.jacobi_rotations`); the subspace iteration's k x k solves rotate
+#: until the entries are exactly zero.
 NEGLIGIBLE = 2.0 ** -53
 #: Largest product ``M Q`` (``K^2 k`` multiply-adds) for which :func:`top_eigenpairs` of a
 #: matrix runs as one compiled call on one thread; larger ones use the threads for each
