@@ -112,15 +112,16 @@ class FitBeyondTheFactors:
 
 #: (N, K, rank) of :class:`FitBeyondTheFactorsLargeK`: ``gls.simulate_sur(N, K, 5, 3)``.
 LARGE_K_BEYOND = {"K=100 k=6": (10000, 100, 6), "K=200 k=12": (20000, 200, 12),
-                  "K=400 k=25": (20000, 400, 25)}
+                  "K=300 k=10": (10000, 300, 10), "K=400 k=25": (20000, 400, 25)}
 
 
 class FitBeyondTheFactorsLargeK:
     """Fits above the data's three factors at larger K: K = 400, k = 25 solves the whole
     eigenproblem (``16 k >= K``), whose ``O(K^3)`` Jacobi sweeps set the time; K = 100,
-    k = 6 and K = 200, k = 12 started on the subspace iteration, stalled and turned to
-    the whole space until the forty-seventh session, and are on the thick-restarted
-    block Krylov method since (``sigma.eigensolver_for``). 2-core Zen 4, forty-fifth
+    k = 6, K = 200, k = 12 and K = 300, k = 10 started on the subspace iteration,
+    stalled and turned to the whole space until the forty-seventh session, and are on
+    the thick-restarted block Krylov method since (``sigma.eigensolver_for``; K = 300,
+    k = 10 1.78-2.09 -> 0.95-1.06 s, alternating processes). 2-core Zen 4, forty-fifth
     session: 0.34-0.48 / 1.00-1.20 / 4.9-6.1 s with the tiled column copies and the
     eigenvectors rotated on a second thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before);
     0.63 / 2.15 / 21.2 s before the forty-fourth session's rows-only rotations and turn.
