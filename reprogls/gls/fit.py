@@ -99,6 +99,8 @@ def moment_pays(vectors: int, N: int, K: int) -> bool:
     """
     residual_cost = RESIDUAL_PRODUCT_COST * vectors * 2 * N * K
     return residual_cost > N * K * K / 2 + vectors * K * K
+
+
 #: Inside the alternating loop each sweep's CG stops once its residual has fallen by this
 #: factor (or reached ``cg_tol``): Sigma changes in the next sweep anyway. The last
 #: sweep's solve is finished to ``cg_tol`` before the fit returns, converged or not.

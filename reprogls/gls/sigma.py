@@ -362,6 +362,10 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     def multiply(lo: int, hi: int) -> None:  # the products of basis rows lo .. hi-1
         MBT[lo:hi] = product(np.ascontiguousarray(BT[lo:hi].T)).T
 
+    def next_block(filled: int) -> None:  # rows filled .. filled+k: M (the last block)
+        extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
+                     compensated)
+
     def ritz(known: int, filled: int) -> tuple[np.ndarray, np.ndarray]:
         T = rayleigh_extend(BT, MBT, G, known, filled, compensated)
         return jacobi_eigh(T, JACOBI_SWEEPS, NEGLIGIBLE)
@@ -371,27 +375,22 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     filled, known, lam, W, converged = k, 0, np.full(k, np.inf), None, False
     for restart in range(max_restarts + 1):
         if restart:  # thick restart: [Y, V] from the full basis B
-            extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
-                         compensated)
+            next_block(filled)
             V = np.ascontiguousarray(BT[filled:filled + k].T)
             Y = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :keep]), mode)
             BT[:keep] = _orthonormalize(Y, mode).T
             extend_basis(BT, keep, V, compensated)
             multiply(0, keep + k)
             filled, known = keep + k, 0
-        else:  # the first block beside Q0
-            extend_basis(BT, k, np.ascontiguousarray(MBT[:k].T), compensated)
-            multiply(k, 2 * k)
-            filled = 2 * k
         while True:
-            values, W = ritz(known, filled)
-            new_lam = values[:k]
-            converged = _ritz_converged(new_lam, lam, tol)
-            lam, known = new_lam, filled
-            if converged or filled == n:
-                break
-            extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
-                         compensated)
+            if filled > k:  # (the start Q0 alone has no Ritz values to compare)
+                values, W = ritz(known, filled)
+                new_lam = values[:k]
+                converged = _ritz_converged(new_lam, lam, tol)
+                lam, known = new_lam, filled
+                if converged or filled == n:
+                    break
+            next_block(filled)
             multiply(filled, filled + k)
             filled += k
         if converged:
@@ -485,10 +484,10 @@ def eigensolver_for(K: int, rank: int) -> str:
     Krylov; K = 200, k = 15: 0.68 against 1.57; K = 300, k = 20: 2.2 against 5.1; K =
     400, k = 40: 5.4 against 14.3; K = 600, k = 40: 18.1 against 28.0), with one
     exception seen (K = 400, k = 25: 4.2 against 3.1 s). Fits, subspace then whole
-    space at a stall (the rule up to
-    ``32 k`` until the forty-seventh session) / Krylov (forty-sixth session's restarts,
-    then thick) / whole space throughout (2-core Zen 4, N = 5000, three factors in the
-    data unless said; the best of two runs; forty-sixth and forty-seventh sessions):
+    space at a stall (the rule up to ``32 k`` until the forty-seventh session) / Krylov
+    (forty-sixth session's restarts, then thick) / whole space throughout (2-core Zen 4,
+    N = 5000, three factors in the data unless said; the best of two runs; forty-sixth
+    and forty-seventh sessions):
 
     ==============  =====  ==============  ===================  =========
     K, k            K / k  subspace/whole  Krylov 46th / thick  whole
