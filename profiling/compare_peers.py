@@ -75,7 +75,7 @@ KNOWN_SIGMA = {False: [(200, 10, 3, 2), (500, 10, 3, 2), (1000, 8, 3, 2), (2000,
 MAX_GLS_SIGMA_BYTES = 600e6
 #: (N, K, k, factors in the data) of the factor-analysis comparison with scikit-learn:
 #: alsgls's S and M, and a rank far beyond the data's factors (reprogls then solves the
-#: whole eigenproblem, ``sigma.uses_full_space``).
+#: whole eigenproblem, ``eigen.uses_full_space``).
 FACTOR = {False: [(2000, 50, 3, 3), (20000, 200, 5, 5), (5000, 50, 25, 3)],
           True: [(300, 8, 2, 2)]}
 

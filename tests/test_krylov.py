@@ -1,4 +1,4 @@
-"""The Sigma-step's restarted block Krylov eigen-solver (``sigma.krylov_eigenpairs``) and
+"""The Sigma-step's restarted block Krylov eigen-solver (``eigen.krylov_eigenpairs``) and
 its compiled steps (``_subspace.extend_basis``, ``_subspace.rayleigh_extend``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reprogls.gls import _subspace, sigma
+from reprogls.gls import _subspace, eigen, sigma
 from reprogls.gls._dense import matmul
 from reprogls.kernels import reference as ref
 from tests.corpus import same_bits
@@ -97,11 +97,11 @@ def test_krylov_converges_on_a_crowded_edge_where_the_subspace_iteration_stalls(
         counts["vectors"] += Q.shape[1]
         return matmul(M, Q, mode)
 
-    _, _, converged = sigma.top_eigenpairs(product, Q0, mode)
-    assert not converged and counts["vectors"] == (sigma.EIGEN_MAX_ITER + 1) * k
+    _, _, converged = eigen.top_eigenpairs(product, Q0, mode)
+    assert not converged and counts["vectors"] == (eigen.EIGEN_MAX_ITER + 1) * k
     counts["vectors"] = 0
-    lam, Q, converged = sigma.krylov_eigenpairs(product, Q0, mode)
-    assert converged and counts["vectors"] < sigma.EIGEN_MAX_ITER * k / 3
+    lam, Q, converged = eigen.krylov_eigenpairs(product, Q0, mode)
+    assert converged and counts["vectors"] < eigen.EIGEN_MAX_ITER * k / 3
     # values: within the stopping floor, 16 eps lambda_1 (absolute)
     np.testing.assert_allclose(lam, w[:k], rtol=0, atol=16 * 2.0 ** -52 * w[0])
     np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-13)
@@ -120,8 +120,8 @@ def test_krylov_gives_the_same_bits_from_the_matrix_and_the_operator_on_one_thre
     try:
         for n_threads in (1, 2):
             numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-            results.append(sigma.krylov_eigenpairs(M, Q0, "compensated"))
-            results.append(sigma.krylov_eigenpairs(
+            results.append(eigen.krylov_eigenpairs(M, Q0, "compensated"))
+            results.append(eigen.krylov_eigenpairs(
                 lambda Q: matmul(M, Q, "compensated"), Q0, "compensated"))
     finally:
         numba.set_num_threads(before)
@@ -157,13 +157,13 @@ def test_krylov_restarts_and_reports_a_cap():
     M, w, Q0, counts, product = _counted_crowded_edge()
     k = Q0.shape[1]
 
-    _, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=1,
+    _, _, converged = eigen.krylov_eigenpairs(product, Q0, "compensated", depth=1,
                                               max_restarts=2)
     assert not converged and counts["vectors"] == (1 + 3 + 2) * k
-    _, _, converged = sigma.krylov_eigenpairs(M, Q0, "compensated", depth=1,
+    _, _, converged = eigen.krylov_eigenpairs(M, Q0, "compensated", depth=1,
                                               max_restarts=2000)
     assert converged
-    lam, _, converged = sigma.krylov_eigenpairs(M, Q0, "compensated")
+    lam, _, converged = eigen.krylov_eigenpairs(M, Q0, "compensated")
     assert converged
     np.testing.assert_allclose(lam, w[:k], rtol=0, atol=16 * 2.0 ** -52 * w[0])
 
@@ -178,14 +178,14 @@ def test_a_thick_restart_keeps_two_blocks_of_ritz_vectors_and_the_next_block(mon
     _, w, Q0, counts, product = _counted_crowded_edge()
     k = Q0.shape[1]
 
-    _, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=3,
+    _, _, converged = eigen.krylov_eigenpairs(product, Q0, "compensated", depth=3,
                                               max_restarts=1)
     assert not converged and counts["vectors"] == 8 * k
     multiplied, error = {}, {}
     for keep_blocks in (2, 1):
-        monkeypatch.setattr(sigma, "KRYLOV_KEEP_BLOCKS", keep_blocks)
+        monkeypatch.setattr(eigen, "KRYLOV_KEEP_BLOCKS", keep_blocks)
         counts["vectors"] = 0
-        lam, _, converged = sigma.krylov_eigenpairs(product, Q0, "compensated", depth=6,
+        lam, _, converged = eigen.krylov_eigenpairs(product, Q0, "compensated", depth=6,
                                                     max_restarts=2000)
         assert converged
         multiplied[keep_blocks] = counts["vectors"]
@@ -199,8 +199,8 @@ def test_krylov_with_no_room_for_a_block_is_the_subspace_iteration():
     B = rng.standard_normal((5, 5))
     M = np.ascontiguousarray(B @ B.T)
     Q0 = rng.standard_normal((5, 3))
-    for got, want in zip(sigma.krylov_eigenpairs(M, Q0, "compensated"),
-                         sigma.top_eigenpairs(M, Q0, "compensated"), strict=True):
+    for got, want in zip(eigen.krylov_eigenpairs(M, Q0, "compensated"),
+                         eigen.top_eigenpairs(M, Q0, "compensated"), strict=True):
         assert same_bits(np.asarray(got), np.asarray(want))
 
 
@@ -216,7 +216,7 @@ def test_sigma_step_past_32_ranks_uses_krylov_and_reaches_the_whole_spaces_optim
          + rng.standard_normal((N, K)) * rng.uniform(0.5, 1.5, K))
     E = np.ascontiguousarray(E - E.mean(axis=0))
     S = sigma.residual_moment(E, mode)
-    assert sigma.eigensolver_for(K, 2) == "krylov"
+    assert eigen.eigensolver_for(K, 2) == "krylov"
     calls = []
     real = sigma.profile
 

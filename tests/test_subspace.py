@@ -8,7 +8,7 @@ import pytest
 
 from reprogls import kernels
 from reprogls.gls import _subspace
-from reprogls.gls.sigma import orthonormalize_reference, top_eigenpairs
+from reprogls.gls.eigen import orthonormalize_reference, top_eigenpairs
 from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu._cro import nrm2_segment
 from tests.corpus import cases, same_bits
@@ -69,7 +69,7 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
     """With ``M`` given as a function (the residuals' ``S``), each iteration takes one
     product (``(M Q) V`` is carried, not recomputed): the same eigenpairs as with the
     matrix, in one product per iteration (one Jacobi solve each) plus one to start."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
     from reprogls.gls._dense import matmul
 
     rng = np.random.default_rng(4)
@@ -85,8 +85,8 @@ def test_top_eigenpairs_of_an_operator_carry_the_product(mode, monkeypatch):
         counts["iterations"] += 1
         return jacobi(T)
 
-    jacobi = sigma.jacobi_eigh
-    monkeypatch.setattr(sigma, "jacobi_eigh", counted_jacobi)
+    jacobi = eigen.jacobi_eigh
+    monkeypatch.setattr(eigen, "jacobi_eigh", counted_jacobi)
     Q0 = rng.standard_normal((40, 3))
     lam, Q, _ = top_eigenpairs(product, Q0, mode)
     assert counts["iterations"] >= 2
@@ -105,7 +105,7 @@ def test_compiled_jacobi_equals_the_python_loop(n, negligible):
     repeated eigenvalues and exact zeros off the diagonal, and when the sweep cap
     stops it; rotating to exact zeros or skipping the negligible entries. (The tiled
     sweeps of large matrices are checked against this loop below.)"""
-    from reprogls.gls.sigma import jacobi_eigh, jacobi_eigh_reference
+    from reprogls.gls.eigen import jacobi_eigh, jacobi_eigh_reference
 
     rng = np.random.default_rng(n)
     cases = []
@@ -161,28 +161,28 @@ def test_tiled_jacobi_changes_no_bit(negligible):
 
 
 def test_large_jacobi_is_the_same_on_one_thread_and_two():
-    """``sigma.jacobi_eigh`` from ``LARGE_JACOBI_MIN`` on (tiled; pipelined when two
+    """``eigen.jacobi_eigh`` from ``LARGE_JACOBI_MIN`` on (tiled; pipelined when two
     threads are there): the same bits on one thread and on two, and those of the
     column-by-column rotations."""
     import numba
 
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
     from reprogls.gls._subspace import jacobi_rotations
 
-    T = _symmetric_cases(sigma.LARGE_JACOBI_MIN + 9, 7)[0]
+    T = _symmetric_cases(eigen.LARGE_JACOBI_MIN + 9, 7)[0]
     before = numba.get_num_threads()
     results = []
     try:
         for n_threads in (1, 2):
             numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-            results.append(sigma.jacobi_eigh(T, 30, sigma.NEGLIGIBLE))
+            results.append(eigen.jacobi_eigh(T, 30, eigen.NEGLIGIBLE))
     finally:
         numba.set_num_threads(before)
     (w1, v1), (w2, v2) = results
     assert (w1.view(np.uint64) == w2.view(np.uint64)).all()
     assert (v1.view(np.uint64) == v2.view(np.uint64)).all()
     A, VT = T.copy(), np.eye(T.shape[0])
-    jacobi_rotations(A, VT, 30, sigma.NEGLIGIBLE)
+    jacobi_rotations(A, VT, 30, eigen.NEGLIGIBLE)
     order = sorted(range(len(A)), key=lambda i: (-A[i, i], i))  # jacobi_eigh's order
     assert (w1.view(np.uint64) == np.diag(A)[order].view(np.uint64)).all()
     assert (v1.view(np.uint64) == np.ascontiguousarray(VT[order].T).view(np.uint64)).all()
@@ -191,7 +191,7 @@ def test_large_jacobi_is_the_same_on_one_thread_and_two():
 def test_jacobi_refuses_a_matrix_that_is_not_symmetric_bit_for_bit():
     """The compiled rotations update rows and copy them into the columns, which is the
     reference's arithmetic only for an exactly symmetric ``T``."""
-    from reprogls.gls.sigma import jacobi_eigh
+    from reprogls.gls.eigen import jacobi_eigh
 
     T = np.array([[2.0, 1.0], [np.nextafter(1.0, 2.0), 3.0]])
     with pytest.raises(ValueError, match="transpose bit for bit"):
@@ -220,7 +220,7 @@ def test_compiled_subspace_iteration_equals_the_python_loop(monkeypatch, K, k, s
     """``top_eigenpairs`` of a small matrix (one compiled call) has the bits of the loop
     of kernel calls it replaced (forced by ``COMPILED_MAX_WORK = 0``): random, repeated
     and widely spread spectra, and a slowly converging one stopped by ``max_iter``."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
 
     rng = np.random.default_rng([K, k])
     B = rng.standard_normal((K, K))
@@ -237,7 +237,7 @@ def test_compiled_subspace_iteration_equals_the_python_loop(monkeypatch, K, k, s
     Q0 = rng.standard_normal((K, k))
     max_iter = 7 if spectrum == "slow" else 200
     got = top_eigenpairs(M, Q0, mode, max_iter=max_iter)
-    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(eigen, "COMPILED_MAX_WORK", 0)
     expected = top_eigenpairs(M, Q0, mode, max_iter=max_iter)
     for a, b in zip(got, expected, strict=True):
         assert same_bits(a, b)
@@ -249,7 +249,7 @@ def test_compiled_profile_equals_the_python_steps(monkeypatch, K, k, weak, mode)
     """``profile`` of a moment matrix (one compiled call) has the bits of the steps it
     replaced (forced by ``COMPILED_MAX_WORK = 0``), also when some of the top eigenvalues
     of ``D^-1/2 S D^-1/2`` are below 1 (no loading; left out of the log-determinant)."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen, sigma
 
     rng = np.random.default_rng([K, k, weak])
     F = rng.standard_normal((K, k)) * (np.r_[3.0, np.full(k - 1, 1e-3)] if weak else 1.0)
@@ -259,7 +259,7 @@ def test_compiled_profile_equals_the_python_steps(monkeypatch, K, k, weak, mode)
     Q0 = np.linalg.qr(rng.standard_normal((K, k)))[0]
     d_at = np.diag(S.S) * 1.5 if weak else d * rng.uniform(0.5, 2.0, K)
     got = sigma.profile(S, 4 * K, mode, d_at, Q0)
-    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(eigen, "COMPILED_MAX_WORK", 0)
     expected = sigma.profile(S, 4 * K, mode, d_at, Q0)
     top = np.linalg.eigvalsh(S.S / np.sqrt(np.outer(d_at, d_at)))[::-1][:k]
     assert (top < 1).any() == weak and (top > 1).any()
@@ -275,7 +275,7 @@ def _spd_with_spectrum(K, values, seed):
 def test_negligible_rule_keeps_the_eigenvalues():
     """Skipping rotations below ``2^-53 sqrt|a_pp a_qq|`` leaves the eigenvalues within a
     few ulps of the rotations to exact zeros (and of LAPACK's)."""
-    from reprogls.gls.sigma import NEGLIGIBLE, jacobi_eigh
+    from reprogls.gls.eigen import NEGLIGIBLE, jacobi_eigh
 
     for seed in range(3):
         M = _spd_with_spectrum(30, np.linspace(1.0, 3.0, 30), seed)
@@ -292,14 +292,14 @@ def test_full_space_eigenpairs_compiled_equals_the_steps_and_numpy(K):
     from Python (``jacobi_eigh`` of ``(M + M^T) / 2``), also for an ``M`` that is
     symmetric only to an ulp (the scaled moment matrix is); eigenvalues as NumPy's to
     1e-12, eigenvectors orthonormal and NumPy's up to sign."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
 
     values = np.r_[np.linspace(9.0, 2.0, min(K, 5)), np.linspace(1.5, 0.5, max(K - 5, 0))]
     M = _spd_with_spectrum(K, values, K)
     M[0, -1] = np.nextafter(M[0, -1], np.inf)  # symmetric to an ulp
     before = M.copy()
-    got = _subspace.full_space_eigenpairs(M, sigma.JACOBI_SWEEPS, sigma.NEGLIGIBLE)
-    expected = sigma.full_space_eigenpairs(M)
+    got = _subspace.full_space_eigenpairs(M, eigen.JACOBI_SWEEPS, eigen.NEGLIGIBLE)
+    expected = eigen.full_space_eigenpairs(M)
     for a, b in zip(got, expected, strict=True):
         assert same_bits(a, b)
     assert same_bits(M, before)
@@ -316,7 +316,7 @@ def test_full_space_eigenvalues_keep_their_relative_accuracy_beside_a_huge_one()
     relative (against the eigenvalues of the same matrix in extended precision);
     products with a rotated basis would carry errors of ``eps lambda_max`` ~ 1e-8."""
     mpmath = pytest.importorskip("mpmath")
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
 
     rng = np.random.default_rng(1)
     K = 8
@@ -326,7 +326,7 @@ def test_full_space_eigenvalues_keep_their_relative_accuracy_beside_a_huge_one()
     d[2] *= 1e-8
     sqrt_d = np.sqrt(d)
     M = (S / sqrt_d[:, None]) / sqrt_d[None, :]
-    lam, _ = sigma.full_space_eigenpairs(M)
+    lam, _ = eigen.full_space_eigenpairs(M)
     mpmath.mp.dps = 50
     exact = sorted((float(v) for v in mpmath.eigsy(mpmath.matrix(((M + M.T) * 0.5)
                                                                  .tolist()))[0]),
@@ -342,7 +342,7 @@ def test_full_space_profile_compiled_equals_the_steps(monkeypatch, K, k, mode):
     compiled call has the bits of its steps from Python, with the column-by-column
     rotations and with the tiled ones (``LARGE_JACOBI_MIN``), and reaches the subspace
     iteration's profile to rounding where that converges."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen, sigma
 
     rng = np.random.default_rng([K, k])
     F = rng.standard_normal((K, 2))
@@ -352,9 +352,9 @@ def test_full_space_profile_compiled_equals_the_steps(monkeypatch, K, k, mode):
     d_at = d * rng.uniform(0.5, 2.0, K)
     got = sigma.profile(S, 8 * K, mode, d_at, None, k)
     assert got.Q.shape == (K, k) and got.F.shape == (K, k)
-    monkeypatch.setattr(sigma, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(eigen, "COMPILED_MAX_WORK", 0)
     expected = sigma.profile(S, 8 * K, mode, d_at, None, k)
-    monkeypatch.setattr(sigma, "LARGE_JACOBI_MIN", 1)  # the tiled, pipelined sweeps
+    monkeypatch.setattr(eigen, "LARGE_JACOBI_MIN", 1)  # the tiled, pipelined sweeps
     tiled = sigma.profile(S, 8 * K, mode, d_at, None, k)
     for name in ("F", "Q", "ll", "grad", "update"):
         assert same_bits(np.asarray(getattr(got, name)), np.asarray(getattr(expected, name))), name
@@ -403,10 +403,10 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
     eigenproblem (``16 k >= K``) in every evaluation and reaches the likelihood of the
     subspace iteration (which took 0.59 s there against 0.064 s); the alsgls sizes S and
     M keep the subspace iteration."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen, sigma
 
-    assert sigma.uses_full_space(20, 10) and sigma.uses_full_space(32, 2)
-    assert not sigma.uses_full_space(50, 3) and not sigma.uses_full_space(200, 5)
+    assert eigen.uses_full_space(20, 10) and eigen.uses_full_space(32, 2)
+    assert not eigen.uses_full_space(50, 3) and not eigen.uses_full_space(200, 5)
     rng = np.random.default_rng(4)
     K, N = 20, 2000
     F = rng.standard_normal((K, 2))
@@ -430,20 +430,20 @@ def test_sigma_step_at_a_rank_beyond_the_factors_uses_the_whole_space(monkeypatc
 def test_sigma_step_turns_to_the_whole_space_when_the_subspace_iteration_stalls(
         monkeypatch):
     """At k = 2 of K = 40 with one factor in the data (``16 k < K <= 32 k`` and K < 100:
-    ``sigma.eigensolver_for``) the subspace iteration stops at its cap; that evaluation
+    ``eigen.eigensolver_for``) the subspace iteration stops at its cap; that evaluation
     is made again on the whole space, and
     every later one is too (``"whole"`` reported for the fit's next sweep), reaching
     the optimum of the whole space throughout. Kept on the subspace iteration it stalls
     and ends lower; the block Krylov method throughout (the default past ``32 k``, and
     past ``16 k`` from K = 100) converges in every evaluation and reaches the whole
     space's optimum."""
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen, sigma
 
-    assert sigma.eigensolver_for(40, 2) == "subspace" == sigma.eigensolver_for(64, 2)
-    assert sigma.eigensolver_for(99, 4) == "subspace"
-    assert sigma.eigensolver_for(32, 2) == "whole" == sigma.eigensolver_for(96, 6)
-    assert sigma.eigensolver_for(65, 2) == "krylov" == sigma.eigensolver_for(300, 6)
-    assert sigma.eigensolver_for(100, 6) == "krylov" == sigma.eigensolver_for(300, 10)
+    assert eigen.eigensolver_for(40, 2) == "subspace" == eigen.eigensolver_for(64, 2)
+    assert eigen.eigensolver_for(99, 4) == "subspace"
+    assert eigen.eigensolver_for(32, 2) == "whole" == eigen.eigensolver_for(96, 6)
+    assert eigen.eigensolver_for(65, 2) == "krylov" == eigen.eigensolver_for(300, 6)
+    assert eigen.eigensolver_for(100, 6) == "krylov" == eigen.eigensolver_for(300, 10)
     rng = np.random.default_rng(9)
     K, N = 40, 4000
     E = (rng.standard_normal((N, 1)) @ rng.standard_normal((1, K))
@@ -493,13 +493,13 @@ def test_the_golden_stall_problem_turns_to_the_whole_space(monkeypatch):
 
     from reprogls import gls
     from reprogls.audit.problems import PROBLEMS
-    from reprogls.gls import sigma
+    from reprogls.gls import eigen
 
     fit_module = sys.modules["reprogls.gls.fit"]
     build, kwargs = PROBLEMS["gram-stall-whole-space"]
     Xs, Y = build()
     K, k = Y.shape[1], kwargs["rank"]
-    assert sigma.eigensolver_for(K, k) == "subspace"
+    assert eigen.eigensolver_for(K, k) == "subspace"
     calls = []
     real = fit_module.factor_analysis
 

@@ -120,7 +120,7 @@ class FitBeyondTheFactorsLargeK:
     eigenproblem (``16 k >= K``), whose ``O(K^3)`` Jacobi sweeps set the time; K = 100,
     k = 6, K = 200, k = 12 and K = 300, k = 10 started on the subspace iteration,
     stalled and turned to the whole space until the forty-seventh session, and are on
-    the thick-restarted block Krylov method since (``sigma.eigensolver_for``; K = 300,
+    the thick-restarted block Krylov method since (``eigen.eigensolver_for``; K = 300,
     k = 10 1.78-2.09 -> 0.95-1.06 s, alternating processes). 2-core Zen 4, forty-fifth
     session: 0.34-0.48 / 1.00-1.20 / 4.9-6.1 s with the tiled column copies and the
     eigenvectors rotated on a second thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before);
@@ -156,7 +156,7 @@ KRYLOV_BEYOND = {"K=800 k=6": (2000, 800, 6), "K=2000 k=6": (5000, 2000, 6),
 
 class FitBeyondTheFactorsKrylov(FitBeyondTheFactorsLargeK):
     """Fits above the data's five factors with ``K > 32 k``, where the Sigma-step's
-    eigenproblems are solved by the block Krylov method (``sigma.krylov_eigenpairs``;
+    eigenproblems are solved by the block Krylov method (``eigen.krylov_eigenpairs``;
     the k-th eigenvalue at the crowded edge of the noise's bulk). 2-core Zen 4,
     forty-sixth session: 1.6-1.9 / 6.1-6.4 / 13.8-16.0 s (K = 2000, k = 25: 46-58 s);
     12.7-13.0 / 59-62 / 91 s before (K = 2000, k = 10 the forty-fifth session's), on
@@ -170,11 +170,11 @@ class FitBeyondTheFactorsKrylov(FitBeyondTheFactorsLargeK):
 
 
 class WholeSpaceEigen:
-    """One whole-space eigen-solve of the Sigma-step (``sigma.full_space_eigenpairs``:
+    """One whole-space eigen-solve of the Sigma-step (``eigen.full_space_eigenpairs``:
     cyclic Jacobi on ``M = D^-1/2 S D^-1/2``, rows only, from the identity to the
     ``2^-53`` stopping rule; ~11 sweeps) on simulated three-factor data, N = 4K,
     ``d = 0.6 diag(S)``. Forty-fifth session, 2-core Zen 4: K = 200 / 400 / 800 in
-    0.017-0.023 / 0.11-0.12 / 0.86-0.95 s (``sigma.LARGE_JACOBI_MIN``: tiled column
+    0.017-0.023 / 0.11-0.12 / 0.86-0.95 s (``eigen.LARGE_JACOBI_MIN``: tiled column
     copies, the eigenvectors rotated on a second thread); 0.028-0.030 / 0.28-0.32 /
     2.51-2.71 s column by column; against 0.006 / 0.011 / 0.067 s for LAPACK's
     ``eigh`` (which the contract rules out, and which lacks Jacobi's high relative
@@ -189,7 +189,7 @@ class WholeSpaceEigen:
     def setup(self, K):
         import numpy as np
 
-        from reprogls.gls import sigma
+        from reprogls.gls import eigen, sigma
 
         rng = np.random.default_rng(0)
         loadings = rng.standard_normal((K, 3))
@@ -198,7 +198,7 @@ class WholeSpaceEigen:
         S = sigma.residual_moment(E, "compensated")
         root_d = np.sqrt(0.6 * np.diag(S))
         self.M = S / root_d[:, None] / root_d[None, :]
-        self.solve = sigma.full_space_eigenpairs
+        self.solve = eigen.full_space_eigenpairs
         self.solve(self.M)  # compile (or load) the rotations
 
     def time_eigen_solve(self, K):

@@ -14,7 +14,7 @@ the commit::
 Together the problems take every branch that decides bits: the Gram and CG beta-steps,
 both reduction modes, the moment and residual Sigma-steps (each by the whole
 eigenproblem, by subspace iteration and by the block Krylov method,
-:func:`reprogls.gls.sigma.eigensolver_for`; and the turn from a stalled subspace
+:func:`reprogls.gls.eigen.eigensolver_for`; and the turn from a stalled subspace
 iteration to the whole space),
 plug-in and robust standard
 errors, ridge, added constants, equations of different widths, the L1-penalised and
@@ -64,7 +64,7 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
     "cg-plain-residuals": (_small, {"rank": 2, "beta_solver": "cg",
                                     "sigma_step": "residuals", "mode": "plain"}),
     # K > 16 k: the Sigma-step's subspace iteration, on the moment matrix and on the
-    # residuals (the other problems solve the whole eigenproblem, sigma.uses_full_space)
+    # residuals (the other problems solve the whole eigenproblem, eigen.uses_full_space)
     "gram-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
                       {"rank": 1, "beta_solver": "gram"}),
     "residuals-subspace": (lambda: simulate_sur(1500, 24, 2, 1, 13, True)[:2],
@@ -72,10 +72,10 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
                             "mode": "plain"}),
     # 16 k < K <= 32 k and K < 100, one factor in the data: the subspace iteration stalls
     # at its cap in the first sweep and the fit turns to the whole space
-    # (sigma.eigensolver_for)
+    # (eigen.eigensolver_for)
     "gram-stall-whole-space": (lambda: simulate_sur(1500, 40, 2, 1, 13, True)[:2],
                                {"rank": 2, "beta_solver": "gram"}),
-    # K > 32 k: the thick-restarted block Krylov method (sigma.krylov_eigenpairs), at a
+    # K > 32 k: the thick-restarted block Krylov method (eigen.krylov_eigenpairs), at a
     # rank beyond the data's one factor, on the moment matrix and on the residuals
     "gram-krylov": (lambda: simulate_sur(1500, 70, 2, 1, 13, True)[:2],
                     {"rank": 2, "beta_solver": "gram"}),

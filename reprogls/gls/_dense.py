@@ -6,9 +6,10 @@ import numpy as np
 
 from ..kernels.cpu import gram as _cpu_gram
 from ..kernels.cpu import multi as _cpu_multi
+from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.cpu.jit import njit
 
-__all__ = ["gram", "matmul", "matmul_t", "mirror_lower", "on_device"]
+__all__ = ["dot", "gram", "matmul", "matmul_t", "mirror_lower", "on_device"]
 
 
 @njit(cache=True)
@@ -38,6 +39,13 @@ def on_device(X: np.ndarray, device: str):
     from ..kernels.devices import resolve_device
 
     return to_device(X, resolve_device(device))
+
+
+def dot(x: np.ndarray, y: np.ndarray, mode: str) -> float:
+    """The CRO-1 dot ``x . y`` of two host vectors (the ``dot`` kernel's bits, without
+    its argument checks: for the estimator's many short dots)."""
+    return _cpu_red.cro_dot(np.ascontiguousarray(x), np.ascontiguousarray(y),
+                            mode == "compensated")
 
 
 def matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The small dense steps of the Sigma-step's subspace iteration, compiled with Numba.
 
-:func:`.sigma.top_eigenpairs` works on a K x k basis (k = the rank, a handful of
+:func:`.eigen.top_eigenpairs` works on a K x k basis (k = the rank, a handful of
 columns). Called from Python, every CRO-1 dot, norm and the k x k Jacobi solve of an
 iteration was a separate call (a parallel kernel launch each, for vectors of K values):
 at K = 50 the Sigma-step spent most of its time in call overhead. Here each step is one
@@ -14,7 +14,7 @@ Python they took ~95 us per call, 79 calls and 12% of an S-size fit):
   partials on one thread;
 * elementwise updates rounded as NumPy rounds them (``v - (d * q)``, ``v / norm``).
 
-The oracles are :func:`.sigma.orthonormalize_reference`, :func:`reprogls.kernels.reference
+The oracles are :func:`.eigen.orthonormalize_reference`, :func:`reprogls.kernels.reference
 .cro_nrm2` and CRO-1 dots through the public kernels (``tests/test_subspace.py``).
 """
 
@@ -85,7 +85,7 @@ def rayleigh_matrix(Q, MQ, compensated):
 def extend_basis(BT, n, Z, compensated):
     """Orthonormalise the columns of ``Z`` (K x b) against the basis vectors in rows
     ``0 .. n-1`` of ``BT`` and against each other, into rows ``n .. n+b-1`` of ``BT``
-    (the block Krylov basis of :func:`.sigma.krylov_eigenpairs`, one vector per row).
+    (the block Krylov basis of :func:`.eigen.krylov_eigenpairs`, one vector per row).
 
     Column ``c``: ``v = z_c``; twice ("twice is enough", Kahan-Parlett), for each row
     ``j < n + c`` in order, ``v <- v - fl(dot(b_j, v) * b_j)`` (CRO-1 dots); then
@@ -176,7 +176,7 @@ def jacobi_rotations(A, VT, sweeps, negligible):
     """Cyclic Jacobi rotations on the symmetric ``A`` (n x n, C-contiguous, overwritten;
     ends diagonal up to the stopping rule), accumulated into the rows of ``VT`` (start:
     the identity; the eigenvectors end as its rows): the loop of
-    :func:`.sigma.jacobi_eigh_reference` (sweeps over ``p < q`` row by row, a rotation
+    :func:`.eigen.jacobi_eigh_reference` (sweeps over ``p < q`` row by row, a rotation
     skipped when ``A[p, q] == 0`` or ``|A[p, q]| <= negligible * sqrt|A[p, p]| *
     sqrt|A[q, q]|``, stop after a sweep without rotations or after ``sweeps``), with
     only ``+ - * /``, ``sqrt`` and ``abs``: the same bits as the Python loop, for an
@@ -246,7 +246,7 @@ def jacobi_sweep(A, negligible, rotated_column, log_p, log_q, log_c, log_s):
     (2-core Zen 4, forty-fifth session), :func:`jacobi_rotations` / these: n = 25
     151 / 194 us, n = 50 0.88 / 0.98 ms, n = 64 1.80 / 1.58 ms, n = 100 3.3-6.0 /
     3.3-6.0 ms, n = 200 30 / 26 ms, n = 400 288-290 / 163-166 ms, n = 800 2.46-2.47 /
-    1.34-1.37 s (``sigma.LARGE_JACOBI_MIN`` picks them)."""
+    1.34-1.37 s (``eigen.LARGE_JACOBI_MIN`` picks them)."""
     n = A.shape[0]
     count = 0
     for p in range(n):
@@ -305,7 +305,7 @@ def tiled_rotations(A: np.ndarray, VT: np.ndarray, sweeps: int, negligible: floa
     ``VT``. Every operation and its order are the serial loop's; two logs of ``n (n - 1)
     / 2`` rotations alternate (24 bytes each: 3.8 MB at n = 400), and a sweep's log is
     written again only after its rotations were applied. Forty-fifth session, 2-core Zen
-    4, from the identity to the stopping rule (``sigma.full_space_eigenpairs``, asv
+    4, from the identity to the stopping rule (``eigen.full_space_eigenpairs``, asv
     ``bench_fit.WholeSpaceEigen``, alternating processes), serial / pipelined: n = 200
     23-25 / 17-23 ms, n = 400 168-181 / 108-119 ms, n = 800 1.39-1.51 / 0.86-0.95 s
     (``A`` alone: 18 / 113 / 788 ms)."""
@@ -416,7 +416,7 @@ def _times(A, B, compensated):
 @njit(cache=True, inline="always")
 def subspace_iteration(M, Q0, compensated, max_iter, tol, sweeps):
     """Top-k eigenpairs of the symmetric ``M`` (K x K, C-contiguous) from the start
-    ``Q0`` (K x k): the loop of :func:`.sigma.top_eigenpairs` in one compiled call, step
+    ``Q0`` (K x k): the loop of :func:`.eigen.top_eigenpairs` in one compiled call, step
     for step (each product one CRO-1 dot per entry, :func:`orthonormalize`,
     :func:`rayleigh_matrix`, :func:`jacobi_rotations` with at most ``sweeps`` sweeps, the
     Ritz values sorted by :func:`descending_order`), so the same bits. Returns
@@ -457,7 +457,7 @@ def full_space_eigenpairs(M, sweeps, negligible):
     """All eigenpairs of ``M`` (K x K) by Jacobi rotations on ``T = (M + M^T) / 2``
     (entry by entry ``(M[a, b] + M[b, a]) * 0.5``) from the identity:
     :func:`jacobi_rotations` (``negligible``, at most ``sweeps`` sweeps), sorted by
-    :func:`descending_order` -- the steps of :func:`.sigma.full_space_eigenpairs`, the
+    :func:`descending_order` -- the steps of :func:`.eigen.full_space_eigenpairs`, the
     same bits. Returns ``(values, vectors as columns)``."""
     K = M.shape[0]
     T = np.empty((K, K))

@@ -344,7 +344,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         forming it (:func:`moment_pays`: a rank beyond the data's factors). The two give
         different bits; each is deterministic, and so is the turn (it counts vectors).
         At ``16 * rank >= K`` the Sigma-step solves the whole eigenproblem of ``M``
-        (:func:`.sigma.uses_full_space`), which needs the K x K matrix: ``"residuals"``
+        (:func:`.eigen.uses_full_space`), which needs the K x K matrix: ``"residuals"``
         then forms it as ``"moment"`` does (the same bits).
     cov_type : {"plugin", "robust", "none"}, optional
         Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
@@ -540,7 +540,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         # through the Sigma-step, whose E^T E copies E into strips, they raised the peak
         # at N = 5000, K = 1000 from 1.74x to 1.94x the bytes of X.
         spare = (None, None)
-        eigensolver = None  # the Sigma-step's: by its rules (sigma.eigensolver_for), and
+        eigensolver = None  # the Sigma-step's: by its rules (eigen.eigensolver_for), and
         # the whole space for the rest of the fit once a subspace iteration stalls
         history = []  # the log-likelihood after each sweep
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)

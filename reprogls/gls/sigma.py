@@ -14,13 +14,14 @@ gradient, :func:`factor_analysis` runs a projected quasi-Newton method on it, as
 for thousands of steps in Heywood cases (a ``d_j`` heading for zero), which are common
 with few equations.
 
-The eigenpairs come from own deterministic solvers (:func:`eigensolver_for` picks one):
-subspace iteration warm-started from the previous subspace (:func:`top_eigenpairs`), a
-thick-restarted block Krylov method likewise warm-started (:func:`krylov_eigenpairs`:
-where a rank beyond the data's factors crowds the top eigenvalues and K is large), or all K
-eigenpairs (:func:`full_space_eigenpairs`); modified Gram-Schmidt with CRO-1 dot
-products, and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep
-order (plain IEEE operations).
+The eigenpairs come from own deterministic solvers, in :mod:`.eigen`
+(:func:`.eigen.eigensolver_for` picks one): subspace iteration warm-started from the
+previous subspace (:func:`.eigen.top_eigenpairs`), a thick-restarted block Krylov method
+likewise warm-started (:func:`.eigen.krylov_eigenpairs`: where a rank beyond the data's
+factors crowds the top eigenvalues and K is large), or all K eigenpairs
+(:func:`.eigen.full_space_eigenpairs`); modified Gram-Schmidt with CRO-1 dot products,
+and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep order (plain
+IEEE operations).
 
 The Sigma-step only needs ``diag(S)`` and products ``M Q`` with K x k blocks, so ``S``
 can be given two ways (:class:`MomentMatrix`, :class:`ResidualMoment`):
@@ -43,25 +44,15 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels.cpu import reductions as _cpu_red
-from ..kernels.cpu.tasks import threads
 from ..kernels.reference.elementary import log_scalar
-from ._dense import gram, matmul, matmul_t, on_device
+from . import eigen
+from ._dense import dot, gram, matmul, matmul_t, on_device
 from ._resident import resident_moment_times
-from ._subspace import (
-    extend_basis,
-    jacobi_rotations,
-    orthonormalize,
-    profile_moment,
-    rayleigh_extend,
-    rayleigh_matrix,
-    subspace_iteration,
-    tiled_rotations,
-)
+from ._subspace import profile_moment
+from .eigen import EIGENSOLVERS, eigensolver_for
 
-__all__ = ["EIGENSOLVERS", "MomentMatrix", "Profile", "ResidualMoment", "SigmaStep",
-           "eigensolver_for", "factor_analysis", "full_space_eigenpairs", "jacobi_eigh",
-           "jacobi_eigh_reference", "krylov_eigenpairs", "profile", "residual_moment",
-           "top_eigenpairs", "uniqueness_bounds", "uses_full_space"]
+__all__ = ["MomentMatrix", "Profile", "ResidualMoment", "SigmaStep", "factor_analysis",
+           "profile", "residual_moment", "uniqueness_bounds"]
 
 #: Floor of the specific variances relative to the modelled variables' mean squares:
 #: ``d_j >= D_FLOOR * V_j`` (scikit-learn's SMALL, made relative; :func:`uniqueness_bounds`).
@@ -80,467 +71,6 @@ def residual_moment(E: np.ndarray, mode: str, device: str = "cpu") -> np.ndarray
     return gram(E, mode, device) / E.shape[0]
 
 
-#: Most Jacobi sweeps of a Rayleigh-Ritz step (:func:`jacobi_eigh`).
-JACOBI_SWEEPS = 30
-#: The whole-space eigen-solve and the Krylov basis's Rayleigh-Ritz solves skip a rotation
-#: whose off-diagonal entry is at most this times ``sqrt|a_pp| sqrt|a_qq|``
-#: (:func:`._subspace.jacobi_rotations`); the subspace iteration's k x k solves rotate
-#: until the entries are exactly zero.
-NEGLIGIBLE = 2.0 ** -53
-#: Largest product ``M Q`` (``K^2 k`` multiply-adds) for which :func:`top_eigenpairs` of a
-#: matrix runs as one compiled call on one thread; larger ones use the threads for each
-#: product (the same bits either way). Measured on the 2-core Zen 3 box, three
-#: iterations, compiled / threads: K = 200, k = 5 (2e5) 0.95 / 1.14 ms; K = 600, k = 5
-#: (1.8e6) 5.1 / 5.9 ms; K = 1000, k = 5 (5e6) 12.3 / 7.6 ms.
-COMPILED_MAX_WORK = 1 << 21
-#: Order from which :func:`jacobi_eigh` defers and tiles the copies into the columns
-#: (:func:`._subspace.jacobi_sweep`) and, with two threads or more, rotates the
-#: eigenvectors on a second thread while the next sweep runs
-#: (:func:`._subspace.tiled_rotations`): the same bits; their docstrings have the
-#: times (1.7-1.8x at n = 400-800 tiled, 1.3-1.6x more pipelined; 12% at n = 64, none
-#: at 100; at n = 128, whose 1 KiB rows put a column's entries in few cache sets, 15
-#: ms column by column, 6 ms so). Smaller whole-space problems run inside the compiled
-#: profile (:func:`profile`), whose column-by-column rotations
-#: (:func:`._subspace.jacobi_rotations`) compile in a third of the time.
-LARGE_JACOBI_MIN = 128
-
-
-def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 0.0
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations (``T`` equal
-    to its transpose bit for bit, else a ``ValueError``: the compiled rotations rely on
-    it).
-
-    Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
-    skipped when ``T_pq`` is zero or ``|T_pq| <= negligible sqrt|T_pp| sqrt|T_qq|`` (the
-    current entries); stops after a sweep without rotations or after ``sweeps`` sweeps.
-    Only ``+ - * /`` and ``sqrt``: the same bits everywhere.
-    The rotations are compiled (:func:`._subspace.jacobi_rotations`; the bits of
-    :func:`jacobi_eigh_reference`); from order :data:`LARGE_JACOBI_MIN` with the
-    copies tiled, and on two threads when there are two
-    (:func:`._subspace.tiled_rotations`, the same bits). Returns ``(eigenvalues
-    descending, eigenvectors as columns)``.
-    """
-    A = np.array(T, dtype=np.float64, order="C", copy=True)
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or not (
-            A.view(np.uint64) == A.T.view(np.uint64)).all():
-        raise ValueError("T must be a square matrix equal to its transpose bit for bit; "
-                         "pass (T + T.T) / 2")
-    n = A.shape[0]
-    VT = np.eye(n)
-    if n >= LARGE_JACOBI_MIN:
-        tiled_rotations(A, VT, int(sweeps), float(negligible), threads() >= 2)
-    else:
-        jacobi_rotations(A, VT, sweeps, float(negligible))
-    values = np.array([A[i, i] for i in range(n)])
-    order = sorted(range(n), key=lambda i: (-values[i], i))
-    return values[order], np.ascontiguousarray(VT[order].T)
-
-
-def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30, negligible: float = 0.0
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`jacobi_eigh` in plain Python (the tests' oracle for the compiled rotations).
-
-    Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations.
-
-    Fixed order: sweeps over pairs ``(p, q)``, ``p < q``, row by row; a rotation is
-    skipped when ``T_pq`` is zero or ``|T_pq| <= negligible sqrt|T_pp| sqrt|T_qq|``;
-    stops after a sweep without rotations or after ``sweeps`` sweeps. Only ``+ - * /``
-    and ``sqrt``: the same bits everywhere.
-    Returns ``(eigenvalues descending, eigenvectors as columns)``.
-    """
-    A = [[float(v) for v in row] for row in T]
-    n = len(A)
-    V = [[1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
-    for _ in range(sweeps):
-        rotated = False
-        for p in range(n):
-            for q in range(p + 1, n):
-                apq = A[p][q]
-                if apq == 0.0 or abs(apq) <= negligible * (math.sqrt(abs(A[p][p]))
-                                                            * math.sqrt(abs(A[q][q]))):
-                    continue
-                rotated = True
-                theta = (A[q][q] - A[p][p]) / (2.0 * apq)
-                t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + math.sqrt(theta * theta
-                                                                               + 1.0))
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                s = t * c
-                for k in range(n):  # columns p, q
-                    akp, akq = A[k][p], A[k][q]
-                    A[k][p] = c * akp - s * akq
-                    A[k][q] = s * akp + c * akq
-                for k in range(n):  # rows p, q
-                    apk, aqk = A[p][k], A[q][k]
-                    A[p][k] = c * apk - s * aqk
-                    A[q][k] = s * apk + c * aqk
-                A[p][q] = A[q][p] = 0.0
-                for k in range(n):
-                    vkp, vkq = V[k][p], V[k][q]
-                    V[k][p] = c * vkp - s * vkq
-                    V[k][q] = s * vkp + c * vkq
-        if not rotated:
-            break
-    values = np.array([A[i][i] for i in range(n)])
-    order = sorted(range(n), key=lambda i: (-values[i], i))
-    return values[order], np.array(V)[:, order]
-
-
-def _dot(x, y, mode):  # CRO-1 dot on contiguous host vectors (no validation overhead)
-    return _cpu_red.cro_dot(np.ascontiguousarray(x), np.ascontiguousarray(y),
-                            mode == "compensated")
-
-
-def _orthonormalize(Z: np.ndarray, mode: str) -> np.ndarray:
-    """Modified Gram-Schmidt on the columns of Z with CRO-1 dots and norms (compiled,
-    :func:`._subspace.orthonormalize`; the bits of :func:`orthonormalize_reference`)."""
-    return orthonormalize(np.ascontiguousarray(Z, dtype=np.float64), mode == "compensated")
-
-
-def orthonormalize_reference(Z: np.ndarray, mode: str) -> np.ndarray:
-    """:func:`_orthonormalize` through the public kernels: the tests' oracle."""
-    Q = np.array(Z, dtype=np.float64)
-    for c in range(Q.shape[1]):
-        v = Q[:, c].copy()
-        for b in range(c):
-            v = v - _dot(Q[:, b], v, mode) * Q[:, b]
-        norm = _cpu_red.cro_nrm2(v, mode == "compensated")
-        Q[:, c] = v / norm if norm > 0.0 else v
-    return Q
-
-
-#: Most iterations and the relative change of the Ritz values at which
-#: :func:`top_eigenpairs` stops.
-EIGEN_MAX_ITER, EIGEN_TOL = 200, 1e-13
-
-
-def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
-                   tol: float = EIGEN_TOL) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Top-k eigenpairs of a symmetric K x K ``M`` by subspace iteration from ``Q0``.
-
-    ``M`` is the matrix or a function ``Q -> M Q``. Each iteration: ``Z = M Q`` (CRO-1
-    dots), orthonormalise, Rayleigh-Ritz
-    ``T = Q^T M Q`` (symmetrised), ``jacobi_eigh(T)``, rotate. Stops when every Ritz
-    value changed by at most ``tol`` relative (``converged``), or after ``max_iter``
-    iterations. Returns ``(values descending, Q, converged)``.
-
-    A matrix with ``K^2 k <= COMPILED_MAX_WORK`` runs the whole loop as one compiled call
-    (:func:`._subspace.subspace_iteration`, the same steps and bits): each iteration was
-    about ten calls from Python, which made the Sigma-step of an S-size fit (K = 50,
-    k = 3; 27 eigen-solves of ~3 iterations) mostly call overhead.
-
-    When ``M`` is a function (the residuals' ``S``, :class:`ResidualMoment`: each product
-    two passes over the N x K residuals) the next iteration's ``M Q`` is not computed
-    again but carried as ``(M Q) V``, the same matrix in exact arithmetic as
-    ``M (Q V)``: one product per iteration (plus one to start) instead of two. At
-    N = 5000, K = 2000, k = 10 the fit's eigen-solves took 64 products (13 solves),
-    most of the Sigma-step. A matrix ``M`` keeps the two products per iteration (its
-    products are cheap, and the golden fits pin its bits).
-    """
-    if not callable(M):
-        M = np.ascontiguousarray(M, dtype=np.float64)
-        if M.shape[0] ** 2 * Q0.shape[1] <= COMPILED_MAX_WORK:
-            return subspace_iteration(M, np.ascontiguousarray(Q0, dtype=np.float64),
-                                      mode == "compensated", max_iter, tol, JACOBI_SWEEPS)
-    carry = callable(M)
-    product = M if carry else (lambda Q: matmul(M, Q, mode))
-    Q = _orthonormalize(Q0, mode)
-    lam = np.full(Q.shape[1], np.inf)
-    converged = False
-    Z = product(Q) if carry else None
-    for _ in range(max_iter):
-        Q = _orthonormalize(Z if carry else product(Q), mode)
-        MQ = product(Q)
-        T = rayleigh_matrix(Q, np.ascontiguousarray(MQ), mode == "compensated")
-        new_lam, V = jacobi_eigh(T)
-        Q = matmul(Q, V, mode)
-        if carry:
-            Z = matmul(MQ, V, mode)
-        converged = np.all(np.abs(new_lam - lam) <= tol * np.abs(new_lam))
-        lam = new_lam
-        if converged:
-            break
-    return lam, Q, bool(converged)
-
-
-#: Most blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by beside
-#: its first block, and most vectors beside it (the basis's Rayleigh-Ritz matrix is
-#: diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors; the
-#: basis is also at most K / 4 vectors: at K = 300, k = 10, 17 blocks made the fit 4.1 s,
-#: 7 blocks 1.9 s, while at K = 2000 deeper was faster, docs/performance.md);
-#: most restarts; the rounding noise of its Ritz values relative to the largest (the
-#: floor of its stopping rule); how many Ritz vectors a restart keeps, in blocks of k
-#: (thick restart; :func:`krylov_eigenpairs` has the measurements).
-KRYLOV_DEPTH, KRYLOV_BASIS, KRYLOV_MAX_RESTARTS, RITZ_NOISE = 16, 256, 40, 16.0 * 2.0 ** -52
-KRYLOV_KEEP_BLOCKS = 2
-
-
-def _restart_keeps(k: int, n: int) -> int:
-    """Ritz vectors a restart of a basis of at most ``n`` vectors keeps: ``KRYLOV_KEEP_BLOCKS
-    k``, less where that would leave room for fewer than two blocks after the restart's
-    (``n - 2 k``), at least k."""
-    return max(k, min(KRYLOV_KEEP_BLOCKS * k, n - 2 * k))
-
-
-def _ritz_converged(new_lam: np.ndarray, lam: np.ndarray, tol: float) -> bool:
-    """Every Ritz value changed by at most ``max(tol |lambda_q|, RITZ_NOISE |lambda_1|)``."""
-    floor = RITZ_NOISE * abs(new_lam[0])
-    return bool(np.all(np.abs(new_lam - lam) <= np.maximum(tol * np.abs(new_lam), floor)))
-
-
-def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
-                      max_restarts: int = KRYLOV_MAX_RESTARTS, tol: float = EIGEN_TOL
-                      ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Top-k eigenpairs of a symmetric K x K ``M`` by a thick-restarted block Krylov
-    method from ``Q0`` (K x k): what the Sigma-step uses where a rank beyond the data's
-    factors would stall the subspace iteration of :func:`top_eigenpairs` and the whole
-    eigenproblem is too large (``K > 32 k``, or ``K > 16 k`` from K = 100,
-    :func:`eigensolver_for`).
-
-    ``M`` is the matrix or a function ``Q -> M Q``. The basis ``B`` of n vectors, at
-    most ``(depth + 1) k`` (``depth`` at most ``KRYLOV_BASIS / k``, and the basis at most
-    K / 4 vectors; with no block beside the first, the subspace iteration), starts as
-    ``Q0`` orthonormalised and grows a block at a time: ``V_j`` is ``M V_{j-1}``
-    orthonormalised against every earlier vector, twice
-    (:func:`._subspace.extend_basis`), and ``M V_j`` one product of k vectors. After
-    each block, Rayleigh-Ritz: ``T = B^T (M B)`` (symmetrised,
-    :func:`._subspace.rayleigh_extend`), ``jacobi_eigh(T)`` (rotations skipped below
-    :data:`NEGLIGIBLE`, as the whole-space solve); it stops when every one of the top k
-    Ritz values changed by at most ``max(tol |lambda_q|, RITZ_NOISE |lambda_1|)`` since
-    the previous Rayleigh-Ritz step.
-
-    A full basis restarts, thick: the next block ``V`` (``M V_last`` orthonormalised
-    against the whole basis, as if it grew) and the top m Ritz vectors ``Y = B W_m``
-    (m = :data:`KRYLOV_KEEP_BLOCKS` k, less where fewer than two blocks would fit
-    after, at least k: :func:`_restart_keeps`), orthonormalised again, with ``V``
-    orthonormalised against them, make the new basis ``[Y, V]``, with fresh products
-    (not ``(M B) W_m`` carried: the basis's departure from orthonormality, ~1e-14 after
-    a restart, grew to ~1e-12 over a 17-block basis, and the Ritz values of a converged
-    basis sat 30-80 ``eps lambda_1`` off; so, within 3), then Rayleigh-Ritz. In exact
-    arithmetic the residuals ``M y - theta y`` of the Ritz vectors lie in ``span V``,
-    so ``[Y, V]`` continues the Krylov space in the directions that matter. After
-    ``max_restarts`` restarts it stops unconverged. Returns ``(values descending,
-    Q = B W_k, converged)``.
-
-    Why Krylov: at a rank beyond the data's factors the k-th eigenvalue of ``M`` sits at
-    the edge of the noise's Marchenko-Pastur bulk, a gap of 1.5-3% to the next
-    (``lambda_{k+1} / lambda_k`` = 0.985 at N = 2000, K = 800; 0.972 at N = 5000,
-    K = 2000, five factors, k = 6; 0.994-0.9994 at k = 25). Subspace iteration
-    converges at that ratio per product, the Krylov space at about its square root (a
-    Chebyshev polynomial): in NumPy on the stalled evaluations, 2600-3000 and ~1500
-    vectors multiplied against ~300 and ~150. The Krylov space of j blocks holds the
-    subspace iteration's j-th iterate, so where the gap is wide it needs no more
-    products than the iteration. And the subspace iteration's stopping rule, ``tol =
-    1e-13`` relative to each value, lies below the rounding noise of a value far below
-    the largest (``lambda_6 = 2.7`` next to ``lambda_1 = 6900``: changes of ~1e-12
-    relative between iterations at the converged subspace, about ``2 eps lambda_1``),
-    so even converged it met the rule by chance only; here the rule is floored at
-    ``16 eps lambda_1``.
-
-    Why thick: at k = 25, K = 2000 (a basis of 11 blocks) a restart keeping only the top
-    k Ritz vectors discarded the directions next to the k-th, at a gap of 0.3%; the
-    solves took 6-13 restarts. Keeping 2k (in NumPy, three of that fit's
-    eigenproblems): 3 restarts, 875-975 vectors multiplied against 1700-3650, the
-    Rayleigh-Ritz work (``sum n^3``) 2.4-5x less, the values closer to the exact ones
-    (5-10 against 15-59 ``eps lambda_1``); keeping 3k about the same, 4k-6k more
-    products again (each restart multiplies its m vectors anew). The fit (N = 5000,
-    five factors, rank 25) took 25-28 s against 45-46 s (the Rayleigh-Ritz solves'
-    :data:`NEGLIGIBLE` rule alone: 36 s). At k = 6 and 10, which restart at most once
-    there, 6-12% fewer vectors multiplied.
-    """
-    product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
-    compensated = mode == "compensated"
-    K, k = Q0.shape
-    depth = min(int(depth), KRYLOV_BASIS // max(k, 1), K // (4 * max(k, 1)) - 1)
-    if depth < 1 or k == 0:
-        return top_eigenpairs(M, Q0, mode, tol=tol)
-    n = (depth + 1) * k
-    keep = _restart_keeps(k, n)
-    # one block more than the basis: a restart's next block is built on the full basis
-    BT, MBT, G = np.empty((n + k, K)), np.empty((n, K)), np.empty((n, n))
-
-    def multiply(lo: int, hi: int) -> None:  # the products of basis rows lo .. hi-1
-        MBT[lo:hi] = product(np.ascontiguousarray(BT[lo:hi].T)).T
-
-    def next_block(filled: int) -> None:  # rows filled .. filled+k: M (the last block)
-        extend_basis(BT, filled, np.ascontiguousarray(MBT[filled - k:filled].T),
-                     compensated)
-
-    def ritz(known: int, filled: int) -> tuple[np.ndarray, np.ndarray]:
-        T = rayleigh_extend(BT, MBT, G, known, filled, compensated)
-        return jacobi_eigh(T, JACOBI_SWEEPS, NEGLIGIBLE)
-
-    BT[:k] = _orthonormalize(Q0, mode).T
-    multiply(0, k)
-    filled, known, lam, W, converged = k, 0, np.full(k, np.inf), None, False
-    for restart in range(max_restarts + 1):
-        if restart:  # thick restart: [Y, V] from the full basis B
-            next_block(filled)
-            V = np.ascontiguousarray(BT[filled:filled + k].T)
-            Y = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :keep]), mode)
-            BT[:keep] = _orthonormalize(Y, mode).T
-            extend_basis(BT, keep, V, compensated)
-            multiply(0, keep + k)
-            filled, known = keep + k, 0
-        while True:
-            if filled > k:  # (the start Q0 alone has no Ritz values to compare)
-                values, W = ritz(known, filled)
-                new_lam = values[:k]
-                converged = _ritz_converged(new_lam, lam, tol)
-                lam, known = new_lam, filled
-                if converged or filled == n:
-                    break
-            next_block(filled)
-            multiply(filled, filled + k)
-            filled += k
-        if converged:
-            break
-    Q = matmul_t(BT[:filled], np.ascontiguousarray(W[:, :k]), mode)
-    return lam, Q, converged
-
-#: The Sigma-step solves the whole eigenproblem of ``M``
-#: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
-#: ``FULL_SPACE_RANK_FRACTION * rank >= K`` (:func:`uses_full_space` has the measurements).
-FULL_SPACE_RANK_FRACTION = 16
-
-
-def uses_full_space(K: int, rank: int) -> bool:
-    """Whether the Sigma-step of K equations at ``rank`` factors solves the whole
-    eigenproblem of ``M = D^-1/2 S D^-1/2`` (all K eigenpairs, :func:`full_space_eigenpairs`)
-    rather than the top ``rank`` by subspace iteration (:func:`top_eigenpairs`).
-
-    The subspace iteration converges at the rate ``lambda_{k+1} / lambda_k``. At a rank
-    beyond the data's factors the top eigenvalues of ``M`` at the likelihood's optimum
-    crowd just above 1 (e.g. 1.09 and 1.07 at k = 25, K = 50), so each evaluation ran
-    into the 200-iteration cap, and a fit at K = 50 (N = 5000, p = 5, three factors in
-    the data) took 17 s at k = 25 and 60 s at k = 37 (0.05 s at k = 3): 0.58 and 1.2 s
-    with the whole-space solve, which costs ``O(K^3)`` per evaluation whatever the
-    spectrum. Where the rank is at most the data's factors the subspace iteration is
-    faster. Fit times, subspace / whole space (2-core Zen 4, forty-third session; the
-    same data, three factors; N = 5000 up to K = 50, then 10000 and 20000):
-
-    ========  ===============================  =====================================
-    K         k <= 3 (the data's factors)      k above them
-    ========  ===============================  =====================================
-    20        0.025-0.030 / 0.029-0.048 s      k = 5, 10, 15: 0.09-5.3 / 0.02-0.11
-    50        0.047 / 0.070                    k = 6, 12: 0.19-0.88 / 0.07-0.11;
-                                               k = 25, 37: 17-60 / 0.58-1.2
-    100       0.24 / 0.37                      k = 6, 12, 25: 0.57-8.3 / 0.42-0.98
-    200       k = 5: 1.56 / 2.29               k = 12: 2.16 / 2.47; k = 25: 5.5 / 2.9
-    ========  ===============================  =====================================
-
-    The whole space's loss where the subspace wins is bounded (at most ~1.6x: 23 ms at
-    K = 50, 0.7 s at K = 200), the subspace's where it loses is not (up to 50x), and
-    the rank a user tries often exceeds the data's factors (choosing k by AIC/BIC fits
-    several), so the rule leans to the whole space: ``16 k >= K`` (the alsgls sizes S,
-    K = 50, k = 3, and M, K = 200, k = 5, keep the subspace iteration, and their
-    fingerprints). The whole-space answers reached the same or a higher likelihood (by
-    up to 2e-3 at K = 100, k = 25, where the subspace iteration stopped on inexact
-    eigenpairs). (Forty-fourth session: the rotations run row by row, the same bits,
-    1.4-2.4x faster; fits at K = 50, k = 25 / 37 0.37 / 0.81 s, K = 200, k = 25 1.6 s.
-    Below the rule, :func:`eigensolver_for` turns to the whole space where the
-    subspace iteration stalls, or uses the block Krylov method.)
-    """
-    return FULL_SPACE_RANK_FRACTION * rank >= K
-
-
-#: Where ``K > KRYLOV_RANK_RATIO * rank``, or ``K >= KRYLOV_MIN_SIZE`` (and
-#: ``K > FULL_SPACE_RANK_FRACTION * rank``), the Sigma-step solves its eigenproblems by
-#: the block Krylov method from the start; elsewhere above
-#: :data:`FULL_SPACE_RANK_FRACTION` it turns from the subspace iteration to the whole
-#: eigenproblem once a subspace iteration stops at its cap (:func:`eigensolver_for`).
-KRYLOV_RANK_RATIO, KRYLOV_MIN_SIZE = 32, 100
-
-
-def eigensolver_for(K: int, rank: int) -> str:
-    """The eigen-solver the Sigma-step of K equations at ``rank`` factors starts on
-    (:data:`EIGENSOLVERS`):
-
-    * ``"whole"`` where ``16 k >= K`` (:func:`uses_full_space`): every evaluation solves
-      the whole eigenproblem;
-    * ``"krylov"`` where ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``: the
-      thick-restarted block Krylov method (:func:`krylov_eigenpairs`) throughout;
-    * ``"subspace"`` elsewhere (``16 k < K <= 32 k``, ``K < 100``): the subspace
-      iteration, until an evaluation stops at its cap (:data:`EIGEN_MAX_ITER`
-      iterations, inexact eigenpairs); that one is made again on the whole space, which
-      the rest of the fit uses.
-
-    The subspace iteration either converges in a few warm-started iterations (at most
-    6 per evaluation at K = 50, k = 3 and K = 200, k = 5 with as many factors in the
-    data) or, at a rank above the data's factors, stalls at the cap in every evaluation
-    (K = 100, k = 6; K = 200, k = 5 and 12, three factors: 200 iterations in all but the
-    first). One such evaluation costs about ``400 K^2 k`` multiply-adds, one whole-space
-    solve about ``c K^3`` with ``c`` near 8. Past ``48 k`` the fit stayed on the stalled
-    iteration (forty-fifth session: N = 5000, K = 2000, five factors, rank 6 in 59 s and
-    rank 10 in 91 s, rank 5 in 1.6 s). The Krylov method converges where the iteration
-    stalls, and where the iteration converges it costs about as much (its basis holds the
-    iterates), so it is the default from the size where it beats the whole space: past
-    ``32 k`` with the forty-sixth session's restarts (which kept k Ritz vectors), past
-    ``16 k`` with the thick restarts of the forty-seventh, except for small K, where
-    the subspace iteration's and the whole space's single compiled calls cost a few
-    milliseconds less than the Krylov method's steps from Python (K = 24, k = 1: 11-12
-    against 15-16 ms; K = 40, k = 2: 32-34 against 42-44; K = 50, k = 3: 37-39 against
-    32-48). Below ``16 k`` the whole space wins (K = 100, k = 8: 0.22 against 0.36 s
-    Krylov; K = 200, k = 15: 0.68 against 1.57; K = 300, k = 20: 2.2 against 5.1; K =
-    400, k = 40: 5.4 against 14.3; K = 600, k = 40: 18.1 against 28.0), with one
-    exception seen (K = 400, k = 25: 4.2 against 3.1 s). Fits, subspace then whole
-    space at a stall (the rule up to ``32 k`` until the forty-seventh session) / Krylov
-    (forty-sixth session's restarts, then thick) / whole space throughout (2-core Zen 4,
-    N = 5000, three factors in the data unless said; the best of two runs; forty-sixth
-    and forty-seventh sessions):
-
-    ==============  =====  ==============  ===================  =========
-    K, k            K / k  subspace/whole  Krylov 46th / thick  whole
-    ==============  =====  ==============  ===================  =========
-    100, 6          16.7   0.26 s          0.35 / 0.25-0.27 s   0.24 s
-    200, 12         16.7   0.73            1.14 / 0.65-0.67     0.58-0.61
-    100, 5 (5 f.)   20     0.14            -- / 0.14            0.23
-    200, 10 (5 f.)  20     0.67            -- / 0.41            0.57
-    240, 10         24     1.06            1.51 / 0.65-0.70     1.06
-    120, 5          24     0.31-0.33       0.38 / 0.23-0.26     0.31
-    300, 10         30     2.31-2.51       2.52 / 0.97-1.01     2.16-2.31
-    300, 10 (10 f.) 30     0.28            -- / 0.29            1.27
-    150, 5          30     0.36-0.37       0.26 / 0.21          0.35
-    160, 5 (5 f.)   32     0.13            -- / 0.14            0.30
-    200, 5          40     0.58 (45th)     0.53 / 0.38          0.56
-    200, 5 (5 f.)   40     0.18 (45th)     0.17 / 0.16          --
-    400, 10         40     2.83 (45th)     1.92 / 1.33          --
-    300, 4          75     1.05 (45th)     0.70 / 0.47          --
-    300, 3          100    0.21-0.24       0.22-0.23 / 0.25     --
-    100, 1 (1 f.)   100    0.15            0.13 / 0.13          --
-    ==============  =====  ==============  ===================  =========
-
-    (Past ``48 k`` the forty-fifth session's rule was the stalled subspace iteration.)
-
-    The decision at a stall rests on the iteration count, itself a function of the bits,
-    so the path is the same everywhere.
-    """
-    if uses_full_space(K, rank):
-        return "whole"
-    if K > KRYLOV_RANK_RATIO * rank or K >= KRYLOV_MIN_SIZE:
-        return "krylov"
-    return "subspace"
-
-
-def full_space_eigenpairs(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All eigenpairs of the symmetric K x K ``M``, eigenvalues descending: cyclic Jacobi
-    rotations (:func:`jacobi_eigh`, rotations skipped below :data:`NEGLIGIBLE`) on
-    ``(M + M^T) / 2`` itself, from the identity.
-
-    Jacobi on ``M`` itself, not on ``Q^T M Q`` for a basis ``Q`` near the eigenvectors
-    (a warm start of a few sweeps): ``M = D^-1/2 S D^-1/2`` is a scaled matrix whose
-    eigenvalues Jacobi finds to high relative accuracy, the small ones included, while
-    the products of a rotated basis carry errors of ``eps lambda_max`` into every
-    entry. In a Heywood case (``lambda_max`` ~ 1e7) that noise in the log-likelihood
-    (~1e-9 relative) kept the Sigma-step from meeting its stopping rule: 115
-    evaluations against 45 with Jacobi on ``M`` (and with the subspace iteration).
-    The rotations are compiled (:func:`._subspace.jacobi_rotations`); the compiled
-    profile runs the same steps (:func:`._subspace.full_space_eigenpairs`).
-    """
-    M = np.asarray(M, dtype=np.float64)
-    return jacobi_eigh((M + M.T) * 0.5, JACOBI_SWEEPS, NEGLIGIBLE)
-
-
 class MomentMatrix:
     """``S`` given as the K x K matrix (e.g. :func:`residual_moment`)."""
 
@@ -554,7 +84,7 @@ class MomentMatrix:
 
     def scaled(self, sqrt_d: np.ndarray) -> np.ndarray:
         """``M = D^-1/2 S D^-1/2`` itself, formed entry by entry as
-        ``(S[a, b] / sqrt_d[a]) / sqrt_d[b]`` (:func:`top_eigenpairs` takes one CRO-1 dot
+        ``(S[a, b] / sqrt_d[a]) / sqrt_d[b]`` (:func:`.eigen.top_eigenpairs` takes one CRO-1 dot
         per entry of ``M Q``)."""
         return (self.S / sqrt_d[:, None]) / sqrt_d[None, :]
 
@@ -611,7 +141,7 @@ class Profile:
 
     ``F`` is the closed-form optimum for this ``d``; ``Q`` its eigenvectors (the warm start
     of the next eigen-solve; unused where the whole eigenproblem is solved,
-    :func:`uses_full_space`); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
+    :func:`.eigen.uses_full_space`); ``ll`` the log-likelihood of ``(F, d)``; ``grad`` the
     gradient of the negative log-likelihood per row in ``z = log d``; ``update`` the
     closed-form update ``diag(S - F F^T)`` (``grad = (1 - update / d) / 2``);
     ``converged`` false where the subspace iteration stopped at its iteration cap
@@ -633,9 +163,10 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
 
     With the top-k eigenpairs ``(lambda_q, u_q)`` of ``M = D^-1/2 S D^-1/2`` (``k =
     rank``, by default ``Q``'s columns; by subspace iteration warm-started from ``Q``
-    (:func:`top_eigenpairs`; with ``krylov``, the restarted block Krylov method,
-    :func:`krylov_eigenpairs`), or, with ``Q=None`` for a moment matrix, from the whole
-    eigenproblem, :func:`full_space_eigenpairs`) and ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
+    (:func:`.eigen.top_eigenpairs`; with ``krylov``, the restarted block Krylov
+    method, :func:`.eigen.krylov_eigenpairs`), or, with ``Q=None`` for a moment matrix,
+    from the whole eigenproblem, :func:`.eigen.full_space_eigenpairs`) and
+    ``F = D^1/2 U diag(sqrt(max(lambda - 1, 0)))``:
 
     .. math:: t_j = S_{jj} - (F F^T)_{jj}, \\qquad
               \\frac{\\partial\\, \\mathrm{nll}/N}{\\partial \\log d_j}
@@ -650,8 +181,8 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
     small). CRO-1 sums, the portable ``log``; ``(F F^T)_jj`` is the CRO-1 dot of row j
     with itself.
 
-    A moment matrix with ``K^2 k <= COMPILED_MAX_WORK`` (for the whole eigenproblem
-    ``K^3``, and ``K < LARGE_JACOBI_MIN``) is profiled in one compiled call
+    A moment matrix with ``K^2 k <= eigen.COMPILED_MAX_WORK`` (for the whole eigenproblem
+    ``K^3``, and ``K < eigen.LARGE_JACOBI_MIN``) is profiled in one compiled call
     (:func:`._subspace.profile_moment`, the same steps and bits); the factor analysis
     of an S-size fit makes ~27 of these evaluations.
     """
@@ -663,23 +194,24 @@ def profile(S, N: int, mode: str, d: np.ndarray, Q: np.ndarray | None,
                          "rank")
     rank = Q.shape[1] if rank is None else int(rank)
     work = S.size ** 3 if full else S.size ** 2 * Q.shape[1]
-    compiled = work <= COMPILED_MAX_WORK and not (full and S.size >= LARGE_JACOBI_MIN)
+    compiled = (work <= eigen.COMPILED_MAX_WORK
+                and not (full and S.size >= eigen.LARGE_JACOBI_MIN))
     if isinstance(S, MomentMatrix) and compiled and not krylov:
         Q0 = np.eye(S.size, rank) if full else np.ascontiguousarray(Q, dtype=np.float64)
         F, Q, ll, grad, update, converged = profile_moment(
             np.ascontiguousarray(S.S), S.diagonal(), float(N),
             np.ascontiguousarray(d, dtype=np.float64), Q0, rank, full,
-            mode == "compensated", EIGEN_MAX_ITER, EIGEN_TOL, JACOBI_SWEEPS, NEGLIGIBLE,
-            LOG_2PI)
+            mode == "compensated", eigen.EIGEN_MAX_ITER, eigen.EIGEN_TOL, eigen.JACOBI_SWEEPS,
+            eigen.NEGLIGIBLE, LOG_2PI)
         return Profile(d=d, F=F, Q=Q, ll=ll, grad=grad, update=update,
                        converged=bool(converged))
     sqrt_d = np.sqrt(d)
     if full:
-        lam, Q = full_space_eigenpairs(S.scaled(sqrt_d))
+        lam, Q = eigen.full_space_eigenpairs(S.scaled(sqrt_d))
         lam_k, Q_k = lam[:rank], np.ascontiguousarray(Q[:, :rank])
         converged = True
     else:
-        solve = krylov_eigenpairs if krylov else top_eigenpairs
+        solve = eigen.krylov_eigenpairs if krylov else eigen.top_eigenpairs
         lam, Q, converged = solve(S.scaled(sqrt_d), Q, mode)
         lam_k, Q_k = lam, Q
     gain = np.maximum(lam_k - 1.0, 0.0)
@@ -714,12 +246,12 @@ def _direction(grad, scale, free, pairs, mode):
     q = np.where(free, grad, 0.0)
     alphas = []
     for s, y, rho in reversed(pairs):
-        a = rho * _dot(s, q, mode)
+        a = rho * dot(s, q, mode)
         q = q - a * y
         alphas.append(a)
     q = scale * q
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        q = q + s * (a - rho * _dot(y, q, mode))
+        q = q + s * (a - rho * dot(y, q, mode))
     return np.where(free, -q, 0.0)
 
 
@@ -761,8 +293,8 @@ def uniqueness_bounds(diag_S: np.ndarray, min_uniqueness: float,
 class SigmaStep(NamedTuple):
     """What :func:`factor_analysis` returns: the loadings ``F`` (K x k), uniquenesses
     ``d``, the log-likelihood, the likelihood evaluations made, and the eigen-solver it
-    ended on, one of :data:`EIGENSOLVERS` (:func:`eigensolver_for`; the next sweep of a
-    fit starts on it where it is not the subspace iteration)."""
+    ended on, one of :data:`.eigen.EIGENSOLVERS` (:func:`.eigen.eigensolver_for`; the
+    next sweep of a fit starts on it where it is not the subspace iteration)."""
 
     F: np.ndarray
     d: np.ndarray
@@ -779,11 +311,6 @@ def _as_moment_matrix(S, mode: str):
         return MomentMatrix(residual_moment(S.E, mode, S.device), mode)
     return S
 
-
-#: The Sigma-step's eigen-solvers: the subspace iteration (:func:`top_eigenpairs`), the
-#: restarted block Krylov method (:func:`krylov_eigenpairs`), the whole eigenproblem
-#: (:func:`full_space_eigenpairs`).
-EIGENSOLVERS = ("subspace", "krylov", "whole")
 
 
 def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
@@ -810,14 +337,14 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
     iteration, +-1; Heywood cases: 20-130 instead of thousands.)
 
     Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``
-    (:func:`eigensolver_for`: a rank beyond the data's factors crowds the top
+    (:func:`.eigen.eigensolver_for`: a rank beyond the data's factors crowds the top
     eigenvalues and stalls the subspace iteration): with ``16 k >= K``
-    (:func:`uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
-    (:func:`full_space_eigenpairs`; given the residuals, ``S`` is then formed once, as
-    :func:`residual_moment` forms it, the same bits as a moment matrix); with
+    (:func:`.eigen.uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
+    (:func:`.eigen.full_space_eigenpairs`; given the residuals, ``S`` is then formed
+    once, as :func:`residual_moment` forms it, the same bits as a moment matrix); with
     ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``, by the thick-restarted block Krylov
     method warm-started from the previous evaluation's vectors
-    (:func:`krylov_eigenpairs`); otherwise (``16 k < K <= 32 k`` below K = 100) by
+    (:func:`.eigen.krylov_eigenpairs`); otherwise (``16 k < K <= 32 k`` below K = 100) by
     subspace iteration warm-started likewise, until one stops at its cap: that
     evaluation is made again on the whole space, which every later one uses.
 
@@ -849,8 +376,8 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
         The mean squares ``V_j`` of the modelled variables, for the floor
         ``d_j >= 1e-12 V_j`` (:func:`uniqueness_bounds`; ``diag(S)`` by default).
     eigensolver : {"subspace", "krylov", "whole"}, optional
-        The eigen-solver of every evaluation (:data:`EIGENSOLVERS`); ``None`` (default):
-        by :func:`eigensolver_for`, as above.
+        The eigen-solver of every evaluation (:data:`.eigen.EIGENSOLVERS`); ``None``
+        (default): by :func:`.eigen.eigensolver_for`, as above.
 
     Returns
     -------
@@ -903,7 +430,7 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
             break
         scale = _update_scale(cur, lower)
         p = _direction(g, scale, free, pairs if quasi_newton else [], mode)
-        if not _dot(g, p, mode) < 0.0:  # not a descent direction: restart the memory
+        if not dot(g, p, mode) < 0.0:  # not a descent direction: restart the memory
             pairs = []
             p = _direction(g, scale, free, pairs, mode)
         step, new = 1.0, None
@@ -912,7 +439,7 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
             trial = at(z_new, cur.Q)
             evaluations += 1
             # Armijo on -ll / N along the projected path
-            if -trial.ll / N <= -cur.ll / N + ARMIJO * _dot(g, z_new - z, mode):
+            if -trial.ll / N <= -cur.ll / N + ARMIJO * dot(g, z_new - z, mode):
                 new = trial
                 break
             if evaluations >= max_iter:
@@ -924,8 +451,8 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
                 continue
             break
         s, y = z_new - z, new.grad - g
-        sy = _dot(s, y, mode)
-        if sy > 1e-12 * _dot(y, y, mode):
+        sy = dot(s, y, mode)
+        if sy > 1e-12 * dot(y, y, mode):
             pairs = [*pairs[-(MEMORY - 1):], (s, y, 1.0 / sy)]
         change = abs(new.ll - cur.ll)
         # closed-form steps while each gains at most a quarter of the previous gain (fast

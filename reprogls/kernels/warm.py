@@ -159,7 +159,7 @@ def _large() -> None:
     ``A^T B`` of the Sigma-step from residuals, the subspace iteration's and the block
     Krylov method's steps called one by one there (large K or ``K > 32 k``,
     :func:`_subspace_steps`) and the tiled, pipelined
-    Jacobi sweeps of the whole space from ``sigma.LARGE_JACOBI_MIN`` (K >= 128)."""
+    Jacobi sweeps of the whole space from ``eigen.LARGE_JACOBI_MIN`` (K >= 128)."""
     from ..gls import _subspace, precondition
     from . import linalg
     from .cpu import gram, multi
@@ -211,7 +211,7 @@ def _elementary() -> None:
 def _subspace() -> None:
     """The compiled profile of the Sigma-step (:func:`reprogls.gls._subspace.profile_moment`,
     its subspace iteration and whole-space solve inlined) and the Jacobi rotations of the
-    k x k eigenproblem, which the fits with ``K^2 k`` up to ``sigma.COMPILED_MAX_WORK``
+    k x k eigenproblem, which the fits with ``K^2 k`` up to ``eigen.COMPILED_MAX_WORK``
     use (S and M). The steps on their own (Python's loop for larger K) are
     :func:`_large`'s."""
     from ..gls import _subspace
@@ -226,8 +226,8 @@ def _subspace() -> None:
 
 
 def _subspace_steps() -> None:
-    """The steps that the loops of ``sigma.top_eigenpairs`` and
-    ``sigma.krylov_eigenpairs`` call from Python (large K): orthonormalisation, the
+    """The steps that the loops of ``eigen.top_eigenpairs`` and
+    ``eigen.krylov_eigenpairs`` call from Python (large K): orthonormalisation, the
     Krylov basis's extension and the Rayleigh-Ritz matrices. (No fit calls the compiled
     loop ``_subspace.subspace_iteration`` on its own: it runs inside :func:`_subspace`'s
     ``profile_moment``.)"""
