@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from ..kernels import dot, gemv, gemv_t, sur_rmatvec, woodbury_factor, woodbury_logdet
+from ..kernels import dot, gemv_t, sur_rmatvec, woodbury_factor, woodbury_logdet
 from ..kernels.cpu.pages import fresh
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.reference import check_mode
@@ -39,18 +39,11 @@ from ._resident import (
     resident_matvec,
     resident_solve,
 )
+from .beta_solver import BetaSolver
 from .covariance import inverse_normal_matrix, robust_covariance
 from .data import check_int, check_rank, check_real, check_sigma_rank, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
-from .penalty import (
-    describe,
-    free_coefficients,
-    free_set_solver_cg,
-    free_set_solver_dense,
-    make_penalty,
-    penalty_value,
-    solve_penalised,
-)
+from .penalty import describe, free_coefficients, make_penalty, penalty_value
 from .precondition import design_coupling
 from .results import GLSResult
 from .sigma import (
@@ -465,59 +458,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     # by this much (0: block-Jacobi; :mod:`.precondition`)
     coupling = design_coupling(X, offsets, block_factors, mode) if solver == "cg" else 0.0
 
-    # the gram solver's last Cholesky factor of A and the Sigma it was formed at: the
-    # plug-in covariance at that Sigma inverts the same A (one P^3 / 6 factorisation less)
-    normal_factor: dict = {}
-    # the penalised solves: the last one's step bound L (the next starts from it) and
-    # whether it reached cg_tol
-    penalised: dict = {}
-    # the last CG solve (cg solver, no penalty): whether it reached cg_tol
-    last_cg: dict = {}
-    if penalty is not None:
-        eq_of_column = np.repeat(np.arange(K), np.diff(offsets))
-        gram_diagonal = np.concatenate([np.diag(g) for g in grams])
-
-    def penalised_beta(factor, beta0, b, reduction):
-        """The L1/box beta-step (:mod:`.penalty`) on the dense normal matrix (gram) or the
-        fused operator (cg); the diagonal of A has the same bits either way."""
-        if solver == "gram":
-            A = beta_step.normal_matrix(XtX, offsets, factor, ridge)
-            diag_A = np.diag(A).copy()
-            apply_A = lambda v: gemv(A, v, mode, "cpu")  # noqa: E731
-            solve_free = free_set_solver_dense(A, mode)
-        else:
-            Sinv_diag = np.diag(beta_step.sigma_inverse(factor))
-            with np.errstate(over="ignore"):  # (solve_penalised reports an overflow)
-                diag_A = gram_diagonal * Sinv_diag[eq_of_column]
-            diag_A = diag_A + ridge if ridge else diag_A
-            apply_A = beta_step.normal_operator(Xk, offsets, factor, ridge, dev)
-            solve_free = free_set_solver_cg(apply_A, grams, offsets, Sinv_diag, ridge, mode,
-                                            cg_tol, cg_max_iter)
-        solved = solve_penalised(apply_A, b, diag_A, penalty, beta0, mode, cg_tol,
-                                 cg_max_iter, reduction, penalised.get("lipschitz"),
-                                 solve_free)
-        penalised.update(lipschitz=solved.lipschitz, reached_tol=solved.reached_tol,
-                         stalled=solved.stalled, residual=solved.residual)
-        return solved.beta, b, solved.finished
-
-    def gls_beta(factor, beta0, b=None, reduction=0.0, r0=None):
-        """GLS beta given Sigma (``b``: the right-hand side if already formed; ``r0``:
-        the CG's residual at ``beta0``, likewise). Returns ``(beta, b, finished)``;
-        ``finished`` is false when the CG stopped early by ``reduction`` (always true for
-        the direct solver)."""
-        b = beta_step.rhs(Xk, offsets, Yk, factor, dev) if b is None else b
-        if penalty is not None:
-            return penalised_beta(factor, beta0, b, reduction)
-        if solver == "gram":
-            L = beta_step.cholesky(beta_step.normal_matrix(XtX, offsets, factor, ridge),
-                                   mode)
-            normal_factor.update(factor=factor, L=L)
-            return beta_step.solve_dense(L, b, mode), b, True
-        Sinv_diag = np.diag(beta_step.sigma_inverse(factor)).copy()
-        solved = beta_step.solve_cg(Xk, offsets, factor, b, beta0, block_factors, Sinv_diag,
-                                    ridge, cg_tol, cg_max_iter, dev, reduction, r0, coupling)
-        last_cg.update(reached_tol=solved.reached_tol, residual=solved.residual)
-        return solved.beta, b, solved.finished
+    beta_solve = BetaSolver(solver, Xk, offsets, Yk, XtX, grams, block_factors, coupling,
+                            penalty, ridge, mode, dev, cg_tol, cg_max_iter)
 
     # 1. OLS start (or the caller's warm start)
     beta = (warm.params if warm is not None else
@@ -525,7 +467,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     converged, n_iter = False, 0
     if fixed is not None:
         factor, F, d = fixed, fixed.F, fixed.d
-        beta = gls_beta(factor, beta)[0]
+        beta = beta_solve(factor, beta)[0]
         fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev)
         llf, converged, n_iter = loglik(E, factor, dev), True, 1
         history = [float(llf)]
@@ -562,7 +504,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
                 b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yk, E, factor, beta, ridge,
                                                    dev)
             spare, E = (None, E), None  # (the buffer of the new residuals)
-            beta, b, finished = gls_beta(factor, beta, b, CG_SWEEP_REDUCTION, r0)
+            beta, b, finished = beta_solve(factor, beta, b, CG_SWEEP_REDUCTION, r0)
             fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
@@ -577,7 +519,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
             objective_prev = objective
         if not finished:  # the last solve stopped early: finish it at the final Sigma
             spare, E, fitted = (fitted, E), None, None
-            beta = gls_beta(factor, beta, b)[0]
+            beta = beta_solve(factor, beta, b)[0]
             fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
             spare = (None, None)
             nll = -loglik(E, factor, dev)
@@ -586,24 +528,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
             warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
                           "raise max_iter or tol", ConvergenceWarning, stacklevel=user_stacklevel())
         _warn_exact_fits(d, y_moments, data.equation_names)
-    if last_cg and not last_cg["reached_tol"]:
-        warnings.warn(f"the last beta-step's conjugate gradients stopped after "
-                      f"cg_max_iter={cg_max_iter} iterations at a residual "
-                      f"{last_cg['residual']:.2e} relative to ||b|| (cg_tol={cg_tol}); raise "
-                      "cg_max_iter, or pass beta_solver='gram' (a direct solve)",
-                      ConvergenceWarning, stacklevel=user_stacklevel())
-    if penalised and penalised["stalled"]:
-        warnings.warn("the penalised beta-step stalled at a gradient-mapping norm "
-                      f"{penalised['residual']:.2e} relative to ||b||, above cg_tol={cg_tol}: "
-                      "the rounding level of the fused normal operator at this Sigma (a "
-                      f"uniqueness near zero: min d = {float(np.min(factor.d)):.2e}); "
-                      "beta_solver='gram' (a fixed normal matrix) solves it further",
-                      ConvergenceWarning, stacklevel=user_stacklevel())
-    elif penalised and not penalised["reached_tol"]:
-        warnings.warn(f"the penalised beta-step stopped after cg_max_iter={cg_max_iter} "
-                      f"iterations at a gradient-mapping norm {penalised['residual']:.2e} "
-                      f"relative to ||b|| (cg_tol={cg_tol}); raise cg_max_iter",
-                      ConvergenceWarning, stacklevel=user_stacklevel())
+    for shortfall in beta_solve.shortfalls(factor):
+        warnings.warn(shortfall, ConvergenceWarning, stacklevel=user_stacklevel())
 
     # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
     if cov_type == "none":
@@ -611,8 +537,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     else:
         if XtX is None:
             XtX = gram(Xk, mode, dev)
-        L = normal_factor["L"] if normal_factor.get("factor") is factor else None
-        cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
+        cov = inverse_normal_matrix(XtX, offsets, factor, ridge,
+                                    beta_solve.cholesky_at(factor))
         if cov_type == "robust":
             cov = robust_covariance(cov, Xk, offsets, E, factor, dev)
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
