@@ -22,8 +22,9 @@ def three_factors():
 
 def test_bic_finds_the_data_rank_and_the_table_is_the_fits(three_factors):
     """BIC picks the three factors; every row is the bits of ``gls.fit`` at that rank;
-    the chosen rank is fitted again with the plug-in covariance, the same coefficients
-    bit for bit, and the criteria are ``-2 llf + q log N`` and ``-2 llf + 2 q``."""
+    the chosen rank comes with the plug-in covariance of ``gls.fit(rank=3)`` bit for bit
+    (given to the candidate, not fitted again), and the criteria are ``-2 llf + q log N``
+    and ``-2 llf + 2 q``."""
     Xs, Y = three_factors
     before = [X.copy() for X in Xs], Y.copy()
     with warnings.catch_warnings():
@@ -41,9 +42,9 @@ def test_bic_finds_the_data_rank_and_the_table_is_the_fits(three_factors):
         assert sel.aic[i] == -2.0 * alone.llf + 2.0 * alone.df_model
         assert sel.converged[i]
     assert sel.bic[2] < min(sel.bic[:2] + sel.bic[3:])
-    chosen = gls.fit(Xs, Y, rank=3, cov_type="none")
+    chosen = gls.fit(Xs, Y, rank=3)
     assert sel.result.rank == 3 and same_bits(sel.result.params, chosen.params)
-    assert sel.result.bse.shape == chosen.params.shape and np.all(sel.result.bse > 0)
+    assert same_bits(sel.result.cov, chosen.cov) and np.all(sel.result.bse > 0)
     assert all(same_bits(a, b) for a, b in zip(Xs, before[0], strict=True))
     assert same_bits(Y, before[1])
     text = str(sel)
@@ -80,6 +81,7 @@ def test_named_equations_and_fit_options_pass_through(three_factors):
     ({"ranks": [1, 12]}, ValueError, r"ranks must be in 1..K-1 = 1..11 .*\[12\]"),
     ({"ranks": [1], "rank": 2}, ValueError, "drop rank"),
     ({"ranks": [1], "sigma": None, "l1": 0.1}, ValueError, "drop l1, sigma"),
+    ({"ranks": [1], "cov_type": "sandwich"}, ValueError, "cov_type must be 'plugin', "),
 ])
 def test_bad_arguments_fail_before_any_fit(three_factors, monkeypatch, kwargs, error, match):
     Xs, Y = three_factors

@@ -22,6 +22,7 @@ iteration count and the result bits do not depend on thread counts or machines.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -56,7 +57,7 @@ from .sigma import (
 )
 from .start import check_start
 
-__all__ = ["ConvergenceWarning", "ExactFitWarning", "fit"]
+__all__ = ["ConvergenceWarning", "ExactFitWarning", "covariance", "fit", "with_covariance"]
 
 #: Above this many coefficients the "auto" beta solver uses CG instead of the dense Gram.
 GRAM_MAX_P = 600
@@ -215,6 +216,59 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
                               mode == "compensated",
                               U_buffer if U_buffer is not None else fresh(Y.shape))
     return U, np.subtract(Y, U, out=E_buffer if E_buffer is not None else fresh(Y.shape))
+
+
+def covariance(cov_type: str, X, offsets: np.ndarray, factor, ridge: float, E, mode: str,
+               device: str, XtX: np.ndarray | None = None, L: np.ndarray | None = None
+               ) -> np.ndarray:
+    """The covariance of the GLS coefficients at the Sigma of the Woodbury ``factor``.
+
+    ``"plugin"``: ``A^-1``, the inverse of the GLS normal matrix
+    ``A = X^T (Sigma^-1 kron I_N) X + ridge I`` (:func:`.covariance.inverse_normal_matrix`);
+    ``"robust"``: the sandwich ``A^-1 B A^-1`` with ``B = sum_i s_i s_i^T`` the scores
+    ``s_i = X_i^T Sigma^-1 e_i`` of the residuals ``E`` (clustered by observation,
+    :func:`.covariance.robust_covariance`). ``XtX``: ``X^T X`` if at hand (else one pass
+    over X); ``L``: the Cholesky factor of this very ``A`` if at hand. The same bits
+    either way: ``L`` is what :func:`.beta.cholesky` of ``A`` gives.
+    """
+    if XtX is None:
+        XtX = gram(X, mode, device)
+    cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
+    if cov_type == "robust":
+        cov = robust_covariance(cov, X, offsets, E, factor, device)
+    return cov
+
+
+def with_covariance(result: GLSResult, Xs, Y=None, cov_type: str = "plugin") -> GLSResult:
+    """``result`` with the covariance ``cov_type`` of its coefficients, without fitting
+    again: the bits of ``fit(..., cov_type=cov_type)`` with the arguments that made
+    ``result`` (:meth:`.GLSResult.with_covariance` has the details)."""
+    if cov_type not in ("plugin", "robust"):
+        raise ValueError(f"cov_type must be 'plugin' or 'robust', got {cov_type!r}")
+    if result.free_coefficients is not None:
+        raise ValueError(f"cov_type={cov_type!r} is not valid for a fit with l1 or bounds: "
+                         "the covariance of a penalised or constrained estimate is not the "
+                         "inverse normal matrix")
+    data = prepare(Xs, Y, add_constant=any(result.added_constant))
+    dev, mode = result.device, result.mode
+    if data.location != dev:
+        data = data.to_host()
+    if (data.nobs, data.n_equations) != result.resid.shape or not np.array_equal(
+            data.offsets, result.offsets):
+        raise ValueError(
+            f"Xs, Y are not the system this result was fitted to: {data.nobs} observations "
+            f"of {data.n_equations} equations with {data.X.shape[1]} coefficients, against "
+            f"{result.resid.shape[0]} of {result.resid.shape[1]} with "
+            f"{result.params.shape[0]}; pass the Xs, Y given to fit")
+    Xk, Yk = on_device(data.X, dev), on_device(data.Y, dev)
+    _, E = fitted_and_residuals(Xk, data.offsets, Yk, result.params, mode, dev)
+    if not np.array_equal(to_host(E).view(np.uint64), result.resid.view(np.uint64)):
+        raise ValueError("Xs, Y are not the data this result was fitted to: the residuals "
+                         "at its params differ from its resid; pass the Xs, Y given to fit "
+                         "(or fit again with cov_type)")
+    factor = woodbury_factor(result.F, result.d, mode)
+    cov = covariance(cov_type, Xk, data.offsets, factor, result.ridge, E, mode, dev)
+    return dataclasses.replace(result, cov=cov, cov_type=cov_type)
 
 
 def _check_cuda_limits(rank: int, K: int) -> None:
@@ -531,19 +585,14 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     for shortfall in beta_solve.shortfalls(factor):
         warnings.warn(shortfall, ConvergenceWarning, stacklevel=user_stacklevel())
 
-    # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust)
-    if cov_type == "none":
-        cov = None  # (a P x P matrix of NaN would be 800 MB at P = 10^4)
-    else:
-        if XtX is None:
-            XtX = gram(Xk, mode, dev)
-        cov = inverse_normal_matrix(XtX, offsets, factor, ridge,
-                                    beta_solve.cholesky_at(factor))
-        if cov_type == "robust":
-            cov = robust_covariance(cov, Xk, offsets, E, factor, dev)
+    # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust); none: a P x P matrix of
+    # NaN would be 800 MB at P = 10^4
+    cov = (None if cov_type == "none" else
+           covariance(cov_type, Xk, offsets, factor, ridge, E, mode, dev, XtX,
+                      beta_solve.cholesky_at(factor)))
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
-    return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N,
+    return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, ridge=ridge,
                      resid=to_host(E), fittedvalues=to_host(fitted), n_iter=n_iter,
                      converged=converged, device=dev,
                      mode=mode, offsets=offsets, equation_names=data.equation_names,

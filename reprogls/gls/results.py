@@ -63,6 +63,8 @@ class GLSResult:
     # whether the equation names came with the data (dict keys, a Y frame's columns):
     # score then refuses a Y frame whose columns are other names
     named_equations: bool = False
+    # the fit's ridge (its normal matrix A = X^T (Sigma^-1 kron I) X + ridge I)
+    ridge: float = 0.0
     versions: dict = field(default_factory=lambda: {"reprogls": __version__,
                                                     "cro": CRO_VERSION})
 
@@ -96,9 +98,44 @@ class GLSResult:
 
     def cov_params(self) -> np.ndarray:
         if self.cov is None:
-            raise ValueError("this fit skipped the covariance (cov_type='none'); refit with "
-                             "cov_type='plugin' or 'robust'")
+            raise ValueError("this fit skipped the covariance (cov_type='none'); "
+                             "with_covariance(Xs, Y) computes it without fitting again "
+                             "(or refit with cov_type='plugin' or 'robust')")
         return self.cov.copy()
+
+    def with_covariance(self, Xs, Y=None, cov_type: str = "plugin") -> GLSResult:
+        """This fit with the covariance of its coefficients, without fitting again.
+
+        ``"plugin"``: ``A^-1``, the inverse GLS normal matrix
+        ``A = X^T (Sigma^-1 kron I_N) X + ridge I`` at the estimated Sigma; ``"robust"``:
+        the sandwich ``A^-1 B A^-1`` clustered by observation (:mod:`.covariance`). The
+        result is the bits of fitting with ``cov_type`` (the sweeps do not depend on it):
+        for a fit made with ``cov_type="none"`` to be fast (e.g. the candidates of
+        :func:`.select_rank`), then given standard errors. ``O(N P^2 + P^3)``: one pass
+        over X for ``X^T X`` and the ``O(P^3)`` inverse.
+
+        Parameters
+        ----------
+        Xs, Y
+            The data given to :func:`.fit` (its designs and responses; ``add_constant``
+            and ``ridge`` are this result's). Checked: the residuals at ``params`` must
+            equal ``resid`` bit for bit.
+        cov_type : {"plugin", "robust"}
+
+        Returns
+        -------
+        GLSResult
+            A new result; this one is not changed.
+
+        Raises
+        ------
+        ValueError
+            ``cov_type`` not one of those; a fit with ``l1`` or ``bounds`` (neither
+            covariance is valid there); other data than the fit's.
+        """
+        from .fit import with_covariance
+
+        return with_covariance(self, Xs, Y, cov_type)
 
     def wald_test(self, R, q=None):
         """Wald test of the linear restrictions ``R beta = q`` (e.g. a coefficient equal

@@ -8,9 +8,10 @@ smallest AIC or BIC,
 
 with ``q`` the fit's free parameters (:attr:`.GLSResult.df_model`: P coefficients, K
 variances and ``K k - k (k - 1) / 2`` loadings). The candidates are fitted without
-standard errors (``cov_type="none"``) and the chosen rank once more with the
-covariance asked for; every fit is the deterministic :func:`.fit`, so the table and the
-choice are the same bits everywhere.
+standard errors (``cov_type="none"``), and the chosen one is then given the covariance
+asked for (:meth:`.GLSResult.with_covariance`: the bits of fitting it with that
+``cov_type``, without the sweeps again); every fit is the deterministic :func:`.fit`, so
+the table and the choice are the same bits everywhere.
 """
 
 from __future__ import annotations
@@ -114,12 +115,15 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     Raises
     ------
     ValueError
-        An unknown ``criterion``, an empty ``ranks``, or a keyword that does not apply.
+        An unknown ``criterion`` or ``cov_type``, an empty ``ranks``, or a keyword that
+        does not apply (before any fit).
     TypeError
         A rank that is not an integer.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if cov_type not in (None, "plugin", "robust", "none"):
+        raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
     refused = sorted({"rank", "sigma", "l1", "bounds", "start"} & fit_kwargs.keys())
     if refused:
         raise ValueError(f"select_rank chooses the rank of an estimated Sigma; drop "
@@ -142,8 +146,10 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     scores = [getattr(r, criterion) for r in fits]
     best = min(range(len(candidates)), key=lambda i: (scores[i], candidates[i]))
     best_rank = candidates[best]
-    chosen = fits[best] if cov_type == "none" else fit(Xs, Y, rank=best_rank,
-                                                       cov_type=cov_type, **fit_kwargs)
+    # the covariance asked for, without fitting the chosen rank again: the bits of
+    # fit(..., cov_type=cov_type) (the sweeps do not depend on it)
+    chosen = (fits[best] if cov_type == "none" else
+              fits[best].with_covariance(Xs, Y, cov_type or "plugin"))
     return RankSelection(criterion=criterion, ranks=tuple(candidates),
                          llf=tuple(float(r.llf) for r in fits),
                          aic=tuple(float(r.aic) for r in fits),
