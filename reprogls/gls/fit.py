@@ -41,7 +41,11 @@ from ._resident import (
     resident_solve,
 )
 from .beta_solver import BetaSolver
-from .covariance import inverse_normal_matrix, robust_covariance
+from .covariance import (
+    inverse_normal_matrix,
+    kronecker_inverse_normal_matrix,
+    robust_covariance,
+)
 from .data import check_int, check_rank, check_real, check_sigma_rank, fixed_sigma, prepare
 from .ols import block_grams, diagonal_blocks, factor_blocks, ols
 from .penalty import describe, free_coefficients, make_penalty, penalty_value
@@ -218,9 +222,32 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     return U, np.subtract(Y, U, out=E_buffer if E_buffer is not None else fresh(Y.shape))
 
 
+def shared_design_factor(data, X_device, ridge: float, mode: str, device: str,
+                         block_factors: list[np.ndarray] | None = None) -> np.ndarray | None:
+    """The Cholesky factor of ``G = X_0^T X_0`` where every equation has the same design
+    ``X_0`` (equal values, column for column) and ``ridge == 0``, else ``None``: then
+    ``A = Sigma^-1 (x) G`` and the plug-in covariance is ``Sigma (x) G^-1``
+    (:func:`.covariance.kronecker_inverse_normal_matrix`). ``block_factors``: the fit's
+    factors of the ``X_j^T X_j`` (the first is this one); else ``G`` is formed
+    (:func:`.ols.block_grams`, the same bits)."""
+    X, offsets = data.X, data.offsets
+    widths = np.diff(offsets)
+    K, p = widths.shape[0], int(widths[0]) if widths.shape[0] else 0
+    if ridge != 0.0 or K < 2 or p == 0 or (widths != p).any():
+        return None
+    first = X[:, :p]
+    for o in offsets[1:-1].tolist():
+        if not bool((X[:1, o:o + p] == first[:1]).all() and (X[:, o:o + p] == first).all()):
+            return None
+    if block_factors is None:
+        block_factors = factor_blocks(block_grams(data, mode, device, X_device)[:1], 0.0,
+                                      data, mode)
+    return block_factors[0]
+
+
 def covariance(cov_type: str, X, offsets: np.ndarray, factor, ridge: float, E, mode: str,
-               device: str, XtX: np.ndarray | None = None, L: np.ndarray | None = None
-               ) -> np.ndarray:
+               device: str, XtX: np.ndarray | None = None, L: np.ndarray | None = None,
+               design_factor: np.ndarray | None = None) -> np.ndarray:
     """The covariance of the GLS coefficients at the Sigma of the Woodbury ``factor``.
 
     ``"plugin"``: ``A^-1``, the inverse of the GLS normal matrix
@@ -229,11 +256,17 @@ def covariance(cov_type: str, X, offsets: np.ndarray, factor, ridge: float, E, m
     ``s_i = X_i^T Sigma^-1 e_i`` of the residuals ``E`` (clustered by observation,
     :func:`.covariance.robust_covariance`). ``XtX``: ``X^T X`` if at hand (else one pass
     over X); ``L``: the Cholesky factor of this very ``A`` if at hand. The same bits
-    either way: ``L`` is what :func:`.beta.cholesky` of ``A`` gives.
+    either way: ``L`` is what :func:`.beta.cholesky` of ``A`` gives. ``design_factor``:
+    where every equation has one design and no ridge, the Cholesky factor of its Gram
+    (:func:`shared_design_factor`); then ``A^-1 = Sigma (x) G^-1``
+    (:func:`.covariance.kronecker_inverse_normal_matrix`), without ``X^T X``.
     """
-    if XtX is None:
-        XtX = gram(X, mode, device)
-    cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
+    if design_factor is not None:
+        cov = kronecker_inverse_normal_matrix(factor, design_factor)
+    else:
+        if XtX is None:
+            XtX = gram(X, mode, device)
+        cov = inverse_normal_matrix(XtX, offsets, factor, ridge, L)
     if cov_type == "robust":
         cov = robust_covariance(cov, X, offsets, E, factor, device)
     return cov
@@ -267,7 +300,8 @@ def with_covariance(result: GLSResult, Xs, Y=None, cov_type: str = "plugin") -> 
                          "at its params differ from its resid; pass the Xs, Y given to fit "
                          "(or fit again with cov_type)")
     factor = woodbury_factor(result.F, result.d, mode)
-    cov = covariance(cov_type, Xk, data.offsets, factor, result.ridge, E, mode, dev)
+    cov = covariance(cov_type, Xk, data.offsets, factor, result.ridge, E, mode, dev,
+                     design_factor=shared_design_factor(data, Xk, result.ridge, mode, dev))
     return dataclasses.replace(result, cov=cov, cov_type=cov_type)
 
 
@@ -589,7 +623,8 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     # NaN would be 800 MB at P = 10^4
     cov = (None if cov_type == "none" else
            covariance(cov_type, Xk, offsets, factor, ridge, E, mode, dev, XtX,
-                      beta_solve.cholesky_at(factor)))
+                      beta_solve.cholesky_at(factor),
+                      shared_design_factor(data, Xk, ridge, mode, dev, block_factors)))
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, ridge=ridge,

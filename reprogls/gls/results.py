@@ -342,12 +342,9 @@ class GLSResult:
 
         ``Sigma[a, b]`` = CRO-1 dot of ``F[a]`` and ``F[b]`` (+ ``d[a]`` on the diagonal).
         """
-        from ..kernels import gemv
+        from .covariance import dense_sigma
 
-        FFt = np.column_stack([gemv(self.F, self.F[b], self.mode, "cpu")
-                               for b in range(self.F.shape[0])])
-        FFt[np.diag_indices_from(FFt)] += self.d
-        return FFt
+        return dense_sigma(self.F, self.d, self.mode)
 
     def equation(self, j: int | str) -> dict:
         """Per-equation view: names, params, bse and R^2 of equation ``j`` (index or name),
