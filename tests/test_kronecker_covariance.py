@@ -88,10 +88,21 @@ def test_a_fit_with_one_design_uses_it_and_with_covariance_gives_the_same_bits(c
 
 
 @pytest.mark.gpu
-def test_one_design_on_the_gpu_has_the_cpu_bits():
+@pytest.mark.parametrize("cov_type", ["plugin", "robust"])
+def test_one_design_on_the_gpu_has_the_cpu_bits(cov_type):
+    """NumPy inputs fitted on the GPU, and CuPy inputs (packed there, the designs
+    compared there), fitted with the covariance or given it afterwards: the CPU's
+    fingerprint."""
+    import cupy
+
     Xs, Y = _shared_system()
+    Xd, Yd = [cupy.asarray(X) for X in Xs], cupy.asarray(Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gls.IdentificationWarning)
-        cpu = gls.fit(Xs, Y, rank=2, device="cpu")
-        gpu = gls.fit(Xs, Y, rank=2, device="cuda")
-    assert gpu.fingerprint == cpu.fingerprint
+        cpu = gls.fit(Xs, Y, rank=2, cov_type=cov_type, device="cpu")
+        assert gls.fit(Xs, Y, rank=2, cov_type=cov_type, device="cuda").fingerprint == \
+            cpu.fingerprint
+        on_gpu = gls.fit(Xd, Yd, rank=2, cov_type=cov_type)
+        fast = gls.fit(Xd, Yd, rank=2, cov_type="none")
+    assert on_gpu.device.startswith("cuda") and on_gpu.fingerprint == cpu.fingerprint
+    assert fast.with_covariance(Xd, Yd, cov_type).fingerprint == cpu.fingerprint
