@@ -106,3 +106,25 @@ def test_one_design_on_the_gpu_has_the_cpu_bits(cov_type):
         fast = gls.fit(Xd, Yd, rank=2, cov_type="none")
     assert on_gpu.device.startswith("cuda") and on_gpu.fingerprint == cpu.fingerprint
     assert fast.with_covariance(Xd, Yd, cov_type).fingerprint == cpu.fingerprint
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shared", [True, False])
+def test_with_covariance_on_a_second_gpu_has_the_cpu_bits(second_gpu, shared):
+    """CuPy inputs on GPU 1 while CuPy's current device is 0, one design for every
+    equation or not: the fit with the plug-in covariance, and the fit without it given
+    it afterwards, have the CPU's fingerprint (every step under the fit's device; CuPy,
+    and the emulator, refuse arrays of another GPU in their own kernels)."""
+    import cupy
+
+    Xs, Y = _shared_system()
+    if not shared:
+        Xs = [X + 0.1 * j for j, X in enumerate(Xs)]
+    cpu = gls.fit(Xs, Y, rank=2, device="cpu")
+    with cupy.cuda.Device(1):
+        Xd, Yd = [cupy.asarray(X) for X in Xs], cupy.asarray(Y)
+    assert cupy.cuda.Device().id == 0
+    on_gpu = gls.fit(Xd, Yd, rank=2)
+    fast = gls.fit(Xd, Yd, rank=2, cov_type="none")
+    assert on_gpu.device == second_gpu and on_gpu.fingerprint == cpu.fingerprint
+    assert fast.with_covariance(Xd, Yd).fingerprint == cpu.fingerprint

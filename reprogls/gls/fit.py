@@ -222,6 +222,24 @@ def fitted_and_residuals(X, offsets, Y, beta, mode: str, device: str, buffers=(N
     return U, np.subtract(Y, U, out=E_buffer if E_buffer is not None else fresh(Y.shape))
 
 
+def _same_column_blocks(X, offsets: np.ndarray, p: int, device: str) -> bool:
+    """Whether every block of ``p`` columns of the packed ``X`` equals the first (value
+    for value; the first row of each compared first). CuPy's ``X`` (CuPy inputs, packed
+    on their GPU) is compared there, under that GPU's context."""
+    first = X[:, :p]
+
+    def compare() -> bool:
+        return all(bool((X[:1, o:o + p] == first[:1]).all()) and
+                   bool((X[:, o:o + p] == first).all()) for o in offsets[1:-1].tolist())
+
+    if isinstance(X, np.ndarray):
+        return compare()
+    from ..kernels.dispatch import cuda_context
+
+    with cuda_context(resolve_device(device)):
+        return compare()
+
+
 def shared_design_factor(data, X_device, ridge: float, mode: str, device: str,
                          block_factors: list[np.ndarray] | None = None) -> np.ndarray | None:
     """The Cholesky factor of ``G = X_0^T X_0`` where every equation has the same design
@@ -235,10 +253,8 @@ def shared_design_factor(data, X_device, ridge: float, mode: str, device: str,
     K, p = widths.shape[0], int(widths[0]) if widths.shape[0] else 0
     if ridge != 0.0 or K < 2 or p == 0 or (widths != p).any():
         return None
-    first = X[:, :p]
-    for o in offsets[1:-1].tolist():
-        if not bool((X[:1, o:o + p] == first[:1]).all() and (X[:, o:o + p] == first).all()):
-            return None
+    if not _same_column_blocks(X, offsets, p, device):
+        return None
     if block_factors is None:
         block_factors = factor_blocks(block_grams(data, mode, device, X_device)[:1], 0.0,
                                       data, mode)
