@@ -17,7 +17,7 @@ eigenproblem, by subspace iteration and by the block Krylov method,
 :func:`reprogls.gls.eigen.eigensolver_for`; and the turn from a stalled subspace
 iteration to the whole space),
 plug-in and robust standard
-errors, ridge, added constants, equations of different widths, the L1-penalised and
+errors (for one design shared by every equation too, in its Kronecker form), ridge, added constants, equations of different widths, the L1-penalised and
 box-constrained beta-step on either operator (:mod:`reprogls.gls.penalty`) and a design
 large enough (17000 x 160) for the kernels to split their work across threads.
 """
@@ -56,6 +56,14 @@ def _small():
     return simulate_sur(700, 6, 3, 2, 11, True)[:2]
 
 
+def _one_design():
+    """One design for every equation (a VAR's layout): the plug-in covariance as
+    ``Sigma (x) (X_0^T X_0)^-1`` (:func:`reprogls.gls.covariance
+    .kronecker_inverse_normal_matrix`)."""
+    Xs, Y, *_ = simulate_sur(700, 6, 3, 2, 29, True)
+    return [Xs[0]] * len(Xs), Y
+
+
 #: name -> (data builder returning ``(Xs, Y)``, fit keyword arguments)
 PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
     "gram-compensated": (_small, {"rank": 2, "beta_solver": "gram"}),
@@ -83,6 +91,9 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
                          {"rank": 2, "beta_solver": "gram", "sigma_step": "residuals",
                           "mode": "plain"}),
     "robust": (_small, {"rank": 2, "cov_type": "robust"}),
+    "one-design": (_one_design, {"rank": 2, "beta_solver": "gram"}),
+    "one-design-cg-robust": (_one_design, {"rank": 2, "beta_solver": "cg",
+                                           "cov_type": "robust", "mode": "plain"}),
     "named-unequal-constant": (lambda: (_named_unequal(), None),
                                {"rank": 1, "add_constant": True, "ridge": 0.25}),
     "wide-cg": (lambda: simulate_sur(17000, 40, 4, 3, 5, True)[:2],
