@@ -15,11 +15,11 @@ Together the problems take every branch that decides bits: the Gram and CG beta-
 both reduction modes, the moment and residual Sigma-steps (each by the whole
 eigenproblem, by subspace iteration and by the block Krylov method,
 :func:`reprogls.gls.eigen.eigensolver_for`; and the turn from a stalled subspace
-iteration to the whole space),
-plug-in and robust standard
-errors (for one design shared by every equation too, in its Kronecker form), ridge, added constants, equations of different widths, the L1-penalised and
-box-constrained beta-step on either operator (:mod:`reprogls.gls.penalty`) and a design
-large enough (17000 x 160) for the kernels to split their work across threads.
+iteration to the whole space), plug-in and robust standard errors (for one design shared
+by every equation too, in its Kronecker form), ridge, added constants, equations of
+different widths, the L1-penalised and box-constrained beta-step on either operator
+(:mod:`reprogls.gls.penalty`) and a design large enough (17000 x 160) for the kernels to
+split their work across threads.
 """
 
 from __future__ import annotations
