@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data import check_int
-from .fit import fit
+from .fit import check_cov_type, fit
 from .results import GLSResult
 
 __all__ = ["CRITERIA", "RankSelection", "select_rank"]
@@ -122,8 +122,7 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if cov_type not in (None, "plugin", "robust", "none"):
-        raise ValueError(f"cov_type must be 'plugin', 'robust' or 'none', got {cov_type!r}")
+    check_cov_type(cov_type)
     refused = sorted({"rank", "sigma", "l1", "bounds", "start"} & fit_kwargs.keys())
     if refused:
         raise ValueError(f"select_rank chooses the rank of an estimated Sigma; drop "
