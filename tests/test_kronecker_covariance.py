@@ -1,5 +1,7 @@
-"""The plug-in covariance where every equation has the same design: ``A^-1 = Sigma (x)
-G^-1`` (``covariance.kronecker_inverse_normal_matrix``), without ``X^T X``."""
+"""The covariances where every equation has the same design: the plug-in ``A^-1 = Sigma
+(x) G^-1`` (``covariance.kronecker_inverse_normal_matrix``), without ``X^T X``, and the
+sandwich as the Gram of ``e_i (x) G^-1 x_i`` (``covariance.kronecker_robust_covariance``),
+without ``A^-1``."""
 
 from __future__ import annotations
 
@@ -51,6 +53,20 @@ def test_kronecker_covariance_is_the_inverse_normal_matrix(mode, cov_type):
         Sigma = res.F @ res.F.T + np.diag(res.d)
         A = np.kron(np.linalg.inv(Sigma), Xs[0].T @ Xs[0])
         np.testing.assert_allclose(kron, np.linalg.inv(A), rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_design_robust_covariance_is_the_ols_sandwich_of_each_equation(mode):
+    """With one design the sandwich does not depend on Sigma: it is
+    ``sum_i (e_i (x) z_i)(e_i (x) z_i)^T`` with ``z_i = G^-1 x_i``, the cluster-robust
+    covariance of OLS equation by equation (NumPy/LAPACK here, to 1e-12 relative)."""
+    Xs, Y = _shared_system(K=4, p=2)
+    res = gls.fit(Xs, Y, rank=1, cov_type="robust", mode=mode)
+    Z = Xs[0] @ np.linalg.inv(Xs[0].T @ Xs[0])
+    T = (res.resid[:, :, None] * Z[:, None, :]).reshape(Y.shape[0], -1)
+    expected = T.T @ T
+    np.testing.assert_allclose(res.cov, expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())
 
 
 def test_only_identical_designs_without_ridge_take_the_kronecker_form():
@@ -109,22 +125,23 @@ def test_one_design_on_the_gpu_has_the_cpu_bits(cov_type):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cov_type", ["plugin", "robust"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_with_covariance_on_a_second_gpu_has_the_cpu_bits(second_gpu, shared):
+def test_with_covariance_on_a_second_gpu_has_the_cpu_bits(second_gpu, shared, cov_type):
     """CuPy inputs on GPU 1 while CuPy's current device is 0, one design for every
-    equation or not: the fit with the plug-in covariance, and the fit without it given
-    it afterwards, have the CPU's fingerprint (every step under the fit's device; CuPy,
+    equation or not: the fit with the covariance, and the fit without it given it
+    afterwards, have the CPU's fingerprint (every step under the fit's device; CuPy,
     and the emulator, refuse arrays of another GPU in their own kernels)."""
     import cupy
 
     Xs, Y = _shared_system()
     if not shared:
         Xs = [X + 0.1 * j for j, X in enumerate(Xs)]
-    cpu = gls.fit(Xs, Y, rank=2, device="cpu")
+    cpu = gls.fit(Xs, Y, rank=2, cov_type=cov_type, device="cpu")
     with cupy.cuda.Device(1):
         Xd, Yd = [cupy.asarray(X) for X in Xs], cupy.asarray(Y)
     assert cupy.cuda.Device().id == 0
-    on_gpu = gls.fit(Xd, Yd, rank=2)
+    on_gpu = gls.fit(Xd, Yd, rank=2, cov_type=cov_type)
     fast = gls.fit(Xd, Yd, rank=2, cov_type="none")
     assert on_gpu.device == second_gpu and on_gpu.fingerprint == cpu.fingerprint
-    assert fast.with_covariance(Xd, Yd).fingerprint == cpu.fingerprint
+    assert fast.with_covariance(Xd, Yd, cov_type).fingerprint == cpu.fingerprint

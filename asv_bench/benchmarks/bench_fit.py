@@ -35,11 +35,14 @@ class Fit:
 class FitOneDesign:
     """A VAR's layout: every equation has the same design (N = 20000, K = 200, p = 10,
     five factors), fitted with plug-in standard errors, which are ``Sigma (x) (X_0^T
-    X_0)^-1`` there (``covariance.kronecker_inverse_normal_matrix``, no ``X^T X``), and
-    without. 2-core Zen 4, forty-eighth session: plug-in 0.58-0.68 s (4.9-5.1 s with
-    the general ``X^T X`` and inverse of order 2000), none 0.61-0.74 s."""
+    X_0)^-1`` there (``covariance.kronecker_inverse_normal_matrix``, no ``X^T X``), with
+    robust ones, the Gram of ``e_i (x) (X_0^T X_0)^-1 x_i``
+    (``covariance.kronecker_robust_covariance``, no ``A^-1``), and without. 2-core Zen 4,
+    forty-eighth session: plug-in 0.58-0.68 s (4.9-5.1 s with the general ``X^T X`` and
+    inverse of order 2000), none 0.61-0.74 s; forty-ninth: robust 5.1-5.2 s (9.7-10.0 s
+    with the general sandwich)."""
 
-    params = (sizes(["plugin", "none"]),)
+    params = (sizes(["plugin", "robust", "none"]),)
     param_names = ["cov_type"]
     timeout = 600
     number = 1

@@ -20,9 +20,9 @@ import numpy as np
 from ..kernels.devices import resolve_device, to_host
 from ..kernels.dispatch import cuda_context
 from ..kernels.linalg import WoodburyFactor, sur_matvec, woodbury_solve
-from ._dense import on_device
+from ._dense import matmul, on_device
 
-__all__ = ["on_host", "resident_fitted_and_residuals", "resident_matvec",
+__all__ = ["on_host", "resident_fitted_and_residuals", "resident_matmul", "resident_matvec",
            "resident_moment_times", "resident_solve"]
 
 
@@ -43,6 +43,28 @@ def resident_matvec(X, offsets: np.ndarray, beta: np.ndarray, mode: str, device:
         return cuda_linalg.sur_matvec(
             on_device(X, dev), np.ascontiguousarray(offsets, dtype=np.int64),
             on_device(beta, dev), mode == "compensated")
+
+
+def resident_matmul(A, B: np.ndarray, mode: str, device: str):
+    """``A @ B`` for ``A`` (n x m, where the fit holds it) and a small host ``B`` (m x c),
+    left on ``device``: entry ``[i, c]`` is the CRO-1 dot of row ``i`` of ``A`` and
+    column ``c`` of ``B`` -- the bits of ``gemv(A, B[:, c])[i]`` -- by
+    :func:`._dense.matmul` on the CPU and by one ``gemv`` per column on a GPU."""
+    if on_host(device):
+        return matmul(A, B, mode)
+    import cupy
+
+    from ..kernels.cuda import linalg as cuda_linalg
+
+    compensated = mode == "compensated"
+    dev = resolve_device(device)
+    with cuda_context(dev):
+        A = cupy.ascontiguousarray(A)
+        product = cupy.empty((A.shape[0], B.shape[1]), dtype=np.float64)
+        for c in range(B.shape[1]):
+            product[:, c] = cuda_linalg.gemv(A, on_device(np.ascontiguousarray(B[:, c]), dev),
+                                             compensated)
+        return product
 
 
 def resident_fitted_and_residuals(X, offsets: np.ndarray, Y, beta: np.ndarray, mode: str,

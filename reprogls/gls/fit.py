@@ -44,6 +44,7 @@ from .beta_solver import BetaSolver
 from .covariance import (
     inverse_normal_matrix,
     kronecker_inverse_normal_matrix,
+    kronecker_robust_covariance,
     robust_covariance,
 )
 from .data import check_int, check_rank, check_real, check_sigma_rank, fixed_sigma, prepare
@@ -309,9 +310,14 @@ def covariance(cov_type: str, X, offsets: np.ndarray, factor, ridge: float, E, m
     either way: ``L`` is what :func:`.beta.cholesky` of ``A`` gives. ``design_factor``:
     where every equation has one design and no ridge, the Cholesky factor of its Gram
     (:func:`shared_design_factor`); then ``A^-1 = Sigma (x) G^-1``
-    (:func:`.covariance.kronecker_inverse_normal_matrix`), without ``X^T X``.
+    (:func:`.covariance.kronecker_inverse_normal_matrix`), without ``X^T X``, and the
+    sandwich is the Gram of ``T[i, j p + a] = e_ij (G^-1 x_i)_a``
+    (:func:`.covariance.kronecker_robust_covariance`), without ``A^-1``.
     """
     if design_factor is not None:
+        if cov_type == "robust":
+            p = int(offsets[1])
+            return kronecker_robust_covariance(X[:, :p], E, design_factor, mode, device)
         cov = kronecker_inverse_normal_matrix(factor, design_factor)
     else:
         if XtX is None:
