@@ -14,7 +14,7 @@ from reprogls import kernels
 from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
 from reprogls.kernels.cpu.gram import block_pair_plan, column_pair_grams, lower_gram
-from reprogls.kernels.cpu.multi import rows_times, rows_transposed_times
+from reprogls.kernels.cpu.multi import lower_rows_times, rows_times, rows_transposed_times
 from reprogls.kernels.cpu.rowgroups import solved_rmatvecs
 from tests.corpus import cases
 from tests.linalg_cases import factor_problem, sur_problem
@@ -95,12 +95,14 @@ def _dense(impl: str):
             L = ref.cholesky(C, mode)
             yield (reference_lower_gram(X, mode), L, ref.cholesky_inverse(L, mode),
                    reference_rows_times(X, V, mode),
-                   reference_rows_transposed_times(X, B, mode))
+                   reference_rows_transposed_times(X, B, mode),
+                   np.tril(reference_rows_times(C, C, mode)))
         else:
             compensated = mode == "compensated"
             yield (np.tril(lower_gram(X, compensated)), *cpu_cholesky_inverse(C, mode),
                    rows_times(X, np.ascontiguousarray(V.T), compensated),
-                   rows_transposed_times(X, np.ascontiguousarray(B), compensated))
+                   rows_transposed_times(X, np.ascontiguousarray(B), compensated),
+                   np.tril(lower_rows_times(C, np.ascontiguousarray(C.T), compensated)))
 
 
 def _linalg(impl: str):

@@ -7,12 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reprogls.gls._dense import matmul, mirror_lower, symmetric_matmul
 from reprogls.kernels import reference as ref
 from reprogls.kernels.cpu import spd
 from reprogls.kernels.cpu._cro import CHUNK
 from reprogls.kernels.cpu.gram import TILE, lower_gram
-from reprogls.kernels.cpu.linalg import cholesky_entry, cholesky_kernel, cholesky_pair
-from reprogls.kernels.cpu.multi import COLUMN_TILE, rows_times, rows_transposed_times
+from reprogls.kernels.cpu.linalg import ROW_BLOCK, cholesky_entry, cholesky_kernel, cholesky_pair
+from reprogls.kernels.cpu.multi import (
+    COLUMN_TILE,
+    lower_rows_times,
+    rows_times,
+    rows_transposed_times,
+)
 from tests.corpus import same_bits
 from tests.digests import (
     cpu_cholesky_inverse,
@@ -74,6 +80,36 @@ def test_several_right_hand_sides_edge_shapes(shape):
         assert got_t.shape == (p, k) and got.shape == (n, k)
         assert same_bits(got_t, reference_rows_transposed_times(A, B, mode))
         assert same_bits(got, reference_rows_times(A, V, mode))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, ROW_BLOCK - 1, ROW_BLOCK, ROW_BLOCK + 1,
+                               3 * ROW_BLOCK + 5])
+def test_lower_product_equals_the_reference_lower_triangle(n):
+    """``lower_rows_times``: the lower triangle of ``A B`` with the reference gemv bits,
+    across blocks of ``ROW_BLOCK`` rows taken from the last; rows of two chunks."""
+    rng = np.random.default_rng(n)
+    A, V = wide(rng, (n, 2100)), wide(rng, (2100, n))
+    for mode in MODES:
+        got = lower_rows_times(A, np.ascontiguousarray(V.T), mode == "compensated")
+        assert got.shape == (n, n)
+        assert same_bits(np.tril(got), np.tril(reference_rows_times(A, V, mode)))
+
+
+def test_symmetric_matmul_is_the_mirrored_product():
+    """``symmetric_matmul(M, W)`` has the bits of ``mirror_lower(matmul(M, W))`` (the
+    sandwich ``M (B M)`` of the robust covariance) and refuses a product that is not
+    square."""
+    rng = np.random.default_rng(5)
+    M, B = wide(rng, (70, 70)), wide(rng, (70, 70))
+    M, B = M + M.T, B + B.T
+    for mode in MODES:
+        W = matmul(B, M, mode)
+        got = symmetric_matmul(M, W, mode)
+        assert same_bits(got, mirror_lower(matmul(M, W, mode)))
+        assert same_bits(got, got.T)
+    for A, B_ in ((M[:5], W), (M[:, :5], W)):
+        with pytest.raises(ValueError, match="square product"):
+            symmetric_matmul(A, B_, "plain")
 
 
 @pytest.mark.parametrize("parallel", (True, False))

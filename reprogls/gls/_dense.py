@@ -9,7 +9,8 @@ from ..kernels.cpu import multi as _cpu_multi
 from ..kernels.cpu import reductions as _cpu_red
 from ..kernels.cpu.jit import njit
 
-__all__ = ["dot", "gram", "matmul", "matmul_t", "mirror_lower", "on_device"]
+__all__ = ["dot", "gram", "matmul", "matmul_t", "mirror_lower", "on_device",
+           "symmetric_matmul"]
 
 
 @njit(cache=True)
@@ -54,6 +55,19 @@ def matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
     A = np.ascontiguousarray(A, dtype=np.float64)
     BT = np.ascontiguousarray(np.asarray(B, dtype=np.float64).T)
     return _cpu_multi.rows_times(A, BT, mode == "compensated")
+
+
+def symmetric_matmul(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:
+    """``A @ B`` for a product known to be symmetric (e.g. ``M (B M)`` with ``M``, ``B``
+    symmetric), symmetric bitwise: the lower triangle by CRO-1 dots as :func:`matmul`
+    forms it (the same bits), mirrored onto the upper one -- the bits of
+    ``mirror_lower(matmul(A, B, mode))`` for half the dots."""
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    if A.ndim != 2 or np.ndim(B) != 2 or (A.shape[1], A.shape[0]) != np.shape(B):
+        raise ValueError(f"symmetric_matmul needs A (n x m) and B (m x n), a square "
+                         f"product: A is {A.shape}, B is {np.shape(B)}")
+    BT = np.ascontiguousarray(np.asarray(B, dtype=np.float64).T)
+    return mirror_lower(_cpu_multi.lower_rows_times(A, BT, mode == "compensated"))
 
 
 def matmul_t(A: np.ndarray, B: np.ndarray, mode: str) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 from ..kernels.cpu import spd
 from ..kernels.linalg import WoodburyFactor
 from . import beta as beta_step
-from ._dense import gram, matmul, mirror_lower, on_device
+from ._dense import gram, matmul, mirror_lower, on_device, symmetric_matmul
 from ._resident import on_host, resident_matmul, resident_solve
 
 __all__ = ["dense_sigma", "inverse_from_cholesky", "inverse_normal_matrix",
@@ -164,4 +164,4 @@ def robust_covariance(Ainv: np.ndarray, X: np.ndarray, offsets: np.ndarray, E: n
                       factor: WoodburyFactor, device: str) -> np.ndarray:
     """The sandwich ``A^-1 B A^-1`` (module docstring), symmetric bitwise."""
     B = score_gram(X, offsets, E, factor, device)
-    return mirror_lower(matmul(Ainv, matmul(B, Ainv, factor.mode), factor.mode))
+    return symmetric_matmul(Ainv, matmul(B, Ainv, factor.mode), factor.mode)

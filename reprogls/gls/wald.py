@@ -30,7 +30,7 @@ import numpy as np
 
 from ..kernels import dot
 from ..kernels.cpu import spd
-from ._dense import matmul, matmul_t, mirror_lower
+from ._dense import matmul, matmul_t, symmetric_matmul
 
 __all__ = ["WaldTest", "restriction_matrix", "wald_test"]
 
@@ -169,7 +169,7 @@ def wald_test(params: np.ndarray, cov: np.ndarray, R: np.ndarray, q: Any,
         raise ValueError("q must be finite")
     compensated = mode == "compensated"
     gap = matmul(R, params[:, None], mode)[:, 0] - q
-    M = mirror_lower(matmul(matmul(R, cov, mode), R.T, mode))
+    M = symmetric_matmul(matmul(R, cov, mode), R.T, mode)
     L = np.empty_like(M)
     if spd.cholesky(M, compensated, L) >= 0:
         raise ValueError("R V R^T is not positive definite: the restrictions are linearly "

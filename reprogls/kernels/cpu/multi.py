@@ -38,7 +38,7 @@ from .simd import lane_axpy
 from .tasks import run_tasks, schedule_bins, threads
 from .views import unmanaged
 
-__all__ = ["rows_times", "rows_transposed_times"]
+__all__ = ["lower_rows_times", "rows_times", "rows_transposed_times"]
 
 #: Columns of A times right-hand sides per task of ``rows_transposed_times``: its lane
 #: accumulators are 2 x 8 x COLUMN_TILE doubles, 1 MiB. (2048, 256 KiB, kept them in a
@@ -85,6 +85,35 @@ def _rows_times_tasks(b0, b1, A, BT, compensated, out):
         for i in range(i0 + 2 * half, i0 + rows):
             for q in range(k):
                 out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
+
+
+@njit(nogil=True, cache=True)
+def _lower_rows_times_tasks(t0, t1, A, BT, compensated, out):
+    """Tasks ``t0 .. t1 - 1`` of :func:`lower_rows_times`: task ``t`` is the block of
+    ``ROW_BLOCK`` rows counted from the last (the costliest first, so that the threads
+    of :func:`.tasks.run_tasks`' dynamic schedule end together)."""
+    m = A.shape[0]
+    n_blocks = (m + ROW_BLOCK - 1) // ROW_BLOCK
+    for t in range(t0, t1):
+        Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
+        i0 = (n_blocks - 1 - t) * ROW_BLOCK
+        for i in range(i0, min(m, i0 + ROW_BLOCK)):
+            for q in range(i + 1):
+                out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
+
+
+def lower_rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
+    """The lower triangle of the square ``A B`` (``BT = B^T``): entry ``[i, q]`` for
+    ``q <= i`` has the bits of :func:`rows_times`' (half its dots); the strict upper
+    triangle is left unset, for the caller to fill (e.g. by mirroring the lower, where
+    ``A B`` is symmetric in exact arithmetic). Inputs C-contiguous float64 (not
+    validated here)."""
+    m = A.shape[0]
+    out = fresh((m, m))
+    if out.size:
+        run_tasks(_lower_rows_times_tasks, -(-m // ROW_BLOCK), A, BT, compensated, out,
+                  work=A.nbytes * m // 2)
+    return out
 
 
 def rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
