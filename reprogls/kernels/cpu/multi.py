@@ -21,7 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cro import CHUNK, LANES, lane_step, streamed_dot_pair, streamed_dot_segment
+from ._cro import (
+    CHUNK,
+    LANES,
+    dot_pair_prefix,
+    lane_step,
+    streamed_dot_pair,
+    streamed_dot_segment,
+)
 from .jit import njit
 from .linalg import ROW_BLOCK, chunk_tree_columns, n_chunks
 from .pages import fresh
@@ -51,6 +58,9 @@ __all__ = ["lower_rows_times", "rows_times", "rows_transposed_times"]
 #: mostly these products, the fit's median went from 3.90 to 3.30 s with this and the
 #: streamed kernels' wider tiles, alternating.)
 COLUMN_TILE = 8192
+#: Rows of A per block of ``A B`` taken right-hand side by right-hand side (rows of at
+#: most one chunk, several right-hand sides): 16 rows of 2000 doubles are 256 KiB.
+IN_CACHE_ROWS = 16
 
 
 @njit(nogil=True, cache=True)
@@ -82,9 +92,30 @@ def _rows_times_tasks(b0, b1, A, BT, compensated, out):
         for i in range(i0, i0 + half):  # (half > 0 only with one right-hand side)
             out[i, 0], out[i + half, 0] = streamed_dot_pair(Av, i, i + half, BTv[0],
                                                             compensated)
+        if half == 0 and n <= CHUNK and k > 1:
+            for r0 in range(i0, i0 + rows, IN_CACHE_ROWS):
+                _rows_block_times(Av, BTv, r0, min(i0 + rows, r0 + IN_CACHE_ROWS), k, False,
+                                  compensated, out)
+            continue
         for i in range(i0 + 2 * half, i0 + rows):
             for q in range(k):
                 out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
+
+
+@njit(inline="always", cache=True)
+def _rows_block_times(Av, BTv, r0, r1, k, lower, compensated, out):
+    """``out[i, q]`` for rows ``r0 <= i < r1`` and ``q < k`` (``lower``: only ``q <= i``),
+    right-hand side by right-hand side: ``BT[q]`` stays in L1 while the block's rows
+    (in L2) take their dots with it, two rows at a time sharing its loads
+    (:func:`._cro.dot_pair_prefix`; rows of one chunk). Each entry keeps its bits."""
+    n = Av.shape[1]
+    for q in range(k):
+        i = max(r0, q) if lower else r0
+        while i + 1 < r1:
+            out[i, q], out[i + 1, q] = dot_pair_prefix(Av, i, i + 1, BTv[q], n, compensated)
+            i += 2
+        if i < r1:
+            out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
 
 
 @njit(nogil=True, cache=True)
@@ -97,9 +128,9 @@ def _lower_rows_times_tasks(t0, t1, A, BT, compensated, out):
     for t in range(t0, t1):
         Av, BTv = unmanaged(A), unmanaged(BT)  # rows without atomic reference counts
         i0 = (n_blocks - 1 - t) * ROW_BLOCK
-        for i in range(i0, min(m, i0 + ROW_BLOCK)):
-            for q in range(i + 1):
-                out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
+        for r0 in range(i0, min(m, i0 + ROW_BLOCK), IN_CACHE_ROWS):
+            r1 = min(m, r0 + IN_CACHE_ROWS)
+            _rows_block_times(Av, BTv, r0, r1, r1, True, compensated, out)
 
 
 def lower_rows_times(A: np.ndarray, BT: np.ndarray, compensated: bool) -> np.ndarray:
