@@ -6,7 +6,10 @@ columns get the same numbers from one pass over ``A`` instead of one pass per co
 
 * ``rows_times(A, BT)``: ``out[i, q]`` = CRO-1 dot of row ``i`` of A with ``BT[q]``
   (``BT`` is ``B^T``, C-contiguous, so each dot reads two contiguous segments); with
-  one column (``gemv``) two rows at a time, as two streams from memory;
+  one column (``gemv``) two rows at a time, as two streams from memory; with several
+  and rows of one chunk, in blocks of :data:`IN_CACHE_ROWS` rows taken right-hand side
+  by right-hand side, two rows sharing each load of ``BT[q]``;
+  ``lower_rows_times`` forms only the lower triangle of a square product;
 * ``rows_transposed_times(A, B)``: ``out[m, q]`` = CRO-1 reduction over rows ``i`` of
   ``fl(A[i, m] * B[i, q])``, streaming the rows of A in place: lane ``l`` of a chunk owns
   rows ``l, l + 32, ...``, so a lane's accumulators (one per column) take four rows at a
