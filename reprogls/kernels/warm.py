@@ -134,7 +134,8 @@ def _spd_problem(compensated: bool, parallel: bool) -> None:
 
 def _dense() -> None:
     """The dense kernels of the gram solver, the Sigma-step and the standard errors: the
-    tiled lower Gram, ``A B`` with a few columns, the SPD Cholesky and inverse, serial
+    tiled lower Gram, ``A B`` with a few columns and its lower triangle (the robust
+    sandwich, Wald tests), the SPD Cholesky and inverse, serial
     and parallel (the gram solver's normal matrix reaches the parallel drivers from
     order ``spd.PARALLEL_MIN = 128`` on: the demo's fit, P = 250, does), and the
     Cholesky solves of the beta-step and of the OLS start's per-equation blocks."""
@@ -148,6 +149,7 @@ def _dense() -> None:
         _spd_problem(compensated, parallel=False)
         _spd_problem(compensated, parallel=True)
         multi.rows_times(np.ones((3, 40)), np.ones((2, 40)), compensated)
+        multi.lower_rows_times(np.ones((3, 40)), np.ones((3, 40)), compensated)
         cholesky_solve_kernel(np.eye(2), np.ones(2), compensated, np.empty(2))
         block_cholesky_solves(np.eye(2).ravel(), ptr, offsets, np.ones(2), np.ones(1),
                               compensated, np.empty(2))
