@@ -82,13 +82,16 @@ def test_several_right_hand_sides_edge_shapes(shape):
         assert same_bits(got, reference_rows_times(A, V, mode))
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, ROW_BLOCK - 1, ROW_BLOCK, ROW_BLOCK + 1,
-                               3 * ROW_BLOCK + 5])
-def test_lower_product_equals_the_reference_lower_triangle(n):
+@pytest.mark.parametrize(("n", "width"), [(0, 2100), (1, 2100), (7, 2100),
+                                          (ROW_BLOCK - 1, 2100), (ROW_BLOCK, 2100),
+                                          (ROW_BLOCK + 1, 2100), (3 * ROW_BLOCK + 5, 2100),
+                                          (21, CHUNK + 9)])
+def test_lower_product_equals_the_reference_lower_triangle(n, width):
     """``lower_rows_times``: the lower triangle of ``A B`` with the reference gemv bits,
-    across blocks of ``ROW_BLOCK`` rows taken from the last; rows of two chunks."""
+    across blocks of ``ROW_BLOCK`` rows taken from the last; rows of one chunk (two rows
+    per pass) and of two chunks (one row at a time)."""
     rng = np.random.default_rng(n)
-    A, V = wide(rng, (n, 2100)), wide(rng, (2100, n))
+    A, V = wide(rng, (n, width)), wide(rng, (width, n))
     for mode in MODES:
         got = lower_rows_times(A, np.ascontiguousarray(V.T), mode == "compensated")
         assert got.shape == (n, n)

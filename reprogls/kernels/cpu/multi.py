@@ -110,15 +110,16 @@ def _rows_block_times(Av, BTv, r0, r1, k, lower, compensated, out):
     """``out[i, q]`` for rows ``r0 <= i < r1`` and ``q < k`` (``lower``: only ``q <= i``),
     right-hand side by right-hand side: ``BT[q]`` stays in L1 while the block's rows
     (in L2) take their dots with it, two rows at a time sharing its loads
-    (:func:`._cro.dot_pair_prefix`; rows of one chunk). Each entry keeps its bits."""
+    (:func:`._cro.dot_pair_prefix`) where rows are one chunk, one at a time where longer.
+    Each entry keeps its bits."""
     n = Av.shape[1]
     for q in range(k):
         i = max(r0, q) if lower else r0
-        while i + 1 < r1:
+        while n <= CHUNK and i + 1 < r1:
             out[i, q], out[i + 1, q] = dot_pair_prefix(Av, i, i + 1, BTv[q], n, compensated)
             i += 2
-        if i < r1:
-            out[i, q] = streamed_dot_segment(Av[i], BTv[q], compensated)
+        for r in range(i, r1):
+            out[r, q] = streamed_dot_segment(Av[r], BTv[q], compensated)
 
 
 @njit(nogil=True, cache=True)
