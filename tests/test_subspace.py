@@ -45,11 +45,14 @@ def test_orthonormalize_leaves_a_zero_column():
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_rayleigh_matrix_is_symmetrised_cro1_dots(mode):
+@pytest.mark.parametrize(("K", "k"), [(40, 4), (40, 5), (8192 + 3, 3)])
+def test_rayleigh_matrix_is_symmetrised_cro1_dots(mode, K, k):
+    """Each ``G[a, b]`` the dot kernel's bits: vectors of one chunk (two dots per pass,
+    an odd count leaving one) and of two chunks (one at a time)."""
     rng = np.random.default_rng(3)
-    Q, MQ = rng.standard_normal((40, 4)), rng.standard_normal((40, 4))
+    Q, MQ = rng.standard_normal((K, k)), rng.standard_normal((K, k))
     G = np.array([[kernels.dot(np.ascontiguousarray(Q[:, a]), np.ascontiguousarray(MQ[:, b]),
-                               mode, "cpu") for b in range(4)] for a in range(4)])
+                               mode, "cpu") for b in range(k)] for a in range(k)])
     got = _subspace.rayleigh_matrix(Q, MQ, mode == "compensated")
     assert same_bits(got, (G + G.T) * 0.5)
 

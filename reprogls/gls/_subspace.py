@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.cpu._cro import dot_segment, nrm2_segment
+from ..kernels.cpu._cro import CHUNK, dot_pair_prefix, dot_segment, nrm2_segment
 from ..kernels.cpu.blocked import runtime_int
 from ..kernels.cpu.elementwise import log_scalar
 from ..kernels.cpu.jit import njit
 from ..kernels.cpu.linalg import ROW_BLOCK
 from ..kernels.cpu.multi import _rows_times_tasks
 from ..kernels.cpu.simd import transpose8x8
-from ..kernels.cpu.tasks import in_background
+from ..kernels.cpu.tasks import in_background, run_tasks
 
 __all__ = ["apply_rotations", "descending_order", "extend_basis", "full_space_eigenpairs",
            "jacobi_rotations", "jacobi_sweep", "orthonormalize", "profile_moment",
@@ -67,6 +67,21 @@ def _symmetrised(G, n):
     return T
 
 
+@njit(cache=True, inline="always")
+def _dots_with_rows(G, a, x, Y, b0, b1, compensated):
+    """``G[a, b]`` = CRO-1 dot of ``x`` and ``Y[b]`` for ``b0 <= b < b1``: two rows of
+    ``Y`` at a time sharing each load of ``x`` (:func:`._cro.dot_pair_prefix`, each
+    entry the bits of :func:`._cro.dot_segment`; the terms ``fl(x[m] Y[b, m])``
+    commute) where they are one chunk, one at a time where longer."""
+    n = x.shape[0]
+    b = b0
+    while n <= CHUNK and b + 1 < b1:
+        G[a, b], G[a, b + 1] = dot_pair_prefix(Y, b, b + 1, x, n, compensated)
+        b += 2
+    for c in range(b, b1):
+        G[a, c] = dot_segment(x, Y[c], compensated)
+
+
 @njit(cache=True)
 def rayleigh_matrix(Q, MQ, compensated):
     """``T = (G + G^T) / 2`` with ``G[a, b]`` the CRO-1 dot of ``Q[:, a]`` and
@@ -76,8 +91,7 @@ def rayleigh_matrix(Q, MQ, compensated):
     QT, MQT = np.ascontiguousarray(Q.T), np.ascontiguousarray(MQ.T)  # contiguous columns
     G = np.empty((k, k))
     for a in range(k):
-        for b in range(k):
-            G[a, b] = dot_segment(QT[a], MQT[b], compensated)
+        _dots_with_rows(G, a, QT[a], MQT, 0, k, compensated)
     return _symmetrised(G, k)
 
 
@@ -106,19 +120,33 @@ def extend_basis(BT, n, Z, compensated):
             BT[n + c, i] = v[i] / norm if norm > 0.0 else v[i]
 
 
+@njit(cache=True, nogil=True)
+def _rayleigh_rows_tasks(t0, t1, BT, MBT, G, lo, hi, compensated):
+    """Rows ``t0 .. t1 - 1`` of :func:`rayleigh_extend`'s ``G``: row ``a``'s entries
+    ``G[a, b]`` with ``max(a, b) >= lo`` (all ``hi`` of them from ``a = lo`` on)."""
+    for a in range(t0, t1):
+        _dots_with_rows(G, a, BT[a], MBT, 0 if a >= lo else lo, hi, compensated)
+
+
 @njit(cache=True)
+def _symmetrised_leading(G, n):
+    """:func:`_symmetrised` for callers outside compiled code."""
+    return _symmetrised(G, n)
+
+
 def rayleigh_extend(BT, MBT, G, lo, hi, compensated):
     """The Rayleigh-Ritz matrix of the basis in rows ``0 .. hi-1`` of ``BT`` with their
     products ``M b_a`` in the rows of ``MBT``, reusing the dots of the first ``lo``:
     ``G[a, b]`` = CRO-1 dot of ``BT[a]`` and ``MBT[b]``, computed where
     ``max(a, b) >= lo``; returns ``T = (G + G^T) / 2`` on the leading ``hi x hi``,
     entry by entry ``(G[a, b] + G[b, a]) * 0.5`` (the bits of :func:`rayleigh_matrix`
-    of the same basis)."""
-    for a in range(hi):
-        for b in range(hi):
-            if a >= lo or b >= lo:
-                G[a, b] = dot_segment(BT[a], MBT[b], compensated)
-    return _symmetrised(G, hi)
+    of the same basis). The rows of ``G`` are shared among the threads
+    (:func:`reprogls.kernels.cpu.tasks.run_tasks`): every entry is its own dot, so
+    the bits do not depend on the thread count."""
+    K = BT.shape[1]
+    run_tasks(_rayleigh_rows_tasks, hi, BT, MBT, G, lo, hi, compensated,
+              work=16 * K * (hi * hi - lo * lo))
+    return _symmetrised_leading(G, hi)
 
 
 #: Side of the tiles of :func:`jacobi_sweep` (the ``simd.transpose8x8`` tile).
