@@ -57,6 +57,37 @@ def test_extend_basis_equals_the_reference(K, n, b, mode):
     np.testing.assert_allclose(got @ got.T, np.eye(n + b), atol=1e-14)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_the_threaded_steps_give_the_same_bits_on_one_thread_and_two(mode):
+    """Large enough for the threads (``run_tasks`` past its serial cutoff): the first
+    projections of ``extend_basis`` and the rows of ``rayleigh_extend`` shared among
+    them give the reference's and the serial ``rayleigh_matrix``'s bits on one thread
+    and on two."""
+    import numba
+
+    rng = np.random.default_rng(11)
+    K, n, b = 1200, 60, 9
+    BT = np.zeros((n + b, K))
+    BT[:n] = np.linalg.qr(rng.standard_normal((K, n)))[0].T
+    Z = rng.standard_normal((K, b))
+    MBT = rng.standard_normal((n + b, K))
+    expected = _extend_basis_reference(BT, n, Z, mode)
+    compensated = mode == "compensated"
+    before = numba.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+            got = BT.copy()
+            _subspace.extend_basis(got, n, Z, compensated)
+            assert same_bits(got, expected)
+            G = np.full((n + b, n + b), np.nan)
+            _subspace.rayleigh_extend(got, MBT, G, 0, n, compensated)
+            T = _subspace.rayleigh_extend(got, MBT, G, n, n + b, compensated)
+            assert same_bits(T, _subspace.rayleigh_matrix(got.T, MBT.T, compensated))
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_extend_basis_leaves_a_vector_in_the_span_as_it_is_left():
     """A new vector already in the span leaves a rounding residue, normalised; an exact
     zero stays zero (the norm 0 rule of ``orthonormalize``)."""

@@ -95,7 +95,44 @@ def rayleigh_matrix(Q, MQ, compensated):
     return _symmetrised(G, k)
 
 
+@njit(cache=True, inline="always")
+def _project_out(BT, j0, j1, v, compensated):
+    """For rows ``j = j0 .. j1-1`` of ``BT`` in order: ``v <- v - fl(dot(b_j, v) * b_j)``
+    (CRO-1 dots)."""
+    K = v.shape[0]
+    for j in range(j0, j1):
+        d = dot_segment(BT[j], v, compensated)
+        for i in range(K):
+            v[i] = v[i] - d * BT[j, i]
+
+
+@njit(cache=True, nogil=True)
+def _first_projections_tasks(t0, t1, BT, n, Z, V, compensated):
+    """Columns ``t0 .. t1-1`` of :func:`extend_basis`' first pass against the ``n`` rows
+    it starts from, into the rows of ``V``: they read no new basis vector, so the
+    columns are independent."""
+    K = Z.shape[0]
+    for c in range(t0, t1):
+        v = V[c]
+        for i in range(K):
+            v[i] = Z[i, c]
+        _project_out(BT, 0, n, v, compensated)
+
+
 @njit(cache=True)
+def _finish_basis(BT, n, V, compensated):
+    """Column by column, the rest of :func:`extend_basis`: the first pass against the
+    new rows ``n .. n+c-1``, the second pass against all ``n + c``, the norm."""
+    K = V.shape[1]
+    for c in range(V.shape[0]):
+        v = V[c]
+        _project_out(BT, n, n + c, v, compensated)
+        _project_out(BT, 0, n + c, v, compensated)
+        norm = nrm2_segment(v, compensated)
+        for i in range(K):
+            BT[n + c, i] = v[i] / norm if norm > 0.0 else v[i]
+
+
 def extend_basis(BT, n, Z, compensated):
     """Orthonormalise the columns of ``Z`` (K x b) against the basis vectors in rows
     ``0 .. n-1`` of ``BT`` and against each other, into rows ``n .. n+b-1`` of ``BT``
@@ -104,20 +141,16 @@ def extend_basis(BT, n, Z, compensated):
     Column ``c``: ``v = z_c``; twice ("twice is enough", Kahan-Parlett), for each row
     ``j < n + c`` in order, ``v <- v - fl(dot(b_j, v) * b_j)`` (CRO-1 dots); then
     ``v / ||v||`` (left as ``v`` when the norm is 0), as :func:`orthonormalize`
-    normalises."""
+    normalises. The first pass's projections against the ``n`` old rows, about half the
+    work, read no new vector: the columns take them on the threads at once
+    (:func:`reprogls.kernels.cpu.tasks.run_tasks`), the rest goes column by column. The
+    same operations in the same order per column: the bits do not depend on the thread
+    count."""
     K, b = Z.shape
-    v = np.empty(K)
-    for c in range(b):
-        for i in range(K):
-            v[i] = Z[i, c]
-        for _ in range(2):
-            for j in range(n + c):
-                d = dot_segment(BT[j], v, compensated)
-                for i in range(K):
-                    v[i] = v[i] - d * BT[j, i]
-        norm = nrm2_segment(v, compensated)
-        for i in range(K):
-            BT[n + c, i] = v[i] / norm if norm > 0.0 else v[i]
+    V = np.empty((b, K))
+    run_tasks(_first_projections_tasks, b, BT, n, Z, V, compensated,
+              work=16 * K * n * b)
+    _finish_basis(BT, n, V, compensated)
 
 
 @njit(cache=True, nogil=True)
