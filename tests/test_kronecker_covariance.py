@@ -41,7 +41,7 @@ def test_kronecker_covariance_is_the_inverse_normal_matrix(mode, cov_type):
     res = gls.fit(Xs, Y, rank=2, cov_type="none", mode=mode)
     data = prepare(Xs, Y)
     factor = woodbury_factor(res.F, res.d, mode)
-    L = fit_module.shared_design_factor(data, data.X, 0.0, mode, "cpu")
+    L = fit_module.shared_design_factor(data, 0.0, mode, "cpu")
     assert L is not None and L.shape == (3, 3)
     args = (cov_type, data.X, data.offsets, factor, 0.0, res.resid, mode, "cpu")
     kron = fit_module.covariance(*args, design_factor=L)
@@ -74,16 +74,16 @@ def test_only_identical_designs_without_ridge_take_the_kronecker_form():
     equation: the general path (``None``)."""
     Xs, Y = _shared_system()
     data = prepare(Xs, Y)
-    assert fit_module.shared_design_factor(data, data.X, 0.0, "plain", "cpu") is not None
-    assert fit_module.shared_design_factor(data, data.X, 0.5, "plain", "cpu") is None
+    assert fit_module.shared_design_factor(data, 0.0, "plain", "cpu") is not None
+    assert fit_module.shared_design_factor(data, 0.5, "plain", "cpu") is None
     other = [X.copy() for X in Xs]
     other[3][150, 1] = np.nextafter(other[3][150, 1], np.inf)
     data = prepare(other, Y)
-    assert fit_module.shared_design_factor(data, data.X, 0.0, "plain", "cpu") is None
+    assert fit_module.shared_design_factor(data, 0.0, "plain", "cpu") is None
     data = prepare([*Xs[:4], Xs[4][:, :2]], Y)
-    assert fit_module.shared_design_factor(data, data.X, 0.0, "plain", "cpu") is None
+    assert fit_module.shared_design_factor(data, 0.0, "plain", "cpu") is None
     data = prepare(Xs[:1], Y[:, :1])
-    assert fit_module.shared_design_factor(data, data.X, 0.0, "plain", "cpu") is None
+    assert fit_module.shared_design_factor(data, 0.0, "plain", "cpu") is None
 
 
 @pytest.mark.parametrize("cov_type", ["plugin", "robust"])
@@ -94,7 +94,7 @@ def test_a_fit_with_one_design_uses_it_and_with_covariance_gives_the_same_bits(c
     Xs, Y = _shared_system()
     direct = gls.fit(Xs, Y, rank=2, cov_type=cov_type, add_constant=True)
     data = prepare(Xs, Y, add_constant=True)
-    L = fit_module.shared_design_factor(data, data.X, 0.0, "compensated", "cpu")
+    L = fit_module.shared_design_factor(data, 0.0, "compensated", "cpu")
     factor = woodbury_factor(direct.F, direct.d, "compensated")
     expected = fit_module.covariance(cov_type, data.X, data.offsets, factor, 0.0,
                                      direct.resid, "compensated", "cpu", design_factor=L)

@@ -56,7 +56,7 @@ def orthonormalize(Z, compensated):
     return Q
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _symmetrised(G, n):
     """``(G + G^T) / 2`` on the leading ``n x n`` of ``G``, entry by entry as
     ``(G[a, b] + G[b, a]) * 0.5`` (symmetric bit for bit: IEEE addition commutes)."""
@@ -161,12 +161,6 @@ def _rayleigh_rows_tasks(t0, t1, BT, MBT, G, lo, hi, compensated):
         _dots_with_rows(G, a, BT[a], MBT, 0 if a >= lo else lo, hi, compensated)
 
 
-@njit(cache=True)
-def _symmetrised_leading(G, n):
-    """:func:`_symmetrised` for callers outside compiled code."""
-    return _symmetrised(G, n)
-
-
 def rayleigh_extend(BT, MBT, G, lo, hi, compensated):
     """The Rayleigh-Ritz matrix of the basis in rows ``0 .. hi-1`` of ``BT`` with their
     products ``M b_a`` in the rows of ``MBT``, reusing the dots of the first ``lo``:
@@ -179,7 +173,7 @@ def rayleigh_extend(BT, MBT, G, lo, hi, compensated):
     K = BT.shape[1]
     run_tasks(_rayleigh_rows_tasks, hi, BT, MBT, G, lo, hi, compensated,
               work=16 * K * (hi * hi - lo * lo))
-    return _symmetrised_leading(G, hi)
+    return _symmetrised(G, hi)
 
 
 #: Side of the tiles of :func:`jacobi_sweep` (the ``simd.transpose8x8`` tile).

@@ -126,16 +126,13 @@ def kronecker_robust_covariance(X0, E, design_factor: np.ndarray, mode: str, dev
     alone, without its ``A^-1`` and its two products of order ``P`` (``2 P^3``). The
     same matrix in exact arithmetic; other roundings.
     """
-    Z = resident_matmul(X0, inverse_from_cholesky(design_factor, mode), mode, device)
-    N = E.shape[0]
-    if on_host(device):
-        return gram(np.multiply(E[:, :, None], Z[:, None, :]).reshape(N, -1), mode, device)
     from ..kernels.devices import resolve_device
     from ..kernels.dispatch import cuda_context
 
+    Z = resident_matmul(X0, inverse_from_cholesky(design_factor, mode), mode, device)
     dev = resolve_device(device)
-    with cuda_context(dev):
-        T = (on_device(E, dev)[:, :, None] * Z[:, None, :]).reshape(N, -1)
+    with cuda_context(dev):  # (CuPy works on the current GPU; nothing on the CPU)
+        T = (on_device(E, dev)[:, :, None] * Z[:, None, :]).reshape(E.shape[0], -1)
     return gram(T, mode, device)
 
 

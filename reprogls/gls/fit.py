@@ -274,7 +274,7 @@ def _same_first_design(X, p: int, device: str):
         return compare()
 
 
-def shared_design_factor(data, X_device, ridge: float, mode: str, device: str,
+def shared_design_factor(data, ridge: float, mode: str, device: str,
                          block_factors: list[np.ndarray] | None = None) -> np.ndarray | None:
     """The Cholesky factor of ``G = X_0^T X_0`` where every equation has the same design
     ``X_0`` (equal values, column for column) and ``ridge == 0``, else ``None``: then
@@ -354,7 +354,7 @@ def with_covariance(result: GLSResult, Xs, Y=None, cov_type: str = "plugin") -> 
                          "(or fit again with cov_type)")
     factor = woodbury_factor(result.F, result.d, mode)
     cov = covariance(cov_type, Xk, data.offsets, factor, result.ridge, E, mode, dev,
-                     design_factor=shared_design_factor(data, Xk, result.ridge, mode, dev))
+                     design_factor=shared_design_factor(data, result.ridge, mode, dev))
     return dataclasses.replace(result, cov=cov, cov_type=cov_type)
 
 
@@ -674,7 +674,7 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     cov = (None if cov_type == "none" else
            covariance(cov_type, Xk, offsets, factor, ridge, E, mode, dev, XtX,
                       beta_solve.cholesky_at(factor),
-                      shared_design_factor(data, Xk, ridge, mode, dev, block_factors)))
+                      shared_design_factor(data, ridge, mode, dev, block_factors)))
     # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
     # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
     return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, ridge=ridge,

@@ -112,9 +112,11 @@ class GLSResult:
         result is the bits of fitting with ``cov_type`` (the sweeps do not depend on it):
         for a fit made with ``cov_type="none"`` to be fast (e.g. the candidates of
         :func:`.select_rank`), then given standard errors. ``O(N P^2 + P^3)``: one pass
-        over X for ``X^T X`` and the ``O(P^3)`` inverse; where every equation has the
-        same design and there is no ridge, ``O(N p^2 + K^2 p^2)`` (the Kronecker form,
-        :func:`.covariance.kronecker_inverse_normal_matrix`).
+        over X for ``X^T X`` and the ``O(P^3)`` inverse (robust: the scores' Gram and
+        two products of order P more); where every equation has the same design and
+        there is no ridge, plug-in ``O(N p^2 + K^2 p^2)`` (the Kronecker form,
+        :func:`.covariance.kronecker_inverse_normal_matrix`) and robust ``O(N P^2)`` (one
+        Gram, :func:`.covariance.kronecker_robust_covariance`).
 
         Parameters
         ----------
