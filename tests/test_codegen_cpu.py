@@ -31,7 +31,7 @@ import numba
 from numba.core.registry import CPUDispatcher
 from reprogls import kernels
 from reprogls.kernels import warm
-from reprogls.gls import _subspace
+from reprogls.gls import _subspace, _tridiagonal
 from reprogls.kernels.cpu import (_cro, blocked, elementwise, gram, linalg, multi, reductions,
                                   row_trees, rowgroups, segments, spd, streamed, woodbury_rows)
 args = sys.argv[1:]
@@ -43,7 +43,7 @@ if control:  # the strided paths of the reductions, and the fastmath control
         kernels.sum(x[::2], mode); kernels.dot(x[::3], x[::3], mode)
 asm = {}
 for module in (_cro, blocked, gram, reductions, linalg, elementwise, multi, rowgroups,
-               segments, spd, streamed, row_trees, woodbury_rows, _subspace):
+               segments, spd, streamed, row_trees, woodbury_rows, _subspace, _tridiagonal):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             asm[f"{module.__name__}.{name}"] = "\n".join(obj.inspect_asm().values())
@@ -124,7 +124,10 @@ def test_cpu_kernels_contain_no_fma(assembly):
                 "reprogls.kernels.cpu.elementwise.log_tasks",
                 "reprogls.kernels.cpu.elementwise.fista_step_tasks",
                 "reprogls.gls._subspace.orthonormalize",
-                "reprogls.gls._subspace.rayleigh_matrix"}
+                "reprogls.gls._subspace.rayleigh_matrix",
+                "reprogls.gls._tridiagonal.householder_tridiagonal",
+                "reprogls.gls._tridiagonal.implicit_ql",
+                "reprogls.gls._tridiagonal.back_transform"}
     assert expected <= set(asm), f"kernels not compiled: {expected - set(asm)}"
     assert all(len(text) > 1000 for text in asm.values())
     offenders = {name: _fma_lines(text)[:3] for name, text in asm.items() if _fma_lines(text)}

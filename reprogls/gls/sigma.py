@@ -20,8 +20,9 @@ previous subspace (:func:`.eigen.top_eigenpairs`), a thick-restarted block Krylo
 likewise warm-started (:func:`.eigen.krylov_eigenpairs`: where a rank beyond the data's
 factors crowds the top eigenvalues and K is large), or all K eigenpairs
 (:func:`.eigen.full_space_eigenpairs`); modified Gram-Schmidt with CRO-1 dot products,
-and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep order (plain
-IEEE operations).
+and Rayleigh-Ritz steps solved by a cyclic Jacobi method with a fixed sweep order or, in
+the Krylov method, by Householder tridiagonalisation and implicit QL (plain IEEE
+operations and CRO-1 dots).
 
 The Sigma-step only needs ``diag(S)`` and products ``M Q`` with K x k blocks, so ``S``
 can be given two ways (:class:`MomentMatrix`, :class:`ResidualMoment`):

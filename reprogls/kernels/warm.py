@@ -230,10 +230,11 @@ def _subspace() -> None:
 def _subspace_steps() -> None:
     """The steps that the loops of ``eigen.top_eigenpairs`` and
     ``eigen.krylov_eigenpairs`` call from Python (large K): orthonormalisation, the
-    Krylov basis's extension and the Rayleigh-Ritz matrices. (No fit calls the compiled
-    loop ``_subspace.subspace_iteration`` on its own: it runs inside :func:`_subspace`'s
+    Krylov basis's extension, the Rayleigh-Ritz matrices and the Krylov method's
+    tridiagonal eigen-solve. (No fit calls the compiled loop
+    ``_subspace.subspace_iteration`` on its own: it runs inside :func:`_subspace`'s
     ``profile_moment``.)"""
-    from ..gls import _subspace
+    from ..gls import _subspace, _tridiagonal
 
     Z = np.arange(6.0).reshape(3, 2)
     for compensated in (True, False):
@@ -242,6 +243,7 @@ def _subspace_steps() -> None:
         BT = np.zeros((2, 3))
         _subspace.extend_basis(BT, 0, Z, compensated)
         _subspace.rayleigh_extend(BT, BT, np.zeros((2, 2)), 0, 2, compensated)
+        _tridiagonal.top_eigenpairs_tridiagonal(np.eye(3), 2, compensated)
 
 
 def _prox() -> None:
