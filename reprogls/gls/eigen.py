@@ -45,7 +45,8 @@ __all__ = ["COMPILED_MAX_WORK", "EIGENSOLVERS", "EIGEN_MAX_ITER", "EIGEN_TOL",
            "JACOBI_SWEEPS", "LARGE_JACOBI_MIN", "NEGLIGIBLE", "eigensolver_for",
            "full_space_eigenpairs", "jacobi_eigh", "jacobi_eigh_reference",
            "krylov_eigenpairs", "orthonormalize_columns", "orthonormalize_reference",
-           "top_eigenpairs", "uses_full_space"]
+           "top_eigenpairs", "tridiagonal_eigh", "tridiagonal_eigh_reference",
+           "uses_full_space"]
 
 #: The Sigma-step's eigen-solvers: the subspace iteration (:func:`top_eigenpairs`), the
 #: restarted block Krylov method (:func:`krylov_eigenpairs`), the whole eigenproblem
