@@ -43,6 +43,7 @@ import numpy as np
 
 from ..kernels.cpu._cro import dot_pair_prefix, dot_segment, nrm2_segment
 from ..kernels.cpu.jit import njit
+from ..kernels.cpu.views import unmanaged
 from ._subspace import descending_order
 
 __all__ = ["QL_MAX_ITERATIONS", "back_transform", "householder_tridiagonal",
@@ -61,18 +62,19 @@ def householder_tridiagonal(A, V, b, d, e, compensated):
     docstring has the formulas."""
     n = A.shape[0]
     p = np.empty(n)
+    rows, vectors = unmanaged(A), unmanaged(V)  # slices without reference counting
     for i in range(n):
         b[i] = 0.0
         e[i] = 0.0
     for i in range(n - 1, 1, -1):
         d[i] = A[i, i]
-        norm = nrm2_segment(A[i, :i], compensated)
+        norm = nrm2_segment(rows[i, :i], compensated)
         x0 = A[i, i - 1]
         if norm == 0.0:
             e[i - 1] = 0.0
             continue
         alpha = -norm if x0 >= 0.0 else norm
-        v = V[i]
+        v = vectors[i]
         for c in range(i - 1):
             v[c] = A[i, c]
         v[i - 1] = x0 - alpha
@@ -85,13 +87,13 @@ def householder_tridiagonal(A, V, b, d, e, compensated):
             p[r], p[r + 1] = bi * s0, bi * s1
             r += 2
         if r < i:
-            p[r] = bi * dot_segment(A[r, :i], v[:i], compensated)
+            p[r] = bi * dot_segment(rows[r, :i], v[:i], compensated)
         half_k = (0.5 * bi) * dot_segment(v[:i], p[:i], compensated)
         for c in range(i):
             p[c] = p[c] - half_k * v[c]
         for r in range(i):
             vr, wr = v[r], p[r]
-            row = A[r]
+            row = rows[r]
             for c in range(i):
                 row[c] = row[c] - (vr * p[c] + wr * v[c])
     if n >= 2:
@@ -131,6 +133,7 @@ def implicit_ql(d, e, ZT):
     n = d.shape[0]
     if n == 0:
         return True
+    Z = unmanaged(ZT)  # its row slices cost no reference counting (``views``)
     e[n - 1] = 0.0
     for top in range(n):
         iterations = 0
@@ -169,7 +172,7 @@ def implicit_ql(d, e, ZT):
                 p = s * r
                 d[i + 1] = g + p
                 g = c * r - bb
-                _rotate(ZT[i], ZT[i + 1], c, s)
+                _rotate(Z[i], Z[i + 1], c, s)
                 i -= 1
             if underflow:
                 continue
@@ -184,22 +187,23 @@ def back_transform(V, b, WT, compensated):
     """``WT``'s rows (tridiagonal eigenvectors) <- ``P_{n-1} ... P_2`` applied to each,
     in place, ``P_2`` first; the module docstring has the formulas."""
     m, n = WT.shape
+    vectors, out = unmanaged(V), unmanaged(WT)  # slices without reference counting
     for i in range(2, n):
         bi = b[i]
         if bi == 0.0:
             continue
-        v = V[i]
+        v = vectors[i]
         c = 0
         while c < m:
             if c + 1 < m:
                 s0, s1 = dot_pair_prefix(WT, c, c + 1, v, i, compensated)
                 pairs = 2
             else:
-                s0, s1 = dot_segment(WT[c, :i], v[:i], compensated), 0.0
+                s0, s1 = dot_segment(out[c, :i], v[:i], compensated), 0.0
                 pairs = 1
             for q in range(pairs):
                 t = bi * (s0 if q == 0 else s1)
-                row = WT[c + q]
+                row = out[c + q]
                 for j in range(i):
                     row[j] = row[j] - t * v[j]
             c += pairs
