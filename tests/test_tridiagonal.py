@@ -96,6 +96,17 @@ def test_tridiagonal_eigh_bits_hold_for_any_symmetric_matrix(n, seed, exponent, 
     assert same_bits(values, ref_values) and same_bits(W, ref_W)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_the_values_alone_have_the_bits_of_the_values_with_vectors(mode):
+    """The Krylov method asks for the values alone until its basis stops growing: the
+    QL's rotations of the eigenvectors never feed its values."""
+    for T in (_spiked(60, 10), _symmetric(31, 11), CASES["two clusters"]):
+        alone, none = eigen.tridiagonal_eigh(T, 0, mode)
+        assert none.shape == (T.shape[0], 0)
+        for m in (1, 7, T.shape[0]):
+            assert same_bits(alone, eigen.tridiagonal_eigh(T, m, mode)[0])
+
+
 def test_tridiagonal_eigh_leaves_its_input_alone_and_is_deterministic():
     T = _spiked(60, 8)
     before = T.copy()
