@@ -39,7 +39,7 @@ from ._subspace import (
     subspace_iteration,
     tiled_rotations,
 )
-from ._tridiagonal import QL_MAX_ITERATIONS, top_eigenpairs_tridiagonal
+from ._tridiagonal import QL_MAX_ITERATIONS, pythag, top_eigenpairs_tridiagonal
 
 __all__ = ["COMPILED_MAX_WORK", "EIGENSOLVERS", "EIGEN_MAX_ITER", "EIGEN_TOL",
            "JACOBI_SWEEPS", "LARGE_JACOBI_MIN", "NEGLIGIBLE", "eigensolver_for",
@@ -79,6 +79,17 @@ COMPILED_MAX_WORK = 1 << 21
 LARGE_JACOBI_MIN = 128
 
 
+def _checked_symmetric(T: np.ndarray) -> np.ndarray:
+    """A C-contiguous float64 copy of ``T``, which must be square and equal to its
+    transpose bit for bit (else a ``ValueError``)."""
+    A = np.array(T, dtype=np.float64, order="C", copy=True)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or not (
+            A.view(np.uint64) == A.T.view(np.uint64)).all():
+        raise ValueError("T must be a square matrix equal to its transpose bit for bit; "
+                         "pass (T + T.T) / 2")
+    return A
+
+
 def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 0.0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations (``T`` equal
@@ -95,11 +106,7 @@ def jacobi_eigh(T: np.ndarray, sweeps: int = JACOBI_SWEEPS, negligible: float = 
     (:func:`._subspace.tiled_rotations`, the same bits). Returns ``(eigenvalues
     descending, eigenvectors as columns)``.
     """
-    A = np.array(T, dtype=np.float64, order="C", copy=True)
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or not (
-            A.view(np.uint64) == A.T.view(np.uint64)).all():
-        raise ValueError("T must be a square matrix equal to its transpose bit for bit; "
-                         "pass (T + T.T) / 2")
+    A = _checked_symmetric(T)
     n = A.shape[0]
     VT = np.eye(n)
     if n >= LARGE_JACOBI_MIN:
@@ -158,17 +165,6 @@ def jacobi_eigh_reference(T: np.ndarray, sweeps: int = 30, negligible: float = 0
     values = np.array([A[i][i] for i in range(n)])
     order = sorted(range(n), key=lambda i: (-values[i], i))
     return values[order], np.array(V)[:, order]
-
-
-def _checked_symmetric(T: np.ndarray) -> np.ndarray:
-    """A C-contiguous float64 copy of ``T``, which must be square and equal to its
-    transpose bit for bit (else a ``ValueError``)."""
-    A = np.array(T, dtype=np.float64, order="C", copy=True)
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or not (
-            A.view(np.uint64) == A.T.view(np.uint64)).all():
-        raise ValueError("T must be a square matrix equal to its transpose bit for bit; "
-                         "pass (T + T.T) / 2")
-    return A
 
 
 def _checked_count(m: int, n: int) -> int:
@@ -264,13 +260,13 @@ def tridiagonal_eigh_reference(T: np.ndarray, m: int, mode: str = "compensated"
                     "the implicit QL iteration did not converge (is T finite?)")
             iterations += 1
             g = (d[top + 1] - d[top]) / (2.0 * e[top])
-            r = _pythag_reference(g, 1.0)
+            r = pythag.py_func(g, 1.0)
             g = d[end] - d[top] + e[top] / (g + (r if g >= 0.0 else -r))
             s, c, p_ = 1.0, 1.0, 0.0
             underflow = False
             for i in range(end - 1, top - 1, -1):
                 f, bb = s * e[i], c * e[i]
-                r = _pythag_reference(f, g)
+                r = pythag.py_func(f, g)
                 e[i + 1] = r
                 if r == 0.0:
                     d[i + 1] -= p_
@@ -305,18 +301,6 @@ def tridiagonal_eigh_reference(T: np.ndarray, m: int, mode: str = "compensated"
             for j in range(i):
                 row[j] = row[j] - t * v[j]
     return np.array([d[i] for i in order]), np.array(WT).reshape(m, n).T
-
-
-def _pythag_reference(a: float, b: float) -> float:
-    """:func:`._tridiagonal.pythag` in Python."""
-    aa, ab = abs(a), abs(b)
-    if aa > ab:
-        r = ab / aa
-        return aa * math.sqrt(1.0 + r * r)
-    if ab == 0.0:
-        return 0.0
-    r = aa / ab
-    return ab * math.sqrt(1.0 + r * r)
 
 
 def orthonormalize_columns(Z: np.ndarray, mode: str) -> np.ndarray:
