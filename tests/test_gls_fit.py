@@ -714,10 +714,12 @@ a = gls.fit(Xs, Y, rank=2, beta_solver="gram")
 b = gls.fit(Xs, Y, rank=2, beta_solver="cg")
 r = gls.fit(Xs, Y, rank=2, cov_type="robust")
 e = gls.fit(Xs, Y, rank=2, sigma_step="residuals")
+z = gls.fit(Xs, Y, rank=0, cov_type="robust")
 lasso = [gls.fit(Xs, Y, rank=2, l1=30.0, bounds=(-1.0, 1.0), beta_solver=solver)
          for solver in ("gram", "cg")]
 print(json.dumps({"threads": numba.get_num_threads(), "gram": a.fingerprint,
                   "cg": b.fingerprint, "robust": r.fingerprint, "residuals": e.fingerprint,
+                  "rank0": z.fingerprint,
                   "lasso": [f.fingerprint for f in lasso],
                   "iters": [a.n_iter, b.n_iter] + [f.n_iter for f in lasso]}))
 """
@@ -733,7 +735,7 @@ def test_fingerprint_does_not_depend_on_thread_count():
                              capture_output=True, text=True, timeout=900)
         outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert [o["threads"] for o in outs] == [1, 2, 8]
-    assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], tuple(o["lasso"]),
+    assert len({(o["gram"], o["cg"], o["robust"], o["residuals"], o["rank0"], tuple(o["lasso"]),
                  tuple(o["iters"])) for o in outs}) == 1
 
 

@@ -257,9 +257,12 @@ def test_caller_data_not_modified():
 
 def test_check_rank():
     assert gls.check_rank(3, 10) == 3
-    for bad in (0, 10, -1):
-        with pytest.raises(ValueError, match=r"rank must be in 1\.\.K-1"):
+    assert gls.check_rank(0, 10) == 0 and gls.check_rank(0, 1) == 0  # Sigma = diag(d)
+    for bad in (10, -1):
+        with pytest.raises(ValueError, match=r"rank must be in 0\.\.K-1 = 0\.\.9"):
             gls.check_rank(bad, 10)
+    with pytest.raises(ValueError, match=r"K >= 2 equations; with K = 1 only rank=0"):
+        gls.check_rank(1, 1)
     with pytest.raises(TypeError, match="integer"):
         gls.check_rank(2.0, 10)
     with pytest.warns(gls.IdentificationWarning, match="Ledermann"):

@@ -12,8 +12,8 @@ the commit::
     python -m tests.golden --write
 
 Together the problems take every branch that decides bits: the Gram and CG beta-steps,
-both reduction modes, the moment and residual Sigma-steps (each by the whole
-eigenproblem, by subspace iteration and by the block Krylov method,
+both reduction modes, a diagonal Sigma (rank 0), the moment and residual Sigma-steps
+(each by the whole eigenproblem, by subspace iteration and by the block Krylov method,
 :func:`reprogls.gls.eigen.eigensolver_for`; and the turn from a stalled subspace
 iteration to the whole space), plug-in and robust standard errors (for one design shared
 by every equation too, in its Kronecker form), ridge, added constants, equations of
@@ -100,6 +100,9 @@ PROBLEMS: dict[str, tuple[Callable[[], tuple], dict]] = {
                 {"rank": 3, "beta_solver": "cg", "cov_type": "none"}),
     "unequal-cg-constant": (_unequal_shared,
                             {"rank": 2, "beta_solver": "cg", "add_constant": True}),
+    # rank 0: Sigma = diag(d), least squares equation by equation, robust SEs
+    "diagonal-sigma": (_unequal_shared, {"rank": 0, "beta_solver": "cg",
+                                         "cov_type": "robust", "add_constant": True}),
     # (exact zeros and coefficients at a bound in both)
     "penalised-gram": (_small, {"rank": 2, "beta_solver": "gram", "l1": 150.0,
                                 "bounds": (-0.8, 0.8)}),

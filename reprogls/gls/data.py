@@ -481,19 +481,25 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> int:
 
 
 def check_rank(rank: Any, K: int) -> int:
-    """Validate the factor rank ``k``: an integer in ``1..K-1``.
+    """Validate the factor rank ``k``: an integer in ``0..K-1``.
 
-    Warns (:class:`IdentificationWarning`) beyond Ledermann's bound, where
-    ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma still is.
-    The warning names the first line outside the package that led here
+    ``k = 0`` is the model without common factors, ``Sigma = diag(d)``: the equations'
+    errors are independent, the GLS beta-step weighs equation j by ``1 / d_j`` alone
+    (without a penalty: least squares equation by equation) and the ML uniquenesses are
+    ``d_j = e_j^T e_j / N`` (the baseline :func:`.select.select_rank` compares factor
+    models against). It is the only rank for
+    a single equation (K = 1). Warns (:class:`IdentificationWarning`) beyond Ledermann's
+    bound, where ``(K - k)**2 < K + k``: the loadings ``F`` are then not identified, Sigma
+    still is. The warning names the first line outside the package that led here
     (:func:`._caller.user_stacklevel`): the line that called this function, or
     ``gls.fit``, or ``LowRankGLS.fit``.
     """
     rank = check_int("rank", rank)
-    if K < 2:
-        raise ValueError("a low-rank error covariance needs K >= 2 equations")
-    if not 1 <= rank <= K - 1:
-        raise ValueError(f"rank must be in 1..K-1 = 1..{K - 1} for K = {K} equations, "
+    if K < 2 and rank != 0:
+        raise ValueError(f"a low-rank error covariance needs K >= 2 equations; with K = {K} "
+                         f"only rank=0 (Sigma = diag(d): least squares) fits, got rank={rank}")
+    if not 0 <= rank <= K - 1:
+        raise ValueError(f"rank must be in 0..K-1 = 0..{K - 1} for K = {K} equations, "
                          f"got {rank}")
     if (K - rank) ** 2 < K + rank:
         warnings.warn(f"rank {rank} exceeds Ledermann's bound for K = {K}: the loadings F "

@@ -39,8 +39,8 @@ class LowRankGLS:
     Parameters
     ----------
     rank : int, optional
-        Number of factors k, ``1 <= k <= K - 1`` (1 when left out; with ``sigma``, ``F``'s
-        column count).
+        Number of factors k, ``0 <= k <= K - 1`` (1 when left out; 0: ``Sigma =
+        diag(d)``, independent equations; with ``sigma``, ``F``'s column count).
     add_constant : bool
         Prepend an intercept to every equation without one.
     sigma : tuple (F, d), optional

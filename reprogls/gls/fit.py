@@ -423,7 +423,10 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         validated and packed on their GPU, :func:`.data.prepare`).
     Y : array_like (N, K), optional (with a list)
     rank : int, optional
-        Number of factors k, ``1 <= k <= K - 1`` (1 when left out). With ``sigma`` the
+        Number of factors k, ``0 <= k <= K - 1`` (1 when left out; K = 1 allows only 0).
+        ``k = 0`` fits ``Sigma = diag(d)``, independent equations: least squares equation
+        by equation (beside a penalty, equation j's squares weighed by ``1 / d_j``),
+        ``d_j = e_j^T e_j / N``, and that model's log-likelihood and criteria. With ``sigma`` the
         rank is ``F``'s column count: leave ``rank`` out, or pass that count (another
         value is a ``ValueError``).
     add_constant : bool

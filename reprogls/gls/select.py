@@ -93,8 +93,10 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     Xs, Y
         As for :func:`.fit`.
     ranks : iterable of int
-        The candidate ranks, each in ``1..K-1`` (duplicates are fitted once; ranks
-        beyond Ledermann's bound warn as in :func:`.fit`).
+        The candidate ranks, each in ``0..K-1`` (duplicates are fitted once; ranks
+        beyond Ledermann's bound warn as in :func:`.fit`). Rank 0, ``Sigma = diag(d)``
+        (independent equations, least squares equation by equation), is the baseline:
+        ``range(0, 6)`` asks whether common factors are there at all.
     criterion : {"bic", "aic"}
         ``-2 log L + q log N`` (consistent: picks the true rank as N grows) or
         ``-2 log L + 2 q``.
@@ -133,9 +135,9 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     if not candidates:
         raise ValueError("ranks is empty; pass the candidate ranks, e.g. range(1, 6)")
     K = len(Xs)  # equations: the designs of a list, the entries of a dict
-    outside = [k for k in candidates if not 1 <= k <= K - 1]
+    outside = [k for k in candidates if not 0 <= k <= K - 1]
     if outside:  # before any fit, not after the candidates below them
-        raise ValueError(f"ranks must be in 1..K-1 = 1..{K - 1} for K = {K} equations, "
+        raise ValueError(f"ranks must be in 0..K-1 = 0..{K - 1} for K = {K} equations, "
                          f"got {outside}")
     fits, seconds = [], []
     for k in candidates:
