@@ -65,3 +65,27 @@ def test_cpu_profiling_script_runs(name, argv, rows, tmp_path):
         assert len(matching) == 1, (pattern, lines)
         values = re.search(pattern, matching[0]).groups()
         assert all(float(v) >= 0 for v in values), matching[0]
+
+
+def test_krylov_solves_records_every_solve_and_leaves_the_fit_its_bits():
+    """``profiling/krylov_solves.py`` wraps the Krylov method's functions to record each
+    solve; the fit it prints must have the fingerprint of the same fit without them, and
+    a row per solve that adds up to the totals."""
+    from reprogls import gls
+
+    argv = ["--n", "400", "--k", "100", "--p", "2", "--factors", "2", "--rank", "3"]
+    run = subprocess.run([sys.executable, str(ROOT / "profiling" / "krylov_solves.py"),
+                          *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "eigensolver_for gives 'krylov'" in out
+    printed = re.search(r"fingerprint ([0-9a-f]{16})", out).group(1)
+    Xs, Y = gls.simulate_sur(400, 100, 2, 2, seed=0)[:2]
+    assert gls.fit(Xs, Y, rank=3, cov_type="none").fingerprint[:16] == printed
+    rows = re.findall(r"^\s+\d+\s+3\s+(\d+)\s+(\d+)\s+(\d+)\s+yes\s", out, re.MULTILINE)
+    total = re.search(r"^total: (\d+) solves, (\d+) Rayleigh-Ritz steps, (\d+) restarts, "
+                      r"(\d+) vectors, 0 unconverged$", out, re.MULTILINE)
+    assert rows and total, out
+    sums = [sum(int(r[i]) for r in rows) for i in range(3)]
+    assert [len(rows), *sums] == [int(g) for g in total.groups()]
+    assert re.search(r"^held back by index: q=\d+: \d+", out, re.MULTILINE), out
