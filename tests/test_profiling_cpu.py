@@ -12,7 +12,9 @@ scripts, not to the tests). The two with Numba functions of their own get a Numb
 cache directory of their own: loaded in this process under another module name, their
 cached functions would be stored under that name and then fail to load when the script
 runs. ``compare_peers.py`` has none, and shares the package's cache (with a fresh one
-it would compile every kernel it reaches again).
+it would compile every kernel it reaches again). ``profiling/krylov_solves.py`` wraps
+the Krylov Sigma-step's functions: its fit must keep the bits of the same fit without
+the wrappers.
 """
 
 from __future__ import annotations
