@@ -266,3 +266,56 @@ def test_sigma_step_past_32_ranks_uses_krylov_and_reaches_the_whole_spaces_optim
     from_residuals = sigma.factor_analysis(sigma.ResidualMoment(E, mode), N, 2, mode)
     assert from_residuals.eigensolver == "krylov"
     np.testing.assert_allclose(from_residuals.loglik, step.loglik, rtol=1e-12)
+
+
+def test_the_basis_holds_a_quarter_of_k_or_half_below_twenty_ranks():
+    """``krylov_depth``: at most 16 blocks, 256 vectors beside the first block, and a
+    basis of K / 4 vectors, or K / 2 where K / 4 holds at most four blocks (K < 20 k);
+    below one block, the subspace iteration."""
+    assert eigen.krylov_depth(2000, 25) == 10 and eigen.krylov_depth(2000, 6) == 16
+    assert eigen.krylov_depth(70, 2) == 7  # K / 4 (the golden gram-krylov)
+    assert eigen.krylov_depth(240, 10) == 5 and eigen.krylov_depth(300, 10) == 6
+    assert eigen.krylov_depth(199, 10) == 8  # 199 < 20 k: K / 2 = 99 vectors
+    assert eigen.krylov_depth(300, 20) == 6 and eigen.krylov_depth(400, 25) == 7
+    assert eigen.krylov_depth(5, 3) < 1 and eigen.krylov_depth(300, 16, depth=3) == 3
+    for K in range(2, 400, 7):
+        for k in range(1, K // 2 + 1, 3):
+            depth = eigen.krylov_depth(K, k)
+            assert depth < 1 or (depth + 2) * k <= K  # the basis and its next block fit
+
+
+def test_from_250_equations_krylov_takes_over_the_whole_space_down_to_ten_ranks():
+    """``uses_full_space``: ``16 k >= K``, except from K = 250 where ``K >= 10 k``."""
+    assert eigen.eigensolver_for(249, 16) == "whole" == eigen.eigensolver_for(200, 20)
+    assert eigen.eigensolver_for(250, 25) == "krylov" == eigen.eigensolver_for(256, 16)
+    assert eigen.eigensolver_for(400, 25) == "krylov" == eigen.eigensolver_for(300, 30)
+    assert eigen.eigensolver_for(300, 31) == "whole" == eigen.eigensolver_for(600, 80)
+    assert not eigen.uses_full_space(400, 40) and eigen.uses_full_space(400, 41)
+
+
+@pytest.mark.slow
+def test_sigma_step_at_256_equations_and_16_ranks_uses_krylov_and_reaches_the_whole_spaces(
+        monkeypatch):
+    """K = 256, rank 16 (``16 k = K``: the whole space until the fifty-first session),
+    three factors in the data: every evaluation by the block Krylov method, with a basis
+    of up to K / 2 vectors, each converged, the whole space's optimum."""
+    rng = np.random.default_rng(12)
+    K, N = 256, 3000
+    E = (rng.standard_normal((N, 3)) @ rng.standard_normal((3, K))
+         + rng.standard_normal((N, K)) * rng.uniform(0.5, 1.5, K))
+    S = sigma.residual_moment(np.ascontiguousarray(E - E.mean(axis=0)), "compensated")
+    calls = []
+    real = sigma.profile
+
+    def recorded(*a, **kw):
+        got = real(*a, **kw)
+        calls.append((bool(kw.get("krylov")), got.converged))
+        return got
+
+    monkeypatch.setattr(sigma, "profile", recorded)
+    step = sigma.factor_analysis(S, N, 16, "compensated")
+    assert step.eigensolver == "krylov" and eigen.krylov_depth(K, 16) == 7
+    assert calls and all(c == (True, True) for c in calls)
+    whole = sigma.factor_analysis(S, N, 16, "compensated", eigensolver="whole")
+    np.testing.assert_allclose(step.loglik, whole.loglik, rtol=1e-12)
+    np.testing.assert_allclose(step.d, whole.d, rtol=1e-5)

@@ -149,8 +149,10 @@ LARGE_K_BEYOND = {"K=100 k=6": (10000, 100, 6), "K=200 k=12": (20000, 200, 12),
 
 
 class FitBeyondTheFactorsLargeK:
-    """Fits above the data's three factors at larger K: K = 400, k = 25 solves the whole
-    eigenproblem (``16 k >= K``), whose ``O(K^3)`` Jacobi sweeps set the time; K = 100,
+    """Fits above the data's three factors at larger K: K = 400, k = 25 solved the whole
+    eigenproblem (``16 k >= K``), whose ``O(K^3)`` Jacobi sweeps set the time, until the
+    fifty-first session, and is on the block Krylov method since (from K = 250 where ``K
+    >= 10 k``, ``eigen.uses_full_space``); K = 100,
     k = 6, K = 200, k = 12 and K = 300, k = 10 started on the subspace iteration,
     stalled and turned to the whole space until the forty-seventh session, and are on
     the thick-restarted block Krylov method since (``eigen.eigensolver_for``; K = 300,
@@ -159,7 +161,10 @@ class FitBeyondTheFactorsLargeK:
     eigenvectors rotated on a second thread (0.32-0.39 / 1.23-1.27 / 9.9-10.9 s before);
     0.63 / 2.15 / 21.2 s before the forty-fourth session's rows-only rotations and turn.
     Forty-seventh session, the first two: 0.35-0.39 / 1.11-1.17 s on the turn, 0.35-0.41
-    / 0.92-1.01 s on Krylov."""
+    / 0.92-1.01 s on Krylov. Fifty-first session (a script of the same fits, alternating
+    processes; the first two with a Krylov basis of K / 2, ``eigen.krylov_depth``): K =
+    100, k = 6 0.48-0.54 -> 0.42-0.47 s, K = 200, k = 12 1.20-2.43 -> 1.08-1.34, K = 400,
+    k = 25 6.3-6.7 -> 4.8-5.1."""
 
     params = (sizes(list(LARGE_K_BEYOND)),)
     param_names = ["size"]

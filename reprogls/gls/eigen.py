@@ -377,14 +377,36 @@ def top_eigenpairs(M, Q0: np.ndarray, mode: str, max_iter: int = EIGEN_MAX_ITER,
 
 #: Most blocks of k vectors the Krylov basis of :func:`krylov_eigenpairs` grows by beside
 #: its first block, and most vectors beside it (the basis's Rayleigh-Ritz matrix is
-#: diagonalised after every block, by Jacobi rotations: ``O(n^3)`` for n vectors; the
-#: basis is also at most K / 4 vectors: at K = 300, k = 10, 17 blocks made the fit 4.1 s,
-#: 7 blocks 1.9 s, while at K = 2000 deeper was faster, docs/performance.md);
-#: most restarts; the rounding noise of its Ritz values relative to the largest (the
-#: floor of its stopping rule); how many Ritz vectors a restart keeps, in blocks of k
-#: (thick restart; :func:`krylov_eigenpairs` has the measurements).
+#: diagonalised after every block: ``O(n^3)`` for n vectors; the basis is also at most a
+#: fraction of K, :func:`krylov_depth`); most restarts; the rounding noise of its Ritz
+#: values relative to the largest (the floor of its stopping rule); how many Ritz vectors
+#: a restart keeps, in blocks of k (thick restart; :func:`krylov_eigenpairs` has the
+#: measurements).
 KRYLOV_DEPTH, KRYLOV_BASIS, KRYLOV_MAX_RESTARTS, RITZ_NOISE = 16, 256, 40, 16.0 * 2.0 ** -52
 KRYLOV_KEEP_BLOCKS = 2
+
+
+def krylov_depth(K: int, k: int, depth: int = KRYLOV_DEPTH) -> int:
+    """Blocks of k vectors the Krylov basis grows by beside its first (less than 1: no
+    room for one, the subspace iteration): at most ``depth``, ``KRYLOV_BASIS / k``, and a
+    basis of K / 4 vectors, or K / 2 where K / 4 would hold at most four blocks (K < 20 k).
+
+    Where the products are cheap (the moment matrix at small K) a deep basis's
+    Rayleigh-Ritz steps cost more than they save: at K = 300, k = 10, 17 blocks made the
+    fit 4.1 s, 7 blocks 1.9 s (forty-seventh session, Jacobi's solves), so the basis is
+    at most K / 4 vectors. With the fiftieth session's cheaper solves K / 2 was no faster
+    there (K = 240 / 300 / 400, k = 10: 0.57 / 0.91 / 0.94 s against 0.65 / 1.02 / 1.14),
+    but where K / 4 leaves the basis a few blocks it converges slowly or stops short of
+    the rule (K = 200, k = 20: 7.0 s against 1.4, the log-likelihood 3e-10 off), and K / 2
+    was faster from K = 20 k down (K = 100, k = 6: 0.32 -> 0.23 s; K = 200, k = 12: 0.77
+    -> 0.66; K = 400, k = 25: 2.85 -> 2.41; K = 300, k = 20: 3.78 -> 1.30); fifty-first
+    session, 2-core Zen 4, one run each, docs/performance.md).
+    """
+    k = max(int(k), 1)
+    blocks = K // (4 * k)
+    if blocks <= 4:
+        blocks = K // (2 * k)
+    return min(int(depth), KRYLOV_BASIS // k, blocks - 1)
 
 
 def _restart_keeps(k: int, n: int) -> int:
@@ -411,7 +433,8 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
 
     ``M`` is the matrix or a function ``Q -> M Q``. The basis ``B`` of n vectors, at
     most ``(depth + 1) k`` (``depth`` at most ``KRYLOV_BASIS / k``, and the basis at most
-    K / 4 vectors; with no block beside the first, the subspace iteration), starts as
+    K / 4 vectors, K / 2 below K = 20 k: :func:`krylov_depth`; with no block beside the
+    first, the subspace iteration), starts as
     ``Q0`` orthonormalised and grows a block at a time: ``V_j`` is ``M V_{j-1}``
     orthonormalised against every earlier vector, twice
     (:func:`._subspace.extend_basis`), and ``M V_j`` one product of k vectors. After
@@ -467,7 +490,7 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
     product = M if callable(M) else (lambda Q: matmul(M, Q, mode))
     compensated = mode == "compensated"
     K, k = Q0.shape
-    depth = min(int(depth), KRYLOV_BASIS // max(k, 1), K // (4 * max(k, 1)) - 1)
+    depth = krylov_depth(K, k, depth)
     if depth < 1 or k == 0:
         return top_eigenpairs(M, Q0, mode, tol=tol)
     n = (depth + 1) * k
@@ -517,8 +540,11 @@ def krylov_eigenpairs(M, Q0: np.ndarray, mode: str, depth: int = KRYLOV_DEPTH,
 
 #: The Sigma-step solves the whole eigenproblem of ``M``
 #: (:func:`full_space_eigenpairs`) instead of iterating on a k-dimensional subspace when
-#: ``FULL_SPACE_RANK_FRACTION * rank >= K`` (:func:`uses_full_space` has the measurements).
+#: ``FULL_SPACE_RANK_FRACTION * rank >= K``, except from ``K = KRYLOV_OVER_WHOLE_SIZE``
+#: where ``K >= KRYLOV_OVER_WHOLE_RATIO * rank``: there the block Krylov method is faster
+#: (:func:`uses_full_space` has the measurements).
 FULL_SPACE_RANK_FRACTION = 16
+KRYLOV_OVER_WHOLE_SIZE, KRYLOV_OVER_WHOLE_RATIO = 250, 10
 
 
 def uses_full_space(K: int, rank: int) -> bool:
@@ -557,8 +583,31 @@ def uses_full_space(K: int, rank: int) -> bool:
     1.4-2.4x faster; fits at K = 50, k = 25 / 37 0.37 / 0.81 s, K = 200, k = 25 1.6 s.
     Below the rule, :func:`eigensolver_for` turns to the whole space where the
     subspace iteration stalls, or uses the block Krylov method.)
+
+    The exception, from K = 250 where ``K >= 10 k`` (fifty-first session): the whole
+    space's ``O(K^3)`` per evaluation grows past the block Krylov method's cost there,
+    since the method's Rayleigh-Ritz solves became 5x cheaper (the fiftieth session)
+    and its basis may hold K / 2 vectors below ``K = 20 k`` (:func:`krylov_depth`). Fits
+    (N = 5000, p = 5, three factors in the data, ``cov_type="none"``; 2-core Zen 4, one
+    run each), whole space / Krylov:
+
+    ===========  ======  =================  ===========  ======  ================
+    K, k         K / k   whole / Krylov     K, k         K / k   whole / Krylov
+    ===========  ======  =================  ===========  ======  ================
+    100, 8       12.5    0.23 / 0.26 s      400, 25      16      4.86 / 2.41 s
+    200, 15      13.3    0.67 / 0.77        400, 40      10      5.98 / 4.52
+    200, 20      10      1.27 / 1.37        600, 40      15      13.5 / 7.7
+    250, 20      12.5    1.46 / 1.22        300, 40      7.5     3.41 / 14.8
+    256, 16      16      1.48 / 0.78        400, 50      8       5.65 / 7.29
+    300, 20      15      2.19 / 1.30        400, 60      6.7     7.12 / 31.3
+    300, 30      10      2.65 / 2.34        600, 80      7.5     20.0 / 92
+    ===========  ======  =================  ===========  ======  ================
+
+    Below ``K = 10 k`` the basis holds too few blocks and the whole space stays. The two
+    reach the same optimum (the log-likelihoods 1e-14 relative apart or closer).
     """
-    return FULL_SPACE_RANK_FRACTION * rank >= K
+    return (FULL_SPACE_RANK_FRACTION * rank >= K
+            and (K < KRYLOV_OVER_WHOLE_SIZE or K < KRYLOV_OVER_WHOLE_RATIO * rank))
 
 
 #: Where ``K > KRYLOV_RANK_RATIO * rank``, or ``K >= KRYLOV_MIN_SIZE`` (and
@@ -573,10 +622,11 @@ def eigensolver_for(K: int, rank: int) -> str:
     """The eigen-solver the Sigma-step of K equations at ``rank`` factors starts on
     (:data:`EIGENSOLVERS`):
 
-    * ``"whole"`` where ``16 k >= K`` (:func:`uses_full_space`): every evaluation solves
-      the whole eigenproblem;
-    * ``"krylov"`` where ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``: the
-      thick-restarted block Krylov method (:func:`krylov_eigenpairs`) throughout;
+    * ``"whole"`` where ``16 k >= K``, except from K = 250 where ``K >= 10 k``
+      (:func:`uses_full_space`): every evaluation solves the whole eigenproblem;
+    * ``"krylov"`` where ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``, or that
+      exception: the thick-restarted block Krylov method (:func:`krylov_eigenpairs`)
+      throughout;
     * ``"subspace"`` elsewhere (``16 k < K <= 32 k``, ``K < 100``): the subspace
       iteration, until an evaluation stops at its cap (:data:`EIGEN_MAX_ITER`
       iterations, inexact eigenpairs); that one is made again on the whole space, which

@@ -480,9 +480,10 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
         matrix from the sweep after one whose products would have cost more than
         forming it (:func:`moment_pays`: a rank beyond the data's factors). The two give
         different bits; each is deterministic, and so is the turn (it counts vectors).
-        At ``16 * rank >= K`` the Sigma-step solves the whole eigenproblem of ``M``
-        (:func:`.eigen.uses_full_space`), which needs the K x K matrix: ``"residuals"``
-        then forms it as ``"moment"`` does (the same bits).
+        At ``16 * rank >= K`` (below K = 250 or ``K = 10 * rank``) the Sigma-step
+        solves the whole eigenproblem of ``M`` (:func:`.eigen.uses_full_space`), which
+        needs the K x K matrix: ``"residuals"`` then forms it as ``"moment"`` does (the
+        same bits).
     cov_type : {"plugin", "robust", "none"}, optional
         Default (``None``): ``"plugin"``, or ``"none"`` for a fit with ``l1`` or
         ``bounds``, where neither covariance is valid (``"plugin"``/``"robust"`` are

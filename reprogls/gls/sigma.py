@@ -339,11 +339,12 @@ def factor_analysis(S, N: int, rank: int, mode: str, F0=None, d0=None,
 
     Each evaluation needs the top ``k`` eigenpairs of ``D^-1/2 S D^-1/2``
     (:func:`.eigen.eigensolver_for`: a rank beyond the data's factors crowds the top
-    eigenvalues and stalls the subspace iteration): with ``16 k >= K``
-    (:func:`.eigen.uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
+    eigenvalues and stalls the subspace iteration): with ``16 k >= K`` (below K = 250 or
+    ``K = 10 k``: :func:`.eigen.uses_full_space`) all K of them by Jacobi rotations on ``M`` itself
     (:func:`.eigen.full_space_eigenpairs`; given the residuals, ``S`` is then formed
     once, as :func:`residual_moment` forms it, the same bits as a moment matrix); with
-    ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``, by the thick-restarted block Krylov
+    ``K > 32 k``, or ``K > 16 k`` and ``K >= 100``, or ``K >= 10 k`` and ``K >= 250``,
+    by the thick-restarted block Krylov
     method warm-started from the previous evaluation's vectors
     (:func:`.eigen.krylov_eigenpairs`); otherwise (``16 k < K <= 32 k`` below K = 100) by
     subspace iteration warm-started likewise, until one stops at its cap: that
