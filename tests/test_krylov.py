@@ -235,19 +235,17 @@ def test_krylov_with_no_room_for_a_block_is_the_subspace_iteration():
         assert same_bits(np.asarray(got), np.asarray(want))
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_sigma_step_past_32_ranks_uses_krylov_and_reaches_the_whole_spaces_optimum(
-        monkeypatch, mode):
-    """K = 70 equations, one factor in the data, rank 2 (``K > 32 k``): every evaluation
-    by the block Krylov method, each converged, the same optimum as the whole space's
-    (and the residuals' ``S`` gives the moment matrix's path)."""
-    rng = np.random.default_rng(11)
-    K, N = 70, 3000
-    E = (rng.standard_normal((N, 1)) @ rng.standard_normal((1, K))
+def _factor_residuals(seed, N, K, factors):
+    """Centred residuals with ``factors`` common factors and uniquenesses of 0.25-2.25."""
+    rng = np.random.default_rng(seed)
+    E = (rng.standard_normal((N, factors)) @ rng.standard_normal((factors, K))
          + rng.standard_normal((N, K)) * rng.uniform(0.5, 1.5, K))
-    E = np.ascontiguousarray(E - E.mean(axis=0))
-    S = sigma.residual_moment(E, mode)
-    assert eigen.eigensolver_for(K, 2) == "krylov"
+    return np.ascontiguousarray(E - E.mean(axis=0))
+
+
+def _record_evaluations(monkeypatch):
+    """Record ``(by Krylov, converged)`` for every likelihood evaluation of the
+    Sigma-step (``sigma.profile``) into the returned list."""
     calls = []
     real = sigma.profile
 
@@ -257,6 +255,20 @@ def test_sigma_step_past_32_ranks_uses_krylov_and_reaches_the_whole_spaces_optim
         return got
 
     monkeypatch.setattr(sigma, "profile", recorded)
+    return calls
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sigma_step_past_32_ranks_uses_krylov_and_reaches_the_whole_spaces_optimum(
+        monkeypatch, mode):
+    """K = 70 equations, one factor in the data, rank 2 (``K > 32 k``): every evaluation
+    by the block Krylov method, each converged, the same optimum as the whole space's
+    (and the residuals' ``S`` gives the moment matrix's path)."""
+    K, N = 70, 3000
+    E = _factor_residuals(11, N, K, 1)
+    S = sigma.residual_moment(E, mode)
+    assert eigen.eigensolver_for(K, 2) == "krylov"
+    calls = _record_evaluations(monkeypatch)
     step = sigma.factor_analysis(S, N, 2, mode)
     assert step.eigensolver == "krylov"
     assert calls and all(c == (True, True) for c in calls)
@@ -299,20 +311,9 @@ def test_sigma_step_at_256_equations_and_16_ranks_uses_krylov_and_reaches_the_wh
     """K = 256, rank 16 (``16 k = K``: the whole space until the fifty-first session),
     three factors in the data: every evaluation by the block Krylov method, with a basis
     of up to K / 2 vectors, each converged, the whole space's optimum."""
-    rng = np.random.default_rng(12)
     K, N = 256, 3000
-    E = (rng.standard_normal((N, 3)) @ rng.standard_normal((3, K))
-         + rng.standard_normal((N, K)) * rng.uniform(0.5, 1.5, K))
-    S = sigma.residual_moment(np.ascontiguousarray(E - E.mean(axis=0)), "compensated")
-    calls = []
-    real = sigma.profile
-
-    def recorded(*a, **kw):
-        got = real(*a, **kw)
-        calls.append((bool(kw.get("krylov")), got.converged))
-        return got
-
-    monkeypatch.setattr(sigma, "profile", recorded)
+    S = sigma.residual_moment(_factor_residuals(12, N, K, 3), "compensated")
+    calls = _record_evaluations(monkeypatch)
     step = sigma.factor_analysis(S, N, 16, "compensated")
     assert step.eigensolver == "krylov" and eigen.krylov_depth(K, 16) == 7
     assert calls and all(c == (True, True) for c in calls)
