@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -11,6 +12,8 @@ from reprogls import gls
 from reprogls.gls import IdentificationWarning
 from reprogls.gls import select as select_module
 from tests.corpus import same_bits
+
+fit_module = importlib.import_module("reprogls.gls.fit")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,44 @@ def test_named_equations_and_fit_options_pass_through(three_factors):
 def test_bad_arguments_fail_before_any_fit(three_factors, monkeypatch, kwargs, error, match):
     Xs, Y = three_factors
     fits = []
-    monkeypatch.setattr(select_module, "fit", lambda *a, **kw: fits.append(kw))
+    monkeypatch.setattr(select_module, "SharedFit", lambda *a, **kw: fits.append(kw))
     with pytest.raises(error, match=match):
         gls.select_rank(Xs, Y, **kwargs)
     assert fits == []
+
+
+def test_the_candidates_share_the_rank_free_work_and_keep_the_bits_of_fit(three_factors,
+                                                                         monkeypatch):
+    """The packing, the Gram blocks, their factors and the OLS start run once for all
+    the candidates (:class:`SharedFit`), and every candidate still has the bits of
+    ``gls.fit`` at its rank -- on the CG beta-step, at rank 0, with the robust
+    covariance given to the chosen one."""
+    Xs, Y = three_factors
+    options = dict(beta_solver="cg", add_constant=True, mode="plain", tol=1e-9)
+    calls = {"prepare": 0, "block_grams": 0, "ols": 0}
+    for name in calls:
+        real = getattr(fit_module, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(fit_module, name, counted)
+    sel = gls.select_rank(Xs, Y, ranks=[0, 2, 3], cov_type="robust", **options)
+    assert calls == {"prepare": 1, "block_grams": 1, "ols": 1}
+    assert sel.setup_seconds > 0 and len(sel.seconds) == 3
+    monkeypatch.undo()
+    for i, k in enumerate(sel.ranks):
+        alone = gls.fit(Xs, Y, rank=k, cov_type="none", **options)
+        assert same_bits(np.array(sel.llf[i]), np.array(alone.llf)), k
+    chosen = gls.fit(Xs, Y, rank=sel.best_rank, cov_type="robust", **options)
+    assert sel.best_rank == 3 and sel.result.fingerprint == chosen.fingerprint
+    assert same_bits(sel.result.cov, chosen.cov) and sel.result.cov_type == "robust"
+    assert same_bits(sel.result.resid, chosen.resid)
+
+
+def test_shared_fit_refuses_a_fit_before_its_set_up(three_factors):
+    Xs, Y = three_factors
+    system = fit_module.SharedFit(Xs, Y)
+    with pytest.raises(RuntimeError, match="set_up must run before fit_rank"):
+        system.fit_rank(1, "none")

@@ -62,7 +62,8 @@ from .sigma import (
 )
 from .start import check_start
 
-__all__ = ["ConvergenceWarning", "ExactFitWarning", "covariance", "fit", "with_covariance"]
+__all__ = ["ConvergenceWarning", "ExactFitWarning", "SharedFit", "covariance", "fit",
+           "with_covariance"]
 
 #: Above this many coefficients the "auto" beta solver uses CG instead of the dense Gram.
 GRAM_MAX_P = 600
@@ -536,160 +537,277 @@ def fit(Xs, Y=None, rank: int | None = None, *, add_constant: bool = False, sigm
     IdentificationWarning
         ``rank`` beyond Ledermann's bound: ``F`` is not identified (``Sigma`` is).
     """
-    check_mode(mode)
-    if beta_solver not in ("auto", "gram", "cg"):
-        raise ValueError(f"beta_solver must be 'auto', 'gram' or 'cg', got {beta_solver!r}")
-    if sigma_step not in ("auto", "moment", "residuals"):
-        raise ValueError("sigma_step must be 'auto', 'moment' or 'residuals', got "
-                         f"{sigma_step!r}")
-    check_cov_type(cov_type)
-    ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
-    min_uniqueness = check_real("min_uniqueness", min_uniqueness, low=0.0, high=1.0,
-                                rule="in [0, 1)")
-    tol, cg_tol = (check_real(name, value, low=0.0, low_open=True, rule="> 0 and finite")
-                   for name, value in (("tol", tol), ("cg_tol", cg_tol)))
-    max_iter = check_int("max_iter", max_iter, low=1)
-    cg_max_iter = check_int("cg_max_iter", cg_max_iter, low=1)
-    data = prepare(Xs, Y, add_constant=add_constant)
-    # "auto" follows the data (CuPy inputs: their GPU, where prepare packed them)
-    dev = str(resolve_device(device, data.X))
-    if data.location != dev:  # packed on one GPU, fitted on the CPU or another GPU
-        data = data.to_host()
-    K, N = data.n_equations, data.nobs
-    X, offsets, Yd = data.X, data.offsets, data.Y
-    P = X.shape[1]
-    constant_columns = np.zeros(P, dtype=bool)
-    constant_columns[offsets[:-1][np.asarray(data.added_constant, dtype=bool)]] = True
-    penalty = make_penalty(l1, bounds, P, constant_columns)
-    if cov_type is None:
-        cov_type = "plugin" if penalty is None else "none"
-    elif penalty is not None and cov_type != "none":
-        raise _penalised_covariance_error(cov_type, "pass cov_type='none' (or leave it out)")
+    check_cov_type(cov_type)  # (before the data, as every scalar argument)
+    problem = SharedFit(Xs, Y, add_constant=add_constant, ridge=ridge, l1=l1, bounds=bounds,
+                        tol=tol, max_iter=max_iter, beta_solver=beta_solver, cg_tol=cg_tol,
+                        cg_max_iter=cg_max_iter, sigma_step=sigma_step,
+                        min_uniqueness=min_uniqueness, mode=mode, device=device)
+    cov_type = problem.cov_type_for(cov_type)
     # a fixed Sigma, validated against the K equations before any work (a mismatched F
     # once reached the kernels, which trust their inputs, and corrupted memory)
-    fixed = None if sigma is None else fixed_sigma(sigma, K, mode)
+    fixed = None if sigma is None else fixed_sigma(sigma, problem.K, mode)
     if fixed is None:
-        rank = check_rank(1 if rank is None else rank, K)
+        rank = check_rank(1 if rank is None else rank, problem.K)
     elif rank is not None:
         check_sigma_rank(rank, fixed.rank)
-    warm = check_start(start, P, K, None if fixed is not None else rank)
-    if dev != "cpu":
-        _check_cuda_limits(rank if fixed is None else fixed.rank, K)
-    # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
-    # there, so that no CG step or sweep moves X to the GPU again
-    Xk = on_device(X, dev)
-    # likewise Y, and every N x K array the loops make stays where the kernels run
-    # (:mod:`._resident`); the result gets host copies of the last fitted values and
-    # residuals
-    Yk = on_device(Yd, dev)
-    # the mean squares of the y_j: the units of d's floor, and whether Sigma (~ y^2) and
-    # Sigma^-1 can be represented at all (checked before any other pass over the data)
-    y_moments = mean_squares(Yk, mode, dev)
-    _check_y_scale(y_moments, Yk, data.equation_names)
-    solver = beta_solver if beta_solver != "auto" else ("gram" if P <= GRAM_MAX_P else "cg")
-    from_residuals = fixed is None and (
-        sigma_step == "residuals" or
-        (sigma_step == "auto" and K > RESIDUAL_SIGMA_PER_RANK * rank))
+    warm = check_start(start, problem.P, problem.K, None if fixed is not None else rank)
+    problem.set_up(rank if fixed is None else fixed.rank, ols_start=warm is None)
+    return problem.fit_rank(rank, cov_type, fixed=fixed, warm=warm)
 
-    # the gram solver needs X^T X, which holds every X_j^T X_j: one pass over X, not two
-    XtX = gram(Xk, mode, dev) if solver == "gram" else None
-    grams = (block_grams(data, mode, dev, Xk) if XtX is None else
-             diagonal_blocks(XtX, offsets))
-    block_factors = factor_blocks(grams, ridge, data, mode)
-    # how alike the equations' designs are: the CG's preconditioner couples the blocks
-    # by this much (0: block-Jacobi; :mod:`.precondition`)
-    coupling = design_coupling(X, offsets, block_factors, mode) if solver == "cg" else 0.0
 
-    beta_solve = BetaSolver(solver, Xk, offsets, Yk, XtX, grams, block_factors, coupling,
-                            penalty, ridge, mode, dev, cg_tol, cg_max_iter)
+class SharedFit:
+    """One system and the options of :func:`fit`, and the work of a fit that no rank
+    changes, done once for fits at several ranks (:func:`.select.select_rank`).
 
-    # 1. OLS start (or the caller's warm start)
-    beta = (warm.params if warm is not None else
-            ols(data, ridge, mode, dev, factors=block_factors, X_device=Xk, Y_device=Yk))
-    converged, n_iter = False, 0
-    if fixed is not None:
-        factor, F, d = fixed, fixed.F, fixed.d
-        beta = beta_solve(factor, beta)[0]
-        fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev)
-        llf, converged, n_iter = loglik(E, factor, dev), True, 1
-        history = [float(llf)]
-    else:
-        F, d = (warm.F, warm.d) if warm is not None else (None, None)
-        objective_prev = np.inf
-        E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
-        # the new residuals are written over the old ones once the right-hand side no
-        # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
-        # array comes from newly mapped pages, which cost about as much as the pass that
-        # fills it). The old fitted values are freed as each sweep starts, as before: held
-        # through the Sigma-step, whose E^T E copies E into strips, they raised the peak
-        # at N = 5000, K = 1000 from 1.74x to 1.94x the bytes of X.
-        spare = (None, None)
-        eigensolver = None  # the Sigma-step's: by its rules (eigen.eigensolver_for), and
-        # the whole space for the rest of the fit once a subspace iteration stalls
-        history = []  # the log-likelihood after each sweep
-        for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported)
-            fitted = None  # (kept from the last sweep only: one N x K array less)
-            S = (ResidualMoment(E, mode, dev) if from_residuals
-                 else MomentMatrix(residual_moment(E, mode, dev), mode))
-            F, d, _, _, ended_on = factor_analysis(
-                S, N, rank, mode, F, d, min_uniqueness=min_uniqueness, y_moments=y_moments,
-                eigensolver=eigensolver)
-            eigensolver = None if ended_on == "subspace" else ended_on
-            if from_residuals and sigma_step == "auto" and moment_pays(S.vectors, N, K):
-                from_residuals = False  # S formed from the next sweep on
-            S = None
-            factor = woodbury_factor(F, d, mode)
-            b = r0 = None
-            if solver == "cg" and penalty is None:  # the CG starts from the residuals E
-                # at the current beta: b and r0 = X^T vec(E Sigma^-1) - ridge beta in one
-                # pass over X (the penalised step needs b only: gls_beta forms it)
-                b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yk, E, factor, beta, ridge,
-                                                   dev)
-            spare, E = (None, E), None  # (the buffer of the new residuals)
-            beta, b, finished = beta_solve(factor, beta, b, CG_SWEEP_REDUCTION, r0)
-            fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
+    What a fit does before its sweeps does not depend on the rank: validating and packing
+    the data, moving X and Y to the device, the mean squares of the ``y_j``, ``X^T X``
+    (the gram beta solver) or the Gram blocks ``X_j^T X_j``, their Cholesky factors, the
+    CG preconditioner's coupling and the OLS start -- at the S size (N = 2000, K = 50,
+    p = 5) about a third of a fit, at M (N = 20000, K = 200, p = 10) a fifth; and with
+    :attr:`share_ols_moment` the first sweep's ``S = E^T E / N`` of the OLS residuals
+    (where S is formed: ``K <= 100 k``, :data:`RESIDUAL_SIGMA_PER_RANK`). Each
+    :meth:`fit_rank` then runs the sweeps of :func:`fit` from that work, so its result
+    has the bits of :func:`fit` at that rank (``tests/test_gls_select.py``): the same
+    calls on the same arrays, none of which a fit writes to.
+
+    Parameters
+    ----------
+    Xs, Y
+        As for :func:`fit`.
+    add_constant, ridge, l1, bounds, tol, max_iter, beta_solver, cg_tol, cg_max_iter,
+    sigma_step, min_uniqueness, mode, device
+        As for :func:`fit`; validated here, before the data.
+    """
+
+    def __init__(self, Xs, Y=None, *, add_constant: bool = False, ridge: float = 0.0,
+                 l1=0.0, bounds=None, tol: float = 1e-8, max_iter: int = 200,
+                 beta_solver: str = "auto", cg_tol: float = 1e-10, cg_max_iter: int = 500,
+                 sigma_step: str = "auto", min_uniqueness: float = 1e-8,
+                 mode: str = "compensated", device: str = "auto"):
+        check_mode(mode)
+        if beta_solver not in ("auto", "gram", "cg"):
+            raise ValueError(f"beta_solver must be 'auto', 'gram' or 'cg', got {beta_solver!r}")
+        if sigma_step not in ("auto", "moment", "residuals"):
+            raise ValueError("sigma_step must be 'auto', 'moment' or 'residuals', got "
+                             f"{sigma_step!r}")
+        self.mode, self.sigma_step = mode, sigma_step
+        self.ridge = check_real("ridge", ridge, low=0.0, rule=">= 0 and finite")
+        self.min_uniqueness = check_real("min_uniqueness", min_uniqueness, low=0.0,
+                                         high=1.0, rule="in [0, 1)")
+        self.tol, self.cg_tol = (
+            check_real(name, value, low=0.0, low_open=True, rule="> 0 and finite")
+            for name, value in (("tol", tol), ("cg_tol", cg_tol)))
+        self.max_iter = check_int("max_iter", max_iter, low=1)
+        self.cg_max_iter = check_int("cg_max_iter", cg_max_iter, low=1)
+        data = prepare(Xs, Y, add_constant=add_constant)
+        # "auto" follows the data (CuPy inputs: their GPU, where prepare packed them)
+        self.dev = dev = str(resolve_device(device, data.X))
+        if data.location != dev:  # packed on one GPU, fitted on the CPU or another GPU
+            data = data.to_host()
+        self.data = data
+        self.K, self.N, self.P = data.n_equations, data.nobs, data.X.shape[1]
+        constant_columns = np.zeros(self.P, dtype=bool)
+        constant_columns[data.offsets[:-1][np.asarray(data.added_constant,
+                                                      dtype=bool)]] = True
+        self.penalty = make_penalty(l1, bounds, self.P, constant_columns)
+        self.solver = (beta_solver if beta_solver != "auto" else
+                       ("gram" if self.P <= GRAM_MAX_P else "cg"))
+        self._set_up = False
+        #: keep the first sweep's moment matrix (K x K) for the next :meth:`fit_rank`
+        #: (:meth:`_ols_moment`); off for a single fit, which would only hold it longer
+        self.share_ols_moment = False
+        self._ols_moment_matrix: MomentMatrix | None = None
+
+    def cov_type_for(self, cov_type: str | None) -> str:
+        """``cov_type`` checked, and the default (``None``) made explicit: ``"plugin"``,
+        or ``"none"`` with a penalty, which refuses the others."""
+        check_cov_type(cov_type)
+        if cov_type is None:
+            return "plugin" if self.penalty is None else "none"
+        if self.penalty is not None and cov_type != "none":
+            raise _penalised_covariance_error(cov_type, "pass cov_type='none' (or leave it out)")
+        return cov_type
+
+    def set_up(self, max_rank: int, ols_start: bool = True) -> None:
+        """The rank-free work (class docstring), once; ``max_rank``: the largest rank to
+        be fitted (a GPU's limits are checked before X goes there); ``ols_start``: the
+        OLS coefficients are wanted (not where every fit has a warm start)."""
+        if self._set_up:
+            if ols_start and self.ols_beta is None:
+                self.ols_beta = self._ols()
+            return
+        data, mode, dev = self.data, self.mode, self.dev
+        if dev != "cpu":
+            _check_cuda_limits(max_rank, self.K)
+        # the X that the loops' kernel calls read: X itself on the CPU; on a GPU one copy
+        # there, so that no CG step or sweep moves X to the GPU again
+        self.Xk = on_device(data.X, dev)
+        # likewise Y, and every N x K array the loops make stays where the kernels run
+        # (:mod:`._resident`); the result gets host copies of the last fitted values and
+        # residuals
+        self.Yk = on_device(data.Y, dev)
+        # the mean squares of the y_j: the units of d's floor, and whether Sigma (~ y^2)
+        # and Sigma^-1 can be represented at all (checked before any other pass over the
+        # data)
+        self.y_moments = mean_squares(self.Yk, mode, dev)
+        _check_y_scale(self.y_moments, self.Yk, data.equation_names)
+        # the gram solver needs X^T X, which holds every X_j^T X_j: one pass over X, not two
+        self.XtX = gram(self.Xk, mode, dev) if self.solver == "gram" else None
+        self.grams = (block_grams(data, mode, dev, self.Xk) if self.XtX is None else
+                      diagonal_blocks(self.XtX, data.offsets))
+        self.block_factors = factor_blocks(self.grams, self.ridge, data, mode)
+        # how alike the equations' designs are: the CG's preconditioner couples the blocks
+        # by this much (0: block-Jacobi; :mod:`.precondition`)
+        self.coupling = (design_coupling(data.X, data.offsets, self.block_factors, mode)
+                         if self.solver == "cg" else 0.0)
+        self._set_up = True
+        self.ols_beta = self._ols() if ols_start else None
+
+    def _ols_moment(self, E) -> MomentMatrix:
+        """``S = E^T E / N`` of the OLS residuals ``E``, the first sweep's moment matrix
+        at every rank: formed once where :attr:`share_ols_moment` (no fit writes to it)."""
+        if self._ols_moment_matrix is not None:
+            return self._ols_moment_matrix
+        S = MomentMatrix(residual_moment(E, self.mode, self.dev), self.mode)
+        if self.share_ols_moment:
+            self._ols_moment_matrix = S
+        return S
+
+    def _ols(self) -> np.ndarray:
+        return ols(self.data, self.ridge, self.mode, self.dev, factors=self.block_factors,
+                   X_device=self.Xk, Y_device=self.Yk)
+
+    def _beta_solver(self) -> BetaSolver:
+        """A fresh beta-step (it keeps state from sweep to sweep of one fit)."""
+        return BetaSolver(self.solver, self.Xk, self.data.offsets, self.Yk, self.XtX,
+                          self.grams, self.block_factors, self.coupling, self.penalty,
+                          self.ridge, self.mode, self.dev, self.cg_tol, self.cg_max_iter)
+
+    def fit_rank(self, rank: int, cov_type: str, fixed=None, warm=None) -> GLSResult:
+        """The fit at ``rank`` (checked by the caller, :func:`.data.check_rank`), or at
+        the ``fixed`` Sigma, from the OLS start or the ``warm`` one: :func:`fit`'s sweeps
+        and covariance (``cov_type`` as :meth:`cov_type_for` returns it)."""
+        if not self._set_up:
+            raise RuntimeError("SharedFit.set_up must run before fit_rank")
+        data, mode, dev, ridge = self.data, self.mode, self.dev, self.ridge
+        Xk, Yk, offsets, penalty = self.Xk, self.Yk, data.offsets, self.penalty
+        K, N = self.K, self.N
+        max_iter, tol, sigma_step = self.max_iter, self.tol, self.sigma_step
+        from_residuals = fixed is None and (
+            sigma_step == "residuals" or
+            (sigma_step == "auto" and K > RESIDUAL_SIGMA_PER_RANK * rank))
+        beta_solve = self._beta_solver()
+
+        # 1. OLS start (or the caller's warm start); a copy, as the start is shared
+        beta = warm.params if warm is not None else self.ols_beta.copy()
+        converged, n_iter = False, 0
+        if fixed is not None:
+            factor, F, d = fixed, fixed.F, fixed.d
+            beta = beta_solve(factor, beta)[0]
+            fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev)
+            llf, converged, n_iter = loglik(E, factor, dev), True, 1
+            history = [float(llf)]
+        else:
+            F, d = (warm.F, warm.d) if warm is not None else (None, None)
+            objective_prev = np.inf
+            E = residuals(Xk, offsets, Yk, beta, mode, dev)  # then once per sweep, below
+            # the new residuals are written over the old ones once the right-hand side no
+            # longer needs them (their buffer is recycled rather than freed: a fresh 32 MB
+            # array comes from newly mapped pages, which cost about as much as the pass
+            # that fills it). The old fitted values are freed as each sweep starts, as
+            # before: held through the Sigma-step, whose E^T E copies E into strips, they
+            # raised the peak at N = 5000, K = 1000 from 1.74x to 1.94x the bytes of X.
             spare = (None, None)
-            nll = -loglik(E, factor, dev)
-            history.append(float(-nll))
-            # what the sweeps minimise: the nll, plus the penalty with l1 / bounds
-            objective = nll if penalty is None else nll + penalty_value(penalty, beta, ridge,
-                                                                         mode)
-            # (relative to |nll|, floored at N K: the nll's zero depends on Y's units)
-            converged = abs(objective_prev - objective) <= tol * max(abs(objective), N * K)
-            if converged:
-                break
-            objective_prev = objective
-        if not finished:  # the last solve stopped early: finish it at the final Sigma
-            spare, E, fitted = (fitted, E), None, None
-            beta = beta_solve(factor, beta, b)[0]
-            fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
-            spare = (None, None)
-            nll = -loglik(E, factor, dev)
-        llf = -nll
-        if not converged:
-            warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
-                          "raise max_iter or tol", ConvergenceWarning, stacklevel=user_stacklevel())
-        _warn_exact_fits(d, y_moments, data.equation_names)
-    for shortfall in beta_solve.shortfalls(factor):
-        warnings.warn(shortfall, ConvergenceWarning, stacklevel=user_stacklevel())
+            eigensolver = None  # the Sigma-step's: by its rules (eigen.eigensolver_for),
+            # and the whole space for the rest of the fit once a subspace iteration stalls
+            history = []  # the log-likelihood after each sweep
+            for n_iter in range(1, max_iter + 1):
+                fitted = None  # (kept from the last sweep only: one N x K array less)
+                if from_residuals:
+                    S = ResidualMoment(E, mode, dev)
+                elif n_iter == 1 and warm is None:  # the OLS residuals': every rank's
+                    S = self._ols_moment(E)
+                else:
+                    S = MomentMatrix(residual_moment(E, mode, dev), mode)
+                F, d, _, _, ended_on = factor_analysis(
+                    S, N, rank, mode, F, d, min_uniqueness=self.min_uniqueness,
+                    y_moments=self.y_moments, eigensolver=eigensolver)
+                eigensolver = None if ended_on == "subspace" else ended_on
+                if from_residuals and sigma_step == "auto" and moment_pays(S.vectors, N, K):
+                    from_residuals = False  # S formed from the next sweep on
+                S = None
+                factor = woodbury_factor(F, d, mode)
+                b = r0 = None
+                if self.solver == "cg" and penalty is None:  # the CG starts from the
+                    # residuals E at the current beta: b and r0 = X^T vec(E Sigma^-1) -
+                    # ridge beta in one pass over X (the penalised step needs b only:
+                    # gls_beta forms it)
+                    b, r0 = beta_step.rhs_and_residual(Xk, offsets, Yk, E, factor, beta,
+                                                       ridge, dev)
+                spare, E = (None, E), None  # (the buffer of the new residuals)
+                beta, b, finished = beta_solve(factor, beta, b, CG_SWEEP_REDUCTION, r0)
+                fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
+                spare = (None, None)
+                nll = -loglik(E, factor, dev)
+                history.append(float(-nll))
+                # what the sweeps minimise: the nll, plus the penalty with l1 / bounds
+                objective = (nll if penalty is None else
+                             nll + penalty_value(penalty, beta, ridge, mode))
+                # (relative to |nll|, floored at N K: the nll's zero depends on Y's units)
+                converged = (abs(objective_prev - objective)
+                             <= tol * max(abs(objective), N * K))
+                if converged:
+                    break
+                objective_prev = objective
+            if not finished:  # the last solve stopped early: finish it at the final Sigma
+                spare, E, fitted = (fitted, E), None, None
+                beta = beta_solve(factor, beta, b)[0]
+                fitted, E = fitted_and_residuals(Xk, offsets, Yk, beta, mode, dev, spare)
+                spare = (None, None)
+                nll = -loglik(E, factor, dev)
+            llf = -nll
+            if not converged:
+                warnings.warn(f"the fit did not converge in {max_iter} sweeps (tol={tol}); "
+                              "raise max_iter or tol", ConvergenceWarning,
+                              stacklevel=user_stacklevel())
+            _warn_exact_fits(d, self.y_moments, data.equation_names)
+        for shortfall in beta_solve.shortfalls(factor):
+            warnings.warn(shortfall, ConvergenceWarning, stacklevel=user_stacklevel())
 
-    # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust); none: a P x P matrix of
-    # NaN would be 800 MB at P = 10^4
-    cov = (None if cov_type == "none" else
-           covariance(cov_type, Xk, offsets, factor, ridge, E, mode, dev, XtX,
-                      beta_solve.cholesky_at(factor),
-                      shared_design_factor(data, ridge, mode, dev, block_factors)))
-    # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
-    # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
-    return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, ridge=ridge,
-                     resid=to_host(E), fittedvalues=to_host(fitted), n_iter=n_iter,
-                     converged=converged, device=dev,
-                     mode=mode, offsets=offsets, equation_names=data.equation_names,
-                     regressor_names=data.regressor_names, cov_type=cov_type,
-                     added_constant=data.added_constant, llf_history=tuple(history),
-                     penalty=describe(penalty, ridge),
-                     free_coefficients=(None if penalty is None
-                                        else free_coefficients(penalty, beta)),
-                     sigma_fixed=fixed is not None, has_constant=data.has_constant,
-                     named_regressors=data.named_regressors,
-                     named_equations=data.named_equations)
+        # 3. covariance: A^-1 (plug-in), or A^-1 B A^-1 (robust); none: a P x P matrix of
+        # NaN would be 800 MB at P = 10^4
+        cov = (None if cov_type == "none" else
+               covariance(cov_type, Xk, offsets, factor, ridge, E, mode, dev, self.XtX,
+                          beta_solve.cholesky_at(factor), self._design_factor()))
+        # fitted = X beta itself (kept from the last residuals), so that fittedvalues ==
+        # predict(Xs) bitwise (Y - E rounds differently) and resid == Y - fittedvalues
+        return GLSResult(params=beta, cov=cov, F=F, d=d, llf=float(llf), nobs=N, ridge=ridge,
+                         resid=to_host(E), fittedvalues=to_host(fitted), n_iter=n_iter,
+                         converged=converged, device=dev,
+                         mode=mode, offsets=offsets, equation_names=data.equation_names,
+                         regressor_names=data.regressor_names, cov_type=cov_type,
+                         added_constant=data.added_constant, llf_history=tuple(history),
+                         penalty=describe(penalty, ridge),
+                         free_coefficients=(None if penalty is None
+                                            else free_coefficients(penalty, beta)),
+                         sigma_fixed=fixed is not None, has_constant=data.has_constant,
+                         named_regressors=data.named_regressors,
+                         named_equations=data.named_equations)
+
+    def _design_factor(self):
+        return shared_design_factor(self.data, self.ridge, self.mode, self.dev,
+                                    self.block_factors)
+
+    def with_covariance(self, result: GLSResult, cov_type: str) -> GLSResult:
+        """``result``, a :meth:`fit_rank` of this system without a covariance, with the
+        covariance ``cov_type``: the bits of :meth:`fit_rank` with it, from the work
+        already done (``X^T X`` with the gram solver, the Gram blocks) and the
+        residuals at ``result.params`` (which are ``result.resid``, bit for bit)."""
+        if result.free_coefficients is not None:
+            raise _penalised_covariance_error(cov_type, "such a fit has no covariance to add")
+        _, E = fitted_and_residuals(self.Xk, self.data.offsets, self.Yk, result.params,
+                                    self.mode, self.dev)
+        factor = woodbury_factor(result.F, result.d, self.mode)
+        cov = covariance(cov_type, self.Xk, self.data.offsets, factor, self.ridge, E,
+                         self.mode, self.dev, self.XtX, design_factor=self._design_factor())
+        return dataclasses.replace(result, cov=cov, cov_type=cov_type)

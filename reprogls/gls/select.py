@@ -9,9 +9,11 @@ smallest AIC or BIC,
 with ``q`` the fit's free parameters (:attr:`.GLSResult.df_model`: P coefficients, K
 variances and ``K k - k (k - 1) / 2`` loadings). The candidates are fitted without
 standard errors (``cov_type="none"``), and the chosen one is then given the covariance
-asked for (:meth:`.GLSResult.with_covariance`: the bits of fitting it with that
-``cov_type``, without the sweeps again); every fit is the deterministic :func:`.fit`, so
-the table and the choice are the same bits everywhere.
+asked for (the bits of fitting it with that ``cov_type``, without the sweeps again);
+every fit has the bits of the deterministic :func:`.fit` at its rank, so the table and
+the choice are the same bits everywhere. The work of a fit that no rank changes
+(validating and packing the data, the Gram blocks or ``X^T X``, their factors, the OLS
+start) is done once for all the candidates (:class:`.fit.SharedFit`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import check_int
-from .fit import check_cov_type, fit
+from .data import check_int, check_rank
+from .fit import SharedFit, check_cov_type
 from .results import GLSResult
 
 __all__ = ["CRITERIA", "RankSelection", "select_rank"]
@@ -45,7 +47,10 @@ class RankSelection:
         Each candidate's free parameters.
     converged : tuple of bool
     seconds : tuple of float
-        Wall-clock time of each candidate's fit (not part of any bits).
+        Wall-clock time of each candidate's fit (not part of any bits), without the
+        work the candidates share.
+    setup_seconds : float
+        Wall-clock time of the work the candidates share (:class:`.fit.SharedFit`).
     best_rank : int
         The candidate with the smallest criterion (the smallest rank among ties).
     result : GLSResult
@@ -60,6 +65,7 @@ class RankSelection:
     df_model: tuple[int, ...]
     converged: tuple[bool, ...]
     seconds: tuple[float, ...] = field(compare=False)
+    setup_seconds: float = field(compare=False)
     best_rank: int
     result: GLSResult = field(compare=False)
 
@@ -139,10 +145,18 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     if outside:  # before any fit, not after the candidates below them
         raise ValueError(f"ranks must be in 0..K-1 = 0..{K - 1} for K = {K} equations, "
                          f"got {outside}")
+    started = time.perf_counter()
+    system = SharedFit(Xs, Y, **fit_kwargs)
+    cov_type = system.cov_type_for(cov_type)
+    for k in candidates:  # (Ledermann's bound warns here, before any work)
+        check_rank(k, system.K)
+    system.set_up(candidates[-1])
+    system.share_ols_moment = True
+    setup_seconds = time.perf_counter() - started
     fits, seconds = [], []
     for k in candidates:
         started = time.perf_counter()
-        fits.append(fit(Xs, Y, rank=k, cov_type="none", **fit_kwargs))
+        fits.append(system.fit_rank(k, "none"))
         seconds.append(time.perf_counter() - started)
     scores = [getattr(r, criterion) for r in fits]
     best = min(range(len(candidates)), key=lambda i: (scores[i], candidates[i]))
@@ -150,11 +164,12 @@ def select_rank(Xs, Y=None, *, ranks, criterion: str = "bic", cov_type: str | No
     # the covariance asked for, without fitting the chosen rank again: the bits of
     # fit(..., cov_type=cov_type) (the sweeps do not depend on it)
     chosen = (fits[best] if cov_type == "none" else
-              fits[best].with_covariance(Xs, Y, cov_type or "plugin"))
+              system.with_covariance(fits[best], cov_type))
     return RankSelection(criterion=criterion, ranks=tuple(candidates),
                          llf=tuple(float(r.llf) for r in fits),
                          aic=tuple(float(r.aic) for r in fits),
                          bic=tuple(float(r.bic) for r in fits),
                          df_model=tuple(int(r.df_model) for r in fits),
                          converged=tuple(bool(r.converged) for r in fits),
-                         seconds=tuple(seconds), best_rank=best_rank, result=chosen)
+                         seconds=tuple(seconds), setup_seconds=setup_seconds,
+                         best_rank=best_rank, result=chosen)
