@@ -130,3 +130,16 @@ def test_shared_fit_refuses_a_fit_before_its_set_up(three_factors):
     system = fit_module.SharedFit(Xs, Y)
     with pytest.raises(RuntimeError, match="set_up must run before fit_rank"):
         system.fit_rank(1, "none")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", [{"beta_solver": "gram"},
+                                     {"beta_solver": "cg", "mode": "plain"}])
+def test_select_rank_on_the_gpu_has_the_cpu_bits(three_factors, options):
+    """The candidates share X, Y and the Gram blocks on the GPU; the table and the
+    chosen fit (with its plug-in covariance) are the CPU's bits."""
+    Xs, Y = three_factors
+    cpu = gls.select_rank(Xs, Y, ranks=[0, 2, 3], device="cpu", **options)
+    gpu = gls.select_rank(Xs, Y, ranks=[0, 2, 3], device="cuda", **options)
+    assert gpu == cpu  # the table (llf, criteria, choice), bit for bit
+    assert gpu.result.device != "cpu" and gpu.result.fingerprint == cpu.result.fingerprint
