@@ -44,6 +44,12 @@ OWN_NUMBA_CACHE = ("lane_steps", "fused_phases")
       for phase in ("dots", "woodbury", "steps", "all three")]
      + [rf"^\s+{mode}\s+the kernel \(.*\)\s+memory\s+{NUMBER}$"
         for mode in ("plain", "compensated")]),
+    ("rank_selection", ["--n", "300", "--k", "8", "--p", "2", "--factors", "2", "--ranks",
+                        "0", "1", "2", "3", "--rounds", "1"],
+     [rf"^round 1: select_rank {NUMBER} s \(shared work {NUMBER} s\), one fit per rank "
+      rf"{NUMBER} s$",
+      rf"^best: select_rank {NUMBER} s, one fit per rank {NUMBER} s, {NUMBER}x; best rank "
+      rf"\d+, the same bits$"]),
     ("compare_peers", ["--small", "--repeat", "1"],
      [rf"^\s+N=\s*200 K=\s*4 p=2: reprogls\s+{NUMBER} s \(\d+ sweeps\)\s+linearmodels\s+"
       rf"{NUMBER} s .* max rel beta diff {NUMBER}e",
