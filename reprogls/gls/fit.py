@@ -353,9 +353,18 @@ def with_covariance(result: GLSResult, Xs, Y=None, cov_type: str = "plugin") -> 
         raise ValueError("Xs, Y are not the data this result was fitted to: the residuals "
                          "at its params differ from its resid; pass the Xs, Y given to fit "
                          "(or fit again with cov_type)")
-    factor = woodbury_factor(result.F, result.d, mode)
-    cov = covariance(cov_type, Xk, data.offsets, factor, result.ridge, E, mode, dev,
-                     design_factor=shared_design_factor(data, result.ridge, mode, dev))
+    return _covariance_added(result, cov_type, Xk, data.offsets, E,
+                             design_factor=shared_design_factor(data, result.ridge, mode, dev))
+
+
+def _covariance_added(result: GLSResult, cov_type: str, X, offsets: np.ndarray, E,
+                      XtX: np.ndarray | None = None, design_factor=None) -> GLSResult:
+    """``result`` with :func:`covariance` ``cov_type`` at its Sigma, from the design ``X``
+    and the residuals ``E`` at its params where the kernels read them (``XtX`` and
+    ``design_factor`` if at hand: the same bits)."""
+    factor = woodbury_factor(result.F, result.d, result.mode)
+    cov = covariance(cov_type, X, offsets, factor, result.ridge, E, result.mode,
+                     result.device, XtX, design_factor=design_factor)
     return dataclasses.replace(result, cov=cov, cov_type=cov_type)
 
 
@@ -619,9 +628,9 @@ class SharedFit:
         self._ols_moment_matrix: MomentMatrix | None = None
 
     def cov_type_for(self, cov_type: str | None) -> str:
-        """``cov_type`` checked, and the default (``None``) made explicit: ``"plugin"``,
-        or ``"none"`` with a penalty, which refuses the others."""
-        check_cov_type(cov_type)
+        """``cov_type`` (one :func:`check_cov_type` passed, as the callers check it before
+        the data) with the default (``None``) made explicit: ``"plugin"``, or ``"none"``
+        with a penalty, which refuses the others."""
         if cov_type is None:
             return "plugin" if self.penalty is None else "none"
         if self.penalty is not None and cov_type != "none":
@@ -807,7 +816,5 @@ class SharedFit:
             raise _penalised_covariance_error(cov_type, "such a fit has no covariance to add")
         _, E = fitted_and_residuals(self.Xk, self.data.offsets, self.Yk, result.params,
                                     self.mode, self.dev)
-        factor = woodbury_factor(result.F, result.d, self.mode)
-        cov = covariance(cov_type, self.Xk, self.data.offsets, factor, self.ridge, E,
-                         self.mode, self.dev, self.XtX, design_factor=self._design_factor())
-        return dataclasses.replace(result, cov=cov, cov_type=cov_type)
+        return _covariance_added(result, cov_type, self.Xk, self.data.offsets, E, self.XtX,
+                                 self._design_factor())
